@@ -1,0 +1,22 @@
+"""fluxlite: a job runtime for workflow tasks on Flux-scheduled systems."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from fluxlite.errors import FluxliteError, SpecError  # noqa: E402
+
+__all__ = ["__version__", "FluxliteError", "SpecError", "JobSpec", "run_job"]
+
+
+def __getattr__(name: str) -> object:
+    # Imported lazily so that `import fluxlite` stays cheap for the command line.
+    if name == "JobSpec":
+        from fluxlite.spec import JobSpec
+
+        return JobSpec
+    if name == "run_job":
+        from fluxlite.runner import run_job
+
+        return run_job
+    raise AttributeError(name)

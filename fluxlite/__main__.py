@@ -1,0 +1,3 @@
+from fluxlite.cli import main
+
+raise SystemExit(main())

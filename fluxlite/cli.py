@@ -1,0 +1,97 @@
+"""The command line: parse, delegate, turn every failure into one line and an exit code.
+
+Each subcommand lives in ``fluxlite.commands.<name>`` with ``add_arguments(parser)`` and
+``main(args) -> int``; only the module of the command being run is imported, so that
+``fluxlite run`` starts fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from fluxlite import __version__
+from fluxlite.errors import EXIT_INFRA, EXIT_USAGE, FluxliteError, SpecError
+
+COMMANDS: dict[str, str] = {
+    "run": "run a job described by a job.json",
+    "validate": "check a job.json and report every problem",
+    "kickstart": "pegasus-kickstart compatible front end: run a command, write its record",
+    "transfer": "pegasus-transfer compatible: run a JSON transfer list",
+    "cluster": "run a cluster of tasks (PMC DAG, pegasus-cluster list, JSON job list)",
+    "submit": "submit `fluxlite run job.json` to Flux as a batch job",
+    "batch-script": "print a batch script for a job, in the shape HTCondor's BLAHP writes",
+}
+ALIASES = {"batch_script": "batch-script"}
+
+
+def setup_logging(verbosity: int) -> None:
+    level = logging.WARNING if verbosity < 0 else logging.DEBUG if verbosity > 0 else logging.INFO
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s: %(message)s", "%Y-%m-%d %H:%M:%S"))
+    root = logging.getLogger("fluxlite")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False
+
+
+def _top_help() -> str:
+    lines = [f"usage: fluxlite [--version] COMMAND [options]", "",
+             "fluxlite runs workflow jobs: stage-in with checksums, a monitored task, "
+             "stage-out, and Pegasus-compatible records.", "", "commands:"]
+    lines += [f"  {name:<13} {text}" for name, text in COMMANDS.items()]
+    lines += ["", "`fluxlite COMMAND --help` describes a command."]
+    return "\n".join(lines)
+
+
+def common_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-v", "--verbose", action="count", default=0, help="more log detail")
+    p.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(_top_help())
+        return 0 if argv else EXIT_USAGE
+    if argv[0] in ("-V", "--version"):
+        print(f"fluxlite {__version__}")
+        return 0
+    name = ALIASES.get(argv[0], argv[0])
+    if name not in COMMANDS:
+        sys.stderr.write(f"fluxlite: error: unknown command '{argv[0]}' "
+                         f"(commands: {', '.join(COMMANDS)})\n")
+        return EXIT_USAGE
+    module = importlib.import_module(f"fluxlite.commands.{name.replace('-', '_')}")
+    if hasattr(module, "main_argv"):  # commands with a command line of their own
+        return _guard(lambda: module.main_argv(argv[1:]))
+    parser = argparse.ArgumentParser(prog=f"fluxlite {name}", description=COMMANDS[name])
+    common_arguments(parser)
+    module.add_arguments(parser)
+    args = parser.parse_args(argv[1:])
+    setup_logging(-1 if args.quiet else args.verbose)
+    return _guard(lambda: module.main(args))
+
+
+def _guard(fn) -> int:  # noqa: ANN001
+    try:
+        return int(fn())
+    except SpecError as err:
+        prefix = f"{err.source}: " if err.source else ""
+        for problem in err.problems:
+            sys.stderr.write(f"fluxlite: error: {prefix}{problem}\n")
+        return err.exit_code
+    except FluxliteError as err:
+        sys.stderr.write(f"fluxlite: error: {err}\n")
+        return err.exit_code
+    except KeyboardInterrupt:
+        sys.stderr.write("fluxlite: interrupted\n")
+        return 130
+    except BrokenPipeError:
+        return EXIT_INFRA
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

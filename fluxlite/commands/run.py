@@ -1,0 +1,44 @@
+"""fluxlite run job.json"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from fluxlite.spec import JobSpec
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("job", help="the job description (job.json)")
+    p.add_argument("--kickstart-record", metavar="PATH",
+                   help="where the kickstart YAML record goes ('-' for stdout; "
+                        "default: records.kickstart of the job)")
+    p.add_argument("--json-record", metavar="PATH",
+                   help="where the JSON record goes ('-' for stdout; default: records.json)")
+    p.add_argument("--full", action="store_true",
+                   help="environment and limits in the record even on success")
+    p.add_argument("--no-flux", action="store_true",
+                   help="ignore any Flux instance (run as on a machine without Flux)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="validate and print the resolved plan; run nothing")
+
+
+def main(args: argparse.Namespace) -> int:
+    spec = JobSpec.from_file(args.job)
+    if args.dry_run:
+        from fluxlite.plan import describe
+
+        sys.stdout.write(describe(spec))
+        return 0
+    from fluxlite.runner import RunOptions, run_job
+
+    opts = RunOptions(full=args.full, use_flux=not args.no_flux)
+    if args.kickstart_record is not None:
+        opts.kickstart = args.kickstart_record
+    if args.json_record is not None:
+        opts.json = args.json_record
+    if opts.kickstart == "-" and opts.json == "-":
+        from fluxlite.errors import UsageError
+
+        raise UsageError("only one record can go to stdout")
+    return run_job(spec, opts)

@@ -1,0 +1,348 @@
+"""Run the task: no shell, its own process group, stdio to files, waited with its rusage.
+
+The controller applies the checkpoint schedule (TERM, then KILL), takes the signals that
+fluxlite itself receives while the task runs, and makes sure no process of the task outlives
+it: fluxlite is a child subreaper, so even descendants that left the process group (setsid,
+double fork) are re-parented to it and can be found, killed and reaped.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+
+from fluxlite.errors import ExecError
+from fluxlite.execute.timelimit import Schedule
+
+logger = logging.getLogger(__name__)
+
+_PR_SET_CHILD_SUBREAPER = 36
+_subreaper_done = False
+
+
+def become_subreaper() -> bool:
+    """Make orphaned descendants re-parent to this process (Linux); False where unsupported."""
+    global _subreaper_done
+    if _subreaper_done:
+        return True
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+            return False
+    except (OSError, AttributeError):
+        return False
+    _subreaper_done = True
+    return True
+
+
+def signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"SIG{signum}"
+
+
+@dataclass(slots=True)
+class ExitStatus:
+    raw: int  # the wait status as waitpid gives it; -1 when the task never started
+    exitcode: int | None = None
+    signal: int | None = None
+    core: bool = False
+    error: str | None = None  # why the task could not be started
+
+    @classmethod
+    def from_wait(cls, status: int) -> ExitStatus:
+        if os.WIFSIGNALED(status):
+            return cls(status, None, os.WTERMSIG(status), os.WCOREDUMP(status))
+        return cls(status, os.WEXITSTATUS(status))
+
+    @classmethod
+    def failed_to_start(cls, error: str) -> ExitStatus:
+        return cls(-1, None, None, False, error)
+
+    @property
+    def code(self) -> int:
+        """The exit code a shell would report: N, 128+signal, or 127 when it never ran."""
+        if self.error is not None:
+            return 127
+        if self.signal is not None:
+            return 128 + self.signal
+        return self.exitcode or 0
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.signal is None and self.exitcode == 0
+
+
+@dataclass(slots=True)
+class SignalEvent:
+    time: float
+    signal: str
+    direction: str  # "received" (by fluxlite) or "sent" (to the task)
+    target: str = ""
+    reason: str = ""
+
+    def as_dict(self) -> dict[str, object]:
+        return {"time": self.time, "signal": self.signal, "direction": self.direction,
+                "target": self.target, "reason": self.reason}
+
+
+@dataclass(slots=True)
+class TaskResult:
+    argv: list[str]
+    cwd: str
+    start: float = 0.0
+    duration: float = 0.0
+    pid: int = 0
+    status: ExitStatus = field(default_factory=lambda: ExitStatus(-1))
+    rusage: dict[str, float] = field(default_factory=dict)
+    timed_out: str | None = None  # "term" or "kill" when the schedule fired
+    killed: list[dict[str, object]] = field(default_factory=list)
+
+
+RUSAGE_FIELDS = ("utime", "stime", "maxrss", "minflt", "majflt", "nswap", "inblock", "outblock",
+                 "msgsnd", "msgrcv", "nsignals", "nvcsw", "nivcsw")
+
+
+def rusage_dict(ru: object) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for name in RUSAGE_FIELDS:
+        val = getattr(ru, "ru_oublock" if name == "outblock" else "ru_" + name)
+        out[name] = round(val, 3) if name in ("utime", "stime") else int(val)
+    return out
+
+
+class TaskController:
+    """Starts the task and drives it to its end; thread-safe ``signal()`` for fluxlite's own."""
+
+    def __init__(self, argv: list[str], cwd: str, env: dict[str, str], *, stdin: str,
+                 stdout: str, stderr: str, schedule: Schedule, kill_grace: float = 5.0,
+                 usr1: str = "forward", append: bool = False,
+                 events: list[SignalEvent] | None = None) -> None:
+        self.argv = argv
+        self.cwd = cwd
+        self.env = env
+        self.stdin, self.stdout, self.stderr = stdin, stdout, stderr
+        self.schedule = schedule
+        self.kill_grace = kill_grace
+        self.usr1 = usr1
+        self.append = append
+        self.events = events if events is not None else []
+        self.result = TaskResult(argv=list(argv), cwd=cwd)
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._done = threading.Event()
+        self._lock = threading.Lock()
+        self._t0 = 0.0
+        self._term_at: float | None = None
+        self._kill_at: float | None = None
+        self._termed = False
+        self._killed = False
+        self._wait: tuple[int, object] | None = None
+
+    # -- start ------------------------------------------------------------------
+    def start(self) -> None:
+        become_subreaper()
+        mode = "ab" if self.append else "wb"
+        try:
+            fin = open(self.stdin, "rb")  # noqa: SIM115 - handed to the child
+        except OSError as err:
+            raise ExecError(f"cannot open stdin {self.stdin}: {err.strerror}") from err
+        fout = ferr = None
+        try:
+            fout = _open_out(self.stdout, mode)
+            ferr = fout if self.stderr == self.stdout else _open_out(self.stderr, mode)
+            self.result.start = time.time()
+            self._t0 = time.monotonic()
+            self._proc = subprocess.Popen(  # noqa: S603 - argv list, never a shell
+                self.argv, cwd=self.cwd, env=self.env, stdin=fin, stdout=fout, stderr=ferr,
+                start_new_session=True, close_fds=True, restore_signals=True)
+        except OSError as err:
+            why = err.strerror or str(err)
+            raise ExecError(f"cannot execute {self.argv[0]}: {why}") from err
+        finally:
+            for f in {id(x): x for x in (fin, fout, ferr) if x is not None}.values():
+                if hasattr(f, "close"):
+                    f.close()
+        self.result.pid = self._proc.pid
+        s = self.schedule
+        if s.term_after is not None:
+            self._term_at = self._t0 + s.term_after
+        if s.kill_after is not None:
+            self._kill_at = self._t0 + s.kill_after
+        threading.Thread(target=self._waiter, name="fluxlite-wait", daemon=True).start()
+
+    def _waiter(self) -> None:
+        assert self._proc is not None
+        pid = self._proc.pid
+        while True:
+            try:
+                _, status, ru = os.wait4(pid, 0)
+                break
+            except InterruptedError:
+                continue
+            except ChildProcessError:
+                status, ru = 0, None
+                break
+        self._wait = (status, ru)
+        self._proc.returncode = -1  # reaped here; keep Popen from waiting on it again
+        self._done.set()
+
+    # -- drive ---------------------------------------------------------------------
+    def wait(self) -> TaskResult:
+        """Block until the task ends, applying the schedule; then clean up its tree."""
+        while not self._done.is_set():
+            deadline = self._next_deadline()
+            timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if self._done.wait(timeout if timeout is None else min(timeout, 3600.0)):
+                break
+            self._check_deadlines()
+        res = self.result
+        res.duration = time.monotonic() - self._t0
+        assert self._wait is not None
+        status, ru = self._wait
+        res.status = ExitStatus.from_wait(status)
+        if ru is not None:
+            res.rusage = rusage_dict(ru)
+        self._cleanup_tree("task ended")
+        return res
+
+    def _next_deadline(self) -> float | None:
+        with self._lock:
+            cands = []
+            if self._term_at is not None and not self._termed:
+                cands.append(self._term_at)
+            if self._kill_at is not None and not self._killed:
+                cands.append(self._kill_at)
+            return min(cands) if cands else None
+
+    def _check_deadlines(self) -> None:
+        now = time.monotonic()
+        with self._lock:
+            term_due = self._term_at is not None and not self._termed and now >= self._term_at
+            kill_due = self._kill_at is not None and not self._killed and now >= self._kill_at
+        if kill_due:
+            self.result.timed_out = "kill"
+            self.kill_tree("time limit: kill")
+        elif term_due:
+            self.result.timed_out = self.result.timed_out or "term"
+            self._send(signal.SIGTERM, "checkpoint time: terminate")
+            with self._lock:
+                self._termed = True
+                if self._kill_at is None:
+                    self._kill_at = now + self.kill_grace
+
+    # -- signals --------------------------------------------------------------------
+    def on_signal(self, signum: int) -> None:
+        """fluxlite received signum while the task runs (called from the signal handler)."""
+        self.events.append(SignalEvent(time.time(), signal_name(signum), "received",
+                                       "fluxlite"))
+        if self._done.is_set():
+            return
+        if signum == signal.SIGUSR1:
+            if self.usr1 == "forward":
+                self._send(signal.SIGUSR1, "checkpoint warning forwarded")
+                return
+            signum = signal.SIGTERM
+        if self._termed:
+            # a second terminating signal: no more grace
+            self.kill_tree(f"second {signal_name(signum)}")
+            return
+        self._send(signum, "forwarded")
+        with self._lock:
+            self._termed = True
+            grace_end = time.monotonic() + self.kill_grace
+            if self._kill_at is None or self._kill_at > grace_end:
+                self._kill_at = grace_end
+
+    def _send(self, signum: int, reason: str) -> None:
+        if self._proc is None or self._done.is_set():
+            return
+        pgid = self._proc.pid
+        try:
+            os.killpg(pgid, signum)
+        except ProcessLookupError:
+            return
+        self.events.append(SignalEvent(time.time(), signal_name(signum), "sent",
+                                       f"process group {pgid}", reason))
+
+    def kill_tree(self, reason: str) -> None:
+        """SIGKILL the task's process group and every descendant of fluxlite."""
+        with self._lock:
+            if self._killed:
+                return
+            self._killed = True
+        if self._proc is not None and not self._done.is_set():
+            try:
+                os.killpg(self._proc.pid, signal.SIGKILL)
+                self.events.append(SignalEvent(time.time(), "SIGKILL", "sent",
+                                               f"process group {self._proc.pid}", reason))
+            except ProcessLookupError:
+                pass
+        self.result.killed.extend(kill_descendants(reason))
+
+    def _cleanup_tree(self, reason: str) -> None:
+        if self._proc is not None:
+            try:
+                os.killpg(self._proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        self.result.killed.extend(kill_descendants(f"left behind: {reason}"))
+        reap_all()
+
+
+def kill_descendants(reason: str) -> list[dict[str, object]]:
+    """SIGKILL every process below this one; return what was killed. Reaps nothing."""
+    import psutil
+
+    me = psutil.Process(os.getpid())
+    killed: list[dict[str, object]] = []
+    seen: set[int] = set()
+    for _ in range(5):  # new children may appear while we kill (a fork in flight)
+        try:
+            procs = [p for p in me.children(recursive=True) if p.pid not in seen]
+        except psutil.Error:
+            break
+        live = []
+        for p in procs:
+            seen.add(p.pid)
+            try:
+                if p.status() == psutil.STATUS_ZOMBIE:
+                    continue
+                info = {"pid": p.pid, "name": p.name(), "signal": "SIGKILL", "reason": reason}
+                p.kill()
+                killed.append(info)
+                live.append(p)
+            except psutil.Error:
+                continue
+        if not live:
+            break
+    return killed
+
+
+def reap_all(timeout: float = 2.0) -> None:
+    """Reap every child of this process (the task has been reaped already), waiting a little
+    for killed grandchildren that are re-parented to us as they die."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            if time.monotonic() >= deadline:
+                return
+            time.sleep(0.005)
+
+
+def _open_out(path: str, mode: str):  # noqa: ANN202
+    try:
+        return open(path, mode)  # noqa: SIM115
+    except OSError as err:
+        raise ExecError(f"cannot open {path}: {err.strerror}") from err

@@ -1,0 +1,51 @@
+"""When the task gets SIGTERM and SIGKILL, computed as Pegasus's planner does."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from fluxlite.spec import Limits
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    """Seconds after the task starts at which it is sent TERM, then KILL (None: never)."""
+
+    term_after: float | None = None
+    kill_after: float | None = None
+    source: str = "none"  # "spec", "flux" or "none"
+    walltime: float | None = None
+
+    def as_dict(self) -> dict[str, object]:
+        return {"term_after": self.term_after, "kill_after": self.kill_after,
+                "source": self.source, "walltime": self.walltime}
+
+
+def from_limits(limits: Limits, timeleft: float | None = None, elapsed: float = 0.0) -> Schedule:
+    """The schedule from the spec's limits, or from Flux's time left when the spec has none.
+
+    - checkpoint C and walltime W: TERM at C, KILL at C + (W - C) / 2;
+    - W only: TERM at W - 300 s (W - 10 s when that is not positive), KILL halfway to W;
+    - C only: TERM at C, KILL ``kill_grace`` seconds later.
+    ``timeleft`` (seconds, measured ``elapsed`` seconds before the task starts) stands in for
+    W when the spec gives no walltime.
+    """
+    c = limits.checkpoint_time
+    w = limits.maxwalltime
+    source = "spec"
+    if w is None and timeleft is not None and math.isfinite(timeleft):
+        w = max(timeleft - elapsed, 1.0)
+        source = "flux"
+    if c is not None and w is not None and c < w:
+        return Schedule(c, c + (w - c) / 2.0, source, w)
+    if w is not None:
+        term = w - 300.0
+        if term <= 0:
+            term = w - 10.0
+        if term <= 0:
+            term = w / 2.0
+        return Schedule(term, term + (w - term) / 2.0, source, w)
+    if c is not None:
+        return Schedule(c, c + limits.kill_grace, "spec", None)
+    return Schedule()

@@ -1,0 +1,19 @@
+"""Flux integration. The bindings are imported lazily: fluxlite runs without them."""
+
+from __future__ import annotations
+
+from fluxlite.errors import FluxUnavailable
+
+INSTALL_HINT = ("install the Flux Python bindings that match your flux-core "
+                "(pip install 'fluxlite[flux]' or flux-python==<flux version>)")
+
+
+def import_flux():  # noqa: ANN201
+    """The ``flux`` module, or FluxUnavailable with one line saying how to get it."""
+    try:
+        import flux  # type: ignore[import-not-found]
+        import flux.job  # type: ignore[import-not-found]  # noqa: F401
+    except ImportError as err:
+        raise FluxUnavailable(f"the Flux Python bindings are not importable ({err}): "
+                              f"{INSTALL_HINT}") from err
+    return flux

@@ -1,0 +1,62 @@
+"""Pegasus integrity metadata (.meta files): expected checksums in, output checksums out."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import orjson
+
+from fluxlite.errors import SpecError
+
+
+def read_meta_files(paths: tuple[str, ...] | list[str]) -> dict[str, str]:
+    """lfn -> expected sha256 from Pegasus .meta files (later files win)."""
+    out: dict[str, str] = {}
+    for i, path in enumerate(paths):
+        try:
+            with open(path, "rb") as fh:
+                doc = orjson.loads(fh.read())
+        except OSError as err:
+            raise SpecError([f"meta[{i}]: cannot read {path}: {err.strerror}"]) from err
+        except orjson.JSONDecodeError as err:
+            raise SpecError([f"meta[{i}]: {path} is not valid JSON: {err}"]) from err
+        if not isinstance(doc, list):
+            raise SpecError([f"meta[{i}]: {path} must hold a JSON list"])
+        for j, entry in enumerate(doc):
+            if not isinstance(entry, dict) or entry.get("_type", "file") != "file":
+                continue
+            attrs = entry.get("_attributes") or {}
+            lfn = entry.get("_id")
+            if not isinstance(lfn, str) or not isinstance(attrs, dict):
+                raise SpecError([f"meta[{i}]: {path}[{j}]: needs _id and _attributes"])
+            if str(attrs.get("checksum.type", "")).lower() == "sha256" and attrs.get(
+                    "checksum.value"):
+                out[lfn] = str(attrs["checksum.value"]).lower()
+    return out
+
+
+def meta_entries(outputs: list[Any]) -> list[dict[str, Any]]:
+    entries = []
+    for o in outputs:
+        if not o.sha256:
+            continue
+        attrs = {"checksum.type": "sha256", "checksum.value": o.sha256,
+                 "checksum.timing": f"{o.checksum_timing:.3f}"}
+        if o.stat:
+            attrs["size"] = str(o.stat["size"])
+            attrs["ctime"] = o.stat["ctime"]
+            attrs["user"] = str(o.stat["user"])
+        entries.append({"_type": "file", "_id": o.lfn, "_attributes": attrs})
+    return entries
+
+
+def write_meta(path: str, outputs: list[Any]) -> None:
+    """Write a .meta file for the outputs (atomically), as pegasus-exitcode would."""
+    data = orjson.dumps(meta_entries(outputs), option=orjson.OPT_INDENT_2)
+    d = os.path.dirname(os.path.abspath(path))
+    os.makedirs(d, exist_ok=True)
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+    os.replace(tmp, path)

@@ -1,0 +1,196 @@
+"""Facts about the machine and the process, gathered cheaply (mostly straight from /proc)."""
+
+from __future__ import annotations
+
+import functools
+import os
+import socket
+import stat as _stat
+from datetime import datetime
+from typing import Any
+
+
+def iso(t: float, ms: bool = True) -> str:
+    """Local time with offset, as kickstart writes it (2026-11-22T07:57:49.850+00:00)."""
+    return datetime.fromtimestamp(t).astimezone().isoformat(
+        timespec="milliseconds" if ms else "seconds")
+
+
+@functools.lru_cache(maxsize=64)
+def user_name(uid: int) -> str:
+    import pwd
+
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+@functools.lru_cache(maxsize=64)
+def group_name(gid: int) -> str:
+    import grp
+
+    try:
+        return grp.getgrgid(gid).gr_name
+    except KeyError:
+        return str(gid)
+
+
+def stat_info(path: str, follow: bool = True) -> dict[str, Any] | None:
+    """Kickstart's statinfo fields for a path, or None when it does not exist."""
+    try:
+        st = os.stat(path) if follow else os.lstat(path)
+    except OSError:
+        return None
+    return {
+        "mode": st.st_mode, "size": st.st_size, "inode": st.st_ino, "nlink": st.st_nlink,
+        "blksize": st.st_blksize, "blocks": st.st_blocks,
+        "mtime": iso(st.st_mtime, ms=False), "atime": iso(st.st_atime, ms=False),
+        "ctime": iso(st.st_ctime, ms=False),
+        "uid": st.st_uid, "user": user_name(st.st_uid), "gid": st.st_gid,
+        "group": group_name(st.st_gid),
+    }
+
+
+def is_executable_file(path: str) -> bool:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    return _stat.S_ISREG(st.st_mode) and os.access(path, os.X_OK)
+
+
+def process_info() -> dict[str, Any]:
+    umask = os.umask(0o022)
+    os.umask(umask)
+    uid, gid = os.getuid(), os.getgid()
+    return {"pid": os.getpid(), "uid": uid, "user": user_name(uid), "gid": gid,
+            "group": group_name(gid), "umask": umask}
+
+
+def network() -> tuple[str, str, str]:
+    """(hostname, primary IPv4 address, interface) without sending anything."""
+    hostname = socket.getfqdn() if False else socket.gethostname()
+    try:
+        import psutil
+
+        for ifname, addrs in psutil.net_if_addrs().items():
+            if ifname == "lo":
+                continue
+            for a in addrs:
+                if a.family == socket.AF_INET and not a.address.startswith("127."):
+                    return hostname, a.address, ifname
+    except Exception:  # noqa: BLE001 - best effort
+        pass
+    return hostname, "127.0.0.1", "lo"
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path) as fh:
+            return fh.read()
+    except OSError:
+        return ""
+
+
+def machine() -> dict[str, Any]:
+    """Kickstart's machine section (Linux), in the same units (kB for memory)."""
+    u = os.uname()
+    out: dict[str, Any] = {"page-size": os.sysconf("SC_PAGE_SIZE"),
+                           "uname_system": u.sysname.lower(), "uname_nodename": u.nodename,
+                           "uname_release": u.release, "uname_machine": u.machine}
+    mem: dict[str, int] = {}
+    for line in _read("/proc/meminfo").splitlines():
+        key, _, rest = line.partition(":")
+        parts = rest.split()
+        if parts:
+            mem[key] = int(parts[0])
+    out.update({"ram_total": mem.get("MemTotal", 0), "ram_free": mem.get("MemFree", 0),
+                "ram_shared": mem.get("Shmem", 0), "ram_buffer": mem.get("Buffers", 0),
+                "swap_total": mem.get("SwapTotal", 0), "swap_free": mem.get("SwapFree", 0)})
+    cpus = 0
+    speed = 0.0
+    vendor = model = ""
+    for line in _read("/proc/cpuinfo").splitlines():
+        key, _, val = line.partition(":")
+        key, val = key.strip(), val.strip()
+        if key == "processor":
+            cpus += 1
+        elif key == "cpu MHz" and not speed:
+            speed = float(val or 0)
+        elif key == "vendor_id" and not vendor:
+            vendor = val
+        elif key == "model name" and not model:
+            model = val
+    out.update({"cpu_count": cpus or os.cpu_count() or 1, "cpu_speed": int(speed),
+                "cpu_vendor": vendor or "unknown", "cpu_model": model or u.machine})
+    l1, l5, l15 = os.getloadavg()
+    out.update({"load_min1": round(l1, 2), "load_min5": round(l5, 2),
+                "load_min15": round(l15, 2)})
+    out.update(_procs())
+    return out
+
+
+def _procs() -> dict[str, int]:
+    total = running = sleeping = vmsize = rss = tasks = t_running = t_sleeping = 0
+    page_kb = os.sysconf("SC_PAGE_SIZE") // 1024
+    try:
+        entries = [e for e in os.listdir("/proc") if e.isdigit()]
+    except OSError:
+        entries = []
+    for pid in entries:
+        raw = _read(f"/proc/{pid}/stat")
+        if not raw:
+            continue
+        fields = raw[raw.rfind(")") + 2:].split()
+        if len(fields) < 22:
+            continue
+        total += 1
+        state = fields[0]
+        if state == "R":
+            running += 1
+        elif state in ("S", "D", "I"):
+            sleeping += 1
+        nthreads = int(fields[17])
+        tasks += nthreads
+        if state == "R":
+            t_running += 1
+        elif state in ("S", "D", "I"):
+            t_sleeping += nthreads
+        vmsize += int(fields[20]) // 1024
+        rss += int(fields[21]) * page_kb
+    return {"procs_total": total, "procs_running": running, "procs_sleeping": sleeping,
+            "procs_other": total - running - sleeping, "procs_vmsize": vmsize,
+            "procs_rss": rss, "task_total": tasks, "task_running": t_running,
+            "task_sleeping": t_sleeping, "task_other": max(0, tasks - t_running - t_sleeping)}
+
+
+def rlimits() -> dict[str, Any]:
+    import resource
+
+    out: dict[str, Any] = {}
+    names = {getattr(resource, n): n for n in dir(resource) if n.startswith("RLIMIT_")}
+    for num in range(resource.RLIM_NLIMITS):
+        name = names.get(num, f"RESOURCE_{num}")
+        try:
+            soft, hard = resource.getrlimit(num)
+        except (ValueError, OSError):
+            continue
+        fmt = lambda v: "unlimited" if v == resource.RLIM_INFINITY else v  # noqa: E731
+        out[f"{name}_soft"] = fmt(soft)
+        out[f"{name}_hard"] = fmt(hard)
+    return out
+
+
+_SECRET_WORDS = ("TOKEN", "SECRET", "PASSWORD", "PASSWD", "KEY", "CREDENTIAL", "AUTH")
+
+
+def is_secret_name(name: str) -> bool:
+    up = name.upper()
+    return any(w in up for w in _SECRET_WORDS)
+
+
+def redacted_env(env: dict[str, str]) -> dict[str, str]:
+    from fluxlite.urls import redact
+
+    return {k: ("***" if is_secret_name(k) else redact(v)) for k, v in sorted(env.items())}

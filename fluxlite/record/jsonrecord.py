@@ -1,0 +1,87 @@
+"""The JSON record: the same facts as the kickstart record plus fluxlite's own."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import orjson
+
+from fluxlite import __version__
+from fluxlite.record.host import iso
+from fluxlite.record.model import Record
+from fluxlite.urls import redact
+
+
+def _stage(stage: Any) -> dict[str, Any]:
+    files = []
+    for r in stage.results:
+        d = dataclasses.asdict(r)
+        d["dst"] = redact(r.dst)
+        for a in d["attempts"]:
+            a["src"], a["dst"] = redact(a["src"]), redact(a["dst"])
+        files.append(d)
+    secs = stage.duration or 0.0
+    return {"direction": stage.direction, "start": stage.start, "duration": round(secs, 6),
+            "files": len(stage.results), "succeeded": stage.files, "bytes": stage.bytes,
+            "throughput_mb_s": round(stage.bytes / secs / 1e6, 3) if secs > 0 else None,
+            "interrupted": stage.interrupted, "error": stage.error, "transfers": files}
+
+
+def to_dict(rec: Record) -> dict[str, Any]:
+    spec = rec.spec
+    task = rec.task
+    out: dict[str, Any] = {
+        "fluxlite_record": 1,
+        "fluxlite_version": __version__,
+        "job": None if spec is None else {
+            "name": spec.name, "id": spec.id, "site": spec.site,
+            "workflow": dataclasses.asdict(spec.workflow), "source": spec.source,
+            "placement": spec.placement},
+        "start": iso(rec.start), "start_epoch": rec.start, "duration": round(rec.duration, 6),
+        "host": {"hostname": rec.hostname, "hostaddr": rec.hostaddr,
+                 "interface": rec.interface, **rec.process},
+        "workdir": rec.workdir,
+        "exit_code": rec.exit_code,
+        "success": rec.ok,
+        "error": rec.error,
+        "failed_phase": rec.failed_phase,
+        "phases": [dataclasses.asdict(p) for p in rec.phases],
+        "stage_in": [_stage(s) for s in rec.stage_in],
+        "stage_out": [_stage(s) for s in rec.stage_out],
+        "integrity": [dataclasses.asdict(v) for v in rec.verifications],
+        "task": None,
+        "outputs": [dataclasses.asdict(o) for o in rec.outputs],
+        "schedule": rec.schedule.as_dict() if rec.schedule else None,
+        "signals": [e.as_dict() for e in rec.signals],
+        "staged_after_signal": rec.staged_after_signal,
+        "flux": rec.flux,
+        "jobids": rec.jobids,
+        "machine": rec.machine,
+        "usage": rec.self_usage,
+    }
+    if task is not None:
+        st = task.status
+        out["task"] = {
+            "argv": task.argv, "cwd": task.cwd, "executable": rec.executable,
+            "executable_stat": rec.executable_stat, "pid": task.pid,
+            "start": iso(task.start) if task.start else None, "duration": round(task.duration, 6),
+            "status": {"raw": st.raw, "exitcode": st.exitcode, "signal": st.signal,
+                       "core": st.core, "error": st.error, "code": st.code},
+            "rusage": task.rusage, "timed_out": task.timed_out, "killed": task.killed,
+            "monitor": rec.usage.as_dict() if rec.usage else None,
+            "stdio": [{"name": f.name, "path": f.path, "size": f.size, "truncated": f.truncated,
+                       "tail": None if f.data is None else f.data.decode("utf-8", "replace")}
+                      for f in rec.stdio],
+        }
+    if rec.environment is not None and (not rec.ok or rec.full):
+        out["environment"] = rec.environment
+    if rec.extra_sections:
+        out["hooks"] = {k: {kk: (vv if kk != "status" else dataclasses.asdict(vv))
+                            for kk, vv in v.items()} for k, v in rec.extra_sections.items()}
+    return out
+
+
+def render(rec: Record) -> bytes:
+    return orjson.dumps(to_dict(rec), option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE,
+                        default=str)

@@ -1,0 +1,334 @@
+"""The kickstart 3.0 YAML invocation record, as pegasus-kickstart writes it.
+
+Written by hand rather than with a YAML library: the layout (key order, unquoted
+timestamps, octal modes, ``data: |`` blocks) is what Pegasus's tools and people expect, and
+every string goes through ``q()`` so that any bytes a task prints still make a record that
+Pegasus's parser accepts.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import IO, Any
+
+from fluxlite.record.host import iso
+from fluxlite.record.model import Record
+from fluxlite.urls import redact
+
+MULTIPART = "---------------pegasus-multipart"
+
+# What PyYAML accepts unescaped in a double-quoted scalar or a block (its reader's set),
+# minus the characters that would need care inside quotes.
+_PLAIN_OK = re.compile("[^\x20-\x7e\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+_BLOCK_BAD = re.compile("[^\t\n\x20-\x7e\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+_ESC = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\t": "\\t", "\r": "\\r", "\x00": "\\0",
+        "\x07": "\\a", "\x08": "\\b", "\x0b": "\\v", "\x0c": "\\f", "\x1b": "\\e"}
+
+
+def _escape_char(m: re.Match[str]) -> str:
+    c = m.group(0)
+    if c in _ESC:
+        return _ESC[c]
+    o = ord(c)
+    if o <= 0xFF:
+        return f"\\x{o:02x}"
+    if o <= 0xFFFF:
+        return f"\\u{o:04x}"
+    return f"\\U{o:08x}"
+
+
+def q(value: object) -> str:
+    """A YAML double-quoted scalar that round-trips any string."""
+    s = str(value)
+    s = s.replace("\\", "\\\\").replace('"', '\\"')
+    s = _PLAIN_OK.sub(_escape_char, s)
+    return f'"{s}"'
+
+
+def decode(data: bytes) -> str:
+    """Task output as text: invalid UTF-8 bytes become U+FFFD-free escapes via surrogates."""
+    return data.decode("utf-8", errors="backslashreplace")
+
+
+def block_or_quoted(text: str, indent: str) -> str:
+    """``|`` block (kickstart's style) when the text allows it exactly, else a quoted scalar."""
+    if not text:
+        return '""'
+    ok = (not _BLOCK_BAD.search(text) and not text[0].isspace() and "\n\n\n" not in text[-3:]
+          and not text.endswith("\n\n") and not any(
+              ln != ln.rstrip(" ") and not ln.strip() for ln in text.split("\n")))
+    if ok:
+        body = text[:-1] if text.endswith("\n") else text
+        head = "|" if text.endswith("\n") else "|-"
+        lines = "\n".join((indent + ln) if ln else "" for ln in body.split("\n"))
+        return f"{head}\n{lines}"
+    return q(text)
+
+
+def _num(v: float, nd: int = 3) -> str:
+    return f"{v:.{nd}f}"
+
+
+def _scalar(v: Any) -> str:
+    if isinstance(v, bool):
+        return "True" if v else "False"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        return _num(v)
+    if v is None:
+        return "null"
+    return q(v)
+
+
+class _W:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def kv(self, depth: int, key: str, value: str) -> None:
+        self.lines.append(f"{'  ' * depth}{key}: {value}")
+
+    def key(self, depth: int, key: str) -> None:
+        self.lines.append(f"{'  ' * depth}{key}:")
+
+    def item(self, depth: int, value: str) -> None:
+        self.lines.append(f"{'  ' * depth}- {value}")
+
+    def mapping(self, depth: int, d: dict[str, Any]) -> None:
+        for k, v in d.items():
+            if isinstance(v, dict):
+                self.key(depth, k)
+                self.mapping(depth + 1, v)
+            elif isinstance(v, list):
+                self.key(depth, k)
+                for x in v:
+                    if isinstance(x, dict):
+                        self._dict_item(depth + 1, x)
+                    else:
+                        self.item(depth + 1, _scalar(x))
+            else:
+                self.kv(depth, k, _scalar(v))
+
+    def _dict_item(self, depth: int, d: dict[str, Any]) -> None:
+        first = True
+        for k, v in d.items():
+            prefix = "  " * depth + ("- " if first else "  ")
+            first = False
+            if isinstance(v, (dict, list)):
+                self.lines.append(f"{prefix}{k}:")
+                sub = _W()
+                sub.mapping(0, {"_": v})
+                for ln in sub.lines[1:]:
+                    self.lines.append("  " * (depth + 1) + ln)
+            else:
+                self.lines.append(f"{prefix}{k}: {_scalar(v)}")
+
+    def statinfo(self, depth: int, st: dict[str, Any]) -> None:
+        for k, v in st.items():
+            if k == "mode":
+                self.kv(depth, k, f"0o{v:o}")
+            elif k in ("mtime", "atime", "ctime"):
+                self.kv(depth, k, v)
+            elif k in ("user", "group"):
+                self.kv(depth, k, str(v) if re.fullmatch(r"[A-Za-z_][\w.-]*", str(v)) else q(v))
+            else:
+                self.kv(depth, k, str(v))
+
+
+def render(rec: Record) -> str:
+    """The whole record as text, multipart sections included, ending with a newline."""
+    w = _W()
+    spec = rec.spec
+    w.lines.append("- invocation: True")
+    w.kv(1, "version", "3.0")
+    w.kv(1, "start", iso(rec.start))
+    w.kv(1, "duration", _num(rec.duration))
+    if spec is not None:
+        w.kv(1, "transformation", q(spec.name))
+        w.kv(1, "derivation", q(spec.id))
+        w.kv(1, "resource", q(spec.site))
+        if spec.workflow.label:
+            w.kv(1, "wf-label", q(spec.workflow.label))
+        if spec.workflow.stamp:
+            w.kv(1, "wf-stamp", q(spec.workflow.stamp))
+    w.kv(1, "interface", rec.interface or "lo")
+    w.kv(1, "hostaddr", rec.hostaddr or "127.0.0.1")
+    w.kv(1, "hostname", rec.hostname or "localhost")
+    p = rec.process
+    w.kv(1, "pid", str(p.get("pid", 0)))
+    w.kv(1, "uid", str(p.get("uid", 0)))
+    w.kv(1, "user", q(p.get("user", "")))
+    w.kv(1, "gid", str(p.get("gid", 0)))
+    w.kv(1, "group", q(p.get("group", "")))
+    w.kv(1, "umask", f"0o{p.get('umask', 0o022):04o}")
+
+    for name, section in rec.extra_sections.items():
+        if name in ("setup", "prejob"):
+            _job_section(w, name, section)
+
+    _mainjob(w, rec)
+
+    for name, section in rec.extra_sections.items():
+        if name in ("postjob", "cleanup"):
+            _job_section(w, name, section)
+
+    if rec.jobids:
+        w.key(1, "jobids")
+        for k, v in rec.jobids.items():
+            w.kv(2, k, q(v))
+    else:
+        w.key(1, "jobids")
+    w.kv(1, "cwd", q(rec.cwd) if rec.cwd else '""')
+    w.key(1, "usage")
+    for k, v in rec.self_usage.items():
+        w.kv(2, k, _num(v) if k in ("utime", "stime") else str(int(v)))
+    if rec.machine is not None and not rec.compact:
+        w.key(1, "machine")
+        for k, v in rec.machine.items():
+            w.kv(2, k, _scalar(v) if not isinstance(v, float) else f"{v:.2f}")
+    if not rec.ok or rec.full:
+        if rec.environment is not None:
+            w.key(1, "environment")
+            for k, v in rec.environment.items():
+                w.kv(2, q(k), q(v))
+        if rec.rlimits is not None:
+            w.key(1, "limits")
+            for k, v in rec.rlimits.items():
+                w.kv(2, k, str(v))
+    _files(w, rec)
+    text = "\n".join(w.lines) + "\n"
+    return text + multipart(rec)
+
+
+def _status(w: _W, depth: int, status: Any) -> None:
+    w.key(depth, "status")
+    w.kv(depth + 1, "raw", str(status.raw))
+    if status.error is not None:
+        w.kv(depth + 1, "failure_error", q(status.error))
+    elif status.signal is not None:
+        from fluxlite.execute.task import signal_name
+
+        w.kv(depth + 1, "signalled_signal", str(status.signal))
+        # kickstart's key is misspelt; write both so either reader finds it
+        w.kv(depth + 1, "singalled_name", q(_strsignal(status.signal)))
+        w.kv(depth + 1, "signalled_name", q(signal_name(status.signal)))
+        w.kv(depth + 1, "corefile", "true" if status.core else "false")
+    else:
+        w.kv(depth + 1, "regular_exitcode", str(status.exitcode))
+
+
+def _strsignal(sig: int) -> str:
+    import signal
+
+    return signal.strsignal(sig) or f"signal {sig}"
+
+
+def _mainjob(w: _W, rec: Record) -> None:
+    from fluxlite.execute.task import ExitStatus
+
+    task = rec.task
+    w.key(1, "mainjob")
+    w.kv(2, "start", iso(task.start if task and task.start else rec.start))
+    w.kv(2, "duration", _num(task.duration if task else 0.0))
+    w.kv(2, "pid", str(task.pid if task else 0))
+    w.key(2, "usage")
+    ru = task.rusage if task and task.rusage else {}
+    from fluxlite.execute.task import RUSAGE_FIELDS
+
+    for k in RUSAGE_FIELDS:
+        v = ru.get(k, 0)
+        w.kv(3, k, _num(v) if k in ("utime", "stime") else str(int(v)))
+    status = task.status if task else ExitStatus.failed_to_start(rec.error or "task not run")
+    if task is not None and task.pid == 0 and status.error is None and status.raw == -1:
+        status = ExitStatus.failed_to_start(rec.error or "task not run")
+    _status(w, 2, status)
+    w.key(2, "executable")
+    w.kv(3, "file_name", q(rec.executable) if rec.executable else '""')
+    if rec.executable_stat:
+        w.statinfo(3, rec.executable_stat)
+    w.key(2, "argument_vector")
+    for a in (task.argv[1:] if task else list(rec.spec.arguments) if rec.spec else []):
+        w.item(3, q(a))
+    w.key(2, "procs")
+
+
+def _job_section(w: _W, name: str, sec: dict[str, Any]) -> None:
+    """setup/prejob/postjob/cleanup hooks (kickstart's environment hooks)."""
+    w.key(1, name)
+    w.kv(2, "start", iso(sec["start"]))
+    w.kv(2, "duration", _num(sec["duration"]))
+    w.kv(2, "pid", str(sec.get("pid", 0)))
+    _status(w, 2, sec["status"])
+    w.key(2, "executable")
+    w.kv(3, "file_name", q(sec.get("executable", "")))
+    w.key(2, "argument_vector")
+    for a in sec.get("argv", [])[1:]:
+        w.item(3, q(a))
+
+
+def _files(w: _W, rec: Record) -> None:
+    w.key(1, "files")
+    for out in rec.outputs:
+        if out.stat is None:
+            continue
+        w.key(2, q(out.lfn))
+        w.kv(3, "lfn", q(out.lfn))
+        w.kv(3, "file_name", q(out.path))
+        w.statinfo(3, out.stat)
+        w.kv(3, "output", "True")
+        if out.sha256:
+            w.kv(3, "sha256", out.sha256)
+            w.kv(3, "checksum_timing", f"{out.checksum_timing:.2f}")
+    for f in rec.stdio:
+        from fluxlite.record.host import stat_info
+
+        w.key(2, f.name)
+        st = stat_info(f.path)
+        if f.name == "stdin":
+            w.kv(3, "file_name", q(f.path))
+        else:
+            w.kv(3, "temporary_name", q(f.path))
+        if st:
+            w.statinfo(3, st)
+        if f.data is not None:
+            w.kv(3, "data_truncated", "true" if f.truncated else "false")
+            w.kv(3, "data", block_or_quoted(decode(f.data), "        "))
+
+
+def multipart(rec: Record) -> str:
+    """Transfer attempts and integrity results as pegasus-multipart sections."""
+    parts: list[str] = []
+    attempts = []
+    for stage in rec.stage_in + rec.stage_out:
+        for res in stage.results:
+            for a in res.attempts:
+                attempts.append({"lfn": a.lfn, "src_url": redact(a.src), "dst_url": redact(a.dst),
+                                 "direction": stage.direction, "round": a.round,
+                                 "start": iso(a.start), "duration": round(a.duration, 3),
+                                 "bytes": a.bytes, "success": a.success,
+                                 **({"error": a.error} if a.error else {})})
+    if attempts:
+        w = _W()
+        w.lines.append(MULTIPART)
+        w.key(0, "- transfer_attempts")
+        for a in attempts:
+            w._dict_item(1, a)
+        parts.append("\n".join(w.lines) + "\n")
+    if rec.verifications:
+        w = _W()
+        w.lines.append(MULTIPART)
+        w.key(0, "- integrity_verification_attempts")
+        for v in rec.verifications:
+            w._dict_item(1, {"lfn": v.lfn, "pfn": v.lfn, "sha256": v.actual,
+                             "expected": v.expected or "", "success": v.success})
+        ok = sum(1 for v in rec.verifications if v.success)
+        w.key(0, "- integrity_summary")
+        w.kv(2, "succeeded", str(ok))
+        w.kv(2, "failed", str(len(rec.verifications) - ok))
+        w.kv(2, "duration", _num(sum(v.duration for v in rec.verifications)))
+        parts.append("\n".join(w.lines) + "\n")
+    return "".join(parts)
+
+
+def write(rec: Record, fh: IO[str]) -> None:
+    fh.write(render(rec))

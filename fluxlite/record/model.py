@@ -1,0 +1,106 @@
+"""The provenance model: one Record per job; the writers only format it."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from fluxlite.execute.monitor import ResourceUsage
+    from fluxlite.execute.task import SignalEvent, TaskResult
+    from fluxlite.execute.timelimit import Schedule
+    from fluxlite.integrity import Verification
+    from fluxlite.spec import JobSpec
+    from fluxlite.staging.phases import StageResult
+
+
+@dataclass(slots=True)
+class Phase:
+    name: str
+    start: float
+    duration: float = 0.0
+    ok: bool = True
+    error: str | None = None
+    bytes: int = 0
+    files: int = 0
+
+
+@dataclass(slots=True)
+class StdioFile:
+    name: str  # stdin, stdout, stderr
+    path: str
+    data: bytes | None = None  # the embedded tail, None for stdin
+    truncated: bool = False
+    size: int = 0
+
+
+@dataclass(slots=True)
+class OutputInfo:
+    lfn: str
+    path: str  # where it was in the worker directory
+    stat: dict[str, Any] | None
+    sha256: str | None = None
+    checksum_timing: float = 0.0
+    staged_to: str | None = None
+
+
+@dataclass(slots=True)
+class Record:
+    spec: JobSpec | None
+    start: float
+    duration: float = 0.0
+    hostname: str = ""
+    hostaddr: str = ""
+    interface: str = ""
+    process: dict[str, Any] = field(default_factory=dict)
+    machine: dict[str, Any] | None = None
+    workdir: str | None = None
+    cwd: str = ""
+    phases: list[Phase] = field(default_factory=list)
+    stage_in: list[StageResult] = field(default_factory=list)
+    stage_out: list[StageResult] = field(default_factory=list)
+    verifications: list[Verification] = field(default_factory=list)
+    executable: str = ""
+    executable_stat: dict[str, Any] | None = None
+    task: TaskResult | None = None
+    usage: ResourceUsage | None = None
+    self_usage: dict[str, float] = field(default_factory=dict)
+    stdio: list[StdioFile] = field(default_factory=list)
+    outputs: list[OutputInfo] = field(default_factory=list)
+    schedule: Schedule | None = None
+    signals: list[SignalEvent] = field(default_factory=list)
+    staged_after_signal: list[str] = field(default_factory=list)
+    flux: dict[str, Any] | None = None
+    jobids: dict[str, str] = field(default_factory=dict)
+    exit_code: int = 0
+    error: str | None = None
+    failed_phase: str | None = None
+    environment: dict[str, str] | None = None
+    rlimits: dict[str, Any] | None = None
+    full: bool = False  # environment and limits even on success (kickstart -f)
+    compact: bool = False  # no machine section (kickstart -H)
+    extra_sections: dict[str, Any] = field(default_factory=dict)  # setup/prejob/... records
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0
+
+    @property
+    def task_failed_to_start(self) -> bool:
+        return self.task is not None and self.task.status.error is not None
+
+
+def tail(path: str, limit: int) -> tuple[bytes, bool, int]:
+    """The last ``limit`` bytes of a file: (data, truncated, size)."""
+    try:
+        with open(path, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            if limit and size > limit:
+                fh.seek(size - limit)
+                return fh.read(limit), True, size
+            if limit == 0:
+                return b"", size > 0, size
+            return fh.read(), False, size
+    except OSError:
+        return b"", False, 0

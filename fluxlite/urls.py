@@ -1,0 +1,40 @@
+"""URL parsing shared by the spec and the staging backends, and redaction of credentials."""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import unquote, urlsplit, urlunsplit
+
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+
+
+def scheme_of(url: str) -> str:
+    """The URL's scheme in lower case; a bare path counts as ``file``."""
+    m = _SCHEME.match(url)
+    return m.group(1).lower() if m else "file"
+
+
+def local_path(url: str) -> str:
+    """The filesystem path of a ``file://`` or ``symlink://`` URL (or a bare path)."""
+    if not _SCHEME.match(url):
+        return url
+    parts = urlsplit(url)
+    if parts.netloc not in ("", "localhost"):
+        raise ValueError(f"file URL with a remote host {parts.netloc!r}")
+    return unquote(parts.path)
+
+
+_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^/@\s]+)@")
+_SECRET_QUERY = re.compile(
+    r"(?i)([?&](?:[^=&#]*(?:token|secret|password|passwd|key|signature|credential|sig)[^=&#]*)=)[^&#]*"
+)
+
+
+def redact(url: str) -> str:
+    """The URL with any user:password and secret-looking query values replaced by ***."""
+    url = _USERINFO.sub(lambda m: m.group("scheme") + "***@", url)
+    return _SECRET_QUERY.sub(lambda m: m.group(1) + "***", url)
+
+
+def file_url(path: str) -> str:
+    return urlunsplit(("file", "", path, "", ""))
