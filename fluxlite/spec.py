@@ -12,8 +12,6 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import orjson
-
 from fluxlite.errors import SpecError
 from fluxlite.urls import local_path, scheme_of
 
@@ -144,9 +142,11 @@ class JobSpec:
 
     @classmethod
     def from_json(cls, raw: bytes | str, source: str = "") -> JobSpec:
+        import json  # the stdlib parser: a job file is small and orjson costs more to import
+
         try:
-            doc = orjson.loads(raw)
-        except orjson.JSONDecodeError as err:
+            doc = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise SpecError([f"malformed JSON: {err}"], source=source) from err
         return cls.from_dict(doc, source=source)
 

@@ -6,8 +6,7 @@ import os
 import threading
 import time
 from dataclasses import dataclass, field
-
-import psutil
+from typing import Any
 
 
 @dataclass(slots=True)
@@ -28,8 +27,10 @@ class ResourceUsage:
             "pids_seen": len(self.pids)}
 
 
-def tree(root: psutil.Process) -> list[psutil.Process]:
+def tree(root: Any) -> list[Any]:
     """Every process below root (fluxlite is a subreaper, so orphans stay below it)."""
+    import psutil
+
     try:
         return root.children(recursive=True)
     except psutil.Error:
@@ -45,7 +46,7 @@ class Monitor:
         self._stop = threading.Event()
         self._cpu: dict[int, float] = {}
         self._io: dict[int, tuple[int, int]] = {}
-        self._me = psutil.Process(os.getpid())
+        self._me: Any = None  # psutil is imported by the sampling thread, off the start path
         self._thread = threading.Thread(target=self._run, name="fluxlite-monitor", daemon=True)
 
     def start(self) -> None:
@@ -71,6 +72,10 @@ class Monitor:
             i += 1
 
     def sample(self) -> None:
+        import psutil
+
+        if self._me is None:
+            self._me = psutil.Process(os.getpid())
         rss = vms = threads = 0
         procs = tree(self._me)
         for p in procs:

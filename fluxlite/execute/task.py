@@ -122,8 +122,9 @@ def rusage_dict(ru: object) -> dict[str, float]:
 class TaskController:
     """Starts the task and drives it to its end; thread-safe ``signal()`` for fluxlite's own."""
 
-    def __init__(self, argv: list[str], cwd: str, env: dict[str, str], *, stdin: str,
-                 stdout: str, stderr: str, schedule: Schedule, kill_grace: float = 5.0,
+    def __init__(self, argv: list[str], cwd: str, env: dict[str, str], *, stdin: str | int,
+                 stdout: str | int, stderr: str | int, schedule: Schedule,
+                 kill_grace: float = 5.0,
                  usr1: str = "forward", append: bool = False,
                  events: list[SignalEvent] | None = None) -> None:
         self.argv = argv
@@ -151,7 +152,9 @@ class TaskController:
         become_subreaper()
         mode = "ab" if self.append else "wb"
         try:
-            fin = open(self.stdin, "rb")  # noqa: SIM115 - handed to the child
+            # an int is a descriptor the caller opened and keeps (shared by several tasks)
+            fin = self.stdin if isinstance(self.stdin, int) else open(  # noqa: SIM115
+                self.stdin, "rb")
         except OSError as err:
             raise ExecError(f"cannot open stdin {self.stdin}: {err.strerror}") from err
         fout = ferr = None
@@ -293,6 +296,8 @@ class TaskController:
                 os.killpg(self._proc.pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
+        if not has_children():
+            return  # the common case: nothing below us, no process table scan needed
         self.result.killed.extend(kill_descendants(f"left behind: {reason}"))
         reap_all()
 
@@ -326,6 +331,19 @@ def kill_descendants(reason: str) -> list[dict[str, object]]:
     return killed
 
 
+def has_children() -> bool:
+    """True when any process is below this one.
+
+    fluxlite is a subreaper, so a live descendant either has a live parent chain up to us or
+    has been re-parented to us: no child at all means no descendant at all.
+    """
+    try:
+        os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:
+        return False
+    return True
+
+
 def reap_all(timeout: float = 2.0) -> None:
     """Reap every child of this process (the task has been reaped already), waiting a little
     for killed grandchildren that are re-parented to us as they die."""
@@ -341,7 +359,9 @@ def reap_all(timeout: float = 2.0) -> None:
             time.sleep(0.005)
 
 
-def _open_out(path: str, mode: str):  # noqa: ANN202
+def _open_out(path: str | int, mode: str):  # noqa: ANN202
+    if isinstance(path, int):
+        return path  # the caller's descriptor: not ours to close
     try:
         return open(path, mode)  # noqa: SIM115
     except OSError as err:

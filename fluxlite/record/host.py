@@ -69,19 +69,23 @@ def process_info() -> dict[str, Any]:
 
 
 def network() -> tuple[str, str, str]:
-    """(hostname, primary IPv4 address, interface) without sending anything."""
-    hostname = socket.getfqdn() if False else socket.gethostname()
-    try:
-        import psutil
+    """(hostname, primary IPv4 address, interface), asking the kernel; nothing is sent."""
+    import fcntl
+    import struct
 
-        for ifname, addrs in psutil.net_if_addrs().items():
-            if ifname == "lo":
+    hostname = socket.gethostname()
+    try:
+        names = [n for _, n in socket.if_nameindex() if n != "lo"]
+    except OSError:
+        names = []
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        for name in names:
+            try:
+                # SIOCGIFADDR: the interface's IPv4 address
+                raw = fcntl.ioctl(s.fileno(), 0x8915, struct.pack("256s", name[:15].encode()))
+            except OSError:
                 continue
-            for a in addrs:
-                if a.family == socket.AF_INET and not a.address.startswith("127."):
-                    return hostname, a.address, ifname
-    except Exception:  # noqa: BLE001 - best effort
-        pass
+            return hostname, socket.inet_ntoa(raw[20:24]), name
     return hostname, "127.0.0.1", "lo"
 
 
@@ -170,7 +174,7 @@ def rlimits() -> dict[str, Any]:
 
     out: dict[str, Any] = {}
     names = {getattr(resource, n): n for n in dir(resource) if n.startswith("RLIMIT_")}
-    for num in range(resource.RLIM_NLIMITS):
+    for num in range(max(names) + 1 if names else 0):
         name = names.get(num, f"RESOURCE_{num}")
         try:
             soft, hard = resource.getrlimit(num)

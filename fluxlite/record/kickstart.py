@@ -17,10 +17,24 @@ from fluxlite.urls import redact
 
 MULTIPART = "---------------pegasus-multipart"
 
-# What PyYAML accepts unescaped in a double-quoted scalar or a block (its reader's set),
-# minus the characters that would need care inside quotes.
-_PLAIN_OK = re.compile("[^\x20-\x7e\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
-_BLOCK_BAD = re.compile("[^\t\n\x20-\x7e\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+# What PyYAML accepts unescaped in a double-quoted scalar or a block (its reader's set).
+# Compiled on first use of non-ASCII text: the character classes are slow to compile and
+# most records are plain ASCII.
+_PLAIN_BAD_SET = "[^\x20-\x7e\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]"
+_BLOCK_BAD_SET = "[^\t\n\x20-\x7e\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]"
+_ASCII_BAD = re.compile("[^\x20-\x7e]")
+_ASCII_BLOCK_BAD = re.compile("[^\t\n\x20-\x7e]")
+_compiled: dict[str, re.Pattern[str]] = {}
+
+
+def _bad(text: str, block: bool) -> re.Pattern[str]:
+    if text.isascii():
+        return _ASCII_BLOCK_BAD if block else _ASCII_BAD
+    key = _BLOCK_BAD_SET if block else _PLAIN_BAD_SET
+    pat = _compiled.get(key)
+    if pat is None:
+        pat = _compiled[key] = re.compile(key)
+    return pat
 _ESC = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\t": "\\t", "\r": "\\r", "\x00": "\\0",
         "\x07": "\\a", "\x08": "\\b", "\x0b": "\\v", "\x0c": "\\f", "\x1b": "\\e"}
 
@@ -41,7 +55,8 @@ def q(value: object) -> str:
     """A YAML double-quoted scalar that round-trips any string."""
     s = str(value)
     s = s.replace("\\", "\\\\").replace('"', '\\"')
-    s = _PLAIN_OK.sub(_escape_char, s)
+    if not (s.isascii() and s.isprintable()):
+        s = _bad(s, False).sub(_escape_char, s)
     return f'"{s}"'
 
 
@@ -54,7 +69,7 @@ def block_or_quoted(text: str, indent: str) -> str:
     """``|`` block (kickstart's style) when the text allows it exactly, else a quoted scalar."""
     if not text:
         return '""'
-    ok = (not _BLOCK_BAD.search(text) and not text[0].isspace() and "\n\n\n" not in text[-3:]
+    ok = (not _bad(text, True).search(text) and not text[0].isspace() and "\n\n\n" not in text[-3:]
           and not text.endswith("\n\n") and not any(
               ln != ln.rstrip(" ") and not ln.strip() for ln in text.split("\n")))
     if ok:
@@ -267,6 +282,8 @@ def _job_section(w: _W, name: str, sec: dict[str, Any]) -> None:
 
 
 def _files(w: _W, rec: Record) -> None:
+    if not rec.stdio and not any(o.stat is not None for o in rec.outputs):
+        return  # an empty `files:` would be null, which Pegasus's parser cannot take
     w.key(1, "files")
     for out in rec.outputs:
         if out.stat is None:
@@ -275,7 +292,8 @@ def _files(w: _W, rec: Record) -> None:
         w.kv(3, "lfn", q(out.lfn))
         w.kv(3, "file_name", q(out.path))
         w.statinfo(3, out.stat)
-        w.kv(3, "output", "True")
+        if out.output:  # without it, Pegasus counts the file as an input (kickstart -S)
+            w.kv(3, "output", "True")
         if out.sha256:
             w.kv(3, "sha256", out.sha256)
             w.kv(3, "checksum_timing", f"{out.checksum_timing:.2f}")
@@ -283,10 +301,14 @@ def _files(w: _W, rec: Record) -> None:
         from fluxlite.record.host import stat_info
 
         w.key(2, f.name)
-        st = stat_info(f.path)
-        if f.name == "stdin":
+        if f.kind == "fd":  # shared with fluxlite (kickstart "-"), as kickstart writes it
+            st = stat_info(f"/proc/self/fd/{f.fd}")
+            w.kv(3, "descriptor_number", str(f.fd))
+        elif f.name == "stdin" or f.kind == "file":
+            st = stat_info(f.path)
             w.kv(3, "file_name", q(f.path))
         else:
+            st = stat_info(f.path)
             w.kv(3, "temporary_name", q(f.path))
         if st:
             w.statinfo(3, st)

@@ -1,0 +1,51 @@
+"""B1: the wrapper's overhead.
+
+`fluxlite run` of a job with one 1 KiB input, /bin/true, one output, against
+`python -c pass` with the same interpreter, interleaved. Target: <= 3x.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import PYTHON, fluxlite_env, interleaved, median, report, run_quiet  # noqa: E402
+
+ROUNDS = int(os.environ.get("B1_ROUNDS", "30"))
+
+
+def main() -> int:
+    with tempfile.TemporaryDirectory(prefix="fluxlite-b1-") as tmp:
+        src = os.path.join(tmp, "in.dat")
+        with open(src, "wb") as fh:
+            fh.write(os.urandom(1024))
+        os.mkdir(os.path.join(tmp, "out"))
+        os.mkdir(os.path.join(tmp, "wd"))
+        job = {"fluxlite": 1, "name": "b1", "executable": "/bin/true",
+               "inputs": [{"lfn": "in.dat", "urls": [f"file://{src}"]}],
+               "outputs": [{"lfn": "in.dat", "urls": [f"file://{tmp}/out/in.dat"]}],
+               "records": {"kickstart": os.path.join(tmp, "job.out")}}
+        jp = os.path.join(tmp, "job.json")
+        with open(jp, "w") as fh:
+            json.dump(job, fh)
+        env = fluxlite_env(os.path.join(tmp, "wd"))
+        run_quiet([PYTHON, "-m", "compileall", "-q",
+                   os.path.dirname(__import__("fluxlite").__file__)])
+        fl_cmd = [PYTHON, "-m", "fluxlite", "run", "-q", jp]
+        base_cmd = [PYTHON, "-c", "pass"]
+        run_quiet(fl_cmd, env=env)  # warm the page cache
+        t_fl, t_base = interleaved(lambda: run_quiet(fl_cmd, env=env),
+                                   lambda: run_quiet(base_cmd, env=env), ROUNDS)
+        ok = report("B1 overhead (fluxlite run, 1 KiB in, /bin/true, 1 out; median of "
+                    f"{ROUNDS})", median(t_fl), median(t_base), 3.0)
+        print(f"B1 detail: fluxlite min {min(t_fl) * 1000:.1f} ms, median "
+              f"{median(t_fl) * 1000:.1f} ms; python -c pass median {median(t_base) * 1000:.1f}"
+              " ms; the PegasusLite chain takes about 4.3 s for this job (anchors.md)")
+        return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

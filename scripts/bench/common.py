@@ -1,0 +1,61 @@
+"""Small helpers shared by the benchmarks: timing, medians, and one printed line per figure.
+
+Benchmarks print ratios against a baseline measured in the same run: these machines are
+shared and noisy, so absolute times mislead.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+
+PYTHON = sys.executable
+
+
+def timed(fn: Callable[[], object]) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def run_quiet(cmd: Sequence[str], **kw: object) -> subprocess.CompletedProcess[bytes]:
+    proc = subprocess.run(list(cmd), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **kw)
+    if proc.returncode != 0:
+        raise SystemExit(f"benchmark command failed ({proc.returncode}): {' '.join(cmd)}\n"
+                         + proc.stderr.decode(errors="replace")[-2000:])
+    return proc
+
+
+def interleaved(a: Callable[[], object], b: Callable[[], object], rounds: int
+                ) -> tuple[list[float], list[float]]:
+    """Time a and b alternately so that both see the same machine load."""
+    ta: list[float] = []
+    tb: list[float] = []
+    for _ in range(rounds):
+        ta.append(timed(a))
+        tb.append(timed(b))
+    return ta, tb
+
+
+def median(xs: list[float]) -> float:
+    return statistics.median(xs)
+
+
+def report(name: str, value: float, baseline: float, target: float, lower_is_better: bool = True,
+           unit: str = "s", extra: str = "") -> bool:
+    ratio = value / baseline if baseline else float("inf")
+    ok = ratio <= target if lower_is_better else ratio >= target
+    sign = "<=" if lower_is_better else ">="
+    print(f"{name}: {value:.4f} {unit} vs baseline {baseline:.4f} {unit}: ratio {ratio:.2f}x "
+          f"(target {sign} {target:g}x) {'PASS' if ok else 'MISS'}{(' ' + extra) if extra else ''}")
+    return ok
+
+
+def fluxlite_env(tmpdir: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLUX_")}
+    env["TMPDIR"] = tmpdir
+    return env

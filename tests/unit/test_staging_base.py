@@ -1,0 +1,111 @@
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from pathlib import Path
+
+import pytest
+
+from fluxlite.errors import IntegrityError, StageError
+from fluxlite.integrity import CHUNK
+from fluxlite.staging.base import Policy, Request, backoff_delay, transfer
+
+FAST = Policy(attempts=2, backoff=0.01, max_backoff=0.02)
+
+
+def make(path: Path, n: int) -> str:
+    data = os.urandom(n)
+    path.write_bytes(data)
+    return hashlib.sha256(data).hexdigest()
+
+
+@pytest.mark.parametrize("size", [0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 3 * CHUNK + 17])
+def test_copy_hashes_while_copying(tmp_path: Path, size: int) -> None:
+    digest = make(tmp_path / "src", size)
+    res = transfer(Request("f", ((f"file://{tmp_path}/src", True),), str(tmp_path / "d" / "f"),
+                           expected=digest), FAST)
+    assert res.success and res.sha256 == digest and res.bytes == size and res.verified
+    assert (tmp_path / "d" / "f").read_bytes() == (tmp_path / "src").read_bytes()
+    assert os.listdir(tmp_path / "d") == ["f"]  # no temporary file left
+
+
+def test_mismatch_leaves_nothing_and_is_not_retried(tmp_path: Path) -> None:
+    make(tmp_path / "src", 5000)
+    req = Request("f", ((f"file://{tmp_path}/src", True),), str(tmp_path / "d" / "f"),
+                  expected="0" * 64)
+    with pytest.raises(IntegrityError) as ei:
+        transfer(req, FAST)
+    assert "f: checksum mismatch: expected sha256 " + "0" * 64 in str(ei.value)
+    assert len(ei.value.result.attempts) == 1  # type: ignore[attr-defined]
+    assert os.listdir(tmp_path / "d") == []
+
+
+def test_failover_to_the_next_source(tmp_path: Path) -> None:
+    digest = make(tmp_path / "good", 100)
+    make(tmp_path / "bad", 100)
+    req = Request("f", ((f"file://{tmp_path}/missing", True), (f"file://{tmp_path}/bad", True),
+                        (f"file://{tmp_path}/good", True)), str(tmp_path / "f"), expected=digest)
+    res = transfer(req, FAST)
+    assert res.success and [a.success for a in res.attempts] == [False, False, True]
+
+
+def test_missing_everywhere_fails_without_pointless_retries(tmp_path: Path) -> None:
+    req = Request("f", ((f"file://{tmp_path}/a", True), (f"file://{tmp_path}/b", True)),
+                  str(tmp_path / "f"))
+    with pytest.raises(StageError) as ei:
+        transfer(req, Policy(attempts=3, backoff=5))  # a retry would take seconds
+    assert len(ei.value.result.attempts) == 2  # type: ignore[attr-defined]
+
+
+def test_optional_missing_is_skipped(tmp_path: Path) -> None:
+    res = transfer(Request("f", ((f"file://{tmp_path}/a", True),), str(tmp_path / "f"),
+                           optional=True), FAST)
+    assert res.skipped and not res.success
+
+
+def test_symlink_mode_links_and_verifies_once(tmp_path: Path) -> None:
+    digest = make(tmp_path / "src", 1000)
+    res = transfer(Request("f", ((f"file://{tmp_path}/src", True),), str(tmp_path / "f"),
+                           expected=digest, symlink=True), FAST)
+    assert res.linked and os.path.islink(tmp_path / "f") and res.sha256 == digest
+    res = transfer(Request("g", ((f"symlink://{tmp_path}/src", True),), str(tmp_path / "g")),
+                   FAST)
+    assert res.linked and os.readlink(tmp_path / "g") == str(tmp_path / "src")
+
+
+def test_executable_bit(tmp_path: Path) -> None:
+    make(tmp_path / "src", 10)
+    transfer(Request("x", ((f"file://{tmp_path}/src", True),), str(tmp_path / "x"),
+                     executable=True), FAST)
+    assert os.access(tmp_path / "x", os.X_OK)
+
+
+def test_unwritable_destination_is_a_permanent_error(tmp_path: Path) -> None:
+    make(tmp_path / "src", 10)
+    (tmp_path / "plainfile").write_text("x")  # a file where a directory is needed: even root fails
+    with pytest.raises(StageError) as ei:
+        transfer(Request("x", ((f"file://{tmp_path}/src", True),),
+                         f"file://{tmp_path}/plainfile/sub/x"), Policy(attempts=3, backoff=5))
+    assert "cannot write" in str(ei.value)
+    assert len(ei.value.result.attempts) == 1  # type: ignore[attr-defined]
+
+
+def test_cancel_stops_a_large_copy_and_cleans_up(tmp_path: Path) -> None:
+    from fluxlite.staging.base import Cancelled
+
+    make(tmp_path / "src", 8 * CHUNK)
+    cancel = threading.Event()
+    cancel.set()
+    with pytest.raises(Cancelled):
+        transfer(Request("x", ((f"file://{tmp_path}/src", True),), str(tmp_path / "d" / "x")),
+                 FAST, cancel)
+    assert not (tmp_path / "d").exists() or os.listdir(tmp_path / "d") == []
+
+
+def test_backoff_is_bounded() -> None:
+    p = Policy(attempts=10, backoff=1, max_backoff=30)
+    for r in range(1, 10):
+        d = backoff_delay(r, p)
+        assert 0 <= d <= 30
+    assert backoff_delay(1, p) <= 1

@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+import math
+
+from fluxlite.execute.timelimit import from_limits
+from fluxlite.spec import Limits
+
+
+def test_checkpoint_and_walltime_follow_pegasus() -> None:
+    # checkpoint.time=1 min, maxwalltime=2 min -> -k 60 -K 30 (pegasus.md §4)
+    s = from_limits(Limits(maxwalltime=120, checkpoint_time=60))
+    assert (s.term_after, s.kill_after) == (60, 90)
+
+
+def test_walltime_only() -> None:
+    s = from_limits(Limits(maxwalltime=3600))
+    assert s.term_after == 3300 and s.kill_after == 3450
+    s = from_limits(Limits(maxwalltime=200))  # W - 300 would be negative: W - 10
+    assert s.term_after == 190 and s.kill_after == 195
+
+
+def test_checkpoint_only_uses_the_grace() -> None:
+    s = from_limits(Limits(checkpoint_time=30, kill_grace=7))
+    assert (s.term_after, s.kill_after) == (30, 37)
+
+
+def test_no_limits_no_schedule() -> None:
+    s = from_limits(Limits())
+    assert s.term_after is None and s.kill_after is None
+
+
+def test_flux_timeleft_stands_in_for_walltime() -> None:
+    s = from_limits(Limits(), timeleft=620.0, elapsed=20.0)
+    assert s.source == "flux" and s.walltime == 600.0
+    assert s.term_after == 300.0 and s.kill_after == 450.0
+    assert from_limits(Limits(), timeleft=math.inf).term_after is None
+    # the spec wins over Flux
+    assert from_limits(Limits(maxwalltime=1000), timeleft=50).source == "spec"
