@@ -104,6 +104,7 @@ class TaskResult:
     status: ExitStatus = field(default_factory=lambda: ExitStatus(-1))
     rusage: dict[str, float] = field(default_factory=dict)
     timed_out: str | None = None  # "term" or "kill" when the schedule fired
+    terminated_by: int | None = None  # the first terminating signal sent to the task, if any
     killed: list[dict[str, object]] = field(default_factory=list)
 
 
@@ -232,9 +233,11 @@ class TaskController:
             kill_due = self._kill_at is not None and not self._killed and now >= self._kill_at
         if kill_due:
             self.result.timed_out = "kill"
+            self.result.terminated_by = self.result.terminated_by or signal.SIGKILL
             self.kill_tree("time limit: kill")
         elif term_due:
             self.result.timed_out = self.result.timed_out or "term"
+            self.result.terminated_by = self.result.terminated_by or signal.SIGTERM
             self._send(signal.SIGTERM, "checkpoint time: terminate")
             with self._lock:
                 self._termed = True
@@ -257,6 +260,7 @@ class TaskController:
             # a second terminating signal: no more grace
             self.kill_tree(f"second {signal_name(signum)}")
             return
+        self.result.terminated_by = self.result.terminated_by or signum
         self._send(signum, "forwarded")
         with self._lock:
             self._termed = True
@@ -281,21 +285,18 @@ class TaskController:
             if self._killed:
                 return
             self._killed = True
+        # every process below us, one by one so that the record can name them; the task's
+        # process group is among them (fluxlite is a subreaper)
+        self.result.killed.extend(kill_descendants(reason))
         if self._proc is not None and not self._done.is_set():
             try:
-                os.killpg(self._proc.pid, signal.SIGKILL)
-                self.events.append(SignalEvent(time.time(), "SIGKILL", "sent",
-                                               f"process group {self._proc.pid}", reason))
+                os.killpg(self._proc.pid, signal.SIGKILL)  # in case one escaped the scan
             except ProcessLookupError:
                 pass
-        self.result.killed.extend(kill_descendants(reason))
+        self.events.append(SignalEvent(time.time(), "SIGKILL", "sent",
+                                       "the task's process tree", reason))
 
     def _cleanup_tree(self, reason: str) -> None:
-        if self._proc is not None:
-            try:
-                os.killpg(self._proc.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
         if not has_children():
             return  # the common case: nothing below us, no process table scan needed
         self.result.killed.extend(kill_descendants(f"left behind: {reason}"))
