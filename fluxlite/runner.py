@@ -53,6 +53,34 @@ class RunOptions:
     use_flux: bool = True
     stdout: Any = None  # where "-" records go (default sys.stdout)
     extra_env: dict[str, str] = field(default_factory=dict)
+    # The options below serve the pegasus-kickstart front end (fluxlite kickstart); their
+    # defaults leave `fluxlite run` as it is.
+    cwd: str | None = None  # run the task here: no worker directory is created or removed
+    make_cwd: bool = False  # create ``cwd`` first (kickstart -W)
+    stdio: dict[str, Stdio] = field(default_factory=dict)  # stdin/stdout/stderr targets
+    stat_before: list[tuple[str | None, str]] = field(default_factory=list)  # (lfn, path)
+    stat_after: list[tuple[str | None, str]] = field(default_factory=list)  # + sha256
+    hooks: dict[str, list[str]] = field(default_factory=dict)  # setup/prejob/postjob/cleanup
+    omit_data_on_success: bool = False  # kickstart -q
+    timeout_exit_code: int | None = None  # exit code when the checkpoint TERM fired
+    record_append: bool = False  # append the record to its file instead of replacing it
+    protocol: bool = True  # print the "PegasusLite: exitcode N" line
+
+
+@dataclass(frozen=True, slots=True)
+class Stdio:
+    """Where one standard stream of the task goes when the options say so.
+
+    Neither path nor fd: a temporary file whose content is embedded in the record (and
+    removed afterwards), as pegasus-kickstart captures stdout and stderr.
+    """
+
+    path: str | None = None
+    append: bool = False
+    fd: int | None = None  # share this descriptor of fluxlite's own (kickstart's "-")
+
+
+HOOKS = ("setup", "prejob", "postjob", "cleanup")
 
 
 class _Signals:
@@ -84,7 +112,7 @@ class _Signals:
     def handle(self, signum: int, frame: object) -> None:
         r = self.r
         ctl = r.controller
-        if r.phase == "task" and ctl is not None:
+        if (r.phase == "task" or r.phase in HOOKS) and ctl is not None:
             ctl.on_signal(signum)  # records the event itself
             if signum != signal.SIGUSR1 and self.stop_signal is None:
                 self.stop_signal = signum
@@ -114,6 +142,10 @@ class Runner:
         self.flux: Any = None
         self.workdir: Any = None
         self._t0 = time.perf_counter()
+        self._stdio_fds: tuple[int, int, int] | None = None  # with options.stdio only
+        self._owned_fds: list[int] = []
+        self._temp_files: list[str] = []
+        self._failed_hook: tuple[str, Any] | None = None
 
     # -- phases -----------------------------------------------------------------------
     @contextmanager
@@ -193,23 +225,50 @@ class Runner:
         with self._phase("workdir") as ph:
             from fluxlite import workdir
 
-            self.workdir = workdir.create(spec.workdir)
-            rec.workdir = rec.cwd = self.workdir.path
-            os.makedirs(os.path.join(self.workdir.path, STDIO_DIR), exist_ok=True)
-            logger.info("worker directory %s (%.0f MB free)", self.workdir.path,
-                        self.workdir.free_mb)
+            if self.opt.cwd is not None:
+                self.workdir = _given_workdir(self.opt.cwd, self.opt.make_cwd)
+                rec.workdir = rec.cwd = self.workdir.path
+            else:
+                self.workdir = workdir.create(spec.workdir)
+                rec.workdir = rec.cwd = self.workdir.path
+                os.makedirs(os.path.join(self.workdir.path, STDIO_DIR), exist_ok=True)
+                logger.info("worker directory %s (%.0f MB free)", self.workdir.path,
+                            self.workdir.free_mb)
             del ph
         self._stage_in()
         exe = exe or self._workdir_executable()
         rec.executable = exe
         rec.executable_stat = host.stat_info(exe)
+        self._stat_files(self.opt.stat_before, output=False)
         try:
-            self._run_task(exe)
+            if self._run_hooks("setup", "prejob"):
+                self._run_task(exe)
+                if rec.task is not None and rec.task.status.ok and not rec.task.timed_out:
+                    self._run_hooks("postjob")
         finally:
+            self._run_hooks("cleanup")  # like kickstart's: whatever happened before
             # outputs and checkpoints leave whatever happened to the task
             self._stage_out()
+            self._stat_files(self.opt.stat_after, output=True)
         task = rec.task
-        assert task is not None
+        if task is not None and task.timed_out and self.opt.timeout_exit_code is not None:
+            # kickstart reports its own -k timeout with one code, whatever the task did
+            rec.exit_code = self.opt.timeout_exit_code
+            rec.error = rec.error or f"{_describe(task.status)} after the time limit"
+            rec.failed_phase = rec.failed_phase or "task"
+            return
+        if task is not None and task.status.ok and task.terminated_by:
+            # The task caught the TERM (time limit or a signal to fluxlite) and exited
+            # cleanly, typically after saving a checkpoint: its work is not done, so the job
+            # must not count as a success; a rerun resumes from the checkpoint.
+            rec.exit_code = 128 + task.terminated_by
+            rec.error = rec.error or (f"task stopped by {signal_name(task.terminated_by)}"
+                                      f" ({'time limit' if task.timed_out else 'signal'})")
+            rec.failed_phase = rec.failed_phase or "task"
+            return
+        if task is None or task.status.ok:
+            self._hook_failure()  # a failed prejob or postjob decides the exit code
+            return
         if not task.status.ok:
             rec.exit_code = task.status.code
             rec.error = rec.error or _describe(task.status)
@@ -340,7 +399,8 @@ class Runner:
         if self.workdir is None or self.phase == "workdir":
             return
         wd = self.workdir.path
-        after_signal = self.signals.stop_signal is not None
+        after_signal = self.signals.stop_signal is not None or bool(
+            rec.task is not None and rec.task.terminated_by)
         # checkpoints first: under a time limit they are what matters most
         ck_reqs = []
         for c in spec.checkpoints:
@@ -368,7 +428,8 @@ class Runner:
             return
         reqs = []
         missing: list[str] = []
-        task_ok = rec.task is not None and rec.task.status.ok
+        task_ok = (rec.task is not None and rec.task.status.ok
+                   and not rec.task.terminated_by)
         for o in spec.outputs:
             src = os.path.join(wd, o.lfn)
             info = OutputInfo(o.lfn, src, host.stat_info(src))
@@ -430,11 +491,17 @@ class Runner:
         if sched.term_after is not None:
             logger.info("time limit: TERM after %.1f s, KILL after %.1f s (%s)",
                         sched.term_after, sched.kill_after or 0.0, sched.source)
-        stdin = os.path.join(wd, spec.stdin) if spec.stdin else os.devnull
-        stdout = os.path.join(wd, spec.stdout) if spec.stdout else os.path.join(
-            wd, STDIO_DIR, "stdout")
-        stderr = os.path.join(wd, spec.stderr) if spec.stderr else os.path.join(
-            wd, STDIO_DIR, "stderr")
+        stdin: str | int
+        stdout: str | int
+        stderr: str | int
+        if self.opt.stdio:
+            stdin, stdout, stderr = self._open_stdio()
+        else:
+            stdin = os.path.join(wd, spec.stdin) if spec.stdin else os.devnull
+            stdout = os.path.join(wd, spec.stdout) if spec.stdout else os.path.join(
+                wd, STDIO_DIR, "stdout")
+            stderr = os.path.join(wd, spec.stderr) if spec.stderr else os.path.join(
+                wd, STDIO_DIR, "stderr")
         argv = [exe, *spec.arguments]
         ctl_cls: Any = TaskController
         if spec.placement != "local":
@@ -444,14 +511,19 @@ class Runner:
         ctl = ctl_cls(argv, wd, self._task_env(), stdin=stdin, stdout=stdout, stderr=stderr,
                       schedule=sched, kill_grace=spec.limits.kill_grace, usr1=spec.usr1,
                       events=rec.signals)
-        rec.stdio = [StdioFile("stdin", stdin), StdioFile("stdout", stdout),
-                     StdioFile("stderr", stderr)]
+        if not self.opt.stdio:
+            rec.stdio = [StdioFile("stdin", str(stdin)), StdioFile("stdout", str(stdout)),
+                         StdioFile("stderr", str(stderr))]
         with self._phase("task") as ph:
             mon = Monitor(spec.monitor_interval)
             try:
                 self.controller = ctl
                 ctl.start()
                 rec.task = ctl.result
+                if getattr(ctl, "flux_jobid", None):  # placement flux/nested: a job of its own
+                    rec.jobids["flux-task"] = ctl.flux_jobid
+                    if rec.flux is not None:
+                        rec.flux["task"] = ctl.flux_info  # filled in further as it ends
                 mon.start()
                 logger.info("task started: pid %d", ctl.result.pid)
                 res = ctl.wait()
@@ -465,13 +537,134 @@ class Runner:
                 self.phase = "task-done"
             rec.task = res
             ph.ok = res.status.ok
-            for f in rec.stdio[1:]:
-                f.data, f.truncated, f.size = tail(f.path, spec.records.stdio_bytes)
+            if not self.opt.stdio:
+                for f in rec.stdio[1:]:
+                    f.data, f.truncated, f.size = tail(f.path, spec.records.stdio_bytes)
             msg = _describe(res.status)
             logger.info("task %s after %.3f s", msg, res.duration)
             if res.killed:
                 logger.info("killed %d leftover process%s of the task", len(res.killed),
                             "es" * (len(res.killed) != 1))
+
+    # -- kickstart's additions: shared stdio, environment hooks, stat records ----------------
+    def _open_stdio(self) -> tuple[int, int, int]:
+        """Open the task's stdio once: the hooks and the task write to the same files."""
+        if self._stdio_fds is not None:
+            return self._stdio_fds
+        wd = self.workdir.path if self.workdir is not None else os.getcwd()
+        fds: list[int] = []
+        infos: list[StdioFile] = []
+        for name in ("stdin", "stdout", "stderr"):
+            t = self.opt.stdio.get(name) or Stdio()
+            if t.fd is not None:
+                fd, info = t.fd, StdioFile(name, "", kind="fd", fd=t.fd)
+            elif name == "stdin" or t.path:
+                path = os.path.join(wd, t.path) if t.path else os.devnull
+                flags = os.O_RDONLY if name == "stdin" else (
+                    os.O_WRONLY | os.O_CREAT | (os.O_APPEND if t.append else os.O_TRUNC))
+                fd = self._own(_open_fd(path, flags))
+                info = StdioFile(name, path, kind="file")
+            else:
+                import tempfile
+
+                # kickstart's capture files, named as it names them, in $TMPDIR
+                fd, path = tempfile.mkstemp(prefix=f"ks.{name[3:]}.")
+                self._own(fd)
+                self._temp_files.append(path)
+                info = StdioFile(name, path)
+            fds.append(fd)
+            infos.append(info)
+        self.record.stdio = infos
+        self._stdio_fds = (fds[0], fds[1], fds[2])
+        return self._stdio_fds
+
+    def _own(self, fd: int) -> int:
+        self._owned_fds.append(fd)
+        return fd
+
+    def _capture_stdio(self) -> None:
+        """Embed the captured output (hooks' included) once everything has written it."""
+        for f in self.record.stdio[1:]:
+            if f.kind == "temp":
+                f.data, f.truncated, f.size = tail(f.path, self.spec.records.stdio_bytes)
+                if f.size == 0:
+                    f.data = None  # kickstart writes no data for an empty stream
+        if self.opt.omit_data_on_success and self.record.exit_code == 0:
+            for f in self.record.stdio:
+                f.data = None
+
+    def _close_stdio(self) -> None:
+        for fd in self._owned_fds:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self._owned_fds.clear()
+        for path in self._temp_files:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+        self._temp_files.clear()
+
+    def _run_hooks(self, *names: str) -> bool:
+        """Run kickstart's environment hooks; False when a prejob or postjob failed."""
+        for name in names:
+            argv = self.opt.hooks.get(name)
+            if not argv:
+                continue
+            status = self._run_hook(name, argv)
+            if name in ("prejob", "postjob") and not status.ok:
+                self._failed_hook = (name, status)
+                return False
+        return True
+
+    def _run_hook(self, name: str, argv: list[str]) -> Any:
+        rec = self.record
+        stdin, stdout, stderr = self._open_stdio()
+        ctl = TaskController(list(argv), self.workdir.path, self._task_env(), stdin=stdin,
+                             stdout=stdout, stderr=stderr, schedule=Schedule(),
+                             kill_grace=self.spec.limits.kill_grace, events=rec.signals)
+        with self._phase(name) as ph:
+            try:
+                self.controller = ctl
+                ctl.start()
+                res = ctl.wait()
+            except ExecError as err:
+                res = ctl.result
+                res.status = _failed_status(str(err))
+            finally:
+                self.controller = None
+            ph.ok = res.status.ok
+        logger.info("%s %s", name, _describe(res.status))
+        rec.extra_sections[name] = {
+            "start": res.start or time.time(), "duration": res.duration, "pid": res.pid,
+            "status": res.status, "executable": argv[0], "argv": list(argv)}
+        return res.status
+
+    def _hook_failure(self) -> None:
+        if self._failed_hook is None:
+            return
+        name, status = self._failed_hook
+        rec = self.record
+        rec.exit_code = status.code
+        rec.error = rec.error or f"{name} {_describe(status)}"
+        rec.failed_phase = rec.failed_phase or name
+
+    def _stat_files(self, files: list[tuple[str | None, str]], output: bool) -> None:
+        """kickstart -S/-s: stat files (and hash the ones written) into the record."""
+        from fluxlite.integrity import file_sha256
+
+        wd = self.workdir.path if self.workdir is not None else os.getcwd()
+        for lfn, pfn in files:
+            path = os.path.join(wd, pfn)
+            info = OutputInfo(lfn or pfn, path, host.stat_info(path), output=output)
+            if output and info.stat is not None and os.path.isfile(path):
+                try:
+                    info.sha256, _, info.checksum_timing = file_sha256(path)
+                except OSError as err:
+                    logger.warning("cannot checksum %s: %s", path, err.strerror)
+            self.record.outputs.append(info)
 
     # -- the ending --------------------------------------------------------------------------
     def _finish(self) -> None:
@@ -482,6 +675,8 @@ class Runner:
         from fluxlite.execute.task import rusage_dict
 
         rec.self_usage = rusage_dict(ru)
+        if self._stdio_fds is not None:
+            self._capture_stdio()
         if not self.opt.compact:
             rec.machine = host.machine()
         rec.full = self.opt.full
@@ -496,6 +691,8 @@ class Runner:
         rc = rec.exit_code
         if rc == 0:
             logger.info("job succeeded in %.3f s", rec.duration)
+        if not self.opt.protocol:
+            return
         if rc == EXIT_INFRA:
             tool_rc = rec.task.status.code if rec.task and rec.task.pid else 1
             _protocol(f"PegasusLite: exitcode {rc}, tool originally exited with exitcode "
@@ -510,14 +707,16 @@ class Runner:
         ks = spec.records.kickstart if self.opt.kickstart == "from-spec" else self.opt.kickstart
         js = spec.records.json if self.opt.json == "from-spec" else self.opt.json
         if ks:
-            _emit(ks, kickstart.render(rec).encode("utf-8"), self.opt.stdout)
+            _emit(ks, kickstart.render(rec).encode("utf-8"), self.opt.stdout,
+                  append=self.opt.record_append)
         if js:
             _emit(js, jsonrecord.render(rec), self.opt.stdout)
 
     def _cleanup(self) -> None:
+        self._close_stdio()
         wd = self.workdir
-        if wd is None:
-            return
+        if wd is None or self.opt.cwd is not None:
+            return  # a given directory is the caller's: never removed
         keep = self.spec.workdir.keep
         if keep == "always" or (keep == "on-failure" and self.record.exit_code != 0):
             logger.info("worker directory kept: %s", wd.path)
@@ -525,20 +724,55 @@ class Runner:
         wd.remove()
 
 
-def _emit(dest: str, data: bytes, stdout: Any) -> None:
+def _emit(dest: str, data: bytes, stdout: Any, append: bool = False) -> None:
     if dest == "-":
         out = stdout if stdout is not None else sys.stdout.buffer
         out.write(data)
         out.flush()
         return
+    if append:
+        # kickstart -l appends: several records may share one file (clustered jobs);
+        # one write() with O_APPEND keeps concurrent writers' records whole
+        fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
+        return
     d = os.path.dirname(os.path.abspath(dest))
     os.makedirs(d, exist_ok=True)
     tmp = f"{dest}.tmp-{os.getpid()}"
+    # temporary name + rename: a reader sees the whole record or none (no fsync: the record
+    # is read after the job by the submit host, and an fsync per job costs more than it buys)
     with open(tmp, "wb") as fh:
         fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
     os.replace(tmp, dest)
+
+
+def _given_workdir(path: str, create: bool) -> Any:
+    """The directory the caller chose (kickstart -w/-W), used as it is."""
+    from fluxlite.errors import WorkdirError
+    from fluxlite.workdir import Workdir
+
+    try:
+        if create:
+            os.makedirs(path, exist_ok=True)
+        st = os.statvfs(path)
+    except OSError as err:
+        verb = "create" if create else "use"
+        raise WorkdirError(f"cannot {verb} directory {path}: {err.strerror}") from err
+    if not os.path.isdir(path):
+        raise WorkdirError(f"cannot use directory {path}: not a directory")
+    return Workdir(os.path.abspath(path), path, st.f_bavail * st.f_frsize / 1e6, [])
+
+
+def _open_fd(path: str, flags: int) -> int:
+    try:
+        return os.open(path, flags | os.O_CLOEXEC, 0o666)
+    except OSError as err:
+        raise ExecError(f"cannot open {path}: {err.strerror}") from err
 
 
 def _protocol(line: str) -> None:

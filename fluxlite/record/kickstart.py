@@ -201,7 +201,8 @@ def render(rec: Record) -> str:
         w.key(1, "machine")
         for k, v in rec.machine.items():
             w.kv(2, k, _scalar(v) if not isinstance(v, float) else f"{v:.2f}")
-    if not rec.ok or rec.full:
+    _files(w, rec)
+    if not rec.ok or rec.full:  # after files, where pegasus-kickstart writes them
         if rec.environment is not None:
             w.key(1, "environment")
             for k, v in rec.environment.items():
@@ -210,7 +211,6 @@ def render(rec: Record) -> str:
             w.key(1, "limits")
             for k, v in rec.rlimits.items():
                 w.kv(2, k, str(v))
-    _files(w, rec)
     text = "\n".join(w.lines) + "\n"
     return text + multipart(rec)
 

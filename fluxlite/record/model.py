@@ -33,6 +33,8 @@ class StdioFile:
     data: bytes | None = None  # the embedded tail, None for stdin
     truncated: bool = False
     size: int = 0
+    kind: str = "temp"  # "temp": captured and embedded; "file": a named file; "fd": shared
+    fd: int | None = None  # the descriptor shared with fluxlite (kind "fd")
 
 
 @dataclass(slots=True)
@@ -43,6 +45,7 @@ class OutputInfo:
     sha256: str | None = None
     checksum_timing: float = 0.0
     staged_to: str | None = None
+    output: bool = True  # False: a file stat'ed before the task (kickstart -S)
 
 
 @dataclass(slots=True)

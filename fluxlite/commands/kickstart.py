@@ -1,0 +1,214 @@
+"""fluxlite kickstart: pegasus-kickstart's command line and environment, fluxlite's runner.
+
+A front end only: it reads kickstart's flags and environment hooks into a JobSpec and
+RunOptions and hands them to the same Runner as ``fluxlite run`` (monitoring, time limits,
+signal forwarding, Flux job id, the kickstart 3.0 record). It creates no worker directory
+and stages nothing: like kickstart, it runs the application in the current directory (or
+the one given with -w/-W).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import signal
+import stat
+import sys
+from typing import TYPE_CHECKING
+
+from fluxlite import __version__
+from fluxlite.errors import EXIT_CANNOT_EXEC
+from fluxlite.kickstart_args import (
+    USAGE,
+    KickstartArgs,
+    KickstartUsage,
+    parse,
+    pathfind,
+    stream,
+)
+
+if TYPE_CHECKING:
+    from fluxlite.runner import RunOptions
+    from fluxlite.spec import JobSpec
+
+logger = logging.getLogger(__name__)
+
+PROG = "fluxlite kickstart"
+# kickstart's exit code when its own -k timeout fired: the number of SIGALRM, the signal
+# its timer uses (pegasus-kickstart.c sets the result to SIGALRM when alarmed)
+EXIT_TIMEOUT = int(signal.SIGALRM)
+HOOK_VARS = {name: (f"KICKSTART_{name.upper()}", f"GRIDSTART_{name.upper()}")
+             for name in ("setup", "prejob", "postjob", "cleanup")}
+
+
+def main_argv(argv: list[str]) -> int:
+    from fluxlite.cli import setup_logging
+
+    # kickstart says nothing on stderr unless something is wrong: the task's stderr is there
+    setup_logging(-1)
+    try:
+        args = parse(argv)
+    except KickstartUsage as err:
+        return _usage(str(err), err.show_help)
+    if args.version:
+        sys.stdout.write(f"{__version__}\n")
+        return 0
+    if args.help:
+        sys.stderr.write(USAGE)
+        return EXIT_CANNOT_EXEC
+    try:
+        spec, opts = build(args, dict(os.environ))
+    except KickstartUsage as err:
+        return _usage(str(err), err.show_help)
+    from fluxlite.runner import run_job
+
+    return run_job(spec, opts)
+
+
+def console_main() -> int:
+    """The ``fluxlite-kickstart`` console script: Pegasus's gridstart.path takes one
+    executable, not a command and a subcommand."""
+    from fluxlite.cli import main
+
+    return main(["kickstart", *sys.argv[1:]])
+
+
+def _usage(message: str, show_help: bool) -> int:
+    sys.stderr.write(f"{PROG}: error: {message}\n")
+    if show_help:
+        sys.stderr.write(USAGE)
+    return EXIT_CANNOT_EXEC
+
+
+def build(args: KickstartArgs, environ: dict[str, str]) -> tuple[JobSpec, RunOptions]:
+    """The JobSpec and RunOptions that make the runner do what kickstart would."""
+    from fluxlite.runner import RunOptions, Stdio
+    from fluxlite.spec import JobSpec, Limits, RecordsSpec, Workflow
+
+    extra_env: dict[str, str] = {}
+    path_var = environ.get("PATH", os.defpath)
+    prepend = environ.get("KICKSTART_PREPEND_PATH")
+    if prepend:
+        path_var = f"{prepend}:{path_var}" if path_var else prepend
+        extra_env["PATH"] = path_var
+    # what kickstart tells the application about itself (used by monitoring tools)
+    for var, value in (("PEGASUS_WF_LABEL", args.wf_label),
+                       ("PEGASUS_XFORMATION", args.transformation),
+                       ("PEGASUS_TASK_ID", args.derivation)):
+        if value is not None:
+            extra_env[var] = value
+
+    argv = list(args.argv)
+    wrapper = environ.get("KICKSTART_WRAPPER")
+    if wrapper:
+        argv = _split(wrapper, "KICKSTART_WRAPPER") + argv
+    # Resolved before the change of directory, as kickstart does.
+    exe = _executable(argv[0], path_var, args.make_executable)
+
+    workdir = os.path.abspath(args.workdir) if args.workdir else os.getcwd()
+    if args.workdir:
+        _enter(workdir, args.create_workdir)
+
+    stdio: dict[str, Stdio] = {"stdin": Stdio(fd=0) if args.stdin == "-" else Stdio(args.stdin)}
+    for name, value, fd in (("stdout", args.stdout, 1), ("stderr", args.stderr, 2)):
+        path, append, share = stream(value)
+        stdio[name] = Stdio(fd=fd) if share else Stdio(path, append)
+
+    record = "-"
+    if args.logfile and args.logfile != "-":
+        record = os.path.join(workdir, args.logfile)
+
+    k, big_k = args.term_timeout, args.kill_timeout
+    # The planner derives -k and -K from the walltime W and checkpoint time C
+    # (-k C, -K (W - C) / 2); giving the runner W = k + 2K back reproduces kickstart's
+    # TERM at k and KILL K seconds later, and keeps a Flux time limit from overriding it.
+    limits = Limits(maxwalltime=float(k + 2 * big_k), checkpoint_time=float(k),
+                    kill_grace=float(big_k)) if k > 0 else Limits(kill_grace=float(big_k))
+
+    spec = JobSpec(
+        executable=exe,
+        name=args.transformation or "",
+        id=args.derivation or "",
+        site=args.resource or "",
+        workflow=Workflow(args.wf_label, args.wf_stamp),
+        arguments=tuple(argv[1:]),
+        limits=limits,
+        records=RecordsSpec(kickstart=record, json=None, stdio_bytes=args.data_size),
+        monitor_interval=float(args.monitor_interval) if args.monitor_interval else 1.0,
+        source="kickstart",
+    )
+    opts = RunOptions(
+        kickstart=record, json=None, full=args.full, compact=args.no_header,
+        extra_env=extra_env, cwd=workdir, stdio=stdio,
+        stat_before=_under(workdir, args.stat_before),
+        stat_after=_under(workdir, args.stat_after),
+        hooks=_hooks(environ, path_var), omit_data_on_success=args.omit_data,
+        timeout_exit_code=EXIT_TIMEOUT if k > 0 else None,
+        record_append=record != "-", protocol=False)
+    return spec, opts
+
+
+def _split(text: str, what: str) -> list[str]:
+    try:
+        return shlex.split(text)
+    except ValueError as err:
+        raise KickstartUsage(f"{what}: cannot split '{text}': {err}", show_help=False) from err
+
+
+def _executable(name: str, path_var: str, make_executable: bool) -> str:
+    """The application as kickstart finds it; a name it cannot find is left for the runner,
+    which reports it in the record and exits 127."""
+    found = pathfind(name, path_var)
+    if found is None:
+        return os.path.abspath(name) if "/" in name else name
+    if make_executable and not os.access(found, os.R_OK | os.X_OK):
+        try:
+            mode = os.stat(found).st_mode
+            os.chmod(found, mode | stat.S_IRUSR | stat.S_IXUSR | stat.S_IRGRP | stat.S_IXGRP
+                     | stat.S_IROTH | stat.S_IXOTH)
+        except OSError as err:
+            logger.warning("cannot make %s executable: %s", found, err.strerror)
+    return found
+
+
+def _enter(workdir: str, create: bool) -> None:
+    """-w/-W: the directory must be usable before anything runs (kickstart exits 127)."""
+    if create:
+        try:
+            os.makedirs(workdir, exist_ok=True)
+        except OSError as err:
+            raise KickstartUsage(f"cannot create directory {workdir}: {err.strerror}",
+                                 show_help=False) from err
+    if not os.path.isdir(workdir) or not os.access(workdir, os.X_OK):
+        raise KickstartUsage(f"cannot change to directory {workdir}: "
+                             + ("no such directory" if not os.path.exists(workdir)
+                                else "not a usable directory"), show_help=False)
+
+
+def _under(workdir: str, files: list[tuple[str | None, str]]) -> list[tuple[str | None, str]]:
+    """-s/-S names are looked up after the change of directory, as in kickstart; a file
+    given without an lfn is recorded under the name it was given."""
+    return [(lfn or pfn, os.path.join(workdir, pfn)) for lfn, pfn in files]
+
+
+def _hooks(environ: dict[str, str], path_var: str) -> dict[str, list[str]]:
+    """KICKSTART_SETUP & co.: command lines split into words with quotes honoured and run
+    without a shell, exactly as kickstart parses and runs them. A hook whose program cannot
+    be found or run is skipped, as kickstart skips it."""
+    hooks: dict[str, list[str]] = {}
+    for name, (var, old_var) in HOOK_VARS.items():
+        text = environ.get(var)
+        if text is None:
+            text = environ.get(old_var)
+            var = old_var
+        if not text or not text.strip():
+            continue
+        words = _split(text, var)
+        found = pathfind(words[0], path_var)
+        if found is None or not os.access(found, os.X_OK):
+            logger.warning("%s: cannot run '%s': not found or not executable; skipped",
+                           var, words[0])
+            continue
+        hooks[name] = [found, *words[1:]]
+    return hooks
