@@ -10,7 +10,20 @@ PY=${PYTHON:-python3}
 "$VENV/bin/python" -m pip install -q -e '.[test,s3]'
 # Pegasus's own parsers are the oracle for our records (installed without their dependencies).
 "$VENV/bin/python" -m pip install -q --no-deps 'pegasus-wms==5.1.3' 'pegasus-wms.common==5.1.3'
+# A flux-core installed under a site-local prefix counts as on PATH; the PyPI bindings need
+# its lib/ on LD_LIBRARY_PATH to find libflux-core.
+FLUX_PREFIX=${FLUX_PREFIX:-/opt/flux}
+if ! command -v flux >/dev/null 2>&1 && [ -x "$FLUX_PREFIX/bin/flux" ]; then
+  export PATH="$FLUX_PREFIX/bin:$PATH"
+fi
 if command -v flux >/dev/null 2>&1; then
+  flux_lib=$(dirname "$(dirname "$(command -v flux)")")/lib
+  if [ -e "$flux_lib/libflux-core.so.2" ]; then
+    case ":${LD_LIBRARY_PATH:-}:" in
+      *":$flux_lib:"*) ;;
+      *) export LD_LIBRARY_PATH="$flux_lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" ;;
+    esac
+  fi
   fv=$(flux version 2>/dev/null | awk '/^commands:/ {print $2}')
   if ! "$VENV/bin/python" -c 'import flux' 2>/dev/null; then
     "$VENV/bin/python" -m pip install -q "flux-python==${fv}" ply \

@@ -1,15 +1,28 @@
-"""What fluxlite knows of the Flux instance and job it runs in."""
+"""What fluxlite knows of the Flux instance and job it runs in.
+
+Two ways to be inside Flux (flux.md §1):
+- as the initial program of a batch job (``flux batch``): ``FLUX_URI`` names the job's own
+  sub-instance, ``FLUX_ENCLOSING_ID`` and the broker attribute ``jobid`` name the batch job in
+  the parent instance, ``FLUX_JOB_ID`` is unset;
+- as a job of an instance (``flux run``/``flux submit``): ``FLUX_JOB_ID`` names it.
+"""
 
 from __future__ import annotations
 
 import logging
+import math
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from fluxlite.errors import FluxUnavailable
 
 logger = logging.getLogger(__name__)
+
+# The runner's phase names, as the `user.fluxlite.phase` memo shows them.
+PHASE_NAMES = {"workdir": "setup", "checkpoint-in": "stage-in", "task": "running",
+               "checkpoint-out": "stage-out"}
 
 
 @dataclass(slots=True)
@@ -19,22 +32,27 @@ class FluxContext:
     level: int = 0
     jobid: str | None = None  # F58 id of the job fluxlite runs in (the batch job or its own)
     jobid_int: int | None = None
-    jobid_source: str = ""  # "instance" (batch job of this instance) or "job" (FLUX_JOB_ID)
+    jobid_source: str = ""  # "instance" (the batch job owning this instance) or "job"
     parent_uri: str | None = None
     size: int = 1
     resources: dict[str, Any] = field(default_factory=dict)
     queue: str | None = None
     timeleft_at_start: float | None = None
     _memo_handle: Any = None
+    _memo_failed: bool = False
 
     def info(self) -> dict[str, Any]:
+        """The JSON record's ``flux`` section."""
+        left = self.timeleft_at_start
         return {"uri": self.uri, "instance_level": self.level, "jobid": self.jobid,
                 "jobid_int": self.jobid_int, "jobid_source": self.jobid_source,
                 "parent_uri": self.parent_uri, "size": self.size,
                 "resources": self.resources, "queue": self.queue,
-                "timeleft": self.timeleft_at_start}
+                # JSON has no infinity: an unlimited job says so in words
+                "timeleft": left if left is None or math.isfinite(left) else "unlimited"}
 
     def timeleft(self) -> float | None:
+        """Seconds to the time limit (inf: none), or None when Flux cannot tell."""
         import flux.job  # type: ignore[import-not-found]
 
         try:
@@ -45,12 +63,17 @@ class FluxContext:
 
     def memo(self, memo: dict[str, Any]) -> None:
         """Post ``user.fluxlite.*`` memo keys on the job fluxlite runs in (best effort)."""
-        if self.jobid_int is None:
+        if self.jobid_int is None or self._memo_failed:
             return
+        step = memo.get("phase")
+        if step in PHASE_NAMES:
+            # Flux users see where a job is (running), not fluxlite's name for the step
+            memo = {**memo, "phase": PHASE_NAMES[step], "step": step}
         try:
             if self._memo_handle is None:
                 import flux  # type: ignore[import-not-found]
 
+                # a batch job is a job of the parent instance: its memos live there
                 if self.jobid_source == "instance" and self.parent_uri:
                     self._memo_handle = flux.Flux(self.parent_uri)
                 else:
@@ -58,10 +81,12 @@ class FluxContext:
             self._memo_handle.rpc("job-manager.memo",
                                   {"id": self.jobid_int, "memo": {"fluxlite": memo}}).get()
         except Exception as err:  # noqa: BLE001 - progress reports must never fail a job
-            logger.debug("flux memo failed: %s", err)
+            # one failure means they all would (no permission, parent gone): say it once
+            self._memo_failed = True
+            logger.warning("cannot post progress to flux job %s: %s", self.jobid, err)
 
 
-def detect(env: dict[str, str] | None = None, warn: bool = True) -> FluxContext | None:
+def detect(env: Mapping[str, str] | None = None, warn: bool = True) -> FluxContext | None:
     """The Flux context when FLUX_URI is set and the bindings import; None otherwise."""
     env = os.environ if env is None else env
     uri = env.get("FLUX_URI")
@@ -77,9 +102,10 @@ def detect(env: dict[str, str] | None = None, warn: bool = True) -> FluxContext 
         return None
     try:
         h = flux.Flux(uri)
-    except (OSError, EnvironmentError) as err:
+    except OSError as err:
         if warn:
-            logger.warning("cannot connect to Flux at %s (%s); running locally", uri, err)
+            logger.warning("cannot connect to flux at %s (%s); running locally", uri,
+                           err.strerror or err)
         return None
     ctx = FluxContext(handle=h, uri=uri)
     _fill(ctx, h, env)
@@ -88,49 +114,81 @@ def detect(env: dict[str, str] | None = None, warn: bool = True) -> FluxContext 
 
 def _attr(h: Any, name: str) -> str | None:
     try:
-        return h.attr_get(name)
-    except (OSError, EnvironmentError):
+        val = h.attr_get(name)
+    except OSError:
+        return None
+    return val.decode() if isinstance(val, bytes) else val
+
+
+def _jobid(value: str) -> Any:
+    from flux.job import JobID  # type: ignore[import-not-found]
+
+    try:
+        return JobID(value)
+    except (ValueError, TypeError, OSError) as err:
+        logger.debug("not a flux job id %r: %s", value, err)
         return None
 
 
-def _fill(ctx: FluxContext, h: Any, env: dict[str, str]) -> None:
-    from flux.job import JobID  # type: ignore[import-not-found]
-
+def _fill(ctx: FluxContext, h: Any, env: Mapping[str, str]) -> None:
     ctx.level = int(_attr(h, "instance-level") or 0)
     ctx.size = int(_attr(h, "size") or 1)
     ctx.parent_uri = _attr(h, "parent-uri")
-    job = env.get("FLUX_JOB_ID")
-    if job:
-        jid = JobID(job)
+    jid = None
+    if env.get("FLUX_JOB_ID"):
+        jid = _jobid(env["FLUX_JOB_ID"])
         ctx.jobid_source = "job"
-    elif ctx.level > 0 and _attr(h, "jobid"):
-        jid = JobID(_attr(h, "jobid"))
-        ctx.jobid_source = "instance"
-    elif env.get("FLUX_ENCLOSING_ID"):
-        jid = JobID(env["FLUX_ENCLOSING_ID"])
-        ctx.jobid_source = "instance"
+    if jid is None and ctx.level > 0:
+        # the initial program of a batch job: the instance knows the job that owns it
+        own = _attr(h, "jobid") or env.get("FLUX_ENCLOSING_ID")
+        if own:
+            jid = _jobid(own)
+            ctx.jobid_source = "instance"
+    if jid is None:
+        ctx.jobid_source = ""
     else:
-        jid = None
-    if jid is not None:
         ctx.jobid_int = int(jid)
         ctx.jobid = jid.f58
-    try:
-        import flux.resource  # type: ignore[import-not-found]
-
-        rl = flux.resource.resource_list(h).get()
-        ctx.resources = {
-            "nnodes": rl.all.nnodes, "ncores": rl.all.ncores, "ngpus": rl.all.ngpus,
-            "nodelist": str(rl.all.nodelist), "free_ncores": rl.free.ncores}
-    except Exception as err:  # noqa: BLE001 - informational only
-        logger.debug("flux resource list unavailable: %s", err)
+    ctx.resources = _allocation(ctx, h)
     ctx.timeleft_at_start = ctx.timeleft()
-    if ctx.jobid_int is not None and ctx.jobid_source == "instance" and ctx.parent_uri:
-        try:
-            import flux.job  # type: ignore[import-not-found]
 
-            parent = flux.Flux(ctx.parent_uri)
-            info = flux.job.get_job(parent, ctx.jobid_int)
-            if info:
-                ctx.queue = info.get("queue")
-        except Exception as err:  # noqa: BLE001
-            logger.debug("flux job info unavailable: %s", err)
+
+def _allocation(ctx: FluxContext, h: Any) -> dict[str, Any]:
+    """The resources fluxlite may use: the whole instance for a batch job (it owns it),
+    the job's own allocation for a job of an instance."""
+    import flux  # type: ignore[import-not-found]
+    import flux.job  # type: ignore[import-not-found]
+
+    out: dict[str, Any] = {}
+    if ctx.jobid_source != "job":
+        try:
+            import flux.resource  # type: ignore[import-not-found]
+
+            rl = flux.resource.resource_list(h).get()
+            out = {"nnodes": rl.all.nnodes, "ncores": rl.all.ncores, "ngpus": rl.all.ngpus,
+                   "nodelist": str(rl.all.nodelist), "free_ncores": rl.free.ncores,
+                   "source": "instance"}
+        except Exception as err:  # noqa: BLE001 - informational only
+            logger.debug("flux resource list unavailable: %s", err)
+    if ctx.jobid_int is None:
+        return out
+    # the job's own view (queue, allocation, expiration) lives where the job was submitted
+    try:
+        where = h
+        if ctx.jobid_source == "instance" and ctx.parent_uri:
+            where = flux.Flux(ctx.parent_uri)
+        info = flux.job.get_job(where, ctx.jobid_int) or {}
+    except Exception as err:  # noqa: BLE001 - informational only
+        logger.debug("flux job info unavailable: %s", err)
+        return out
+    ctx.queue = info.get("queue") or None
+    if ctx.jobid_source == "job" or not out:
+        out = {"nnodes": info.get("nnodes"), "ncores": info.get("ncores"),
+               "ngpus": info.get("ngpus"), "nodelist": info.get("nodelist"),
+               "ntasks": info.get("ntasks"), "source": "job"}
+        if isinstance(out["nodelist"], list):
+            out["nodelist"] = ",".join(out["nodelist"])
+    exp = info.get("expiration")
+    if exp:
+        out["expiration"] = exp
+    return out

@@ -1,0 +1,346 @@
+"""Run the task through Flux instead of as a child process.
+
+- ``"placement": "flux"``: the task is a Flux job of the instance fluxlite runs in, with the
+  spec's tasks, nodes, cores and GPUs, so an MPI task spans the allocation's nodes;
+- ``"placement": "nested"``: the task is the initial program of a new Flux sub-instance of
+  that size (what ``flux batch``/``flux alloc`` create), so a task that submits work of its
+  own gets a scheduler of its own; the sub-instance ends with the task.
+
+Both controllers keep the interface of :class:`fluxlite.execute.task.TaskController`:
+``start()``, ``wait() -> TaskResult``, ``on_signal(signum)`` and ``.result``. The task is
+watched through its eventlog; the checkpoint schedule and fluxlite's own signals reach it
+through ``flux.job.kill`` (then cancel), since it is not a child of fluxlite.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import signal
+import threading
+import time
+from typing import Any
+
+from fluxlite.errors import ExecError, FluxUnavailable
+from fluxlite.execute.task import (
+    ExitStatus,
+    SignalEvent,
+    TaskController,
+    TaskResult,
+    signal_name,
+)
+from fluxlite.execute.timelimit import Schedule
+from fluxlite.spec import JobSpec, Resources
+
+logger = logging.getLogger(__name__)
+
+# Waiting for the eventlog after a cancel: Flux kills what is left after its own kill-timeout,
+# so a job that has not ended well past that is lost (its broker or our connection).
+_LOST_AFTER = 120.0
+_CANCEL_AFTER_KILL = 2.0
+
+
+def controller_for(spec: JobSpec, ctx: Any) -> Any:
+    """A controller class for ``spec.placement``, called like TaskController."""
+    if spec.placement == "local":
+        return TaskController
+    if ctx is None:
+        logger.warning("placement '%s' needs a flux instance (FLUX_URI and the flux python "
+                       "bindings); running the task locally", spec.placement)
+        return TaskController
+    if spec.placement not in ("flux", "nested"):
+        raise FluxUnavailable(f"placement: unknown placement '{spec.placement}'")
+    return functools.partial(FluxTaskController, ctx=ctx, resources=spec.resources,
+                             nested=spec.placement == "nested", name=spec.name)
+
+
+def build_jobspec(argv: list[str], cwd: str, env: dict[str, str], res: Resources, *,
+                  nested: bool, name: str, stdin: Any, stdout: Any, stderr: Any,
+                  duration: float | None = None, append: bool = False) -> Any:
+    """The jobspec of the task (a job, or a sub-instance whose initial program it is)."""
+    from flux.job import JobspecV1  # type: ignore[import-not-found]
+
+    tasks = max(res.tasks, res.nodes or 1)
+    gpus = res.gpus_per_task or None
+    try:
+        if nested:
+            js = JobspecV1.from_nest_command(argv, num_slots=tasks,
+                                             cores_per_slot=res.cores_per_task,
+                                             gpus_per_slot=gpus, num_nodes=res.nodes)
+        else:
+            js = JobspecV1.from_command(argv, num_tasks=tasks,
+                                        cores_per_task=res.cores_per_task,
+                                        gpus_per_task=gpus, num_nodes=res.nodes)
+    except ValueError as err:
+        raise ExecError(f"resources: {err}") from err
+    js.cwd = cwd
+    js.environment = dict(env)
+    js.setattr("system.job.name", name or os.path.basename(argv[0]))
+    # descriptors (kickstart's "-") mean nothing to a job shell: Flux's defaults apply then
+    if isinstance(stdin, str) and stdin != os.devnull:
+        js.stdin = stdin
+    if isinstance(stdout, str):
+        js.stdout = stdout
+    if isinstance(stderr, str):
+        js.stderr = stderr
+    if append:
+        js.setattr_shell_option("output.mode", "append")
+    if duration:
+        js.duration = duration
+    return js
+
+
+class FluxTaskController:
+    """Starts the task as a Flux job and drives it to its end (see module docstring)."""
+
+    def __init__(self, argv: list[str], cwd: str, env: dict[str, str], *, stdin: Any,
+                 stdout: Any, stderr: Any, schedule: Schedule, kill_grace: float = 5.0,
+                 usr1: str = "forward", append: bool = False,
+                 events: list[SignalEvent] | None = None, ctx: Any, resources: Resources,
+                 nested: bool = False, name: str = "") -> None:
+        self.argv, self.cwd, self.env = argv, cwd, env
+        self.stdin, self.stdout, self.stderr = stdin, stdout, stderr
+        self.schedule = schedule
+        self.kill_grace = kill_grace
+        self.usr1 = usr1
+        self.append = append
+        self.events = events if events is not None else []
+        self.ctx = ctx
+        self.resources = resources
+        self.nested = nested
+        self.name = name
+        self.result = TaskResult(argv=list(argv), cwd=cwd)
+        self.flux_jobid: str | None = None  # F58, for the record's jobids
+        self.flux_jobid_int: int | None = None
+        self.flux_info: dict[str, Any] = {}
+        self._done = threading.Event()
+        self._wake = threading.Event()
+        self._lock = threading.Lock()
+        self._pending: list[int] = []  # signals taken in the handler, acted on in wait()
+        self._t0 = 0.0
+        self._term_at: float | None = None
+        self._kill_at: float | None = None
+        self._termed = False
+        self._killed = False
+        self._cancelled_at: float | None = None
+        self._cancel_at: tuple[float, str] | None = None
+        self._events: dict[str, float] = {}
+        self._status: int | None = None
+        self._exception: dict[str, Any] | None = None
+        self._watch_error: str | None = None
+
+    @property
+    def _target(self) -> str:
+        return f"flux job {self.flux_jobid}"
+
+    # -- start ------------------------------------------------------------------
+    def start(self) -> None:
+        import flux.job  # type: ignore[import-not-found]
+
+        s = self.schedule
+        # Flux's own limit is a safety net for the case fluxlite itself is killed: it never
+        # fires first, since the schedule kills the task before it
+        duration = None
+        if s.kill_after is not None:
+            duration = s.kill_after + self.kill_grace + 60.0
+        js = build_jobspec(self.argv, self.cwd, self.env, self.resources, nested=self.nested,
+                           name=self.name, stdin=self.stdin, stdout=self.stdout,
+                           stderr=self.stderr, duration=duration, append=self.append)
+        self.result.start = time.time()
+        self._t0 = time.monotonic()
+        try:
+            jid = flux.job.submit(self.ctx.handle, js)
+        except OSError as err:
+            raise ExecError(f"flux submit of {os.path.basename(self.argv[0])} failed: "
+                            f"{err.strerror or err}") from err
+        jid = flux.job.JobID(jid)
+        self.flux_jobid, self.flux_jobid_int = jid.f58, int(jid)
+        self.flux_info = {"jobid": jid.f58, "jobid_int": int(jid),
+                          "placement": "nested" if self.nested else "flux",
+                          "tasks": max(self.resources.tasks, self.resources.nodes or 1),
+                          "nodes": self.resources.nodes,
+                          "cores_per_task": self.resources.cores_per_task,
+                          "gpus_per_task": self.resources.gpus_per_task}
+        logger.info("task submitted to flux as job %s (%s)", jid.f58,
+                    "in a sub-instance of its own" if self.nested else "in this instance")
+        if s.term_after is not None:
+            self._term_at = self._t0 + s.term_after
+        if s.kill_after is not None:
+            self._kill_at = self._t0 + s.kill_after
+        threading.Thread(target=self._watch, name="fluxlite-flux-watch", daemon=True).start()
+
+    def _watch(self) -> None:
+        """Follow the job's eventlog to its end, on a handle of its own (handles are not
+        shared between threads)."""
+        import flux  # type: ignore[import-not-found]
+        import flux.job  # type: ignore[import-not-found]
+
+        try:
+            h = flux.Flux(self.ctx.uri)
+            for ev in flux.job.event_watch(h, self.flux_jobid_int):
+                self._events.setdefault(ev.name, ev.timestamp)
+                if ev.name == "finish":
+                    self._status = int(ev.context.get("status", 0))
+                elif ev.name == "exception" and self._exception is None:
+                    ctx = ev.context
+                    if int(ctx.get("severity", 0)) == 0:
+                        self._exception = {"type": ctx.get("type"), "note": ctx.get("note")}
+                elif ev.name == "clean":
+                    break
+        except Exception as err:  # noqa: BLE001 - reported as the task's failure
+            self._watch_error = str(err) or type(err).__name__
+        finally:
+            self._done.set()
+            self._wake.set()
+
+    # -- drive ---------------------------------------------------------------------
+    def wait(self) -> TaskResult:
+        while not self._done.is_set():
+            deadline = self._next_deadline()
+            timeout = 3600.0 if deadline is None else max(0.0, deadline - time.monotonic())
+            self._wake.wait(min(timeout, 3600.0))
+            self._wake.clear()
+            self._handle_pending()
+            self._check_deadlines()
+        return self._finish()
+
+    def _finish(self) -> TaskResult:
+        res = self.result
+        ev = self._events
+        if "start" in ev:
+            res.start = ev["start"]
+            res.duration = ev.get("finish", ev.get("clean", time.time())) - ev["start"]
+        else:
+            res.duration = time.monotonic() - self._t0
+        if self._status is not None:
+            res.status = ExitStatus.from_wait(self._status)
+        elif self._watch_error is not None:
+            res.status = ExitStatus.failed_to_start(f"lost flux job {self.flux_jobid}: "
+                                                    f"{self._watch_error}")
+        else:
+            exc = self._exception or {}
+            why = f"flux job {self.flux_jobid}: {exc.get('type', 'exception')}"
+            if exc.get("note"):
+                why += f": {exc['note']}"
+            res.status = ExitStatus.failed_to_start(why)
+        if self._exception is not None:
+            self.flux_info["exception"] = self._exception
+        if "start" in ev:
+            self.flux_info["t_run"] = ev["start"]
+        return res
+
+    def _next_deadline(self) -> float | None:
+        with self._lock:
+            cands = []
+            if self._term_at is not None and not self._termed:
+                cands.append(self._term_at)
+            if self._kill_at is not None and not self._killed:
+                cands.append(self._kill_at)
+            if self._cancelled_at is not None:
+                cands.append(self._cancelled_at + _LOST_AFTER)
+            if self._cancel_at is not None:
+                cands.append(self._cancel_at[0])
+            return min(cands) if cands else None
+
+    def _check_deadlines(self) -> None:
+        now = time.monotonic()
+        if self._cancelled_at is not None and now >= self._cancelled_at + _LOST_AFTER:
+            self._watch_error = "did not end after it was cancelled"
+            self._done.set()
+            return
+        pending_cancel = self._cancel_at
+        if pending_cancel is not None and now >= pending_cancel[0]:
+            self._cancel(pending_cancel[1])
+        with self._lock:
+            term_due = self._term_at is not None and not self._termed and now >= self._term_at
+            kill_due = self._kill_at is not None and not self._killed and now >= self._kill_at
+        if kill_due:
+            self.result.timed_out = "kill"
+            self.kill_tree("time limit: kill")
+        elif term_due:
+            self.result.timed_out = self.result.timed_out or "term"
+            self._send(signal.SIGTERM, "checkpoint time: terminate")
+            with self._lock:
+                self._termed = True
+                if self._kill_at is None:
+                    self._kill_at = now + self.kill_grace
+
+    # -- signals --------------------------------------------------------------------
+    def on_signal(self, signum: int) -> None:
+        """fluxlite received signum (called from the signal handler): noted here, sent to
+        the job from wait(), since an RPC must not interleave with one in progress."""
+        self.events.append(SignalEvent(time.time(), signal_name(signum), "received",
+                                       "fluxlite"))
+        if self._done.is_set():
+            return
+        self._pending.append(signum)
+        self._wake.set()
+
+    def _handle_pending(self) -> None:
+        while self._pending:
+            signum = self._pending.pop(0)
+            if self._done.is_set():
+                return
+            if signum == signal.SIGUSR1:
+                if self.usr1 == "forward":
+                    self._send(signal.SIGUSR1, "checkpoint warning forwarded")
+                    continue
+                signum = signal.SIGTERM
+            if self._termed:
+                self.kill_tree(f"second {signal_name(signum)}")
+                continue
+            self._send(signum, "forwarded")
+            with self._lock:
+                self._termed = True
+                grace_end = time.monotonic() + self.kill_grace
+                if self._kill_at is None or self._kill_at > grace_end:
+                    self._kill_at = grace_end
+
+    def _send(self, signum: int, reason: str) -> None:
+        import flux.job  # type: ignore[import-not-found]
+
+        if self.flux_jobid_int is None or self._done.is_set():
+            return
+        try:
+            flux.job.kill(self.ctx.handle, self.flux_jobid_int, signum)
+        except OSError as err:
+            # the job may have ended between the check and the RPC
+            logger.debug("flux job kill %s: %s", self.flux_jobid, err)
+            return
+        self.events.append(SignalEvent(time.time(), signal_name(signum), "sent",
+                                       self._target, reason))
+
+    def kill_tree(self, reason: str) -> None:
+        """SIGKILL every task of the job, then cancel it, so Flux reaps what is left."""
+        with self._lock:
+            if self._killed:
+                return
+            self._killed = True
+        if self.flux_jobid_int is None or self._done.is_set():
+            return
+        if self.nested:
+            # a sub-instance is cancelled, not killed: its broker then takes down the jobs
+            # of its own (a SIGKILL would orphan them); Flux sends SIGKILL after its
+            # kill-timeout
+            self._cancel(reason)
+            return
+        self._send(signal.SIGKILL, reason)
+        # the cancel follows a moment later: sent at once, it would have the job shell
+        # TERMed before it has delivered the KILL
+        with self._lock:
+            self._cancel_at = (time.monotonic() + _CANCEL_AFTER_KILL, reason)
+        self._wake.set()
+
+    def _cancel(self, reason: str) -> None:
+        import flux.job  # type: ignore[import-not-found]
+
+        with self._lock:
+            self._cancel_at = None
+        if self._cancelled_at is not None or self._done.is_set():
+            return
+        try:
+            flux.job.cancel(self.ctx.handle, self.flux_jobid_int, f"fluxlite: {reason}")
+        except OSError as err:
+            logger.debug("flux job cancel %s: %s", self.flux_jobid, err)
+        self._cancelled_at = time.monotonic()

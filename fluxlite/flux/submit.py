@@ -1,0 +1,282 @@
+"""Put `fluxlite run job.json` into Flux as a batch job, or write the batch script for it.
+
+The script has the shape HTCondor's BLAHP writes for Flux (flux.md §1): ``#FLUX:`` directives,
+exports, ``cd``, a signal trap, the command line run in the background and waited for, and
+its exit code as the script's. ``fluxlite submit`` submits the same script as a batch job (a
+new sub-instance, as ``flux batch`` does), so both ways run the same thing.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import re
+import shlex
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+from fluxlite.errors import FluxliteError, FluxUnavailable, UsageError
+from fluxlite.execute.timelimit import from_limits
+from fluxlite.spec import JobSpec, Limits
+
+logger = logging.getLogger(__name__)
+
+_FSD = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([smhd]?)\s*$")
+_UNIT = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+# Signals the script takes: BLAHP's set, plus USR1 (Flux's time-limit warning, which would
+# kill an untrapped bash) and ALRM (what Flux sends at the time limit itself).
+TRAPPED = ("HUP", "INT", "QUIT", "TERM", "XCPU", "ALRM", "USR1")
+
+
+@dataclass(frozen=True, slots=True)
+class BatchRequest:
+    """What the batch job asks of Flux; job.json's ``resources`` give the defaults."""
+
+    nodes: int | None = None
+    slots: int = 1
+    cores_per_slot: int = 1
+    gpus_per_slot: int = 0
+    time_limit: float | None = None  # seconds
+    queue: str | None = None
+    bank: str | None = None
+    exclusive: bool = False
+    job_name: str = "fluxlite"
+    output: str | None = None
+    error: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    cwd: str = ""
+
+    def signal_lead(self, spec: JobSpec) -> float | None:
+        """Seconds before the time limit at which Flux sends SIGUSR1 (None: no limit)."""
+        return warning_lead(spec, self.time_limit)
+
+
+def parse_duration(text: str) -> float:
+    """Flux Standard Duration ('90s', '5m', '2h', '1d'); a bare number is minutes, as for
+    ``flux batch --time-limit``."""
+    m = _FSD.match(text)
+    if not m:
+        raise UsageError(f"--time-limit: '{text}' is not a duration (e.g. 90s, 30m, 2h)")
+    val = float(m.group(1)) * _UNIT[m.group(2) or "m"]
+    if val <= 0:
+        raise UsageError(f"--time-limit: '{text}' must be more than zero")
+    return val
+
+
+def fsd(seconds: float) -> str:
+    """A duration as Flux writes it: whole minutes as 'Nm', anything else in seconds."""
+    if seconds >= 60 and float(seconds / 60).is_integer():
+        return f"{int(seconds // 60)}m"
+    return f"{math.ceil(seconds)}s"
+
+
+def warning_lead(spec: JobSpec, time_limit: float | None) -> float | None:
+    """When Flux's checkpoint warning (SIGUSR1) comes, in seconds before the limit.
+
+    fluxlite TERMs the task on the schedule derived from the time left (Pegasus's timing,
+    pegasus.md §4); the warning arrives a little before that TERM, so that a task that
+    checkpoints on SIGUSR1 gets its chance first and one that does not is still TERMed in
+    time to stage its checkpoint out."""
+    if time_limit is None:
+        return None
+    # a walltime of the spec's own runs from the task's start, not from the batch job's:
+    # the warning then only guards the batch job's limit
+    limits = spec.limits if spec.limits.maxwalltime is None else Limits()
+    sched = from_limits(limits, time_limit)
+    if sched.term_after is None or sched.term_after >= time_limit:
+        return None
+    # a margin the signal's way through the script and fluxlite cannot eat up, even for a
+    # short limit, yet never more than half the time to the TERM
+    margin = min(60.0, max(5.0, 0.1 * sched.term_after), sched.term_after / 2)
+    lead = time_limit - sched.term_after + margin
+    return float(math.ceil(min(lead, time_limit - 1.0)))
+
+
+def request_from(spec: JobSpec, *, nodes: int | None = None, slots: int | None = None,
+                 cores: int | None = None, gpus: int | None = None,
+                 time_limit: str | None = None, queue: str | None = None,
+                 bank: str | None = None, exclusive: bool = False,
+                 output: str | None = None, error: str | None = None,
+                 env: dict[str, str] | None = None, cwd: str | None = None) -> BatchRequest:
+    """Command-line options over job.json's ``resources``."""
+    r = spec.resources
+    nodes = nodes if nodes is not None else r.nodes
+    n = slots if slots is not None else r.tasks
+    limit = parse_duration(time_limit) if time_limit is not None else r.time_limit
+    return BatchRequest(
+        nodes=nodes, slots=max(n, nodes or 1),
+        cores_per_slot=cores if cores is not None else r.cores_per_task,
+        gpus_per_slot=gpus if gpus is not None else r.gpus_per_task,
+        time_limit=limit, queue=queue or r.queue, bank=bank or r.bank,
+        # whole nodes when nodes are asked for, as flux batch -N does
+        exclusive=exclusive or nodes is not None,
+        job_name=spec.name or "fluxlite", output=output, error=error,
+        env=dict(env or {}), cwd=cwd or os.getcwd())
+
+
+def fluxlite_command() -> list[str]:
+    """How the batch job starts this same fluxlite: its console script beside this Python,
+    or this Python with ``-m fluxlite``."""
+    exe = os.path.join(os.path.dirname(sys.executable), "fluxlite")
+    if os.access(exe, os.X_OK):
+        return [exe]
+    return [sys.executable, "-m", "fluxlite"]
+
+
+def directives(spec: JobSpec, req: BatchRequest) -> list[str]:
+    """The ``#FLUX:`` lines, in BLAHP's order (flux.md §1)."""
+    out = [f"--job-name={req.job_name}"]
+    if req.output:
+        out.append(f"--output={req.output}")
+    if req.error:
+        out.append(f"--error={req.error}")
+    if req.bank:
+        out.append(f"--bank={req.bank}")
+    if req.time_limit is not None:
+        out.append(f"--time-limit={fsd(req.time_limit)}")
+    if req.queue:
+        out.append(f"--queue={req.queue}")
+    if req.exclusive:
+        out.append("--exclusive")
+    if req.nodes is not None:
+        out.append(f"--nodes={req.nodes}")
+    out.append(f"--nslots={req.slots}")
+    out.append(f"--cores-per-slot={req.cores_per_slot}")
+    if req.gpus_per_slot:
+        out.append(f"--gpus-per-slot={req.gpus_per_slot}")
+    lead = req.signal_lead(spec)
+    if lead is not None:
+        out.append(f"--signal=SIGUSR1@{fsd(lead)}")
+    return ["#FLUX: " + shlex.quote(d) for d in out]
+
+
+def render_script(spec: JobSpec, job_path: str, req: BatchRequest, *,
+                  with_directives: bool = True) -> str:
+    """The batch script that runs ``fluxlite run JOB``."""
+    q = shlex.quote
+    lines = ["#!/bin/bash"]
+    if with_directives:
+        lines += directives(spec, req)
+    lines.append(f"# fluxlite batch script for {q(os.path.abspath(job_path))}")
+    for name, value in req.env.items():
+        lines.append(f"export {name}={q(value)}")
+    lines.append(f"cd {q(req.cwd)} || exit 71")
+    cmd = " ".join(q(a) for a in [*fluxlite_command(), "run", os.path.abspath(job_path)])
+    lines += [
+        "# fluxlite runs in a process group of its own (set -m): the job shell signals this",
+        "# script's group and the broker signals the script once more when it stops, so the",
+        "# trap passes on the first terminating signal only (ALRM, Flux's time limit, as TERM)",
+        "# and every USR1 (the checkpoint warning); fluxlite's own schedule escalates.",
+        "set -m",
+        "fluxlite_pid=",
+        "stopping=",
+        "caught=",
+        "on_signal() {",
+        "  caught=1",
+        '  [ -n "$fluxlite_pid" ] || return 0',
+        '  if [ "$1" = USR1 ]; then',
+        '    kill -s USR1 "$fluxlite_pid" 2>/dev/null',
+        '  elif [ -z "$stopping" ]; then',
+        '    stopping=$1',
+        '    if [ "$1" = ALRM ]; then set -- TERM; fi',
+        '    kill -s "$1" "$fluxlite_pid" 2>/dev/null',
+        "  fi",
+        "  return 0",
+        "}",
+        f"for sig in {' '.join(TRAPPED)}; do trap \"on_signal $sig\" \"$sig\"; done",
+        f"{cmd} < /dev/null &",
+        "fluxlite_pid=$!",
+        "while :; do",
+        "  caught=",
+        '  wait "$fluxlite_pid"',
+        "  user_retcode=$?",
+        "  # a trapped signal ends wait early: wait on while fluxlite runs",
+        '  [ -n "$caught" ] && kill -0 "$fluxlite_pid" 2>/dev/null || break',
+        "done",
+        "exit $user_retcode",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _connect() -> Any:
+    from fluxlite.flux import import_flux
+
+    if not os.environ.get("FLUX_URI") and not _flux_on_path():
+        raise FluxUnavailable("no flux instance to submit to: FLUX_URI is not set and "
+                              "flux is not on PATH")
+    flux = import_flux()
+    try:
+        return flux.Flux()
+    except OSError as err:
+        raise FluxUnavailable(f"cannot connect to flux: {err.strerror or err}") from err
+
+
+def _flux_on_path() -> bool:
+    import shutil
+
+    return shutil.which("flux") is not None
+
+
+def jobspec(spec: JobSpec, job_path: str, req: BatchRequest) -> Any:
+    """The batch job's jobspec: a sub-instance whose initial program is the script."""
+    from flux.job import JobspecV1  # type: ignore[import-not-found]
+
+    script = render_script(spec, job_path, req, with_directives=False)
+    try:
+        js = JobspecV1.from_batch_command(
+            script, req.job_name, num_slots=req.slots, cores_per_slot=req.cores_per_slot,
+            gpus_per_slot=req.gpus_per_slot or None, num_nodes=req.nodes,
+            exclusive=req.exclusive)
+    except ValueError as err:
+        raise UsageError(f"resources: {err}") from err
+    js.cwd = req.cwd
+    # flux batch passes the submitter's environment on; so does fluxlite submit
+    env = dict(os.environ)
+    env.update(req.env)
+    js.environment = env
+    js.stdout = req.output or os.path.join(req.cwd, "fluxlite-{{id}}.out")
+    if req.error:
+        js.stderr = req.error
+    if req.time_limit is not None:
+        js.duration = req.time_limit
+        lead = req.signal_lead(spec)
+        if lead is not None:
+            js.setattr_shell_option("signal", {"signum": 10, "timeleft": lead})
+    if req.queue:
+        js.setattr("system.queue", req.queue)
+    if req.bank:
+        js.setattr("system.bank", req.bank)
+    return js
+
+
+def submit(spec: JobSpec, job_path: str, req: BatchRequest) -> tuple[Any, str]:
+    """Submit the batch job; returns the handle and the job's F58 id."""
+    h = _connect()  # first: it says what is missing before anything imports flux
+    import flux.job  # type: ignore[import-not-found]
+
+    js = jobspec(spec, job_path, req)
+    try:
+        jid = flux.job.JobID(flux.job.submit(h, js))
+    except OSError as err:
+        raise FluxliteError(f"flux submit failed: {err.strerror or err}") from err
+    logger.debug("submitted %s as flux job %s", job_path, jid.f58)
+    return h, jid.f58
+
+
+def wait_exit_code(h: Any, jobid: str) -> int:
+    """Wait for the batch job to end; its exit code is fluxlite's."""
+    import flux.job  # type: ignore[import-not-found]
+
+    info = flux.job.result_async(h, flux.job.JobID(jobid)).get_dict()
+    if info.get("waitstatus") is None or "t_run" not in info:
+        what = info.get("exception_type") or info.get("result") or "ended"
+        note = info.get("exception_note")
+        raise FluxliteError(f"flux job {jobid} did not run: {what}"
+                            + (f": {note}" if note else ""))
+    status = int(info["waitstatus"])
+    if os.WIFSIGNALED(status):
+        return 128 + os.WTERMSIG(status)
+    return os.WEXITSTATUS(status)
