@@ -1,0 +1,7 @@
+"""Clusters of tasks: many small tasks run as one job, locally or as Flux jobs.
+
+``formats`` turns a PMC DAG, a pegasus-cluster list or a JSON job list into a ``TaskGraph``;
+``scheduler`` decides what runs next (dependencies, priorities, retries, rescue file, time
+limit); ``executors`` start tasks (fork/exec slot pool, or Flux jobs in an instance);
+``records`` writes a compact kickstart record and a ``[cluster-task ...]`` line per task.
+"""

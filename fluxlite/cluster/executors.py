@@ -1,0 +1,697 @@
+"""Executors start task attempts and report them finished.
+
+- ``LocalExecutor``: fork/exec on this machine with a pool of slots (one per core by
+  default, ``--jobs N`` otherwise) and a memory budget; a task takes as many slots as the
+  cores it asks for.
+- ``FluxExecutor``: every attempt is a Flux job in an instance, submitted asynchronously so
+  that many submissions are in flight at once; Flux places them on the instance's cores and
+  GPUs.
+- ``NestedInstance``: a sub-instance of the current allocation that a ``FluxExecutor`` then
+  uses (hierarchical scheduling), shut down at the end.
+
+Tasks run concurrently, so nothing here may wait for or signal "every child of the
+process" (as the single-job controller does): each attempt is its own process group,
+signalled with ``killpg`` and reaped with ``wait4`` on its own pid only.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import selectors
+import shutil
+import signal
+import sys
+import time
+from typing import Any
+
+from fluxlite.cluster.formats import Task
+from fluxlite.cluster.records import Attempt
+from fluxlite.errors import FluxliteError, FluxUnavailable
+from fluxlite.execute.task import ExitStatus, rusage_dict
+
+logger = logging.getLogger(__name__)
+
+# Signals Python changes for itself that a task must get back at their defaults.
+_SIGDEF = tuple(s for s in (signal.SIGPIPE, getattr(signal, "SIGXFSZ", None),
+                            getattr(signal, "SIGXFZ", None)) if s is not None)
+_OUT_FLAGS = os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
+
+
+class Executor:
+    """The interface the scheduler drives."""
+
+    name = "base"
+    cores = 1
+    gpus = 0
+    memory_mb = 0  # 0: not accounted
+    where = "this executor"
+
+    def fits(self, task: Task) -> bool:
+        raise NotImplementedError
+
+    def start(self, a: Attempt) -> Attempt | None:
+        """Start an attempt; return it at once when it could not be started."""
+        raise NotImplementedError
+
+    def poll(self, timeout: float) -> list[Attempt]:
+        """Attempts that have finished, waiting at most ``timeout`` seconds for one."""
+        raise NotImplementedError
+
+    def running(self) -> int:
+        raise NotImplementedError
+
+    def signal_all(self, signum: int, reason: str) -> None:
+        raise NotImplementedError
+
+    def wakeup_fd(self) -> int | None:
+        return None
+
+    def close(self) -> None:
+        pass
+
+
+def task_argv(a: Attempt, jobtask_files: tuple[str, str, str] | None) -> list[str]:
+    t = a.task
+    if t.job is not None:
+        assert jobtask_files is not None
+        # a whole fluxlite job (staging, checksums, its own record): run by fluxlite itself in
+        # a process of its own, so that its task, signals and leftovers stay its own
+        return [sys.executable, "-m", "fluxlite.cluster.jobtask", *jobtask_files]
+    if t.argv is not None:
+        return list(t.argv)
+    # a pegasus-cluster line is a shell command line by design; pegasus-cluster runs it with
+    # /bin/sh -c, so do we (the user wrote it, nobody else's string reaches the shell)
+    return ["/bin/sh", "-c", t.command or ""]
+
+
+class TaskFiles:
+    """Where an attempt's stdout/stderr and a job task's records go, in the cluster's
+    private directory."""
+
+    def __init__(self, tmpdir: str, stdio_bytes: int) -> None:
+        self.tmpdir = tmpdir
+        self.stdio_bytes = stdio_bytes
+        self._specs: dict[str, str] = {}
+
+    def base(self, a: Attempt) -> str:
+        safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in a.task.id)[:80]
+        return os.path.join(self.tmpdir, f"{a.task.seq}.{safe}.{a.number}")
+
+    def jobtask(self, a: Attempt) -> tuple[str, str, str] | None:
+        t = a.task
+        if t.job is None:
+            return None
+        spec = self._specs.get(t.id)
+        if spec is None:
+            import orjson
+
+            spec = self.base(a) + ".job.json"
+            with open(spec, "wb") as fh:
+                fh.write(orjson.dumps(t.job_doc))
+            self._specs[t.id] = spec
+        b = self.base(a)
+        return spec, b + ".ks.yml", b + ".rec.json"
+
+    def collect_job_records(self, a: Attempt, files: tuple[str, str, str] | None) -> None:
+        if files is None:
+            return
+        import orjson
+
+        _, ks, js = files
+        try:
+            with open(ks, encoding="utf-8") as fh:
+                a.record_text = fh.read() or None
+        except OSError:
+            a.record_text = None  # the job died before writing: a record is made from status
+        try:
+            with open(js, "rb") as fh:
+                a.job_record = orjson.loads(fh.read())
+        except (OSError, orjson.JSONDecodeError):
+            a.job_record = None
+        for p in (ks, js):
+            _unlink(p)
+        if a.job_record is not None:
+            jid = (a.job_record.get("jobids") or {}).get("flux")
+            a.flux_id = a.flux_id or jid
+
+    def read_tail(self, fd: int) -> tuple[bytes, bool, int]:
+        size = os.fstat(fd).st_size
+        limit = self.stdio_bytes
+        if limit and size > limit:
+            return os.pread(fd, limit, size - limit), True, size
+        if limit == 0:
+            return b"", size > 0, size
+        return (os.pread(fd, size, 0) if size else b""), False, size
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def forward_files(a: Attempt, env_paths: dict[str, str]) -> None:
+    """PMC -f VAR=FILE and -F SRC=DEST: append what the task left there to DEST, in order
+    of completion (PMC's pipe and file forwarding, done through files)."""
+    t = a.task
+    pairs = [(env_paths[var], dest) for var, dest in t.pipe_forward if var in env_paths]
+    pairs += list(t.file_forward)
+    for src, dest in pairs:
+        try:
+            with open(src, "rb") as fin, open(dest, "ab") as fout:
+                shutil.copyfileobj(fin, fout)
+        except FileNotFoundError:
+            continue
+        except OSError as err:
+            logger.warning("task %s: cannot forward %s to %s: %s", t.id, src, dest, err)
+            continue
+        if (src, dest) in t.file_forward or src in env_paths.values():
+            _unlink(src)
+
+
+# ------------------------------------------------------------------------------ local
+
+class LocalExecutor(Executor):
+    name = "local"
+
+    def __init__(self, files: TaskFiles, jobs: int | None = None, memory_mb: int | None = None,
+                 gpus: int = 0, env: dict[str, str] | None = None) -> None:
+        self.files = files
+        self.cores = jobs or _usable_cores()
+        self.gpus = gpus
+        self.memory_mb = memory_mb if memory_mb is not None else _total_memory_mb()
+        self.where = "the local executor"
+        self.free_cores = self.cores
+        self.free_gpus = gpus
+        self.free_mem = self.memory_mb
+        self.env = dict(os.environ if env is None else env)
+        self.sel = selectors.DefaultSelector()
+        self.procs: dict[int, Attempt] = {}
+        self._pidfd = hasattr(os, "pidfd_open")
+        self._which: dict[str, str | None] = {}
+        self._signalled: set[int] = set()
+
+    def fits(self, task: Task) -> bool:
+        return (task.cores <= self.free_cores and task.gpus <= self.free_gpus
+                and (self.memory_mb == 0 or task.memory_mb <= self.free_mem))
+
+    def running(self) -> int:
+        return len(self.procs)
+
+    def _resolve(self, exe: str) -> str | None:
+        if "/" in exe:
+            return exe
+        if exe not in self._which:
+            self._which[exe] = shutil.which(exe, path=self.env.get("PATH", os.defpath))
+        return self._which[exe]
+
+    def start(self, a: Attempt) -> Attempt | None:
+        t = a.task
+        jt = self.files.jobtask(a)
+        argv = task_argv(a, jt)
+        a.argv = argv
+        exe = self._resolve(argv[0])
+        a.start = time.time()
+        a.t0 = time.monotonic()
+        if exe is None:
+            a.status = ExitStatus.failed_to_start(f"executable '{argv[0]}' not found on PATH")
+            return a
+        a.argv = [exe, *argv[1:]] if t.job is None else argv
+        base = self.files.base(a)
+        a.stdout_path, a.stderr_path = base + ".out", base + ".err"
+        env = self.env
+        fwd: dict[str, str] = {}
+        extra = {"PMC_TASK": t.id, "PMC_CPUS": str(t.cores), "PMC_MEMORY": str(t.memory_mb),
+                 "FLUXLITE_CLUSTER_TASK": t.id, "FLUXLITE_CLUSTER_TRY": str(a.number),
+                 "FLUXLITE_CLUSTER_EXECUTOR": "local"}
+        for var, _dest in t.pipe_forward:
+            fwd[var] = f"{base}.fwd.{var}"
+            extra[var] = fwd[var]
+        env = {**env, **extra}
+        fo = os.open(a.stdout_path, _OUT_FLAGS, 0o600)
+        fe = os.open(a.stderr_path, _OUT_FLAGS, 0o600)
+        try:
+            pid = os.posix_spawn(exe, a.argv, env, file_actions=[
+                (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                (os.POSIX_SPAWN_DUP2, fo, 1), (os.POSIX_SPAWN_DUP2, fe, 2)],
+                setpgroup=0, setsigdef=_SIGDEF, setsigmask=())
+        except OSError as err:
+            os.close(fo)
+            os.close(fe)
+            _unlink(a.stdout_path)
+            _unlink(a.stderr_path)
+            a.status = ExitStatus.failed_to_start(
+                f"cannot execute {exe}: {err.strerror or err}")
+            return a
+        a.pid = pid
+        pidfd = -1
+        if self._pidfd:
+            try:
+                pidfd = os.pidfd_open(pid)
+                self.sel.register(pidfd, selectors.EVENT_READ, pid)
+            except OSError:
+                self._pidfd = False
+                pidfd = -1
+        a.handle = (fo, fe, pidfd, jt, fwd)
+        self.procs[pid] = a
+        self.free_cores -= t.cores
+        self.free_gpus -= t.gpus
+        self.free_mem -= t.memory_mb
+        return None
+
+    def poll(self, timeout: float) -> list[Attempt]:
+        if not self.procs:
+            if timeout > 0:
+                time.sleep(min(timeout, 0.05))
+            return []
+        pids: list[int] = []
+        if self._pidfd:
+            for key, _ in self.sel.select(timeout):
+                pids.append(key.data)
+        else:
+            end = time.monotonic() + timeout
+            while True:
+                pids = [p for p in self.procs if _exited(p)]
+                if pids or time.monotonic() >= end:
+                    break
+                time.sleep(0.002)
+        return [self._reap(pid) for pid in pids]
+
+    def _reap(self, pid: int) -> Attempt:
+        a = self.procs.pop(pid)
+        fo, fe, pidfd, jt, fwd = a.handle
+        # the leader is a zombie still (not reaped): its pid cannot have been reused, so the
+        # group it leads can be cleared of anything it left behind
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        while True:
+            try:
+                _, status, ru = os.wait4(pid, 0)
+                break
+            except InterruptedError:
+                continue
+        a.duration = time.monotonic() - a.t0
+        a.status = ExitStatus.from_wait(status)
+        a.rusage = rusage_dict(ru)
+        if pidfd >= 0:
+            self.sel.unregister(pidfd)
+            os.close(pidfd)
+        a.stdout, trunc, size = self.files.read_tail(fo)
+        a.stdout_info = (trunc, size)
+        a.stderr, trunc, size = self.files.read_tail(fe)
+        a.stderr_info = (trunc, size)
+        os.close(fo)
+        os.close(fe)
+        _unlink(a.stdout_path)
+        _unlink(a.stderr_path)
+        self.files.collect_job_records(a, jt)
+        if a.task.pipe_forward or a.task.file_forward:
+            forward_files(a, fwd)
+        a.handle = None
+        self._signalled.discard(pid)
+        t = a.task
+        self.free_cores += t.cores
+        self.free_gpus += t.gpus
+        self.free_mem += t.memory_mb
+        return a
+
+    def signal_all(self, signum: int, reason: str) -> None:
+        for pid, a in self.procs.items():
+            a.stopped = a.stopped or reason
+            try:
+                os.killpg(pid, signum)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+    def close(self) -> None:
+        self.signal_all(signal.SIGKILL, "shutdown")
+        for pid in list(self.procs):
+            self._reap(pid)
+        self.sel.close()
+
+
+def _exited(pid: int) -> bool:
+    # WNOWAIT: look without reaping, so that _reap still finds the zombie's group
+    try:
+        info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:
+        return True
+    return info is not None
+
+
+def _usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def _total_memory_mb() -> int:
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // (1 << 20))
+    except (ValueError, OSError):
+        return 0
+
+
+# ------------------------------------------------------------------------------- Flux
+
+class FluxExecutor(Executor):
+    """Each attempt a Flux job; submissions pipelined through flux.job.FluxExecutor."""
+
+    name = "flux"
+
+    def __init__(self, files: TaskFiles, uri: str | None = None, max_inflight: int = 0,
+                 env: dict[str, str] | None = None) -> None:
+        from fluxlite.flux import import_flux
+
+        import_flux()  # one clear error when the bindings are missing
+        import flux  # type: ignore[import-not-found]
+        import flux.job  # type: ignore[import-not-found]
+        import flux.resource  # type: ignore[import-not-found]
+
+        self.flux = flux
+        self.files = files
+        self.uri = uri or os.environ.get("FLUX_URI")
+        if not self.uri:
+            raise FluxUnavailable("the flux executor needs a Flux instance (FLUX_URI is unset)")
+        try:
+            self.h = flux.Flux(self.uri)
+            rl = flux.resource.resource_list(self.h).get()
+        except OSError as err:
+            raise FluxUnavailable(f"cannot connect to Flux at {self.uri}: {err}") from err
+        self.nnodes = max(1, rl.all.nnodes)
+        self.cores = max(1, rl.all.ncores // self.nnodes)  # a task runs on one node
+        self.total_cores = rl.all.ncores
+        self.gpus = rl.all.ngpus // self.nnodes
+        self.where = "each node of the Flux instance"
+        # enough in flight to keep every core busy and the submit pipeline full, few enough
+        # that priorities and a time limit still act on tasks not yet handed to Flux
+        self.max_inflight = max_inflight or max(64, 4 * self.total_cores)
+        self.env = dict(os.environ if env is None else env)
+        self.env.pop("FLUX_URI", None)  # Flux sets the task's own
+        self.cwd = os.getcwd()
+        self.done: queue.SimpleQueue[Attempt] = queue.SimpleQueue()
+        self.inflight: dict[int, Attempt] = {}
+        self._seq = 0
+        self._rfd, self._wfd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self.ex = flux.job.FluxExecutor(poll_interval=0.01, handle_args=(self.uri,))
+
+    def fits(self, task: Task) -> bool:
+        return len(self.inflight) < self.max_inflight
+
+    def running(self) -> int:
+        return len(self.inflight)
+
+    def wakeup_fd(self) -> int | None:
+        return self._rfd
+
+    def _jobspec(self, a: Attempt) -> Any:
+        from flux.job import JobspecV1  # type: ignore[import-not-found]
+
+        t = a.task
+        jt = self.files.jobtask(a)
+        a.argv = task_argv(a, jt)
+        js = JobspecV1.from_command(a.argv, num_tasks=1, cores_per_task=t.cores,
+                                    gpus_per_task=t.gpus or None)
+        js.cwd = self.cwd
+        js.environment = {**self.env, "PMC_TASK": t.id, "PMC_CPUS": str(t.cores),
+                          "PMC_MEMORY": str(t.memory_mb), "FLUXLITE_CLUSTER_TASK": t.id,
+                          "FLUXLITE_CLUSTER_TRY": str(a.number),
+                          "FLUXLITE_CLUSTER_EXECUTOR": "flux"}
+        base = self.files.base(a)
+        a.stdout_path, a.stderr_path = base + ".out", base + ".err"
+        js.stdout = a.stdout_path
+        js.stderr = a.stderr_path
+        js.setattr("system.job.name", t.name or t.id)
+        return js, jt
+
+    def start(self, a: Attempt) -> Attempt | None:
+        a.start = time.time()
+        a.t0 = time.monotonic()
+        try:
+            js, jt = self._jobspec(a)
+        except (ValueError, TypeError, OSError) as err:
+            a.status = ExitStatus.failed_to_start(f"invalid Flux job: {err}")
+            return a
+        self._seq += 1
+        key = self._seq
+        h: dict[str, Any] = {"key": key, "jt": jt, "fut": None, "jobid": None,
+                             "started": False, "finish": None, "reported": False}
+        a.handle = h
+        self.inflight[key] = a
+        fut = self.ex.submit(js)
+        h["fut"] = fut
+        fut.add_jobid_callback(lambda f, a=a, h=h: self._on_jobid(a, h, f))
+        fut.add_event_callback("start", lambda f, ev, a=a, h=h: self._on_start(a, h, ev))
+        fut.add_event_callback("finish", lambda f, ev, a=a, h=h: self._on_finish(a, h, ev))
+        fut.add_done_callback(lambda f, a=a, h=h: self._on_done(a, h, f))
+        return None
+
+    # Callbacks run one at a time in the executor's thread: they record facts and hand the
+    # attempt over through the queue once. A cancelled job's future is done at its exception
+    # event, before the finish event that carries its wait status: a job that had started is
+    # handed over at its finish event instead.
+    def _on_jobid(self, a: Attempt, h: dict[str, Any], fut: Any) -> None:
+        try:
+            jid = fut.jobid()
+        except Exception:  # noqa: BLE001 - submission failed; the done callback reports it
+            return
+        h["jobid"] = jid
+        a.flux_id = self.flux.job.JobID(jid).f58
+
+    @staticmethod
+    def _on_start(a: Attempt, h: dict[str, Any], ev: Any) -> None:
+        h["started"] = True
+        a.start = ev.timestamp
+
+    def _on_finish(self, a: Attempt, h: dict[str, Any], ev: Any) -> None:
+        h["finish"] = (ev.timestamp, ev.context.get("status", 0))
+        if h["fut"] is not None and h["fut"].done():
+            self._hand_over(a, h)
+
+    def _on_done(self, a: Attempt, h: dict[str, Any], fut: Any) -> None:
+        if h["started"] and h["finish"] is None and not fut.cancelled():
+            return  # the finish event follows
+        self._hand_over(a, h)
+
+    def _hand_over(self, a: Attempt, h: dict[str, Any]) -> None:
+        if h["reported"]:
+            return
+        h["reported"] = True
+        self.done.put(a)
+        try:
+            os.write(self._wfd, b"x")
+        except OSError:
+            pass  # the pipe is full: the reader wakes anyway
+
+    def poll(self, timeout: float) -> list[Attempt]:
+        out: list[Attempt] = []
+        try:
+            out.append(self.done.get(timeout=timeout) if timeout > 0 else self.done.get_nowait())
+        except queue.Empty:
+            return []
+        while True:
+            try:
+                out.append(self.done.get_nowait())
+            except queue.Empty:
+                break
+        try:
+            while os.read(self._rfd, 4096):
+                pass
+        except OSError:
+            pass
+        return [self._finish(a) for a in out]
+
+    def _finish(self, a: Attempt) -> Attempt:
+        h = a.handle
+        self.inflight.pop(h["key"], None)
+        fut = h["fut"]
+        fin = h["finish"]
+        if fin is not None:
+            a.duration = max(0.0, fin[0] - a.start)
+            a.status = ExitStatus.from_wait(int(fin[1]))
+        else:
+            a.duration = time.monotonic() - a.t0
+            err = None
+            try:
+                err = fut.exception(timeout=0)
+            except BaseException as exc:  # noqa: BLE001 - cancelled futures raise
+                err = exc
+            a.status = ExitStatus.failed_to_start(_flux_error(err))
+        for path, attr in ((a.stdout_path, "stdout"), (a.stderr_path, "stderr")):
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            except OSError:
+                continue
+            try:
+                data, trunc, size = self.files.read_tail(fd)
+            finally:
+                os.close(fd)
+            setattr(a, attr, data)
+            setattr(a, attr + "_info", (trunc, size))
+            _unlink(path)
+        self.files.collect_job_records(a, h["jt"])
+        if a.task.pipe_forward or a.task.file_forward:
+            forward_files(a, {})
+        a.handle = None
+        return a
+
+    def signal_all(self, signum: int, reason: str) -> None:
+        import flux.job  # type: ignore[import-not-found]
+
+        futs = []
+        for a in self.inflight.values():
+            a.stopped = a.stopped or reason
+            h = a.handle
+            if h["fut"] is not None and h["fut"].cancel():
+                continue  # never handed to Flux
+            jid = h["jobid"]
+            if jid is None:
+                continue
+            try:
+                if signum == signal.SIGKILL:
+                    futs.append(flux.job.kill_async(self.h, jid, signum))
+                else:
+                    # cancel: TERM now, KILL after Flux's own grace; a pending job never runs
+                    futs.append(flux.job.cancel_async(self.h, jid, reason))
+            except OSError as err:
+                logger.debug("cannot signal flux job %s: %s", jid, err)
+        for f in futs:
+            try:
+                f.get()
+            except OSError:
+                pass  # already gone
+
+    def close(self) -> None:
+        if self.inflight:
+            self.signal_all(signal.SIGKILL, "shutdown")
+        self.ex.shutdown(wait=True)
+        while self.inflight:
+            self.poll(1.0)  # collect what the kills ended, for their files
+        os.close(self._rfd)
+        os.close(self._wfd)
+
+
+def _flux_error(err: BaseException | None) -> str:
+    if err is None:
+        return "the Flux job ended without a finish event"
+    text = str(err) or type(err).__name__
+    return f"flux job failed: {text}"
+
+
+class NestedInstance:
+    """A Flux sub-instance inside the current allocation, for the length of a cluster."""
+
+    def __init__(self, nodes: int | None, cores: int | None, gpus: int | None = None,
+                 uri: str | None = None) -> None:
+        from fluxlite.flux import import_flux
+
+        self.flux = import_flux()
+        self.parent_uri = uri or os.environ.get("FLUX_URI")
+        if not self.parent_uri:
+            raise FluxUnavailable("--nested needs a Flux instance to start the sub-instance "
+                                  "in (FLUX_URI is unset)")
+        self.nodes, self.cores, self.gpus = nodes, cores, gpus
+        self.jobid: int | None = None
+        self._f58: str | None = None
+        self.startup = 0.0
+        self.uri: str | None = None
+        self.h: Any = None
+
+    def start(self, timeout: float = 120.0) -> str:
+        import flux.job  # type: ignore[import-not-found]
+        from flux.job import JobspecV1  # type: ignore[import-not-found]
+
+        self.h = self.flux.Flux(self.parent_uri)
+        nodes = self.nodes or 1
+        cores = self.cores or nodes
+        if cores < nodes:
+            raise FluxliteError(f"--cores {cores} is fewer than --nodes {nodes}")
+        # one slot per node; the initial program only keeps the instance up while the
+        # cluster's scheduler (this process) submits into it
+        js = JobspecV1.from_nest_command(["sleep", "inf"], num_slots=nodes,
+                                         cores_per_slot=max(1, cores // nodes),
+                                         gpus_per_slot=(self.gpus // nodes) if self.gpus
+                                         else None,
+                                         num_nodes=nodes if self.nodes else None)
+        js.cwd = os.getcwd()
+        js.environment = {k: v for k, v in os.environ.items() if not k.startswith("FLUX_")
+                          or k in ("FLUX_F58_FORCE_ASCII",)}
+        js.setattr("system.job.name", "fluxlite-cluster")
+        t0 = time.monotonic()
+        self.jobid = flux.job.submit(self.h, js)
+        self._f58 = flux.job.JobID(self.jobid).f58
+        logger.info("nested instance %s: %d node(s), %d core(s); waiting for it to start",
+                    flux.job.JobID(self.jobid).f58, nodes, cores)
+        self.uri = self._resolve(timeout)
+        self._wait_ready(t0 + timeout)
+        self.startup = time.monotonic() - t0
+        logger.info("nested instance up in %.2f s: %s", self.startup, self.uri)
+        return self.uri
+
+    def _resolve(self, timeout: float) -> str:
+        from flux.uri import FluxURIResolver  # type: ignore[import-not-found]
+
+        res = FluxURIResolver()
+        deadline = time.monotonic() + timeout
+        last: Exception | None = None
+        while time.monotonic() < deadline:
+            try:
+                return str(res.resolve(f"jobid:{self.jobid}?wait&local"))
+            except Exception as err:  # noqa: BLE001 - the instance may still be starting
+                last = err
+                try:
+                    import flux.job  # type: ignore[import-not-found]
+
+                    info = flux.job.get_job(self.h, self.jobid)
+                    if info and info.get("state") == "INACTIVE":
+                        raise FluxliteError(f"the nested instance ended before it started: "
+                                            f"{info.get('result')}") from err
+                except FluxliteError:
+                    raise
+                except Exception:  # noqa: BLE001
+                    pass
+                time.sleep(0.2)
+        raise FluxliteError(f"the nested instance did not start within {timeout:.0f} s: {last}")
+
+    def info(self) -> dict[str, Any]:
+        jid = self._f58
+        return {"jobid": jid, "uri": self.uri, "nodes": self.nodes or 1,
+                "cores": self.cores or (self.nodes or 1), "gpus": self.gpus or 0,
+                "startup_seconds": round(self.startup, 3)}
+
+    def _wait_ready(self, deadline: float) -> None:
+        # the URI is published before the sub-instance has loaded its scheduler: ask for its
+        # resources until it answers
+        import flux.resource  # type: ignore[import-not-found]
+
+        last: Exception | None = None
+        while time.monotonic() < deadline:
+            try:
+                h = self.flux.Flux(self.uri)
+                flux.resource.resource_list(h).get()
+                return
+            except OSError as err:
+                last = err
+                time.sleep(0.1)
+        raise FluxliteError(f"the nested instance at {self.uri} did not become ready: {last}")
+
+    def stop(self) -> None:
+        if self.jobid is None or self.h is None:
+            return
+        import flux.job  # type: ignore[import-not-found]
+
+        try:
+            flux.job.cancel(self.h, self.jobid, "fluxlite cluster done")
+        except OSError as err:
+            logger.debug("cancel nested instance: %s", err)
+        try:
+            flux.job.event_wait(self.h, self.jobid, "clean", raiseJobException=False)
+        except Exception as err:  # noqa: BLE001 - best effort: the parent reaps it anyway
+            logger.debug("waiting for the nested instance to end: %s", err)
+        self.jobid = None

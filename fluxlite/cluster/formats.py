@@ -1,0 +1,385 @@
+"""Cluster inputs -> TaskGraph: PMC DAGs, pegasus-cluster lists and JSON job lists.
+
+The format is recognised by content, not by file name, because Pegasus names its cluster
+files after jobs (``merge_ID1.in``). Every problem is reported as one line naming the file
+and the line (or the JSON path) before anything runs: a cluster that fails half-way through
+because of a typo on its last line wastes the whole allocation.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shlex
+from dataclasses import dataclass, field
+from typing import Any
+
+from fluxlite.errors import SpecError, UsageError
+from fluxlite.spec import JobSpec
+
+logger = logging.getLogger(__name__)
+
+FORMATS = ("pmc", "list", "json")
+# Characters with no special meaning to /bin/sh: a line made only of these means the same
+# split by shlex as run by the shell, so it is exec'd directly (one fork less per task).
+_SHELL_PLAIN = re.compile(r"[A-Za-z0-9_./:,+@%=\-\s]*")
+_JSON_CLUSTER_KEYS = {"after", "tries", "priority"}
+
+
+class ClusterInputError(UsageError):
+    """An invalid cluster input: ``file:line: problem`` (or ``file: json.path: problem``)."""
+
+    def __init__(self, path: str, problem: str, line: int | None = None) -> None:
+        where = f"{path}:{line}" if line else path
+        super().__init__(f"{where}: {problem}")
+        self.path = path
+        self.line = line
+        self.problem = problem
+
+
+@dataclass(slots=True)
+class Task:
+    id: str
+    line: int = 0  # where it was defined (0 for JSON tasks: see ``where``)
+    seq: int = 0  # order in the input: the tie-breaker after priority
+    argv: list[str] | None = None  # exec'd without a shell
+    command: str | None = None  # a shell command line (pegasus-cluster lists only)
+    name: str = ""  # the transformation
+    derivation: str = ""
+    cores: int = 1
+    gpus: int = 0
+    memory_mb: int = 0
+    tries: int = 1
+    priority: int = 0
+    parents: list[str] = field(default_factory=list)
+    children: list[str] = field(default_factory=list)
+    pipe_forward: list[tuple[str, str]] = field(default_factory=list)  # PMC -f VAR=FILE
+    file_forward: list[tuple[str, str]] = field(default_factory=list)  # PMC -F SRC=DEST
+    job: JobSpec | None = None  # JSON job lists: a whole fluxlite job
+    job_doc: dict[str, Any] | None = None
+    where: str = ""  # "line 3" or "tasks[2]", for messages
+
+    @property
+    def app(self) -> str:
+        if self.job is not None:
+            return self.job.executable
+        if self.argv:
+            return self.argv[0]
+        return (self.command or "").split(None, 1)[0] if (self.command or "").strip() else ""
+
+    @property
+    def args(self) -> list[str]:
+        if self.job is not None:
+            return list(self.job.arguments)
+        if self.argv:
+            return self.argv[1:]
+        return ["-c", self.command or ""]
+
+
+@dataclass(slots=True)
+class TaskGraph:
+    path: str
+    format: str
+    tasks: dict[str, Task] = field(default_factory=dict)
+    lines: int = 0  # lines read (pegasus-cluster reports it in its summary)
+
+    def __len__(self) -> int:
+        return len(self.tasks)
+
+    def check_fits(self, cores: int, gpus: int, memory_mb: int, what: str) -> None:
+        """Refuse tasks that could never start on the resources the executor has."""
+        for t in self.tasks.values():
+            problem = None
+            if t.cores > cores:
+                problem = f"task '{t.id}' asks for {t.cores} cores but {what} has {cores}"
+            elif t.gpus > gpus:
+                problem = f"task '{t.id}' asks for {t.gpus} gpus but {what} has {gpus}"
+            elif memory_mb and t.memory_mb > memory_mb:
+                problem = (f"task '{t.id}' asks for {t.memory_mb} MB of memory but {what} "
+                           f"has {memory_mb} MB")
+            if problem:
+                raise _error(self.path, t, problem)
+
+
+def _error(path: str, t: Task, problem: str) -> ClusterInputError:
+    if t.line:
+        return ClusterInputError(path, problem, t.line)
+    return ClusterInputError(path, f"{t.where}: {problem}" if t.where else problem)
+
+
+def detect(text: str) -> str:
+    """'json', 'pmc' or 'list', from the first meaningful characters of the input."""
+    stripped = text.lstrip()
+    if stripped[:1] in ("[", "{"):
+        return "json"
+    for raw in text.splitlines():
+        s = raw.strip()
+        if not s or s.startswith("#"):
+            continue
+        word = s.split(None, 1)[0]
+        return "pmc" if word in ("TASK", "EDGE") else "list"
+    return "list"
+
+
+def load(path: str, fmt: str | None = None) -> TaskGraph:
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read()
+    except OSError as err:
+        raise ClusterInputError(path, f"cannot read: {err.strerror}") from err
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        raise ClusterInputError(path, "not valid UTF-8", line) from err
+    return parse(text, path, fmt)
+
+
+def parse(text: str, path: str = "<input>", fmt: str | None = None) -> TaskGraph:
+    fmt = fmt or detect(text)
+    if fmt == "pmc":
+        g = _parse_pmc(text, path)
+    elif fmt == "list":
+        g = _parse_list(text, path)
+    elif fmt == "json":
+        g = _parse_json(text, path)
+    else:
+        raise UsageError(f"unknown cluster format '{fmt}' (formats: {', '.join(FORMATS)})")
+    _link(g)
+    return g
+
+
+# --------------------------------------------------------------------------- PMC DAG
+
+_PMC_OPTS = {
+    "-m": "memory_mb", "--request-memory": "memory_mb",
+    "-c": "cores", "--request-cpus": "cores",
+    "-g": "gpus", "--request-gpus": "gpus",
+    "-t": "tries", "--tries": "tries",
+    "-p": "priority", "--priority": "priority",
+    "-f": "pipe_forward", "--pipe-forward": "pipe_forward",
+    "-F": "file_forward", "--file-forward": "file_forward",
+}
+_PMC_MIN = {"memory_mb": 0, "cores": 1, "gpus": 0, "tries": 1}
+
+
+def _parse_pmc(text: str, path: str) -> TaskGraph:
+    g = TaskGraph(path, "pmc")
+    edges: list[tuple[str, str, int]] = []
+    for n, raw in enumerate(text.splitlines(), 1):
+        g.lines = n
+        s = raw.strip()
+        if not s or s.startswith("#"):
+            continue
+        try:
+            words = shlex.split(s)  # TASK lines are argv, never given to a shell
+        except ValueError as err:
+            raise ClusterInputError(path, f"cannot split line: {err}", n) from err
+        kind = words[0]
+        if kind == "TASK":
+            t = _pmc_task(words[1:], path, n)
+            if t.id in g.tasks:
+                raise ClusterInputError(path, f"duplicate task '{t.id}' (first defined on line "
+                                        f"{g.tasks[t.id].line})", n)
+            t.seq = len(g.tasks)
+            g.tasks[t.id] = t
+        elif kind == "EDGE":
+            if len(words) != 3:
+                raise ClusterInputError(path, "EDGE needs a parent and a child", n)
+            edges.append((words[1], words[2], n))
+        else:
+            raise ClusterInputError(path, f"expected TASK or EDGE, not '{kind}'", n)
+    for parent, child, n in edges:
+        for tid in (parent, child):
+            if tid not in g.tasks:
+                raise ClusterInputError(path, f"EDGE names unknown task '{tid}'", n)
+        if parent == child:
+            raise ClusterInputError(path, f"dependency cycle: {parent} -> {parent}", n)
+        if parent not in g.tasks[child].parents:
+            g.tasks[child].parents.append(parent)
+    return g
+
+
+def _pmc_task(words: list[str], path: str, n: int) -> Task:
+    if not words:
+        raise ClusterInputError(path, "TASK needs an id and a command", n)
+    t = Task(id=words[0], line=n, where=f"line {n}")
+    i = 1
+    while i < len(words) and words[i].startswith("-"):
+        opt, eq, val = words[i].partition("=")
+        attr = _PMC_OPTS.get(opt)
+        if attr is None:
+            raise ClusterInputError(path, f"task '{t.id}': unknown option '{opt}'", n)
+        if not eq:
+            i += 1
+            if i >= len(words):
+                raise ClusterInputError(path, f"task '{t.id}': option {opt} needs a value", n)
+            val = words[i]
+        i += 1
+        if attr in ("pipe_forward", "file_forward"):
+            left, sep, right = val.partition("=")
+            if not sep or not left or not right:
+                raise ClusterInputError(path, f"task '{t.id}': {opt} needs NAME=FILE, not "
+                                        f"'{val}'", n)
+            getattr(t, attr).append((left, right))
+            continue
+        try:
+            num = int(val)
+        except ValueError:
+            raise ClusterInputError(path, f"task '{t.id}': {opt} needs an integer, not "
+                                    f"'{val}'", n) from None
+        if attr in _PMC_MIN and num < _PMC_MIN[attr]:
+            raise ClusterInputError(path, f"task '{t.id}': {opt} must be at least "
+                                    f"{_PMC_MIN[attr]}", n)
+        setattr(t, attr, num)
+    if i >= len(words):
+        raise ClusterInputError(path, f"task '{t.id}' has no command", n)
+    t.argv = words[i:]
+    t.name = os.path.basename(t.argv[0])
+    t.derivation = t.id
+    return t
+
+
+# ------------------------------------------------------------------- pegasus-cluster list
+
+def _parse_list(text: str, path: str) -> TaskGraph:
+    g = TaskGraph(path, "list")
+    pending: tuple[str, str, str] | None = None  # from '#@ N TR ID'
+    for n, raw in enumerate(text.splitlines(), 1):
+        g.lines = n
+        s = raw.strip()
+        if not s:
+            continue
+        if s.startswith("#@"):
+            parts = s[2:].split()
+            pending = (parts[0] if parts else "", parts[1] if len(parts) > 1 else "",
+                       parts[2] if len(parts) > 2 else "")
+            continue
+        if s.startswith("#"):
+            continue
+        num = str(len(g.tasks) + 1)
+        tid = num
+        tr, dv = "", ""
+        if pending is not None:
+            tr, dv = pending[1], pending[2]
+            tid = pending[0] or num
+            pending = None
+        if tid in g.tasks:
+            raise ClusterInputError(path, f"duplicate task number {tid} in '#@' comment", n)
+        t = Task(id=tid, line=n, seq=len(g.tasks), derivation=dv, where=f"line {n}")
+        if _SHELL_PLAIN.fullmatch(s):
+            # Nothing the shell would interpret: the same words, without the cost of a shell.
+            t.argv = s.split()
+        else:
+            # A pegasus-cluster line is a shell command line by design (pipes, redirections,
+            # variables); pegasus-cluster gives it to /bin/sh -c, and so do we.
+            t.command = s
+        t.name = tr or os.path.basename(t.app)
+        g.tasks[tid] = t
+    return g
+
+
+# -------------------------------------------------------------------------- JSON job list
+
+def _parse_json(text: str, path: str) -> TaskGraph:
+    g = TaskGraph(path, "json", lines=text.count("\n") + 1)
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ClusterInputError(path, f"malformed JSON: {err.msg} (column {err.colno})",
+                                err.lineno) from err
+    entries: Any = doc
+    prefix = ""
+    if isinstance(doc, dict):
+        unknown = sorted(set(doc) - {"fluxlite", "tasks"})
+        if unknown:
+            raise ClusterInputError(path, f"unknown key '{unknown[0]}' (expected 'tasks')")
+        entries = doc.get("tasks")
+        prefix = "tasks"
+    if not isinstance(entries, list):
+        raise ClusterInputError(path, f"{prefix or 'the document'}: must be a list of jobs")
+    version = doc.get("fluxlite", 1) if isinstance(doc, dict) else 1
+    for i, entry in enumerate(entries):
+        where = f"{prefix}[{i}]"
+        if not isinstance(entry, dict):
+            raise ClusterInputError(path, f"{where}: must be an object (a fluxlite job)")
+        tid = entry.get("id")
+        if not isinstance(tid, str) or not tid:
+            raise ClusterInputError(path, f"{where}.id: is required (a unique task id)")
+        if tid in g.tasks:
+            raise ClusterInputError(path, f"{where}.id: duplicate task '{tid}' (first at "
+                                    f"{g.tasks[tid].where})")
+        job_doc = {k: v for k, v in entry.items() if k not in _JSON_CLUSTER_KEYS}
+        job_doc.setdefault("fluxlite", version)
+        try:
+            spec = JobSpec.from_dict(job_doc, source=path)
+        except SpecError as err:
+            raise ClusterInputError(path, f"{where}.{err.problems[0]}" + (
+                f" (and {len(err.problems) - 1} more)" if len(err.problems) > 1 else "")
+            ) from err
+        t = Task(id=tid, seq=len(g.tasks), job=spec, job_doc=job_doc, where=where,
+                 name=spec.name, derivation=spec.id)
+        t.cores = spec.resources.tasks * spec.resources.cores_per_task
+        t.gpus = spec.resources.tasks * spec.resources.gpus_per_task
+        t.tries = _json_int(entry, "tries", 1, 1, path, where)
+        t.priority = _json_int(entry, "priority", 0, None, path, where)
+        after = entry.get("after", [])
+        if not isinstance(after, list) or not all(isinstance(a, str) for a in after):
+            raise ClusterInputError(path, f"{where}.after: must be a list of task ids")
+        t.parents = list(dict.fromkeys(after))
+        g.tasks[tid] = t
+    for t in g.tasks.values():
+        for j, p in enumerate(t.parents):
+            if p not in g.tasks:
+                raise ClusterInputError(path, f"{t.where}.after[{j}]: unknown task '{p}'")
+    return g
+
+
+def _json_int(entry: dict[str, Any], key: str, default: int, minimum: int | None, path: str,
+              where: str) -> int:
+    v = entry.get(key, default)
+    if not isinstance(v, int) or isinstance(v, bool):
+        raise ClusterInputError(path, f"{where}.{key}: must be an integer")
+    if minimum is not None and v < minimum:
+        raise ClusterInputError(path, f"{where}.{key}: must be at least {minimum}")
+    return v
+
+
+# ------------------------------------------------------------------------------ the graph
+
+def _link(g: TaskGraph) -> None:
+    """Fill in children and refuse cycles (Kahn's algorithm; what is left is cyclic)."""
+    for t in g.tasks.values():
+        for p in t.parents:
+            g.tasks[p].children.append(t.id)
+    indeg = {tid: len(t.parents) for tid, t in g.tasks.items()}
+    stack = [tid for tid, d in indeg.items() if d == 0]
+    seen = 0
+    while stack:
+        tid = stack.pop()
+        seen += 1
+        for c in g.tasks[tid].children:
+            indeg[c] -= 1
+            if indeg[c] == 0:
+                stack.append(c)
+    if seen == len(g.tasks):
+        return
+    left = {tid for tid, d in indeg.items() if d > 0}
+    # every task left has a parent that is left too: walking parents must come round
+    start = min(left, key=lambda x: g.tasks[x].seq)
+    path_ids: list[str] = []
+    pos: dict[str, int] = {}
+    cur = start
+    while cur not in pos:
+        pos[cur] = len(path_ids)
+        path_ids.append(cur)
+        cur = next(p for p in g.tasks[cur].parents if p in left)
+    cycle = path_ids[pos[cur]:]
+    cycle.reverse()  # parent -> child order
+    first = min(cycle, key=lambda x: g.tasks[x].seq)
+    k = cycle.index(first)
+    cycle = cycle[k:] + cycle[:k]  # told from the task that comes first in the input
+    shown = " -> ".join([*cycle, cycle[0]])
+    raise _error(g.path, g.tasks[first], f"dependency cycle: {shown}")

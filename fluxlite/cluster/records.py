@@ -1,0 +1,196 @@
+"""What a cluster writes: a compact kickstart record and a ``[cluster-task ...]`` line per
+task attempt, one ``[cluster-summary ...]`` line, and the JSON record of the whole cluster.
+
+Per-task records must be cheap (a cluster may run hundreds of tasks a second): the machine
+section is left out (kickstart ``-H``), facts about the host and this process are gathered
+once per cluster, the executable's stat is cached per path, and the task's resource usage is
+the one ``wait4`` returned, never a scan of the process tree.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import resource
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from fluxlite.cluster.formats import Task
+from fluxlite.execute.task import ExitStatus, TaskResult, rusage_dict
+from fluxlite.record import host, kickstart
+from fluxlite.record.model import Record, StdioFile
+from fluxlite.spec import JobSpec
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class Attempt:
+    """One try of one task, as an executor ran it."""
+
+    task: Task
+    number: int  # 1-based
+    argv: list[str] = field(default_factory=list)
+    start: float = 0.0  # epoch seconds
+    duration: float = 0.0
+    pid: int = 0
+    status: ExitStatus = field(default_factory=lambda: ExitStatus(-1))
+    rusage: dict[str, float] = field(default_factory=dict)
+    stdout: bytes | None = None  # the embedded tails
+    stderr: bytes | None = None
+    stdout_info: tuple[bool, int] = (False, 0)  # (truncated, size)
+    stderr_info: tuple[bool, int] = (False, 0)
+    stdout_path: str = ""
+    stderr_path: str = ""
+    flux_id: str | None = None
+    host: str = ""
+    stopped: str | None = None  # why fluxlite stopped it: "time limit", "interrupted"
+    record_text: str | None = None  # JSON job tasks: the record the job wrote itself
+    job_record: dict[str, Any] | None = None  # JSON job tasks: their JSON record
+    t0: float = 0.0  # monotonic start, for the executors
+    handle: Any = None  # executor-private state (pid fds, futures)
+
+    @property
+    def ok(self) -> bool:
+        return self.status.ok
+
+    @property
+    def code(self) -> int:
+        return self.status.code
+
+
+class RecordWriter:
+    """Formats attempts; holds what is the same for every task of the cluster."""
+
+    def __init__(self, site: str = "local", wf_label: str | None = None,
+                 wf_stamp: str | None = None) -> None:
+        from fluxlite.spec import Workflow
+
+        self.site = site
+        self.workflow = Workflow(wf_label, wf_stamp)
+        self.process = host.process_info()
+        self.hostname, self.hostaddr, self.interface = host.network()
+
+    def kickstart(self, a: Attempt) -> str:
+        if a.record_text is None and _is_record(a):
+            # the task is a kickstart wrapper (as Pegasus's planner writes clustered lines):
+            # its own record, with the real transformation and output checksums, is what
+            # Pegasus must see, as pegasus-cluster would pass it through
+            a.record_text = kickstart.decode(_guard(a.stdout) or b"")
+        if a.record_text is not None:
+            return a.record_text if a.record_text.endswith("\n") else a.record_text + "\n"
+        t = a.task
+        argv = a.argv or [t.app, *t.args]
+        spec = JobSpec(executable=argv[0], name=t.name, id=t.derivation or t.id,
+                       site=self.site, workflow=self.workflow)
+        rec = Record(spec=spec, start=a.start, duration=a.duration, hostname=a.host or
+                     self.hostname, hostaddr=self.hostaddr, interface=self.interface,
+                     process=self.process, compact=True, cwd=_cwd())
+        rec.executable = argv[0]
+        rec.executable_stat = _exe_stat(argv[0])
+        rec.task = TaskResult(argv=argv, cwd=rec.cwd, start=a.start, duration=a.duration,
+                              pid=a.pid, status=a.status, rusage=a.rusage)
+        rec.self_usage = rusage_dict(resource.getrusage(resource.RUSAGE_SELF))
+        rec.exit_code = a.status.code
+        if a.flux_id:
+            rec.jobids["flux"] = a.flux_id
+        if a.status.error is not None:
+            rec.error = a.status.error
+        rec.stdio = [StdioFile("stdin", os.devnull),
+                     StdioFile("stdout", a.stdout_path, _guard(a.stdout),
+                               a.stdout_info[0], a.stdout_info[1]),
+                     StdioFile("stderr", a.stderr_path, _guard(a.stderr),
+                               a.stderr_info[0], a.stderr_info[1])]
+        return kickstart.render(rec)
+
+    def task_line(self, a: Attempt, slot: str = "") -> str:
+        t = a.task
+        parts = [f"id={_v(t.id)}", f"name={_q(t.name)}", f"start={_q(host.iso(a.start))}",
+                 f"duration={a.duration:.3f}", f"status={a.code}"]
+        if t.line:
+            parts.append(f"line={t.line}")
+        parts += [f"try={a.number}", f"pid={a.pid}", f"app={_q(t.app)}",
+                  f"hostname={_q(a.host or self.hostname)}", f"cpus={t.cores}"]
+        if t.gpus:
+            parts.append(f"gpus={t.gpus}")
+        if t.memory_mb:
+            parts.append(f"memory={t.memory_mb}")
+        if a.flux_id:
+            parts.append(f"flux_id={_q(a.flux_id)}")
+        if a.stopped:
+            parts.append(f"stopped={_q(a.stopped)}")
+        return "[cluster-task " + ", ".join(parts) + "]\n"
+
+
+def summary_line(summary: dict[str, Any]) -> str:
+    parts = []
+    for k, v in summary.items():
+        if isinstance(v, float):
+            parts.append(f"{k}={v:.3f}")
+        elif isinstance(v, int):
+            parts.append(f"{k}={v}")
+        else:
+            parts.append(f"{k}={_q(str(v))}")
+    return "[cluster-summary " + ", ".join(parts) + "]\n"
+
+
+def attempt_dict(a: Attempt) -> dict[str, Any]:
+    s = a.status
+    d: dict[str, Any] = {
+        "try": a.number, "start": host.iso(a.start), "start_epoch": a.start,
+        "duration": round(a.duration, 6), "exit_code": s.code, "raw": s.raw,
+        "signal": s.signal, "error": s.error, "pid": a.pid, "host": a.host or None,
+        "flux_id": a.flux_id, "stopped": a.stopped, "rusage": a.rusage,
+        "stdout_bytes": a.stdout_info[1], "stderr_bytes": a.stderr_info[1]}
+    if a.job_record is not None:
+        d["job_record"] = a.job_record
+    return d
+
+
+@functools.lru_cache(maxsize=1)
+def _cwd() -> str:
+    return os.getcwd()
+
+
+_exe_cache: dict[str, tuple[float, dict[str, Any] | None]] = {}
+
+
+def _exe_stat(path: str) -> dict[str, Any] | None:
+    # one stat per executable per second, not one per task: a cluster runs the same few
+    # programs thousands of times
+    now = time.monotonic()
+    hit = _exe_cache.get(path)
+    if hit is not None and now - hit[0] < 1.0:
+        return hit[1]
+    st = host.stat_info(path)
+    _exe_cache[path] = (now, st)
+    return st
+
+
+def _is_record(a: Attempt) -> bool:
+    data = a.stdout
+    return bool(data) and not a.stdout_info[0] and data.lstrip().startswith(  # type: ignore[union-attr]
+        b"- invocation: True")
+
+
+def _guard(data: bytes | None) -> bytes | None:
+    """Keep task output from being taken for this cluster's own summary: Pegasus's exitcode
+    tool reads the first ``[cluster-summary`` in the file, and a task that is itself a
+    cluster prints one."""
+    if data and (b"[cluster-" in data or b"[seqexec-" in data):
+        return data.replace(b"[cluster-", b"(cluster-").replace(b"[seqexec-", b"(seqexec-")
+    return data
+
+
+def _q(s: str) -> str:
+    # Pegasus's record parser has no escapes: keep quotes, brackets and newlines out
+    return '"' + s.replace('"', "'").replace("]", ")").replace("[", "(").replace(
+        "\n", " ") + '"'
+
+
+def _v(s: str) -> str:
+    if s and all(c.isalnum() or c in "_.-:+@" for c in s):
+        return s
+    return _q(s)

@@ -1,0 +1,210 @@
+"""fluxlite cluster INPUT: run a PMC DAG, a pegasus-cluster list or a JSON job list.
+
+Exit codes: 0 every task succeeded; 5 a task failed (or never ran because a parent
+failed); 14 stopped by the time limit (the rescue file lets a rerun continue); 2 invalid
+input or options (nothing ran); 71 no Flux where one was asked for; 128+N stopped by
+signal N.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import sys
+import tempfile
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("input", help="PMC DAG (TASK/EDGE lines), pegasus-cluster list (one "
+                   "command per line) or JSON job list; recognised by content")
+    p.add_argument("--format", choices=("auto", "pmc", "list", "json"), default="auto",
+                   help="the input format (default: recognised by content)")
+    p.add_argument("--executor", choices=("auto", "local", "flux"), default="auto",
+                   help="where tasks run: 'local' fork/exec, 'flux' one Flux job per task "
+                        "(default: flux inside a Flux instance with the bindings, else local)")
+    p.add_argument("--nested", action="store_true",
+                   help="start a Flux sub-instance of --nodes/--cores inside the current "
+                        "allocation, run the cluster in it, shut it down")
+    p.add_argument("--nodes", type=int, metavar="N", help="nodes of the nested instance")
+    p.add_argument("--cores", type=int, metavar="N",
+                   help="cores of the nested instance (default: one per node)")
+    p.add_argument("--gpus", type=int, metavar="N", default=None,
+                   help="GPUs of the nested instance, or GPUs the local executor may hand out")
+    p.add_argument("-j", "--jobs", "-n", dest="jobs", metavar="N",
+                   help="local executor: slots (default: the usable cores; 'auto' the same)")
+    p.add_argument("--memory", type=int, metavar="MB",
+                   help="local executor: memory budget for -m requests (default: the RAM)")
+    p.add_argument("-t", "--tries", type=int, default=1, metavar="N",
+                   help="tries per task unless the task says (default 1)")
+    p.add_argument("-f", "--fail-fast", action="store_true",
+                   help="start no new task after the first task failed for good")
+    p.add_argument("-r", "--rescue", metavar="PATH",
+                   help="rescue file of DONE lines, read and appended (default: INPUT.rescue)")
+    p.add_argument("--no-rescue", action="store_true", help="neither read nor write one")
+    p.add_argument("--max-wall-time", type=float, metavar="MINUTES",
+                   help="the time the cluster may run, in minutes (as PMC); the Flux time "
+                        "left of the allocation applies as well")
+    p.add_argument("--time-margin", type=float, metavar="SECONDS",
+                   help="TERM running tasks this long before the limit (default: 10%% of "
+                        "the limit, at most 60 s)")
+    p.add_argument("--kill-grace", type=float, default=5.0, metavar="SECONDS",
+                   help="SIGKILL this long after the SIGTERM (default 5)")
+    p.add_argument("-o", "--output", metavar="PATH", default="-",
+                   help="where the records and cluster lines go (default: stdout)")
+    p.add_argument("--json", metavar="PATH", help="write the JSON record of the cluster here")
+    p.add_argument("--stdio-bytes", type=int, default=262144, metavar="N",
+                   help="bytes of each task's stdout/stderr embedded in its record")
+    p.add_argument("--progress", type=float, default=10.0, metavar="SECONDS",
+                   help="progress on stderr (and the Flux memo) at most this often")
+    p.add_argument("--tmpdir", metavar="DIR",
+                   help="where task output is kept while tasks run (default: $TMPDIR, or the "
+                        "working directory for Flux tasks, which may run on other nodes)")
+    p.add_argument("--site", default="local", help="resource name in the records")
+    p.add_argument("--no-flux", action="store_true", help="ignore any Flux instance")
+    p.add_argument("--dry-run", action="store_true",
+                   help="check the input and print the tasks; run nothing")
+
+
+def _jobs(value: str | None) -> int | None:
+    from fluxlite.errors import UsageError
+
+    if value in (None, "auto"):
+        return None
+    try:
+        n = int(value)
+    except ValueError:
+        raise UsageError(f"--jobs: expected a number or 'auto', not '{value}'") from None
+    if n < 1:
+        raise UsageError("--jobs: must be at least 1")
+    return n
+
+
+def main(args: argparse.Namespace) -> int:
+    from fluxlite.cluster import formats
+    from fluxlite.errors import UsageError
+
+    if args.tries < 1:
+        raise UsageError("--tries: must be at least 1")
+    jobs = _jobs(args.jobs)
+    graph = formats.load(args.input, None if args.format == "auto" else args.format)
+    if args.dry_run:
+        _describe(graph)
+        return 0
+
+    kind = args.executor
+    use_flux_ctx = not args.no_flux and bool(os.environ.get("FLUX_URI"))
+    if args.nested:
+        if kind == "local" or args.no_flux:
+            raise UsageError("--nested runs tasks in a Flux sub-instance: it cannot be used "
+                             "with --executor local or --no-flux")
+        kind = "flux"
+        nodes = args.nodes or 1
+        per_node = max(1, (args.cores or nodes) // nodes)
+        graph.check_fits(per_node, (args.gpus or 0) // nodes, 0,
+                         "each node of the nested instance")
+    if kind == "auto":
+        kind = "flux" if use_flux_ctx and _bindings() else "local"
+
+    ctx = None
+    if use_flux_ctx:
+        from fluxlite.flux.context import detect
+
+        ctx = detect(warn=kind != "local")
+
+    from fluxlite.cluster.executors import FluxExecutor, LocalExecutor, NestedInstance, TaskFiles
+    from fluxlite.cluster.records import RecordWriter
+    from fluxlite.cluster.scheduler import Options, Scheduler, binary_out
+
+    base = args.tmpdir or (os.getcwd() if kind == "flux" else None)
+    tmpdir = tempfile.mkdtemp(prefix=".fluxlite-cluster.", dir=base)
+    files = TaskFiles(tmpdir, args.stdio_bytes)
+    nested = None
+    executor: Any = None
+    try:
+        if kind == "local":
+            executor = LocalExecutor(files, jobs=jobs, memory_mb=args.memory,
+                                     gpus=args.gpus or 0)
+            graph.check_fits(executor.cores, executor.gpus, executor.memory_mb,
+                             executor.where)
+        else:
+            uri = None
+            if args.nested:
+                nested = NestedInstance(args.nodes, args.cores, args.gpus)
+                uri = nested.start()
+            executor = FluxExecutor(files, uri=uri)
+            graph.check_fits(executor.cores, executor.gpus, 0, executor.where)
+        rescue = None if args.no_rescue else (args.rescue or args.input + ".rescue")
+        opts = Options(fail_fast=args.fail_fast, rescue=rescue,
+                       max_wall_time=args.max_wall_time * 60 if args.max_wall_time else None,
+                       time_margin=args.time_margin, kill_grace=args.kill_grace,
+                       progress_interval=max(0.5, args.progress), default_tries=args.tries,
+                       flux_context=ctx)
+        wf_label = os.environ.get("PEGASUS_WF_LABEL")
+        writer = RecordWriter(site=args.site, wf_label=wf_label)
+        out = binary_out(args.output)
+        logger.info("cluster %s: %d %s tasks on the %s executor", args.input, len(graph),
+                    graph.format, executor.name)
+        sched = Scheduler(graph, executor, writer, out, opts)
+        try:
+            summary = sched.run()
+        finally:
+            out.flush()
+            if args.output not in (None, "-"):
+                out.close()
+        if args.json:
+            doc = sched.report(summary)
+            doc["flux_uri"] = getattr(executor, "uri", None)
+            doc["nested"] = nested.info() if nested is not None else None
+            _write_json(args.json, doc)
+        return sched.exit_code(summary)
+    finally:
+        if executor is not None:
+            executor.close()
+        if nested is not None:
+            nested.stop()
+        shutil.rmtree(tmpdir, ignore_errors=True)
+
+
+def _bindings() -> bool:
+    try:
+        from fluxlite.flux import import_flux
+
+        import_flux()
+    except Exception:  # noqa: BLE001 - no bindings: run locally
+        return False
+    return True
+
+
+def _write_json(path: str, doc: dict[str, Any]) -> None:
+    import orjson
+
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "wb") as fh:
+        fh.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2))
+    os.replace(tmp, path)
+
+
+def _describe(graph: Any) -> None:
+    w = sys.stdout.write
+    w(f"{graph.path}: {graph.format}, {len(graph)} tasks\n")
+    for t in graph.tasks.values():
+        extra = []
+        if t.cores != 1:
+            extra.append(f"cores={t.cores}")
+        if t.gpus:
+            extra.append(f"gpus={t.gpus}")
+        if t.memory_mb:
+            extra.append(f"memory={t.memory_mb}MB")
+        if t.tries != 1:
+            extra.append(f"tries={t.tries}")
+        if t.priority:
+            extra.append(f"priority={t.priority}")
+        if t.parents:
+            extra.append("after=" + ",".join(t.parents))
+        cmd = t.command if t.command is not None else " ".join([t.app, *t.args])
+        w(f"  {t.id}: {cmd}" + (f"  [{' '.join(extra)}]" if extra else "") + "\n")

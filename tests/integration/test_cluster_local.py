@@ -1,0 +1,295 @@
+"""fluxlite cluster with the local executor: DAGs, lists, JSON job lists, rescue, limits."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import Fluxlite, sha256_of
+
+TASK_LINE = re.compile(r"^\[cluster-task (.*)\]$", re.M)
+SUMMARY = re.compile(r"^\[cluster-summary (.*)\]$", re.M)
+
+
+def cluster_lines(text: str) -> tuple[list[dict[str, str]], dict[str, str]]:
+    from Pegasus.cluster import RecordParser
+
+    tasks = [RecordParser(f"[cluster-task {m}]").parse() for m in TASK_LINE.findall(text)]
+    sums = SUMMARY.findall(text)
+    assert len(sums) == 1, sums
+    return tasks, RecordParser(f"[cluster-summary {sums[0]}]").parse()
+
+
+def run(fl: Fluxlite, *args: str, **kw: Any):  # noqa: ANN201
+    p = fl.run("cluster", *args, **kw)
+    out = (fl.tmp / "c.out").read_text() if (fl.tmp / "c.out").exists() else ""
+    return p, out
+
+
+DIAMOND = """\
+# a diamond with resource requests
+TASK a -c 1 -m 16 /bin/sh -c "echo a >> order.log"
+TASK b -c 2 -p 10 /bin/sh -c "echo b >> order.log; echo to-stdout; echo to-stderr >&2"
+TASK c -m 32 /bin/sh -c "echo c >> order.log"
+TASK d /bin/sh -c "echo d >> order.log"
+EDGE a b
+EDGE a c
+EDGE b d
+EDGE c d
+"""
+
+
+def test_pmc_diamond(fl: Fluxlite) -> None:
+    (fl.tmp / "d.dag").write_text(DIAMOND)
+    p, out = run(fl, "d.dag", "--jobs", "2", "-o", "c.out", "--json", "c.json")
+    assert p.returncode == 0, p.stderr.decode()
+    order = (fl.tmp / "order.log").read_text().split()
+    assert order[0] == "a" and order[-1] == "d" and sorted(order[1:3]) == ["b", "c"]
+    tasks, summary = cluster_lines(out)
+    assert tasks[0]["id"] == "a"
+    assert summary["stat"] == "ok" and summary["tasks"] == "4" and summary["succeeded"] == "4"
+    assert summary["failed"] == "0"
+    b = next(t for t in tasks if t["id"] == "b")
+    assert b["cpus"] == "2" and b["status"] == "0" and b["line"] == "3"
+    assert "machine:" not in out  # compact records, as kickstart -H
+    assert out.count("- invocation: True") == 4
+    assert "to-stdout" in out and "to-stderr" in out  # embedded task output
+    rec = json.loads((fl.tmp / "c.json").read_text())
+    assert rec["summary"]["stat"] == "ok"
+    assert {t["id"]: t["state"] for t in rec["tasks"]} == dict.fromkeys("abcd", "done")
+    a = rec["tasks"][0]
+    assert a["memory_mb"] == 16 and a["attempts"][0]["exit_code"] == 0
+    assert a["attempts"][0]["duration"] >= 0 and a["attempts"][0]["rusage"]
+    rescue = (fl.tmp / "d.dag.rescue").read_text().split("\n")
+    assert sorted(ln for ln in rescue if ln.startswith("DONE")) == [f"DONE {x}" for x in "abcd"]
+
+
+def test_priorities_order_ready_tasks(fl: Fluxlite) -> None:
+    lines = [f'TASK t{i} -p {i} /bin/sh -c "echo t{i} >> order.log"' for i in range(5)]
+    (fl.tmp / "p.dag").write_text("\n".join(lines) + "\n")
+    p, _ = run(fl, "p.dag", "--jobs", "1", "-o", "c.out")
+    assert p.returncode == 0, p.stderr.decode()
+    assert (fl.tmp / "order.log").read_text().split() == ["t4", "t3", "t2", "t1", "t0"]
+
+
+def test_retries_then_success(fl: Fluxlite) -> None:
+    # fails on its first two tries, succeeds on the third
+    (fl.tmp / "r.dag").write_text(
+        'TASK flaky -t 3 /bin/sh -c "echo x >> tries; test $(wc -l < tries) -ge 3"\n')
+    p, out = run(fl, "r.dag", "-o", "c.out", "--json", "c.json")
+    assert p.returncode == 0, p.stderr.decode()
+    tasks, summary = cluster_lines(out)
+    assert [(t["try"], t["status"]) for t in tasks] == [("1", "1"), ("2", "1"), ("3", "0")]
+    assert summary["stat"] == "ok" and summary["retries"] == "2"
+    rec = json.loads((fl.tmp / "c.json").read_text())
+    assert len(rec["tasks"][0]["attempts"]) == 3
+
+
+def test_failure_with_retries_then_rescue_rerun(fl: Fluxlite) -> None:
+    dag = """\
+TASK a /bin/sh -c "echo a >> ran.log"
+TASK b -t 2 /bin/sh -c "echo b >> ran.log; test -e fixed"
+TASK c /bin/sh -c "echo c >> ran.log"
+TASK d /bin/sh -c "echo d >> ran.log"
+EDGE a b
+EDGE a c
+EDGE b d
+"""
+    (fl.tmp / "f.dag").write_text(dag)
+    p, out = run(fl, "f.dag", "-o", "c.out", "--json", "c.json")
+    assert p.returncode == 5, p.stderr.decode()
+    tasks, summary = cluster_lines(out)
+    assert summary["stat"] == "fail" and summary["failed"] == "1"
+    assert summary["succeeded"] == "2" and summary["not_run"] == "1"
+    assert sorted((fl.tmp / "ran.log").read_text().split()) == ["a", "b", "b", "c"]
+    assert [t["try"] for t in tasks if t["id"] == "b"] == ["1", "2"]
+    rec = json.loads((fl.tmp / "c.json").read_text())
+    states = {t["id"]: t["state"] for t in rec["tasks"]}
+    assert states == {"a": "done", "b": "failed", "c": "done", "d": "not-run"}
+    # the rerun runs only what was left
+    (fl.tmp / "fixed").touch()
+    (fl.tmp / "ran.log").unlink()
+    p, out = run(fl, "f.dag", "-o", "c.out")
+    assert p.returncode == 0, p.stderr.decode()
+    assert (fl.tmp / "ran.log").read_text().split() == ["b", "d"]
+    tasks, summary = cluster_lines(out)
+    assert [t["id"] for t in tasks] == ["b", "d"]
+    assert summary["stat"] == "ok" and summary["rescued"] == "2" and summary["succeeded"] == "4"
+    # a third run has nothing to do and still succeeds
+    p, out = run(fl, "f.dag", "-o", "c.out")
+    assert p.returncode == 0
+    assert cluster_lines(out)[1]["tasks"] == "4"
+
+
+def test_fail_fast(fl: Fluxlite) -> None:
+    (fl.tmp / "l.txt").write_text("false\necho two >> ran.log\necho three >> ran.log\n")
+    p, out = run(fl, "l.txt", "-n", "1", "-f", "-o", "c.out", "--no-rescue")
+    assert p.returncode == 5
+    assert not (fl.tmp / "ran.log").exists()
+    _, summary = cluster_lines(out)
+    assert summary["failed"] == "1" and summary["not_run"] == "2"
+    assert not (fl.tmp / "l.txt.rescue").exists()
+
+
+def test_pegasus_cluster_list(fl: Fluxlite) -> None:
+    text = """\
+# a pegasus-cluster input
+#@ 1 diamond::preprocess:4.0 ID0000001
+/bin/echo one
+#@ 2 diamond::findrange:4.0 ID0000002
+echo two | tr a-z A-Z > two.txt
+#@ 3 diamond::analyze:4.0 ID0000003
+/bin/sh -c 'exit 0'
+"""
+    (fl.tmp / "merge_ID1.in").write_text(text)
+    p, out = run(fl, "merge_ID1.in", "-n", "2", "-o", "c.out")
+    assert p.returncode == 0, p.stderr.decode()
+    assert (fl.tmp / "two.txt").read_text() == "TWO\n"  # pipes and redirections: a shell line
+    tasks, summary = cluster_lines(out)
+    assert sorted(t["id"] for t in tasks) == ["1", "2", "3"]
+    assert {t["name"] for t in tasks} == {"diamond::preprocess:4.0", "diamond::findrange:4.0",
+                                          "diamond::analyze:4.0"}
+    assert summary["lines"] == "7" and summary["stat"] == "ok"
+    assert 'derivation: "ID0000002"' in out
+    assert 'transformation: "diamond::findrange:4.0"' in out
+
+
+def test_json_job_list_with_staging(fl: Fluxlite, data: Path) -> None:
+    (data / "in.txt").write_text("payload\n")
+    res = fl.tmp / "results"
+    jobs = [
+        {"id": "first", "name": "copy", "executable": "/bin/cp", "arguments": ["in.txt",
+                                                                               "mid.txt"],
+         "inputs": [{"lfn": "in.txt", "urls": [f"file://{data}/in.txt"],
+                     "sha256": sha256_of(data / "in.txt")}],
+         "outputs": [{"lfn": "mid.txt", "urls": [f"file://{res}/mid.txt"]}]},
+        {"id": "second", "after": ["first"], "tries": 2, "executable": "/bin/sh",
+         "arguments": ["-c", "cat mid.txt mid.txt > out.txt"],
+         "inputs": [{"lfn": "mid.txt", "urls": [f"file://{res}/mid.txt"]}],
+         "outputs": [{"lfn": "out.txt", "urls": [f"file://{res}/out.txt"]}]},
+    ]
+    (fl.tmp / "jobs.json").write_text(json.dumps({"tasks": jobs}))
+    p, out = run(fl, "jobs.json", "-o", "c.out", "--json", "c.json")
+    assert p.returncode == 0, p.stderr.decode()
+    assert (res / "out.txt").read_text() == "payload\npayload\n"
+    tasks, _ = cluster_lines(out)
+    assert [t["id"] for t in tasks] == ["first", "second"]
+    assert "transfer_attempts" in out and "machine:" not in out
+    assert out.count("- invocation: True") == 2
+    rec = json.loads((fl.tmp / "c.json").read_text())
+    jr = rec["tasks"][0]["attempts"][0]["job_record"]
+    assert jr["success"] and jr["stage_in"][0]["transfers"][0]["sha256"]
+    assert fl.leftover_workdirs() == []
+
+
+def test_json_job_list_checksum_failure(fl: Fluxlite, data: Path) -> None:
+    (data / "in.txt").write_text("payload\n")
+    jobs = [{"id": "bad", "executable": "/bin/true",
+             "inputs": [{"lfn": "in.txt", "urls": [f"file://{data}/in.txt"],
+                         "sha256": "0" * 64}]},
+            {"id": "child", "after": ["bad"], "executable": "/bin/true"}]
+    (fl.tmp / "jobs.json").write_text(json.dumps(jobs))
+    p, out = run(fl, "jobs.json", "-o", "c.out")
+    assert p.returncode == 5
+    tasks, summary = cluster_lines(out)
+    assert [t["id"] for t in tasks] == ["bad"] and tasks[0]["status"] != "0"
+    assert summary["not_run"] == "1" and summary["failed"] == "1"
+    assert "integrity" in out
+
+
+def test_task_environment_and_forwarding(fl: Fluxlite) -> None:
+    (fl.tmp / "e.dag").write_text(
+        'TASK one -c 1 -f OUTVAR=collected.txt /bin/sh -c "echo $PMC_TASK > $OUTVAR"\n'
+        'TASK two -F part.txt=collected.txt /bin/sh -c "echo $PMC_CPUS > part.txt"\n'
+        'EDGE one two\n')
+    p, _ = run(fl, "e.dag", "-o", "c.out")
+    assert p.returncode == 0, p.stderr.decode()
+    assert (fl.tmp / "collected.txt").read_text() == "one\n1\n"
+    assert not (fl.tmp / "part.txt").exists()
+
+
+def test_time_limit_stops_and_rerun_continues(fl: Fluxlite) -> None:
+    (fl.tmp / "t.dag").write_text(
+        'TASK quick /bin/sh -c "echo quick >> ran.log"\n'
+        'TASK slow /bin/sh -c "sleep 30"\n'
+        'TASK after /bin/sh -c "echo after >> ran.log"\n'
+        'EDGE quick slow\nEDGE slow after\n')
+    t0 = time.monotonic()
+    # 3 s allowed; tasks get TERM 1 s before the end
+    p, out = run(fl, "t.dag", "--max-wall-time", "0.05", "--time-margin", "1", "-o", "c.out")
+    elapsed = time.monotonic() - t0
+    assert p.returncode == 14, p.stderr.decode()
+    assert elapsed < 10
+    tasks, summary = cluster_lines(out)
+    assert summary["stat"] == "fail" and summary["stopped"] == "time limit"
+    assert summary["failed"] == "0" and summary["not_run"] == "2"
+    slow = next(t for t in tasks if t["id"] == "slow")
+    assert slow["stopped"] == "time limit" and slow["status"] == str(128 + signal.SIGTERM)
+    assert (fl.tmp / "t.dag.rescue").read_text().count("DONE") == 1
+    # the rerun starts where the first stopped
+    (fl.tmp / "t.dag").write_text(
+        'TASK quick /bin/sh -c "echo quick >> ran.log"\n'
+        'TASK slow /bin/true\n'
+        'TASK after /bin/sh -c "echo after >> ran.log"\n'
+        'EDGE quick slow\nEDGE slow after\n')
+    p, out = run(fl, "t.dag", "-o", "c.out")
+    assert p.returncode == 0
+    assert (fl.tmp / "ran.log").read_text().split() == ["quick", "after"]
+
+
+def test_sigterm_writes_summary_and_rescue(fl: Fluxlite) -> None:
+    (fl.tmp / "s.dag").write_text('TASK a /bin/true\nTASK b /bin/sleep 30\nEDGE a b\n')
+    proc = fl.popen("cluster", "s.dag", "-o", "c.out")
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if (fl.tmp / "s.dag.rescue").exists() and "DONE a" in (fl.tmp / "s.dag.rescue").read_text():
+            break
+        time.sleep(0.05)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 128 + signal.SIGTERM, err.decode()
+    _, summary = cluster_lines((fl.tmp / "c.out").read_text())
+    assert summary["stat"] == "fail" and summary["stopped"] == "interrupted"
+
+
+def test_dry_run(fl: Fluxlite) -> None:
+    (fl.tmp / "d.dag").write_text(DIAMOND)
+    p = fl.run("cluster", "d.dag", "--dry-run")
+    assert p.returncode == 0
+    assert b"4 tasks" in p.stdout and b"after=a" in p.stdout
+    assert not (fl.tmp / "order.log").exists()
+
+
+@pytest.mark.parametrize(("name", "text", "message"), [
+    ("cycle.dag", "TASK a /bin/true\nTASK b /bin/true\nTASK c /bin/true\n"
+                  "EDGE a b\nEDGE b c\nEDGE c b\n", "cycle.dag:2: dependency cycle: b -> c -> b"),
+    ("unknown.dag", "TASK a /bin/true\nEDGE a zz\n", "unknown.dag:2: EDGE names unknown task 'zz'"),
+    ("big.dag", "TASK a /bin/true\nTASK huge -c 64 /bin/true\n",
+     "big.dag:2: task 'huge' asks for 64 cores but the local executor has 2"),
+    ("opt.dag", "TASK a -c two /bin/true\n", "opt.dag:1: task 'a': -c needs an integer"),
+    ("dup.dag", "TASK a /bin/true\nTASK a /bin/true\n", "dup.dag:2: duplicate task 'a'"),
+    ("kw.dag", "TASK a /bin/true\nEDGES a b\n", "kw.dag:2: expected TASK or EDGE"),
+    ("bad.json", '[{"id": "a", "executable": "/bin/true"},\n {"id": "b", "after": ["x"], '
+                 '"executable": "/bin/true"}]', "bad.json: [1].after[0]: unknown task 'x'"),
+    ("cyc.json", '[{"id": "a", "after": ["b"], "executable": "/bin/true"},'
+                 '{"id": "b", "after": ["a"], "executable": "/bin/true"}]',
+     "cyc.json: [0]: dependency cycle: a -> b -> a"),
+    ("syntax.json", '[\n{"id": "a",,}\n]', "syntax.json:2: malformed JSON"),
+    ("spec.json", '[{"id": "a"}]', "spec.json: [0].executable: is required"),
+])
+def test_bad_inputs(fl: Fluxlite, name: str, text: str, message: str) -> None:
+    (fl.tmp / name).write_text(text)
+    p = fl.run("cluster", name, "--jobs", "2", "-o", "c.out")
+    err = p.stderr.decode()
+    assert p.returncode == 2, err
+    assert message in err, err
+    assert err.count("\n") == 1 and err.startswith("fluxlite: error: ")
+    assert not (fl.tmp / "c.out").exists()  # nothing ran, nothing written
+    assert not (fl.tmp / f"{name}.rescue").exists()

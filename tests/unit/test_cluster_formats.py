@@ -1,0 +1,54 @@
+"""Cluster inputs: format detection, parsing, and the checks made before anything runs."""
+
+from __future__ import annotations
+
+import pytest
+
+from fluxlite.cluster.formats import ClusterInputError, detect, parse
+
+
+def test_detect() -> None:
+    assert detect("# c\n\nTASK a /bin/true\n") == "pmc"
+    assert detect("  [{}]") == "json"
+    assert detect('{"tasks": []}') == "json"
+    assert detect("#@ 1 tr id\n/bin/true\n") == "list"
+
+
+def test_pmc_options_and_edges() -> None:
+    g = parse('TASK a -m 100 -c 2 -g 1 -t 3 -p -5 -f OUT=x.txt -F s=d /bin/echo "a b" c\n'
+              "TASK b --request-cpus=1 /bin/true\nEDGE a b\n", "t.dag")
+    a, b = g.tasks["a"], g.tasks["b"]
+    assert (a.memory_mb, a.cores, a.gpus, a.tries, a.priority) == (100, 2, 1, 3, -5)
+    assert a.argv == ["/bin/echo", "a b", "c"]
+    assert a.pipe_forward == [("OUT", "x.txt")] and a.file_forward == [("s", "d")]
+    assert b.parents == ["a"] and a.children == ["b"]
+
+
+def test_list_names_and_shell_lines() -> None:
+    g = parse("#@ 7 tr::x ID7\n/bin/true a\necho a | cat\n", "m.in")
+    t1, t2 = g.tasks.values()
+    assert (t1.id, t1.name, t1.derivation, t1.argv) == ("7", "tr::x", "ID7", ["/bin/true", "a"])
+    assert t2.command == "echo a | cat" and t2.argv is None and t2.name == "echo"
+
+
+def test_json_tasks() -> None:
+    g = parse('{"tasks": [{"id": "a", "executable": "/bin/true", "priority": 3},'
+              '{"id": "b", "after": ["a"], "tries": 2, "executable": "/bin/true",'
+              '"resources": {"tasks": 2, "cores_per_task": 3}}]}', "j.json")
+    assert g.tasks["a"].priority == 3 and g.tasks["b"].tries == 2
+    assert g.tasks["b"].cores == 6 and g.tasks["b"].parents == ["a"]
+
+
+def test_long_cycle_is_named_from_its_first_task() -> None:
+    text = "".join(f"TASK t{i} /bin/true\n" for i in range(4))
+    text += "EDGE t0 t1\nEDGE t1 t2\nEDGE t2 t3\nEDGE t3 t1\n"
+    with pytest.raises(ClusterInputError) as exc:
+        parse(text, "c.dag")
+    assert str(exc.value) == "c.dag:2: dependency cycle: t1 -> t2 -> t3 -> t1"
+
+
+def test_fits() -> None:
+    g = parse("TASK a -m 5000 /bin/true\n", "m.dag")
+    with pytest.raises(ClusterInputError, match="m.dag:1: task 'a' asks for 5000 MB"):
+        g.check_fits(4, 0, 1000, "the local executor")
+    g.check_fits(4, 0, 0, "the Flux instance")  # memory not accounted: no check
