@@ -120,25 +120,26 @@ def rusage_dict(ru: object) -> dict[str, float]:
     return out
 
 
-class TaskController:
-    """Starts the task and drives it to its end; thread-safe ``signal()`` for fluxlite's own."""
+class ScheduledController:
+    """The schedule and the signal policy every task controller shares.
 
-    def __init__(self, argv: list[str], cwd: str, env: dict[str, str], *, stdin: str | int,
-                 stdout: str | int, stderr: str | int, schedule: Schedule,
-                 kill_grace: float = 5.0,
-                 usr1: str = "forward", append: bool = False,
-                 events: list[SignalEvent] | None = None) -> None:
+    Subclasses start the task and set ``_t0`` / ``_term_at`` / ``_kill_at`` with
+    :meth:`_arm`, and provide ``_send(signum, reason)`` (to the whole task) and
+    ``kill_tree(reason)``; this class decides when and what: TERM at the checkpoint time,
+    KILL at the kill time (or ``kill_grace`` after a TERM), a received terminating signal
+    forwarded once and a second one turned into an immediate KILL, SIGUSR1 forwarded or
+    turned into a TERM.
+    """
+
+    def __init__(self, argv: list[str], cwd: str, *, schedule: Schedule, kill_grace: float,
+                 usr1: str, events: list[SignalEvent] | None) -> None:
         self.argv = argv
         self.cwd = cwd
-        self.env = env
-        self.stdin, self.stdout, self.stderr = stdin, stdout, stderr
         self.schedule = schedule
         self.kill_grace = kill_grace
         self.usr1 = usr1
-        self.append = append
         self.events = events if events is not None else []
         self.result = TaskResult(argv=list(argv), cwd=cwd)
-        self._proc: subprocess.Popen[bytes] | None = None
         self._done = threading.Event()
         self._lock = threading.Lock()
         self._t0 = 0.0
@@ -146,6 +147,88 @@ class TaskController:
         self._kill_at: float | None = None
         self._termed = False
         self._killed = False
+
+    def _send(self, signum: int, reason: str) -> None:
+        raise NotImplementedError
+
+    def kill_tree(self, reason: str) -> None:
+        raise NotImplementedError
+
+    def _arm(self) -> None:
+        """Start the clock of the schedule: the task has just been started."""
+        s = self.schedule
+        if s.term_after is not None:
+            self._term_at = self._t0 + s.term_after
+        if s.kill_after is not None:
+            self._kill_at = self._t0 + s.kill_after
+
+    def _next_deadline(self) -> float | None:
+        with self._lock:
+            cands = []
+            if self._term_at is not None and not self._termed:
+                cands.append(self._term_at)
+            if self._kill_at is not None and not self._killed:
+                cands.append(self._kill_at)
+            return min(cands) if cands else None
+
+    def _check_deadlines(self) -> None:
+        now = time.monotonic()
+        with self._lock:
+            term_due = self._term_at is not None and not self._termed and now >= self._term_at
+            kill_due = self._kill_at is not None and not self._killed and now >= self._kill_at
+        if kill_due:
+            self.result.timed_out = "kill"
+            self.result.terminated_by = self.result.terminated_by or signal.SIGKILL
+            self.kill_tree("time limit: kill")
+        elif term_due:
+            self.result.timed_out = self.result.timed_out or "term"
+            self.result.terminated_by = self.result.terminated_by or signal.SIGTERM
+            self._send(signal.SIGTERM, "checkpoint time: terminate")
+            with self._lock:
+                self._termed = True
+                if self._kill_at is None:
+                    self._kill_at = now + self.kill_grace
+
+    def _apply_signal(self, signum: int) -> None:
+        """What a signal fluxlite received does to the running task."""
+        if self._done.is_set():
+            return
+        if signum == signal.SIGUSR1:
+            if self.usr1 == "forward":
+                self._send(signal.SIGUSR1, "checkpoint warning forwarded")
+                return
+            signum = signal.SIGTERM
+        if self._termed:
+            # a second terminating signal: no more grace
+            self.kill_tree(f"second {signal_name(signum)}")
+            return
+        self.result.terminated_by = self.result.terminated_by or signum
+        self._send(signum, "forwarded")
+        with self._lock:
+            self._termed = True
+            grace_end = time.monotonic() + self.kill_grace
+            if self._kill_at is None or self._kill_at > grace_end:
+                self._kill_at = grace_end
+
+    def _note_received(self, signum: int) -> None:
+        self.events.append(SignalEvent(time.time(), signal_name(signum), "received",
+                                       "fluxlite"))
+
+
+class TaskController(ScheduledController):
+    """Starts the task and drives it to its end; thread-safe ``signal()`` for fluxlite's own."""
+
+    def __init__(self, argv: list[str], cwd: str, env: dict[str, str], *, stdin: str | int,
+                 stdout: str | int, stderr: str | int, schedule: Schedule,
+                 kill_grace: float = 5.0,
+                 usr1: str = "forward", append: bool = False,
+                 events: list[SignalEvent] | None = None) -> None:
+        super().__init__(argv, cwd, schedule=schedule, kill_grace=kill_grace, usr1=usr1,
+                         events=events)
+        self.env = env
+        self.stdin, self.stdout, self.stderr = stdin, stdout, stderr
+        self.append = append
+        self._proc: subprocess.Popen[bytes] | None = None
         self._wait: tuple[int, object] | None = None
 
     # -- start ------------------------------------------------------------------
@@ -175,11 +258,7 @@ class TaskController:
                 if hasattr(f, "close"):
                     f.close()
         self.result.pid = self._proc.pid
-        s = self.schedule
-        if s.term_after is not None:
-            self._term_at = self._t0 + s.term_after
-        if s.kill_after is not None:
-            self._kill_at = self._t0 + s.kill_after
+        self._arm()
         threading.Thread(target=self._waiter, name="fluxlite-wait", daemon=True).start()
 
     def _waiter(self) -> None:
@@ -217,56 +296,11 @@ class TaskController:
         self._cleanup_tree("task ended")
         return res
 
-    def _next_deadline(self) -> float | None:
-        with self._lock:
-            cands = []
-            if self._term_at is not None and not self._termed:
-                cands.append(self._term_at)
-            if self._kill_at is not None and not self._killed:
-                cands.append(self._kill_at)
-            return min(cands) if cands else None
-
-    def _check_deadlines(self) -> None:
-        now = time.monotonic()
-        with self._lock:
-            term_due = self._term_at is not None and not self._termed and now >= self._term_at
-            kill_due = self._kill_at is not None and not self._killed and now >= self._kill_at
-        if kill_due:
-            self.result.timed_out = "kill"
-            self.result.terminated_by = self.result.terminated_by or signal.SIGKILL
-            self.kill_tree("time limit: kill")
-        elif term_due:
-            self.result.timed_out = self.result.timed_out or "term"
-            self.result.terminated_by = self.result.terminated_by or signal.SIGTERM
-            self._send(signal.SIGTERM, "checkpoint time: terminate")
-            with self._lock:
-                self._termed = True
-                if self._kill_at is None:
-                    self._kill_at = now + self.kill_grace
-
     # -- signals --------------------------------------------------------------------
     def on_signal(self, signum: int) -> None:
         """fluxlite received signum while the task runs (called from the signal handler)."""
-        self.events.append(SignalEvent(time.time(), signal_name(signum), "received",
-                                       "fluxlite"))
-        if self._done.is_set():
-            return
-        if signum == signal.SIGUSR1:
-            if self.usr1 == "forward":
-                self._send(signal.SIGUSR1, "checkpoint warning forwarded")
-                return
-            signum = signal.SIGTERM
-        if self._termed:
-            # a second terminating signal: no more grace
-            self.kill_tree(f"second {signal_name(signum)}")
-            return
-        self.result.terminated_by = self.result.terminated_by or signum
-        self._send(signum, "forwarded")
-        with self._lock:
-            self._termed = True
-            grace_end = time.monotonic() + self.kill_grace
-            if self._kill_at is None or self._kill_at > grace_end:
-                self._kill_at = grace_end
+        self._note_received(signum)
+        self._apply_signal(signum)
 
     def _send(self, signum: int, reason: str) -> None:
         if self._proc is None or self._done.is_set():

@@ -25,6 +25,7 @@ from typing import Any
 from fluxlite.errors import ExecError, FluxUnavailable
 from fluxlite.execute.task import (
     ExitStatus,
+    ScheduledController,
     SignalEvent,
     TaskController,
     TaskResult,
@@ -91,7 +92,7 @@ def build_jobspec(argv: list[str], cwd: str, env: dict[str, str], res: Resources
     return js
 
 
-class FluxTaskController:
+class FluxTaskController(ScheduledController):
     """Starts the task as a Flux job and drives it to its end (see module docstring)."""
 
     def __init__(self, argv: list[str], cwd: str, env: dict[str, str], *, stdin: Any,
@@ -99,30 +100,20 @@ class FluxTaskController:
                  usr1: str = "forward", append: bool = False,
                  events: list[SignalEvent] | None = None, ctx: Any, resources: Resources,
                  nested: bool = False, name: str = "") -> None:
-        self.argv, self.cwd, self.env = argv, cwd, env
+        super().__init__(argv, cwd, schedule=schedule, kill_grace=kill_grace, usr1=usr1,
+                         events=events)
+        self.env = env
         self.stdin, self.stdout, self.stderr = stdin, stdout, stderr
-        self.schedule = schedule
-        self.kill_grace = kill_grace
-        self.usr1 = usr1
         self.append = append
-        self.events = events if events is not None else []
         self.ctx = ctx
         self.resources = resources
         self.nested = nested
         self.name = name
-        self.result = TaskResult(argv=list(argv), cwd=cwd)
         self.flux_jobid: str | None = None  # F58, for the record's jobids
         self.flux_jobid_int: int | None = None
         self.flux_info: dict[str, Any] = {}
-        self._done = threading.Event()
         self._wake = threading.Event()
-        self._lock = threading.Lock()
         self._pending: list[int] = []  # signals taken in the handler, acted on in wait()
-        self._t0 = 0.0
-        self._term_at: float | None = None
-        self._kill_at: float | None = None
-        self._termed = False
-        self._killed = False
         self._cancelled_at: float | None = None
         self._cancel_at: tuple[float, str] | None = None
         self._events: dict[str, float] = {}
@@ -164,10 +155,7 @@ class FluxTaskController:
                           "gpus_per_task": self.resources.gpus_per_task}
         logger.info("task submitted to flux as job %s (%s)", jid.f58,
                     "in a sub-instance of its own" if self.nested else "in this instance")
-        if s.term_after is not None:
-            self._term_at = self._t0 + s.term_after
-        if s.kill_after is not None:
-            self._kill_at = self._t0 + s.kill_after
+        self._arm()
         threading.Thread(target=self._watch, name="fluxlite-flux-watch", daemon=True).start()
 
     def _watch(self) -> None:
@@ -231,17 +219,13 @@ class FluxTaskController:
         return res
 
     def _next_deadline(self) -> float | None:
+        cands = [d for d in (super()._next_deadline(),) if d is not None]
         with self._lock:
-            cands = []
-            if self._term_at is not None and not self._termed:
-                cands.append(self._term_at)
-            if self._kill_at is not None and not self._killed:
-                cands.append(self._kill_at)
             if self._cancelled_at is not None:
                 cands.append(self._cancelled_at + _LOST_AFTER)
             if self._cancel_at is not None:
                 cands.append(self._cancel_at[0])
-            return min(cands) if cands else None
+        return min(cands) if cands else None
 
     def _check_deadlines(self) -> None:
         now = time.monotonic()
@@ -252,26 +236,13 @@ class FluxTaskController:
         pending_cancel = self._cancel_at
         if pending_cancel is not None and now >= pending_cancel[0]:
             self._cancel(pending_cancel[1])
-        with self._lock:
-            term_due = self._term_at is not None and not self._termed and now >= self._term_at
-            kill_due = self._kill_at is not None and not self._killed and now >= self._kill_at
-        if kill_due:
-            self.result.timed_out = "kill"
-            self.kill_tree("time limit: kill")
-        elif term_due:
-            self.result.timed_out = self.result.timed_out or "term"
-            self._send(signal.SIGTERM, "checkpoint time: terminate")
-            with self._lock:
-                self._termed = True
-                if self._kill_at is None:
-                    self._kill_at = now + self.kill_grace
+        super()._check_deadlines()
 
     # -- signals --------------------------------------------------------------------
     def on_signal(self, signum: int) -> None:
         """fluxlite received signum (called from the signal handler): noted here, sent to
         the job from wait(), since an RPC must not interleave with one in progress."""
-        self.events.append(SignalEvent(time.time(), signal_name(signum), "received",
-                                       "fluxlite"))
+        self._note_received(signum)
         if self._done.is_set():
             return
         self._pending.append(signum)
@@ -279,23 +250,7 @@ class FluxTaskController:
 
     def _handle_pending(self) -> None:
         while self._pending:
-            signum = self._pending.pop(0)
-            if self._done.is_set():
-                return
-            if signum == signal.SIGUSR1:
-                if self.usr1 == "forward":
-                    self._send(signal.SIGUSR1, "checkpoint warning forwarded")
-                    continue
-                signum = signal.SIGTERM
-            if self._termed:
-                self.kill_tree(f"second {signal_name(signum)}")
-                continue
-            self._send(signum, "forwarded")
-            with self._lock:
-                self._termed = True
-                grace_end = time.monotonic() + self.kill_grace
-                if self._kill_at is None or self._kill_at > grace_end:
-                    self._kill_at = grace_end
+            self._apply_signal(self._pending.pop(0))
 
     def _send(self, signum: int, reason: str) -> None:
         import flux.job  # type: ignore[import-not-found]
