@@ -701,15 +701,17 @@ class Runner:
             _protocol(f"PegasusLite: exitcode {rc}")
 
     def _write_records(self) -> None:
-        from fluxlite.record import jsonrecord, kickstart
-
         rec, spec = self.record, self.spec
         ks = spec.records.kickstart if self.opt.kickstart == "from-spec" else self.opt.kickstart
         js = spec.records.json if self.opt.json == "from-spec" else self.opt.json
         if ks:
+            from fluxlite.record import kickstart
+
             _emit(ks, kickstart.render(rec).encode("utf-8"), self.opt.stdout,
                   append=self.opt.record_append)
         if js:
+            from fluxlite.record import jsonrecord  # orjson: imported only when asked for
+
             _emit(js, jsonrecord.render(rec), self.opt.stdout)
 
     def _cleanup(self) -> None:
