@@ -18,6 +18,7 @@ import random
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -140,19 +141,26 @@ def backoff_delay(round_no: int, policy: Policy, rng: random.Random | None = Non
     return min(policy.max_backoff, base * (0.5 + 0.5 * r))
 
 
-def transfer(req: Request, policy: Policy, cancel: threading.Event | None = None) -> TransferResult:
+RoundObserver = Callable[[bool], None]
+
+
+def transfer(req: Request, policy: Policy, cancel: threading.Event | None = None,
+             on_round: RoundObserver | None = None) -> TransferResult:
     """Move one file with failover and retries; raise StageError when it cannot be done.
 
     Sources are tried in order within each round; with several destinations, the next one
-    is used only when a destination cannot be written at all.
+    is used only when a destination cannot be written at all. ``on_round`` is told the
+    outcome of every round (True once the file is there, False for each round in which no
+    source worked), which lets a staging phase notice that most of its files are failing.
     """
     if not req.fallback_dsts:
-        return _transfer(req, policy, cancel)
+        return _transfer(req, policy, cancel, on_round)
     earlier: list[Attempt] = []
     last: StageError | None = None
     for dst in (req.dst, *req.fallback_dsts):
         try:
-            res = _transfer(dataclasses.replace(req, dst=dst, fallback_dsts=()), policy, cancel)
+            res = _transfer(dataclasses.replace(req, dst=dst, fallback_dsts=()), policy, cancel,
+                            on_round)
             res.attempts[:0] = earlier
             return res
         except IntegrityError:
@@ -169,7 +177,8 @@ def transfer(req: Request, policy: Policy, cancel: threading.Event | None = None
     raise last
 
 
-def _transfer(req: Request, policy: Policy, cancel: threading.Event | None) -> TransferResult:
+def _transfer(req: Request, policy: Policy, cancel: threading.Event | None,
+              on_round: RoundObserver | None = None) -> TransferResult:
     from fluxlite.staging import backend_for
 
     cancel = cancel or threading.Event()
@@ -213,12 +222,21 @@ def _transfer(req: Request, policy: Policy, cancel: threading.Event | None) -> T
                 last_error = str(err)
                 if err.permanent:
                     dead.add(i)
+                    if getattr(err, "missing", False):
+                        missing += 1
+                if getattr(err, "destination", False):
+                    # no other source will help, and neither will waiting
+                    dead.update(range(len(req.sources)))
             att.duration = time.perf_counter() - a0
             res.attempts.append(att)
             if att.success:
                 res.success = True
                 res.duration = time.perf_counter() - t0
+                if on_round is not None:
+                    on_round(True)
                 return res
+        if on_round is not None and not (req.optional and missing == len(req.sources)):
+            on_round(False)
         if len(dead) == len(req.sources):
             break
         if round_no < policy.attempts:
@@ -226,7 +244,12 @@ def _transfer(req: Request, policy: Policy, cancel: threading.Event | None) -> T
             logger.info("%s: attempt %d failed (%s); retrying in %.1f s", req.lfn, round_no,
                         last_error, delay)
             if cancel.wait(delay):
-                raise Cancelled()
+                # the attempts made so far still belong in the record
+                res.error = f"cancelled while waiting to retry ({last_error})"
+                res.duration = time.perf_counter() - t0
+                stop = Cancelled()
+                stop.result = res  # type: ignore[attr-defined]
+                raise stop
     res.duration = time.perf_counter() - t0
     if req.optional and missing == len(req.sources):
         res.skipped = True
@@ -296,6 +319,14 @@ def _link(src_path: str, req: Request, res: TransferResult, att: Attempt) -> Non
     res.bytes = att.bytes = n
 
 
+def _dst_error(req: Request, dpath: str, err: OSError) -> StageError:
+    """The destination is at fault, not the source."""
+    out = StageError(f"{req.lfn}: cannot write {dpath}: {err.strerror or err}", lfn=req.lfn,
+                     permanent=True)
+    out.destination = True  # type: ignore[attr-defined]
+    return out
+
+
 def _to_local(reader: Reader, dpath: str, req: Request, res: TransferResult, att: Attempt,
               cancel: threading.Event, url: str) -> None:
     ddir = os.path.dirname(dpath) or "."
@@ -303,9 +334,7 @@ def _to_local(reader: Reader, dpath: str, req: Request, res: TransferResult, att
         os.makedirs(ddir, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(dpath)}.tmp-", dir=ddir)
     except OSError as err:
-        # the destination is at fault, not the source: no other source will help
-        raise StageError(f"{req.lfn}: cannot write {dpath}: {err.strerror or err}",
-                         lfn=req.lfn, permanent=True) from err
+        raise _dst_error(req, dpath, err) from err
     ok = False
     try:
         h = hashlib.sha256()
@@ -313,8 +342,7 @@ def _to_local(reader: Reader, dpath: str, req: Request, res: TransferResult, att
             n, hsecs = pump(reader, lambda v: _write_all(fd, v), h, cancel)
         except OSError as err:
             if err.filename is None and getattr(err, "fluxlite_dst", False):
-                raise StageError(f"{req.lfn}: cannot write {dpath}: {err.strerror or err}",
-                                 lfn=req.lfn, permanent=True) from err
+                raise _dst_error(req, dpath, err) from err
             raise _SourceFailed(f"{redact(url)}: {err.strerror or err}", False) from err
         att.bytes = n
         digest = h.hexdigest()
@@ -353,8 +381,14 @@ def _to_remote(reader: Reader, dst_backend: Backend, req: Request, res: Transfer
     ok = False
     try:
         h = hashlib.sha256()
-        n, hsecs = pump(reader, writer.write, h, cancel)
+        try:
+            n, hsecs = pump(reader, writer.write, h, cancel)
+        except OSError as err:
+            # a remote writer raises StageError itself; an OSError here is the source's
+            raise _SourceFailed(f"{att.src}: {err.strerror or err}", False) from err
         att.bytes = n
+        if reader.size is not None and n != reader.size:
+            raise _SourceFailed(f"{att.src}: got {n} bytes, expected {reader.size}", False)
         res.hash_seconds += hsecs
         digest = h.hexdigest()
         if req.expected and digest != req.expected:
@@ -403,50 +437,128 @@ def _fsync_dir(path: str) -> None:
 
 
 def pump(reader: Reader, write, hasher, cancel: threading.Event) -> tuple[int, float]:  # noqa: ANN001
-    """Copy reader to write() hashing on the way: hashing overlaps the write of each chunk.
+    """Copy reader to write() hashing on the way; return (bytes, seconds spent hashing).
 
-    Two buffers: chunk k is read into buffer k%2 while chunk k-1 is still being written by a
-    helper thread; the hash of chunk k runs while chunk k is written. hashlib and os.write
-    release the GIL on large buffers, so on two cores the copy costs little more than the
-    hash alone. Small files never start the helper thread.
+    A small source is copied inline with one buffer of its size. From the first full chunk
+    on, three stages overlap: a reader thread fills buffer k+1 while this thread hashes
+    buffer k and a writer thread writes buffer k-1. hashlib, reads and writes release the
+    GIL on large buffers, so on two cores the copy costs little more than the hash alone.
     """
-    bufs = (bytearray(CHUNK), bytearray(CHUNK))
+    # A source of known small size gets a buffer of its size, not two of CHUNK bytes:
+    # zero-filling 8 MiB costs more than copying a small file.
+    size = reader.size
+    first = CHUNK if size is None or size >= CHUNK else max(size + 1, 1)
+    bufs = [bytearray(first)]
     total = 0
     hsecs = 0.0
     k = 0
-    writer: _WriterThread | None = None
+    while True:
+        if cancel.is_set():
+            raise Cancelled()
+        if k == 1 and len(bufs) == 1:
+            bufs.append(bytearray(len(bufs[0])))
+        buf = bufs[k & 1]
+        n = _fill(reader, buf)
+        if n == 0:
+            break
+        view = memoryview(buf)[:n]
+        if n == CHUNK:
+            # a large source: the rest goes through the pipeline
+            n2, h2 = _pipeline(reader, write, hasher, cancel, buf, n)
+            return total + n2, hsecs + h2
+        write(view)
+        h0 = time.perf_counter()
+        hasher.update(view)
+        hsecs += time.perf_counter() - h0
+        total += n
+        k += 1
+    return total, hsecs
+
+
+_DONE = object()
+
+
+def _pipeline(reader: Reader, write, hasher, cancel: threading.Event,  # noqa: ANN001
+              buf: bytearray, n: int) -> tuple[int, float]:
+    """Read, hash and write in three threads; ``buf`` holds the first n bytes already read.
+
+    Three buffers circulate: one being filled, one being hashed, one being written.
+    """
+    import queue
+
+    free: queue.SimpleQueue[bytearray | None] = queue.SimpleQueue()
+    filled: queue.SimpleQueue[tuple[bytearray, int] | BaseException] = queue.SimpleQueue()
+    towrite: queue.SimpleQueue[tuple[bytearray, int] | None] = queue.SimpleQueue()
+    for _ in range(2):
+        free.put(bytearray(CHUNK))
+    filled.put((buf, n))
+    werr: list[BaseException] = []
+
+    def read_ahead() -> None:
+        while True:
+            b = free.get()
+            if b is None:
+                return
+            try:
+                got = _fill(reader, b)
+            except BaseException as err:  # noqa: BLE001 - handed to the hashing thread
+                filled.put(err)
+                return
+            filled.put((b, got))
+            if got == 0:
+                return
+
+    def write_behind() -> None:
+        while True:
+            item = towrite.get()
+            if item is None:
+                return
+            b, got = item
+            if not werr:
+                try:
+                    write(memoryview(b)[:got])
+                except BaseException as err:  # noqa: BLE001 - handed to the hashing thread
+                    werr.append(err)
+            free.put(b)
+
+    rt = threading.Thread(target=read_ahead, name="fluxlite-reader", daemon=True)
+    wt = threading.Thread(target=write_behind, name="fluxlite-writer", daemon=True)
+    rt.start()
+    wt.start()
+    total = 0
+    hsecs = 0.0
     try:
         while True:
+            item = filled.get()
+            if isinstance(item, BaseException):
+                raise item
+            b, got = item
+            if got == 0:
+                break
             if cancel.is_set():
                 raise Cancelled()
-            buf = bufs[k & 1]
-            n = _fill(reader, buf)
-            if n == 0:
-                break
-            view = memoryview(buf)[:n]
-            if writer is None and n < CHUNK:
-                # a small file, or the last short chunk before any thread was needed
-                write(view)
-                h0 = time.perf_counter()
-                hasher.update(view)
-                hsecs += time.perf_counter() - h0
-                total += n
-                k += 1
-                continue
-            if writer is None:
-                writer = _WriterThread(write)
-            writer.wait()  # chunk k-1 written: its buffer may be refilled next round
-            writer.submit(view)
+            if werr:
+                raise werr[0]
             h0 = time.perf_counter()
-            hasher.update(view)
+            hasher.update(memoryview(b)[:got])
             hsecs += time.perf_counter() - h0
-            total += n
-            k += 1
-        if writer is not None:
-            writer.wait()
+            # handed over only once hashed: the writer frees it for the reader to refill
+            towrite.put((b, got))
+            total += got
+        towrite.put(None)
+        wt.join()
+        if werr:
+            raise werr[0]
     finally:
-        if writer is not None:
-            writer.stop()
+        towrite.put(None)
+        free.put(None)
+        wt.join()
+        if rt.is_alive():
+            # a reader blocked on a socket is woken up rather than waited for
+            interrupt = getattr(reader, "interrupt", None)
+            if interrupt is not None:
+                interrupt()
+            rt.join()
     return total, hsecs
 
 
@@ -460,45 +572,3 @@ def _fill(reader: Reader, buf: bytearray) -> int:
             break
         got += n
     return got
-
-
-class _WriterThread:
-    def __init__(self, write) -> None:  # noqa: ANN001
-        self._write = write
-        self._go = threading.Semaphore(0)
-        self._done = threading.Semaphore(1)
-        self._item: memoryview | None = None
-        self._error: BaseException | None = None
-        self._stopped = False
-        self._t = threading.Thread(target=self._run, name="fluxlite-writer", daemon=True)
-        self._t.start()
-
-    def _run(self) -> None:
-        while True:
-            self._go.acquire()
-            if self._stopped:
-                return
-            try:
-                if self._error is None and self._item is not None:
-                    self._write(self._item)
-            except BaseException as err:  # noqa: BLE001 - handed to the caller
-                self._error = err
-            self._item = None
-            self._done.release()
-
-    def submit(self, view: memoryview) -> None:
-        self._done.acquire()
-        self._item = view
-        self._go.release()
-
-    def wait(self) -> None:
-        self._done.acquire()
-        self._done.release()
-        if self._error is not None:
-            raise self._error
-
-    def stop(self) -> None:
-        self._done.acquire()
-        self._stopped = True
-        self._go.release()
-        self._t.join()

@@ -6,8 +6,8 @@ import logging
 import os
 import threading
 import time
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from fluxlite.errors import StageError
 from fluxlite.staging.base import Cancelled, Policy, Request, TransferResult, transfer
@@ -33,6 +33,47 @@ class StageResult:
         return sum(1 for r in self.results if r.success)
 
 
+# A set of at least this many files stops early when most of it is failing.
+SHORT_CIRCUIT_MIN = 10
+
+
+class _Tally:
+    """Which transfers are failing, so that a large set that mostly fails stops early.
+
+    Every transfer reports each round: True when its file arrived, False when no source
+    worked in that round (it is then counted as failing until a later round succeeds).
+    In a set of at least SHORT_CIRCUIT_MIN files, once ``quorum`` transfers have reported
+    and more than half of them are failing, the rest is cancelled instead of sleeping
+    through every retry of every file: a dead server or a wrong base URL fails the phase
+    after one round, not after all of them. The quorum is SHORT_CIRCUIT_MIN, or the number
+    of workers when there are fewer (failing transfers hold their worker while they wait
+    to retry, so no more than that many can report a first failure), and at least 2.
+    """
+
+    def __init__(self, direction: str, total: int, workers: int,
+                 cancel: threading.Event) -> None:
+        self.direction = direction
+        self.total = total
+        self.minimum = max(2, min(SHORT_CIRCUIT_MIN, workers))
+        self.cancel = cancel
+        self.state: dict[int, bool] = {}
+        self.tripped: str | None = None
+        self._lock = threading.Lock()
+
+    def observer(self, index: int):  # noqa: ANN201 - a RoundObserver
+        def note(ok: bool) -> None:
+            with self._lock:
+                self.state[index] = ok
+                seen = len(self.state)
+                failing = seen - sum(self.state.values())
+                if (self.tripped is None and self.total >= SHORT_CIRCUIT_MIN
+                        and seen >= self.minimum and 2 * failing > seen):
+                    self.tripped = (f"{self.direction} stopped early: {failing} of the first "
+                                    f"{seen} of {self.total} files failed")
+                    self.cancel.set()
+        return note
+
+
 def default_threads() -> int:
     return max(2, min(8, 2 * (os.cpu_count() or 1)))
 
@@ -50,22 +91,31 @@ def run_transfers(direction: str, requests: list[Request], policy: Policy, threa
     out = StageResult(direction, start=time.time())
     t0 = time.perf_counter()
     first_err: BaseException | None = None
+    sequential = len(requests) <= 1 or threads == 1
+    workers = 1 if sequential else min(threads or default_threads(), len(requests))
+    tally = _Tally(direction, len(requests), workers, cancel)
     try:
-        if len(requests) <= 1 or threads == 1:
-            for req in requests:
+        if sequential:
+            for i, req in enumerate(requests):
                 try:
-                    out.results.append(transfer(req, policy, cancel))
+                    out.results.append(transfer(req, policy, cancel, tally.observer(i)))
                 except StageError as err:
                     _keep(out, req, err)
                     first_err = first_err or err
                     if stop_on_error:
                         break
+                except Cancelled as stop:
+                    _keep_cancelled(out, stop)
+                    raise
         else:
+            from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+
             n = threads or default_threads()
             with ThreadPoolExecutor(max_workers=min(n, len(requests)),
                                     thread_name_prefix=f"fluxlite-{direction}") as pool:
                 futs: dict[Future[TransferResult], Request] = {
-                    pool.submit(transfer, r, policy, cancel): r for r in requests}
+                    pool.submit(transfer, r, policy, cancel, tally.observer(i)): r
+                    for i, r in enumerate(requests)}
                 pending = set(futs)
                 while pending:
                     done, pending = wait(pending, timeout=0.2, return_when=FIRST_EXCEPTION)
@@ -81,12 +131,22 @@ def run_transfers(direction: str, requests: list[Request], policy: Policy, threa
                                     cancel.set()
                         elif isinstance(exc, Cancelled):
                             out.interrupted = True
+                            _keep_cancelled(out, exc)
                         else:
                             first_err = first_err or exc
                             cancel.set()
     except Cancelled:
         out.interrupted = True
     out.duration = time.perf_counter() - t0
+    if tally.tripped is not None:
+        example = first_err or next((r.error for r in out.results if r.error), None)
+        short = StageError(tally.tripped + (f" (first: {example})" if example else ""),
+                           permanent=True)
+        short.stage = out  # type: ignore[attr-defined]
+        out.error = str(short)
+        out.interrupted = True
+        if isinstance(first_err, StageError) or first_err is None:
+            raise short
     if first_err is not None:
         out.error = str(first_err)
         first_err.stage = out  # type: ignore[attr-defined]
@@ -101,3 +161,9 @@ def _keep(out: StageResult, req: Request, err: StageError) -> None:
     if res is None:
         res = TransferResult(lfn=req.lfn, dst=req.dst, expected=req.expected, error=str(err))
     out.results.append(res)
+
+
+def _keep_cancelled(out: StageResult, stop: Cancelled) -> None:
+    res = getattr(stop, "result", None)
+    if res is not None:
+        out.results.append(res)

@@ -107,10 +107,11 @@ def test_a_task_ignoring_term_is_killed_halfway_to_the_walltime(fl: Fluxlite,
 
 GRANDCHILDREN = """#!/bin/sh
 setsid sleep 1234.5 &
-echo $! > pids
-( setsid sh -c 'sleep 1234.6 & echo $! >> pids' & )
-sh -c 'sleep 1234.7 & echo $! >> pids; exit 0' &
+echo $! > pid1
+( setsid sh -c 'sleep 1234.6 & echo $! > pid2' & )
+sh -c 'sleep 1234.7 & echo $! > pid3; exit 0' &
 sleep 0.3
+cat pid1 pid2 pid3 > pids
 """
 
 

@@ -1,0 +1,344 @@
+"""fluxlite transfer LIST.json: a stand-in for pegasus-transfer.
+
+Reads pegasus-transfer's JSON list (transfer, mkdir and remove entries) from a file or
+standard input, runs it with fluxlite's staging (parallel, verified copies, failover,
+bounded retries) and exits 0 when everything worked, 1 otherwise, as pegasus-transfer does.
+Attempts are written as YAML into ``$PEGASUS_MULTIPART_DIR`` (as pegasus-transfer does) and,
+on request, as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import random
+import re
+import shutil
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from fluxlite.errors import StageError
+from fluxlite.staging.base import Policy, Request, TransferResult
+from fluxlite.urls import local_path, redact, scheme_of
+
+logger = logging.getLogger(__name__)
+
+_ENV_VAR = re.compile(r"\$\{?([a-zA-Z][a-zA-Z0-9_]+)\}?")  # as pegasus-transfer expands them
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("list", nargs="?", default=None, metavar="LIST.json",
+                   help="the transfer list ('-' or absent: standard input)")
+    p.add_argument("-f", "--file", dest="file", metavar="LIST.json",
+                   help="the transfer list (pegasus-transfer's spelling)")
+    p.add_argument("-n", "--threads", type=int, default=None,
+                   help="parallel transfers (default: $PEGASUS_TRANSFER_THREADS, else "
+                        "chosen from the machine)")
+    p.add_argument("-m", "--max-attempts", type=int, default=3, dest="attempts",
+                   help="rounds over every source of a file (default 3)")
+    p.add_argument("--backoff", type=float, default=1.0,
+                   help="first wait between rounds in seconds (default 1)")
+    p.add_argument("--max-backoff", type=float, default=30.0,
+                   help="longest wait between rounds in seconds (default 30)")
+    p.add_argument("--timeout", type=float, default=60.0,
+                   help="seconds without progress before a network transfer is abandoned")
+    p.add_argument("-s", "--symlink", action="store_true",
+                   help="symlink local sources instead of copying them")
+    p.add_argument("--json-record", metavar="PATH",
+                   help="write every attempt as JSON to PATH ('-' for stdout)")
+    p.add_argument("--multipart-dir", metavar="DIR",
+                   default=os.environ.get("PEGASUS_MULTIPART_DIR"),
+                   help="write the attempts as YAML there (default: $PEGASUS_MULTIPART_DIR)")
+    p.add_argument("-d", "--debug", action="store_true", help="same as -v")
+
+
+@dataclass
+class TransferList:
+    transfers: list[Request] = field(default_factory=list)
+    # lfn -> (site label of each redacted source URL, site label of the destination)
+    labels: dict[str, tuple[dict[str, str], str]] = field(default_factory=dict)
+    mkdirs: list[str] = field(default_factory=list)
+    removes: list[tuple[str, bool]] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+
+def expand(url: str) -> str:
+    """A URL without a scheme is a file:// URL; $VARS expand in file and symlink paths."""
+    if "://" not in url:
+        url = "file://" + url
+    if scheme_of(url) in ("file", "symlink"):
+        url = _ENV_VAR.sub(lambda m: os.environ.get(m.group(1), ""), url)
+    return url
+
+
+def parse_list(doc: Any, symlink: bool = False, rng: random.Random | None = None
+               ) -> TransferList:
+    """pegasus-transfer's JSON list as requests; every problem is kept with its path."""
+    from fluxlite.staging import supported_schemes
+
+    rng = rng or random.Random()
+    out = TransferList()
+    if not isinstance(doc, list):
+        out.problems.append("the transfer list must be a JSON list")
+        return out
+    readable, writable = supported_schemes("stage-in"), supported_schemes("stage-out")
+
+    def url_of(x: Any, path: str, schemes: frozenset[str]) -> str | None:
+        raw = x.get("url") if isinstance(x, dict) else None
+        if not isinstance(raw, str) or not raw:
+            out.problems.append(f"{path}.url: is required")
+            return None
+        url = expand(raw)
+        scheme = scheme_of(url)
+        if scheme not in schemes:
+            out.problems.append(f"{path}.url: unsupported scheme '{scheme}'")
+            return None
+        if scheme in ("file", "symlink"):
+            try:
+                p = local_path(url)
+            except ValueError as err:
+                out.problems.append(f"{path}.url: {err}")
+                return None
+            if not p.startswith("/"):
+                out.problems.append(f"{path}.url: '{redact(raw)}' must name an absolute path")
+                return None
+        return url
+
+    for i, entry in enumerate(doc):
+        path = f"[{i}]"
+        if not isinstance(entry, dict):
+            out.problems.append(f"{path}: must be an object")
+            continue
+        kind = entry.get("type", "transfer")
+        if kind in ("mkdir", "remove"):
+            target = entry.get("target")
+            if not isinstance(target, dict):
+                out.problems.append(f"{path}.target: is required")
+                continue
+            url = url_of(target, f"{path}.target", writable | {"symlink"})
+            if url is None:
+                continue
+            if kind == "mkdir":
+                out.mkdirs.append(url)
+            else:
+                rec = target.get("recursive", entry.get("recursive", False))
+                out.removes.append((url, rec is True or str(rec).lower() == "true"))
+            continue
+        if kind != "transfer":
+            out.problems.append(f"{path}.type: unknown entry type '{kind}'")
+            continue
+        srcs = entry.get("src_urls")
+        dsts = entry.get("dest_urls")
+        if not isinstance(srcs, list) or not srcs:
+            out.problems.append(f"{path}.src_urls: must be a non-empty list")
+            continue
+        if not isinstance(dsts, list) or not dsts:
+            out.problems.append(f"{path}.dest_urls: must be a non-empty list")
+            continue
+        ranked: list[tuple[int, int, str, str, bool]] = []
+        for j, s in enumerate(srcs):
+            url = url_of(s, f"{path}.src_urls[{j}]", readable)
+            if url is None:
+                continue
+            prio = s.get("priority")
+            if not isinstance(prio, int) or isinstance(prio, bool):
+                prio = rng.randint(1, 100)  # pegasus-transfer's rule for a missing priority
+            tls = s.get("tls_verify", True) is not False  # the per-URL opt-out of job.json
+            ranked.append((-prio, j, url, str(s.get("site_label", "")), tls))
+        dst_urls = []
+        for j, d in enumerate(dsts):
+            url = url_of(d, f"{path}.dest_urls[{j}]", writable | {"symlink"})
+            if url is not None:
+                dst_urls.append((url, str(d.get("site_label", ""))))
+        if not ranked or len(dst_urls) != len(dsts) or len(ranked) != len(srcs):
+            continue
+        ranked.sort()
+        link = symlink or scheme_of(dst_urls[0][0]) == "symlink"
+        dests = [local_path(u) if scheme_of(u) in ("file", "symlink") else u
+                 for u, _ in dst_urls]
+        lfn = entry.get("lfn")
+        if not isinstance(lfn, str) or not lfn:
+            lfn = os.path.basename(dests[0].rstrip("/")) or f"transfer-{i}"
+        out.transfers.append(Request(
+            lfn=lfn, sources=tuple((r[2], r[4]) for r in ranked),
+            dst=dests[0], fallback_dsts=tuple(dests[1:]),
+            # a source that is not local is copied even when linking is asked for
+            symlink=link, fsync=True))
+        out.labels[lfn] = ({redact(r[2]): r[3] for r in ranked}, dst_urls[0][1])
+    return out
+
+
+def _mkdir(url: str) -> None:
+    if scheme_of(url) in ("file", "symlink"):
+        os.makedirs(local_path(url), exist_ok=True)
+    # object stores have no directories: a key's prefix exists once the key does
+
+
+def _remove(url: str, recursive: bool) -> None:
+    scheme = scheme_of(url)
+    if scheme in ("file", "symlink"):
+        p = local_path(url)
+        if os.path.isdir(p) and not os.path.islink(p):
+            if recursive:
+                shutil.rmtree(p)
+            else:
+                os.rmdir(p)
+        else:
+            try:
+                os.unlink(p)
+            except FileNotFoundError:
+                pass  # already gone is what was asked for
+        return
+    from fluxlite.staging import backend_for
+
+    backend = backend_for(url)
+    remove = getattr(backend, "remove", None)
+    if remove is None:
+        raise StageError(f"{redact(url)}: scheme '{scheme}' cannot remove", permanent=True)
+    remove(url, recursive)
+
+
+def _read(args: argparse.Namespace) -> Any:
+    src = args.file or args.list or "-"
+    name = "standard input" if src == "-" else src
+    try:
+        if src == "-":
+            raw = sys.stdin.buffer.read()
+        else:
+            with open(src, "rb") as fh:
+                raw = fh.read()
+    except OSError as err:
+        raise ValueError(f"cannot read {src}: {err.strerror}") from err
+    if raw.lstrip().startswith(b"# src"):
+        raise ValueError(f"{name}: the old '# src / # dst' text format is not supported; "
+                         "use the JSON list")
+    try:
+        return json.loads(raw)
+    except ValueError as err:
+        raise ValueError(f"{name}: not a JSON transfer list: {err}") from err
+
+
+def main(args: argparse.Namespace) -> int:
+    if args.debug:
+        logging.getLogger("fluxlite").setLevel(logging.DEBUG)
+    try:
+        doc = _read(args)
+    except ValueError as err:
+        sys.stderr.write(f"fluxlite: error: {err}\n")
+        return 1
+    plan = parse_list(doc, symlink=args.symlink)
+    for problem in plan.problems:
+        sys.stderr.write(f"fluxlite: error: {problem}\n")
+    if plan.problems:
+        return 1
+    threads = args.threads
+    if threads is not None and threads < 0 or args.attempts < 1:
+        sys.stderr.write("fluxlite: error: --threads must be >= 0 and --max-attempts >= 1\n")
+        return 1
+    if threads is None:
+        env = os.environ.get("PEGASUS_TRANSFER_THREADS", "")
+        threads = int(env) if env.isdigit() else 0
+    policy = Policy(attempts=args.attempts, backoff=args.backoff,
+                    max_backoff=args.max_backoff, timeout=args.timeout)
+    t0 = time.time()
+    failed = 0
+    for url in plan.mkdirs:
+        try:
+            _mkdir(url)
+        except (OSError, StageError) as err:
+            logger.error("mkdir %s: %s", redact(url), getattr(err, "strerror", None) or err)
+            failed += 1
+    results: list[TransferResult] = []
+    stage_error: str | None = None
+    if plan.transfers:
+        from fluxlite.staging.phases import run_transfers
+
+        try:
+            st = run_transfers("transfer", plan.transfers, policy, threads,
+                               threading.Event(), stop_on_error=False)
+        except StageError as err:
+            st = getattr(err, "stage", None)
+            stage_error = str(err)
+        if st is not None:
+            results = st.results
+        bad = [r for r in results if not r.success]
+        failed += len(bad) + (len(plan.transfers) - len(results))
+        for r in bad:
+            logger.error("%s", r.error or f"{r.lfn}: failed")
+        if stage_error and not bad:
+            logger.error("%s", stage_error)
+    for url, recursive in plan.removes:
+        try:
+            _remove(url, recursive)
+        except (OSError, StageError) as err:
+            logger.error("remove %s: %s", redact(url), getattr(err, "strerror", None) or err)
+            failed += 1
+    done = sum(1 for r in results if r.success)
+    logger.info("%d of %d transfers done, %d bytes, in %.3f s", done, len(plan.transfers),
+                sum(r.bytes for r in results if r.success), time.time() - t0)
+    if args.multipart_dir:
+        _write_multipart(args.multipart_dir, results, plan.labels)
+    if args.json_record:
+        _write_json(args.json_record, results, stage_error, time.time() - t0)
+    return 1 if failed else 0
+
+
+def _write_multipart(directory: str, results: list[TransferResult],
+                     labels: dict[str, tuple[dict[str, str], str]]) -> None:
+    """The ``- transfer_attempts:`` section pegasus-transfer leaves for pegasus-kickstart."""
+    lines = ["- transfer_attempts:"]
+    for r in results:
+        src_labels, dst_label = labels.get(r.lfn, ({}, ""))
+        for a in r.attempts:
+            src_label = src_labels.get(a.src, "")
+            lines += [f"  - src_url: {json.dumps(redact(a.src))}",
+                      f"    src_label: {json.dumps(src_label)}",
+                      f"    dst_url: {json.dumps(_as_url(redact(a.dst)))}",
+                      f"    dst_label: {json.dumps(dst_label)}",
+                      f"    success: {a.success}",
+                      f"    start: {a.start:.0f}",
+                      f"    duration: {a.duration:.1f}",
+                      f"    lfn: {json.dumps(a.lfn)}"]
+            if a.bytes > 0:
+                lines.append(f"    bytes: {a.bytes}")
+    try:
+        os.makedirs(directory, exist_ok=True)
+        base = os.path.join(directory, f"{int(time.time())}-transfer")
+        path, k = base, 0
+        while os.path.exists(path):  # two runs in one second must not overwrite each other
+            k += 1
+            path = f"{base}-{k}"
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write("\n".join(lines) + "\n")
+    except OSError as err:
+        logger.error("cannot write the attempts to %s: %s", directory, err.strerror)
+
+
+def _as_url(dst: str) -> str:
+    return dst if "://" in dst else "file://" + dst
+
+
+def _write_json(dest: str, results: list[TransferResult], error: str | None,
+                secs: float) -> None:
+    import dataclasses
+
+    doc = {"transfers": [dataclasses.asdict(r) for r in results], "error": error,
+           "duration": round(secs, 6), "succeeded": sum(1 for r in results if r.success),
+           "failed": sum(1 for r in results if not r.success)}
+    for t in doc["transfers"]:
+        t["dst"] = redact(t["dst"])
+        for a in t["attempts"]:
+            a["src"], a["dst"] = redact(a["src"]), redact(a["dst"])
+    data = json.dumps(doc, indent=1) + "\n"
+    if dest == "-":
+        sys.stdout.write(data)
+        return
+    tmp = f"{dest}.tmp-{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(data)
+    os.replace(tmp, dest)
