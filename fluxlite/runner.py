@@ -92,6 +92,15 @@ class _Signals:
         self.stop_signal: int | None = None
         self.cancel = threading.Event()
 
+    def phase_cancel(self) -> threading.Event:
+        """A fresh cancel event for one staging phase, set by the next stop signal.
+
+        One event per phase: run_transfers also sets it to stop its own workers after a hard
+        failure, which must not cancel the phases that follow (outputs after checkpoints).
+        """
+        self.cancel = threading.Event()
+        return self.cancel
+
     def install(self) -> None:
         if threading.current_thread() is not threading.main_thread():
             return
@@ -349,7 +358,7 @@ class Runner:
             with self._phase("stage-in") as ph:
                 try:
                     st = run_transfers("stage-in", reqs, self._policy(), spec.staging.threads,
-                                       self.signals.cancel)
+                                       self.signals.phase_cancel())
                 except StageError as err:
                     stage = getattr(err, "stage", None)
                     if stage is not None:
@@ -369,7 +378,7 @@ class Runner:
             with self._phase("checkpoint-in") as ph:
                 try:
                     st = run_transfers("checkpoint-in", ck, self._policy(),
-                                       spec.staging.threads, self.signals.cancel,
+                                       spec.staging.threads, self.signals.phase_cancel(),
                                        stop_on_error=False)
                 except StageError as err:
                     # a checkpoint that cannot be read is not fatal: the task starts afresh
@@ -402,6 +411,7 @@ class Runner:
         after_signal = self.signals.stop_signal is not None or bool(
             rec.task is not None and rec.task.terminated_by)
         # checkpoints first: under a time limit they are what matters most
+        ck_error: StageError | None = None
         ck_reqs = []
         for c in spec.checkpoints:
             src = os.path.join(wd, c.lfn)
@@ -412,18 +422,32 @@ class Runner:
             with self._phase("checkpoint-out") as ph:
                 try:
                     st = run_transfers("checkpoint-out", ck_reqs, self._policy(),
-                                       spec.staging.threads, self.signals.cancel,
+                                       spec.staging.threads, self.signals.phase_cancel(),
                                        stop_on_error=False)
                 except StageError as err:
+                    # recorded and raised after the outputs: a checkpoint that cannot be
+                    # saved must not keep the outputs from leaving
                     st = getattr(err, "stage", None)
-                    if st is not None:
-                        rec.stage_out.append(st)
-                    raise
-                rec.stage_out.append(st)
-                ph.files, ph.bytes = st.files, st.bytes
-                if after_signal:
-                    rec.staged_after_signal += [r.lfn for r in st.results if r.success]
-                logger.info("checkpoint stage-out: %d files, %s", st.files, _mb(st.bytes))
+                    ck_error = err
+                    ph.ok, ph.error = False, str(err)
+                    logger.error("checkpoint stage-out failed: %s", err)
+                if st is not None:
+                    rec.stage_out.append(st)
+                    ph.files, ph.bytes = st.files, st.bytes
+                    if after_signal:
+                        rec.staged_after_signal += [r.lfn for r in st.results if r.success]
+                    if ck_error is None:
+                        logger.info("checkpoint stage-out: %d files, %s", st.files,
+                                    _mb(st.bytes))
+        self._stage_out_outputs(after_signal)  # an error here wins; ck_error is recorded
+        if ck_error is not None:
+            raise ck_error
+
+    def _stage_out_outputs(self, after_signal: bool) -> None:
+        from fluxlite.staging.phases import run_transfers
+
+        spec, rec = self.spec, self.record
+        wd = self.workdir.path
         if not spec.outputs:
             return
         reqs = []
@@ -445,7 +469,7 @@ class Runner:
             try:
                 if reqs:
                     st = run_transfers("stage-out", reqs, self._policy(), spec.staging.threads,
-                                       self.signals.cancel)
+                                       self.signals.phase_cancel())
             except StageError as err:
                 st = getattr(err, "stage", None)
                 raise

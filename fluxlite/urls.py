@@ -37,4 +37,7 @@ def redact(url: str) -> str:
 
 
 def file_url(path: str) -> str:
-    return urlunsplit(("file", "", path, "", ""))
+    """A file:// URL for a local path; local_path() gives the same path back."""
+    from urllib.parse import quote
+
+    return urlunsplit(("file", "", quote(path), "", ""))

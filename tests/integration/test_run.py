@@ -197,3 +197,27 @@ def test_dry_run_creates_nothing(fl: Fluxlite, data: Path, tmp_path: Path) -> No
     assert p.returncode == 0
     assert "stage-in  f.a" in p.stdout.decode()
     assert fl.leftover_workdirs() == [] and not (tmp_path / "out" / "f.c").exists()
+
+
+def test_a_checkpoint_that_cannot_be_saved_does_not_keep_outputs_back(
+        fl: Fluxlite, tmp_path: Path) -> None:
+    (tmp_path / "blocker").write_text("a file where a directory should be")
+    job = {"executable": "/bin/sh", "arguments": ["-c", "echo s > state; echo o > out"],
+           "checkpoints": [{"lfn": "state", "url": f"file://{tmp_path}/blocker/state"}],
+           "outputs": [{"lfn": "out", "urls": [f"file://{tmp_path}/res/out"]}],
+           "records": {"kickstart": None, "json": str(tmp_path / "r.json")}}
+    p = fl.run("run", str(fl.write_job(job)))
+    assert p.returncode == 71
+    assert (tmp_path / "res" / "out").read_text() == "o\n"
+    phases = {ph["name"]: ph for ph in json.loads((tmp_path / "r.json").read_text())["phases"]}
+    assert not phases["checkpoint-out"]["ok"] and phases["stage-out"]["ok"]
+
+
+def test_names_that_look_like_url_escapes(fl: Fluxlite, data: Path, tmp_path: Path) -> None:
+    (data / "in%41 #1?.txt").write_text("x")
+    job = {"executable": "/bin/cp", "arguments": ["in%41 #1?.txt", "out%20.txt"],
+           "inputs": [{"lfn": "in%41 #1?.txt", "urls": [str(data / "in%41 #1?.txt")]}],
+           "outputs": [{"lfn": "out%20.txt", "urls": [str(tmp_path / "res" / "out%20.txt")]}]}
+    p = fl.run("run", str(fl.write_job(job)))
+    assert p.returncode == 0, p.stderr.decode()
+    assert (tmp_path / "res" / "out%20.txt").read_text() == "x"
