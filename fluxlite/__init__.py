@@ -6,7 +6,7 @@ __version__ = "0.1.0"
 
 from fluxlite.errors import FluxliteError, SpecError  # noqa: E402
 
-__all__ = ["__version__", "FluxliteError", "SpecError", "JobSpec", "run_job"]
+__all__ = ["FluxliteError", "JobSpec", "SpecError", "__version__", "run_job"]
 
 
 def __getattr__(name: str) -> object:

@@ -38,7 +38,7 @@ def setup_logging(verbosity: int) -> None:
 
 
 def _top_help() -> str:
-    lines = [f"usage: fluxlite [--version] COMMAND [options]", "",
+    lines = ["usage: fluxlite [--version] COMMAND [options]", "",
              "fluxlite runs workflow jobs: stage-in with checksums, a monitored task, "
              "stage-out, and Pegasus-compatible records.", "", "commands:"]
     lines += [f"  {name:<13} {text}" for name, text in COMMANDS.items()]

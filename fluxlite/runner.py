@@ -833,4 +833,4 @@ def run_job(spec: JobSpec, options: RunOptions | None = None) -> int:
     return Runner(spec, options).run()
 
 
-__all__ = ["run_job", "Runner", "RunOptions", "IntegrityError"]
+__all__ = ["IntegrityError", "RunOptions", "Runner", "run_job"]

@@ -449,8 +449,7 @@ class _Validator:
             return None
         self.unknown(d, path, {"lfn", "urls", "sha256", "executable", "symlink", "optional"})
         lfn = self.lfn(d, path)
-        srcpath = path if url_key_path == "urls" and path != "executable" else path
-        sources = self.sources(d.get("urls"), _join(srcpath, url_key_path), "stage-in")
+        sources = self.sources(d.get("urls"), _join(path, url_key_path), "stage-in")
         sha = self.string(d, "sha256", path)
         if sha is not None and not _HEX64.match(sha):
             self.err(_join(path, "sha256"), "must be 64 hexadecimal digits")

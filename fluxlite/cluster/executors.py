@@ -654,8 +654,8 @@ class NestedInstance:
                                             f"{info.get('result')}") from err
                 except FluxliteError:
                     raise
-                except Exception:  # noqa: BLE001
-                    pass
+                except Exception as err2:  # noqa: BLE001 - the instance may still be starting
+                    logger.debug("nested instance not reachable yet: %s", err2)
                 time.sleep(0.2)
         raise FluxliteError(f"the nested instance did not start within {timeout:.0f} s: {last}")
 

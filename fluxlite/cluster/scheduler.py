@@ -343,7 +343,7 @@ class Scheduler:
             "retries": c["retries"], "duration": time.monotonic() - self._t0,
             "start": iso(self.start), "pid": os.getpid(), "app": "fluxlite cluster",
             "executor": self.ex.name}
-        if self.stopping and self.stopping != "fail-fast" or self.signum is not None:
+        if (self.stopping and self.stopping != "fail-fast") or self.signum is not None:
             s["stopped"] = self.stopping or "interrupted"
         return s
 

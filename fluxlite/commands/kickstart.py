@@ -165,7 +165,7 @@ def _executable(name: str, path_var: str, make_executable: bool) -> str:
     if make_executable and not os.access(found, os.R_OK | os.X_OK):
         try:
             mode = os.stat(found).st_mode
-            os.chmod(found, mode | stat.S_IRUSR | stat.S_IXUSR | stat.S_IRGRP | stat.S_IXGRP
+            os.chmod(found, mode | stat.S_IRUSR  # noqa: S103 - kickstart -X is chmod a+rx | stat.S_IXUSR | stat.S_IRGRP | stat.S_IXGRP
                      | stat.S_IROTH | stat.S_IXOTH)
         except OSError as err:
             logger.warning("cannot make %s executable: %s", found, err.strerror)

@@ -81,7 +81,7 @@ def parse_list(doc: Any, symlink: bool = False, rng: random.Random | None = None
     """pegasus-transfer's JSON list as requests; every problem is kept with its path."""
     from fluxlite.staging import supported_schemes
 
-    rng = rng or random.Random()
+    rng = rng or random.Random()  # noqa: S311 - priorities, not secrets
     out = TransferList()
     if not isinstance(doc, list):
         out.problems.append("the transfer list must be a JSON list")
@@ -237,7 +237,7 @@ def main(args: argparse.Namespace) -> int:
     if plan.problems:
         return 1
     threads = args.threads
-    if threads is not None and threads < 0 or args.attempts < 1:
+    if (threads is not None and threads < 0) or args.attempts < 1:
         sys.stderr.write("fluxlite: error: --threads must be >= 0 and --max-attempts >= 1\n")
         return 1
     if threads is None:

@@ -7,7 +7,6 @@ import os
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from fluxlite.errors import StageError
 from fluxlite.staging.base import Cancelled, Policy, Request, TransferResult, transfer

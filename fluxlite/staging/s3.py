@@ -160,8 +160,8 @@ class _S3Reader:
     def close(self) -> None:
         try:
             self._body.close()
-        except Exception:  # noqa: BLE001 - closing a broken stream must not hide the error
-            pass
+        except Exception as err:  # noqa: BLE001 - closing a broken stream must not hide the error
+            logger.debug("s3 stream close: %s", err)
 
 
 class _S3Writer:
