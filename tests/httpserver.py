@@ -44,6 +44,15 @@ class Route:
         return os.path.getsize(self.file) if self.file else len(self.data)
 
 
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        # the faults are injected on purpose: a client giving up on a dropped or stalled
+        # response is expected, not worth a traceback in the test output
+        pass
+
+
 class FaultServer:
     def __init__(self, max_requests: int = 20000) -> None:
         self.routes: dict[str, Route] = {}
@@ -55,7 +64,7 @@ class FaultServer:
         class Handler(_Handler):
             owner = server
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = _QuietServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
         self.port = self.httpd.server_address[1]
         self.base = f"http://127.0.0.1:{self.port}"
