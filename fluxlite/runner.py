@@ -19,7 +19,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fluxlite.errors import (
     EXIT_INFRA,
@@ -37,6 +37,9 @@ from fluxlite.record.model import OutputInfo, Phase, Record, StdioFile, tail
 from fluxlite.spec import JobSpec
 from fluxlite.staging.base import Policy, Request
 from fluxlite.urls import file_url
+
+if TYPE_CHECKING:
+    from fluxlite.staging.phases import StageResult
 
 logger = logging.getLogger("fluxlite")
 
@@ -377,18 +380,18 @@ class Runner:
         if ck:
             with self._phase("checkpoint-in") as ph:
                 try:
-                    st = run_transfers("checkpoint-in", ck, self._policy(),
+                    ck_st: StageResult | None = run_transfers("checkpoint-in", ck, self._policy(),
                                        spec.staging.threads, self.signals.phase_cancel(),
                                        stop_on_error=False)
                 except StageError as err:
                     # a checkpoint that cannot be read is not fatal: the task starts afresh
-                    st = getattr(err, "stage", None)
+                    ck_st = getattr(err, "stage", None)
                     logger.warning("checkpoint stage-in: %s", err)
-                if st is not None:
-                    rec.stage_in.append(st)
-                    ph.files = st.files
-                    ph.bytes = st.bytes
-                    found = [r.lfn for r in st.results if r.success]
+                if ck_st is not None:
+                    rec.stage_in.append(ck_st)
+                    ph.files = ck_st.files
+                    ph.bytes = ck_st.bytes
+                    found = [r.lfn for r in ck_st.results if r.success]
                     logger.info("checkpoint stage-in: %s", ", ".join(found) or "none present")
 
     def _verifications(self, st: Any) -> None:
@@ -420,6 +423,7 @@ class Runner:
                                        dst=c.url, fsync=True))
         if ck_reqs:
             with self._phase("checkpoint-out") as ph:
+                st: StageResult | None
                 try:
                     st = run_transfers("checkpoint-out", ck_reqs, self._policy(),
                                        spec.staging.threads, self.signals.phase_cancel(),

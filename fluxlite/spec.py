@@ -493,7 +493,8 @@ class _Validator:
     def unique_lfns(self, inputs: list[InputFile | None], outputs: list[OutputFile | None],
                     ckpts: list[Checkpoint | None], exe: InputFile | None) -> None:
         seen: dict[str, str] = {}
-        named = [(f"inputs[{i}]", x) for i, x in enumerate(inputs)]
+        named: list[tuple[str, InputFile | Checkpoint | None]] = [
+            (f"inputs[{i}]", x) for i, x in enumerate(inputs)]
         if exe is not None:
             named.append(("executable", exe))
         named += [(f"checkpoints[{i}]", x) for i, x in enumerate(ckpts)]

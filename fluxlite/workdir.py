@@ -6,6 +6,7 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from fluxlite.errors import WorkdirError
@@ -29,8 +30,9 @@ class Workdir:
         shutil.rmtree(self.path, ignore_errors=True)
 
 
-def candidates(spec: WorkdirSpec, env: dict[str, str] | None = None) -> list[str]:
-    env = os.environ if env is None else env
+def candidates(spec: WorkdirSpec, env: Mapping[str, str] | None = None) -> list[str]:
+    if env is None:
+        env = os.environ
     out: list[str] = []
     if spec.base:
         out.append(spec.base)
@@ -39,11 +41,10 @@ def candidates(spec: WorkdirSpec, env: dict[str, str] | None = None) -> list[str
         if val:
             out.append(val)
     out.append("/tmp")
-    seen: set[str] = set()
-    return [c for c in out if not (c in seen or seen.add(c))]
+    return list(dict.fromkeys(out))  # first occurrence of each, in order
 
 
-def create(spec: WorkdirSpec, env: dict[str, str] | None = None) -> Workdir:
+def create(spec: WorkdirSpec, env: Mapping[str, str] | None = None) -> Workdir:
     """Create a unique 0700 directory in the first candidate that is writable and has room."""
     tried: list[tuple[str, str]] = []
     for base in candidates(spec, env):

@@ -134,7 +134,10 @@ class Scheduler:
             return
         margin = self.opt.time_margin
         if margin is None:
-            margin = min(60.0, 0.1 * limit)
+            # 10 % of the limit, at most 60 s, but long enough for the KILL that follows
+            # the TERM after kill_grace to land before the limit, with a moment left for
+            # the records and the shutdown of an enclosing instance
+            margin = max(min(60.0, 0.1 * limit), self.opt.kill_grace + 2.0)
         term = max(0.0, limit - margin)
         self._term_at = self._t0 + term
         self.limit_source = source

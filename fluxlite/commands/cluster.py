@@ -51,7 +51,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "left of the allocation applies as well")
     p.add_argument("--time-margin", type=float, metavar="SECONDS",
                    help="TERM running tasks this long before the limit (default: 10%% of "
-                        "the limit, at most 60 s)")
+                        "the limit, at most 60 s, at least --kill-grace + 2 s)")
     p.add_argument("--kill-grace", type=float, default=5.0, metavar="SECONDS",
                    help="SIGKILL this long after the SIGTERM (default 5)")
     p.add_argument("-o", "--output", metavar="PATH", default="-",

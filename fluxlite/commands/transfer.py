@@ -256,8 +256,9 @@ def main(args: argparse.Namespace) -> int:
     results: list[TransferResult] = []
     stage_error: str | None = None
     if plan.transfers:
-        from fluxlite.staging.phases import run_transfers
+        from fluxlite.staging.phases import StageResult, run_transfers
 
+        st: StageResult | None
         try:
             st = run_transfers("transfer", plan.transfers, policy, threads,
                                threading.Event(), stop_on_error=False)
@@ -327,7 +328,7 @@ def _write_json(dest: str, results: list[TransferResult], error: str | None,
                 secs: float) -> None:
     import dataclasses
 
-    doc = {"transfers": [dataclasses.asdict(r) for r in results], "error": error,
+    doc: dict[str, Any] = {"transfers": [dataclasses.asdict(r) for r in results], "error": error,
            "duration": round(secs, 6), "succeeded": sum(1 for r in results if r.success),
            "failed": sum(1 for r in results if not r.success)}
     for t in doc["transfers"]:

@@ -195,8 +195,8 @@ def render(rec: Record) -> str:
         w.key(1, "jobids")
     w.kv(1, "cwd", q(rec.cwd) if rec.cwd else '""')
     w.key(1, "usage")
-    for k, v in rec.self_usage.items():
-        w.kv(2, k, _num(v) if k in ("utime", "stime") else str(int(v)))
+    for k, u in rec.self_usage.items():
+        w.kv(2, k, _num(u) if k in ("utime", "stime") else str(int(u)))
     if rec.machine is not None and not rec.compact:
         w.key(1, "machine")
         for k, v in rec.machine.items():
@@ -320,7 +320,7 @@ def _files(w: _W, rec: Record) -> None:
 def multipart(rec: Record) -> str:
     """Transfer attempts and integrity results as pegasus-multipart sections."""
     parts: list[str] = []
-    attempts = []
+    attempts: list[dict[str, Any]] = []
     for stage in rec.stage_in + rec.stage_out:
         for res in stage.results:
             for a in res.attempts:
@@ -333,8 +333,8 @@ def multipart(rec: Record) -> str:
         w = _W()
         w.lines.append(MULTIPART)
         w.key(0, "- transfer_attempts")
-        for a in attempts:
-            w._dict_item(1, a)
+        for item in attempts:
+            w._dict_item(1, item)
         parts.append("\n".join(w.lines) + "\n")
     if rec.verifications:
         w = _W()

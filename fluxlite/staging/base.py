@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from fluxlite.errors import IntegrityError, StageError
 from fluxlite.integrity import CHUNK
@@ -167,13 +167,13 @@ def transfer(req: Request, policy: Policy, cancel: threading.Event | None = None
             raise
         except StageError as err:
             last = err
-            res = getattr(err, "result", None)
-            if res is not None:
-                earlier.extend(res.attempts)
+            failed: TransferResult | None = getattr(err, "result", None)
+            if failed is not None:
+                earlier.extend(failed.attempts)
     assert last is not None
-    res = getattr(last, "result", None)
-    if res is not None:
-        res.attempts[:0] = earlier[: len(earlier) - len(res.attempts)]
+    last_res: TransferResult | None = getattr(last, "result", None)
+    if last_res is not None:
+        last_res.attempts[:0] = earlier[: len(earlier) - len(last_res.attempts)]
     raise last
 
 
@@ -257,10 +257,10 @@ def _transfer(req: Request, policy: Policy, cancel: threading.Event | None,
         return res
     res.error = last_error
     if mismatches and len(mismatches) == len(req.sources):
-        err = IntegrityError(req.lfn, req.expected or "", mismatches[-1].rsplit(": ", 1)[-1],
+        bad = IntegrityError(req.lfn, req.expected or "", mismatches[-1].rsplit(": ", 1)[-1],
                              where="every source")
-        err.result = res  # type: ignore[attr-defined]
-        raise err
+        bad.result = res  # type: ignore[attr-defined]
+        raise bad
     tried = len(res.attempts)
     err2 = StageError(f"{req.lfn}: {last_error} (after {tried} attempt{'s' * (tried != 1)})",
                       lfn=req.lfn)
@@ -378,7 +378,7 @@ def _to_local(reader: Reader, dpath: str, req: Request, res: TransferResult, att
 
 
 _PREALLOCATE_MIN = 8 * 1024 * 1024
-_fallocate = None
+_fallocate: Any = None  # libc's fallocate, or False where it cannot be had
 
 
 def _preallocate(fd: int, size: int, req: Request, dpath: str) -> None:
