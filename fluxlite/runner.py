@@ -735,12 +735,26 @@ class Runner:
         if ks:
             from fluxlite.record import kickstart
 
-            _emit(ks, kickstart.render(rec).encode("utf-8"), self.opt.stdout,
-                  append=self.opt.record_append)
+            self._emit_record("kickstart", ks, kickstart.render(rec).encode("utf-8"),
+                              append=self.opt.record_append)
         if js:
             from fluxlite.record import jsonrecord  # orjson: imported only when asked for
 
-            _emit(js, jsonrecord.render(rec), self.opt.stdout)
+            self._emit_record("JSON", js, jsonrecord.render(rec))
+
+    def _emit_record(self, kind: str, dest: str, data: bytes, append: bool = False) -> None:
+        """Write one record; a record that cannot be written fails the job (exit 71), but
+        the other record is still written and nothing else is skipped."""
+        try:
+            _emit(dest, data, self.opt.stdout, append=append)
+        except OSError as err:
+            logger.error("cannot write the %s record to %s: %s", kind, dest,
+                         err.strerror or err)
+            rec = self.record
+            if rec.exit_code == 0:
+                rec.exit_code = EXIT_INFRA
+                rec.error = f"cannot write the {kind} record to {dest}"
+                rec.failed_phase = "records"
 
     def _cleanup(self) -> None:
         self._close_stdio()
@@ -776,9 +790,16 @@ def _emit(dest: str, data: bytes, stdout: Any, append: bool = False) -> None:
     tmp = f"{dest}.tmp-{os.getpid()}"
     # temporary name + rename: a reader sees the whole record or none (no fsync: the record
     # is read after the job by the submit host, and an fsync per job costs more than it buys)
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-    os.replace(tmp, dest)
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, dest)
+    except OSError:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
 
 
 def _given_workdir(path: str, create: bool) -> Any:

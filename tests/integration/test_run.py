@@ -221,3 +221,17 @@ def test_names_that_look_like_url_escapes(fl: Fluxlite, data: Path, tmp_path: Pa
     p = fl.run("run", str(fl.write_job(job)))
     assert p.returncode == 0, p.stderr.decode()
     assert (tmp_path / "res" / "out%20.txt").read_text() == "x"
+
+
+def test_a_record_that_cannot_be_written_fails_the_job_cleanly(
+        fl: Fluxlite, tmp_path: Path) -> None:
+    (tmp_path / "blocker").write_text("a file where a directory should be")
+    job = {"executable": "/bin/true",
+           "records": {"kickstart": "-", "json": str(tmp_path / "blocker" / "r.json")}}
+    p = fl.run("run", str(fl.write_job(job)))
+    err = p.stderr.decode()
+    assert p.returncode == 71, err
+    assert "cannot write the JSON record to" in err and "Traceback" not in err
+    assert p.stdout.startswith(b"- invocation: True")  # the other record is still written
+    assert err.strip().splitlines()[-1].startswith("PegasusLite: exitcode 71")
+    assert fl.leftover_workdirs() == []
