@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 
-from fluxlite.errors import SpecError
+from fluxlite.errors import SpecError, StageError
 
 
 def read_meta_files(paths: tuple[str, ...] | list[str]) -> dict[str, str]:
@@ -54,9 +54,15 @@ def meta_entries(outputs: list[Any]) -> list[dict[str, Any]]:
 def write_meta(path: str, outputs: list[Any]) -> None:
     """Write a .meta file for the outputs (atomically), as pegasus-exitcode would."""
     data = orjson.dumps(meta_entries(outputs), option=orjson.OPT_INDENT_2)
-    d = os.path.dirname(os.path.abspath(path))
-    os.makedirs(d, exist_ok=True)
     tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-    os.replace(tmp, path)
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except OSError as err:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise StageError(f"cannot write the .meta file {path}: {err.strerror or err}") from err

@@ -24,7 +24,8 @@ def local_path(url: str) -> str:
     return unquote(parts.path)
 
 
-_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^/@\s]+)@")
+# Up to the last '@' of the authority, as urlsplit reads it: a password may hold an '@'.
+_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^/?#\s]*)@")
 _SECRET_QUERY = re.compile(
     r"(?i)([?&](?:[^=&#]*(?:token|secret|password|passwd|key|signature|credential|sig)[^=&#]*)=)[^&#]*"
 )

@@ -16,6 +16,7 @@ import os
 import random
 import re
 import shutil
+import signal
 import sys
 import threading
 import time
@@ -68,11 +69,24 @@ class TransferList:
 
 
 def expand(url: str) -> str:
-    """A URL without a scheme is a file:// URL; $VARS expand in file and symlink paths."""
+    """A URL without a scheme is a file:// URL; $VARS expand in file and symlink paths.
+
+    A variable that is not set is an error rather than an empty string: ``$PWD/f`` must
+    never become ``/f``. A value is a path, so it is percent-encoded: a '#', '?' or '%' in
+    a directory name must not end or change the URL's path when it is parsed.
+    """
+    from urllib.parse import quote
+
     if "://" not in url:
         url = "file://" + url
     if scheme_of(url) in ("file", "symlink"):
-        url = _ENV_VAR.sub(lambda m: os.environ.get(m.group(1), ""), url)
+        def value(m: re.Match[str]) -> str:
+            name = m.group(1)
+            if name not in os.environ:
+                raise ValueError(f"${name} is not set")
+            return quote(os.environ[name], safe="/")
+
+        url = _ENV_VAR.sub(value, url)
     return url
 
 
@@ -93,7 +107,11 @@ def parse_list(doc: Any, symlink: bool = False, rng: random.Random | None = None
         if not isinstance(raw, str) or not raw:
             out.problems.append(f"{path}.url: is required")
             return None
-        url = expand(raw)
+        try:
+            url = expand(raw)
+        except ValueError as err:
+            out.problems.append(f"{path}.url: {err}")
+            return None
         scheme = scheme_of(url)
         if scheme not in schemes:
             out.problems.append(f"{path}.url: unsupported scheme '{scheme}'")
@@ -246,6 +264,36 @@ def main(args: argparse.Namespace) -> int:
     policy = Policy(attempts=args.attempts, backoff=args.backoff,
                     max_backoff=args.max_backoff, timeout=args.timeout)
     t0 = time.time()
+    cancel, signalled = threading.Event(), threading.Event()
+    old = _on_signals(cancel, signalled)
+    try:
+        return _run(args, plan, policy, threads, cancel, signalled, t0)
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+
+def _on_signals(cancel: threading.Event, signalled: threading.Event) -> dict[int, Any]:
+    """TERM, INT and HUP stop the transfers through the cancel event, so that partial
+    files are removed and the attempts still written, instead of the default handler
+    ending the process with temporary files left in the destinations."""
+    old: dict[int, Any] = {}
+    if threading.current_thread() is not threading.main_thread():
+        return old
+
+    def stop(signum: int, _frame: Any) -> None:
+        if not signalled.is_set():
+            logger.error("%s received: stopping the transfers", signal.Signals(signum).name)
+        signalled.set()
+        cancel.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        old[sig] = signal.signal(sig, stop)
+    return old
+
+
+def _run(args: argparse.Namespace, plan: TransferList, policy: Policy, threads: int,
+         cancel: threading.Event, signalled: threading.Event, t0: float) -> int:
     failed = 0
     for url in plan.mkdirs:
         try:
@@ -260,8 +308,8 @@ def main(args: argparse.Namespace) -> int:
 
         st: StageResult | None
         try:
-            st = run_transfers("transfer", plan.transfers, policy, threads,
-                               threading.Event(), stop_on_error=False)
+            st = run_transfers("transfer", plan.transfers, policy, threads, cancel,
+                               stop_on_error=False)
         except StageError as err:
             st = getattr(err, "stage", None)
             stage_error = str(err)
@@ -273,7 +321,9 @@ def main(args: argparse.Namespace) -> int:
             logger.error("%s", r.error or f"{r.lfn}: failed")
         if stage_error and not bad:
             logger.error("%s", stage_error)
-    for url, recursive in plan.removes:
+    if signalled.is_set():
+        failed += 1  # stopped by a signal: what is left undone is not done
+    for url, recursive in plan.removes if not signalled.is_set() else []:
         try:
             _remove(url, recursive)
         except (OSError, StageError) as err:
@@ -285,7 +335,13 @@ def main(args: argparse.Namespace) -> int:
     if args.multipart_dir:
         _write_multipart(args.multipart_dir, results, plan.labels)
     if args.json_record:
-        _write_json(args.json_record, results, stage_error, time.time() - t0)
+        try:
+            _write_json(args.json_record, results, stage_error, time.time() - t0)
+        except OSError as err:
+            # the attempts are what a caller asked for: not having them is a failure
+            logger.error("cannot write the record %s: %s", args.json_record,
+                         err.strerror or err)
+            failed += 1
     return 1 if failed else 0
 
 
@@ -340,6 +396,13 @@ def _write_json(dest: str, results: list[TransferResult], error: str | None,
         sys.stdout.write(data)
         return
     tmp = f"{dest}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(data)
-    os.replace(tmp, dest)
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(data)
+        os.replace(tmp, dest)
+    except OSError:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise

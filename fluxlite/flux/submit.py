@@ -150,7 +150,16 @@ def directives(spec: JobSpec, req: BatchRequest) -> list[str]:
     lead = req.signal_lead(spec)
     if lead is not None:
         out.append(f"--signal=SIGUSR1@{fsd(lead)}")
+    for d in out:
+        _one_line(d.split("=", 1)[0], d)
     return ["#FLUX: " + shlex.quote(d) for d in out]
+
+
+def _one_line(what: str, value: str) -> None:
+    """A directive or comment is one line: a line break in a value (quoted or not) would
+    end it, and bash would run the rest of the value as a command."""
+    if any(c in value for c in "\n\r\0"):
+        raise UsageError(f"{what}: must not contain a line break")
 
 
 def render_script(spec: JobSpec, job_path: str, req: BatchRequest, *,
@@ -160,6 +169,7 @@ def render_script(spec: JobSpec, job_path: str, req: BatchRequest, *,
     lines = ["#!/bin/bash"]
     if with_directives:
         lines += directives(spec, req)
+    _one_line("job", job_path)
     lines.append(f"# fluxlite batch script for {q(os.path.abspath(job_path))}")
     for name, value in req.env.items():
         lines.append(f"export {name}={q(value)}")

@@ -311,10 +311,18 @@ def _link(src_path: str, req: Request, res: TransferResult, att: Attempt) -> Non
         res.sha256, res.verified = digest, True
     else:
         n = os.stat(src_path).st_size
-    os.makedirs(os.path.dirname(req.dst) or ".", exist_ok=True)
     tmp = f"{req.dst}.tmp-{os.getpid()}-{threading.get_ident()}"
-    os.symlink(src_path, tmp)
-    os.replace(tmp, req.dst)
+    try:
+        os.makedirs(os.path.dirname(req.dst) or ".", exist_ok=True)
+        os.symlink(src_path, tmp)
+        os.replace(tmp, req.dst)
+    except OSError as err:
+        # e.g. a directory in the way: the link under its temporary name must not stay
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise _dst_error(req, req.dst, err) from err
     res.linked = True
     res.bytes = att.bytes = n
 
@@ -353,15 +361,19 @@ def _to_local(reader: Reader, dpath: str, req: Request, res: TransferResult, att
             raise _SourceFailed(f"{redact(url)}: got {n} bytes, expected {reader.size}", False)
         if req.expected and digest != req.expected:
             raise IntegrityError(req.lfn, req.expected, digest, where=redact(url))
-        if req.executable:
-            os.fchmod(fd, 0o755)
-        elif req.fsync:
-            os.fchmod(fd, 0o644 & ~_umask())
-        if req.fsync:
-            os.fsync(fd)
-        os.close(fd)
-        fd = -1
-        os.replace(tmp, dpath)
+        try:
+            if req.executable:
+                os.fchmod(fd, 0o755)
+            elif req.fsync:
+                os.fchmod(fd, 0o644 & ~_umask())
+            if req.fsync:
+                os.fsync(fd)
+            os.close(fd)
+            fd = -1
+            os.replace(tmp, dpath)
+        except OSError as err:
+            # e.g. a directory in the way, or a full disk found by fsync
+            raise _dst_error(req, dpath, err) from err
         if req.fsync:
             _fsync_dir(ddir)
         ok = True

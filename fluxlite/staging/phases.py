@@ -73,6 +73,9 @@ class _Tally:
         return note
 
 
+MAX_THREADS = 64
+
+
 def default_threads() -> int:
     return max(2, min(8, 2 * (os.cpu_count() or 1)))
 
@@ -110,7 +113,8 @@ def run_transfers(direction: str, requests: list[Request], policy: Policy, threa
             from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 
             n = threads or default_threads()
-            with ThreadPoolExecutor(max_workers=min(n, len(requests)),
+            # bounded whatever was asked: past a few dozen, threads only add contention
+            with ThreadPoolExecutor(max_workers=min(n, MAX_THREADS, len(requests)),
                                     thread_name_prefix=f"fluxlite-{direction}") as pool:
                 futs: dict[Future[TransferResult], Request] = {
                     pool.submit(transfer, r, policy, cancel, tally.observer(i)): r

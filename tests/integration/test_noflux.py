@@ -130,3 +130,23 @@ def test_warning_comes_before_the_term() -> None:
         term = from_limits(spec.limits, limit).term_after
         assert lead is not None and term is not None
         assert limit - lead < term < limit  # USR1 first, then fluxlite's TERM, then the limit
+
+
+def test_batch_script_newline_in_a_value_cannot_inject(fl: Fluxlite, data: Path) -> None:
+    # a queue with a quote and a newline would end the directive line and start a command
+    marker = fl.tmp / "injected"
+    task = data / "task.sh"
+    task.write_text("#!/bin/sh\ntrue\n")
+    task.chmod(0o755)
+    job = fl.write_job({"executable": str(task), "name": "inj"})
+    p = fl.run("batch-script", str(job), "--queue", f"q'\ntouch {marker} #",
+               env={"PATH": _path_without_flux()})
+    if p.returncode == 0:
+        script = p.stdout.decode()
+        # whatever was printed, no line of it runs the value as a command
+        subprocess.run(["bash", "-c", script.split("set -m", 1)[0]], cwd=fl.tmp, timeout=30)
+        assert not marker.exists()
+    else:
+        err = p.stderr.decode().strip().splitlines()
+        assert len(err) == 1 and "--queue" in err[0], err
+    assert not marker.exists()

@@ -155,3 +155,80 @@ def test_many_files(fl, data, n):
     r = fl.run("transfer", "-n", str(n), str(_write(fl, doc)))
     assert r.returncode == 0, r.stderr.decode()
     assert len(os.listdir(fl.tmp / "o")) == 200
+
+
+def test_undefined_variable_is_an_error_not_an_empty_string(fl, data):
+    # "$UNSET/f" must not become "/f": the file would land somewhere else entirely
+    (data / "f").write_text("x")
+    out = fl.tmp / "out"
+    out.mkdir()
+    doc = [_t([f"file://{data}/f"], f"file://{out}/$FLUXLITE_TEST_UNSET/f", lfn="f")]
+    r = fl.run("transfer", str(_write(fl, doc)))
+    assert r.returncode == 1
+    assert not (out / "f").exists()
+    assert "FLUXLITE_TEST_UNSET" in r.stderr.decode()
+
+
+def test_variable_value_is_a_path_not_url_syntax(fl, data):
+    # a directory named with '#' or '%' is a path; it must not end the URL's path
+    (data / "f").write_text("payload")
+    odd = fl.tmp / "a#b %41"
+    odd.mkdir()
+    doc = [_t([f"file://{data}/f"], "file://$FLUXLITE_TEST_DIR/f", lfn="f")]
+    r = fl.run("transfer", str(_write(fl, doc)), env={"FLUXLITE_TEST_DIR": str(odd)})
+    assert r.returncode == 0, r.stderr.decode()
+    assert (odd / "f").read_text() == "payload"
+    assert not (fl.tmp / "a").exists()
+
+
+def test_symlink_onto_a_directory_fails_in_one_line_and_leaves_nothing(fl, data):
+    (data / "f").write_text("x")
+    dst = fl.tmp / "out" / "f"
+    (dst / "inside").mkdir(parents=True)
+    doc = [_t([f"file://{data}/f"], f"symlink://{dst}", lfn="f")]
+    r = fl.run("transfer", "-m", "1", str(_write(fl, doc)))
+    assert r.returncode == 1
+    err = r.stderr.decode()
+    assert "Traceback" not in err, err
+    assert sorted(p.name for p in dst.parent.iterdir()) == ["f"]
+
+
+def test_unwritable_json_record_is_one_line_exit_1(fl, data):
+    (data / "f").write_text("x")
+    doc = [_t([f"file://{data}/f"], f"file://{fl.tmp}/o/f", lfn="f")]
+    r = fl.run("transfer", "--json-record", str(fl.tmp / "nodir" / "rec.json"),
+               str(_write(fl, doc)))
+    err = r.stderr.decode()
+    assert r.returncode == 1, err
+    assert "Traceback" not in err, err
+    assert not list((fl.tmp).glob("nodir*"))
+
+
+def test_term_during_a_transfer_leaves_nothing_and_exits_1(fl):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = fl.tmp / "out"
+    out.mkdir()
+    with FaultServer(max_requests=50) as srv:
+        url = srv.add("/big", os.urandom(1 << 20), ["stall:300000:30"] * 5)
+        doc = [_t([url], f"file://{out}/big", lfn="big")]
+        p = subprocess.Popen([sys.executable, "-m", "fluxlite", "transfer",
+                              str(_write(fl, doc))], env=fl.env(), cwd=fl.tmp,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            deadline = time.monotonic() + 30
+            while not list(out.iterdir()) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert list(out.iterdir()), "the transfer never started"
+            p.send_signal(signal.SIGTERM)
+            _, err = p.communicate(timeout=20)
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    assert p.returncode == 1, err.decode()
+    assert "Traceback" not in err.decode(), err.decode()
+    assert list(out.iterdir()) == []

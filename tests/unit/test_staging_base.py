@@ -109,3 +109,36 @@ def test_backoff_is_bounded() -> None:
         d = backoff_delay(r, p)
         assert 0 <= d <= 30
     assert backoff_delay(1, p) <= 1
+
+
+def test_redact_hides_a_password_with_an_at_sign() -> None:
+    from urllib.parse import urlsplit
+
+    from fluxlite.urls import redact
+
+    url = "https://user:p@ss@host.example/f?x=1"
+    assert urlsplit(url).password == "p@ss"  # what a client would send
+    out = redact(url)
+    assert "p@ss" not in out and "ss@" not in out and "user" not in out
+    assert out == "https://***@host.example/f?x=1"
+
+
+def test_symlink_onto_a_directory_fails_and_leaves_no_temp(tmp_path: Path) -> None:
+    make(tmp_path / "src", 10)
+    src = str(tmp_path / "src")
+    dst = tmp_path / "out" / "f"
+    (dst / "inside").mkdir(parents=True)
+    req = Request("f", ((src, True),), str(dst), symlink=True)
+    with pytest.raises(StageError):
+        transfer(req, Policy(attempts=2, backoff=0.01))
+    assert sorted(p.name for p in dst.parent.iterdir()) == ["f"]
+
+
+def test_copy_onto_a_directory_is_a_stage_error(tmp_path: Path) -> None:
+    make(tmp_path / "src", 10)
+    dst = tmp_path / "out" / "f"
+    (dst / "inside").mkdir(parents=True)
+    req = Request("f", ((str(tmp_path / "src"), True),), str(dst))
+    with pytest.raises(StageError, match="cannot write"):
+        transfer(req, Policy(attempts=2, backoff=0.01))
+    assert sorted(p.name for p in dst.parent.iterdir()) == ["f"]
