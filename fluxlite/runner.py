@@ -133,7 +133,7 @@ class _Signals:
                                             "fluxlite", f"during {r.phase}"))
         if signum == signal.SIGUSR1:
             return  # no task running: nothing to checkpoint
-        if r.phase in ("records", "done"):
+        if r.phase in ("ending", "records", "done"):
             self.stop_signal = self.stop_signal or signum
             return  # finish writing what is being written
         if self.stop_signal is not None and r.phase not in ("stage-out",):
@@ -190,21 +190,31 @@ class Runner:
         self.signals.install()
         rec = self.record
         try:
-            self._setup()
             try:
+                # inside the handlers: a signal while the host is inspected (or Flux asked)
+                # must still end in a record
+                self._setup()
                 self._main()
             except Interrupted as err:
+                self._ending()
                 self._fail(err, err.phase)
             except FluxliteError as err:
-                self._fail(err, self.phase)
+                self._fail(err, self._ending())
             except Exception as err:  # noqa: BLE001 - a bug must still end in a record
+                phase = self._ending()
                 logger.exception("internal error")
                 self._fail(FluxliteError(f"internal error: {type(err).__name__}: {err}"),
-                           self.phase)
+                           phase)
             self._finish()
         finally:
             self.signals.restore()
         return rec.exit_code
+
+    def _ending(self) -> str:
+        """Enter the ending: from here on a further signal is noted, not raised, so that
+        handling a failure cannot itself be interrupted. Returns the phase that failed."""
+        phase, self.phase = self.phase, "ending"
+        return phase
 
     def _setup(self) -> None:
         rec = self.record
@@ -642,6 +652,11 @@ class Runner:
             if not argv:
                 continue
             status = self._run_hook(name, argv)
+            stop = self.signals.stop_signal
+            if stop is not None and name != "cleanup":
+                # the signal was forwarded to the hook; the job ends here, as it would have
+                # if the signal had come during the task
+                raise Interrupted(stop, name)
             if name in ("prejob", "postjob") and not status.ok:
                 self._failed_hook = (name, status)
                 return False
@@ -735,22 +750,32 @@ class Runner:
         if ks:
             from fluxlite.record import kickstart
 
-            self._emit_record("kickstart", ks, kickstart.render(rec).encode("utf-8"),
+            self._emit_record("kickstart", ks,
+                              lambda: kickstart.render(rec).encode("utf-8", "backslashreplace"),
                               append=self.opt.record_append)
         if js:
             from fluxlite.record import jsonrecord  # orjson: imported only when asked for
 
-            self._emit_record("JSON", js, jsonrecord.render(rec))
+            self._emit_record("JSON", js, lambda: jsonrecord.render(rec))
 
-    def _emit_record(self, kind: str, dest: str, data: bytes, append: bool = False) -> None:
+    def _emit_record(self, kind: str, dest: str, render: Any, append: bool = False) -> None:
         """Write one record; a record that cannot be written fails the job (exit 71), but
         the other record is still written and nothing else is skipped."""
+        rec = self.record
+        try:
+            data = render()
+        except Exception as err:  # noqa: BLE001 - the cleanup and the exit line must follow
+            logger.error("cannot render the %s record: %s: %s", kind, type(err).__name__, err)
+            if rec.exit_code == 0:
+                rec.exit_code = EXIT_INFRA
+                rec.error = f"cannot render the {kind} record"
+                rec.failed_phase = "records"
+            return
         try:
             _emit(dest, data, self.opt.stdout, append=append)
         except OSError as err:
             logger.error("cannot write the %s record to %s: %s", kind, dest,
                          err.strerror or err)
-            rec = self.record
             if rec.exit_code == 0:
                 rec.exit_code = EXIT_INFRA
                 rec.error = f"cannot write the {kind} record to {dest}"

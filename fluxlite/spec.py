@@ -146,8 +146,11 @@ class JobSpec:
 
         try:
             doc = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise SpecError([f"malformed JSON: {err}"], source=source) from err
+        except (ValueError, RecursionError) as err:
+            # ValueError: JSONDecodeError, bad UTF-8 and numbers too long to convert;
+            # RecursionError: arrays or objects nested too deep to parse
+            why = "nested too deeply" if isinstance(err, RecursionError) else str(err)
+            raise SpecError([f"malformed JSON: {why}"], source=source) from err
         return cls.from_dict(doc, source=source)
 
     @classmethod
@@ -183,6 +186,7 @@ def check_lfn(lfn: str) -> str | None:
 class _Validator:
     def __init__(self) -> None:
         self.problems: list[str] = []
+        self.staged: dict[str, str] = {}  # normalised lfn -> the JSON path staging it in
 
     def err(self, path: str, msg: str) -> None:
         self.problems.append(f"{path}: {msg}" if path else msg)
@@ -343,7 +347,7 @@ class _Validator:
         for i, a in enumerate(self.list_of(d, "arguments", "")):
             if not isinstance(a, str):
                 self.err(f"arguments[{i}]", f"must be a string, not {_tname(a)}")
-            else:
+            elif self.encodable(a, f"arguments[{i}]"):
                 args.append(a)
 
         env: list[tuple[str, str]] = []
@@ -354,7 +358,8 @@ class _Validator:
                     self.err(f"environment.{k}", "is not a valid variable name")
                 elif not isinstance(val, str):
                     self.err(f"environment.{k}", f"must be a string, not {_tname(val)}")
-                else:
+                elif self.encodable(k, "environment") and self.encodable(
+                        val, f"environment.{k}"):
                     env.append((k, val))
 
         inputs = [self.input_file(x, f"inputs[{i}]")
@@ -398,6 +403,7 @@ class _Validator:
                 meta.append(mp)
 
         name = self.string(d, "name", "") or os.path.basename(executable) or "task"
+        stdio = {k: self.stdio_name(d, k) for k in ("stdin", "stdout", "stderr")}
         if None in inputs or None in outputs or None in ckpts or self.problems:
             return None
         return JobSpec(
@@ -408,9 +414,9 @@ class _Validator:
             workflow=wf,
             arguments=tuple(args),
             environment=tuple(env),
-            stdin=self.relname(d, "stdin", ""),
-            stdout=self.relname(d, "stdout", ""),
-            stderr=self.relname(d, "stderr", ""),
+            stdin=stdio["stdin"],
+            stdout=stdio["stdout"],
+            stderr=stdio["stderr"],
             inputs=tuple(x for x in inputs if x is not None),
             outputs=tuple(x for x in outputs if x is not None),
             checkpoints=tuple(x for x in ckpts if x is not None),
@@ -505,6 +511,15 @@ class _Validator:
             if norm in seen:
                 self.err(f"{path}.lfn", f"'{x.lfn}' is already staged in by {seen[norm]}")
             seen[norm] = path
+        # A staged file is a file or a symlink (symlink: true may point at a directory): a
+        # name below it would be written through it, outside the worker directory.
+        for path, x in named:
+            if x is not None:
+                self.not_below(f"{path}.lfn", x.lfn, seen)
+        for i, o in enumerate(outputs):
+            if o is not None:
+                self.not_below(f"outputs[{i}].lfn", o.lfn, seen)
+        self.staged = seen
         outs: dict[str, str] = {}
         for i, o in enumerate(outputs):
             if o is None:
@@ -513,6 +528,38 @@ class _Validator:
             if norm in outs:
                 self.err(f"outputs[{i}].lfn", f"'{o.lfn}' is already listed by {outs[norm]}")
             outs[norm] = f"outputs[{i}]"
+
+    def encodable(self, text: str, path: str) -> bool:
+        """Whether text can be handed to the operating system (argv, environment): a lone
+        UTF-16 surrogate from a ``\\ud800`` escape in the JSON cannot."""
+        try:
+            os.fsencode(text)
+        except UnicodeEncodeError as err:
+            self.err(path, f"contains {text[err.start]!a}, which is not a character")
+            return False
+        return True
+
+    def not_below(self, path: str, lfn: str, staged: dict[str, str]) -> None:
+        parts = posixpath.normpath(lfn).split("/")
+        for n in range(1, len(parts)):
+            parent = "/".join(parts[:n])
+            if parent in staged:
+                self.err(path, f"'{lfn}' lies below '{parent}', which {staged[parent]} "
+                         "stages in as a file")
+                return
+
+    def stdio_name(self, d: dict[str, Any], key: str) -> str | None:
+        """stdin/stdout/stderr: workdir-relative, and never written through a staged file
+        (a symlinked input would send the task's output outside the worker directory)."""
+        name = self.relname(d, key, "")
+        if name is None:
+            return None
+        self.not_below(key, name, self.staged)
+        norm = posixpath.normpath(name)
+        if key != "stdin" and norm in self.staged:
+            self.err(key, f"'{name}' is staged in by {self.staged[norm]}: the task's {key} "
+                     "would overwrite it")
+        return name
 
     def limits(self, x: Any) -> Limits:
         if x is None:

@@ -165,8 +165,10 @@ def _executable(name: str, path_var: str, make_executable: bool) -> str:
     if make_executable and not os.access(found, os.R_OK | os.X_OK):
         try:
             mode = os.stat(found).st_mode
-            os.chmod(found, mode | stat.S_IRUSR  # noqa: S103 - kickstart -X is chmod a+rx | stat.S_IXUSR | stat.S_IRGRP | stat.S_IXGRP
-                     | stat.S_IROTH | stat.S_IXOTH)
+            # kickstart -X is chmod a+rx
+            rx = (stat.S_IRUSR | stat.S_IXUSR | stat.S_IRGRP | stat.S_IXGRP
+                  | stat.S_IROTH | stat.S_IXOTH)
+            os.chmod(found, mode | rx)  # noqa: S103
         except OSError as err:
             logger.warning("cannot make %s executable: %s", found, err.strerror)
     return found

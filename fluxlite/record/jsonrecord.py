@@ -51,7 +51,8 @@ def to_dict(rec: Record) -> dict[str, Any]:
         "stage_out": [_stage(s) for s in rec.stage_out],
         "integrity": [dataclasses.asdict(v) for v in rec.verifications],
         "task": None,
-        "outputs": [dataclasses.asdict(o) for o in rec.outputs],
+        "outputs": [dataclasses.asdict(o) | {"staged_to": redact(o.staged_to)
+                                             if o.staged_to else None} for o in rec.outputs],
         "schedule": rec.schedule.as_dict() if rec.schedule else None,
         "signals": [e.as_dict() for e in rec.signals],
         "staged_after_signal": rec.staged_after_signal,
@@ -82,6 +83,23 @@ def to_dict(rec: Record) -> dict[str, Any]:
     return out
 
 
+def _clean(value: Any) -> Any:
+    """Strings made valid UTF-8: arguments, paths and environment values can carry lone
+    surrogates (bytes that were not UTF-8 on the command line, ``\\udcff`` in job.json),
+    which orjson refuses; each such code point is written as a backslash escape instead."""
+    if isinstance(value, str):
+        return value if value.isascii() else value.encode("utf-8", "backslashreplace").decode()
+    if isinstance(value, dict):
+        return {_clean(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    return value
+
+
 def render(rec: Record) -> bytes:
-    return orjson.dumps(to_dict(rec), option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE,
-                        default=str)
+    doc = to_dict(rec)
+    opts = orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE
+    try:
+        return orjson.dumps(doc, option=opts, default=str)
+    except TypeError:  # orjson.JSONEncodeError: a string that is not valid UTF-8
+        return orjson.dumps(_clean(doc), option=opts, default=lambda v: _clean(str(v)))

@@ -281,17 +281,24 @@ def _job_section(w: _W, name: str, sec: dict[str, Any]) -> None:
         w.item(3, q(a))
 
 
+# lfns that cannot be keys of `files`: Pegasus's parser passes the entries to a method as
+# keyword arguments (an lfn "self" makes it reject the whole record), and the stdio entries
+# share the mapping (a second "stdout" key would replace one of the two). Such files stay in
+# the JSON record.
+_RESERVED_KEYS = frozenset({"self", "stdin", "stdout", "stderr", "metadata"})
+
+
 def _files(w: _W, rec: Record) -> None:
-    if not rec.stdio and not any(o.stat is not None for o in rec.outputs):
+    outputs = [o for o in rec.outputs if o.stat is not None and o.lfn not in _RESERVED_KEYS]
+    if not rec.stdio and not outputs:
         return  # an empty `files:` would be null, which Pegasus's parser cannot take
     w.key(1, "files")
-    for out in rec.outputs:
-        if out.stat is None:
-            continue
+    for out in outputs:
         w.key(2, q(out.lfn))
         w.kv(3, "lfn", q(out.lfn))
         w.kv(3, "file_name", q(out.path))
-        w.statinfo(3, out.stat)
+        if out.stat is not None:  # always, after the filter above (for the type checker)
+            w.statinfo(3, out.stat)
         if out.output:  # without it, Pegasus counts the file as an input (kickstart -S)
             w.kv(3, "output", "True")
         if out.sha256:

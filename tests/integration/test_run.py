@@ -235,3 +235,48 @@ def test_a_record_that_cannot_be_written_fails_the_job_cleanly(
     assert p.stdout.startswith(b"- invocation: True")  # the other record is still written
     assert err.strip().splitlines()[-1].startswith("PegasusLite: exitcode 71")
     assert fl.leftover_workdirs() == []
+
+
+def test_nothing_is_written_through_a_symlinked_input(fl: Fluxlite, tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (tmp_path / "x").write_text("x\n")
+    job = {"executable": "/bin/echo", "arguments": ["escaped"], "staging": {"threads": 1},
+           "inputs": [{"lfn": "d", "urls": [f"file://{outside}"], "symlink": True},
+                      {"lfn": "d/x", "urls": [f"file://{tmp_path}/x"]}],
+           "stdout": "d/out.txt"}
+    p = fl.run("run", str(fl.write_job(job)))
+    assert p.returncode == 2, p.stderr.decode()
+    assert b"inputs[1].lfn: 'd/x' lies below 'd'" in p.stderr
+    assert list(outside.iterdir()) == [] and fl.leftover_workdirs() == []
+
+
+def test_arguments_that_are_not_utf8_still_give_both_records(fl: Fluxlite,
+                                                            tmp_path: Path) -> None:
+    """JSON allows lone surrogates (``\\udcff``): the JSON record must still be written."""
+    doc = ('{"fluxlite": 1, "executable": "/bin/echo", "arguments": ["a\\udcffb"],'
+           f' "records": {{"kickstart": "-", "json": "{tmp_path}/r.json"}}}}')
+    (tmp_path / "job.json").write_text(doc)
+    p = fl.run("run", str(tmp_path / "job.json"))
+    assert p.returncode == 0, p.stderr.decode()
+    assert b"Traceback" not in p.stderr and b"PegasusLite: exitcode 0" in p.stderr
+    rec = json.loads((tmp_path / "r.json").read_bytes())
+    assert rec["task"]["argv"][1:] == ["a\\udcffb"]
+    assert b"- invocation: True" in p.stdout and fl.leftover_workdirs() == []
+    # a surrogate that stands for no byte cannot reach the task: an invalid spec
+    (tmp_path / "job.json").write_text(doc.replace("a\\udcffb", "\\ud800"))
+    p = fl.run("run", str(tmp_path / "job.json"))
+    assert p.returncode == 2 and b"Traceback" not in p.stderr
+    assert b"arguments[0]: contains '\\ud800'" in p.stderr
+
+
+@pytest.mark.parametrize("text,needle", [
+    ("[" * 100_000 + "]" * 100_000, "malformed json: nested too deeply"),
+    ('{"fluxlite": ' + "1" * 5000 + "}", "malformed json: exceeds the limit"),
+])
+def test_pathological_json_is_one_line(fl: Fluxlite, tmp_path: Path, text: str,
+                                       needle: str) -> None:
+    err = _bad(fl, text, 2, "malformed JSON", tmp_path)
+    assert len(err.strip().splitlines()) == 1 and needle in err.lower(), err
+    p = fl.run("validate", str(tmp_path / "job.json"))
+    assert p.returncode == 2 and needle in p.stderr.decode().lower(), p.stderr.decode()

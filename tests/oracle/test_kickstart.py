@@ -480,3 +480,29 @@ def test_same_sections_and_keys_as_real_kickstart(fl: Fluxlite, sample: str,
         r.accepted()
     else:
         r.rejected()
+
+
+def test_a_signal_during_a_hook_ends_the_job(fl: Fluxlite) -> None:
+    """TERM while the setup hook runs: forwarded to it, and the task is never started."""
+    marker, ran = fl.tmp / "hook-started", fl.tmp / "task-ran"
+    env = {"KICKSTART_SETUP": f"{SH} -c 'touch {marker}; exec sleep 30'",
+           "KICKSTART_CLEANUP": "/bin/echo cleanup"}
+    p = fl.popen("kickstart", SH, "-c", f"touch {ran}", env=env)
+    deadline = time.monotonic() + 20
+    while not marker.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert marker.exists()
+    time.sleep(0.1)  # the exec of sleep
+    p.send_signal(signal.SIGTERM)
+    out, err = p.communicate(timeout=30)
+    assert p.returncode == 128 + signal.SIGTERM, err.decode()
+    assert not ran.exists()
+    (fl.tmp / "job.out").write_bytes(out)
+    doc = yaml.safe_load(out[out.index(b"- invocation: True"):])[0]
+    assert doc["setup"]["status"]["signalled_signal"] == signal.SIGTERM
+    assert "cleanup" in doc
+    assert [r for r in parse_records(fl.tmp / "job.out") if r.get("invocation")]
+    from Pegasus.exitcode import JobFailed
+
+    with pytest.raises(JobFailed):
+        judge(fl.tmp / "job.out", None)

@@ -108,3 +108,20 @@ def test_large_output_is_bounded(fl: Fluxlite, tmp_path: Path) -> None:
     assert out.stat().st_size < 60_000
     assert "data_truncated: true" in out.read_text()
     judge(out)
+
+
+def test_outputs_named_like_parser_keys_keep_the_record_parseable(
+        fl: Fluxlite, tmp_path: Path) -> None:
+    """Pegasus's parser passes `files` as keyword arguments and shares it with stdio."""
+    res = tmp_path / "res"
+    res.mkdir()
+    job = {"executable": "/bin/sh", "arguments": ["-c", "echo a > self; echo b > stdout; "
+                                                  "echo c > f.c"],
+           "outputs": [{"lfn": n, "urls": [f"file://{res}/{n}"]} for n in ("self", "stdout",
+                                                                            "f.c")]}
+    rc, out = run_to_files(fl, job, tmp_path)
+    assert rc == 0
+    (inv,) = invocations(out)
+    assert set(inv["outputs"]) == {"f.c"}
+    assert (res / "self").read_text() == "a\n" and (res / "stdout").read_text() == "b\n"
+    judge(out)

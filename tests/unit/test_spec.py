@@ -132,3 +132,18 @@ def test_schema_accepts_what_the_validator_accepts() -> None:
         jsonschema.validate(job(inputs=[{"lfn": "x"}]), schema)
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(job(bogus=1), schema)
+
+
+def test_names_below_a_staged_file_are_rejected() -> None:
+    """A symlinked input may be a directory outside the worker directory: nothing may be
+    written through it."""
+    link = {"lfn": "d", "urls": ["file:///outside"], "symlink": True}
+    bad = problems(job(inputs=[link, {"lfn": "d/x", "urls": ["file:///data/x"]}],
+                       outputs=[{"lfn": "d/y", "urls": ["file:///results/y"]}],
+                       checkpoints=[], stdout="d/out.txt", stderr="d"))
+    assert any(p.startswith("inputs[1].lfn: 'd/x' lies below 'd'") for p in bad)
+    assert any(p.startswith("outputs[0].lfn: 'd/y' lies below 'd'") for p in bad)
+    assert any(p.startswith("stdout: 'd/out.txt' lies below 'd'") for p in bad)
+    assert any(p.startswith("stderr: 'd' is staged in by inputs[0]") for p in bad)
+    ok = JobSpec.from_dict(job(inputs=[link], checkpoints=[], stdin="d", stdout="dd/out"))
+    assert ok.stdin == "d"
