@@ -29,7 +29,7 @@ from typing import Any
 from fluxlite.cluster.formats import Task
 from fluxlite.cluster.records import Attempt
 from fluxlite.errors import FluxliteError, FluxUnavailable
-from fluxlite.execute.task import ExitStatus, rusage_dict
+from fluxlite.execute.task import ExitStatus, become_subreaper, rusage_dict
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +84,18 @@ def task_argv(a: Attempt, jobtask_files: tuple[str, str, str] | None) -> list[st
     # a pegasus-cluster line is a shell command line by design; pegasus-cluster runs it with
     # /bin/sh -c, so do we (the user wrote it, nobody else's string reaches the shell)
     return ["/bin/sh", "-c", t.command or ""]
+
+
+def task_env(a: Attempt, base: str, executor: str) -> tuple[dict[str, str], dict[str, str]]:
+    """The variables a task gets on top of the cluster's environment, and the files its PMC
+    ``-f VAR=FILE`` variables name (forwarded to FILE when the attempt ends)."""
+    t = a.task
+    env = {"PMC_TASK": t.id, "PMC_CPUS": str(t.cores), "PMC_MEMORY": str(t.memory_mb),
+           "FLUXLITE_CLUSTER_TASK": t.id, "FLUXLITE_CLUSTER_TRY": str(a.number),
+           "FLUXLITE_CLUSTER_EXECUTOR": executor}
+    fwd = {var: f"{base}.fwd.{var}" for var, _dest in t.pipe_forward}
+    env.update(fwd)
+    return env, fwd
 
 
 class TaskFiles:
@@ -193,6 +205,9 @@ class LocalExecutor(Executor):
         self._pidfd = hasattr(os, "pidfd_open")
         self._which: dict[str, str | None] = {}
         self._signalled: set[int] = set()
+        # processes a task put out of its group (setsid, daemons) re-parent to us instead of
+        # init, so that close() finds them and nothing outlives the cluster
+        self._subreaper = become_subreaper()
 
     def fits(self, task: Task) -> bool:
         return (task.cores <= self.free_cores and task.gpus <= self.free_gpus
@@ -222,15 +237,8 @@ class LocalExecutor(Executor):
         a.argv = [exe, *argv[1:]] if t.job is None else argv
         base = self.files.base(a)
         a.stdout_path, a.stderr_path = base + ".out", base + ".err"
-        env = self.env
-        fwd: dict[str, str] = {}
-        extra = {"PMC_TASK": t.id, "PMC_CPUS": str(t.cores), "PMC_MEMORY": str(t.memory_mb),
-                 "FLUXLITE_CLUSTER_TASK": t.id, "FLUXLITE_CLUSTER_TRY": str(a.number),
-                 "FLUXLITE_CLUSTER_EXECUTOR": "local"}
-        for var, _dest in t.pipe_forward:
-            fwd[var] = f"{base}.fwd.{var}"
-            extra[var] = fwd[var]
-        env = {**env, **extra}
+        extra, fwd = task_env(a, base, "local")
+        env = {**self.env, **extra}
         fo = os.open(a.stdout_path, _OUT_FLAGS, 0o600)
         fe = os.open(a.stderr_path, _OUT_FLAGS, 0o600)
         try:
@@ -333,6 +341,35 @@ class LocalExecutor(Executor):
         for pid in list(self.procs):
             self._reap(pid)
         self.sel.close()
+        if self._subreaper:
+            _kill_orphans()
+
+
+def _kill_orphans() -> None:
+    """Kill and reap what tasks left behind outside their process groups: every child of
+    this process is one of them once the tasks are reaped. Killing one re-parents its own
+    children here, hence the rounds."""
+    import psutil
+
+    me = psutil.Process()
+    for _ in range(16):
+        try:
+            kids = me.children()
+        except psutil.Error:
+            return
+        if not kids:
+            return
+        logger.info("killing %d process(es) tasks left behind", len(kids))
+        for k in kids:
+            try:
+                os.kill(k.pid, signal.SIGKILL)
+            except OSError:
+                pass
+        for k in kids:
+            try:
+                os.waitpid(k.pid, 0)
+            except (ChildProcessError, InterruptedError):
+                pass
 
 
 def _exited(pid: int) -> bool:
@@ -419,28 +456,26 @@ class FluxExecutor(Executor):
         js = JobspecV1.from_command(a.argv, num_tasks=1, cores_per_task=t.cores,
                                     gpus_per_task=t.gpus or None)
         js.cwd = self.cwd
-        js.environment = {**self.env, "PMC_TASK": t.id, "PMC_CPUS": str(t.cores),
-                          "PMC_MEMORY": str(t.memory_mb), "FLUXLITE_CLUSTER_TASK": t.id,
-                          "FLUXLITE_CLUSTER_TRY": str(a.number),
-                          "FLUXLITE_CLUSTER_EXECUTOR": "flux"}
         base = self.files.base(a)
+        extra, fwd = task_env(a, base, "flux")
+        js.environment = {**self.env, **extra}
         a.stdout_path, a.stderr_path = base + ".out", base + ".err"
         js.stdout = a.stdout_path
         js.stderr = a.stderr_path
         js.setattr("system.job.name", t.name or t.id)
-        return js, jt
+        return js, jt, fwd
 
     def start(self, a: Attempt) -> Attempt | None:
         a.start = time.time()
         a.t0 = time.monotonic()
         try:
-            js, jt = self._jobspec(a)
+            js, jt, fwd = self._jobspec(a)
         except (ValueError, TypeError, OSError) as err:
             a.status = ExitStatus.failed_to_start(f"invalid Flux job: {err}")
             return a
         self._seq += 1
         key = self._seq
-        h: dict[str, Any] = {"key": key, "jt": jt, "fut": None, "jobid": None,
+        h: dict[str, Any] = {"key": key, "jt": jt, "fwd": fwd, "fut": None, "jobid": None,
                              "started": False, "finish": None, "reported": False}
         a.handle = h
         self.inflight[key] = a
@@ -537,7 +572,7 @@ class FluxExecutor(Executor):
             _unlink(path)
         self.files.collect_job_records(a, h["jt"])
         if a.task.pipe_forward or a.task.file_forward:
-            forward_files(a, {})
+            forward_files(a, h["fwd"])
         a.handle = None
         return a
 

@@ -25,6 +25,18 @@ FORMATS = ("pmc", "list", "json")
 # Characters with no special meaning to /bin/sh: a line made only of these means the same
 # split by shlex as run by the shell, so it is exec'd directly (one fork less per task).
 _SHELL_PLAIN = re.compile(r"[A-Za-z0-9_./:,+@%=\-\s]*")
+# ...unless its first word means something to the shell itself: a leading NAME=value is an
+# assignment, and builtins and keywords have no program on PATH to exec ('exit 0', 'cd d').
+_SHELL_ASSIGN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=")
+_SHELL_WORDS = frozenset((
+    ":", ".", "alias", "bg", "break", "case", "cd", "command", "continue", "do", "done",
+    "elif", "else", "esac", "eval", "exec", "exit", "export", "fc", "fg", "fi", "for",
+    "function", "getopts", "hash", "if", "jobs", "local", "read", "readonly", "return",
+    "select", "set", "shift", "source", "then", "time", "times", "trap", "type", "typeset",
+    "ulimit", "umask", "unalias", "unset", "until", "wait", "while"))
+# JSON starts with '[' or '{' followed by what a job list can hold next; '[ -e f ]' and
+# '{ cmd; }' are shell lines of a pegasus-cluster list
+_JSON_START = re.compile(r'\s*(\[\s*[\[{\]"]|\{\s*["}])')
 _JSON_CLUSTER_KEYS = {"after", "tries", "priority"}
 
 
@@ -111,8 +123,7 @@ def _error(path: str, t: Task, problem: str) -> ClusterInputError:
 
 def detect(text: str) -> str:
     """'json', 'pmc' or 'list', from the first meaningful characters of the input."""
-    stripped = text.lstrip()
-    if stripped[:1] in ("[", "{"):
+    if _JSON_START.match(text):
         return "json"
     for raw in text.splitlines():
         s = raw.strip()
@@ -168,9 +179,13 @@ _PMC_MIN = {"memory_mb": 0, "cores": 1, "gpus": 0, "tries": 1}
 def _parse_pmc(text: str, path: str) -> TaskGraph:
     g = TaskGraph(path, "pmc")
     edges: list[tuple[str, str, int]] = []
+    pending: tuple[str, str] | None = None  # from '#@ N TR ID': names the next TASK
     for n, raw in enumerate(text.splitlines(), 1):
         g.lines = n
         s = raw.strip()
+        if s.startswith("#@"):
+            pending = _pegasus_comment(s)[1:]
+            continue
         if not s or s.startswith("#"):
             continue
         try:
@@ -180,6 +195,11 @@ def _parse_pmc(text: str, path: str) -> TaskGraph:
         kind = words[0]
         if kind == "TASK":
             t = _pmc_task(words[1:], path, n)
+            if pending is not None:
+                # the planner's transformation and job id, as in a pegasus-cluster list
+                t.name = pending[0] or t.name
+                t.derivation = pending[1] or t.derivation
+                pending = None
             if t.id in g.tasks:
                 raise ClusterInputError(path, f"duplicate task '{t.id}' (first defined on line "
                                         f"{g.tasks[t.id].line})", n)
@@ -244,6 +264,13 @@ def _pmc_task(words: list[str], path: str, n: int) -> Task:
 
 # ------------------------------------------------------------------- pegasus-cluster list
 
+def _pegasus_comment(s: str) -> tuple[str, str, str]:
+    """'#@ N TRANSFORMATION ID' -> (N, TRANSFORMATION, ID), missing fields empty."""
+    parts = s[2:].split()
+    return (parts[0] if parts else "", parts[1] if len(parts) > 1 else "",
+            parts[2] if len(parts) > 2 else "")
+
+
 def _parse_list(text: str, path: str) -> TaskGraph:
     g = TaskGraph(path, "list")
     pending: tuple[str, str, str] | None = None  # from '#@ N TR ID'
@@ -253,9 +280,7 @@ def _parse_list(text: str, path: str) -> TaskGraph:
         if not s:
             continue
         if s.startswith("#@"):
-            parts = s[2:].split()
-            pending = (parts[0] if parts else "", parts[1] if len(parts) > 1 else "",
-                       parts[2] if len(parts) > 2 else "")
+            pending = _pegasus_comment(s)
             continue
         if s.startswith("#"):
             continue
@@ -269,9 +294,11 @@ def _parse_list(text: str, path: str) -> TaskGraph:
         if tid in g.tasks:
             raise ClusterInputError(path, f"duplicate task number {tid} in '#@' comment", n)
         t = Task(id=tid, line=n, seq=len(g.tasks), derivation=dv, where=f"line {n}")
-        if _SHELL_PLAIN.fullmatch(s):
+        words = s.split()
+        if (_SHELL_PLAIN.fullmatch(s) and words[0] not in _SHELL_WORDS
+                and not _SHELL_ASSIGN.match(words[0])):
             # Nothing the shell would interpret: the same words, without the cost of a shell.
-            t.argv = s.split()
+            t.argv = words
         else:
             # A pegasus-cluster line is a shell command line by design (pipes, redirections,
             # variables); pegasus-cluster gives it to /bin/sh -c, and so do we.

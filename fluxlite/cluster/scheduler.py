@@ -82,30 +82,44 @@ class Scheduler:
         self._term_at: float | None = None
         self._kill_at: float | None = None
         self._rescue_fh: IO[str] | None = None
+        self._rescue_keep: int | None = None  # bytes of the rescue file that end in "\n"
         self._old_handlers: dict[int, Any] = {}
         self._last_progress = 0.0
         self._last_flush = 0.0
         self._progress_key: tuple[int, ...] = ()
         self.limit_source = ""
+        # read now: an unreadable rescue file is an error before anything runs
+        self._rescued = self._read_rescue()
 
     # -- setup ---------------------------------------------------------------------------
     def _read_rescue(self) -> set[str]:
         path = self.opt.rescue
-        if not path or not os.path.exists(path):
+        if not path:
             return set()
+        try:
+            with open(path, "rb") as fh:
+                data = fh.read()
+        except FileNotFoundError:
+            return set()
+        except OSError as err:
+            raise UsageError(f"cannot read the rescue file {path}: {err.strerror}") from err
+        # a line without its newline was cut short by a crash ('DONE ab' of 'DONE abc'):
+        # it proves nothing, and _open_rescue cuts it off before appending
+        self._rescue_keep = data.rfind(b"\n") + 1
         done: set[str] = set()
         unknown = 0
-        with open(path, encoding="utf-8", errors="replace") as fh:
-            for line in fh:
-                words = line.split()
-                if len(words) == 2 and words[0] == "DONE":
-                    if words[1] in self.g.tasks:
-                        done.add(words[1])
-                    else:
-                        unknown += 1
+        for line in data[: self._rescue_keep].decode("utf-8", "replace").splitlines():
+            words = line.split()
+            if len(words) == 2 and words[0] == "DONE":
+                if words[1] in self.g.tasks:
+                    done.add(words[1])
+                else:
+                    unknown += 1
         if unknown:
             logger.warning("rescue file %s: %d DONE line(s) name tasks not in %s", path,
                            unknown, self.g.path)
+        if self._rescue_keep < len(data):
+            logger.warning("rescue file %s: ignoring its unfinished last line", path)
         logger.info("rescue file %s: %d of %d tasks already done", path, len(done),
                     len(self.g))
         return done
@@ -116,6 +130,8 @@ class Scheduler:
         new = not os.path.exists(self.opt.rescue)
         try:
             self._rescue_fh = open(self.opt.rescue, "a", encoding="utf-8")  # noqa: SIM115
+            if self._rescue_keep is not None and self._rescue_fh.tell() > self._rescue_keep:
+                self._rescue_fh.truncate(self._rescue_keep)
         except OSError as err:
             raise UsageError(f"cannot write the rescue file {self.opt.rescue}: "
                              f"{err.strerror}") from err
@@ -167,7 +183,7 @@ class Scheduler:
 
     # -- the loop -------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
-        rescued = self._read_rescue()
+        rescued = self._rescued
         for tid, st in self.states.items():
             if tid in rescued:
                 st.state = "rescued"
@@ -321,8 +337,8 @@ class Scheduler:
             return
         tally = self._tally()
         key = tuple(tally.values())
-        if key == self._progress_key and not force:
-            return
+        if key == self._progress_key:
+            return  # said already (force only lifts the rate limit)
         self._last_progress = now
         self._progress_key = key
         if logger.isEnabledFor(logging.INFO):  # -q: warnings and errors only

@@ -12,8 +12,10 @@ import argparse
 import logging
 import os
 import shutil
+import signal
 import sys
 import tempfile
+import threading
 from typing import Any
 
 logger = logging.getLogger(__name__)
@@ -90,7 +92,15 @@ def main(args: argparse.Namespace) -> int:
 
     if args.tries < 1:
         raise UsageError("--tries: must be at least 1")
+    if args.stdio_bytes < 0:
+        raise UsageError("--stdio-bytes: must be at least 0")
     jobs = _jobs(args.jobs)
+    if args.json:
+        # found out now, not after the whole cluster ran
+        jdir = os.path.dirname(os.path.abspath(args.json))
+        if not os.path.isdir(jdir) or not os.access(jdir, os.W_OK | os.X_OK):
+            raise UsageError(f"cannot write the JSON record {args.json}: no writable "
+                             f"directory {jdir}")
     graph = formats.load(args.input, None if args.format == "auto" else args.format)
     if args.dry_run:
         _describe(graph)
@@ -120,6 +130,8 @@ def main(args: argparse.Namespace) -> int:
     from fluxlite.cluster.records import RecordWriter
     from fluxlite.cluster.scheduler import Options, Scheduler, binary_out
 
+    sigs = _Signals()
+    sigs.install()
     base = args.tmpdir or (os.getcwd() if kind == "flux" else None)
     tmpdir = tempfile.mkdtemp(prefix=".fluxlite-cluster.", dir=base)
     files = TaskFiles(tmpdir, args.stdio_bytes)
@@ -136,6 +148,7 @@ def main(args: argparse.Namespace) -> int:
             if args.nested:
                 nested = NestedInstance(args.nodes, args.cores, args.gpus)
                 uri = nested.start()
+                sigs.check()
             executor = FluxExecutor(files, uri=uri)
             graph.check_fits(executor.cores, executor.gpus, 0, executor.where)
         rescue = None if args.no_rescue else (args.rescue or args.input + ".rescue")
@@ -147,9 +160,13 @@ def main(args: argparse.Namespace) -> int:
         wf_label = os.environ.get("PEGASUS_WF_LABEL")
         writer = RecordWriter(site=args.site, wf_label=wf_label)
         out = binary_out(args.output)
+        sched = Scheduler(graph, executor, writer, out, opts)
         logger.info("cluster %s: %d %s tasks on the %s executor", args.input, len(graph),
                     graph.format, executor.name)
-        sched = Scheduler(graph, executor, writer, out, opts)
+        sigs.check()
+        # from here the scheduler handles signals (stop, summary, rescue file); around it
+        # a signal must not cut the summary or the shutdown short
+        sigs.phase = "shutdown"
         try:
             summary = sched.run()
         finally:
@@ -163,11 +180,58 @@ def main(args: argparse.Namespace) -> int:
             _write_json(args.json, doc)
         return sched.exit_code(summary)
     finally:
-        if executor is not None:
-            executor.close()
-        if nested is not None:
-            nested.stop()
-        shutil.rmtree(tmpdir, ignore_errors=True)
+        sigs.phase = "shutdown"
+        try:
+            if executor is not None:
+                executor.close()
+            if nested is not None:
+                nested.stop()
+            shutil.rmtree(tmpdir, ignore_errors=True)
+        finally:
+            sigs.restore()
+
+
+class _Signals:
+    """Terminating signals outside the scheduler's loop. While the executor or the nested
+    instance starts, a signal ends the command through the cleanup below (a nested instance
+    left running would hold its cores until the allocation ends); once the cluster runs or
+    shuts down, it is logged and the shutdown completes."""
+
+    _STOP = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
+
+    def __init__(self) -> None:
+        self.phase = "startup"
+        self.signum: int | None = None
+        self.old: dict[int, Any] = {}
+
+    def install(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for sig in self._STOP:
+            self.old[sig] = signal.signal(sig, self._on_signal)
+
+    def restore(self) -> None:
+        for sig, old in self.old.items():
+            signal.signal(sig, old)
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        if self.phase != "startup":
+            logger.warning("%s during the cluster's shutdown: finishing it first",
+                           signal.Signals(signum).name)
+            return
+        self.signum = self.signum or signum
+        f = frame
+        while f is not None:
+            if f.f_globals.get("__name__") == "logging":
+                return  # logging would swallow the exception: check() raises it next
+            f = f.f_back
+        self.check()
+
+    def check(self) -> None:
+        from fluxlite.errors import Interrupted
+
+        if self.signum is not None and self.phase == "startup":
+            raise Interrupted(self.signum, "the cluster's startup")
 
 
 def _bindings() -> bool:
@@ -183,10 +247,22 @@ def _bindings() -> bool:
 def _write_json(path: str, doc: dict[str, Any]) -> None:
     import orjson
 
+    from fluxlite.errors import FluxliteError
+
+    # never a partial record at the destination: a temporary beside it, fsync, rename
     tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "wb") as fh:
-        fh.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2))
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2))
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as err:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise FluxliteError(f"cannot write the JSON record {path}: {err.strerror}") from err
 
 
 def _describe(graph: Any) -> None:

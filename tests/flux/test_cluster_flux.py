@@ -166,3 +166,44 @@ def test_flux_executor_time_limit_cancels_jobs(fi: FluxInstance, fl: Fluxlite) -
         if t["id"] != "quick":
             jid = t["attempts"][0]["flux_id"]
             assert fi.job_info(jid)["state"] == "INACTIVE"
+
+
+def test_flux_executor_forwarding(fi: FluxInstance, fl: Fluxlite) -> None:
+    # PMC -f VAR=FILE and -F SRC=DEST work the same with Flux jobs as with local tasks
+    (fl.tmp / "e.dag").write_text(
+        'TASK one -f OUTVAR=collected.txt /bin/sh -c "echo $PMC_TASK > $OUTVAR"\n'
+        'TASK two -F part.txt=collected.txt /bin/sh -c "echo $PMC_CPUS > part.txt"\n'
+        "EDGE one two\n")
+    p, _ = _run(fi, fl, "e.dag")
+    assert p.returncode == 0, p.stderr.decode()
+    assert (fl.tmp / "collected.txt").read_text() == "one\n1\n"
+    assert not (fl.tmp / "part.txt").exists()
+
+
+def test_nested_instance_is_not_left_behind_by_a_term_during_startup(
+        fi: FluxInstance, fl: Fluxlite) -> None:
+    import signal
+    import time
+
+    (fl.tmp / "n.dag").write_text("TASK a /bin/true\n")
+    proc = fl.popen("cluster", "n.dag", "--nested", "--nodes", "1", "--cores", "1",
+                    "-o", "c.out", env=fi.env)
+    assert proc.stderr is not None
+    seen = b""
+    while b"waiting for it to start" not in seen:
+        line = proc.stderr.readline()
+        assert line, seen.decode()
+        seen += line
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM, (seen + err).decode()
+    assert b"Traceback" not in err
+    # the sub-instance job ends with the cluster instead of holding its cores
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        left = fi.flux("jobs", "-n", "--filter=pending,running", "--name=fluxlite-cluster",
+                       "-o", "{id}").stdout.split()
+        if not left:
+            break
+        time.sleep(0.2)
+    assert left == []

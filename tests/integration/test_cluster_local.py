@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import signal
@@ -293,3 +294,85 @@ def test_bad_inputs(fl: Fluxlite, name: str, text: str, message: str) -> None:
     assert err.count("\n") == 1 and err.startswith("fluxlite: error: ")
     assert not (fl.tmp / "c.out").exists()  # nothing ran, nothing written
     assert not (fl.tmp / f"{name}.rescue").exists()
+
+
+def test_rescue_file_with_a_partial_last_line(fl: Fluxlite) -> None:
+    # a crash while 'DONE abc' was written left 'DONE ab': that is not task ab done, and
+    # the next DONE line must not be glued to it
+    (fl.tmp / "r.dag").write_text('TASK ab /bin/sh -c "echo ab >> ran.log"\n'
+                                  'TASK abc /bin/sh -c "echo abc >> ran.log"\n')
+    (fl.tmp / "r.dag.rescue").write_text("# rescue\nDONE ab")
+    p, _ = run(fl, "r.dag", "-o", "c.out")
+    assert p.returncode == 0, p.stderr.decode()
+    assert sorted((fl.tmp / "ran.log").read_text().split()) == ["ab", "abc"]
+    lines = (fl.tmp / "r.dag.rescue").read_text().splitlines()
+    assert sorted(ln for ln in lines if not ln.startswith("#")) == ["DONE ab", "DONE abc"]
+
+
+def test_unreadable_rescue_file_is_one_line_error(fl: Fluxlite) -> None:
+    (fl.tmp / "r.dag").write_text('TASK a /bin/sh -c "echo a >> ran.log"\n')
+    (fl.tmp / "rdir").mkdir()
+    p, _ = run(fl, "r.dag", "-o", "c.out", "--rescue", "rdir")
+    err = p.stderr.decode()
+    assert p.returncode == 2, err
+    assert err.startswith("fluxlite: error: ") and err.count("\n") == 1 and "rdir" in err
+    assert not (fl.tmp / "ran.log").exists()
+
+
+def test_list_lines_for_the_shell(fl: Fluxlite) -> None:
+    # assignments and builtins mean something only to the shell, as pegasus-cluster runs them
+    (fl.tmp / "s.in").write_text("X=42 /usr/bin/env\nexit 0\ncd /\n")
+    p, out = run(fl, "s.in", "-o", "c.out", "--no-rescue")
+    assert p.returncode == 0, p.stderr.decode()
+    _, summary = cluster_lines(out)
+    assert summary["succeeded"] == "3"
+    assert "X=42" in out
+
+
+def test_negative_stdio_bytes_is_refused(fl: Fluxlite) -> None:
+    (fl.tmp / "a.dag").write_text("TASK a /bin/echo hi\n")
+    p, _ = run(fl, "a.dag", "-o", "c.out", "--stdio-bytes", "-1")
+    err = p.stderr.decode()
+    assert p.returncode == 2, err
+    assert err.startswith("fluxlite: error: ") and err.count("\n") == 1
+
+
+def test_unwritable_json_record_is_refused_before_running(fl: Fluxlite) -> None:
+    (fl.tmp / "a.dag").write_text('TASK a /bin/sh -c "echo a >> ran.log"\n')
+    p, _ = run(fl, "a.dag", "-o", "c.out", "--json", "no/such/dir/c.json")
+    err = p.stderr.decode()
+    assert p.returncode == 2, err
+    assert err.startswith("fluxlite: error: ") and err.count("\n") == 1 and "c.json" in err
+    assert not (fl.tmp / "ran.log").exists()
+
+
+def test_processes_that_left_their_group_are_not_left_behind(fl: Fluxlite) -> None:
+    # a task that puts a process in a session of its own (a daemon) still leaves nothing
+    # running once the cluster is over
+    (fl.tmp / "d.in").write_text("setsid /bin/sleep 300 < /dev/null > /dev/null 2>&1 & "
+                                 "echo $! > daemon.pid; sleep 0.5\n")
+    p, _ = run(fl, "d.in", "-o", "c.out", "--no-rescue")
+    assert p.returncode == 0, p.stderr.decode()
+    pid = int((fl.tmp / "daemon.pid").read_text())
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and _alive(pid):
+        time.sleep(0.05)
+    assert not _alive(pid)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_progress_does_not_repeat_itself(fl: Fluxlite) -> None:
+    (fl.tmp / "a.dag").write_text("TASK a /bin/true\n")
+    p, _ = run(fl, "a.dag", "-o", "c.out", "--no-rescue")
+    assert p.returncode == 0
+    tallies = [ln.rsplit(" (", 1)[0] for ln in p.stderr.decode().splitlines()
+               if ln.startswith("fluxlite cluster: ")]
+    assert tallies and tallies[-1].startswith("fluxlite cluster: 1/1 done")
+    assert all(a != b for a, b in itertools.pairwise(tallies)), tallies

@@ -78,3 +78,13 @@ def test_kickstart_wrapped_tasks_keep_their_own_records(fl: Fluxlite) -> None:
     assert sorted(r["transformation"] for r in recs) == ["diamond::analyze:4.0",
                                                          "diamond::preprocess:4.0"]
     assert "sha256:" in open(out).read()  # the -s output checksum, for the .meta file
+
+
+def test_task_that_succeeds_on_retry_is_accepted(fl: Fluxlite) -> None:
+    rc, out = _run(fl, 'TASK a /bin/true\n'
+                       'TASK flaky -t 2 /bin/sh -c "test -e once || { touch once; exit 3; }"\n'
+                       "EDGE a flaky\n")
+    assert rc == 0
+    judge(out, message=None)
+    recs = [r for r in parse_records(out) if r.get("invocation")]
+    assert sorted(r["exitcode"] for r in recs) == [0, 0, 3]

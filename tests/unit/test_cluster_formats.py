@@ -52,3 +52,27 @@ def test_fits() -> None:
     with pytest.raises(ClusterInputError, match="m.dag:1: task 'a' asks for 5000 MB"):
         g.check_fits(4, 0, 1000, "the local executor")
     g.check_fits(4, 0, 0, "the Flux instance")  # memory not accounted: no check
+
+
+def test_list_starting_with_a_test_bracket_is_a_list() -> None:
+    # '[ -e f ] && cmd' and '{ a; b; }' are shell lines, not JSON
+    assert detect("[ -e x ] && /bin/true\n") == "list"
+    assert detect("{ echo a; echo b; }\n") == "list"
+    assert detect("[\n  {\"id\": \"a\"}\n]") == "json"
+    assert detect("[]") == "json"
+
+
+def test_list_assignments_and_builtins_go_to_the_shell() -> None:
+    g = parse("X=1 /usr/bin/env\nexit 0\ncd /tmp\n/bin/echo a=b\n", "m.in")
+    t1, t2, t3, t4 = g.tasks.values()
+    assert t1.command == "X=1 /usr/bin/env" and t1.argv is None
+    assert t2.command == "exit 0" and t3.command == "cd /tmp"
+    assert t4.argv == ["/bin/echo", "a=b"]
+
+
+def test_pmc_pegasus_comments_name_the_next_task() -> None:
+    g = parse("#@ 1 diamond::preprocess:4.0 ID0000001\nTASK ID0000001 /bin/true\n"
+              "TASK b /bin/true\n", "p.dag")
+    a, b = g.tasks.values()
+    assert (a.name, a.derivation) == ("diamond::preprocess:4.0", "ID0000001")
+    assert (b.name, b.derivation) == ("true", "b")
