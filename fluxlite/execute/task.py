@@ -147,6 +147,8 @@ class ScheduledController:
         self._kill_at: float | None = None
         self._termed = False
         self._killed = False
+        self._started = False
+        self._early: int | None = None  # a signal that came before the task existed
 
     def _send(self, signum: int, reason: str) -> None:
         raise NotImplementedError
@@ -161,6 +163,11 @@ class ScheduledController:
             self._term_at = self._t0 + s.term_after
         if s.kill_after is not None:
             self._kill_at = self._t0 + s.kill_after
+        self._started = True
+        if self._early is not None:
+            # fluxlite was told to stop while the task was being started: tell the task now
+            # rather than let it run until the KILL after the grace
+            self._send(self._early, "received before the task started")
 
     def _next_deadline(self) -> float | None:
         with self._lock:
@@ -203,7 +210,10 @@ class ScheduledController:
             self.kill_tree(f"second {signal_name(signum)}")
             return
         self.result.terminated_by = self.result.terminated_by or signum
-        self._send(signum, "forwarded")
+        if self._started:
+            self._send(signum, "forwarded")
+        else:
+            self._early = signum
         with self._lock:
             self._termed = True
             grace_end = time.monotonic() + self.kill_grace
