@@ -11,7 +11,9 @@
 
 Tasks run concurrently, so nothing here may wait for or signal "every child of the
 process" (as the single-job controller does): each attempt is its own process group,
-signalled with ``killpg`` and reaped with ``wait4`` on its own pid only.
+signalled with ``killpg`` and reaped with ``wait4`` on its own pid only. What tasks leave
+behind re-parents to this process (a subreaper); once exited it is reaped by pid, never a
+pid that is a current task.
 """
 
 from __future__ import annotations
@@ -37,6 +39,12 @@ logger = logging.getLogger(__name__)
 _SIGDEF = tuple(s for s in (signal.SIGPIPE, getattr(signal, "SIGXFSZ", None),
                             getattr(signal, "SIGXFZ", None)) if s is not None)
 _OUT_FLAGS = os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
+# PMC -f: forwarded data kept in memory up to this, then in a private file; appended to its
+# destination in writes of at most _FWD_CHUNK bytes each
+_FWD_SPILL = 4 << 20
+_FWD_CHUNK = 4 << 20
+# how often the local executor looks for exited processes tasks left behind
+_STRAY_INTERVAL = 1.0
 
 
 class Executor:
@@ -86,15 +94,19 @@ def task_argv(a: Attempt, jobtask_files: tuple[str, str, str] | None) -> list[st
     return ["/bin/sh", "-c", t.command or ""]
 
 
-def task_env(a: Attempt, base: str, executor: str) -> tuple[dict[str, str], dict[str, str]]:
+def task_env(a: Attempt, base: str, executor: str,
+             forward_files: bool = True) -> tuple[dict[str, str], dict[str, str]]:
     """The variables a task gets on top of the cluster's environment, and the files its PMC
-    ``-f VAR=FILE`` variables name (forwarded to FILE when the attempt ends)."""
+    ``-f VAR=FILE`` variables name (forwarded to FILE when the attempt ends). Without
+    ``forward_files`` the executor gives those variables descriptors of its own."""
     t = a.task
     env = {"PMC_TASK": t.id, "PMC_CPUS": str(t.cores), "PMC_MEMORY": str(t.memory_mb),
            "FLUXLITE_CLUSTER_TASK": t.id, "FLUXLITE_CLUSTER_TRY": str(a.number),
            "FLUXLITE_CLUSTER_EXECUTOR": executor}
-    fwd = {var: f"{base}.fwd.{var}" for var, _dest in t.pipe_forward}
-    env.update(fwd)
+    fwd: dict[str, str] = {}
+    if forward_files:
+        fwd = {var: f"{base}.fwd.{var}" for var, _dest in t.pipe_forward}
+        env.update(fwd)
     return env, fwd
 
 
@@ -166,22 +178,101 @@ def _unlink(path: str) -> None:
 
 
 def forward_files(a: Attempt, env_paths: dict[str, str]) -> None:
-    """PMC -f VAR=FILE and -F SRC=DEST: append what the task left there to DEST, in order
-    of completion (PMC's pipe and file forwarding, done through files)."""
+    """PMC -F SRC=DEST (and, for Flux jobs, -f VAR=FILE done through files): append what an
+    attempt that succeeded left in SRC to DEST, whole, in order of completion. As PMC, a
+    failed attempt's data is dropped (it may be partial) and SRC is removed either way."""
     t = a.task
     pairs = [(env_paths[var], dest) for var, dest in t.pipe_forward if var in env_paths]
     pairs += list(t.file_forward)
     for src, dest in pairs:
+        if a.ok:
+            try:
+                with open(src, "rb") as fin:
+                    data = fin.read()
+                append_whole(dest, data)
+            except FileNotFoundError:
+                pass  # the task had nothing to forward (PMC skips a missing SRC too)
+            except OSError as err:
+                logger.warning("task %s: cannot forward %s to %s: %s", t.id, src, dest, err)
+                continue  # left in place: the data is not lost
+        _unlink(src)
+
+
+def append_whole(dest: str, data: bytes | bytearray | memoryview) -> None:
+    """Append ``data`` to ``dest`` with O_APPEND, one write per chunk, so that what several
+    tasks forward to the same file lands block by block, never interleaved mid-block."""
+    if not data:
+        return
+    fd = os.open(dest, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o666)
+    try:
+        view = memoryview(data)
+        while view:
+            n = os.write(fd, view[:_FWD_CHUNK])  # a regular file takes it whole, or ENOSPC
+            view = view[n:]
+    finally:
+        os.close(fd)
+
+
+class PipeForward:
+    """PMC ``-f VAR=FILE`` for a local task: a pipe whose write end the task gets (its
+    number in ``$VAR``) and whose read end the executor drains while the task runs, keeping
+    the data (spilled to a private file past ``_FWD_SPILL`` bytes) until the task ends."""
+
+    __slots__ = ("buf", "dest", "fd", "spill_path", "spool", "var", "wfd")
+
+    def __init__(self, var: str, dest: str, spill_path: str) -> None:
+        self.var, self.dest, self.spill_path = var, dest, spill_path
+        self.fd, self.wfd = os.pipe2(os.O_CLOEXEC)
+        os.set_blocking(self.fd, False)
+        self.buf = bytearray()
+        self.spool = -1
+
+    def read(self) -> int:
+        """Bytes read; 0 at the end (every writer closed it); -1 when nothing is there now."""
         try:
-            with open(src, "rb") as fin, open(dest, "ab") as fout:
-                shutil.copyfileobj(fin, fout)
-        except FileNotFoundError:
-            continue
-        except OSError as err:
-            logger.warning("task %s: cannot forward %s to %s: %s", t.id, src, dest, err)
-            continue
-        if (src, dest) in t.file_forward or src in env_paths.values():
-            _unlink(src)
+            chunk = os.read(self.fd, 1 << 16)
+        except BlockingIOError:
+            return -1
+        self.buf += chunk
+        if len(self.buf) >= _FWD_SPILL:
+            self._spill()
+        return len(chunk)
+
+    def drain(self) -> None:
+        """Everything in the pipe now. A process the task left behind may still hold the
+        write end: what it has not written yet is not waited for."""
+        while self.fd >= 0 and self.read() > 0:
+            pass
+
+    def _spill(self) -> None:
+        if self.spool < 0:
+            self.spool = os.open(self.spill_path, os.O_RDWR | os.O_CREAT | os.O_EXCL
+                                 | os.O_CLOEXEC, 0o600)
+            _unlink(self.spill_path)  # the descriptor is all that is needed
+        os.write(self.spool, self.buf)
+        self.buf.clear()
+
+    def deliver(self) -> None:
+        """Append everything the task wrote to FILE."""
+        if self.spool >= 0:
+            os.lseek(self.spool, 0, os.SEEK_SET)
+            while chunk := os.read(self.spool, _FWD_CHUNK):
+                append_whole(self.dest, chunk)
+        append_whole(self.dest, self.buf)
+
+    def close_write(self) -> None:
+        if self.wfd >= 0:
+            os.close(self.wfd)
+            self.wfd = -1
+
+    def close(self) -> None:
+        self.close_write()
+        for attr in ("fd", "spool"):
+            fd = getattr(self, attr)
+            if fd >= 0:
+                os.close(fd)
+                setattr(self, attr, -1)
+        self.buf = bytearray()
 
 
 # ------------------------------------------------------------------------------ local
@@ -208,6 +299,7 @@ class LocalExecutor(Executor):
         # processes a task put out of its group (setsid, daemons) re-parent to us instead of
         # init, so that close() finds them and nothing outlives the cluster
         self._subreaper = become_subreaper()
+        self._next_strays = 0.0
 
     def fits(self, task: Task) -> bool:
         return (task.cores <= self.free_cores and task.gpus <= self.free_gpus
@@ -237,23 +329,58 @@ class LocalExecutor(Executor):
         a.argv = [exe, *argv[1:]] if t.job is None else argv
         base = self.files.base(a)
         a.stdout_path, a.stderr_path = base + ".out", base + ".err"
-        extra, fwd = task_env(a, base, "local")
-        env = {**self.env, **extra}
+        extra, _ = task_env(a, base, "local", forward_files=False)
         fo = os.open(a.stdout_path, _OUT_FLAGS, 0o600)
         fe = os.open(a.stderr_path, _OUT_FLAGS, 0o600)
+        pipes: list[PipeForward] = []
+        actions: list[tuple[Any, ...]] = [
+            (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+            (os.POSIX_SPAWN_DUP2, fo, 1), (os.POSIX_SPAWN_DUP2, fe, 2)]
         try:
-            pid = os.posix_spawn(exe, a.argv, env, file_actions=[
-                (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-                (os.POSIX_SPAWN_DUP2, fo, 1), (os.POSIX_SPAWN_DUP2, fe, 2)],
-                setpgroup=0, setsigdef=_SIGDEF, setsigmask=())
+            # PMC -f VAR=FILE: the task finds the number of a pipe's write end in $VAR (the
+            # last -f for a VAR wins, as in PMC)
+            for var, dest in dict(t.pipe_forward).items():
+                pipes.append(PipeForward(var, dest, f"{base}.fwd.{len(pipes)}"))
+        except OSError as err:
+            for pf in pipes:
+                pf.close()
+            os.close(fo)
+            os.close(fe)
+            _unlink(a.stdout_path)
+            _unlink(a.stderr_path)
+            a.status = ExitStatus.failed_to_start(f"cannot make a forwarding pipe: "
+                                                  f"{err.strerror or err}")
+            return a
+        # The write ends stay close-on-exec here, so that no other task inherits one (it
+        # would keep that pipe from ending); the task gets a copy at a low number (3, 4...:
+        # /bin/sh's '>&N' takes one digit), never one of the write ends themselves, so that
+        # no copy overwrites an end still to be copied.
+        taken = {pf.wfd for pf in pipes}
+        low = 3
+        for pf in pipes:
+            while low in taken:
+                low += 1
+            actions.append((os.POSIX_SPAWN_DUP2, pf.wfd, low))
+            extra[pf.var] = str(low)
+            low += 1
+        env = {**self.env, **extra}
+        try:
+            pid = os.posix_spawn(exe, a.argv, env, file_actions=actions,
+                                 setpgroup=0, setsigdef=_SIGDEF, setsigmask=())
         except OSError as err:
             os.close(fo)
             os.close(fe)
+            for pf in pipes:
+                pf.close()
             _unlink(a.stdout_path)
             _unlink(a.stderr_path)
             a.status = ExitStatus.failed_to_start(
                 f"cannot execute {exe}: {err.strerror or err}")
             return a
+        for pf in pipes:
+            # only the task may hold the write end: the pipe ends when the task's side does
+            pf.close_write()
+            self.sel.register(pf.fd, selectors.EVENT_READ, pf)
         a.pid = pid
         pidfd = -1
         if self._pidfd:
@@ -263,7 +390,7 @@ class LocalExecutor(Executor):
             except OSError:
                 self._pidfd = False
                 pidfd = -1
-        a.handle = (fo, fe, pidfd, jt, fwd)
+        a.handle = (fo, fe, pidfd, jt, pipes)
         self.procs[pid] = a
         self.free_cores -= t.cores
         self.free_gpus -= t.gpus
@@ -278,19 +405,51 @@ class LocalExecutor(Executor):
         pids: list[int] = []
         if self._pidfd:
             for key, _ in self.sel.select(timeout):
-                pids.append(key.data)
+                if isinstance(key.data, PipeForward):
+                    self._read_pipe(key.data)
+                else:
+                    pids.append(key.data)
         else:
             end = time.monotonic() + timeout
             while True:
+                for key, _ in self.sel.select(0.002):  # forwarding pipes only
+                    self._read_pipe(key.data)
                 pids = [p for p in self.procs if _exited(p)]
                 if pids or time.monotonic() >= end:
                     break
-                time.sleep(0.002)
-        return [self._reap(pid) for pid in pids]
+        done = [self._reap(pid) for pid in pids]
+        now = time.monotonic()
+        if self._subreaper and now >= self._next_strays:
+            self._next_strays = now + _STRAY_INTERVAL
+            self._reap_strays()
+        return done
+
+    def _read_pipe(self, pf: PipeForward) -> None:
+        try:
+            n = pf.read()
+        except OSError as err:
+            logger.warning("cannot read the data forwarded to %s: %s", pf.dest, err)
+            n = 0
+        if n == 0:  # every writer is gone: nothing more can come
+            self.sel.unregister(pf.fd)
+            os.close(pf.fd)
+            pf.fd = -1
+
+    def _reap_strays(self) -> None:
+        """Reap processes that tasks left behind and that have exited: re-parented to this
+        process (the subreaper), they would stay zombies until the cluster ends. A pid that
+        is a current task is never touched: its status is for ``_reap`` to collect."""
+        for pid in _zombie_children():
+            if pid in self.procs:
+                continue
+            try:
+                os.waitpid(pid, os.WNOHANG)
+            except (ChildProcessError, InterruptedError):
+                pass
 
     def _reap(self, pid: int) -> Attempt:
         a = self.procs.pop(pid)
-        fo, fe, pidfd, jt, fwd = a.handle
+        fo, fe, pidfd, jt, pipes = a.handle
         # the leader is a zombie still (not reaped): its pid cannot have been reused, so the
         # group it leads can be cleared of anything it left behind
         try:
@@ -318,8 +477,27 @@ class LocalExecutor(Executor):
         _unlink(a.stdout_path)
         _unlink(a.stderr_path)
         self.files.collect_job_records(a, jt)
-        if a.task.pipe_forward or a.task.file_forward:
-            forward_files(a, fwd)
+        for pf in pipes:
+            # the task is gone and its group killed: take what is in the pipe and close the
+            # read end (a leftover outside the group that still writes gets SIGPIPE)
+            if pf.fd >= 0:
+                self.sel.unregister(pf.fd)
+                try:
+                    pf.drain()
+                    if a.ok:  # as PMC: a failed attempt's data is dropped
+                        pf.deliver()
+                except OSError as err:
+                    logger.warning("task %s: cannot forward $%s to %s: %s", a.task.id, pf.var,
+                                   pf.dest, err)
+            elif a.ok:
+                try:
+                    pf.deliver()
+                except OSError as err:
+                    logger.warning("task %s: cannot forward $%s to %s: %s", a.task.id, pf.var,
+                                   pf.dest, err)
+            pf.close()
+        if a.task.file_forward:
+            forward_files(a, {})
         a.handle = None
         self._signalled.discard(pid)
         t = a.task
@@ -370,6 +548,31 @@ def _kill_orphans() -> None:
                 os.waitpid(k.pid, 0)
             except (ChildProcessError, InterruptedError):
                 pass
+
+
+def _zombie_children() -> list[int]:
+    """Pids of this process's children that have exited and wait to be reaped."""
+    me = os.getpid()
+    kids: list[int] = []
+    try:
+        # every thread's children (CONFIG_PROC_CHILDREN): cheap, no scan of all processes
+        for tid in os.listdir(f"/proc/{me}/task"):
+            with open(f"/proc/{me}/task/{tid}/children", "rb") as fh:
+                kids += [int(x) for x in fh.read().split()]
+        scan = False
+    except OSError:
+        scan = True
+        kids = [int(d) for d in os.listdir("/proc") if d.isdigit()]
+    out = []
+    for pid in kids:
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as fh:
+                fields = fh.read().rsplit(b")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[0] == b"Z" and (not scan or int(fields[1]) == me):
+            out.append(pid)
+    return out
 
 
 def _exited(pid: int) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import re
 import shlex
@@ -60,10 +61,11 @@ class Task:
     command: str | None = None  # a shell command line (pegasus-cluster lists only)
     name: str = ""  # the transformation
     derivation: str = ""
+    number: str = ""  # N of the planner's '#@ N TR ID' comment: what pegasus-monitord keys on
     cores: int = 1
     gpus: int = 0
     memory_mb: int = 0
-    tries: int = 1
+    tries: int = 0  # 0: not said, the cluster's --tries applies
     priority: int = 0
     parents: list[str] = field(default_factory=list)
     children: list[str] = field(default_factory=list)
@@ -173,18 +175,19 @@ _PMC_OPTS = {
     "-f": "pipe_forward", "--pipe-forward": "pipe_forward",
     "-F": "file_forward", "--file-forward": "file_forward",
 }
-_PMC_MIN = {"memory_mb": 0, "cores": 1, "gpus": 0, "tries": 1}
+_PMC_ROUNDED = frozenset(("memory_mb", "cores"))  # numbers, rounded up (as PMC)
+_PMC_NONNEG = frozenset(("gpus", "tries"))
 
 
 def _parse_pmc(text: str, path: str) -> TaskGraph:
     g = TaskGraph(path, "pmc")
     edges: list[tuple[str, str, int]] = []
-    pending: tuple[str, str] | None = None  # from '#@ N TR ID': names the next TASK
+    pending: tuple[str, str, str] | None = None  # from '#@ N TR ID': names the next TASK
     for n, raw in enumerate(text.splitlines(), 1):
         g.lines = n
         s = raw.strip()
         if s.startswith("#@"):
-            pending = _pegasus_comment(s)[1:]
+            pending = _pegasus_comment(s)
             continue
         if not s or s.startswith("#"):
             continue
@@ -197,8 +200,9 @@ def _parse_pmc(text: str, path: str) -> TaskGraph:
             t = _pmc_task(words[1:], path, n)
             if pending is not None:
                 # the planner's transformation and job id, as in a pegasus-cluster list
-                t.name = pending[0] or t.name
-                t.derivation = pending[1] or t.derivation
+                t.number = pending[0]
+                t.name = pending[1] or t.name
+                t.derivation = pending[2] or t.derivation
                 pending = None
             if t.id in g.tasks:
                 raise ClusterInputError(path, f"duplicate task '{t.id}' (first defined on line "
@@ -245,14 +249,31 @@ def _pmc_task(words: list[str], path: str, n: int) -> Task:
                                         f"'{val}'", n)
             getattr(t, attr).append((left, right))
             continue
-        try:
-            num = int(val)
-        except ValueError:
-            raise ClusterInputError(path, f"task '{t.id}': {opt} needs an integer, not "
-                                    f"'{val}'", n) from None
-        if attr in _PMC_MIN and num < _PMC_MIN[attr]:
-            raise ClusterInputError(path, f"task '{t.id}': {opt} must be at least "
-                                    f"{_PMC_MIN[attr]}", n)
+        if attr in _PMC_ROUNDED:
+            # PMC reads memory and cpus as numbers and rounds them up ('-m 0.5' is 1 MB)
+            try:
+                real = float(val)
+            except ValueError:
+                real = math.nan
+            if not math.isfinite(real):
+                raise ClusterInputError(path, f"task '{t.id}': {opt} needs an integer or a "
+                                        f"decimal number, not '{val}'", n)
+            if real < 0:
+                raise ClusterInputError(path, f"task '{t.id}': {opt} must not be negative", n)
+            num = math.ceil(real)
+        else:
+            try:
+                num = int(val)
+            except ValueError:
+                raise ClusterInputError(path, f"task '{t.id}': {opt} needs an integer, not "
+                                        f"'{val}'", n) from None
+            if attr in _PMC_NONNEG and num < 0:
+                raise ClusterInputError(path, f"task '{t.id}': {opt} must not be negative", n)
+        if attr == "cores":
+            num = max(1, num)  # PMC takes '-c 0'; a process still runs on a core
+        elif attr == "tries":
+            # PMC retries while failures < tries: '-t 0' is one try, as '-t 1'
+            num = max(1, num)
         setattr(t, attr, num)
     if i >= len(words):
         raise ClusterInputError(path, f"task '{t.id}' has no command", n)
@@ -293,7 +314,8 @@ def _parse_list(text: str, path: str) -> TaskGraph:
             pending = None
         if tid in g.tasks:
             raise ClusterInputError(path, f"duplicate task number {tid} in '#@' comment", n)
-        t = Task(id=tid, line=n, seq=len(g.tasks), derivation=dv, where=f"line {n}")
+        t = Task(id=tid, line=n, seq=len(g.tasks), derivation=dv, where=f"line {n}",
+                 number=tid)
         words = s.split()
         if (_SHELL_PLAIN.fullmatch(s) and words[0] not in _SHELL_WORDS
                 and not _SHELL_ASSIGN.match(words[0])):
@@ -350,7 +372,7 @@ def _parse_json(text: str, path: str) -> TaskGraph:
                  name=spec.name, derivation=spec.id)
         t.cores = spec.resources.tasks * spec.resources.cores_per_task
         t.gpus = spec.resources.tasks * spec.resources.gpus_per_task
-        t.tries = _json_int(entry, "tries", 1, 1, path, where)
+        t.tries = _json_int(entry, "tries", 0, 1, path, where)  # 0: --tries applies
         t.priority = _json_int(entry, "priority", 0, None, path, where)
         after = entry.get("after", [])
         if not isinstance(after, list) or not all(isinstance(a, str) for a in after):
@@ -366,7 +388,9 @@ def _parse_json(text: str, path: str) -> TaskGraph:
 
 def _json_int(entry: dict[str, Any], key: str, default: int, minimum: int | None, path: str,
               where: str) -> int:
-    v = entry.get(key, default)
+    if key not in entry:
+        return default
+    v = entry[key]
     if not isinstance(v, int) or isinstance(v, bool):
         raise ClusterInputError(path, f"{where}.{key}: must be an integer")
     if minimum is not None and v < minimum:

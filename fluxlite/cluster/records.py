@@ -107,10 +107,15 @@ class RecordWriter:
 
     def task_line(self, a: Attempt, slot: str = "") -> str:
         t = a.task
-        parts = [f"id={_v(t.id)}", f"name={_q(t.name)}", f"start={_q(host.iso(a.start))}",
+        # id: the planner's task number when there is one (pegasus-monitord matches task
+        # lines to the '#@ N' comments by it), else the task's own id
+        parts = [f"id={_v(t.number or t.id)}", f"name={_q(t.name)}",
+                 f"start={_q(host.iso(a.start))}",
                  # the raw wait status, as pegasus-mpi-cluster writes it (256 for exit 1, 15
                  # for SIGTERM): pegasus-monitord copies it into the task's raw status
                  f"duration={a.duration:.3f}", f"status={a.status.raw}"]
+        if t.number and t.number != t.id:
+            parts.append(f"task={_v(t.id)}")
         if t.line:
             parts.append(f"line={t.line}")
         parts += [f"try={a.number}", f"pid={a.pid}", f"app={_q(t.app)}",

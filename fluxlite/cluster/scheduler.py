@@ -304,7 +304,8 @@ class Scheduler:
                 if cs.waiting_on == 0 and cs.state == "waiting":
                     self._make_ready(c)
             return
-        tries = max(t.tries, self.opt.default_tries)
+        # a task's own tries win over --tries, as PMC's -t over its --tries
+        tries = t.tries or self.opt.default_tries
         if a.stopped is not None and a.stopped != "fail-fast":
             st.state = "waiting"  # stopped by fluxlite, not failed: a rerun runs it
             logger.info("task %s stopped (%s)", t.id, a.stopped)

@@ -276,7 +276,7 @@ def _describe(graph: Any) -> None:
             extra.append(f"gpus={t.gpus}")
         if t.memory_mb:
             extra.append(f"memory={t.memory_mb}MB")
-        if t.tries != 1:
+        if t.tries:
             extra.append(f"tries={t.tries}")
         if t.priority:
             extra.append(f"priority={t.priority}")

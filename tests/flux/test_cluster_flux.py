@@ -209,3 +209,20 @@ def test_nested_instance_is_not_left_behind_by_a_term_during_startup(
             break
         time.sleep(0.2)
     assert left == []
+
+
+def test_flux_executor_forwarding_of_a_failed_task_is_dropped(fi: FluxInstance,
+                                                              fl: Fluxlite) -> None:
+    # no descriptor crosses into a Flux job: $OUTVAR names a file there; as with PMC, what
+    # a failed attempt forwards is dropped, and -t 0 is one try
+    (fl.tmp / "e.dag").write_text(
+        'TASK bad -t 0 -f OUTVAR=collected.txt -F p.txt=collected.txt /bin/sh -c '
+        '"echo bad > $OUTVAR; echo bad > p.txt; exit 1"\n'
+        'TASK good -f OUTVAR=collected.txt /bin/sh -c "test -n \\"${OUTVAR##*[!0-9]*}\\" '
+        '|| echo good > $OUTVAR"\n')
+    p, out = _run(fi, fl, "e.dag", "--tries", "3")
+    assert p.returncode == 5, p.stderr.decode()
+    assert (fl.tmp / "collected.txt").read_text() == "good\n"
+    assert not (fl.tmp / "p.txt").exists()
+    tasks, _ = cluster_lines(out)
+    assert [t["id"] for t in tasks].count("bad") == 1

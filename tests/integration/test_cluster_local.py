@@ -206,7 +206,8 @@ def test_json_job_list_checksum_failure(fl: Fluxlite, data: Path) -> None:
 
 def test_task_environment_and_forwarding(fl: Fluxlite) -> None:
     (fl.tmp / "e.dag").write_text(
-        'TASK one -c 1 -f OUTVAR=collected.txt /bin/sh -c "echo $PMC_TASK > $OUTVAR"\n'
+        # as PMC, $OUTVAR holds the number of a file descriptor the task writes to
+        'TASK one -c 1 -f OUTVAR=collected.txt /bin/sh -c "echo $PMC_TASK >&$OUTVAR"\n'
         'TASK two -F part.txt=collected.txt /bin/sh -c "echo $PMC_CPUS > part.txt"\n'
         'EDGE one two\n')
     p, _ = run(fl, "e.dag", "-o", "c.out")
@@ -376,3 +377,152 @@ def test_progress_does_not_repeat_itself(fl: Fluxlite) -> None:
                if ln.startswith("fluxlite cluster: ")]
     assert tallies and tallies[-1].startswith("fluxlite cluster: 1/1 done")
     assert all(a != b for a, b in itertools.pairwise(tallies)), tallies
+
+
+# A task that writes its block to the forwarded descriptor in small pieces, slowly, so
+# that tasks running at once would interleave if the blocks were not kept whole; more
+# than a pipe holds, so the reader must drain the pipe while the task runs.
+_WRITER = ("import os, sys, time\n"
+           "fd = int(os.environ['OUT'])\n"
+           "ch = os.environ['PMC_TASK'][-1].encode()\n"
+           "for i in range(40):\n"
+           "    os.write(fd, ch * 4096)\n"
+           "    time.sleep(0.002)\n"
+           "sys.exit(int(os.environ.get('FAIL', '0')))\n")
+
+
+def test_pipe_forward_gives_a_descriptor_and_appends_whole_blocks(fl: Fluxlite) -> None:
+    import shlex
+    import sys
+
+    (fl.tmp / "w.py").write_text(_WRITER)
+    py = shlex.quote(sys.executable)
+    lines = [f"TASK t{c} -f OUT=all.txt {py} w.py" for c in "abcd"]
+    # a failed task's forwarded data is dropped, as PMC drops it
+    lines.append(f"TASK tx -f OUT=all.txt /usr/bin/env FAIL=3 {py} w.py")
+    lines.append('TASK num -f OUT=num.txt /bin/sh -c "echo $OUT >&$OUT"')
+    (fl.tmp / "f.dag").write_text("\n".join(lines) + "\n")
+    p, out = run(fl, "f.dag", "--jobs", "6", "-o", "c.out", "--no-rescue")
+    assert p.returncode == 5, p.stderr.decode()
+    data = (fl.tmp / "all.txt").read_bytes()
+    blocks = re.findall(rb"(.)\1*", data, re.S)
+    runs = [m.group(0) for m in re.finditer(rb"(.)\1*", data, re.S)]
+    assert sorted(blocks) == [b"a", b"b", b"c", b"d"], [r[:1] + b"*%d" % len(r) for r in runs]
+    assert all(len(r) == 40 * 4096 for r in runs)
+    assert (fl.tmp / "num.txt").read_text().strip().isdigit()
+    tasks, _ = cluster_lines(out)
+    assert {t["id"]: t["status"] for t in tasks}["tx"] == str(3 << 8)
+
+
+def test_pipe_forward_read_end_is_closed_when_the_task_ends(fl: Fluxlite) -> None:
+    # A process the task leaves behind holding the write end must neither hold the cluster
+    # up nor keep fluxlite's read end open: the fluxlite process has as many descriptors
+    # open after 20 forwarding tasks as before them.
+    lines = ['TASK first /bin/sh -c "ls /proc/$PPID/fd | wc -l > fds.before"']
+    for i in range(20):
+        lines.append(f'TASK f{i} -f OUT=fwd.txt /bin/sh -c "echo {i} >&$OUT; '
+                     f'setsid /bin/sleep 30 </dev/null >/dev/null 2>&1 &"')
+        lines.append(f"EDGE first f{i}")
+        lines.append(f"EDGE f{i} last")
+    lines.insert(1, 'TASK last /bin/sh -c "ls /proc/$PPID/fd | wc -l > fds.after"')
+    (fl.tmp / "z.dag").write_text("\n".join(lines) + "\n")
+    t0 = time.monotonic()
+    p, _ = run(fl, "z.dag", "--jobs", "4", "-o", "c.out", "--no-rescue")
+    assert p.returncode == 0, p.stderr.decode()
+    assert time.monotonic() - t0 < 20
+    got = sorted(int(x) for x in (fl.tmp / "fwd.txt").read_text().split())
+    assert got == list(range(20))
+    assert (fl.tmp / "fds.after").read_text() == (fl.tmp / "fds.before").read_text()
+
+
+_ZOMBIES = ("import os, sys\n"
+            "me = os.getppid()\n"
+            "n = 0\n"
+            "for d in os.listdir('/proc'):\n"
+            "    try:\n"
+            "        st = open(f'/proc/{d}/stat').read().rsplit(')', 1)[1].split()\n"
+            "    except (OSError, IndexError):\n"
+            "        continue\n"
+            "    n += st[0] == 'Z' and int(st[1]) == me\n"
+            "open(sys.argv[1], 'w').write(str(n))\n")
+
+
+def test_processes_tasks_leave_behind_do_not_stay_zombies(fl: Fluxlite) -> None:
+    # Orphans of tasks re-parent to fluxlite (a subreaper); once they exit they must be
+    # reaped while the cluster runs, and never at the cost of a task's own exit status.
+    import shlex
+    import sys
+
+    (fl.tmp / "z.py").write_text(_ZOMBIES)
+    py = shlex.quote(sys.executable)
+
+    def dag(name: str, codes: list[int]) -> None:
+        lines = []
+        for i, code in enumerate(codes):
+            # each subshell exits at once: its /bin/true is orphaned, re-parented, exits
+            lines.append(f'TASK leave{i} /bin/sh -c "(/bin/true &); (/bin/true &); '
+                         f'sleep 0.2; exit {code}"')
+            lines.append(f"EDGE leave{i} count")
+        lines.append(f'TASK count /bin/sh -c "sleep 2.5; exec {py} z.py zombies.txt"')
+        (fl.tmp / name).write_text("\n".join(lines) + "\n")
+
+    codes = [i % 3 for i in range(8)]
+    dag("z1.dag", codes)
+    p, out = run(fl, "z1.dag", "--jobs", "4", "-o", "c.out", "--no-rescue")
+    assert p.returncode == 5, p.stderr.decode()
+    tasks, _ = cluster_lines(out)
+    status = {t["id"]: t["status"] for t in tasks}
+    assert status == {f"leave{i}": str(c << 8) for i, c in enumerate(codes)}
+
+    dag("z2.dag", [0] * 8)
+    p, _ = run(fl, "z2.dag", "--jobs", "4", "-o", "c.out", "--no-rescue")
+    assert p.returncode == 0, p.stderr.decode()
+    assert (fl.tmp / "zombies.txt").read_text() == "0"
+
+
+def test_task_tries_override_the_default_and_zero_means_one(fl: Fluxlite) -> None:
+    # PMC: a task's -t wins over the cluster's --tries, and -t 0 is one try
+    (fl.tmp / "t.dag").write_text(
+        'TASK once -t 1 /bin/sh -c "echo once >> ran.log; exit 1"\n'
+        'TASK zero -t 0 /bin/sh -c "echo zero >> ran.log; exit 1"\n'
+        'TASK deflt /bin/sh -c "echo deflt >> ran.log; exit 1"\n')
+    p, _ = run(fl, "t.dag", "-o", "c.out", "--no-rescue", "--tries", "3")
+    assert p.returncode == 5, p.stderr.decode()
+    ran = (fl.tmp / "ran.log").read_text().split()
+    assert (ran.count("once"), ran.count("zero"), ran.count("deflt")) == (1, 1, 3)
+
+
+def test_file_forward_only_from_a_task_that_succeeded(fl: Fluxlite) -> None:
+    # PMC forwards -F files of successful tasks only, and removes the source either way
+    (fl.tmp / "f.dag").write_text(
+        'TASK bad -F bad.part=all.txt /bin/sh -c "echo bad > bad.part; exit 1"\n'
+        'TASK good -F good.part=all.txt /bin/sh -c "echo good > good.part"\n')
+    p, _ = run(fl, "f.dag", "-o", "c.out", "--no-rescue")
+    assert p.returncode == 5, p.stderr.decode()
+    assert (fl.tmp / "all.txt").read_text() == "good\n"
+    assert not (fl.tmp / "bad.part").exists() and not (fl.tmp / "good.part").exists()
+
+
+def test_pipe_forward_of_more_than_is_kept_in_memory(fl: Fluxlite) -> None:
+    # 6 MB through the pipe: kept in a private file past a few MB, appended whole
+    (fl.tmp / "big.dag").write_text(
+        'TASK big -f DATA=big.bin /bin/sh -c "head -c 6000000 /dev/zero | tr \\"\\\\0\\" x '
+        '>&$DATA; echo end >&$DATA"\n'
+        'TASK small -f DATA=big.bin /bin/sh -c "echo small >&$DATA"\nEDGE big small\n')
+    p, _ = run(fl, "big.dag", "-o", "c.out", "--no-rescue")
+    assert p.returncode == 0, p.stderr.decode()
+    assert (fl.tmp / "big.bin").read_bytes() == b"x" * 6000000 + b"end\nsmall\n"
+
+
+def test_pmc_task_lines_carry_the_planners_task_number(fl: Fluxlite) -> None:
+    (fl.tmp / "p.dag").write_text("#@ 1 diamond::preprocess ID0000001\n"
+                                  "TASK pre /bin/true\n"
+                                  "#@ 2 diamond::analyze ID0000002\n"
+                                  "TASK ana /bin/true\n"
+                                  "EDGE pre ana\n")
+    p, out = run(fl, "p.dag", "-o", "c.out")
+    assert p.returncode == 0, p.stderr.decode()
+    tasks, _ = cluster_lines(out)
+    # pegasus-monitord matches task lines to the '#@ N' comments by their id
+    assert [(t["id"], t["task"], t["name"]) for t in tasks] == [
+        ("1", "pre", "diamond::preprocess"), ("2", "ana", "diamond::analyze")]

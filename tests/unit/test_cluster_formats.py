@@ -76,3 +76,35 @@ def test_pmc_pegasus_comments_name_the_next_task() -> None:
     a, b = g.tasks.values()
     assert (a.name, a.derivation) == ("diamond::preprocess:4.0", "ID0000001")
     assert (b.name, b.derivation) == ("true", "b")
+
+
+def test_pmc_fractional_memory_and_cpus_round_up() -> None:
+    # PMC reads -m and -c as numbers and rounds them up to whole MB and cpus
+    g = parse("TASK a -m 0.5 -c 1.2 /bin/true\nTASK b --request-memory=100.0 -c 2 /bin/true\n"
+              "TASK c -c 0 -m 0 /bin/true\n", "f.dag")
+    a, b, c = g.tasks.values()
+    assert (a.memory_mb, a.cores) == (1, 2)
+    assert (b.memory_mb, b.cores) == (100, 2)
+    assert (c.memory_mb, c.cores) == (0, 1)  # PMC accepts -c 0; a process still needs a core
+
+
+def test_pmc_tries_zero_is_one_try_and_unsaid_tries_are_left_to_the_default() -> None:
+    # PMC retries while failures < tries: -t 0 gives the single try -t 1 gives
+    g = parse("TASK a -t 0 /bin/true\nTASK b -t 1 /bin/true\nTASK c /bin/true\n", "t.dag")
+    a, b, c = g.tasks.values()
+    assert (a.tries, b.tries) == (1, 1)
+    assert c.tries == 0  # not said: the cluster's --tries applies
+
+
+@pytest.mark.parametrize(("line", "message"), [
+    ("TASK a -m -1 /bin/true", "t.dag:1: task 'a': -m must not be negative"),
+    ("TASK a -c -0.5 /bin/true", "t.dag:1: task 'a': -c must not be negative"),
+    ("TASK a -t -1 /bin/true", "t.dag:1: task 'a': -t must not be negative"),
+    ("TASK a -m lots /bin/true", "t.dag:1: task 'a': -m needs an integer or a decimal number, not 'lots'"),
+    ("TASK a -c nan /bin/true", "t.dag:1: task 'a': -c needs an integer or a decimal number, not 'nan'"),
+    ("TASK a -t 1.5 /bin/true", "t.dag:1: task 'a': -t needs an integer, not '1.5'"),
+])
+def test_pmc_bad_numbers(line: str, message: str) -> None:
+    with pytest.raises(ClusterInputError) as exc:
+        parse(line + "\n", "t.dag")
+    assert str(exc.value) == message
