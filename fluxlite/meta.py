@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import orjson
 
 from fluxlite.errors import SpecError, StageError
+from fluxlite.fsutil import write_atomic
 
 
 def read_meta_files(paths: tuple[str, ...] | list[str]) -> dict[str, str]:
@@ -54,15 +54,7 @@ def meta_entries(outputs: list[Any]) -> list[dict[str, Any]]:
 def write_meta(path: str, outputs: list[Any]) -> None:
     """Write a .meta file for the outputs (atomically), as pegasus-exitcode would."""
     data = orjson.dumps(meta_entries(outputs), option=orjson.OPT_INDENT_2)
-    tmp = f"{path}.tmp-{os.getpid()}"
     try:
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
+        write_atomic(path, data)
     except OSError as err:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
         raise StageError(f"cannot write the .meta file {path}: {err.strerror or err}") from err

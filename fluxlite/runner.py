@@ -810,21 +810,11 @@ def _emit(dest: str, data: bytes, stdout: Any, append: bool = False) -> None:
         finally:
             os.close(fd)
         return
-    d = os.path.dirname(os.path.abspath(dest))
-    os.makedirs(d, exist_ok=True)
-    tmp = f"{dest}.tmp-{os.getpid()}"
-    # temporary name + rename: a reader sees the whole record or none (no fsync: the record
-    # is read after the job by the submit host, and an fsync per job costs more than it buys)
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, dest)
-    except OSError:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    from fluxlite.fsutil import write_atomic
+
+    # a reader sees the whole record or none (no fsync: the record is read after the job by
+    # the submit host, and an fsync per job costs more than it buys)
+    write_atomic(dest, data)
 
 
 def _given_workdir(path: str, create: bool) -> Any:

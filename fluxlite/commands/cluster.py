@@ -248,20 +248,12 @@ def _write_json(path: str, doc: dict[str, Any]) -> None:
     import orjson
 
     from fluxlite.errors import FluxliteError
+    from fluxlite.fsutil import write_atomic
 
-    # never a partial record at the destination: a temporary beside it, fsync, rename
-    tmp = f"{path}.tmp-{os.getpid()}"
     try:
-        with open(tmp, "wb") as fh:
-            fh.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        write_atomic(path, orjson.dumps(doc, option=orjson.OPT_INDENT_2), fsync=True,
+                     parents=False)
     except OSError as err:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
         raise FluxliteError(f"cannot write the JSON record {path}: {err.strerror}") from err
 
 

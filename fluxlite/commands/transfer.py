@@ -395,14 +395,6 @@ def _write_json(dest: str, results: list[TransferResult], error: str | None,
     if dest == "-":
         sys.stdout.write(data)
         return
-    tmp = f"{dest}.tmp-{os.getpid()}"
-    try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(data)
-        os.replace(tmp, dest)
-    except OSError:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    from fluxlite.fsutil import write_atomic
+
+    write_atomic(dest, data.encode("utf-8"), parents=False)
