@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-SAMPLES = ROOT.parent / "shared" / "reference" / "kickstart-samples"
+# records written by pegasus-kickstart itself, for comparison with ours
+SAMPLES = ROOT / "tests" / "data" / "kickstart-samples"
 
 _TIERS = {"unit": "unit", "integration": "integration", "oracle": "oracle", "flux": "flux"}
 

@@ -1,6 +1,6 @@
 """What fluxlite knows of the Flux instance and job it runs in.
 
-Two ways to be inside Flux (flux.md §1):
+Two ways to be inside Flux:
 - as the initial program of a batch job (``flux batch``): ``FLUX_URI`` names the job's own
   sub-instance, ``FLUX_ENCLOSING_ID`` and the broker attribute ``jobid`` name the batch job in
   the parent instance, ``FLUX_JOB_ID`` is unset;

@@ -1,6 +1,6 @@
 """Put `fluxlite run job.json` into Flux as a batch job, or write the batch script for it.
 
-The script has the shape HTCondor's BLAHP writes for Flux (flux.md §1): ``#FLUX:`` directives,
+The script has the shape HTCondor's BLAHP writes for Flux: ``#FLUX:`` directives,
 exports, ``cd``, a signal trap, the command line run in the background and waited for, and
 its exit code as the script's. ``fluxlite submit`` submits the same script as a batch job (a
 new sub-instance, as ``flux batch`` does), so both ways run the same thing.
@@ -76,10 +76,10 @@ def fsd(seconds: float) -> str:
 def warning_lead(spec: JobSpec, time_limit: float | None) -> float | None:
     """When Flux's checkpoint warning (SIGUSR1) comes, in seconds before the limit.
 
-    fluxlite TERMs the task on the schedule derived from the time left (Pegasus's timing,
-    pegasus.md §4); the warning arrives a little before that TERM, so that a task that
-    checkpoints on SIGUSR1 gets its chance first and one that does not is still TERMed in
-    time to stage its checkpoint out."""
+    fluxlite TERMs the task on the schedule derived from the time left (Pegasus's timing);
+    the warning arrives a little before that TERM, so that a task that checkpoints on
+    SIGUSR1 gets its chance first and one that does not is still TERMed in time to stage its
+    checkpoint out."""
     if time_limit is None:
         return None
     # a walltime of the spec's own runs from the task's start, not from the batch job's:
@@ -127,7 +127,7 @@ def fluxlite_command() -> list[str]:
 
 
 def directives(spec: JobSpec, req: BatchRequest) -> list[str]:
-    """The ``#FLUX:`` lines, in BLAHP's order (flux.md §1)."""
+    """The ``#FLUX:`` lines, in BLAHP's order."""
     out = [f"--job-name={req.job_name}"]
     if req.output:
         out.append(f"--output={req.output}")

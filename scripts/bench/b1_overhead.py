@@ -1,7 +1,7 @@
 """B1: the wrapper's overhead.
 
 `fluxlite run` of a job with one 1 KiB input, /bin/true, one output, against
-`python3 -c pass` run by the machine's python3 binary (anchors.md: 40 ms), interleaved.
+`python3 -c pass` run by the machine's python3 binary (about 40 ms here), interleaved.
 Target: <= 3x. The ratio against `python -c pass` in fluxlite's own virtualenv (fewer
 site-packages to scan, so a faster start) is printed too: it shows the cost of fluxlite's
 own imports and work on top of any interpreter start.
@@ -52,7 +52,7 @@ def main() -> int:
               f"{min(t_fl) * 1000:.1f}); {machine_python} -c pass {median(t_base) * 1000:.1f} ms;"
               f" the virtualenv's python -c pass {median(t_venv) * 1000:.1f} ms (ratio "
               f"{median(t_fl) / median(t_venv):.2f}x); the PegasusLite chain takes about 4.3 s "
-              "for this job (anchors.md)")
+              "for this job on these machines")
         return 0 if ok else 1
 
 

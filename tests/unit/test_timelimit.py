@@ -7,7 +7,7 @@ from fluxlite.spec import Limits
 
 
 def test_checkpoint_and_walltime_follow_pegasus() -> None:
-    # checkpoint.time=1 min, maxwalltime=2 min -> -k 60 -K 30 (pegasus.md §4)
+    # checkpoint.time=1 min, maxwalltime=2 min -> -k 60 -K 30, as Pegasus's planner computes it
     s = from_limits(Limits(maxwalltime=120, checkpoint_time=60))
     assert (s.term_after, s.kill_after) == (60, 90)
 
