@@ -456,12 +456,7 @@ class LocalExecutor(Executor):
             os.killpg(pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
-        while True:
-            try:
-                _, status, ru = os.wait4(pid, 0)
-                break
-            except InterruptedError:
-                continue
+        _, status, ru = os.wait4(pid, 0)  # EINTR is retried by Python itself
         a.duration = time.monotonic() - a.t0
         a.status = ExitStatus.from_wait(status)
         a.rusage = rusage_dict(ru)

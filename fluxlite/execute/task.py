@@ -273,16 +273,11 @@ class TaskController(ScheduledController):
 
     def _waiter(self) -> None:
         assert self._proc is not None
-        pid = self._proc.pid
-        while True:
-            try:
-                _, status, ru = os.wait4(pid, 0)
-                break
-            except InterruptedError:
-                continue
-            except ChildProcessError:
-                status, ru = 0, None
-                break
+        try:
+            _, status, ru = os.wait4(self._proc.pid, 0)  # EINTR is retried by Python itself
+        except ChildProcessError:
+            # reaped by someone else: the status is lost, and must not pass for a success
+            status, ru = -1, None
         self._wait = (status, ru)
         self._proc.returncode = -1  # reaped here; keep Popen from waiting on it again
         self._done.set()
@@ -300,7 +295,8 @@ class TaskController(ScheduledController):
         res.duration = time.monotonic() - self._t0
         assert self._wait is not None
         status, ru = self._wait
-        res.status = ExitStatus.from_wait(status)
+        res.status = (ExitStatus.from_wait(status) if status >= 0 else
+                      ExitStatus(-1, error="the task's exit status was lost"))
         if ru is not None:
             res.rusage = rusage_dict(ru)
         self._cleanup_tree("task ended")

@@ -9,7 +9,6 @@ Sizes can be lowered for a quick look with B2_MIB.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
@@ -18,20 +17,10 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import PYTHON, fluxlite_env, median, report  # noqa: E402
+from common import PYTHON, fluxlite_env, hashlib_sha256, median, report  # noqa: E402
 
 MIB = int(os.environ.get("B2_MIB", "1024"))
 ROUNDS = int(os.environ.get("B2_ROUNDS", "5"))
-
-
-def hashlib_sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb", buffering=0) as fh:
-        buf = bytearray(4 << 20)
-        view = memoryview(buf)
-        while n := fh.readinto(buf):
-            h.update(view[:n])
-    return h.hexdigest()
 
 
 def kernel_copy(src: str, dst: str) -> None:

@@ -11,7 +11,6 @@ Sizes can be lowered for a quick look with B6_MIB; rounds with B6_ROUNDS.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
@@ -22,20 +21,10 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))  # the repository, for tests/
-from common import PYTHON, fluxlite_env, median, report  # noqa: E402
+from common import PYTHON, fluxlite_env, hashlib_sha256, median, report  # noqa: E402
 
 MIB = int(os.environ.get("B6_MIB", "1024"))
 ROUNDS = int(os.environ.get("B6_ROUNDS", "3"))
-
-
-def hashlib_sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb", buffering=0) as fh:
-        buf = bytearray(4 << 20)
-        view = memoryview(buf)
-        while n := fh.readinto(buf):
-            h.update(view[:n])
-    return h.hexdigest()
 
 
 def run_job(jp: str, env: dict[str, str], rec: str) -> tuple[float, float]:
