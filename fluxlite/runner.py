@@ -407,12 +407,8 @@ class Runner:
     def _verifications(self, st: Any) -> None:
         for r in st.results:
             if r.expected:
-                actual = r.sha256
-                if actual is None and r.attempts:
-                    last = r.attempts[-1].error or ""
-                    actual = last.split("got ")[-1].split(" ")[0] if "got " in last else ""
                 self.record.verifications.append(
-                    verify(r.lfn, r.expected, actual or "", r.hash_seconds))
+                    verify(r.lfn, r.expected, r.sha256 or "", r.hash_seconds))
 
     def _stage_out(self) -> None:
         from fluxlite.staging.phases import run_transfers

@@ -187,7 +187,7 @@ def _transfer(req: Request, policy: Policy, cancel: threading.Event | None,
     dead: set[int] = set()
     missing = 0
     last_error = "no source"
-    mismatches: list[str] = []
+    mismatches = 0  # sources whose bytes did not have the expected digest
     for round_no in range(1, policy.attempts + 1):
         for i, (url, tls) in enumerate(req.sources):
             if i in dead:
@@ -207,7 +207,9 @@ def _transfer(req: Request, policy: Policy, cancel: threading.Event | None,
                 raise
             except IntegrityError as err:
                 att.error = str(err)
-                mismatches.append(f"{redact(url)}: {err.actual}")
+                mismatches += 1
+                # what arrived, for the records: the digest that did not match
+                res.sha256, res.verified = err.actual, False
                 dead.add(i)
                 last_error = str(err)
             except _SourceFailed as err:
@@ -256,8 +258,8 @@ def _transfer(req: Request, policy: Policy, cancel: threading.Event | None,
         res.error = "not present at any source"
         return res
     res.error = last_error
-    if mismatches and len(mismatches) == len(req.sources):
-        bad = IntegrityError(req.lfn, req.expected or "", mismatches[-1].rsplit(": ", 1)[-1],
+    if mismatches and mismatches == len(req.sources):
+        bad = IntegrityError(req.lfn, req.expected or "", res.sha256 or "",
                              where="every source")
         bad.result = res  # type: ignore[attr-defined]
         raise bad

@@ -17,7 +17,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import PYTHON, fluxlite_env, hashlib_sha256, median, report  # noqa: E402
+from common import PYTHON, fluxlite_env, hashlib_sha256, make_file, median, report  # noqa: E402
 
 MIB = int(os.environ.get("B2_MIB", "1024"))
 ROUNDS = int(os.environ.get("B2_ROUNDS", "5"))
@@ -38,11 +38,7 @@ def main() -> int:
     base = os.environ.get("BENCH_DIR") or None
     with tempfile.TemporaryDirectory(prefix="fluxlite-b2-", dir=base) as tmp:
         src = os.path.join(tmp, "big.dat")
-        with open(src, "wb") as fh:
-            block = os.urandom(1 << 20)
-            for _ in range(MIB):
-                fh.write(block)
-        digest = hashlib_sha256(src)  # also warms the page cache
+        digest = make_file(src, MIB)
         wd = os.environ.get("B2_WORKDIR") or os.path.join(tmp, "wd")
         os.makedirs(wd, exist_ok=True)
         job = {"fluxlite": 1, "name": "b2", "executable": "/bin/true",

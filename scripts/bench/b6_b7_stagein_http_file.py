@@ -21,7 +21,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))  # the repository, for tests/
-from common import PYTHON, fluxlite_env, hashlib_sha256, median, report  # noqa: E402
+from common import PYTHON, fluxlite_env, hashlib_sha256, make_file, median, report  # noqa: E402
 
 MIB = int(os.environ.get("B6_MIB", "1024"))
 ROUNDS = int(os.environ.get("B6_ROUNDS", "3"))
@@ -45,11 +45,7 @@ def main() -> int:
     base = os.environ.get("BENCH_DIR") or None
     with tempfile.TemporaryDirectory(prefix="fluxlite-b6-", dir=base) as tmp:
         src = os.path.join(tmp, "big.dat")
-        with open(src, "wb") as fh:
-            block = os.urandom(1 << 20)
-            for _ in range(MIB):
-                fh.write(block)
-        digest = hashlib_sha256(src)  # also warms the page cache
+        digest = make_file(src, MIB)
         wd = os.path.join(tmp, "wd")
         os.mkdir(wd)
         env = fluxlite_env(wd)

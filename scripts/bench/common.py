@@ -42,6 +42,16 @@ def interleaved(a: Callable[[], object], b: Callable[[], object], rounds: int
     return ta, tb
 
 
+def make_file(path: str, mib: int) -> str:
+    """Write ``mib`` MiB of random bytes to path; return their sha256 (the read warms the
+    page cache, as the benchmarks want for their baseline)."""
+    with open(path, "wb") as fh:
+        block = os.urandom(1 << 20)
+        for _ in range(mib):
+            fh.write(block)
+    return hashlib_sha256(path)
+
+
 def hashlib_sha256(path: str) -> str:
     """The baseline of verified staging: hashlib's sha256 of a file, read once in 4 MiB."""
     h = hashlib.sha256()

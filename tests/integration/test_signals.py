@@ -57,14 +57,22 @@ def sent(rec: dict, sig: str) -> list[float]:
             if e["direction"] == "sent" and e["signal"] == sig]
 
 
-def test_checkpoint_time_terms_the_task_and_a_rerun_resumes(
-        fl: Fluxlite, data: Path, tmp_path: Path) -> None:
+def checkpointing_job(data: Path, tmp_path: Path, **extra: object) -> tuple[dict, Path]:
+    """The checkpointing task with its checkpoint kept in tmp_path/persist."""
     script(data / "count.sh", CHECKPOINTING)
     persist = tmp_path / "persist"
     job = {"executable": {"url": f"file://{data}/count.sh"},
            "checkpoints": [{"lfn": "state.ckpt", "url": f"file://{persist}/state.ckpt"}],
-           "outputs": [{"lfn": "result.txt", "urls": [f"file://{tmp_path}/result.txt"]}],
-           "limits": {"checkpoint_time": 2, "maxwalltime": 12}, "records": records(tmp_path)}
+           "records": records(tmp_path), **extra}
+    return job, persist
+
+
+def test_checkpoint_time_terms_the_task_and_a_rerun_resumes(
+        fl: Fluxlite, data: Path, tmp_path: Path) -> None:
+    job, persist = checkpointing_job(
+        data, tmp_path,
+        outputs=[{"lfn": "result.txt", "urls": [f"file://{tmp_path}/result.txt"]}],
+        limits={"checkpoint_time": 2, "maxwalltime": 12})
     jp = fl.write_job(job)
     p = fl.run("run", str(jp), env={"TARGET": "1000000"})
     assert p.returncode == 128 + signal.SIGTERM, p.stderr.decode()
@@ -166,11 +174,7 @@ def _wait_for(proc: subprocess.Popen[bytes], needle: bytes, timeout: float = 20)
 
 def test_term_during_the_task_is_forwarded_and_checkpoints_leave(
         fl: Fluxlite, data: Path, tmp_path: Path) -> None:
-    script(data / "count.sh", CHECKPOINTING)
-    persist = tmp_path / "persist"
-    job = {"executable": {"url": f"file://{data}/count.sh"},
-           "checkpoints": [{"lfn": "state.ckpt", "url": f"file://{persist}/state.ckpt"}],
-           "records": records(tmp_path)}
+    job, persist = checkpointing_job(data, tmp_path)
     proc = fl.popen("run", str(fl.write_job(job)))
     _wait_for(proc, b"task started")
     time.sleep(0.5)
