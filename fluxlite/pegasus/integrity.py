@@ -12,7 +12,6 @@ import logging
 import os
 import time
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from fluxlite.errors import SpecError
@@ -114,6 +113,8 @@ def _hash_all(checks: list[Check]) -> None:
         for c in checks:
             one(c)
         return
+    from concurrent.futures import ThreadPoolExecutor
+
     workers = min(MAX_THREADS, len(checks), os.cpu_count() or 1)
     with ThreadPoolExecutor(max_workers=workers) as pool:
         list(pool.map(one, checks))

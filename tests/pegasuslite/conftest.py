@@ -90,6 +90,7 @@ class LiteJob:
     tmp: Path
     version: str = "5.1.3"
     lfns: tuple[str, ...] = ("f.a",)
+    size: int = 4096  # bytes of each input
     submit: Path = field(init=False)
     data: Path = field(init=False)
     outdir: Path = field(init=False)
@@ -106,7 +107,10 @@ class LiteJob:
         # HTCondor transfers pegasus-lite-common.sh with the job into its start directory
         (self.submit / "pegasus-lite-common.sh").write_bytes(plc.read_bytes())
         for lfn in self.lfns:
-            (self.data / lfn).write_bytes(os.urandom(4096) + lfn.encode())
+            with open(self.data / lfn, "wb") as fh:
+                for left in range(self.size, 0, -(1 << 20)):
+                    fh.write(os.urandom(min(left, 1 << 20)))
+                fh.write(lfn.encode())
         (self.data / "mytool").write_text(TOOL)
         meta = [{"_type": "file", "_id": lfn,
                  "_attributes": {"checksum.type": "sha256",
