@@ -259,6 +259,23 @@ class KickstartRunner(Runner):
         if isinstance(err, (ExecError, WorkdirError)) and not (rec.task and rec.task.pid):
             rec.exit_code = EXIT_CANNOT_EXEC  # kickstart's code for anything that kept
             # the application from starting
+            if isinstance(err, CannotExecute):
+                rec.cwd = rec.cwd or self.opt.cwd or os.getcwd()
+            self._stdio_for_the_record(named_ok=not isinstance(err, WorkdirError))
+
+    def _stdio_for_the_record(self, named_ok: bool) -> None:
+        """The stdin/stdout/stderr/metadata entries of ``files``, as kickstart has them
+        even when nothing ran. Files named with -o/-e are opened only where they belong:
+        not when the -w directory they are relative to could not be entered."""
+        if self._stdio_fds is not None or not self.opt.stdio:
+            return
+        named = any(t.path for name, t in self.opt.stdio.items() if name != "stdin")
+        if named and not named_ok:
+            return
+        try:
+            self._open_stdio()
+        except FluxliteError as err:
+            logger.warning("%s", err)
 
     def _finish(self) -> None:
         self._merge_integrity_data()

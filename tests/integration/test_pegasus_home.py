@@ -95,3 +95,20 @@ def test_refuses_a_directory_that_is_not_a_package(fl: Fluxlite, tmp_path: Path)
     bad = _home(fl, tmp_path / "new", "5.1")
     assert bad.returncode == 2 and b"must be X.Y.Z" in bad.stderr
     assert not (tmp_path / "new").exists()
+
+
+def test_force_removes_only_files_of_the_package(fl: Fluxlite, tmp_path: Path) -> None:
+    """A marker edited to list files outside the package must not make --force delete them."""
+    home = tmp_path / "home"
+    assert _home(fl, home).returncode == 0
+    canary = tmp_path / "canary"
+    canary.write_text("keep")
+    marker = home / ".fluxlite-pegasus-home.json"
+    doc = json.loads(marker.read_text())
+    doc["files"] += ["../canary", str(canary)]
+    marker.write_text(json.dumps(doc))
+    (home / "bin" / "mine").write_text("a user's file beside the tools")
+    p = _home(fl, home, "5.1.2", "--force")
+    assert p.returncode == 0, p.stderr
+    assert canary.read_text() == "keep"
+    assert (home / "bin" / "mine").exists()

@@ -357,6 +357,9 @@ def test_a_missing_executable_gives_127_and_a_record(fl: Fluxlite) -> None:
                                         "failure_error": "2   No such file or directory"}
     assert doc["mainjob"]["argument_vector"] == ["arg"]
     assert "environment" in doc
+    # a complete record, as kickstart's: where it was and its stdio entries
+    assert doc["cwd"] == str(fl.tmp)
+    assert sorted(doc["files"]) == ["metadata", "stderr", "stdin", "stdout"]
     r.rejected()
     r2 = ks(fl, "no-such-program-on-path", name="path")
     assert r2.rc == 127 and "No such file or directory" in r2.stderr

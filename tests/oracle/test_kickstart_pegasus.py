@@ -76,6 +76,9 @@ def test_a_workdir_that_cannot_be_entered_still_gives_a_record(fl: Fluxlite) -> 
     assert "environment" in doc and "limits" in doc
     r.rejected()
     (fl.tmp / "afile").write_text("x")
+    r3 = ks(fl, "-w", str(fl.tmp / "no" / "such"), "-o", "out.txt", "/bin/true", name="named")
+    assert r3.rc == 127
+    assert not (fl.tmp / "out.txt").exists(), "-o is relative to a directory never entered"
     r2 = ks(fl, "-w", str(fl.tmp / "afile"), "/bin/true", name="notdir")
     assert r2.rc == 127 and "Not a directory" in r2.stderr
     r2.rejected()
