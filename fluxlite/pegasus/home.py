@@ -178,7 +178,7 @@ def make(directory: str, pegasus_version: str, force: bool = False,
     except OSError as err:
         raise FluxliteError(f"{home}: cannot write the worker package: "
                             f"{err.strerror or err}", path=str(home)) from err
-    logger.info("worker package for Pegasus %s in %s", pegasus_version, home)
+    logger.debug("worker package for Pegasus %s in %s", pegasus_version, home)
     return Package(home, pegasus_version, python, changed=True)
 
 
