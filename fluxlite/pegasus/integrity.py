@@ -130,13 +130,16 @@ def hash_files(pfns: list[str]) -> list[Check]:
 
 
 def attempts_yaml(checks: list[Check], duration: float) -> str:
-    """The multipart file pegasus-integrity writes: each attempt, then the summary."""
+    """The multipart file pegasus-integrity writes: each attempt, then the summary. An entry
+    without an expected checksum is no attempt (pegasus-integrity reports it and goes on);
+    a file that could not be read is one, with ``sha256: None``."""
+    checks = [c for c in checks if c.expected is not None]
     lines = ["- integrity_verification_attempts:"]
     for c in checks:
         lines += [f"  - lfn: {q(c.lfn)}", f"    pfn: {q(c.pfn)}",
                   f"    sha256: {c.actual or 'None'}", f"    success: {c.ok}"]
         if not c.ok:
-            lines.append(f"    sha256_expected: {c.expected or 'None'}")
+            lines.append(f"    sha256_expected: {c.expected}")
     ok = sum(1 for c in checks if c.ok)
     lines += ["- integrity_summary:", f"    succeeded: {ok}",
               f"    failed: {len(checks) - ok}", f"    duration: {duration:.3f}"]
