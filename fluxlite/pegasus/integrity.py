@@ -193,3 +193,21 @@ def fullstat_yaml(lfn: str, c: Check) -> str | None:
             "      output: True\n"
             f"      sha256: {c.actual}\n"
             f"      checksum_timing: {c.seconds:.3f}\n")
+
+
+def append_fullstat(side_file: str, files: list[tuple[str, str, str | None, float]]) -> None:
+    """Append kickstart ``files`` entries for (lfn, path, sha256 or None, seconds) to
+    ``$KICKSTART_INTEGRITY_DATA``, as pegasus-transfer has pegasus-integrity do for the
+    transfers marked ``generate_checksum``. A digest not known yet is computed here."""
+    checks = [Check(lfn, path, actual=sha, seconds=secs) for lfn, path, sha, secs in files]
+    _hash_all([c for c in checks if c.actual is None and os.path.isfile(c.pfn)])
+    text = "".join(entry for c in checks if c.actual
+                   for entry in [fullstat_yaml(c.lfn, c)] if entry)
+    if not text:
+        return
+    try:
+        with open(side_file, "a", encoding="utf-8") as fh:
+            fh.write(text)
+    except OSError as err:
+        logger.error("cannot append to $KICKSTART_INTEGRITY_DATA (%s): %s", side_file,
+                     err.strerror)

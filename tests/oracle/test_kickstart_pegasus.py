@@ -128,3 +128,29 @@ def test_kickstart_integrity_data_goes_into_files(fl: Fluxlite) -> None:
         assert outputs[lfn].get_attribute_value("checksum.value") == sha256_of(fl.tmp / name)
     r.accepted()
     assert list(fl.wdbase.glob("ks.*")) == [], "side files are removed ($TMPDIR)"
+
+
+def test_transfers_marked_generate_checksum_land_in_the_record(fl: Fluxlite) -> None:
+    """A stage-in job as the planner writes it: pegasus-kickstart running pegasus-transfer
+    with generate_checksum entries; their checksums reach the record (and so the .meta)."""
+    import json
+
+    src = fl.tmp / "src"
+    src.mkdir()
+    (src / "raw.dat").write_bytes(os.urandom(50_000))
+    (src / "other.dat").write_bytes(b"no checksum asked")
+    entries = [{"type": "transfer", "linkage": "input", "lfn": lfn, "id": i,
+                "generate_checksum": gen,
+                "src_urls": [{"site_label": "local", "url": f"file://{src}/{lfn}"}],
+                "dest_urls": [{"site_label": "staging", "url": f"file://{fl.tmp}/{lfn}"}]}
+               for i, (lfn, gen) in enumerate((("raw.dat", True), ("other.dat", False)), 1)]
+    (fl.tmp / "stage_in.in").write_text(json.dumps(entries))
+    r = ks(fl, "-n", "pegasus::transfer", "-N", "stage_in_1", sys.executable, "-m",
+           "fluxlite", "transfer", "--threads", "2", "-f", "stage_in.in")
+    assert r.rc == 0, r.stderr
+    outputs = r.inv()["outputs"]
+    assert sorted(outputs) == ["raw.dat"]
+    assert outputs["raw.dat"].get_attribute_value("checksum.value") == sha256_of(
+        src / "raw.dat")
+    assert r.yaml()["files"]["raw.dat"]["size"] == 50_000
+    r.accepted()
