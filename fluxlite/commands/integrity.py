@@ -138,12 +138,7 @@ def _generate(mode: str, value: str) -> int:
         else None
     text = "".join(out)
     if side:
-        try:
-            with open(side, "a", encoding="utf-8") as fh:
-                fh.write(text)
-        except OSError as err:
-            logger.error("cannot append to $KICKSTART_INTEGRITY_DATA (%s): %s", side,
-                         err.strerror)
+        if not pi.append_side_file(side, text):
             return 1
     else:
         sys.stdout.write(text + ("\n" if mode == "generate_fullstat_yaml" and text else ""))

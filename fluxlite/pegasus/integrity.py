@@ -203,11 +203,17 @@ def append_fullstat(side_file: str, files: list[tuple[str, str, str | None, floa
     _hash_all([c for c in checks if c.actual is None and os.path.isfile(c.pfn)])
     text = "".join(entry for c in checks if c.actual
                    for entry in [fullstat_yaml(c.lfn, c)] if entry)
-    if not text:
-        return
+    if text:
+        append_side_file(side_file, text)
+
+
+def append_side_file(side_file: str, text: str) -> bool:
+    """Append to $KICKSTART_INTEGRITY_DATA; False (said on stderr) when it cannot be."""
     try:
         with open(side_file, "a", encoding="utf-8") as fh:
             fh.write(text)
     except OSError as err:
         logger.error("cannot append to $KICKSTART_INTEGRITY_DATA (%s): %s", side_file,
                      err.strerror)
+        return False
+    return True
