@@ -105,18 +105,27 @@ case "$want" in
 {dump}EOF
         exit 0 ;;
     --python-hash)
-        printf '%s\\n' "bin_dir = {paths['--bin']!r}" "python_dir = {python_dir!r}"
+        printf '%s\\n' {q(f"bin_dir = {paths['--bin']!r}")} {q(f"python_dir = {python_dir!r}")}
         exit 0 ;;
 esac
 printf "%s$eol" "$value"
 """
 
 
-def _python_dir() -> str:
-    """The directory fluxlite is imported from (what PYTHONPATH would need)."""
-    import fluxlite
+def _python_dir(python: str) -> str:
+    """The directory ``python`` imports fluxlite from (what PYTHONPATH would need), run as
+    the launchers run it; an interpreter without fluxlite is refused."""
+    import subprocess
 
-    return str(Path(fluxlite.__file__).resolve().parent.parent)
+    probe = "import fluxlite, os; print(os.path.dirname(os.path.dirname(fluxlite.__file__)))"
+    try:
+        p = subprocess.run([python, "-I", "-c", probe], capture_output=True, text=True,
+                           timeout=60, env={"PATH": os.defpath})
+    except (OSError, subprocess.TimeoutExpired) as err:
+        raise UsageError(f"--python {python}: cannot be run: {err}") from err
+    if p.returncode != 0 or not p.stdout.strip():
+        raise UsageError(f"--python {python}: cannot import fluxlite")
+    return p.stdout.strip()
 
 
 def read_marker(home: Path) -> dict[str, object] | None:
@@ -129,7 +138,7 @@ def read_marker(home: Path) -> dict[str, object] | None:
 
 def _contents(home: Path, pegasus_version: str, python: str) -> dict[str, str]:
     files = {f"bin/{tool}": _launcher(python, cmd) for tool, cmd in TOOLS.items()}
-    files["bin/pegasus-config"] = _config_script(home, pegasus_version, _python_dir())
+    files["bin/pegasus-config"] = _config_script(home, pegasus_version, _python_dir(python))
     return files
 
 

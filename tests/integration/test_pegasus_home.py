@@ -112,3 +112,18 @@ def test_force_removes_only_files_of_the_package(fl: Fluxlite, tmp_path: Path) -
     assert p.returncode == 0, p.stderr
     assert canary.read_text() == "keep"
     assert (home / "bin" / "mine").exists()
+
+
+def test_an_interpreter_without_fluxlite_is_refused(fl: Fluxlite, tmp_path: Path) -> None:
+    import shutil
+
+    import pytest
+
+    system = shutil.which("python3", path="/usr/bin:/bin")
+    if system is None:
+        pytest.skip("no system python3 to try")
+    d = tmp_path / "home"
+    p = _home(fl, d, "5.1.3", "--python", system)
+    assert p.returncode == 2
+    assert "cannot import fluxlite" in p.stderr.decode()
+    assert not d.exists()
