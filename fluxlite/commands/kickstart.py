@@ -121,6 +121,7 @@ def build(args: KickstartArgs, environ: dict[str, str]) -> tuple[JobSpec, RunOpt
     # The planner derives -k and -K from the walltime W and checkpoint time C
     # (-k C, -K (W - C) / 2); giving the runner W = k + 2K back reproduces kickstart's
     # TERM at k and KILL K seconds later, and keeps a Flux time limit from overriding it.
+    # (KickstartRunner runs that clock from kickstart's start, across the hooks.)
     limits = Limits(maxwalltime=float(k + 2 * big_k), checkpoint_time=float(k),
                     kill_grace=float(big_k)) if k > 0 else Limits(kill_grace=float(big_k))
 
