@@ -53,6 +53,8 @@ TOOL = """#!/bin/sh
 # the task: copies its input to its output, and can be asked to wait first
 echo "task pid $$" >&2
 echo $$ > "$PEGASUS_TEST_PIDFILE"
+# a checkpointing application: saves its state when it is told to stop
+if [ -n "$PEGASUS_TEST_CHECKPOINT" ]; then trap 'echo saved > checkpoint.dat; exit 1' TERM; fi
 if [ -n "$PEGASUS_TEST_SLEEP" ]; then sleep "$PEGASUS_TEST_SLEEP"; fi
 cat "$1" > "$2"
 echo "task done"
@@ -91,6 +93,8 @@ class LiteJob:
     version: str = "5.1.3"
     lfns: tuple[str, ...] = ("f.a",)
     size: int = 4096  # bytes of each input
+    kickstart_args: str = ""  # e.g. "-k 60 -K 30", as the planner adds for checkpointing
+    checkpoint: bool = False  # stage out checkpoint.dat as the planner does (failures ignored)
     submit: Path = field(init=False)
     data: Path = field(init=False)
     outdir: Path = field(init=False)
@@ -136,6 +140,18 @@ class LiteJob:
                   for lfn in (*self.lfns, "mytool")]
         outputs = [("f.out", "file://$PWD/f.out", f"file://{self.outdir}/f.out",
                     "condorpool")]
+        checkpoint = ""
+        if self.checkpoint:
+            ck = [("checkpoint.dat", "file://$PWD/checkpoint.dat",
+                   f"file://{self.outdir}/checkpoint.dat", "condorpool")]
+            checkpoint = (
+                _banner("Staging out checkpoint files")
+                + "# stage out checkpoint files \nset +e \n"
+                "pegasus-transfer --threads 1  1>&2 << 'eof'\n"
+                + _transfer_list(ck, "output") + "eof\n"
+                "ec=$?\nset -e\nif [ $ec -ne 0 ]; then\n"
+                '    echo " Ignoring failure while transferring chkpoint files. Exicode was '
+                '$ec" 1>&2\nfi\n\n')
         head = (
             "#!/bin/bash\nset -e\n"
             f'pegasus_lite_version_major="{major}"\n'
@@ -171,12 +187,13 @@ class LiteJob:
             "pegasus_lite_section_start task_execute\n"
             + _banner("[Pegasus Lite] Executing the user task")
             + "pegasus-kickstart  -n mytool -N ID0000001 -R condorpool  -s f.out=f.out "
-            "-L diamond -T 2026-12-01T08:00:00+00:00 ./mytool "
+            f"-L diamond -T 2026-12-01T08:00:00+00:00 {self.kickstart_args} ./mytool "
             f"{self.lfns[0]} f.out\n"
             "job_ec=$?\n"
             "pegasus_lite_section_end task_execute\n"
             "set -e\n"
             "pegasus_lite_section_start stage_out\n"
+            + checkpoint
             + _banner("Staging out output files")
             + "# stage out\n"
             "pegasus-transfer --threads 1  1>&2 << 'eof'\n"

@@ -103,3 +103,23 @@ def test_package_of_another_version_is_not_used(tmp_path: Path) -> None:
             "for current workflow") in err
     assert "- invocation" not in out
     assert not (tmp_path / "task.pid").exists()
+
+
+@needs_oracle
+def test_checkpoint_time_terms_the_task_and_its_checkpoint_is_saved(tmp_path: Path) -> None:
+    """The planner's checkpointing shape: kickstart -k/-K, then the checkpoint stage-out
+    whose failures are ignored, then the outputs."""
+    job = LiteJob(tmp_path, kickstart_args="-k 1 -K 2", checkpoint=True)
+    rc, out, err = job.run(make_home(tmp_path, job.version),
+                           {"PEGASUS_TEST_SLEEP": "30", "PEGASUS_TEST_CHECKPOINT": "1"},
+                           timeout=60)
+    assert rc != 0, err
+    assert "Job timed out, sending SIGTERM" in err
+    assert "sending SIGKILL" not in err  # the application stopped on the TERM
+    assert (job.outdir / "checkpoint.dat").read_text() == "saved\n"
+    inv = [r for r in parse_records(job.out) if r.get("invocation")]
+    assert len(inv) == 1 and inv[0]["exitcode"] != 0  # the task's work is not done
+    with pytest.raises(Exception) as exc:  # noqa: PT011 - pegasus-exitcode's JobFailed
+        judge(job.out)
+    assert type(exc.value).__name__ == "JobFailed"
+    assert not any(job.wn_tmp.glob("pegasus.*"))
