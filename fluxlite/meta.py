@@ -10,10 +10,11 @@ from fluxlite.errors import SpecError, StageError
 from fluxlite.fsutil import write_atomic
 
 
-def read_meta_files(paths: tuple[str, ...] | list[str]) -> dict[str, str]:
-    """lfn -> expected sha256 from Pegasus .meta files (later files win)."""
+def read_meta_files(paths: tuple[str, ...] | list[str], first: int = 0) -> dict[str, str]:
+    """lfn -> expected sha256 from Pegasus .meta files (later files win); ``first``: the
+    index of the first path in the job's ``meta`` list, for the messages."""
     out: dict[str, str] = {}
-    for i, path in enumerate(paths):
+    for i, path in enumerate(paths, first):
         try:
             with open(path, "rb") as fh:
                 doc = orjson.loads(fh.read())
