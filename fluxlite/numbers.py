@@ -80,9 +80,11 @@ def parse_duration(value: Any, *, bare: float = 1.0, minimum: float = 0.0,
         else:
             raise ValueError(f"'{value}' is not a duration (e.g. 90s, 30m, 2h, 1h30m)")
     else:
-        why = check_number(value, minimum=-math.inf, maximum=math.inf)
+        # bounds first: an integer too large for a float is out of bounds, not an overflow
+        why = check_number(value, minimum=minimum / bare, maximum=maximum / bare,
+                           exclusive_minimum=exclusive_minimum)
         if why:
-            raise ValueError(why)
+            raise ValueError(f"{why} seconds" if bare == 1 else why)
         seconds = float(value) * bare
     why = check_number(seconds, minimum=minimum, maximum=maximum,
                        exclusive_minimum=exclusive_minimum)

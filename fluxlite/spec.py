@@ -558,7 +558,8 @@ class _Validator:
             envd = self.obj(d["environment"], "environment")
             for k, val in (envd or {}).items():
                 if not k or "=" in k or "\x00" in k:
-                    self.err(f"environment.{k!a}", "is not a valid variable name")
+                    self.err(f"environment.{k!a}", "is not a valid variable name (it is "
+                             "empty or holds '=' or a NUL character)")
                 elif not isinstance(val, str):
                     self.err(f"environment.{k}", f"must be a string, not {_tname(val)}")
                 elif self.encodable(k, "environment") and self.encodable(
@@ -640,7 +641,8 @@ class _Validator:
             self.err("executable.url", "is required")
             return "", None
         key = "urls" if "urls" in d else "url"
-        lfn = d.get("lfn") or _basename_of(urls[0] if isinstance(urls, list) else None)
+        lfn = d["lfn"] if d.get("lfn") is not None else _basename_of(
+            urls[0] if isinstance(urls, list) else None)
         staged = self.input_file({"lfn": lfn, "urls": urls, "sha256": d.get("sha256"),
                                   "executable": True}, "executable", url_key_path=key)
         return (staged.lfn if staged else ""), staged

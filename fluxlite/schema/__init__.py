@@ -82,7 +82,7 @@ def _shape(f: Field) -> dict[str, Any]:
     if k == "duration":
         return {"anyOf": [_bounds({"type": "number"}, f),
                           {"type": "string", "pattern": DURATION_PATTERN,
-                           "maxLength": DURATION_MAX_TEXT}]}
+                           "maxLength": DURATION_MAX_TEXT, "not": {"pattern": "\n"}}]}
     if k == "object":
         return _section(f.section)
     if k == "list":
