@@ -30,6 +30,7 @@ KEEP_POLICIES = ("never", "always", "on-failure")
 PLACEMENTS = ("local", "flux", "nested")
 USR1_ACTIONS = ("forward", "term")
 INTEGRITY = ("best-effort", "required")
+MAX_JOB_FILE = 256 << 20  # bytes; a job file is read whole
 # fluxlite's own area of the worker directory (captured stdout and stderr): no lfn may be in it
 RESERVED_DIR = ".fluxlite"
 
@@ -147,12 +148,13 @@ class JobSpec:
     @classmethod
     def from_file(cls, path: str) -> JobSpec:
         """Read a job file; relative paths in it resolve against its directory."""
+        from fluxlite.fsutil import read_small_file
+
         try:
-            with open(path, "rb") as fh:
-                raw = fh.read()
+            raw = read_small_file(path, MAX_JOB_FILE)
         except OSError as err:
             raise SpecError([f"cannot read job file: {err.strerror}"], source=path) from err
-        except ValueError as err:  # a NUL byte in the name
+        except ValueError as err:  # not a regular file, too large, a NUL byte in the name
             raise SpecError([f"cannot read job file: {err}"], source=path) from err
         return cls.from_json(raw, source=path,
                              base_dir=os.path.dirname(os.path.abspath(path)))
@@ -376,7 +378,7 @@ class _Validator:
         self.reported_objects: set[int] = set()
 
     def err(self, path: str, msg: str) -> None:
-        self.problems.append(f"{path}: {msg}" if path else msg)
+        self.problems.append(one_line(f"{path}: {msg}" if path else msg))
 
     # typed getters ---------------------------------------------------------------
     def obj(self, value: Any, path: str) -> dict[str, Any] | None:
@@ -408,8 +410,8 @@ class _Validator:
 
     def scalar(self, val: Any, p: str, f: Field) -> Any:
         k = f.kind
-        if val is None:
-            return None  # null_is_none
+        if val is None and f.null_is_none:
+            return None
         if k in ("integer", "number"):
             why = check_number(val, minimum=f.minimum, maximum=f.maximum,
                                integer=k == "integer", exclusive_minimum=f.exclusive_minimum)
@@ -842,7 +844,16 @@ def preflight(spec: JobSpec, executables: bool = True) -> list[str]:
         why = executable_problem(spec)
         if why:
             problems.append(f"executable: {why}")
-    return problems
+    return [one_line(p) for p in problems]
+
+
+def one_line(text: str) -> str:
+    """A message that stays one line whatever names it quotes: characters that are not
+    printable (line and paragraph separators, controls, lone surrogates) are escaped."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
+                   for c in text)
 
 
 def check_ready(spec: JobSpec, executables: bool = True) -> None:
