@@ -444,3 +444,11 @@ def test_preflight_integrity_required_with_meta(tmp_path: Path) -> None:
                                  executable="/bin/true", outputs=[]))
     got = preflight(spec)
     assert len(got) == 1 and got[0].startswith("inputs[1].sha256: is required for 'b'")
+
+
+def test_every_field_of_the_table_is_documented() -> None:
+    doc = (Path(__file__).parents[2] / "docs" / "job-spec.md").read_text()
+    for section, table in SECTIONS.items():
+        for key in table:
+            assert f"`{key}`" in doc or f'"{key}"' in doc or f"{section}.{key}" in doc, (
+                section, key)
