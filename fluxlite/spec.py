@@ -14,7 +14,7 @@ import posixpath
 import re
 import shutil
 from collections import Counter
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from fluxlite.errors import SpecError
@@ -914,11 +914,6 @@ def _destination_key(url: str) -> str:
         except ValueError:
             return url
     return url
-
-
-def section_fields(cls: type) -> list[str]:
-    """The field names of a section dataclass (for the check against the table)."""
-    return [f.name for f in fields(cls)]
 
 
 def _supported(direction: str) -> frozenset[str]:

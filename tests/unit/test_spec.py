@@ -190,6 +190,10 @@ def _samples(f: Field) -> list[object]:
     """Values on both sides of every bound and of the type, for one scalar field."""
     k = f.kind
     wrong = [True, [], {}]
+    if k == "list" and f.items is not None and f.items.kind not in ("object", "custom"):
+        return [[v] for v in _samples(f.items)] + [[], "x", 5, None]
+    if k == "text":
+        return ["", "x", "a\x00b", 5, None, []]
     if k in ("integer", "number", "duration"):
         lo, hi = f.minimum, f.maximum
         vals: list[object] = [lo, hi, lo - 1, hi + 1, hi * 10, 10**400, "x"]
