@@ -146,8 +146,10 @@ class JobSpec:
         return dict(self.environment)
 
     @classmethod
-    def from_file(cls, path: str) -> JobSpec:
-        """Read a job file; relative paths in it resolve against its directory."""
+    def from_file(cls, path: str, relative_to_file: bool = True) -> JobSpec:
+        """Read a job file; relative paths in it resolve against its directory (against
+        the current directory with ``relative_to_file=False``: a copy written elsewhere,
+        as the cluster writes the jobs of a JSON job list)."""
         from fluxlite.fsutil import read_small_file
 
         try:
@@ -156,8 +158,8 @@ class JobSpec:
             raise SpecError([f"cannot read job file: {err.strerror}"], source=path) from err
         except ValueError as err:  # not a regular file, too large, a NUL byte in the name
             raise SpecError([f"cannot read job file: {err}"], source=path) from err
-        return cls.from_json(raw, source=path,
-                             base_dir=os.path.dirname(os.path.abspath(path)))
+        base = os.path.dirname(os.path.abspath(path)) if relative_to_file else None
+        return cls.from_json(raw, source=path, base_dir=base)
 
     @classmethod
     def from_json(cls, raw: bytes | str, source: str = "",

@@ -283,3 +283,18 @@ def test_one_duration_syntax_on_the_command_lines(fl: Fluxlite, tmp_path: Path) 
         p = fl.run("cluster", "t.dag", "--no-rescue", "--max-wall-time", bad)
         assert p.returncode == 2 and "Traceback" not in p.stderr.decode()
         assert "--max-wall-time" in p.stderr.decode()
+
+
+def test_a_json_job_list_keeps_its_relative_paths(fl: Fluxlite, tmp_path: Path) -> None:
+    """The cluster runs each entry from a copy in its private directory: a relative meta
+    file is still the one beside where the cluster was started, not one beside the copy."""
+    data = tmp_path / "f.dat"
+    data.write_text("payload\n")
+    _meta(tmp_path / "in.meta", **{"f.dat": "0" * 64})  # wrong on purpose: it must be read
+    jobs = [{"id": "t", "executable": "/bin/true", "meta": ["in.meta"],
+             "inputs": [{"lfn": "f.dat", "urls": [f"file://{data}"]}]}]
+    (tmp_path / "jobs.json").write_text(json.dumps(jobs))
+    p = fl.run("cluster", "jobs.json", "--no-rescue", "-o", str(tmp_path / "c.out"))
+    assert p.returncode == 5, p.stderr.decode()
+    out = (tmp_path / "c.out").read_text()
+    assert "checksum mismatch" in out or "checksum mismatch" in p.stderr.decode()
