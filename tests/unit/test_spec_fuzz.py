@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -29,7 +30,7 @@ from fluxlite.cli import main  # noqa: E402
 from fluxlite.spec import SECTIONS, Field  # noqa: E402
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "300"))
-FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=False,
+FUZZ = settings(max_examples=EXAMPLES, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 COUNTED: dict[str, int] = {}
 
@@ -105,11 +106,15 @@ def _raw(doc: Any, draw_text: str, how: int) -> bytes:
 def _cli(*argv: str) -> tuple[int, str, str]:
     err = io.StringIO()
     out = io.TextIOWrapper(io.BytesIO(), encoding="utf-8", errors="strict")
+    log = logging.getLogger("fluxlite")
+    saved = (log.handlers[:], log.level, log.propagate)  # the CLI sets up its logging
     with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
         try:
             code = main(list(argv))
         except SystemExit as stop:  # argparse
             code = stop.code if isinstance(stop.code, int) else 2
+        finally:
+            log.handlers[:], log.level, log.propagate = saved
     out.flush()
     return code, out.buffer.getvalue().decode("utf-8", "replace"), err.getvalue()  # type: ignore[attr-defined]
 
