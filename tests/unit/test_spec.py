@@ -456,3 +456,11 @@ def test_every_field_of_the_table_is_documented() -> None:
         for key in table:
             assert f"`{key}`" in doc or f'"{key}"' in doc or f"{section}.{key}" in doc, (
                 section, key)
+
+
+def test_the_reserved_area_is_where_the_runner_captures_stdio() -> None:
+    from fluxlite.runner import STDIO_DIR
+    from fluxlite.spec import RESERVED_DIR
+
+    assert STDIO_DIR == RESERVED_DIR
+    assert check_lfn(f"{STDIO_DIR}/stdout") is not None
