@@ -836,12 +836,14 @@ def preflight(spec: JobSpec, executables: bool = True) -> list[str]:
         why = _unwritable(dest) if dest and dest != "-" else None
         if why:
             problems.append(f"{path}: cannot write {dest}: {why}")
-    for i, o in enumerate(spec.outputs):
-        local = [u for u in o.urls if scheme_of(u) == "file"]
+    staged_out = [(f"outputs[{i}].urls", o.lfn, o.urls) for i, o in enumerate(spec.outputs)]
+    staged_out += [(f"checkpoints[{i}].url", c.lfn, (c.url,))
+                   for i, c in enumerate(spec.checkpoints)]
+    for path, lfn, urls in staged_out:
+        local = [u for u in urls if scheme_of(u) == "file"]
         whys = [w for w in (_unwritable(local_path(u)) for u in local) if w]
-        if local and len(local) == len(o.urls) and len(whys) == len(local):
-            problems.append(f"outputs[{i}].urls: no destination of '{o.lfn}' can be written: "
-                            f"{whys[0]}")
+        if local and len(local) == len(urls) and len(whys) == len(local):
+            problems.append(f"{path}: no destination of '{lfn}' can be written: {whys[0]}")
     if executables:
         why = executable_problem(spec)
         if why:

@@ -137,9 +137,11 @@ def test_destinations_that_cannot_be_written_are_known_before(fl: Fluxlite,
     (tmp_path / "blocker").write_text("a file where a directory should be")
     job = _job(fl, tmp_path, {
         "outputs": [{"lfn": "o", "urls": [f"file://{tmp_path}/blocker/sub/o"]}],
+        "checkpoints": [{"lfn": "c", "url": f"file://{tmp_path}/blocker/c"}],
         "write_meta": str(tmp_path / "blocker" / "x.meta")})
     for command in ("validate", "run"):
         _refused(fl, tmp_path, job, "outputs[0].urls: no destination of 'o' can be written",
+                 "checkpoints[0].url: no destination of 'c' can be written",
                  "write_meta: cannot write", command=command)
 
 
