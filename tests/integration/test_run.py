@@ -203,8 +203,9 @@ def test_dry_run_creates_nothing(fl: Fluxlite, data: Path, tmp_path: Path) -> No
 
 def test_a_checkpoint_that_cannot_be_saved_does_not_keep_outputs_back(
         fl: Fluxlite, tmp_path: Path) -> None:
-    (tmp_path / "blocker").write_text("a file where a directory should be")
-    job = {"executable": "/bin/sh", "arguments": ["-c", "echo s > state; echo o > out"],
+    # the task puts a file where the directory should be: known only after the task ran
+    job = {"executable": "/bin/sh", "arguments": [
+               "-c", f"echo s > state; echo o > out; echo blocker > {tmp_path}/blocker"],
            "checkpoints": [{"lfn": "state", "url": f"file://{tmp_path}/blocker/state"}],
            "outputs": [{"lfn": "out", "urls": [f"file://{tmp_path}/res/out"]}],
            "records": {"kickstart": None, "json": str(tmp_path / "r.json")}}
