@@ -464,3 +464,13 @@ def test_the_reserved_area_is_where_the_runner_captures_stdio() -> None:
 
     assert STDIO_DIR == RESERVED_DIR
     assert check_lfn(f"{STDIO_DIR}/stdout") is not None
+
+
+def test_the_documented_complete_example_is_a_valid_job() -> None:
+    import re
+
+    text = (Path(__file__).parents[2] / "docs" / "job-spec.md").read_text()
+    block = re.search(r"## A complete example\n\n```json\n(.*?)\n```", text, re.S)
+    assert block is not None
+    spec = JobSpec.from_json(block.group(1))
+    assert spec.name == "diamond::findrange:4.0" and len(spec.inputs) == 2
