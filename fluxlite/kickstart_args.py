@@ -119,7 +119,8 @@ def _number(flag: str, value: str, minimum: int, maximum: float) -> int:
     except ValueError:  # not a number, or more digits than Python converts
         n = -1
     if check_number(n, minimum=minimum, maximum=maximum, integer=True):
-        raise KickstartUsage(f"invalid -{flag} argument: {value}", show_help=False)
+        # kickstart's own words ("ERROR: Invalid -B argument: x"), which scripts look for
+        raise KickstartUsage(f"Invalid -{flag} argument: {value}", show_help=False)
     return n
 
 
@@ -130,7 +131,7 @@ def _seconds(flag: str, value: str, minimum: float, maximum: float) -> float:
     except ValueError:
         n = -1.0
     if n != 0 and check_number(n, minimum=minimum, maximum=maximum):
-        raise KickstartUsage(f"invalid -{flag} argument: {value}", show_help=False)
+        raise KickstartUsage(f"Invalid -{flag} argument: {value}", show_help=False)
     return n
 
 

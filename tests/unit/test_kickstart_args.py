@@ -102,11 +102,11 @@ def test_version_and_help() -> None:
     (["-n", "tr"], "no application to run"),
     (["-x", "/bin/true"], "unknown option '-x'"),
     (["-n"], "-n argument missing"),
-    (["-B", "0", "/bin/true"], "invalid -B argument: 0"),
-    (["-B", "lots", "/bin/true"], "invalid -B argument: lots"),
-    (["-k", "-1", "/bin/true"], "invalid -k argument: -1"),
-    (["-K", "0", "/bin/true"], "invalid -K argument: 0"),
-    (["-m", "4000", "/bin/true"], "invalid -m argument: 4000"),
+    (["-B", "0", "/bin/true"], "Invalid -B argument: 0"),
+    (["-B", "lots", "/bin/true"], "Invalid -B argument: lots"),
+    (["-k", "-1", "/bin/true"], "Invalid -k argument: -1"),
+    (["-K", "0", "/bin/true"], "Invalid -K argument: 0"),
+    (["-m", "4000", "/bin/true"], "Invalid -m argument: 4000"),
     (["-I", "/nonexistent/args"], "-I /nonexistent/args: cannot read argument file"),
     (["-I", "f", "extra"], "no arguments allowed after -I f"),
     (["-s", "@/nonexistent/list", "/bin/true"], "cannot read /nonexistent/list"),
@@ -155,5 +155,5 @@ def test_m_takes_fractional_seconds(value: str, seconds: float) -> None:
 def test_numbers_out_of_bounds_are_usage_errors(flag: str, value: str) -> None:
     with pytest.raises(KickstartUsage) as info:
         parse([flag, value, "/bin/true"])
-    assert str(info.value) == f"invalid {flag} argument: {value}"
+    assert str(info.value) == f"Invalid {flag} argument: {value}"
     assert info.value.exit_code == 127

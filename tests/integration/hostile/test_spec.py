@@ -262,7 +262,7 @@ def test_kickstart_numbers(fl: Fluxlite, tmp_path: Path) -> None:
         p = fl.run("kickstart", "-m", value, "/bin/true")
         assert p.returncode == 127
         err = p.stderr.decode()
-        assert f"invalid -m argument: {value}" in err and "Traceback" not in err
+        assert f"Invalid -m argument: {value}" in err and "Traceback" not in err
 
 
 def test_one_duration_syntax_on_the_command_lines(fl: Fluxlite, tmp_path: Path) -> None:
