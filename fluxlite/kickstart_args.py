@@ -112,13 +112,12 @@ def noquote(s: str) -> str:
     return s
 
 
-def _number(flag: str, value: str, minimum: int, maximum: float) -> int:
-    """A whole number as kickstart reads it (strtoul with base 0: 0x10 and 010 too)."""
+def _number(flag: str, value: str, minimum: int, maximum: int | None = None) -> int:
     try:
-        n = int(value, 0)
-    except ValueError:  # not a number, or more digits than Python converts
+        n = int(value, 0)  # like strtoul(..., 0): 0x10 and 010 are accepted
+    except ValueError:
         n = -1
-    if check_number(n, minimum=minimum, maximum=maximum, integer=True):
+    if n < minimum or (maximum is not None and n > maximum):
         # kickstart's own words ("ERROR: Invalid -B argument: x"), which scripts look for
         raise KickstartUsage(f"Invalid -{flag} argument: {value}", show_help=False)
     return n
@@ -243,7 +242,7 @@ def _apply(a: KickstartArgs, c: str, value: str) -> None:
     elif c == "B":
         a.data_size = ALL_DATA if value == "all" else _number(c, value, 1, ALL_DATA)
     elif c == "k":
-        a.term_timeout = _number(c, value, 0, MAX_SECONDS)
+        a.term_timeout = _number(c, value, 0, int(MAX_SECONDS))
     elif c == "K":
         a.kill_timeout = _number(c, value, 1, 86400)
     elif c == "m":
