@@ -123,6 +123,13 @@ def _number(flag: str, value: str, minimum: int, maximum: int | None = None) -> 
     return n
 
 
+def _entry(text: str) -> tuple[str | None, str]:
+    lfn, sep, pfn = text.partition("=")
+    if not sep:
+        return None, text
+    return (lfn or None), pfn
+
+
 def _seconds(flag: str, value: str, minimum: float, maximum: float) -> float:
     """A decimal number of seconds, fractions allowed; 0 stands for the default."""
     try:
@@ -132,13 +139,6 @@ def _seconds(flag: str, value: str, minimum: float, maximum: float) -> float:
     if n != 0 and check_number(n, minimum=minimum, maximum=maximum):
         raise KickstartUsage(f"Invalid -{flag} argument: {value}", show_help=False)
     return n
-
-
-def _entry(text: str) -> tuple[str | None, str]:
-    lfn, sep, pfn = text.partition("=")
-    if not sep:
-        return None, text
-    return (lfn or None), pfn
 
 
 def _stat_entries(flag: str, value: str) -> list[tuple[str | None, str]]:
