@@ -62,8 +62,10 @@ class Progress:
         self.interval = tty_interval if terminal else interval
         self.plain = plain
         self.t0 = time.monotonic()
-        self._last = -1e9
-        self._said = ""
+        # a terminal shows the line at once; plain lines start after the first interval,
+        # so that what ends quickly says nothing more than it did
+        self._last = -1e9 if terminal else self.t0
+        self._said: tuple[object, ...] = ()
         self._shown = False  # the line is on the terminal now
         self._lock = threading.Lock()
         self._handlers: list[logging.Handler] = []
@@ -120,7 +122,7 @@ class Progress:
                 self._write("\r\x1b[K" + line[:width])
                 self._shown = True
             elif self.plain:
-                key = line.rsplit(" (", 1)[0]  # the figures, not the time
+                key = (done, total, running, failed, nbytes)  # the figures, not the rates
                 if key == self._said:
                     return
                 self._said = key
@@ -167,10 +169,21 @@ class TransferProgress(Progress):
 
         self.workers = min(total, threads or default_threads()) if total else 0
 
+        self._stage: object = None
+
+    def close(self) -> None:
+        if self._shown and self._stage is not None:
+            self._show(self._stage, force=True)  # the last figures, whatever the rate
+        super().close()
+
     def __call__(self, stage: object) -> None:
+        self._stage = stage
+        self._show(stage)
+
+    def _show(self, stage: object, force: bool = False) -> None:
         results = getattr(stage, "results", ())
         done = sum(1 for r in results if r.success)
         failed = len(results) - done
         nbytes = sum(r.bytes for r in results if r.success)
         running = min(self.workers, self.total - len(results))
-        self.update(done, self.total, running, failed, nbytes=nbytes)
+        self.update(done, self.total, running, failed, nbytes=nbytes, force=force)

@@ -448,7 +448,8 @@ def from_kickstart(inv: dict[str, Any], parts: list[dict[str, Any]], source: str
                 name=str(inv.get("transformation") or os.path.basename(
                     str((main.get("executable") or {}).get("file_name") or "?"))),
                 source=source, start=start, duration=float(inv.get("duration") or 0),
-                host=str(host) if host else None, runtime=_num(main.get("duration")),
+                host=str(host) if host else None,
+                runtime=_num(main.get("duration")) if pid else None,
                 exit_code=code, signal=int(sig) if sig is not None else None,
                 utime=_num(ru.get("utime")), stime=_num(ru.get("stime")),
                 maxrss_kb=int(ru["maxrss"]) if _num(ru.get("maxrss")) is not None else None)
