@@ -87,7 +87,9 @@ def expand(paths: list[str], col: Collection) -> Iterator[str]:
                     if os.path.isfile(p) and once(p):
                         yield p
         elif os.path.exists(arg):
-            if once(arg):
+            if not os.path.isfile(arg):  # a FIFO or a device: reading could block or never end
+                col.skip(arg, "not a regular file")
+            elif once(arg):
                 yield arg
         elif _GLOB_CHARS.search(arg):
             matches = sorted(glob.glob(arg, recursive=True))
@@ -96,7 +98,7 @@ def expand(paths: list[str], col: Collection) -> Iterator[str]:
             for m in matches:
                 if os.path.isdir(m):
                     yield from expand([m], col)
-                elif once(m):
+                elif os.path.isfile(m) and once(m):
                     yield m
         else:
             col.skip(arg, "no such file or directory")
