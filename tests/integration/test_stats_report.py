@@ -14,6 +14,7 @@ import statistics
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -110,7 +111,11 @@ def _attempts_from_json(tmp: Path) -> tuple[list[dict[str, Any]], int]:
                 "cause": cause, "cpu": ru and ru["utime"] + ru["stime"], "rss": ru.get("maxrss"),
                 "cores": cores, "host": host or r["host"]["hostname"],
                 "in": sum(s["bytes"] for s in r["stage_in"]),
-                "out": sum(s["bytes"] for s in r["stage_out"])}
+                "out": sum(s["bytes"] for s in r["stage_out"]),
+                "in_s": sum(s["duration"] for s in r["stage_in"]),
+                "out_s": sum(s["duration"] for s in r["stage_out"]),
+                "integrity": sum(v["duration"] for v in r["integrity"])
+                + sum(o["checksum_timing"] for o in r["outputs"])}
 
     for p in sorted(tmp.glob("*.json")):
         doc = json.loads(p.read_text())
@@ -134,7 +139,8 @@ def _attempts_from_json(tmp: Path) -> tuple[list[dict[str, Any]], int]:
                             "cause": "ok" if a["exit_code"] == 0 else
                             "signal" if a["signal"] is not None else "exit",
                             "cpu": ru["utime"] + ru["stime"], "rss": ru["maxrss"],
-                            "cores": t["cores"], "host": a["host"], "in": 0, "out": 0})
+                            "cores": t["cores"], "host": a["host"], "in": 0, "out": 0,
+                            "in_s": 0.0, "out_s": 0.0, "integrity": 0.0})
     return out, not_run
 
 
@@ -157,9 +163,14 @@ def _expected(atts: list[dict[str, Any]], not_run: int) -> dict[str, Any]:
     hosts: dict[str, Any] = {}
     for a in atts:
         if a["host"]:
-            h = hosts.setdefault(a["host"], {"count": 0, "failed": 0})
+            h = hosts.setdefault(a["host"], {"count": 0, "failed": 0, "busy_s": 0.0})
             h["count"] += 1
             h["failed"] += a["cause"] != "ok"
+            h["busy_s"] += a["dur"]
+    first = min(a["start"] for a in atts)
+    last_end = max(a["start"] + a["dur"] for a in atts)
+    n_in, n_out = sum(a["in"] for a in atts), sum(a["out"] for a in atts)
+    s_in, s_out = math.fsum(a["in_s"] for a in atts), math.fsum(a["out_s"] for a in atts)
     return {"summary": {
         "tasks": len(last), "attempts": len(atts),
         "succeeded": len(last) - len(bad_last), "failed": len(bad_last),
@@ -167,11 +178,18 @@ def _expected(atts: list[dict[str, Any]], not_run: int) -> dict[str, Any]:
         "signalled": sum(a["cause"] == "signal" for a in bad_last),
         "timed_out": sum(a["cause"] == "timeout" for a in bad_last),
         "infrastructure": sum(a["cause"] == "infrastructure" for a in bad_last),
-        "wall_s": max(a["start"] + a["dur"] for a in atts) - min(a["start"] for a in atts),
+        "exited": sum(a["cause"] == "exit" for a in bad_last),
+        "failed_attempts": sum(a["cause"] != "ok" for a in atts),
+        "first_start": datetime.fromtimestamp(first).astimezone().isoformat(
+            timespec="milliseconds"),
+        "last_end": datetime.fromtimestamp(last_end).astimezone().isoformat(
+            timespec="milliseconds"),
+        "wall_s": last_end - first,
         "cumulative_s": math.fsum(a["dur"] for a in atts),
         "badput_s": math.fsum(a["dur"] for a in atts if a["cause"] != "ok"),
-        "bytes_in": sum(a["in"] for a in atts), "bytes_out": sum(a["out"] for a in atts),
-        "not_run": not_run},
+        "bytes_in": n_in, "bytes_out": n_out, "stage_in_s": s_in, "stage_out_s": s_out,
+        "throughput_in_mb_s": n_in / s_in / 1e6, "throughput_out_mb_s": n_out / s_out / 1e6,
+        "integrity_s": math.fsum(a["integrity"] for a in atts), "not_run": not_run},
         "transformations": tx, "hosts": hosts}
 
 
@@ -193,14 +211,15 @@ def test_stats_of_real_runs_every_number(runs: Path) -> None:
     rc, got, err = _stats(*sorted(runs.glob("*.json")))
     assert rc == 0, err
     close(got, expected)
+    assert set(got["summary"]) == set(expected["summary"])  # every number of it checked
     # every record, the kickstart ones too: each attempt once, the same figures
     rc, everything, err = _stats(runs)
     assert rc == 0, err
     close(everything["summary"], expected["summary"])
+    assert everything["summary"]["integrity_s"] > 0  # the checksum of the staged input
     close(everything["transformations"], expected["transformations"])
     # the cluster's attempts got their host from its kickstart output
     assert sum(h["count"] for h in everything["hosts"].values()) == s["attempts"]
-    assert everything["summary"]["integrity_s"] > 0  # the checksum of the staged input
 
 
 def test_stats_of_the_kickstart_records_alone(runs: Path) -> None:

@@ -17,6 +17,7 @@ import orjson
 import pytest
 import yaml
 
+from fluxlite.record.host import iso
 from tests.conftest import SAMPLES
 from tests.stats_support import cluster_output, synthetic_cluster
 
@@ -79,8 +80,15 @@ def test_the_kickstart_samples_every_number() -> None:
         "wall_s": max(ends) - min(starts),
         "cumulative_s": sum(float(r["duration"]) for r, _ in recs.values()),
         "badput_s": sum(float(r["duration"]) for r in failed.values()),
-        "bytes_in": 0, "bytes_out": 0}
+        "bytes_in": 0, "bytes_out": 0, "exited": 1, "failed_attempts": len(failed),
+        "first_start": "2026-11-22T07:57:49.850+00:00",
+        "last_end": "2026-11-22T07:57:50.868+00:00", "stage_in_s": 0.0, "stage_out_s": 0.0,
+        "throughput_in_mb_s": None, "throughput_out_mb_s": None, "not_run": 0,
+        # sha256 of the output file in ok.yml
+        "integrity_s": sum(float(f.get("checksum_timing", 0)) for r, _ in recs.values()
+                           for f in (r.get("files") or {}).values())}
     close(got["summary"], exp_summary)
+    assert set(got["summary"]) == set(exp_summary)  # every number of it checked
     exp_tx = {}
     for r, _ in recs.values():
         mj = r["mainjob"]
@@ -137,16 +145,21 @@ def _expected_cluster(doc: dict[str, Any]) -> dict[str, Any]:
                     "peak_rss_kb": {"max": max(rss), "median": statistics.median(rss)}}
     hosts: dict[str, Any] = {}
     for _, a in atts:
-        h = hosts.setdefault(a["host"], {"count": 0, "failed": 0})
+        h = hosts.setdefault(a["host"], {"count": 0, "failed": 0, "busy_s": 0.0})
         h["count"] += 1
         h["failed"] += a["exit_code"] != 0
+        h["busy_s"] += a["duration"]
     return {"summary": {
         "tasks": len(last), "attempts": len(atts),
         "succeeded": sum(a["exit_code"] == 0 for a in last),
         "failed": sum(a["exit_code"] != 0 for a in last), "retries": len(atts) - len(last),
         "signalled": 0, "timed_out": 0, "infrastructure": 0,
         "wall_s": max(ends) - min(starts), "cumulative_s": sum(a["duration"] for _, a in atts),
-        "badput_s": sum(a["duration"] for a in bad), "bytes_in": 0, "bytes_out": 0},
+        "badput_s": sum(a["duration"] for a in bad), "bytes_in": 0, "bytes_out": 0,
+        "exited": sum(a["exit_code"] != 0 for a in last), "failed_attempts": len(bad),
+        "first_start": iso(min(starts)), "last_end": iso(max(ends)), "stage_in_s": 0.0,
+        "stage_out_s": 0.0, "throughput_in_mb_s": None, "throughput_out_mb_s": None,
+        "integrity_s": 0.0, "not_run": doc["summary"]["not_run"]},
         "transformations": tx, "hosts": hosts}
 
 
@@ -158,6 +171,7 @@ def test_a_cluster_record_every_number_and_its_output_counts_once(tmp_path: Path
     rc, got, err = stats(tmp_path / "c.json")
     assert rc == 0, err
     close(got, expected)
+    assert set(got["summary"]) == set(expected["summary"])
     # the cluster's output and its JSON record, the directory and a file in it, a glob:
     # each attempt once, the JSON record's figures (the output rounds to milliseconds)
     rc, both, err = stats(tmp_path, tmp_path / "c.out", str(tmp_path / "*.json"))
