@@ -205,6 +205,8 @@ class Scheduler:
             self._loop()
         finally:
             self._restore_signals()
+            if self._live is not None:
+                self._live.erase()  # what follows (an error too) starts on a clean line
             if self._rescue_fh is not None:
                 self._rescue_fh.flush()
                 os.fsync(self._rescue_fh.fileno())

@@ -164,6 +164,11 @@ def _num(v: Any) -> float | None:
     return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
 
 
+def _kb(usage: dict[str, Any]) -> int | None:
+    v = _num(usage.get("maxrss"))
+    return None if v is None else int(v)
+
+
 def _cause(code: int | None, sig: int | None, timed_out: bool, infra: bool) -> str:
     if code == 0 and not infra:
         return OK
@@ -205,7 +210,7 @@ def from_run(doc: dict[str, Any], source: str) -> Attempt:
                 rich=2, host=(doc.get("host") or {}).get("hostname") or None, runtime=runtime,
                 exit_code=code, signal=sig, cause=_cause(code, sig, timed_out, infra),
                 reason=doc.get("error"), utime=_num(ru.get("utime")), stime=_num(ru.get("stime")),
-                maxrss_kb=int(ru["maxrss"]) if _num(ru.get("maxrss")) is not None else None,
+                maxrss_kb=_kb(ru),
                 phases=phases)
     _stage(a, "in", doc.get("stage_in") or ())
     _stage(a, "out", doc.get("stage_out") or ())
@@ -283,7 +288,7 @@ def _cluster_attempt(t: dict[str, Any], att: dict[str, Any], cid: tuple[Any, ...
                                  code == 71 and sig is None),
                     reason=err or _describe(code, sig, stopped), utime=_num(ru.get("utime")),
                     stime=_num(ru.get("stime")),
-                    maxrss_kb=int(ru["maxrss"]) if _num(ru.get("maxrss")) is not None else None)
+                    maxrss_kb=_kb(ru))
     if stopped == "interrupted" and a.cause == EXIT:
         a.cause = SIGNAL
     a.task, a.task_id = (*cid, tid), tid
@@ -454,7 +459,7 @@ def from_kickstart(inv: dict[str, Any], parts: list[dict[str, Any]], source: str
                 runtime=_num(main.get("duration")) if pid else None,
                 exit_code=code, signal=int(sig) if sig is not None else None,
                 utime=_num(ru.get("utime")), stime=_num(ru.get("stime")),
-                maxrss_kb=int(ru["maxrss"]) if _num(ru.get("maxrss")) is not None else None)
+                maxrss_kb=_kb(ru))
     wf = {"label": inv.get("wf-label"), "stamp": inv.get("wf-stamp")}
     a.task = _job_task(wf, a.task_id, key)
     infra = _multipart(a, parts, m_start)
