@@ -27,7 +27,7 @@ _MS = timedelta(milliseconds=1)
 
 @dataclass(slots=True)
 class Attempt:
-    key: tuple[int, int]  # (pid of the task, its start in ms since the epoch)
+    key: tuple[Any, ...]  # (pid of the task, its start in ms since the epoch[, which task])
     task: tuple[Any, ...]  # which task this is a try of
     task_id: str
     name: str  # the transformation

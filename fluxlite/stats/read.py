@@ -45,7 +45,7 @@ class NotARecord(Exception):  # noqa: N818 - a reason to skip a file, never show
 class Collection:
     """Every attempt read, each once, and what could not be read."""
 
-    attempts: dict[tuple[int, int], Attempt] = field(default_factory=dict)
+    attempts: dict[tuple[Any, ...], Attempt] = field(default_factory=dict)
     clusters: dict[tuple[Any, ...], dict[str, Any]] = field(default_factory=dict)
     files: int = 0  # files that held at least one record
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
@@ -191,13 +191,13 @@ def from_run(doc: dict[str, Any], source: str) -> Attempt:
     if task:
         st = task.get("status") or {}
         t_start = epoch_of(task.get("start")) or start
-        key = (int(task.get("pid") or 0), ms_key(t_start))
+        key = _key(int(task.get("pid") or 0), t_start, job.get("id"))
         runtime = _num(task.get("duration"))
         ru = task.get("rusage") or {}
         sig = st.get("signal")
         timed_out = bool(task.get("timed_out"))
     else:
-        key = (0, ms_key(start))
+        key = _key(0, start, job.get("id"))
         runtime, ru, sig, timed_out = None, {}, None, False
     code = doc.get("exit_code")
     phase = doc.get("failed_phase")
@@ -229,7 +229,16 @@ def _stage(a: Attempt, direction: str, stages: Any) -> None:
         a.bytes_out, a.secs_out = n, secs
 
 
-def _job_task(wf: dict[str, Any], job_id: Any, key: tuple[int, int]) -> tuple[Any, ...]:
+def _key(pid: int, start: float, job_id: Any = None) -> tuple[Any, ...]:
+    """Which attempt this is, in any of its records: its task's pid and start. A task that
+    never started has no pid: its job or cluster task says which it is (several can fail
+    to start in one millisecond)."""
+    if pid:
+        return (pid, ms_key(start))
+    return (0, ms_key(start), str(job_id or ""))
+
+
+def _job_task(wf: dict[str, Any], job_id: Any, key: tuple[Any, ...]) -> tuple[Any, ...]:
     # the tries of a workflow's job share its derivation id; a job outside a workflow is
     # its own task
     if job_id and (wf.get("label") or wf.get("stamp")):
@@ -281,7 +290,7 @@ def _cluster_attempt(t: dict[str, Any], att: dict[str, Any], cid: tuple[Any, ...
         err = att.get("error")
         ru = att.get("rusage") or {}
         dur = float(att.get("duration") or 0)
-        a = Attempt(key=(int(att.get("pid") or 0), ms_key(start)), task=(), task_id=tid,
+        a = Attempt(key=_key(int(att.get("pid") or 0), start), task=(), task_id=tid,
                     name=str(t.get("name") or t.get("app") or tid), source=where, start=start,
                     duration=dur, rich=2, runtime=dur, exit_code=code, signal=sig,
                     cause=_cause(code, sig, stopped == "time limit",
@@ -293,6 +302,8 @@ def _cluster_attempt(t: dict[str, Any], att: dict[str, Any], cid: tuple[Any, ...
         a.cause = SIGNAL
     a.task, a.task_id = (*cid, tid), tid
     a.try_no = int(att.get("try") or 1)
+    if a.key[0] == 0:
+        a.key = (0, a.key[1], tid, a.try_no)
     a.host = att.get("host") or a.host
     a.cores = int(t.get("cores") or 1)
     return a
@@ -436,7 +447,7 @@ def from_kickstart(inv: dict[str, Any], parts: list[dict[str, Any]], source: str
     m_start = epoch_of(main.get("start")) or start
     st = main.get("status") or {}
     pid = int(main.get("pid") or 0)
-    key = (pid, ms_key(m_start))
+    key = _key(pid, m_start, inv.get("derivation"))
     ru = (main.get("usage") or {}) if pid else {}  # no task ran: no usage to speak of
     sig = st.get("signalled_signal")
     error = st.get("failure_error")
@@ -518,6 +529,8 @@ def _apply_task_line(a: Attempt, line: dict[str, str], cid: tuple[Any, ...]) -> 
     a.task, a.task_id = (*cid, tid), tid
     if line.get("try", "").isdigit():
         a.try_no = int(line["try"])
+    if a.key[0] == 0:
+        a.key = (0, a.key[1], tid, a.try_no or 1)
     if line.get("cpus", "").isdigit():
         a.cores = int(line["cpus"])
     if line.get("hostname"):

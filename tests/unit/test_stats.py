@@ -265,3 +265,23 @@ def test_tries_of_a_workflow_job_are_one_task(tmp_path: Path) -> None:
     assert (s["tasks"], s["attempts"], s["succeeded"], s["failed"], s["retries"]) == (
         1, 2, 1, 0, 1)
     assert s["badput_s"] == pytest.approx(0.004)
+
+
+def test_tasks_that_never_started_in_one_millisecond_are_each_counted(tmp_path: Path) -> None:
+    from fluxlite.cluster.formats import Task
+    from fluxlite.cluster.records import Attempt, attempt_dict
+    from fluxlite.execute.task import ExitStatus
+
+    doc, attempts = synthetic_cluster(3, hosts=1, slots=1, fail_every=0)
+    for i, t in enumerate(doc["tasks"]):  # exec failed: no pid, the same millisecond
+        a = Attempt(task=Task(id=t["id"], argv=["/no/such"]), number=1, start=1796000000.0,
+                    pid=0, status=ExitStatus.failed_to_start("executable '/no/such' not found"))
+        t["attempts"] = [attempt_dict(a)]
+        attempts[i] = a
+    (tmp_path / "c.json").write_bytes(orjson.dumps(doc))
+    (tmp_path / "c.out").write_text(cluster_output(doc, attempts))
+    for args in ([tmp_path / "c.json"], [tmp_path / "c.out"], [tmp_path]):
+        rc, got, err = stats(*args)
+        assert rc == 0, err
+        s = got["summary"]
+        assert (s["tasks"], s["attempts"], s["failed"], s["exited"]) == (3, 3, 3, 3), args
