@@ -128,3 +128,17 @@ def test_a_single_job_shows_its_phases(fl: Fluxlite, data: Path) -> None:
         assert state.get("ready") and state["errors"] == [] and _severe(driver) == []
         assert (state["lanes"], state["tasks"], state["drawn"]) == (1, 1, 1)
         assert state["phasesDrawn"] == 1
+        # and a cluster that retried and failed, one task at a time, after the job on the
+        # same host: still one lane
+        (fl.tmp / "c.dag").write_text('TASK ok /bin/true\nTASK bad -t 2 /bin/sh -c "exit 3"\n'
+                                      'TASK sig /bin/sh -c "kill -9 $$"\n')
+        p = fl.run("cluster", "c.dag", "-j", "1", "-o", "c.out", "--json", "c.json",
+                   "--no-rescue")
+        assert p.returncode == 5, p.stderr.decode()
+        _report([fl.tmp], out)
+        state = _open(driver, out)
+        assert state.get("ready") and state["errors"] == [] and _severe(driver) == []
+        assert (state["lanes"], state["tasks"], state["drawn"]) == (1, 5, 5)
+        rows = driver.find_elements("css selector", "#failures tbody tr")
+        assert [r.find_elements("tag name", "td")[6].text for r in rows] == [
+            "exit", "exit", "signal"]
