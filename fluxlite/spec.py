@@ -10,10 +10,13 @@ import os
 import posixpath
 import re
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from fluxlite.errors import SpecError
 from fluxlite.urls import local_path, scheme_of
+
+if TYPE_CHECKING:
+    from fluxlite.container.spec import ContainerSpec
 
 SPEC_VERSION = 1
 _HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
@@ -126,6 +129,7 @@ class JobSpec:
     write_meta: str | None = None
     staged_executable: InputFile | None = None
     source: str = ""
+    container: ContainerSpec | None = None  # the task runs inside this image
 
     @property
     def env(self) -> dict[str, str]:
@@ -309,7 +313,7 @@ class _Validator:
             "fluxlite", "name", "id", "site", "workflow", "executable", "arguments",
             "environment", "stdin", "stdout", "stderr", "inputs", "outputs", "checkpoints",
             "limits", "workdir", "records", "staging", "resources", "placement", "monitor",
-            "signals", "meta", "write_meta",
+            "signals", "meta", "write_meta", "container",
         })
         version = d.get("fluxlite")
         if version is None:
@@ -402,6 +406,9 @@ class _Validator:
             else:
                 meta.append(mp)
 
+        from fluxlite.container.spec import parse_container
+
+        container = None if d.get("container") is None else parse_container(self, d["container"])
         name = self.string(d, "name", "") or os.path.basename(executable) or "task"
         stdio = {k: self.stdio_name(d, k) for k in ("stdin", "stdout", "stderr")}
         if None in inputs or None in outputs or None in ckpts or self.problems:
@@ -429,6 +436,7 @@ class _Validator:
             write_meta=self.string(d, "write_meta", ""),
             staged_executable=staged_exe,
             source=source,
+            container=container,
         )
 
     def sources(self, value: Any, path: str, direction: str) -> list[Source]:

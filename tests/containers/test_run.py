@@ -1,0 +1,288 @@
+"""Tasks inside real containers: staging of the image, what the task sees, signals, endings."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import Fluxlite
+from tests.containers.conftest import RuntimeEnv, container_job
+from tests.httpserver import FaultServer
+
+# what the task prints about itself; parsed by _inside()
+PROBE = ("echo uid=$(id -u) gid=$(id -g); echo cwd=$(pwd); env > env.txt; "
+         "cat /proc/self/mounts > mounts.txt; cat in.txt > out.txt; echo inside >> out.txt")
+
+
+def _env(rt: RuntimeEnv, tmp: Path, **extra: str) -> dict[str, str]:
+    return {**rt.env, "FLUXLITE_CACHE": str(tmp / "cache"), **extra}
+
+
+def _record(tmp: Path) -> dict[str, Any]:
+    return json.loads((tmp / "record.json").read_text())
+
+
+def _inside(wd: Path) -> dict[str, Any]:
+    env = dict(line.split("=", 1) for line in (wd / "env.txt").read_text().splitlines()
+               if "=" in line)
+    mounts = {line.split()[1]: line.split()[3].split(",")
+              for line in (wd / "mounts.txt").read_text().splitlines()}
+    return {"env": env, "mounts": mounts}
+
+
+@pytest.mark.parametrize("transport", ["file", "http"])
+def test_task_runs_inside(runtime: RuntimeEnv, fl: Fluxlite, tmp_path: Path,
+                          transport: str) -> None:
+    (tmp_path / "in.txt").write_text("hello\n")
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "data.txt").write_text("shared data\n")
+    mode = "rw" if runtime.type == "charliecloud" else "ro"
+    with FaultServer() as srv:
+        url = runtime.image.url
+        if transport == "http":
+            url = srv.add("/img.tar", runtime.image.path.read_bytes())
+        job = container_job(
+            runtime, tmp_path / "cache", PROBE + "; cat /shared/data.txt >> out.txt",
+            container={"image": {"url": url, "sha256": runtime.image.sha256},
+                       "mounts": [f"{shared}:/shared:{mode}"]},
+            environment={"GREETING": "hi there", "PATH": "/bin:/usr/bin"},
+            inputs=[{"lfn": "in.txt", "urls": [(tmp_path / "in.txt").as_uri()]}],
+            outputs=[{"lfn": "out.txt", "urls": [(tmp_path / "out.txt").as_uri()]}],
+            stdout="stdout.txt",
+            workdir={"base": str(tmp_path), "keep": "always"})
+        p = fl.run("run", str(fl.write_job(job)),
+                   env=_env(runtime, tmp_path, FLUXLITE_TEST_HOST_ONLY="leak"))
+        if transport == "http":
+            assert srv.hits("/img.tar") == 1
+    assert p.returncode == 0, p.stderr.decode()
+    assert (tmp_path / "out.txt").read_text() == "hello\ninside\nshared data\n"
+    rec = _record(tmp_path)
+    c = rec["container"]
+    assert c["runtime"] == runtime.type and c["version"]
+    assert c["digest"] == f"sha256:{runtime.image.sha256}" and c["cache"] == "miss"
+    # the worker directory kept: look at what the task saw
+    wd = Path(rec["workdir"])
+    stdout = (wd / "stdout.txt").read_text()
+    assert f"uid={os.getuid()} gid={os.getgid()}" in stdout
+    assert "cwd=/srv" in stdout
+    seen = _inside(wd)
+    assert seen["env"]["GREETING"] == "hi there"
+    assert seen["env"]["FLUXLITE_WORKDIR"] == "/srv"
+    assert seen["env"]["PATH"] == "/bin:/usr/bin"
+    assert "FLUXLITE_TEST_HOST_ONLY" not in seen["env"]
+    assert not any(k.startswith("PYTEST") for k in seen["env"])
+    assert "/srv" in seen["mounts"] and "rw" in seen["mounts"]["/srv"]
+    assert mode in seen["mounts"]["/shared"]
+    assert not list(wd.glob(".fluxlite/container-*.env"))  # removed after the task
+    assert runtime.containers() == []
+
+
+def test_cache_hit_second_job(runtime: RuntimeEnv, fl: Fluxlite, tmp_path: Path) -> None:
+    job = container_job(runtime, tmp_path / "cache", "true")
+    for expect in ("miss", "hit"):
+        p = fl.run("run", str(fl.write_job(job)), env=_env(runtime, tmp_path))
+        assert p.returncode == 0, p.stderr.decode()
+        assert _record(tmp_path)["container"]["cache"] == expect
+
+
+def test_exit_code_as_bare(runtime: RuntimeEnv, fl: Fluxlite, tmp_path: Path) -> None:
+    p = fl.run("run", str(fl.write_job(container_job(runtime, tmp_path / "cache", "exit 7"))),
+               env=_env(runtime, tmp_path))
+    assert p.returncode == 7, p.stderr.decode()
+    assert b"PegasusLite: exitcode 7" in p.stderr
+
+
+def test_symlinked_input_target_mounted(runtime: RuntimeEnv, fl: Fluxlite,
+                                        tmp_path: Path) -> None:
+    src = tmp_path / "elsewhere" / "big.dat"
+    src.parent.mkdir()
+    src.write_text("linked\n")
+    job = container_job(runtime, tmp_path / "cache", "cat big.dat > copy.txt",
+                        inputs=[{"lfn": "big.dat", "urls": [src.as_uri()], "symlink": True}],
+                        outputs=[{"lfn": "copy.txt",
+                                  "urls": [(tmp_path / "copy.txt").as_uri()]}])
+    p = fl.run("run", str(fl.write_job(job)), env=_env(runtime, tmp_path))
+    assert p.returncode == 0, p.stderr.decode()
+    assert (tmp_path / "copy.txt").read_text() == "linked\n"
+    mounts = _record(tmp_path)["container"]["mounts"]
+    if runtime.type == "charliecloud":  # ch-run mounts directories only
+        assert f"{src.parent}:{src.parent}:ro" in mounts
+    else:
+        assert f"{src}:{src}:ro" in mounts
+
+
+def _start(fl: Fluxlite, rt: RuntimeEnv, tmp: Path, script: str,
+           **extra: Any) -> subprocess.Popen[bytes]:
+    job = container_job(rt, tmp / "cache", script, workdir={"base": str(tmp)}, **extra)
+    return fl.popen("run", str(fl.write_job(job)), env=_env(rt, tmp))
+
+
+def _wait_started(tmp: Path, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not list(tmp.glob("fluxlite.*/started")):
+        assert proc.poll() is None, proc.communicate()[1].decode()
+        assert time.monotonic() < deadline, "the task did not start"
+        time.sleep(0.05)
+
+
+def _signal(tmp: Path, proc: subprocess.Popen[bytes], sigs: list[int]) -> tuple[float, bytes]:
+    """Send fluxlite the signals once its task runs (half a second apart; the task must
+    outlive all but the last); how long fluxlite took after the last, and its stderr."""
+    try:
+        _wait_started(tmp, proc)
+        for i, sig in enumerate(sigs):
+            if i:
+                time.sleep(0.5)
+                assert proc.poll() is None  # the task ignored the signal: the grace runs
+            t0 = time.monotonic()
+            proc.send_signal(sig)
+        _, err = proc.communicate(timeout=30)
+        return time.monotonic() - t0, err
+    finally:
+        proc.kill()
+
+
+def test_term_reaches_task_inside(runtime: RuntimeEnv, fl: Fluxlite, tmp_path: Path) -> None:
+    proc = _start(fl, runtime, tmp_path, "touch started; exec sleep 60")
+    took, err = _signal(tmp_path, proc, [signal.SIGTERM])
+    assert proc.returncode == 128 + signal.SIGTERM, err.decode()
+    assert took < 4.0, f"TERM took {took:.1f} s to end the task"
+    assert runtime.containers() == []
+
+
+def test_second_term_kills_task_that_ignores_term(runtime: RuntimeEnv, fl: Fluxlite,
+                                                  tmp_path: Path) -> None:
+    proc = _start(fl, runtime, tmp_path,
+                  "trap '' TERM; touch started; while true; do sleep 1; done",
+                  limits={"kill_grace": 30})
+    took, err = _signal(tmp_path, proc, [signal.SIGTERM, signal.SIGTERM])
+    assert proc.returncode == 128 + signal.SIGKILL, err.decode()  # as for a bare task
+    assert took < 5.0, f"the second TERM took {took:.1f} s"
+    assert runtime.containers() == []
+
+
+def test_schedule_term_then_kill(runtime: RuntimeEnv, fl: Fluxlite, tmp_path: Path) -> None:
+    """The checkpoint TERM at 1 s reaches the task, which only notes it; the KILL follows
+    on the schedule."""
+    job = container_job(runtime, tmp_path / "cache",
+                        "trap 'echo term >> got-term' TERM; while true; do sleep 1; done",
+                        limits={"checkpoint_time": 1, "maxwalltime": 11, "kill_grace": 1},
+                        workdir={"base": str(tmp_path), "keep": "always"})
+    t0 = time.monotonic()
+    p = fl.run("run", str(fl.write_job(job)), env=_env(runtime, tmp_path), timeout=60)
+    took = time.monotonic() - t0
+    assert p.returncode == 128 + signal.SIGKILL, p.stderr.decode()
+    rec = _record(tmp_path)
+    assert rec["task"]["timed_out"] == "kill"
+    assert (Path(rec["workdir"]) / "got-term").read_text() == "term\n"
+    assert took < 12.0
+    assert runtime.containers() == []
+
+
+def test_kill_of_fluxlite_leaves_no_container(podman: RuntimeEnv, fl: Fluxlite,
+                                              tmp_path: Path) -> None:
+    """A fluxlite killed outright cannot remove its container; the next one does."""
+    first = tmp_path / "first"
+    first.mkdir()
+    proc = _start(fl, podman, first, "touch started; exec sleep 120")
+    try:
+        _wait_started(first, proc)
+        proc.kill()
+        proc.wait()
+        assert podman.containers() != []  # still running: nobody could remove it yet
+        second = tmp_path / "second"
+        second.mkdir()
+        p = fl.run("run", str(fl.write_job(container_job(podman, second / "cache", "true"))),
+                   env=_env(podman, second))
+        assert p.returncode == 0, p.stderr.decode()
+        assert b"left by an earlier fluxlite" in p.stderr
+        assert podman.containers() == []
+    finally:
+        proc.kill()
+
+
+def test_concurrent_jobs_fetch_image_once(runtime: RuntimeEnv, fl: Fluxlite,
+                                          tmp_path: Path) -> None:
+    with FaultServer() as srv:
+        url = srv.add("/img.tar", runtime.image.path.read_bytes(), faults=["slow:0.5"])
+        procs = []
+        for i in range(3):
+            d = tmp_path / f"job{i}"
+            d.mkdir()
+            job = container_job(runtime, d / "cache", f"echo {i} > mine.txt",
+                                container={"image": {"url": url,
+                                                     "sha256": runtime.image.sha256}})
+            procs.append(fl.popen("run", str(fl.write_job(job, f"job{i}.json")),
+                                  env=_env(runtime, tmp_path)))
+        outs = [p.communicate(timeout=120) for p in procs]
+        assert [p.returncode for p in procs] == [0, 0, 0], [o[1].decode() for o in outs]
+        assert srv.hits("/img.tar") == 1
+    caches = sorted(json.loads((tmp_path / f"job{i}" / "record.json").read_text())
+                    ["container"]["cache"] for i in range(3))
+    assert caches == ["hit", "hit", "miss"]
+
+
+def test_digest_mismatch_exits_71_before_anything_runs(runtime: RuntimeEnv, fl: Fluxlite,
+                                                       tmp_path: Path) -> None:
+    wrong = "0" * 64
+    job = container_job(runtime, tmp_path / "cache", "touch /srv/ran",
+                        container={"image": {"url": runtime.image.url, "sha256": wrong}},
+                        workdir={"base": str(tmp_path), "keep": "always"})
+    p = fl.run("run", str(fl.write_job(job)), env=_env(runtime, tmp_path))
+    assert p.returncode == 71
+    err = p.stderr.decode()
+    assert "checksum mismatch" in err and "Traceback" not in err
+    assert not list(tmp_path.glob("fluxlite.*/ran"))
+    assert not (tmp_path / "cache" / "images" / "sha256" / wrong).exists()
+    assert _record(tmp_path)["task"] is None
+
+
+def test_cluster_json_job_list_task_in_container(runtime: RuntimeEnv, fl: Fluxlite,
+                                                 tmp_path: Path) -> None:
+    jobs = []
+    for i in range(2):
+        j = container_job(runtime, tmp_path / "cache", f"echo task{i} > o{i}.txt",
+                          outputs=[{"lfn": f"o{i}.txt",
+                                    "urls": [(tmp_path / f"o{i}.txt").as_uri()]}])
+        j.pop("records")
+        jobs.append({"fluxlite": 1, "id": f"t{i}", **j})
+    lst = tmp_path / "jobs.json"
+    lst.write_text(json.dumps(jobs))
+    p = fl.run("cluster", str(lst), "--json", str(tmp_path / "cluster.json"),
+               env=_env(runtime, tmp_path))
+    assert p.returncode == 0, p.stderr.decode()
+    assert [(tmp_path / f"o{i}.txt").read_text() for i in range(2)] == ["task0\n", "task1\n"]
+
+
+def test_concurrent_conversion_threads_share_lock(tmp_path: Path) -> None:
+    """Two holders of the cache lock for one digest never overlap."""
+    from fluxlite.container.cache import ImageCache
+
+    cache = ImageCache(str(tmp_path / "c"))
+    inside: list[int] = []
+    overlap = []
+
+    def hold(n: int) -> None:
+        with cache.locked("k"):
+            inside.append(n)
+            overlap.append(len(inside))
+            time.sleep(0.1)
+            inside.remove(n)
+
+    # flock locks belong to open files: threads with their own descriptors exclude
+    # each other as processes do
+    ts = [threading.Thread(target=hold, args=(i,)) for i in range(3)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert overlap == [1, 1, 1]
