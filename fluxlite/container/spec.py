@@ -83,20 +83,20 @@ def parse_container(v: Any, value: Any, path: str = "container") -> ContainerSpe
     why = _bad_target(workdir)
     if why:
         v.err(f"{path}.workdir", why)
-    mounts = []
-    for i, m in enumerate(v.list_of(d, "mounts", path)):
-        mount = _mount(v, m, f"{path}.mounts[{i}]", workdir)
-        if mount is not None:
-            mounts.append(mount)
+    mounts: list[Mount] = []
     seen: dict[str, int] = {}
-    for i, m in enumerate(mounts):
+    for i, raw in enumerate(v.list_of(d, "mounts", path)):
+        m = _mount(v, raw, f"{path}.mounts[{i}]", workdir)
+        if m is None:
+            continue
+        mounts.append(m)
         if ctype == "charliecloud" and m.read_only:
             v.err(f"{path}.mounts[{i}]", "charliecloud cannot mount read-only (ch-run binds "
                   "read-write); use rw or another runtime")
         if m.target in seen:
             v.err(f"{path}.mounts[{i}]", f"'{m.target}' is already mounted by "
                   f"{path}.mounts[{seen[m.target]}]")
-        seen[m.target] = i
+        seen.setdefault(m.target, i)
     options: list[str] = []
     for i, o in enumerate(v.list_of(d, "options", path)):
         p = f"{path}.options[{i}]"
@@ -142,7 +142,11 @@ def _image(v: Any, value: Any, path: str) -> tuple[ImageFile | None, str | None]
     if raw is None:
         v.err(f"{path}.url", "is required")
         return None, None
-    sources = v.sources(raw, f"{path}.{key}", "stage-in")
+    if key == "url" and isinstance(d["url"], str):  # one URL: no index in the path
+        url = v.url(d["url"], f"{path}.url", "stage-in")
+        sources = [Source(url)] if url is not None else []
+    else:
+        sources = v.sources(raw, f"{path}.{key}", "stage-in")
     sha = v.string(d, "sha256", path, required=True)
     if sha is not None and not _HEX64.match(sha):
         v.err(f"{path}.sha256", "must be 64 hexadecimal digits")

@@ -8,7 +8,6 @@ absent, or that cannot start a container on this machine, skips its tests with t
 from __future__ import annotations
 
 import os
-import resource
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -19,7 +18,7 @@ import pytest
 
 from fluxlite.container.base import LABEL
 from tests.conftest import sha256_of
-from tests.containers.images import busybox_static, docker_archive, rootfs_tar
+from tests.containers.images import busybox_static, docker_archive, podman_settings, rootfs_tar
 
 APPTAINER_DIRS = ("/opt/apptainer/bin",)
 
@@ -65,55 +64,14 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Image]:
     return out
 
 
-def _podman_conf(tmp: Path) -> dict[str, str]:
-    """podman's defaults, or the settings this machine needs: where podman may not raise
-    its limits (no CAP_SYS_RESOURCE) it is told the current ones; where crun cannot handle
-    the cgroup layout, runc is used."""
-    nofile = resource.getrlimit(resource.RLIMIT_NOFILE)
-    nproc = resource.getrlimit(resource.RLIMIT_NPROC)
-
-    def lim(v: int) -> int:
-        return 32768 if v == resource.RLIM_INFINITY else min(v, 32768)
-
-    lines = ["[containers]",
-             f'default_ulimits = ["nofile={nofile[0]}:{nofile[1]}", '
-             f'"nproc={lim(nproc[0])}:{lim(nproc[1])}"]']
-    if shutil.which("runc"):
-        lines += ["[engine]", 'runtime = "runc"']
-    conf = tmp / "containers.conf"
-    conf.write_text("\n".join(lines) + "\n")
-    return {"CONTAINERS_CONF": str(conf)}
-
-
-def _podman_works(image: Image, env: dict[str, str]) -> str | None:
-    full = {**os.environ, **env}
-    tag = "localhost/fluxlite-test-probe:1"
-    try:
-        subprocess.run(["podman", "import", "-q", str(image.path), tag], env=full,
-                       capture_output=True, timeout=120, check=True)
-        p = subprocess.run(["podman", "run", "--rm", "--pull=never", "--network=host", tag,
-                            "/bin/true"], env=full, capture_output=True, text=True,
-                           timeout=120)
-    except (subprocess.SubprocessError, OSError) as err:
-        return str(err)
-    finally:
-        subprocess.run(["podman", "rmi", "-f", tag], env=full, capture_output=True,
-                       timeout=120)
-    return None if p.returncode == 0 else (p.stderr.strip().splitlines() or ["?"])[-1]
-
-
 @pytest.fixture(scope="session")
 def podman(images: dict[str, Image], tmp_path_factory: pytest.TempPathFactory
            ) -> Iterator[RuntimeEnv]:
     if shutil.which("podman") is None:
         pytest.skip("podman is not installed (apt-get install podman)")
-    env: dict[str, str] = {}
-    why = _podman_works(images["tar"], env)
-    if why:
-        env = _podman_conf(tmp_path_factory.mktemp("podman"))
-        why2 = _podman_works(images["tar"], env)
-        if why2:
-            pytest.skip(f"podman cannot run a container here: {why} / {why2}")
+    env, why = podman_settings(images["tar"].path, tmp_path_factory.mktemp("podman"))
+    if env is None:
+        pytest.skip(f"podman cannot run a container here: {why}")
     rt = RuntimeEnv("podman", images["docker-archive"], env)
     yield rt
     full = {**os.environ, **env}

@@ -7,7 +7,9 @@ import hashlib
 import io
 import json
 import os
+import resource
 import shutil
+import subprocess
 import tarfile
 from pathlib import Path
 
@@ -82,3 +84,53 @@ def docker_archive(dest: Path, tag: str = "") -> Path:
         _add(tf, f"{csha}.json", data=config)
         _add(tf, "manifest.json", data=manifest.encode())
     return dest
+
+
+def _podman_conf(tmp: Path) -> dict[str, str]:
+    """podman's defaults, or the settings this machine needs: where podman may not raise
+    its limits (no CAP_SYS_RESOURCE) it is told the current ones; where crun cannot handle
+    the cgroup layout, runc is used."""
+    nofile = resource.getrlimit(resource.RLIMIT_NOFILE)
+    nproc = resource.getrlimit(resource.RLIMIT_NPROC)
+
+    def lim(v: int) -> int:
+        return 32768 if v == resource.RLIM_INFINITY else min(v, 32768)
+
+    lines = ["[containers]",
+             f'default_ulimits = ["nofile={nofile[0]}:{nofile[1]}", '
+             f'"nproc={lim(nproc[0])}:{lim(nproc[1])}"]']
+    if shutil.which("runc"):
+        lines += ["[engine]", 'runtime = "runc"']
+    conf = tmp / "containers.conf"
+    conf.write_text("\n".join(lines) + "\n")
+    return {"CONTAINERS_CONF": str(conf)}
+
+
+def _podman_works(image: Path, env: dict[str, str]) -> str | None:
+    full = {**os.environ, **env}
+    tag = "localhost/fluxlite-test-probe:1"
+    try:
+        subprocess.run(["podman", "import", "-q", str(image), tag], env=full,
+                       capture_output=True, timeout=120, check=True)
+        p = subprocess.run(["podman", "run", "--rm", "--pull=never", "--network=host", tag,
+                            "/bin/true"], env=full, capture_output=True, text=True,
+                           timeout=120)
+    except (subprocess.SubprocessError, OSError) as err:
+        return str(err)
+    finally:
+        subprocess.run(["podman", "rmi", "-f", tag], env=full, capture_output=True,
+                       timeout=120)
+    return None if p.returncode == 0 else (p.stderr.strip().splitlines() or ["?"])[-1]
+
+
+def podman_settings(image: Path, tmp: Path) -> tuple[dict[str, str] | None, str]:
+    """The environment podman needs here ({} when its defaults work), or None and why not;
+    ``image`` is a root-filesystem tarball to try."""
+    why = _podman_works(image, {})
+    if why is None:
+        return {}, ""
+    env = _podman_conf(tmp)
+    why2 = _podman_works(image, env)
+    if why2 is None:
+        return env, ""
+    return None, f"{why} / {why2}"
