@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from fluxlite.container.base import NAME_PREFIX, ContainerError, Invocation
-from fluxlite.container.spec import ContainerSpec, Mount, parse_container
+from fluxlite.container.spec import ContainerSpec, Mount, bad_target, parse_container
 
 if TYPE_CHECKING:
     from fluxlite.spec import JobSpec
@@ -63,7 +63,10 @@ def wrap(argv: list[str], env: dict[str, str], cwd: str, spec: JobSpec, *,
     rt = RUNTIMES[c.type](c, runtime_env(env, spec, extra_env))
     info: dict[str, Any] = {"runtime": c.type, "program": rt.program,
                             "version": rt.version()}
-    rt.remove_leftovers(owner_alive)
+    try:
+        rt.remove_leftovers(owner_alive)
+    except ContainerError as err:  # a tidy-up of earlier jobs: never this job's failure
+        logger.warning("cannot look for leftover containers: %s", err)
     mounts = [Mount(cwd, c.workdir), *c.mounts,
               *symlink_mounts(spec, cwd, c, files=rt.file_mounts)]
     for m in mounts:
@@ -176,13 +179,26 @@ def symlink_mounts(spec: JobSpec, cwd: str, c: ContainerSpec,
         if not target.startswith("/"):
             continue  # relative: resolved inside the worker directory's mount
         t = posixpath.normpath(target)
-        if any(t == p or t.startswith(p + "/") for p in covered) or t.startswith(
-                ("/proc/", "/sys/", "/dev/")):
+        if any(t == p or t.startswith(p + "/") for p in covered):
             continue
         if not files:
             t = posixpath.dirname(t)
+        why = bad_target(t)
+        if why:
+            raise ContainerError(f"inputs: '{f.lfn}' links to {target}, which cannot be "
+                                 f"mounted in the container: {why}", c.type)
         out.setdefault(t, Mount(os.path.realpath(t), t, True))
     return list(out.values())
+
+
+def describe(c: ContainerSpec) -> str:
+    """One line of the --dry-run plan."""
+    from fluxlite.urls import redact
+
+    image = c.hub or " | ".join(redact(s.url) for s in c.image.sources) + (
+        f" (sha256 {c.image.sha256[:12]}…)" if c.image else "")
+    mounts = "".join(f", {m}" for m in c.mounts)
+    return f"container {c.type} {image}; worker directory at {c.workdir}{mounts}"
 
 
 def gpu_kinds(spec: JobSpec, flux: Any) -> list[str]:

@@ -96,7 +96,8 @@ class ImageCache:
         res: TransferResult | None = None
         hit = os.path.isfile(path)
         if not hit:
-            req = Request(lfn="container image", dst=path, expected=image.sha256,
+            # fsync: a cached image must survive a crash whole, or not be there at all
+            req = Request(lfn="container image", dst=path, expected=image.sha256, fsync=True,
                           sources=tuple((s.url, s.tls_verify) for s in image.sources))
             res = transfer(req, policy, cancel)
             logger.info("container image %s staged to the cache (%d bytes)",

@@ -80,7 +80,7 @@ def parse_container(v: Any, value: Any, path: str = "container") -> ContainerSpe
         ctype = None
     image, hub = _image(v, d.get("image"), f"{path}.image")
     workdir = v.string(d, "workdir", path, default=DEFAULT_WORKDIR) or DEFAULT_WORKDIR
-    why = _bad_target(workdir)
+    why = bad_target(workdir)
     if why:
         v.err(f"{path}.workdir", why)
     mounts: list[Mount] = []
@@ -166,7 +166,7 @@ def _bad_path(p: str) -> str | None:
     return None
 
 
-def _bad_target(p: str) -> str | None:
+def bad_target(p: str) -> str | None:
     why = _bad_path(p)
     if why:
         return why
@@ -197,7 +197,7 @@ def _mount(v: Any, value: Any, path: str, workdir: str) -> Mount | None:
     if why:
         v.err(path, f"host path {why}")
         return None
-    why = _bad_target(target)
+    why = bad_target(target)
     if why:
         v.err(path, f"container path {why}")
         return None

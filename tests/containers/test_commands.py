@@ -267,3 +267,29 @@ def test_symlinked_inputs_get_their_targets_mounted(tmp_path: Path) -> None:
         Mount(str(target), str(target), True)]
     assert symlink_mounts(spec, str(wd), spec.container, files=False) == [
         Mount(str(target.parent), str(target.parent), True)]
+
+
+@pytest.mark.parametrize("target, why", [("/", "the container's root directory"),
+                                         ("/proc/cpuinfo", "lies in /proc"),
+                                         ("/a:b", "must not contain ':'")])
+def test_symlinked_input_that_cannot_be_mounted(tmp_path: Path, target: str, why: str) -> None:
+    from fluxlite.container import ContainerError
+
+    wd = tmp_path / "wd"
+    wd.mkdir()
+    (wd / "x").symlink_to(target)
+    spec = JobSpec.from_dict({**_job(), "inputs": [
+        {"lfn": "x", "urls": ["file:///etc/hostname"], "symlink": True}]})
+    assert spec.container is not None
+    with pytest.raises(ContainerError) as err:
+        symlink_mounts(spec, str(wd), spec.container)
+    assert why in str(err.value) and "'x' links to" in str(err.value)
+
+
+def test_dry_run_shows_the_container(fl: Fluxlite) -> None:
+    doc = _job(mounts=["/d:/d:ro"])
+    del doc["fluxlite"]
+    p = fl.run("run", "--dry-run", str(fl.write_job(doc)))
+    assert p.returncode == 0, p.stderr.decode()
+    assert (f"container podman file:///img.tar (sha256 {DIGEST[:12]}…); worker directory at "
+            "/srv, /d:/d:ro") in p.stdout.decode()
