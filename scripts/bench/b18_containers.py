@@ -74,7 +74,8 @@ def _runtimes(tmp: Path, images: dict[str, Path]) -> list[tuple[str, Path, dict[
 def _forget(kind: str, digest: str, env: dict[str, str]) -> None:
     """Make the next run a miss: podman's image store holds a loaded image too."""
     if kind == "podman":
-        subprocess.run(["podman", "rmi", "-f", f"localhost/fluxlite-image:{digest}"],
+        subprocess.run(["podman", "rmi", "-f", f"localhost/fluxlite-image:{digest}",
+                        "localhost/fluxlite-test:b18"],  # the archive's own name
                        env=env, capture_output=True, timeout=120)
 
 

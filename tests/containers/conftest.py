@@ -78,9 +78,10 @@ def podman(images: dict[str, Image], tmp_path_factory: pytest.TempPathFactory
     for name in rt.containers():
         subprocess.run(["podman", "rm", "-f", name], env=full, capture_output=True,
                        timeout=120)
-    for img in images.values():
-        subprocess.run(["podman", "rmi", "-f", f"localhost/fluxlite-image:{img.sha256}"],
-                       env=full, capture_output=True, timeout=120)
+    # the loaded archive keeps its own name (images.py) beside fluxlite's tag
+    tags = [f"localhost/fluxlite-image:{img.sha256}" for img in images.values()]
+    subprocess.run(["podman", "rmi", "-f", *tags, "localhost/fluxlite-test:busybox"],
+                   env=full, capture_output=True, timeout=120)
 
 
 @pytest.fixture(scope="session")
