@@ -63,6 +63,7 @@ def wrap(argv: list[str], env: dict[str, str], cwd: str, spec: JobSpec, *,
     rt = RUNTIMES[c.type](c, runtime_env(env, spec, extra_env))
     info: dict[str, Any] = {"runtime": c.type, "program": rt.program,
                             "version": rt.version()}
+    rt.check()
     try:
         rt.remove_leftovers(owner_alive)
     except ContainerError as err:  # a tidy-up of earlier jobs: never this job's failure

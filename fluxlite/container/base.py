@@ -100,6 +100,10 @@ class Runtime(ABC):
         raise ContainerError(f"container runtime '{self.programs[0]}' not found on PATH",
                              self.type)
 
+    def check(self) -> None:  # noqa: B027 - most runtimes have nothing to check
+        """Refuse, before anything runs, a setup in which the runtime cannot keep what the
+        spec promises (the user's uid inside)."""
+
     def tool(self, *args: str, timeout: float = _TOOL_TIMEOUT, stderr_too: bool = False) -> str:
         return run_tool([self.program, *args], self.env, timeout, self.type, stderr_too)
 

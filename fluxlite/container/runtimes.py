@@ -33,6 +33,22 @@ class Podman(Runtime):
     programs = ("podman",)
     names_containers = True
 
+    def check(self) -> None:
+        if os.getuid() == 0:
+            return
+        # rootless: --userns=keep-id needs subordinate ids; without them podman maps the user
+        # to root inside, one uid only, and keep-id fails after the container is made
+        try:
+            ranges = self.tool("info", "--format", "{{len .Host.IDMappings.UIDMap}}",
+                               timeout=60).strip()
+        except ContainerError as err:
+            logger.warning("cannot check podman's uid mapping: %s", err)
+            return
+        if ranges == "1":
+            raise ContainerError("podman runs rootless without subordinate ids for this user "
+                                 "(/etc/subuid, /etc/subgid): it cannot keep the user's uid "
+                                 "inside", self.type)
+
     def prepare(self, image: CachedImage) -> str:
         tag = f"{IMAGE_REPO}:{image.sha256}"
         if self._exists(tag):
@@ -144,6 +160,9 @@ class Docker(Podman):
     @staticmethod
     def _pull_name(ref: str) -> str:
         return ref.removeprefix("docker://")  # docker takes the bare name
+
+    def check(self) -> None:
+        pass  # the daemon maps nothing: --user keeps the uid
 
     def _user(self, inv: Invocation) -> list[str]:
         return ["--user", f"{inv.uid}:{inv.gid}"]  # the daemon runs as root: never root inside

@@ -286,3 +286,90 @@ def test_concurrent_conversion_threads_share_lock(tmp_path: Path) -> None:
     for t in ts:
         t.join()
     assert overlap == [1, 1, 1]
+
+
+NOBODY = 65534
+
+
+@pytest.fixture
+def nobody_home() -> Any:
+    """A directory of an ordinary user's own (nobody), outside the test's tree (0700,
+    root's), removed afterwards; skipped unless this runs as root with setpriv."""
+    import shutil
+    import tempfile
+
+    if os.getuid() != 0 or shutil.which("setpriv") is None or shutil.which("unshare") is None:
+        pytest.skip("needs root, setpriv and unshare to run fluxlite as an ordinary user")
+    home = Path(tempfile.mkdtemp(prefix="fluxlite-ctr-user-"))
+    home.chmod(0o755)
+    try:
+        yield home
+    finally:
+        # rootless podman leaves its pause process (holding the user's namespace) behind
+        pidfile = home / "run" / "libpod" / "tmp" / "pause.pid"
+        if pidfile.exists():
+            try:
+                os.kill(int(pidfile.read_text().strip()), signal.SIGKILL)
+            except (ValueError, ProcessLookupError):
+                pass
+        shutil.rmtree(home)  # made above, by this fixture
+
+
+def _run_as_nobody(home: Path, rt: RuntimeEnv, script: str, subids: bool = False,
+                   ) -> subprocess.CompletedProcess[bytes]:
+    """fluxlite run as nobody, in a private mount namespace where /etc/subuid and
+    /etc/subgid give nobody subordinate ids when ``subids`` (the real files are untouched)."""
+    import shutil
+    import sys
+
+    image = home / "image.tar"
+    shutil.copyfile(rt.image.path, image)
+    job = container_job(rt, home / "cache", script,
+                        container={"image": {"url": image.as_uri(), "sha256": rt.image.sha256}},
+                        outputs=[{"lfn": "who.txt", "urls": [(home / "who.txt").as_uri()]}],
+                        workdir={"base": str(home)})
+    (home / "job.json").write_text(json.dumps({"fluxlite": 1, **job}))
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(home), "USER": "nobody",
+           "XDG_RUNTIME_DIR": str(home / "run"), "FLUXLITE_CACHE": str(home / "cache"),
+           "PYTHONPATH": os.pathsep.join(sys.path)}
+    if "CONTAINERS_CONF" in rt.env:  # the test's own is in root's tree: a copy nobody reads
+        shutil.copyfile(rt.env["CONTAINERS_CONF"], home / "containers.conf")
+        env["CONTAINERS_CONF"] = str(home / "containers.conf")
+    (home / "run").mkdir(mode=0o700)
+    for f in ("subuid", "subgid"):
+        (home / f).write_text("nobody:200000:65536\n" if subids else "")
+    for p in (home, image, home / "job.json", home / "run"):
+        os.chown(p, NOBODY, NOBODY)
+    argv = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
+            sys.executable, "-m", "fluxlite", "run", str(home / "job.json")]
+    if subids:
+        argv = ["unshare", "-m", "--propagation", "private", "sh", "-c",
+                'mount --bind "$1" /etc/subuid && mount --bind "$2" /etc/subgid && shift 2 '
+                '&& exec "$@"', "sh", str(home / "subuid"), str(home / "subgid"), *argv]
+    return subprocess.run(argv, env=env, capture_output=True, timeout=120, cwd=home)
+
+
+WHO = 'echo "uid=$(id -u) gid=$(id -g) cwd=$(pwd)" > who.txt'
+
+
+def test_non_root_user_keeps_its_uid(charliecloud: RuntimeEnv, nobody_home: Path) -> None:
+    """Run as an ordinary user, the task inside is that user, not root."""
+    p = _run_as_nobody(nobody_home, charliecloud, WHO)
+    assert p.returncode == 0, p.stderr.decode()
+    assert (nobody_home / "who.txt").read_text() == f"uid={NOBODY} gid={NOBODY} cwd=/srv\n"
+
+
+def test_rootless_podman_keeps_the_uid(podman: RuntimeEnv, nobody_home: Path) -> None:
+    p = _run_as_nobody(nobody_home, podman, WHO, subids=True)
+    assert p.returncode == 0, p.stderr.decode()
+    assert (nobody_home / "who.txt").read_text() == f"uid={NOBODY} gid={NOBODY} cwd=/srv\n"
+
+
+def test_rootless_podman_without_subids_refuses(podman: RuntimeEnv, nobody_home: Path) -> None:
+    """Without subordinate ids podman would make the user root inside: refused, exit 71,
+    before the task runs."""
+    p = _run_as_nobody(nobody_home, podman, "touch /srv/ran; " + WHO)
+    err = p.stderr.decode()
+    assert p.returncode == 71, err
+    assert "cannot keep the user's uid inside" in err and "Traceback" not in err
+    assert not list(nobody_home.glob("fluxlite.*/ran"))
