@@ -126,12 +126,17 @@ def _start(fl: Fluxlite, rt: RuntimeEnv, tmp: Path, script: str,
     return fl.popen("run", str(fl.write_job(job)), env=_env(rt, tmp))
 
 
-def _wait_started(tmp: Path, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
+def _wait_until(proc: subprocess.Popen[bytes], ready: Any, timeout: float = 60) -> None:
+    """Wait for ``ready()`` while fluxlite runs."""
     deadline = time.monotonic() + timeout
-    while not list(tmp.glob("fluxlite.*/started")):
+    while not ready():
         assert proc.poll() is None, proc.communicate()[1].decode()
-        assert time.monotonic() < deadline, "the task did not start"
+        assert time.monotonic() < deadline, "fluxlite did not get there in time"
         time.sleep(0.05)
+
+
+def _wait_started(tmp: Path, proc: subprocess.Popen[bytes]) -> None:
+    _wait_until(proc, lambda: bool(list(tmp.glob("fluxlite.*/started"))))
 
 
 def _signal(tmp: Path, proc: subprocess.Popen[bytes], sigs: list[int]) -> tuple[float, bytes]:
@@ -373,3 +378,55 @@ def test_rootless_podman_without_subids_refuses(podman: RuntimeEnv, nobody_home:
     assert p.returncode == 71, err
     assert "cannot keep the user's uid inside" in err and "Traceback" not in err
     assert not list(nobody_home.glob("fluxlite.*/ran"))
+
+
+def _term_when(proc: subprocess.Popen[bytes], ready: Any) -> float:
+    """TERM fluxlite once ``ready()``; how long it took to end after that."""
+    _wait_until(proc, ready)
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=30)
+    return time.monotonic() - t0
+
+
+def test_term_while_waiting_for_the_cache_lock(charliecloud: RuntimeEnv, fl: Fluxlite,
+                                               tmp_path: Path) -> None:
+    from fluxlite.container.cache import ImageCache
+
+    job = container_job(charliecloud, tmp_path / "cache", "touch /srv/ran",
+                        workdir={"base": str(tmp_path), "keep": "always"})
+    cache = ImageCache(str(tmp_path / "cache" / "images"))
+    with cache.locked(charliecloud.image.sha256):  # another job is fetching the image
+        proc = fl.popen("run", str(fl.write_job(job)), env=_env(charliecloud, tmp_path))
+        try:
+            # the worker directory comes just before the container phase, which then waits
+            _wait_until(proc, lambda: bool(list(tmp_path.glob("fluxlite.*"))))
+            time.sleep(0.5)
+            took = _term_when(proc, lambda: True)
+        finally:
+            proc.kill()
+    assert proc.returncode == 128 + signal.SIGTERM
+    assert took < 3.0
+    rec = _record(tmp_path)
+    assert rec["failed_phase"] == "container" and rec["task"] is None
+    assert not list(tmp_path.glob("fluxlite.*/ran"))
+
+
+def test_term_during_the_image_fetch_leaves_no_partial_file(charliecloud: RuntimeEnv,
+                                                            fl: Fluxlite,
+                                                            tmp_path: Path) -> None:
+    with FaultServer() as srv:
+        url = srv.add("/img.tar", charliecloud.image.path.read_bytes(),
+                      faults=["stall:65536:20"])
+        job = container_job(charliecloud, tmp_path / "cache", "true",
+                            container={"image": {"url": url,
+                                                 "sha256": charliecloud.image.sha256}})
+        proc = fl.popen("run", str(fl.write_job(job)), env=_env(charliecloud, tmp_path))
+        blobs = tmp_path / "cache" / "images" / "sha256"
+        try:
+            took = _term_when(proc, lambda: bool(list(blobs.glob(".*.tmp-*"))))
+        finally:
+            proc.kill()
+    assert proc.returncode == 128 + signal.SIGTERM
+    assert took < 3.0
+    assert list(blobs.iterdir()) == []  # neither the partial image nor anything else
