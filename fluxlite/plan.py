@@ -21,6 +21,10 @@ def describe(spec: JobSpec) -> str:
         lines.append(f"checkpoint {c.lfn} <-> {redact(c.url)}")
     lines.append("task      " + " ".join([spec.executable, *spec.arguments]) +
                  f" (placement: {spec.placement})")
+    if spec.container is not None:
+        from fluxlite.container import describe as describe_container
+
+        lines.append(describe_container(spec.container))
     s = from_limits(spec.limits)
     if s.term_after is not None:
         lines.append(f"limits    TERM after {s.term_after:g} s, KILL after {s.kill_after:g} s")

@@ -317,6 +317,9 @@ class Runner:
         exe = self.spec.executable
         if exe in self._staged_lfns() or (not os.path.isabs(exe) and "/" in exe):
             return None  # inside the worker directory: checked after stage-in
+        if self.spec.container is not None:
+            self.record.executable = exe
+            return exe  # a program of the image: the runtime finds it inside
         if os.path.isabs(exe):
             path = exe
         else:
@@ -554,13 +557,20 @@ class Runner:
             for name in (spec.stdout, spec.stderr):
                 if name and "/" in name:  # "logs/err.txt": its directory, in the worker dir
                     os.makedirs(os.path.dirname(os.path.join(wd, name)), exist_ok=True)
-        argv = [exe, *spec.arguments]
+        argv, env, cwd, undo = [exe, *spec.arguments], self._task_env(), wd, None
+        if spec.container is not None:  # the task runs inside an image (fluxlite.container)
+            from fluxlite.container import wrap
+
+            with self._phase("container"):
+                w = wrap(argv, env, wd, spec, extra_env=self.opt.extra_env, flux=self.flux,
+                         policy=self._policy(), cancel=self.signals.phase_cancel())
+            argv, env, cwd, undo, rec.container = w.argv, w.env, w.cwd, w.cleanup, w.info
         ctl_cls: Any = TaskController
         if spec.placement != "local":
             from fluxlite.flux.placement import controller_for
 
             ctl_cls = controller_for(spec, self.flux)
-        ctl = ctl_cls(argv, wd, self._task_env(), stdin=stdin, stdout=stdout, stderr=stderr,
+        ctl = ctl_cls(argv, cwd, env, stdin=stdin, stdout=stdout, stderr=stderr,
                       schedule=sched, kill_grace=spec.limits.kill_grace, usr1=spec.usr1,
                       events=rec.signals)
         if not self.opt.stdio:
@@ -587,6 +597,8 @@ class Runner:
                 self.controller = None
                 rec.usage = mon.stop()
                 self.phase = "task-done"
+                if undo is not None:
+                    undo()  # no container is left, however the task ended
             rec.task = res
             ph.ok = res.status.ok
             if not self.opt.stdio:

@@ -15,7 +15,7 @@ import re
 import shutil
 from collections import Counter
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from fluxlite.errors import SpecError
 from fluxlite.numbers import MAX_SECONDS, check_number, parse_duration
@@ -24,11 +24,16 @@ from fluxlite.urls import local_path, scheme_of
 
 logger = logging.getLogger(__name__)
 
+if TYPE_CHECKING:
+    from fluxlite.container.spec import ContainerSpec
+
 SPEC_VERSION = 1
 SHA256_RE = re.compile(r"^[0-9a-fA-F]{64}$")
 KEEP_POLICIES = ("never", "always", "on-failure")
 PLACEMENTS = ("local", "flux", "nested")
 USR1_ACTIONS = ("forward", "term")
+CONTAINER_RUNTIMES = ("apptainer", "singularity", "podman", "docker", "charliecloud")
+HUB_IMAGE_PATTERN = r"^(docker|library|oras|shub)://[^\s]+$"
 INTEGRITY = ("best-effort", "required")
 MAX_JOB_FILE = 256 << 20  # bytes; a job file is read whole
 # fluxlite's own area of the worker directory (captured stdout and stderr): no lfn may be in it
@@ -140,6 +145,7 @@ class JobSpec:
     integrity: str = "best-effort"
     staged_executable: InputFile | None = None
     source: str = ""
+    container: ContainerSpec | None = None  # the task runs inside this image
 
     @property
     def env(self) -> dict[str, str]:
@@ -263,6 +269,24 @@ SECTIONS: dict[str, dict[str, Field]] = {
         "write_meta": Field("path"),
         "integrity": Field("enum", default="best-effort", options=INTEGRITY,
                            doc="required: every input must have a sha256"),
+        "container": Field("object", section="container",
+                           doc="the task runs inside this image (docs/containers.md)"),
+    },
+    "container": {
+        "type": Field("enum", required=True, options=CONTAINER_RUNTIMES),
+        "image": Field("custom", required=True, schema={"oneOf": [
+            {"type": "string", "pattern": HUB_IMAGE_PATTERN}, {"$section": "container_image"}]}),
+        "mounts": Field("list", items=Field("custom", schema={
+            "type": "string", "pattern": "^/[^:,]*:/[^:,]*(:(ro|rw))?$"})),
+        "workdir": Field("custom", default="/srv", schema={"type": "string",
+                                                           "pattern": "^/[^:,]*$"}),
+        "options": Field("list", items=_S),
+    },
+    "container_image": {
+        "url": Field("custom", schema={"oneOf": [
+            {"type": "string", "minLength": 1}, {"$section": "source"}]}),
+        "urls": Field("list", items=_URL_ITEM),
+        "sha256": Field("sha256", required=True),
     },
     "workflow": {"label": _S, "stamp": _S},
     "executable": {
@@ -598,6 +622,11 @@ class _Validator:
 
         ident = {key: self.top(d, key)
                  for key in ("name", "id", "site", "placement", "write_meta", "integrity")}
+        container = None
+        if d.get("container") is not None:
+            from fluxlite.container.spec import parse_container
+
+            container = parse_container(self, d["container"])
         stdio = {k: self.stdio_name(d, k) for k in ("stdin", "stdout", "stderr")}
         if ident["integrity"] == "required" and not meta:
             self.checksums_required(inputs, staged_exe, {})
@@ -627,6 +656,7 @@ class _Validator:
             integrity=ident["integrity"],
             staged_executable=staged_exe,
             source=source,
+            container=container,
         )
 
     def executable(self, exe_raw: Any) -> tuple[str, InputFile | None]:

@@ -51,6 +51,18 @@ if ! command -v chromedriver >/dev/null 2>&1; then
     echo "note: chromium-driver is not installed (and this is not root with apt-get):" \
          "the browser test tier will be skipped"
   fi
+# The containers tier runs real Podman and Charliecloud on a busybox image it builds: Debian
+# packages, installed here when this runs as root with apt-get; never fatal.
+ctr_pkgs="podman charliecloud busybox-static"
+if command -v podman >/dev/null 2>&1 && command -v ch-run >/dev/null 2>&1 \
+    && dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q "ok installed"; then
+  :
+elif [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive \
+      apt-get install -y -q $ctr_pkgs >/dev/null; } \
+    || echo "note: $ctr_pkgs could not be installed; the containers tier will say why it skips"
+else
+  echo "note: not root with apt-get: $ctr_pkgs not installed here; the containers tier will say why it skips"
 fi
 set +e
 "$VENV/bin/python" -m pytest -q "$@"

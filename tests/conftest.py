@@ -18,7 +18,8 @@ ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "tests" / "data" / "kickstart-samples"
 
 _TIERS = {"unit": "unit", "integration": "integration", "oracle": "oracle", "flux": "flux",
-          "pegasuslite": "pegasuslite", "browser": "browser"}
+          "pegasuslite": "pegasuslite", "browser": "browser",
+          "containers": "containers"}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -78,6 +78,8 @@ def to_dict(rec: Record) -> dict[str, Any]:
         }
     if rec.environment is not None and (not rec.ok or rec.full):
         out["environment"] = rec.environment
+    if rec.container is not None:
+        out["container"] = rec.container
     if rec.extra_sections:
         out["hooks"] = {k: {kk: (vv if kk != "status" else dataclasses.asdict(vv))
                             for kk, vv in v.items()} for k, v in rec.extra_sections.items()}

@@ -85,6 +85,7 @@ class Record:
     full: bool = False  # environment and limits even on success (kickstart -f)
     compact: bool = False  # no machine section (kickstart -H)
     extra_sections: dict[str, Any] = field(default_factory=dict)  # setup/prejob/... records
+    container: dict[str, Any] | None = None  # runtime, version, image digest (containers)
 
     @property
     def ok(self) -> bool:

@@ -21,6 +21,7 @@ _LFN_NOT = {"anyOf": [{"pattern": "^/"}, {"pattern": "(^|/)\\.\\.(/|$)"}, {"patt
 # What the table cannot say of a whole section.
 _SECTION_EXTRA: dict[str, dict[str, Any]] = {
     "executable": {"anyOf": [{"required": ["url"]}, {"required": ["urls"]}]},
+    "container_image": {"oneOf": [{"required": ["url"]}, {"required": ["urls"]}]},
 }
 
 
