@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import heapq
 import io
+import json
 import logging
 import math
 import os
+import re
 import signal
 import sys
 import threading
@@ -41,7 +43,36 @@ EXIT_TASK_FAILED = 5  # as pegasus-cluster: at least one task failed (or never r
 #                       a parent failed)
 EXIT_TIME_LIMIT = 14  # as kickstart's -k timeout: stopped by the time limit; rerun continues
 
-_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
+# Signals that stop the cluster (SIGALRM: Flux's job shell at the time limit; SIGXCPU: a
+# CPU-time limit); SIGUSR1 is the warning that the time limit is near (Flux's --signal)
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGALRM,
+                 signal.SIGXCPU)
+_WARNING_SIGNAL = signal.SIGUSR1
+HANDLED_SIGNALS = (*_STOP_SIGNALS, _WARNING_SIGNAL)
+_NAMED = re.compile(r" '[^']*'")  # a task named in a reason
+
+
+def rescue_id(tid: str) -> str:
+    """A task id as a rescue file's DONE line holds it: as it is when it is a plain word
+    (PMC's format), else as a JSON string, so that no blank, line break or quote in an id
+    can name another task."""
+    if tid and tid.isascii() and tid.isprintable() and " " not in tid and tid[0] != '"':
+        return tid
+    return json.dumps(tid)
+
+
+def parse_rescue_line(line: str) -> str | None:
+    """The task id of a ``DONE id`` line, or None for any other line."""
+    if not line.startswith("DONE "):
+        return None
+    word = line[5:].strip(" \t")
+    if word.startswith('"'):
+        try:
+            tid = json.loads(word)
+        except ValueError:
+            return None
+        return tid if isinstance(tid, str) else None
+    return word if word and " " not in word and "\t" not in word else None
 
 
 @dataclass(slots=True)
@@ -62,6 +93,7 @@ class TaskState:
     waiting_on: int = 0
     tries: int = 0
     attempts: list[dict[str, Any]] = field(default_factory=list)
+    reason: str = ""  # why it did not run (or not to its end) this time
 
 
 class Scheduler:
@@ -87,6 +119,9 @@ class Scheduler:
         self._last_progress = 0.0
         self._last_flush = 0.0
         self._progress_key: tuple[int, ...] = ()
+        self._warned = False  # SIGUSR1: the time limit is near
+        self._fail_fast_by = ""
+        self.rescue_error: str | None = None
         self.limit_source = ""
         # read now: an unreadable rescue file is an error before anything runs
         self._rescued = self._read_rescue()
@@ -108,13 +143,15 @@ class Scheduler:
         self._rescue_keep = data.rfind(b"\n") + 1
         done: set[str] = set()
         unknown = 0
-        for line in data[: self._rescue_keep].decode("utf-8", "replace").splitlines():
-            words = line.split()
-            if len(words) == 2 and words[0] == "DONE":
-                if words[1] in self.g.tasks:
-                    done.add(words[1])
-                else:
-                    unknown += 1
+        # only '\n' ends a line, as in PMC: an id may hold any other character
+        for raw in data[: self._rescue_keep].split(b"\n"):
+            tid = parse_rescue_line(raw.removesuffix(b"\r").decode("utf-8", "replace"))
+            if tid is None:
+                continue
+            if tid in self.g.tasks:
+                done.add(tid)
+            else:
+                unknown += 1
         if unknown:
             logger.warning("rescue file %s: %d DONE line(s) name tasks not in %s", path,
                            unknown, self.g.path)
@@ -136,7 +173,49 @@ class Scheduler:
             raise UsageError(f"cannot write the rescue file {self.opt.rescue}: "
                              f"{err.strerror}") from err
         if new:
-            self._rescue_fh.write(f"# fluxlite cluster rescue file for {self.g.path}\n")
+            self._rescue_write(f"# fluxlite cluster rescue file for {self.g.path}\n")
+
+    def _rescue_write(self, line: str) -> None:
+        fh = self._rescue_fh
+        if fh is None:
+            return
+        try:
+            fh.write(line)
+            fh.flush()
+        except OSError as err:
+            self._rescue_failed(err)
+
+    def _rescue_failed(self, err: OSError) -> None:
+        """The rescue file cannot take more (a full disk, /dev/full): said once; the
+        cluster goes on and its summary is written. A rerun runs again what is missing."""
+        self.rescue_error = f"cannot write the rescue file {self.opt.rescue}: {err.strerror}"
+        logger.error("%s; a rerun will run again the tasks done from here on",
+                     self.rescue_error)
+        fh, self._rescue_fh = self._rescue_fh, None
+        try:
+            if fh is not None:
+                fh.close()
+        except OSError:
+            pass
+
+    def _close_rescue(self) -> None:
+        fh = self._rescue_fh
+        if fh is None:
+            return
+        try:
+            fh.flush()
+        except OSError as err:
+            self._rescue_failed(err)
+            return
+        try:
+            os.fsync(fh.fileno())
+        except OSError:
+            pass  # a device or a pipe (--rescue /dev/null): nothing to sync
+        try:
+            fh.close()
+        except OSError as err:
+            self._rescue_failed(err)
+        self._rescue_fh = None
 
     def _deadline(self) -> None:
         limit = self.opt.max_wall_time
@@ -163,7 +242,7 @@ class Scheduler:
     def _install_signals(self) -> None:
         if threading.current_thread() is not threading.main_thread():
             return
-        for sig in _STOP_SIGNALS:
+        for sig in HANDLED_SIGNALS:
             try:
                 self._old_handlers[sig] = signal.signal(sig, self._on_signal)
             except (OSError, ValueError):
@@ -177,12 +256,20 @@ class Scheduler:
                 pass
 
     def _on_signal(self, signum: int, frame: object) -> None:
-        if self.signum is not None and signum in (signal.SIGTERM, signal.SIGINT):
-            self._kill_at = time.monotonic()  # a second signal: no more grace
+        if signum == _WARNING_SIGNAL:
+            self._warned = True
+            return
+        if self.signum is not None:
+            self._kill_at = time.monotonic()  # a second stop signal: no more grace
         self.signum = self.signum or signum
 
     # -- the loop -------------------------------------------------------------------------
-    def run(self) -> dict[str, Any]:
+    def run(self, pending: Any = None) -> dict[str, Any]:
+        """Run the cluster. ``pending()`` gives the signals that came before this
+        scheduler's handlers were in place (they are installed first of all)."""
+        self._install_signals()
+        for signum in (pending() if pending is not None else ()):
+            self._on_signal(signum, None)
         rescued = self._rescued
         for tid, st in self.states.items():
             if tid in rescued:
@@ -197,18 +284,12 @@ class Scheduler:
                 self._make_ready(tid)
         self._open_rescue()
         self._deadline()
-        self._install_signals()
         try:
             self._loop()
         finally:
             self._restore_signals()
-            if self._rescue_fh is not None:
-                self._rescue_fh.flush()
-                os.fsync(self._rescue_fh.fileno())
-                self._rescue_fh.close()
-        for st in self.states.values():
-            if st.state in ("waiting", "ready"):
-                st.state = "not-run"
+            self._close_rescue()
+        self._not_run()
         summary = self._summary()
         self.out.write(summary_line(summary).encode("utf-8"))
         self.out.flush()
@@ -221,7 +302,7 @@ class Scheduler:
         heapq.heappush(self.ready, (-t.priority, t.seq, tid))
 
     def _launch(self) -> None:
-        if self.stopping or not self.ready:
+        if self.stopping or not self.ready or self.signum is not None or self._warned:
             return
         skipped: list[tuple[int, int, str]] = []
         while self.ready and len(skipped) < 32:
@@ -245,6 +326,7 @@ class Scheduler:
 
     def _loop(self) -> None:
         while True:
+            self._check_stops(time.monotonic())
             self._launch()
             if self.counts["running"] == 0 and (self.stopping or not self.ready):
                 break
@@ -263,26 +345,37 @@ class Scheduler:
             for a in self.ex.poll(timeout):
                 self._completed(a)
             now = time.monotonic()
-            if self.signum is not None and self.stopping != "interrupted":
-                self._stop("interrupted", signal.SIGTERM)
-            if self._term_at is not None and now >= self._term_at and self.stopping in (
-                    None, "fail-fast"):
-                self._stop("time limit", signal.SIGTERM)
-            if self._kill_at is not None and now >= self._kill_at:
-                self._kill_at = None
-                self.ex.signal_all(signal.SIGKILL, self.stopping or "killed")
+            self._check_stops(now)
             if now - self._last_flush >= 0.5:
                 self._last_flush = now
                 self.out.flush()
                 self._progress()
 
-    def _stop(self, reason: str, signum: int) -> None:
-        self.stopping = reason
+    def _check_stops(self, now: float) -> None:
+        if self.signum is not None and self.stopping != "interrupted":
+            self._stop("interrupted", f"interrupted by {signal.Signals(self.signum).name}")
+        if self.stopping in (None, "fail-fast") and (self._warned or (
+                self._term_at is not None and now >= self._term_at)):
+            if self._warned:
+                logger.warning("SIGUSR1: the time limit is near")
+            self._stop("time limit", "time limit")
+        if self._kill_at is not None and now >= self._kill_at:
+            self._kill_at = None
+            n = self.ex.running()
+            if n:
+                logger.warning("sending SIGKILL to %d task(s) still running", n)
+            self.ex.signal_all(signal.SIGKILL, self.stopping or "killed")
+
+    def _stop(self, state: str, reason: str) -> None:
+        """Start nothing new; TERM the running tasks, KILL them ``kill_grace`` later (never
+        later than a KILL already due)."""
+        self.stopping = state
         n = self.ex.running()
         logger.warning("%s: starting no more tasks%s", reason,
                        f"; sending SIGTERM to {n} running" if n else "")
-        self.ex.signal_all(signum, reason)
-        self._kill_at = time.monotonic() + self.opt.kill_grace
+        self.ex.signal_all(signal.SIGTERM, reason)
+        kill_at = time.monotonic() + self.opt.kill_grace
+        self._kill_at = kill_at if self._kill_at is None else min(self._kill_at, kill_at)
 
     # -- completions ----------------------------------------------------------------------
     def _completed(self, a: Attempt) -> None:
@@ -295,9 +388,7 @@ class Scheduler:
         if a.ok:
             st.state = "done"
             self.counts["done"] += 1
-            if self._rescue_fh is not None:
-                self._rescue_fh.write(f"DONE {t.id}\n")
-                self._rescue_fh.flush()
+            self._rescue_write(f"DONE {rescue_id(t.id)}\n")
             for c in t.children:
                 cs = self.states[c]
                 cs.waiting_on -= 1
@@ -306,8 +397,10 @@ class Scheduler:
             return
         # a task's own tries win over --tries, as PMC's -t over its --tries
         tries = t.tries or self.opt.default_tries
-        if a.stopped is not None and a.stopped != "fail-fast":
-            st.state = "waiting"  # stopped by fluxlite, not failed: a rerun runs it
+        if a.stopped is not None:
+            # stopped by fluxlite, not failed, whatever it exited with: a rerun runs it
+            st.state = "waiting"
+            st.reason = f"stopped ({a.stopped})"
             logger.info("task %s stopped (%s)", t.id, a.stopped)
             return
         if st.tries < tries and not self.stopping:
@@ -318,11 +411,46 @@ class Scheduler:
             return
         st.state = "failed"
         self.counts["failed"] += 1
-        logger.warning("task %s failed (exit %d) after %d tr%s", t.id, a.code, st.tries,
+        logger.warning("task %s failed (exit %d%s) after %d tr%s", t.id, a.code,
+                       f": {a.failure}" if a.failure else "", st.tries,
                        "y" if st.tries == 1 else "ies")
         if self.opt.fail_fast and not self.stopping:
             self.stopping = "fail-fast"
+            self._fail_fast_by = t.id
             logger.warning("--fail-fast: starting no more tasks")
+
+    def _not_run(self) -> None:
+        """Mark what did not run, say why on a line each (before the summary) and once on
+        stderr: a parent failed or did not run, the time limit, a signal, --fail-fast."""
+        if self.signum is not None:
+            stop = f"interrupted by {signal.Signals(self.signum).name}"
+        elif self.stopping == "time limit":
+            stop = "time limit"
+        elif self.stopping == "fail-fast":
+            stop = f"--fail-fast after task '{self._fail_fast_by}' failed"
+        else:
+            stop = "not started"
+        tally: dict[str, int] = {}
+        for tid, t in self.g.tasks.items():  # input order: parents' reasons come first
+            st = self.states[tid]
+            if st.state not in ("waiting", "ready"):
+                continue
+            st.state = "not-run"
+            if not st.reason:
+                bad = next((p for p in t.parents if self.states[p].state == "failed"), None)
+                if bad is not None:
+                    st.reason = f"parent '{bad}' failed"
+                else:
+                    gone = next((p for p in t.parents if self.states[p].state == "not-run"),
+                                None)
+                    st.reason = f"parent '{gone}' did not run" if gone is not None else stop
+            kind = _NAMED.sub("", st.reason)
+            tally[kind] = tally.get(kind, 0) + 1
+            self.out.write(self.w.not_run_line(t, st.reason).encode("utf-8",
+                                                                    "backslashreplace"))
+        if tally:
+            logger.warning("%d task(s) not run: %s", sum(tally.values()),
+                           ", ".join(f"{n} {k}" for k, n in tally.items()))
 
     # -- reporting ------------------------------------------------------------------------
     def _tally(self) -> dict[str, int]:
@@ -365,6 +493,8 @@ class Scheduler:
             "executor": self.ex.name}
         if (self.stopping and self.stopping != "fail-fast") or self.signum is not None:
             s["stopped"] = self.stopping or "interrupted"
+        if self.signum is not None:
+            s["signal"] = signal.Signals(self.signum).name
         return s
 
     def exit_code(self, summary: dict[str, Any]) -> int:
@@ -384,7 +514,8 @@ class Scheduler:
             tasks.append({"id": tid, "name": t.name, "line": t.line or None,
                           "app": t.app, "cores": t.cores, "gpus": t.gpus,
                           "memory_mb": t.memory_mb, "priority": t.priority,
-                          "parents": t.parents, "state": st.state, "attempts": st.attempts})
+                          "parents": t.parents, "state": st.state,
+                          "reason": st.reason or None, "attempts": st.attempts})
         return {"fluxlite_cluster": 1, "input": os.path.abspath(self.g.path),
                 "format": self.g.format, "executor": self.ex.name,
                 "start": iso(self.start), "start_epoch": self.start,
