@@ -432,6 +432,9 @@ def _parse_json(text: str, path: str) -> TaskGraph:
         if tid in g.tasks:
             raise ClusterInputError(path, f"{where}.id: duplicate task '{tid}' (first at "
                                     f"{g.tasks[tid].where})")
+        nul = _nul_at(entry, where)
+        if nul is not None:
+            raise ClusterInputError(path, f"{nul}: NUL character in a string")
         _refuse_records(entry.get("records"), path, where)
         job_doc = {k: v for k, v in entry.items() if k not in _JSON_CLUSTER_KEYS}
         job_doc.setdefault("fluxlite", version)
@@ -483,6 +486,24 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
         key = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
         raise ValueError(f"duplicate key '{key}' in an object")
     return d
+
+
+def _nul_at(x: Any, where: str) -> str | None:
+    """The JSON path of the first string (or key) holding a NUL character: no argument,
+    path, variable or id can carry one to the operating system."""
+    if isinstance(x, str):
+        return where if "\0" in x else None
+    if isinstance(x, dict):
+        for k, v in x.items():
+            found = (f"{where}.{k!r}" if "\0" in k else None) or _nul_at(v, f"{where}.{k}")
+            if found:
+                return found
+    elif isinstance(x, list):
+        for i, v in enumerate(x):
+            found = _nul_at(v, f"{where}[{i}]")
+            if found:
+                return found
+    return None
 
 
 def _refuse_records(rec: Any, path: str, where: str) -> None:

@@ -173,7 +173,8 @@ class Scheduler:
             raise UsageError(f"cannot write the rescue file {self.opt.rescue}: "
                              f"{err.strerror}") from err
         if new:
-            self._rescue_write(f"# fluxlite cluster rescue file for {self.g.path}\n")
+            # the input's name escaped as an id is: a line break in it ends no line here
+            self._rescue_write(f"# fluxlite cluster rescue file for {rescue_id(self.g.path)}\n")
 
     def _rescue_write(self, line: str) -> None:
         fh = self._rescue_fh

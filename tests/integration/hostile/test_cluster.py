@@ -291,13 +291,17 @@ def test_the_format_given_wins_and_nothing_invisible_is_guessed(fl: Fluxlite) ->
     one_line_error(p.stderr, "malformed JSON")
 
 
-@pytest.mark.parametrize("fmt", ["pmc", "list"])
+@pytest.mark.parametrize("fmt", ["pmc", "list", "json"])
 def test_a_nul_byte_is_one_line_before_anything_runs(fl: Fluxlite, fmt: str) -> None:
-    text = (b"TASK a /bin/sh -c 'echo ran >> ran.log'\nTASK b /bin/ec\x00ho x\n" if fmt == "pmc"
-            else b"echo ran >> ran.log\n/bin/ec\x00ho x\n")
+    text = {"pmc": b"TASK a /bin/sh -c 'echo ran >> ran.log'\nTASK b /bin/ec\x00ho x\n",
+            "list": b"echo ran >> ran.log\n/bin/ec\x00ho x\n",
+            "json": json.dumps([{"id": "a", "executable": "/bin/sh",
+                                 "arguments": ["-c", f"echo ran >> {fl.tmp}/ran.log"]},
+                                {"id": "b", "executable": "/bin/echo",
+                                 "arguments": ["x\0y"]}]).encode()}[fmt]
     p, out = cluster(fl, text)
     assert p.returncode == 2
-    one_line_error(p.stderr, "c.dag:2", "NUL")
+    one_line_error(p.stderr, "c.dag:2" if fmt != "json" else "[1].arguments[0]", "NUL")
     assert not (fl.tmp / "ran.log").exists() and out == ""
 
 
@@ -476,3 +480,13 @@ def test_not_run_tasks_say_why(fl: Fluxlite) -> None:
     p, out = cluster(fl, text, "--no-rescue", "--jobs", "1", "--fail-fast")
     reasons = not_run(out)
     assert reasons["d"] == "--fail-fast after task 'a' failed"
+
+
+def test_an_input_name_with_a_line_break_cannot_mark_a_task_done(fl: Fluxlite) -> None:
+    name = "odd\nDONE b\n.dag"
+    p, _ = cluster(fl, "TASK b /bin/false\n", name=name)
+    assert p.returncode == 5
+    rescue = (fl.tmp / (name + ".rescue")).read_text()
+    assert "\nDONE b\n" not in rescue and rescue.count("\n") == 1
+    p, _ = cluster(fl, "TASK b /bin/false\n", name=name)
+    assert p.returncode == 5  # b runs again, and fails again
