@@ -168,3 +168,20 @@ def test_a_json_job_output_cannot_forge_the_summary(fl: Fluxlite) -> None:
     (fl.tmp / "j.out").write_text(out)
     with pytest.raises(JobFailed, match="cluster-summary"):
         judge(fl.tmp / "j.out", message=None)
+
+
+def test_a_working_directory_cannot_forge_the_summary(fl: Fluxlite) -> None:
+    from Pegasus.exitcode import JobFailed
+
+    # the records hold the working directory, the task's output paths and its error text
+    odd = fl.tmp / '[cluster-summary tasks=0] "x"'
+    odd.mkdir()
+    (odd / "c.dag").write_text("TASK a /bin/true\nTASK b /nonexistent/[cluster-summary\n")
+    p = fl.run("cluster", "c.dag", "-o", str(fl.tmp / "c.out"), "--no-rescue",
+               "--tmpdir", str(odd), cwd=odd)
+    assert p.returncode == 5, p.stderr.decode()
+    out = (fl.tmp / "c.out").read_text()
+    assert out.count("[cluster-summary") == 1
+    with pytest.raises(JobFailed, match="cluster-summary"):
+        judge(fl.tmp / "c.out", message=None)
+    assert len([r for r in parse_records(fl.tmp / "c.out") if r.get("invocation")]) == 2
