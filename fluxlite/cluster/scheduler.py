@@ -189,7 +189,8 @@ class Scheduler:
     def _rescue_failed(self, err: OSError) -> None:
         """The rescue file cannot take more (a full disk, /dev/full): said once; the
         cluster goes on and its summary is written. A rerun runs again what is missing."""
-        self.rescue_error = f"cannot write the rescue file {self.opt.rescue}: {err.strerror}"
+        self.rescue_error = (f"cannot write the rescue file {self.opt.rescue}: "
+                             f"{err.strerror or err}")
         logger.error("error: %s; a rerun will run again the tasks done from here on",
                      self.rescue_error)
         fh, self._rescue_fh = self._rescue_fh, None

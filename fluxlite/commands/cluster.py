@@ -86,7 +86,7 @@ def _jobs(value: str | None) -> int | None:
     return n
 
 
-# Bounds of the numeric options: (option, attribute, least, most); None: no bound that way
+# Bounds of the numeric options: (option, attribute, least, most), both inclusive
 _BOUNDS: tuple[tuple[str, str, float, float], ...] = (
     ("--tries", "tries", 1, 1_000_000),
     ("--stdio-bytes", "stdio_bytes", 0, 1 << 40),

@@ -185,3 +185,18 @@ def test_a_working_directory_cannot_forge_the_summary(fl: Fluxlite) -> None:
     with pytest.raises(JobFailed, match="cluster-summary"):
         judge(fl.tmp / "c.out", message=None)
     assert len([r for r in parse_records(fl.tmp / "c.out") if r.get("invocation")]) == 2
+
+
+def test_not_run_lines_are_passed_over_by_pegasus(fl: Fluxlite) -> None:
+    from Pegasus.exitcode import JobFailed
+
+    rc, out = _run(fl, "TASK a /bin/false\nTASK b /bin/true\nTASK c /bin/true\n"
+                       "EDGE a b\nEDGE b c\n")
+    assert rc == 5
+    assert open(out).read().count("[cluster-not-run ") == 2
+    recs = parse_records(out)
+    assert [r["exitcode"] for r in recs if r.get("invocation")] == [1]
+    assert [r["id"] for r in recs if r.get("task")] == ["a"]
+    assert [r["failed"] for r in recs if r.get("clustered")] == ["1"]
+    with pytest.raises(JobFailed, match="cluster-summary"):
+        judge(out, message=None)
