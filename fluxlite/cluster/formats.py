@@ -240,7 +240,13 @@ def _parse_pmc(text: str, path: str) -> TaskGraph:
                 raise ClusterInputError(path, f"cannot split line: {err}", n) from err
         kind = words[0]
         if kind == "TASK":
-            t = _pmc_task(words[1:], path, n)
+            if len(words) > 2 and words[2][0] != "-":
+                # no options, the common case of large DAGs: made here, without the loop
+                tid = words[1]
+                t = Task(id=tid, line=n, argv=words[2:], name=_basename(words[2]),
+                         derivation=tid)
+            else:
+                t = _pmc_task(words[1:], path, n)
             if pending is not None:
                 # the planner's transformation and job id, as in a pegasus-cluster list
                 t.number = pending[0]
@@ -521,16 +527,17 @@ def _refuse_records(rec: Any, path: str, where: str) -> None:
 
 def _link(g: TaskGraph) -> None:
     """Fill in children and refuse cycles (Kahn's algorithm; what is left is cyclic)."""
-    for t in g.tasks.values():
+    tasks = g.tasks
+    for t in tasks.values():
         for p in t.parents:
-            g.tasks[p].children.append(t.id)
-    indeg = {tid: len(t.parents) for tid, t in g.tasks.items()}
+            tasks[p].children.append(t.id)
+    indeg = {tid: len(t.parents) for tid, t in tasks.items()}
     stack = [tid for tid, d in indeg.items() if d == 0]
     seen = 0
     while stack:
         tid = stack.pop()
         seen += 1
-        for c in g.tasks[tid].children:
+        for c in tasks[tid].children:
             indeg[c] -= 1
             if indeg[c] == 0:
                 stack.append(c)

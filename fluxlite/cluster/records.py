@@ -222,9 +222,13 @@ def _exe_stat(path: str) -> dict[str, Any] | None:
 
 
 def _is_record(a: Attempt) -> bool:
+    """The task's whole stdout is one kickstart record (a kickstart wrapper's): exactly one
+    record start, so that a task cannot pass off records for tasks that never ran."""
     data = a.stdout
-    return bool(data) and not a.stdout_info[0] and data.lstrip().startswith(  # type: ignore[union-attr]
-        b"- invocation: True")
+    if not data or a.stdout_info[0]:
+        return False
+    data = data.lstrip()
+    return data.startswith(b"- invocation: True") and b"\n- invocation:" not in data
 
 
 def _guard(data: bytes | None) -> bytes | None:

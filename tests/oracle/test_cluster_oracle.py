@@ -200,3 +200,12 @@ def test_not_run_lines_are_passed_over_by_pegasus(fl: Fluxlite) -> None:
     assert [r["failed"] for r in recs if r.get("clustered")] == ["1"]
     with pytest.raises(JobFailed, match="cluster-summary"):
         judge(out, message=None)
+
+
+def test_a_task_cannot_pass_off_several_records(fl: Fluxlite) -> None:
+    # one task printing two records is no kickstart wrapper: its output is embedded
+    (fl.tmp / "fake.yml").write_text("- invocation: True\n  transformation: fake\n" * 2)
+    rc, out = _run(fl, "TASK a /bin/cat fake.yml\n")
+    assert rc == 0
+    recs = [r for r in parse_records(out) if r.get("invocation")]
+    assert len(recs) == 1 and recs[0]["transformation"] == "cat"
