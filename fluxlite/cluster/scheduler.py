@@ -32,7 +32,7 @@ from typing import IO, Any
 from fluxlite.cluster.executors import Executor
 from fluxlite.cluster.formats import TaskGraph
 from fluxlite.cluster.records import Attempt, RecordWriter, attempt_dict, summary_line
-from fluxlite.errors import FluxliteError, UsageError
+from fluxlite.errors import EXIT_INFRA, FluxliteError, UsageError
 from fluxlite.record.host import iso
 
 logger = logging.getLogger(__name__)
@@ -50,6 +50,8 @@ _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, s
 _WARNING_SIGNAL = signal.SIGUSR1
 HANDLED_SIGNALS = (*_STOP_SIGNALS, _WARNING_SIGNAL)
 _NAMED = re.compile(r" '[^']*'")  # a task named in a reason
+# stops that start nothing new but leave running tasks be (the time limit still acts)
+_SOFT_STOPS = (None, "fail-fast", "output")
 
 
 def rescue_id(tid: str) -> str:
@@ -98,7 +100,7 @@ class TaskState:
 
 class Scheduler:
     def __init__(self, graph: TaskGraph, executor: Executor, writer: RecordWriter,
-                 out: IO[bytes], options: Options) -> None:
+                 out: IO[bytes] | Output, options: Options) -> None:
         self.g = graph
         self.ex = executor
         self.w = writer
@@ -306,6 +308,9 @@ class Scheduler:
     def _launch(self) -> None:
         if self.stopping or not self.ready or self.signum is not None or self._warned:
             return
+        if getattr(self.out, "error", None) is not None:
+            self.stopping = "output"  # nothing more can be recorded: start nothing more
+            return
         skipped: list[tuple[int, int, str]] = []
         while self.ready and len(skipped) < 32:
             item = heapq.heappop(self.ready)
@@ -340,7 +345,7 @@ class Scheduler:
             now = time.monotonic()
             # short enough to notice signals and deadlines promptly
             timeout = 0.2
-            if self._term_at is not None and self.stopping in (None, "fail-fast"):
+            if self._term_at is not None and self.stopping in _SOFT_STOPS:
                 timeout = min(timeout, max(0.0, self._term_at - now))
             if self._kill_at is not None:
                 timeout = min(timeout, max(0.0, self._kill_at - now))
@@ -356,7 +361,7 @@ class Scheduler:
     def _check_stops(self, now: float) -> None:
         if self.signum is not None and self.stopping != "interrupted":
             self._stop("interrupted", f"interrupted by {signal.Signals(self.signum).name}")
-        if self.stopping in (None, "fail-fast") and (self._warned or (
+        if self.stopping in _SOFT_STOPS and (self._warned or (
                 self._term_at is not None and now >= self._term_at)):
             if self._warned:
                 logger.warning("SIGUSR1: the time limit is near")
@@ -430,6 +435,8 @@ class Scheduler:
             stop = "time limit"
         elif self.stopping == "fail-fast":
             stop = f"--fail-fast after task '{self._fail_fast_by}' failed"
+        elif self.stopping == "output":
+            stop = "the output could not be written"
         else:
             stop = "not started"
         tally: dict[str, int] = {}
@@ -451,8 +458,8 @@ class Scheduler:
             self.out.write(self.w.not_run_line(t, st.reason).encode("utf-8",
                                                                     "backslashreplace"))
         if tally:
-            logger.warning("%d task(s) not run: %s", sum(tally.values()),
-                           ", ".join(f"{n} {k}" for k, n in tally.items()))
+            logger.warning("%d task(s) not run (%s)", sum(tally.values()),
+                           ", ".join(f"{k}: {n}" for k, n in tally.items()))
 
     # -- reporting ------------------------------------------------------------------------
     def _tally(self) -> dict[str, int]:
@@ -500,6 +507,8 @@ class Scheduler:
         return s
 
     def exit_code(self, summary: dict[str, Any]) -> int:
+        if getattr(self.out, "error", None) is not None:
+            return EXIT_INFRA  # the records are lost: no task can be judged
         if summary["stat"] == "ok":
             return EXIT_OK
         if self.signum is not None:
@@ -525,11 +534,53 @@ class Scheduler:
                 "summary": summary, "tasks": tasks}
 
 
-def binary_out(path: str | None) -> IO[bytes]:
+class Output:
+    """The cluster's output stream. When it cannot take more (a full disk, ``-o
+    /dev/full``, a closed pipe) that is said once, what follows is dropped and
+    ``error`` tells the scheduler, which starts no more tasks and exits 71."""
+
+    def __init__(self, raw: IO[bytes], name: str) -> None:
+        self.raw = raw
+        self.name = name
+        self.error: str | None = None
+
+    def write(self, data: bytes) -> None:
+        if self.error is None:
+            try:
+                self.raw.write(data)
+            except OSError as err:
+                self._failed(err)
+
+    def flush(self) -> None:
+        if self.error is None:
+            try:
+                self.raw.flush()
+            except OSError as err:
+                self._failed(err)
+
+    def close(self) -> None:
+        try:
+            self.raw.close()
+        except OSError as err:
+            if self.error is None:
+                self._failed(err)
+
+    def _failed(self, err: OSError) -> None:
+        self.error = f"cannot write the output {self.name}: {err.strerror or err}"
+        logger.error("error: %s; starting no more tasks", self.error)
+        try:
+            self.raw.close()  # what is buffered cannot go anywhere either
+        except OSError:
+            pass
+
+
+def binary_out(path: str | None) -> Output:
     if path in (None, "-"):
-        return io.BufferedWriter(io.FileIO(os.dup(sys.stdout.fileno()), "wb"), 1 << 16)
+        raw: IO[bytes] = io.BufferedWriter(io.FileIO(os.dup(sys.stdout.fileno()), "wb"),
+                                           1 << 16)
+        return Output(raw, "stdout")
     try:
-        return open(path, "wb", buffering=1 << 16)  # noqa: SIM115
+        return Output(open(path, "wb", buffering=1 << 16), path)  # noqa: SIM115
     except OSError as err:
         from fluxlite.errors import UsageError
 

@@ -490,3 +490,13 @@ def test_an_input_name_with_a_line_break_cannot_mark_a_task_done(fl: Fluxlite) -
     assert "\nDONE b\n" not in rescue and rescue.count("\n") == 1
     p, _ = cluster(fl, "TASK b /bin/false\n", name=name)
     assert p.returncode == 5  # b runs again, and fails again
+
+
+def test_an_output_that_cannot_be_written_is_one_line_and_exit_71(fl: Fluxlite) -> None:
+    text = "TASK a /bin/true\nTASK b /bin/sh -c 'echo ran >> ran.log'\nEDGE a b\n"
+    (fl.tmp / "o.dag").write_text(text)
+    p = fl.run("cluster", "o.dag", "-o", "/dev/full", "--no-rescue")
+    assert p.returncode == 71
+    one_line_error(p.stderr, "cannot write the output /dev/full", "No space left")
+    assert not (fl.tmp / "ran.log").exists()  # nothing more is started
+    assert Path("/dev/full").is_char_device() and private_dirs(fl) == []
