@@ -51,6 +51,8 @@ _WARNING_SIGNAL = signal.SIGUSR1
 HANDLED_SIGNALS = (*_STOP_SIGNALS, _WARNING_SIGNAL)
 _NAMED = re.compile(r" '[^']*'")  # a task named in a reason
 # stops that start nothing new but leave running tasks be (the time limit still acts)
+_UNRUN = ("waiting", "ready", "not-run")  # states of tasks that did not run (to the end)
+NOT_RUN_LINES = 10_000  # [cluster-not-run] lines at most; then one line says how many more
 _SOFT_STOPS = (None, "fail-fast", "output")
 
 
@@ -440,23 +442,30 @@ class Scheduler:
         else:
             stop = "not started"
         tally: dict[str, int] = {}
-        for tid, t in self.g.tasks.items():  # input order: parents' reasons come first
-            st = self.states[tid]
-            if st.state not in ("waiting", "ready"):
+        lines = 0
+        states = self.states
+        for tid, t in self.g.tasks.items():
+            st = states[tid]
+            if st.state not in _UNRUN:
                 continue
             st.state = "not-run"
             if not st.reason:
-                bad = next((p for p in t.parents if self.states[p].state == "failed"), None)
+                bad = next((p for p in t.parents if states[p].state == "failed"), None)
                 if bad is not None:
                     st.reason = f"parent '{bad}' failed"
                 else:
-                    gone = next((p for p in t.parents if self.states[p].state == "not-run"),
-                                None)
+                    gone = next((p for p in t.parents if states[p].state in _UNRUN), None)
                     st.reason = f"parent '{gone}' did not run" if gone is not None else stop
             kind = _NAMED.sub("", st.reason)
             tally[kind] = tally.get(kind, 0) + 1
-            self.out.write(self.w.not_run_line(t, st.reason).encode("utf-8",
-                                                                    "backslashreplace"))
+            lines += 1
+            if lines <= NOT_RUN_LINES:
+                self.out.write(self.w.not_run_line(t, st.reason).encode("utf-8",
+                                                                        "backslashreplace"))
+        if lines > NOT_RUN_LINES:
+            # the rest is in the JSON record: a stopped cluster of a million tasks does not
+            # make a million lines
+            self.out.write(f"[cluster-not-run more={lines - NOT_RUN_LINES}]\n".encode())
         if tally:
             logger.warning("%d task(s) not run (%s)", sum(tally.values()),
                            ", ".join(f"{k}: {n}" for k, n in tally.items()))

@@ -45,8 +45,8 @@ def task_lines(out: str) -> list[dict[str, str]]:
 
 def not_run(out: str) -> dict[str, str]:
     # Pegasus's parsers pass over these lines; read them as task lines are read
-    return {f.get("task", f["id"]): f["reason"] for f in
-            (fields(f"[cluster-task {m}]") for m in NOT_RUN.findall(out))}
+    found = (fields(f"[cluster-task {m}]") for m in NOT_RUN.findall(out))
+    return {f.get("task", f["id"]): f["reason"] for f in found if "reason" in f}
 
 
 def one_line_error(err: bytes, *words: str) -> str:
@@ -442,13 +442,12 @@ def test_a_term_during_startup_is_not_lost(fl: Fluxlite) -> None:
         # -15: the TERM came before fluxlite had a handler (while Python starts)
         assert proc.returncode in (-signal.SIGTERM, 128 + signal.SIGTERM), err.decode()[-500:]
         ran = (fl.tmp / "ran.log").read_text().split() if (fl.tmp / "ran.log").exists() else []
-        assert len(ran) < 1000, len(ran)
+        assert len(ran) < n // 10, len(ran)  # stopped, not run to the end
         assert "Traceback" not in err.decode()
 
 
-def test_a_signal_in_the_handover_to_the_scheduler_is_acted_on(tmp_path: Path) -> None:
-    # the window between the command's handlers and the scheduler's: a TERM that came
-    # there is handed over, and the scheduler starts nothing
+def _stopped_at_once(tmp_path: Path, text: str) -> tuple[object, dict[str, object], str]:
+    """Run a scheduler on a real local executor with a TERM handed over at its start."""
     import io
 
     from fluxlite.cluster.executors import LocalExecutor, TaskFiles
@@ -456,18 +455,34 @@ def test_a_signal_in_the_handover_to_the_scheduler_is_acted_on(tmp_path: Path) -
     from fluxlite.cluster.records import RecordWriter
     from fluxlite.cluster.scheduler import Options, Scheduler
 
-    g = parse(f"TASK a /bin/sh -c 'echo ran >> {tmp_path}/ran.log'\n", "h.dag")
     ex = LocalExecutor(TaskFiles(str(tmp_path), 1024), jobs=1)
     out = io.BytesIO()
-    sched = Scheduler(g, ex, RecordWriter(), out, Options())
+    sched = Scheduler(parse(text, "h.dag"), ex, RecordWriter(), out, Options())
     try:
         result = sched.run(pending=lambda: [signal.SIGTERM])
     finally:
         ex.close()
+    return sched, result, out.getvalue().decode()
+
+
+def test_a_signal_in_the_handover_to_the_scheduler_is_acted_on(tmp_path: Path) -> None:
+    # the window between the command's handlers and the scheduler's: a TERM that came
+    # there is handed over, and the scheduler starts nothing
+    sched, result, out = _stopped_at_once(
+        tmp_path, f"TASK a /bin/sh -c 'echo ran >> {tmp_path}/ran.log'\n")
     assert result["stopped"] == "interrupted" and result["signal"] == "SIGTERM"
-    assert sched.exit_code(result) == 128 + signal.SIGTERM
+    assert sched.exit_code(result) == 128 + signal.SIGTERM  # type: ignore[attr-defined]
     assert not (tmp_path / "ran.log").exists()
-    assert not_run(out.getvalue().decode()) == {"a": "interrupted by SIGTERM"}
+    assert not_run(out) == {"a": "interrupted by SIGTERM"}
+
+
+def test_not_run_lines_are_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from fluxlite.cluster import scheduler
+
+    monkeypatch.setattr(scheduler, "NOT_RUN_LINES", 2)
+    _, _, out = _stopped_at_once(tmp_path, "".join(f"TASK t{i} /bin/true\n" for i in range(5)))
+    assert list(not_run(out)) == ["t0", "t1"]
+    assert "[cluster-not-run more=3]\n" in out
 
 
 def test_not_run_tasks_say_why(fl: Fluxlite) -> None:
@@ -500,3 +515,10 @@ def test_an_output_that_cannot_be_written_is_one_line_and_exit_71(fl: Fluxlite) 
     one_line_error(p.stderr, "cannot write the output /dev/full", "No space left")
     assert not (fl.tmp / "ran.log").exists()  # nothing more is started
     assert Path("/dev/full").is_char_device() and private_dirs(fl) == []
+
+
+def test_not_run_reasons_follow_edges_whatever_the_order_of_the_lines(fl: Fluxlite) -> None:
+    text = "TASK c /bin/true\nTASK b /bin/true\nTASK a /bin/false\nEDGE a b\nEDGE b c\n"
+    p, out = cluster(fl, text, "--no-rescue")
+    assert p.returncode == 5
+    assert not_run(out) == {"b": "parent 'a' failed", "c": "parent 'b' did not run"}
