@@ -57,10 +57,18 @@ class ClusterInputError(UsageError):
 
     def __init__(self, path: str, problem: str, line: int | None = None) -> None:
         where = f"{path}:{line}" if line else path
-        super().__init__(f"{where}: {problem}")
+        super().__init__(one_line(f"{where}: {problem}"))
         self.path = path
         self.line = line
         self.problem = problem
+
+
+def one_line(text: str) -> str:
+    """``text`` with every character that is not printable (line breaks, U+2028, NUL...)
+    written as its escape: an id or a file name cannot split a message in two."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
 
 
 @dataclass(slots=True)

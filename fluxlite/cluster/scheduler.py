@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 
 from fluxlite.cluster.executors import Executor
-from fluxlite.cluster.formats import TaskGraph
+from fluxlite.cluster.formats import TaskGraph, one_line
 from fluxlite.cluster.records import Attempt, RecordWriter, attempt_dict, summary_line
 from fluxlite.errors import EXIT_INFRA, FluxliteError, UsageError
 from fluxlite.record.host import iso
@@ -343,7 +343,8 @@ class Scheduler:
                 # nothing runs and nothing could start: the input check should have caught
                 # it; refuse to spin
                 tid = self.ready[0][2]
-                raise FluxliteError(f"task '{tid}' can never start on {self.ex.where}")
+                raise FluxliteError(f"task '{one_line(tid)}' can never start on "
+                                    f"{self.ex.where}")
             now = time.monotonic()
             # short enough to notice signals and deadlines promptly
             timeout = 0.2
@@ -410,17 +411,17 @@ class Scheduler:
             # stopped by fluxlite, not failed, whatever it exited with: a rerun runs it
             st.state = "waiting"
             st.reason = f"stopped ({a.stopped})"
-            logger.info("task %s stopped (%s)", t.id, a.stopped)
+            logger.info("task %s stopped (%s)", one_line(t.id), a.stopped)
             return
         if st.tries < tries and not self.stopping:
             self.counts["retries"] += 1
-            logger.info("task %s failed (exit %d), try %d of %d", t.id, a.code, st.tries + 1,
-                        tries)
+            logger.info("task %s failed (exit %d), try %d of %d", one_line(t.id), a.code,
+                        st.tries + 1, tries)
             self._make_ready(t.id)
             return
         st.state = "failed"
         self.counts["failed"] += 1
-        logger.warning("task %s failed (exit %d%s) after %d tr%s", t.id, a.code,
+        logger.warning("task %s failed (exit %d%s) after %d tr%s", one_line(t.id), a.code,
                        f": {a.failure}" if a.failure else "", st.tries,
                        "y" if st.tries == 1 else "ies")
         if self.opt.fail_fast and not self.stopping:

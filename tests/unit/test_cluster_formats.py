@@ -163,3 +163,11 @@ def test_cluster_line_values_cannot_make_keys_or_lines() -> None:
     assert v.count('"') == 2 and "=" not in v and "]" not in v and "[" not in v
     assert "- invocation:" not in v and "<invocation" not in v and "\r" not in v
     assert "%25" in v  # '%' itself is escaped: the encoding reads back
+
+
+def test_input_errors_are_one_line_whatever_the_ids_and_names() -> None:
+    doc = '[{"id": "a\\nb\\u2028", "executable": "/bin/true"}, {"id": "a\\nb\\u2028"}]'
+    with pytest.raises(ClusterInputError) as err:
+        parse(doc, "in\nput.json")
+    text = str(err.value)
+    assert text.isprintable() and "a\\nb\\u2028" in text and "in\\nput.json" in text
