@@ -118,6 +118,17 @@ def check_numbers(args: argparse.Namespace) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    # From the start: a signal while a large input is read ends the command in one line
+    # (exit 128+N, nothing ran), and one that comes later is never dropped
+    sigs = _Signals()
+    sigs.install()
+    try:
+        return _main(args, sigs)
+    finally:
+        sigs.restore()
+
+
+def _main(args: argparse.Namespace, sigs: _Signals) -> int:
     from fluxlite.cluster import formats
     from fluxlite.errors import UsageError
 
@@ -167,8 +178,6 @@ def main(args: argparse.Namespace) -> int:
     from fluxlite.cluster.records import RecordWriter
     from fluxlite.cluster.scheduler import Options, Scheduler, binary_out
 
-    sigs = _Signals()
-    sigs.install()
     base = args.tmpdir or (os.getcwd() if kind == "flux" else None)
     tmpdir = tempfile.mkdtemp(prefix=".fluxlite-cluster.", dir=base)
     files = TaskFiles(tmpdir, args.stdio_bytes)
@@ -223,9 +232,8 @@ def main(args: argparse.Namespace) -> int:
                 executor.close()
             if nested is not None:
                 nested.stop()
-            shutil.rmtree(tmpdir, ignore_errors=True)
         finally:
-            sigs.restore()
+            shutil.rmtree(tmpdir, ignore_errors=True)
 
 
 class _Signals:
@@ -262,9 +270,12 @@ class _Signals:
             self.received.append(signum)
             return
         if signum == signal.SIGUSR1:
-            # the warning that the time limit is near: the scheduler's own deadline and
-            # the TERM that follows it act on the cluster; nothing to end here
-            logger.warning("SIGUSR1 during the cluster's %s", self.phase)
+            # the warning that the time limit is near: nothing to end here; one that
+            # comes before the cluster runs is handed to the scheduler, which stops at once
+            if self.phase == "startup":
+                self.received.append(signum)
+            else:
+                logger.warning("SIGUSR1 during the cluster's %s", self.phase)
             return
         if self.phase != "startup":
             logger.warning("%s during the cluster's shutdown: finishing it first",
