@@ -450,8 +450,9 @@ def test_a_term_during_startup_is_not_lost(fl: Fluxlite) -> None:
         assert "Traceback" not in err.decode()
 
 
-def _stopped_at_once(tmp_path: Path, text: str) -> tuple[object, dict[str, object], str]:
-    """Run a scheduler on a real local executor with a TERM handed over at its start."""
+def _stopped_at_once(tmp_path: Path, text: str, sig: int = signal.SIGTERM
+                     ) -> tuple[object, dict[str, object], str]:
+    """Run a scheduler on a real local executor with a signal handed over at its start."""
     import io
 
     from fluxlite.cluster.executors import LocalExecutor, TaskFiles
@@ -463,7 +464,7 @@ def _stopped_at_once(tmp_path: Path, text: str) -> tuple[object, dict[str, objec
     out = io.BytesIO()
     sched = Scheduler(parse(text, "h.dag"), ex, RecordWriter(), out, Options())
     try:
-        result = sched.run(pending=lambda: [signal.SIGTERM])
+        result = sched.run(pending=lambda: [sig])
     finally:
         ex.close()
     return sched, result, out.getvalue().decode()
@@ -478,6 +479,13 @@ def test_a_signal_in_the_handover_to_the_scheduler_is_acted_on(tmp_path: Path) -
     assert sched.exit_code(result) == 128 + signal.SIGTERM  # type: ignore[attr-defined]
     assert not (tmp_path / "ran.log").exists()
     assert not_run(out) == {"a": "interrupted by SIGTERM"}
+
+
+def test_a_usr1_in_the_handover_stops_as_the_time_limit(tmp_path: Path) -> None:
+    sched, result, out = _stopped_at_once(tmp_path, "TASK a /bin/true\n", signal.SIGUSR1)
+    assert result["stopped"] == "time limit" and "signal" not in result
+    assert sched.exit_code(result) == 14  # type: ignore[attr-defined]
+    assert not_run(out) == {"a": "time limit"}
 
 
 def test_not_run_lines_are_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
