@@ -273,16 +273,17 @@ def _parse_pmc(text: str, path: str) -> TaskGraph:
         else:
             raise ClusterInputError(path, f"expected TASK or EDGE, not '{kind}'", n)
     g.lines = n
-    seen: set[tuple[str, str]] = set()  # a repeated EDGE counts once (linear, not O(N^2))
     for parent, child, n in edges:
-        for tid in (parent, child):
-            if tid not in tasks:
-                raise ClusterInputError(path, f"EDGE names unknown task '{tid}'", n)
+        if parent not in tasks:
+            raise ClusterInputError(path, f"EDGE names unknown task '{parent}'", n)
+        if child not in tasks:
+            raise ClusterInputError(path, f"EDGE names unknown task '{child}'", n)
         if parent == child:
             raise ClusterInputError(path, f"dependency cycle: {parent} -> {parent}", n)
-        if (parent, child) not in seen:
-            seen.add((parent, child))
-            tasks[child].parents.append(parent)
+        tasks[child].parents.append(parent)
+    for t in tasks.values():
+        if len(t.parents) > 1:  # a repeated EDGE counts once (linear, not O(N^2))
+            t.parents = list(dict.fromkeys(t.parents))
     return g
 
 
