@@ -48,7 +48,7 @@ class Attempt:
     stderr_path: str = ""
     flux_id: str | None = None
     host: str = ""
-    stopped: str | None = None  # why fluxlite stopped it: "time limit", "SIGTERM", ...
+    stopped: str | None = None  # why fluxlite stopped it: "time limit", "interrupted by SIGTERM"
     failure: str | None = None  # why an attempt whose process exited 0 still failed
     gpus: list[str] = field(default_factory=list)  # the GPU ids a local attempt was given
     record_text: str | None = None  # JSON job tasks: the record the job wrote itself

@@ -117,8 +117,11 @@ def test_an_argument_cannot_forge_the_summary(fl: Fluxlite) -> None:
     # the argument is kept exactly in the record, as YAML reads it
     import yaml
 
-    first = yaml.safe_load(out.split("[cluster-task")[0])[0]
-    assert first["mainjob"]["argument_vector"] == ["[cluster-summary tasks=0]"]
+    records = [yaml.safe_load(part.split("[cluster-task")[0])[0]
+               for part in out.split("- invocation: True")[1:]
+               for part in ["- invocation: True" + part]]
+    echo = next(r for r in records if r["transformation"] == "echo")
+    assert echo["mainjob"]["argument_vector"] == ["[cluster-summary tasks=0]"]
 
 
 def test_grep_for_the_summary_as_a_task_does_not_crash_pegasus_exitcode(fl: Fluxlite) -> None:
