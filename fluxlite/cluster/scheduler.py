@@ -33,6 +33,7 @@ from fluxlite.cluster.executors import Executor
 from fluxlite.cluster.formats import TaskGraph, one_line
 from fluxlite.cluster.records import Attempt, RecordWriter, attempt_dict, summary_line
 from fluxlite.errors import EXIT_INFRA, FluxliteError, UsageError
+from fluxlite.execute.task import signal_name
 from fluxlite.record.host import iso
 
 logger = logging.getLogger(__name__)
@@ -421,9 +422,10 @@ class Scheduler:
             return
         st.state = "failed"
         self.counts["failed"] += 1
-        logger.warning("task %s failed (exit %d%s) after %d tr%s", one_line(t.id), a.code,
-                       f": {a.failure}" if a.failure else "", st.tries,
-                       "y" if st.tries == 1 else "ies")
+        cause = a.failure or a.status.error or _last_line(a.stderr)
+        logger.warning("task %s failed (%s) after %d tr%s%s", one_line(t.id), _describe(a),
+                       st.tries, "y" if st.tries == 1 else "ies",
+                       f": {one_line(cause)}" if cause else "")
         if self.opt.fail_fast and not self.stopping:
             self.stopping = "fail-fast"
             self._fail_fast_by = t.id
@@ -582,6 +584,22 @@ class Output:
             self.raw.close()  # what is buffered cannot go anywhere either
         except OSError:
             pass
+
+
+def _describe(a: Attempt) -> str:
+    sig = a.status.signal
+    return f"killed by {signal_name(sig)}" if sig is not None else f"exit {a.code}"
+
+
+def _last_line(data: bytes | None, most: int = 200) -> str:
+    """The last line a task wrote to stderr, for the one line that says why it failed."""
+    if not data:
+        return ""
+    lines = [ln for ln in data.split(b"\n") if ln.strip()]
+    if not lines:
+        return ""
+    text = lines[-1].decode("utf-8", "replace").strip()
+    return text if len(text) <= most else text[:most] + "..."
 
 
 def binary_out(path: str | None) -> Output:

@@ -534,3 +534,14 @@ def test_not_run_reasons_follow_edges_whatever_the_order_of_the_lines(fl: Fluxli
     p, out = cluster(fl, text, "--no-rescue")
     assert p.returncode == 5
     assert not_run(out) == {"b": "parent 'a' failed", "c": "parent 'b' did not run"}
+
+
+def test_a_failed_task_is_told_in_one_line_with_its_cause(fl: Fluxlite) -> None:
+    text = ('TASK a /bin/sh -c "echo noise >&2; echo the real cause >&2; exit 3"\n'
+            'TASK b /bin/sh -c "kill -KILL \\$\\$"\nTASK c /nonexistent/x\n')
+    p, _ = cluster(fl, text.replace("\\$\\$", "$$"), "--no-rescue")
+    assert p.returncode == 5
+    err = p.stderr.decode()
+    assert "task a failed (exit 3) after 1 try: the real cause" in err
+    assert "task b failed (killed by SIGKILL) after 1 try" in err
+    assert "task c failed (exit 127) after 1 try: cannot execute /nonexistent/x" in err
