@@ -320,6 +320,8 @@ def _write_json(path: str, doc: dict[str, Any]) -> None:
 
 
 def _describe(graph: Any) -> None:
+    from fluxlite.cluster.formats import one_line
+
     w = sys.stdout.write
     w(f"{graph.path}: {graph.format}, {len(graph)} tasks\n")
     for t in graph.tasks.values():
@@ -337,4 +339,5 @@ def _describe(graph: Any) -> None:
         if t.parents:
             extra.append("after=" + ",".join(t.parents))
         cmd = t.command if t.command is not None else " ".join([t.app, *t.args])
-        w(f"  {t.id}: {cmd}" + (f"  [{' '.join(extra)}]" if extra else "") + "\n")
+        line = f"  {t.id}: {cmd}" + (f"  [{' '.join(extra)}]" if extra else "")
+        w(one_line(line) + "\n")  # one line a task, whatever its id or command holds
