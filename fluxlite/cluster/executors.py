@@ -180,7 +180,9 @@ def _unlink(path: str) -> None:
 def forward_files(a: Attempt, env_paths: dict[str, str]) -> None:
     """PMC -F SRC=DEST (and, for Flux jobs, -f VAR=FILE done through files): append what an
     attempt that succeeded left in SRC to DEST, whole, in order of completion. As PMC, a
-    failed attempt's data is dropped (it may be partial) and SRC is removed either way."""
+    failed attempt's data is dropped (it may be partial) and SRC is removed either way. A
+    forwarding that fails (SRC a directory, DEST full, read-only, a directory) fails the
+    attempt, and DEST is left as it was."""
     t = a.task
     pairs = [(env_paths[var], dest) for var, dest in t.pipe_forward if var in env_paths]
     pairs += list(t.file_forward)
@@ -189,28 +191,50 @@ def forward_files(a: Attempt, env_paths: dict[str, str]) -> None:
             try:
                 with open(src, "rb") as fin:
                     data = fin.read()
-                append_whole(dest, data)
             except FileNotFoundError:
-                pass  # the task had nothing to forward (PMC skips a missing SRC too)
+                data = b""  # the task had nothing to forward (PMC skips a missing SRC too)
             except OSError as err:
-                logger.warning("task %s: cannot forward %s to %s: %s", t.id, src, dest, err)
+                a.failure = f"cannot forward {src}: {err.strerror}"
                 continue  # left in place: the data is not lost
+            try:
+                append_whole(dest, [data])
+            except OSError as err:
+                a.failure = f"cannot forward {src} to {dest}: {err.strerror}"
+                continue
         _unlink(src)
 
 
-def append_whole(dest: str, data: bytes | bytearray | memoryview) -> None:
-    """Append ``data`` to ``dest`` with O_APPEND, one write per chunk, so that what several
-    tasks forward to the same file lands block by block, never interleaved mid-block."""
-    if not data:
-        return
-    fd = os.open(dest, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o666)
+def append_whole(dest: str, chunks: Any) -> None:
+    """Append the ``chunks`` (bytes-like) to ``dest`` with O_APPEND, one write per chunk of
+    at most ``_FWD_CHUNK`` bytes, so that what several tasks forward to the same file lands
+    block by block, never interleaved mid-block. When a write fails (a full disk) the file
+    is cut back to where this block began: it never keeps part of one."""
+    fd = -1
+    start = 0
     try:
-        view = memoryview(data)
-        while view:
-            n = os.write(fd, view[:_FWD_CHUNK])  # a regular file takes it whole, or ENOSPC
-            view = view[n:]
+        for data in chunks:
+            if not data:
+                continue
+            if fd < 0:
+                # O_NONBLOCK: a FIFO without a reader is an error, not a hang
+                fd = os.open(dest, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+                             | os.O_NONBLOCK, 0o666)
+                os.set_blocking(fd, True)
+                start = os.fstat(fd).st_size
+            view = memoryview(data)
+            while view:
+                n = os.write(fd, view[:_FWD_CHUNK])  # a regular file takes it, or ENOSPC
+                view = view[n:]
+    except OSError:
+        if fd >= 0:
+            try:
+                os.ftruncate(fd, start)
+            except OSError:
+                pass  # not a regular file: nothing to cut back
+        raise
     finally:
-        os.close(fd)
+        if fd >= 0:
+            os.close(fd)
 
 
 class PipeForward:
@@ -253,12 +277,15 @@ class PipeForward:
         self.buf.clear()
 
     def deliver(self) -> None:
-        """Append everything the task wrote to FILE."""
+        """Append everything the task wrote to FILE, as one block."""
+        append_whole(self.dest, self._chunks())
+
+    def _chunks(self) -> Any:
         if self.spool >= 0:
             os.lseek(self.spool, 0, os.SEEK_SET)
             while chunk := os.read(self.spool, _FWD_CHUNK):
-                append_whole(self.dest, chunk)
-        append_whole(self.dest, self.buf)
+                yield chunk
+        yield self.buf
 
     def close_write(self) -> None:
         if self.wfd >= 0:
@@ -283,14 +310,16 @@ class LocalExecutor(Executor):
     def __init__(self, files: TaskFiles, jobs: int | None = None, memory_mb: int | None = None,
                  gpus: int = 0, env: dict[str, str] | None = None) -> None:
         self.files = files
-        self.cores = jobs or _usable_cores()
-        self.gpus = gpus
-        self.memory_mb = memory_mb if memory_mb is not None else _total_memory_mb()
+        self.cores, self.gpus, self.memory_mb = local_capacity(jobs, memory_mb, gpus)
         self.where = "the local executor"
         self.free_cores = self.cores
         self.free_gpus = gpus
         self.free_mem = self.memory_mb
         self.env = dict(os.environ if env is None else env)
+        # which GPUs a task gets, as Flux's job shell tells it (CUDA_VISIBLE_DEVICES and
+        # ROCR_VISIBLE_DEVICES): the ones this process was given, else 0..N-1
+        self.gpu_ids = gpu_ids(gpus, self.env)
+        self.free_gpu_ids = list(self.gpu_ids)
         self.sel = selectors.DefaultSelector()
         self.procs: dict[int, Attempt] = {}
         self._pidfd = hasattr(os, "pidfd_open")
@@ -330,6 +359,11 @@ class LocalExecutor(Executor):
         base = self.files.base(a)
         a.stdout_path, a.stderr_path = base + ".out", base + ".err"
         extra, _ = task_env(a, base, "local", forward_files=False)
+        if self.gpu_ids:
+            a.gpus = self.free_gpu_ids[: t.gpus]
+            visible = ",".join(a.gpus) if a.gpus else "-1"  # none asked for: none visible
+            extra.update(CUDA_VISIBLE_DEVICES=visible, ROCR_VISIBLE_DEVICES=visible,
+                         CUDA_DEVICE_ORDER="PCI_BUS_ID")
         fo = os.open(a.stdout_path, _OUT_FLAGS, 0o600)
         fe = os.open(a.stderr_path, _OUT_FLAGS, 0o600)
         pipes: list[PipeForward] = []
@@ -342,15 +376,8 @@ class LocalExecutor(Executor):
             for var, dest in dict(t.pipe_forward).items():
                 pipes.append(PipeForward(var, dest, f"{base}.fwd.{len(pipes)}"))
         except OSError as err:
-            for pf in pipes:
-                pf.close()
-            os.close(fo)
-            os.close(fe)
-            _unlink(a.stdout_path)
-            _unlink(a.stderr_path)
-            a.status = ExitStatus.failed_to_start(f"cannot make a forwarding pipe: "
-                                                  f"{err.strerror or err}")
-            return a
+            return _abandon(a, fo, fe, pipes, f"cannot make a forwarding pipe: "
+                            f"{err.strerror or err}")
         # The write ends stay close-on-exec here, so that no other task inherits one (it
         # would keep that pipe from ending); the task gets a copy at a low number (3, 4...:
         # /bin/sh's '>&N' takes one digit), never one of the write ends themselves, so that
@@ -368,15 +395,9 @@ class LocalExecutor(Executor):
             pid = os.posix_spawn(exe, a.argv, env, file_actions=actions,
                                  setpgroup=0, setsigdef=_SIGDEF, setsigmask=())
         except OSError as err:
-            os.close(fo)
-            os.close(fe)
-            for pf in pipes:
-                pf.close()
-            _unlink(a.stdout_path)
-            _unlink(a.stderr_path)
-            a.status = ExitStatus.failed_to_start(
-                f"cannot execute {exe}: {err.strerror or err}")
-            return a
+            return _abandon(a, fo, fe, pipes, f"cannot execute {exe}: {err.strerror or err}")
+        except ValueError as err:  # a NUL in an argument or the environment
+            return _abandon(a, fo, fe, pipes, f"cannot execute {exe}: {err}")
         for pf in pipes:
             # only the task may hold the write end: the pipe ends when the task's side does
             pf.close_write()
@@ -394,6 +415,7 @@ class LocalExecutor(Executor):
         self.procs[pid] = a
         self.free_cores -= t.cores
         self.free_gpus -= t.gpus
+        del self.free_gpu_ids[: len(a.gpus)]
         self.free_mem -= t.memory_mb
         return None
 
@@ -475,21 +497,15 @@ class LocalExecutor(Executor):
         for pf in pipes:
             # the task is gone and its group killed: take what is in the pipe and close the
             # read end (a leftover outside the group that still writes gets SIGPIPE)
-            if pf.fd >= 0:
-                self.sel.unregister(pf.fd)
-                try:
+            try:
+                if pf.fd >= 0:
+                    self.sel.unregister(pf.fd)
                     pf.drain()
-                    if a.ok:  # as PMC: a failed attempt's data is dropped
-                        pf.deliver()
-                except OSError as err:
-                    logger.warning("task %s: cannot forward $%s to %s: %s", a.task.id, pf.var,
-                                   pf.dest, err)
-            elif a.ok:
-                try:
+                if a.ok:  # as PMC: a failed attempt's data is dropped
                     pf.deliver()
-                except OSError as err:
-                    logger.warning("task %s: cannot forward $%s to %s: %s", a.task.id, pf.var,
-                                   pf.dest, err)
+            except OSError as err:
+                # the attempt fails: its data did not reach FILE (which keeps no part of it)
+                a.failure = f"cannot forward ${pf.var} to {pf.dest}: {err.strerror or err}"
             pf.close()
         if a.task.file_forward:
             forward_files(a, {})
@@ -498,12 +514,16 @@ class LocalExecutor(Executor):
         t = a.task
         self.free_cores += t.cores
         self.free_gpus += t.gpus
+        self.free_gpu_ids += a.gpus
         self.free_mem += t.memory_mb
         return a
 
     def signal_all(self, signum: int, reason: str) -> None:
         for pid, a in self.procs.items():
-            a.stopped = a.stopped or reason
+            if a.stopped is None:
+                if _exited(pid):
+                    continue  # it ended on its own before the signal: its status stands
+                a.stopped = reason
             try:
                 os.killpg(pid, signum)
             except (ProcessLookupError, PermissionError):
@@ -516,6 +536,30 @@ class LocalExecutor(Executor):
         self.sel.close()
         if self._subreaper:
             _kill_orphans()
+
+
+def _abandon(a: Attempt, fo: int, fe: int, pipes: list[PipeForward], error: str) -> Attempt:
+    """An attempt that could not be started: its files and pipes go, its status says why."""
+    for pf in pipes:
+        pf.close()
+    os.close(fo)
+    os.close(fe)
+    _unlink(a.stdout_path)
+    _unlink(a.stderr_path)
+    a.status = ExitStatus.failed_to_start(error)
+    return a
+
+
+def gpu_ids(count: int, env: dict[str, str]) -> list[str]:
+    """The ids of the GPUs a local executor of ``count`` GPUs hands out: the first of those
+    CUDA_VISIBLE_DEVICES (or ROCR_VISIBLE_DEVICES) gives this process, else 0..count-1."""
+    if count <= 0:
+        return []
+    for var in ("CUDA_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES"):
+        given = [g.strip() for g in env.get(var, "").split(",") if g.strip()]
+        if len(given) >= count and "-1" not in given:
+            return given[:count]
+    return [str(i) for i in range(count)]
 
 
 def _kill_orphans() -> None:
@@ -577,6 +621,13 @@ def _exited(pid: int) -> bool:
     except ChildProcessError:
         return True
     return info is not None
+
+
+def local_capacity(jobs: int | None, memory_mb: int | None,
+                   gpus: int) -> tuple[int, int, int]:
+    """Cores (slots), GPUs and memory (MB, 0: not accounted) of a local executor."""
+    return (jobs or _usable_cores(), gpus,
+            memory_mb if memory_mb is not None else _total_memory_mb())
 
 
 def _usable_cores() -> int:

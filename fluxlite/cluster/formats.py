@@ -8,6 +8,8 @@ because of a typo on its last line wastes the whole allocation.
 
 from __future__ import annotations
 
+import functools
+import gc
 import json
 import logging
 import math
@@ -25,7 +27,7 @@ logger = logging.getLogger(__name__)
 FORMATS = ("pmc", "list", "json")
 # Characters with no special meaning to /bin/sh: a line made only of these means the same
 # split by shlex as run by the shell, so it is exec'd directly (one fork less per task).
-_SHELL_PLAIN = re.compile(r"[A-Za-z0-9_./:,+@%=\-\s]*")
+_SHELL_PLAIN = re.compile(r"[A-Za-z0-9_./:,+@%=\- \t]*")
 # ...unless its first word means something to the shell itself: a leading NAME=value is an
 # assignment, and builtins and keywords have no program on PATH to exec ('exit 0', 'cd d').
 _SHELL_ASSIGN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=")
@@ -39,6 +41,15 @@ _SHELL_WORDS = frozenset((
 # '{ cmd; }' are shell lines of a pegasus-cluster list
 _JSON_START = re.compile(r'\s*(\[\s*[\[{\]"]|\{\s*["}])')
 _JSON_CLUSTER_KEYS = {"after", "tries", "priority"}
+# Only these end or separate words, as for /bin/sh and PMC: never form feeds, U+0085 or
+# U+2028, which str.split() and str.splitlines() would take for breaks
+_BLANKS = " \t"
+_BLANK_RUN = re.compile(r"[ \t]+")
+# A TASK line without quotes or backslashes splits like str.split on blanks (shlex is slow)
+_NEEDS_SHLEX = re.compile(r"['\"\\\r]")
+# Bounds of the numbers a task may ask for (as PMC: integers; -m and -c may be decimal)
+LIMITS = {"cores": 1 << 20, "gpus": 1 << 20, "memory_mb": 1 << 40, "tries": 1_000_000,
+          "priority": (1 << 31) - 1}
 
 
 class ClusterInputError(UsageError):
@@ -46,10 +57,18 @@ class ClusterInputError(UsageError):
 
     def __init__(self, path: str, problem: str, line: int | None = None) -> None:
         where = f"{path}:{line}" if line else path
-        super().__init__(f"{where}: {problem}")
+        super().__init__(one_line(f"{where}: {problem}"))
         self.path = path
         self.line = line
         self.problem = problem
+
+
+def one_line(text: str) -> str:
+    """``text`` with every character that is not printable (line breaks, U+2028, NUL...)
+    written as its escape: an id or a file name cannot split a message in two."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
 
 
 @dataclass(slots=True)
@@ -73,7 +92,7 @@ class Task:
     file_forward: list[tuple[str, str]] = field(default_factory=list)  # PMC -F SRC=DEST
     job: JobSpec | None = None  # JSON job lists: a whole fluxlite job
     job_doc: dict[str, Any] | None = None
-    where: str = ""  # "line 3" or "tasks[2]", for messages
+    where: str = ""  # JSON job lists: "tasks[2]", for messages (others have their line)
 
     @property
     def app(self) -> str:
@@ -123,15 +142,32 @@ def _error(path: str, t: Task, problem: str) -> ClusterInputError:
     return ClusterInputError(path, f"{t.where}: {problem}" if t.where else problem)
 
 
-def detect(text: str) -> str:
-    """'json', 'pmc' or 'list', from the first meaningful characters of the input."""
+def lines(text: str) -> list[str]:
+    """The lines of an input: only ``\n`` ends one (a ``\r`` before it is dropped), as in
+    PMC; form feeds, U+0085 and U+2028 are characters of the line."""
+    out = text.split("\n")
+    if out and out[-1] == "":
+        out.pop()
+    return out
+
+
+def _strip(raw: str) -> str:
+    return raw.strip(" \t\r")
+
+
+def detect(text: str, path: str = "<input>") -> str:
+    """'json', 'pmc' or 'list', from the first meaningful characters of the input. A line
+    that begins with a character nobody can see is not guessed to be a shell command."""
     if _JSON_START.match(text):
         return "json"
-    for raw in text.splitlines():
-        s = raw.strip()
+    for n, raw in enumerate(lines(text), 1):
+        s = _strip(raw)
         if not s or s.startswith("#"):
             continue
-        word = s.split(None, 1)[0]
+        if not s[0].isprintable():
+            raise ClusterInputError(path, f"cannot tell the format: the line starts with "
+                                    f"U+{ord(s[0]):04X}; give --format", n)
+        word = _BLANK_RUN.split(s, 1)[0]
         return "pmc" if word in ("TASK", "EDGE") else "list"
     return "list"
 
@@ -151,16 +187,25 @@ def load(path: str, fmt: str | None = None) -> TaskGraph:
 
 
 def parse(text: str, path: str = "<input>", fmt: str | None = None) -> TaskGraph:
-    fmt = fmt or detect(text)
-    if fmt == "pmc":
-        g = _parse_pmc(text, path)
-    elif fmt == "list":
-        g = _parse_list(text, path)
-    elif fmt == "json":
-        g = _parse_json(text, path)
-    else:
+    # a UTF-8 byte-order mark is no part of the content, whatever the format
+    text = text.removeprefix("\ufeff")
+    nul = text.find("\0")
+    if nul >= 0:
+        raise ClusterInputError(path, "NUL byte in the input", text.count("\n", 0, nul) + 1)
+    fmt = fmt or detect(text, path)
+    parser = {"pmc": _parse_pmc, "list": _parse_list, "json": _parse_json}.get(fmt)
+    if parser is None:
         raise UsageError(f"unknown cluster format '{fmt}' (formats: {', '.join(FORMATS)})")
-    _link(g)
+    # A million tasks are millions of objects that all live on: the cyclic collector would
+    # scan them again and again while they are made, for nothing
+    collect = gc.isenabled()
+    gc.disable()
+    try:
+        g = parser(text, path)
+        _link(g)
+    finally:
+        if collect:
+            gc.enable()
     return g
 
 
@@ -183,53 +228,69 @@ def _parse_pmc(text: str, path: str) -> TaskGraph:
     g = TaskGraph(path, "pmc")
     edges: list[tuple[str, str, int]] = []
     pending: tuple[str, str, str] | None = None  # from '#@ N TR ID': names the next TASK
-    for n, raw in enumerate(text.splitlines(), 1):
-        g.lines = n
-        s = raw.strip()
-        if s.startswith("#@"):
-            pending = _pegasus_comment(s)
+    n = 0
+    tasks = g.tasks
+    plain, blank_split = _NEEDS_SHLEX.search, _BLANK_RUN.split
+    for n, raw in enumerate(lines(text), 1):
+        s = raw.strip(" \t\r")
+        if not s:
             continue
-        if not s or s.startswith("#"):
+        if s[0] == "#":
+            if s.startswith("#@"):
+                pending = _pegasus_comment(s)
             continue
-        try:
-            words = shlex.split(s)  # TASK lines are argv, never given to a shell
-        except ValueError as err:
-            raise ClusterInputError(path, f"cannot split line: {err}", n) from err
+        if plain(s) is None:
+            words = blank_split(s)
+        else:
+            try:
+                words = shlex.split(s)  # TASK lines are argv, never given to a shell
+            except ValueError as err:
+                raise ClusterInputError(path, f"cannot split line: {err}", n) from err
         kind = words[0]
         if kind == "TASK":
-            t = _pmc_task(words[1:], path, n)
+            if len(words) > 2 and words[2][0] != "-":
+                # no options, the common case of large DAGs: made here, without the loop
+                tid = words[1]
+                t = Task(id=tid, line=n, argv=words[2:], name=_basename(words[2]),
+                         derivation=tid)
+            else:
+                t = _pmc_task(words[1:], path, n)
             if pending is not None:
                 # the planner's transformation and job id, as in a pegasus-cluster list
                 t.number = pending[0]
                 t.name = pending[1] or t.name
                 t.derivation = pending[2] or t.derivation
                 pending = None
-            if t.id in g.tasks:
+            if t.id in tasks:
                 raise ClusterInputError(path, f"duplicate task '{t.id}' (first defined on line "
-                                        f"{g.tasks[t.id].line})", n)
-            t.seq = len(g.tasks)
-            g.tasks[t.id] = t
+                                        f"{tasks[t.id].line})", n)
+            t.seq = len(tasks)
+            tasks[t.id] = t
         elif kind == "EDGE":
             if len(words) != 3:
                 raise ClusterInputError(path, "EDGE needs a parent and a child", n)
             edges.append((words[1], words[2], n))
         else:
             raise ClusterInputError(path, f"expected TASK or EDGE, not '{kind}'", n)
+    g.lines = n
     for parent, child, n in edges:
-        for tid in (parent, child):
-            if tid not in g.tasks:
-                raise ClusterInputError(path, f"EDGE names unknown task '{tid}'", n)
+        if parent not in tasks:
+            raise ClusterInputError(path, f"EDGE names unknown task '{parent}'", n)
+        if child not in tasks:
+            raise ClusterInputError(path, f"EDGE names unknown task '{child}'", n)
         if parent == child:
             raise ClusterInputError(path, f"dependency cycle: {parent} -> {parent}", n)
-        if parent not in g.tasks[child].parents:
-            g.tasks[child].parents.append(parent)
+        tasks[child].parents.append(parent)
+    for t in tasks.values():
+        if len(t.parents) > 1:  # a repeated EDGE counts once (linear, not O(N^2))
+            t.parents = list(dict.fromkeys(t.parents))
     return g
 
 
 def _pmc_task(words: list[str], path: str, n: int) -> Task:
     if not words:
         raise ClusterInputError(path, "TASK needs an id and a command", n)
-    t = Task(id=words[0], line=n, where=f"line {n}")
+    t = Task(id=words[0], line=n)
     i = 1
     while i < len(words) and words[i].startswith("-"):
         opt, eq, val = words[i].partition("=")
@@ -257,18 +318,24 @@ def _pmc_task(words: list[str], path: str, n: int) -> Task:
                 real = math.nan
             if not math.isfinite(real):
                 raise ClusterInputError(path, f"task '{t.id}': {opt} needs an integer or a "
-                                        f"decimal number, not '{val}'", n)
+                                        f"decimal number, not '{_shorten(val)}'", n)
             if real < 0:
                 raise ClusterInputError(path, f"task '{t.id}': {opt} must not be negative", n)
+            if real > LIMITS[attr]:
+                raise ClusterInputError(path, f"task '{t.id}': {opt} must be at most "
+                                        f"{LIMITS[attr]}", n)
             num = math.ceil(real)
         else:
-            try:
-                num = int(val)
-            except ValueError:
+            num = _int_word(val)
+            if num is None:
                 raise ClusterInputError(path, f"task '{t.id}': {opt} needs an integer, not "
-                                        f"'{val}'", n) from None
+                                        f"'{_shorten(val)}'", n)
             if attr in _PMC_NONNEG and num < 0:
                 raise ClusterInputError(path, f"task '{t.id}': {opt} must not be negative", n)
+            if abs(num) > LIMITS[attr]:
+                raise ClusterInputError(path, f"task '{t.id}': {opt} must be between "
+                                        f"{-LIMITS[attr] if attr == 'priority' else 0} and "
+                                        f"{LIMITS[attr]}", n)
         if attr == "cores":
             num = max(1, num)  # PMC takes '-c 0'; a process still runs on a core
         elif attr == "tries":
@@ -278,16 +345,33 @@ def _pmc_task(words: list[str], path: str, n: int) -> Task:
     if i >= len(words):
         raise ClusterInputError(path, f"task '{t.id}' has no command", n)
     t.argv = words[i:]
-    t.name = os.path.basename(t.argv[0])
+    t.name = _basename(t.argv[0])
     t.derivation = t.id
     return t
+
+
+@functools.lru_cache(maxsize=1024)
+def _basename(path: str) -> str:
+    return os.path.basename(path)  # a cluster runs the same few programs many times
+
+
+_INT_WORD = re.compile(r"[+-]?[0-9]{1,30}")
+
+
+def _int_word(val: str) -> int | None:
+    """An integer as PMC writes one: ASCII digits, no more than any bound here needs."""
+    return int(val) if _INT_WORD.fullmatch(val) else None
+
+
+def _shorten(val: str, most: int = 40) -> str:
+    return val if len(val) <= most else val[:most] + "..."
 
 
 # ------------------------------------------------------------------- pegasus-cluster list
 
 def _pegasus_comment(s: str) -> tuple[str, str, str]:
     """'#@ N TRANSFORMATION ID' -> (N, TRANSFORMATION, ID), missing fields empty."""
-    parts = s[2:].split()
+    parts = _BLANK_RUN.split(_strip(s[2:])) if _strip(s[2:]) else []
     return (parts[0] if parts else "", parts[1] if len(parts) > 1 else "",
             parts[2] if len(parts) > 2 else "")
 
@@ -295,9 +379,9 @@ def _pegasus_comment(s: str) -> tuple[str, str, str]:
 def _parse_list(text: str, path: str) -> TaskGraph:
     g = TaskGraph(path, "list")
     pending: tuple[str, str, str] | None = None  # from '#@ N TR ID'
-    for n, raw in enumerate(text.splitlines(), 1):
+    for n, raw in enumerate(lines(text), 1):
         g.lines = n
-        s = raw.strip()
+        s = _strip(raw)
         if not s:
             continue
         if s.startswith("#@"):
@@ -314,9 +398,9 @@ def _parse_list(text: str, path: str) -> TaskGraph:
             pending = None
         if tid in g.tasks:
             raise ClusterInputError(path, f"duplicate task number {tid} in '#@' comment", n)
-        t = Task(id=tid, line=n, seq=len(g.tasks), derivation=dv, where=f"line {n}",
+        t = Task(id=tid, line=n, seq=len(g.tasks), derivation=dv,
                  number=tid)
-        words = s.split()
+        words = _BLANK_RUN.split(s)
         if (_SHELL_PLAIN.fullmatch(s) and words[0] not in _SHELL_WORDS
                 and not _SHELL_ASSIGN.match(words[0])):
             # Nothing the shell would interpret: the same words, without the cost of a shell.
@@ -333,12 +417,15 @@ def _parse_list(text: str, path: str) -> TaskGraph:
 # -------------------------------------------------------------------------- JSON job list
 
 def _parse_json(text: str, path: str) -> TaskGraph:
-    g = TaskGraph(path, "json", lines=text.count("\n") + 1)
+    g = TaskGraph(path, "json", lines=len(lines(text)))
     try:
-        doc = json.loads(text)
+        doc = json.loads(text, parse_constant=_no_constant, object_pairs_hook=_no_duplicates)
     except json.JSONDecodeError as err:
         raise ClusterInputError(path, f"malformed JSON: {err.msg} (column {err.colno})",
                                 err.lineno) from err
+    except ValueError as err:  # NaN, a duplicate key, an integer of thousands of digits
+        msg = str(err) if "digits" not in str(err) else "an integer with too many digits"
+        raise ClusterInputError(path, f"malformed JSON: {msg}") from err
     entries: Any = doc
     prefix = ""
     if isinstance(doc, dict):
@@ -360,6 +447,10 @@ def _parse_json(text: str, path: str) -> TaskGraph:
         if tid in g.tasks:
             raise ClusterInputError(path, f"{where}.id: duplicate task '{tid}' (first at "
                                     f"{g.tasks[tid].where})")
+        nul = _nul_at(entry, where)
+        if nul is not None:
+            raise ClusterInputError(path, f"{nul}: NUL character in a string")
+        _refuse_records(entry.get("records"), path, where)
         job_doc = {k: v for k, v in entry.items() if k not in _JSON_CLUSTER_KEYS}
         job_doc.setdefault("fluxlite", version)
         try:
@@ -373,7 +464,7 @@ def _parse_json(text: str, path: str) -> TaskGraph:
         t.cores = spec.resources.tasks * spec.resources.cores_per_task
         t.gpus = spec.resources.tasks * spec.resources.gpus_per_task
         t.tries = _json_int(entry, "tries", 0, 1, path, where)  # 0: --tries applies
-        t.priority = _json_int(entry, "priority", 0, None, path, where)
+        t.priority = _json_int(entry, "priority", 0, -LIMITS["priority"], path, where)
         after = entry.get("after", [])
         if not isinstance(after, list) or not all(isinstance(a, str) for a in after):
             raise ClusterInputError(path, f"{where}.after: must be a list of task ids")
@@ -386,32 +477,76 @@ def _parse_json(text: str, path: str) -> TaskGraph:
     return g
 
 
-def _json_int(entry: dict[str, Any], key: str, default: int, minimum: int | None, path: str,
+def _json_int(entry: dict[str, Any], key: str, default: int, minimum: int, path: str,
               where: str) -> int:
     if key not in entry:
         return default
     v = entry[key]
     if not isinstance(v, int) or isinstance(v, bool):
         raise ClusterInputError(path, f"{where}.{key}: must be an integer")
-    if minimum is not None and v < minimum:
-        raise ClusterInputError(path, f"{where}.{key}: must be at least {minimum}")
+    if not minimum <= v <= LIMITS[key]:
+        raise ClusterInputError(path, f"{where}.{key}: must be between {minimum} and "
+                                f"{LIMITS[key]}")
     return v
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    d = dict(pairs)
+    if len(d) != len(pairs):
+        seen: set[str] = set()
+        key = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
+        raise ValueError(f"duplicate key '{key}' in an object")
+    return d
+
+
+def _nul_at(x: Any, where: str) -> str | None:
+    """The JSON path of the first string (or key) holding a NUL character: no argument,
+    path, variable or id can carry one to the operating system."""
+    if isinstance(x, str):
+        return where if "\0" in x else None
+    if isinstance(x, dict):
+        for k, v in x.items():
+            found = (f"{where}.{k!r}" if "\0" in k else None) or _nul_at(v, f"{where}.{k}")
+            if found:
+                return found
+    elif isinstance(x, list):
+        for i, v in enumerate(x):
+            found = _nul_at(v, f"{where}[{i}]")
+            if found:
+                return found
+    return None
+
+
+def _refuse_records(rec: Any, path: str, where: str) -> None:
+    """A cluster writes every task's records itself (its output and ``--json``): a path of
+    an entry's own would be silently ignored, so it is refused."""
+    if not isinstance(rec, dict):
+        return
+    for key in ("kickstart", "json"):
+        if rec.get(key) not in (None, "-"):
+            raise ClusterInputError(path, f"{where}.records.{key}: a cluster writes every "
+                                    f"task's records into its output and --json; remove it")
 
 
 # ------------------------------------------------------------------------------ the graph
 
 def _link(g: TaskGraph) -> None:
     """Fill in children and refuse cycles (Kahn's algorithm; what is left is cyclic)."""
-    for t in g.tasks.values():
+    tasks = g.tasks
+    for t in tasks.values():
         for p in t.parents:
-            g.tasks[p].children.append(t.id)
-    indeg = {tid: len(t.parents) for tid, t in g.tasks.items()}
+            tasks[p].children.append(t.id)
+    indeg = {tid: len(t.parents) for tid, t in tasks.items()}
     stack = [tid for tid, d in indeg.items() if d == 0]
     seen = 0
     while stack:
         tid = stack.pop()
         seen += 1
-        for c in g.tasks[tid].children:
+        for c in tasks[tid].children:
             indeg[c] -= 1
             if indeg[c] == 0:
                 stack.append(c)

@@ -13,11 +13,13 @@ import functools
 import logging
 import os
 import resource
+import signal
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from fluxlite.cluster.formats import Task
+from fluxlite.errors import EXIT_INFRA
 from fluxlite.execute.task import ExitStatus, TaskResult, rusage_dict
 from fluxlite.record import host, kickstart
 from fluxlite.record.model import Record, StdioFile
@@ -46,7 +48,9 @@ class Attempt:
     stderr_path: str = ""
     flux_id: str | None = None
     host: str = ""
-    stopped: str | None = None  # why fluxlite stopped it: "time limit", "interrupted"
+    stopped: str | None = None  # why fluxlite stopped it: "time limit", "interrupted by SIGTERM"
+    failure: str | None = None  # why an attempt whose process exited 0 still failed
+    gpus: list[str] = field(default_factory=list)  # the GPU ids a local attempt was given
     record_text: str | None = None  # JSON job tasks: the record the job wrote itself
     job_record: dict[str, Any] | None = None  # JSON job tasks: their JSON record
     t0: float = 0.0  # monotonic start, for the executors
@@ -54,11 +58,35 @@ class Attempt:
 
     @property
     def ok(self) -> bool:
-        return self.status.ok
+        """The attempt did its work: it exited 0, on its own (a task that exits 0 after
+        fluxlite sent it TERM was cut short, as ``fluxlite run`` counts it), and what it
+        forwarded reached its destination."""
+        return self.status.ok and self.stopped is None and self.failure is None
 
     @property
     def code(self) -> int:
+        if self.status.ok and self.stopped is not None:
+            return 128 + signal.SIGTERM  # stopped: work not done, whatever it exited with
+        if self.status.ok and self.failure is not None:
+            return EXIT_INFRA
         return self.status.code
+
+    @property
+    def raw(self) -> int:
+        """The wait status the task lines report: the real one, or that of ``code``
+        when fluxlite judged an attempt that exited 0 as not done."""
+        if self.status.ok and not self.ok:
+            return self.code << 8
+        return self.status.raw
+
+    @property
+    def why(self) -> str | None:
+        """Why the attempt did not count although the task exited 0, for the records."""
+        if not self.status.ok or self.ok:
+            return None
+        if self.stopped is not None:
+            return f"task stopped by SIGTERM ({self.stopped}); its work is not done"
+        return self.failure
 
 
 class RecordWriter:
@@ -80,7 +108,9 @@ class RecordWriter:
             # Pegasus must see, as pegasus-cluster would pass it through
             a.record_text = kickstart.decode(_guard(a.stdout) or b"")
         if a.record_text is not None:
-            return a.record_text if a.record_text.endswith("\n") else a.record_text + "\n"
+            # a record written by the task or its job: its strings and blocks alike
+            text = a.record_text if a.record_text.endswith("\n") else a.record_text + "\n"
+            return _guard_text(text)
         t = a.task
         argv = a.argv or [t.app, *t.args]
         spec = JobSpec(executable=argv[0], name=t.name, id=t.derivation or t.id,
@@ -93,17 +123,19 @@ class RecordWriter:
         rec.task = TaskResult(argv=argv, cwd=rec.cwd, start=a.start, duration=a.duration,
                               pid=a.pid, status=a.status, rusage=a.rusage)
         rec.self_usage = rusage_dict(resource.getrusage(resource.RUSAGE_SELF))
-        rec.exit_code = a.status.code
+        rec.exit_code = a.code
         if a.flux_id:
             rec.jobids["flux"] = a.flux_id
         if a.status.error is not None:
             rec.error = a.status.error
+        elif a.why is not None:
+            rec.error = a.why
         rec.stdio = [StdioFile("stdin", os.devnull),
                      StdioFile("stdout", a.stdout_path, _guard(a.stdout),
                                a.stdout_info[0], a.stdout_info[1]),
                      StdioFile("stderr", a.stderr_path, _guard(a.stderr),
                                a.stderr_info[0], a.stderr_info[1])]
-        return kickstart.render(rec)
+        return _escape_quoted(kickstart.render(rec))
 
     def task_line(self, a: Attempt, slot: str = "") -> str:
         t = a.task
@@ -113,7 +145,7 @@ class RecordWriter:
                  f"start={_q(host.iso(a.start))}",
                  # the raw wait status, as pegasus-mpi-cluster writes it (256 for exit 1, 15
                  # for SIGTERM): pegasus-monitord copies it into the task's raw status
-                 f"duration={a.duration:.3f}", f"status={a.status.raw}"]
+                 f"duration={a.duration:.3f}", f"status={a.raw}"]
         if t.number and t.number != t.id:
             parts.append(f"task={_v(t.id)}")
         if t.line:
@@ -128,7 +160,20 @@ class RecordWriter:
             parts.append(f"flux_id={_q(a.flux_id)}")
         if a.stopped:
             parts.append(f"stopped={_q(a.stopped)}")
+        if a.failure:
+            parts.append(f"error={_q(a.failure)}")
         return "[cluster-task " + ", ".join(parts) + "]\n"
+
+    def not_run_line(self, t: Task, reason: str) -> str:
+        """A task that never ran this time, and why. Pegasus's parsers know no such line:
+        they pass over it (it is neither a task, a summary nor a record)."""
+        parts = [f"id={_v(t.number or t.id)}"]
+        if t.number and t.number != t.id:
+            parts.append(f"task={_v(t.id)}")
+        if t.line:
+            parts.append(f"line={t.line}")
+        parts.append(f"reason={_q(reason)}")
+        return "[cluster-not-run " + ", ".join(parts) + "]\n"
 
 
 def summary_line(summary: dict[str, Any]) -> str:
@@ -147,8 +192,8 @@ def attempt_dict(a: Attempt) -> dict[str, Any]:
     s = a.status
     d: dict[str, Any] = {
         "try": a.number, "start": host.iso(a.start), "start_epoch": a.start,
-        "duration": round(a.duration, 6), "exit_code": s.code, "raw": s.raw,
-        "signal": s.signal, "error": s.error, "pid": a.pid, "host": a.host or None,
+        "duration": round(a.duration, 6), "exit_code": a.code, "raw": s.raw,
+        "signal": s.signal, "error": s.error or a.why, "pid": a.pid, "host": a.host or None,
         "flux_id": a.flux_id, "stopped": a.stopped, "rusage": a.rusage,
         "stdout_bytes": a.stdout_info[1], "stderr_bytes": a.stderr_info[1]}
     if a.job_record is not None:
@@ -177,9 +222,13 @@ def _exe_stat(path: str) -> dict[str, Any] | None:
 
 
 def _is_record(a: Attempt) -> bool:
+    """The task's whole stdout is one kickstart record (a kickstart wrapper's): exactly one
+    record start, so that a task cannot pass off records for tasks that never ran."""
     data = a.stdout
-    return bool(data) and not a.stdout_info[0] and data.lstrip().startswith(  # type: ignore[union-attr]
-        b"- invocation: True")
+    if not data or a.stdout_info[0]:
+        return False
+    data = data.lstrip()
+    return data.startswith(b"- invocation: True") and b"\n- invocation:" not in data
 
 
 def _guard(data: bytes | None) -> bytes | None:
@@ -191,10 +240,37 @@ def _guard(data: bytes | None) -> bytes | None:
     return data
 
 
+def _guard_text(text: str) -> str:
+    if "[cluster-" in text or "[seqexec-" in text:
+        return text.replace("[cluster-", "(cluster-").replace("[seqexec-", "(seqexec-")
+    return text
+
+
+def _escape_quoted(text: str) -> str:
+    """A record this cluster rendered holds strings only as YAML double-quoted scalars
+    (task output went through ``_guard`` before): there ``\\x5b`` is a ``[`` to a YAML
+    reader, and no ``[cluster-summary`` or ``[cluster-task`` for Pegasus's tools, which
+    search the raw text. The task's argv, paths and names stay exact."""
+    if "[cluster-" in text or "[seqexec-" in text:
+        return text.replace("[cluster-", "\\x5bcluster-").replace(
+            "[seqexec-", "\\x5bseqexec-")
+    return text
+
+
+# Pegasus reads '[cluster-task k=v, k="v"]' lines with regular expressions and no escapes:
+# a '"' ends a value, a ']' the line, an '=' inside a value makes a key of what precedes
+# it, '- invocation:' or '<invocation' make the line an unparseable record, '[cluster-' a
+# line of another kind, and a control character a line break. Those are written as %XX
+# (UTF-8 bytes), and so is '%' itself.
+_Q_TABLE = {ord(c): "".join(f"%{b:02X}" for b in c.encode()) for c in
+            '%"[]=<\x7f\x85\u2028\u2029' + "".join(map(chr, range(32)))}
+
+
 def _q(s: str) -> str:
-    # Pegasus's record parser has no escapes: keep quotes, brackets and newlines out
-    return '"' + s.replace('"', "'").replace("]", ")").replace("[", "(").replace(
-        "\n", " ") + '"'
+    s = s.translate(_Q_TABLE)
+    if "- invocation:" in s:
+        s = s.replace("- invocation:", "-%20invocation:")
+    return '"' + s + '"'
 
 
 def _v(s: str) -> str:

@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import heapq
 import io
+import json
 import logging
 import math
 import os
+import re
 import signal
 import sys
 import threading
@@ -28,9 +30,10 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 
 from fluxlite.cluster.executors import Executor
-from fluxlite.cluster.formats import TaskGraph
+from fluxlite.cluster.formats import TaskGraph, one_line
 from fluxlite.cluster.records import Attempt, RecordWriter, attempt_dict, summary_line
-from fluxlite.errors import FluxliteError, UsageError
+from fluxlite.errors import EXIT_INFRA, FluxliteError, UsageError
+from fluxlite.execute.task import signal_name
 from fluxlite.record.host import iso
 
 logger = logging.getLogger(__name__)
@@ -41,7 +44,40 @@ EXIT_TASK_FAILED = 5  # as pegasus-cluster: at least one task failed (or never r
 #                       a parent failed)
 EXIT_TIME_LIMIT = 14  # as kickstart's -k timeout: stopped by the time limit; rerun continues
 
-_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
+# Signals that stop the cluster (SIGALRM: Flux's job shell at the time limit; SIGXCPU: a
+# CPU-time limit); SIGUSR1 is the warning that the time limit is near (Flux's --signal)
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGALRM,
+                 signal.SIGXCPU)
+_WARNING_SIGNAL = signal.SIGUSR1
+HANDLED_SIGNALS = (*_STOP_SIGNALS, _WARNING_SIGNAL)
+_NAMED = re.compile(r" '[^']*'")  # a task named in a reason
+# stops that start nothing new but leave running tasks be (the time limit still acts)
+_UNRUN = ("waiting", "ready", "not-run")  # states of tasks that did not run (to the end)
+NOT_RUN_LINES = 10_000  # [cluster-not-run] lines at most; then one line says how many more
+_SOFT_STOPS = (None, "fail-fast", "output")
+
+
+def rescue_id(tid: str) -> str:
+    """A task id as a rescue file's DONE line holds it: as it is when it is a plain word
+    (PMC's format), else as a JSON string, so that no blank, line break or quote in an id
+    can name another task."""
+    if tid and tid.isascii() and tid.isprintable() and " " not in tid and tid[0] != '"':
+        return tid
+    return json.dumps(tid)
+
+
+def parse_rescue_line(line: str) -> str | None:
+    """The task id of a ``DONE id`` line, or None for any other line."""
+    if not line.startswith("DONE "):
+        return None
+    word = line[5:].strip(" \t")
+    if word.startswith('"'):
+        try:
+            tid = json.loads(word)
+        except ValueError:
+            return None
+        return tid if isinstance(tid, str) else None
+    return word if word and " " not in word and "\t" not in word else None
 
 
 @dataclass(slots=True)
@@ -62,11 +98,12 @@ class TaskState:
     waiting_on: int = 0
     tries: int = 0
     attempts: list[dict[str, Any]] = field(default_factory=list)
+    reason: str = ""  # why it did not run (or not to its end) this time
 
 
 class Scheduler:
     def __init__(self, graph: TaskGraph, executor: Executor, writer: RecordWriter,
-                 out: IO[bytes], options: Options) -> None:
+                 out: IO[bytes] | Output, options: Options) -> None:
         self.g = graph
         self.ex = executor
         self.w = writer
@@ -87,6 +124,9 @@ class Scheduler:
         self._last_progress = 0.0
         self._last_flush = 0.0
         self._progress_key: tuple[int, ...] = ()
+        self._warned = False  # SIGUSR1: the time limit is near
+        self._fail_fast_by = ""
+        self.rescue_error: str | None = None
         self.limit_source = ""
         from fluxlite.progress import Progress  # one line updated in place on a terminal
 
@@ -111,13 +151,15 @@ class Scheduler:
         self._rescue_keep = data.rfind(b"\n") + 1
         done: set[str] = set()
         unknown = 0
-        for line in data[: self._rescue_keep].decode("utf-8", "replace").splitlines():
-            words = line.split()
-            if len(words) == 2 and words[0] == "DONE":
-                if words[1] in self.g.tasks:
-                    done.add(words[1])
-                else:
-                    unknown += 1
+        # only '\n' ends a line, as in PMC: an id may hold any other character
+        for raw in data[: self._rescue_keep].split(b"\n"):
+            tid = parse_rescue_line(raw.removesuffix(b"\r").decode("utf-8", "replace"))
+            if tid is None:
+                continue
+            if tid in self.g.tasks:
+                done.add(tid)
+            else:
+                unknown += 1
         if unknown:
             logger.warning("rescue file %s: %d DONE line(s) name tasks not in %s", path,
                            unknown, self.g.path)
@@ -139,7 +181,51 @@ class Scheduler:
             raise UsageError(f"cannot write the rescue file {self.opt.rescue}: "
                              f"{err.strerror}") from err
         if new:
-            self._rescue_fh.write(f"# fluxlite cluster rescue file for {self.g.path}\n")
+            # the input's name escaped as an id is: a line break in it ends no line here
+            self._rescue_write(f"# fluxlite cluster rescue file for {rescue_id(self.g.path)}\n")
+
+    def _rescue_write(self, line: str) -> None:
+        fh = self._rescue_fh
+        if fh is None:
+            return
+        try:
+            fh.write(line)
+            fh.flush()
+        except OSError as err:
+            self._rescue_failed(err)
+
+    def _rescue_failed(self, err: OSError) -> None:
+        """The rescue file cannot take more (a full disk, /dev/full): said once; the
+        cluster goes on and its summary is written. A rerun runs again what is missing."""
+        self.rescue_error = (f"cannot write the rescue file {self.opt.rescue}: "
+                             f"{err.strerror or err}")
+        logger.error("error: %s; a rerun will run again the tasks done from here on",
+                     self.rescue_error)
+        fh, self._rescue_fh = self._rescue_fh, None
+        try:
+            if fh is not None:
+                fh.close()
+        except OSError:
+            pass
+
+    def _close_rescue(self) -> None:
+        fh = self._rescue_fh
+        if fh is None:
+            return
+        try:
+            fh.flush()
+        except OSError as err:
+            self._rescue_failed(err)
+            return
+        try:
+            os.fsync(fh.fileno())
+        except OSError:
+            pass  # a device or a pipe (--rescue /dev/null): nothing to sync
+        try:
+            fh.close()
+        except OSError as err:
+            self._rescue_failed(err)
+        self._rescue_fh = None
 
     def _deadline(self) -> None:
         limit = self.opt.max_wall_time
@@ -166,7 +252,7 @@ class Scheduler:
     def _install_signals(self) -> None:
         if threading.current_thread() is not threading.main_thread():
             return
-        for sig in _STOP_SIGNALS:
+        for sig in HANDLED_SIGNALS:
             try:
                 self._old_handlers[sig] = signal.signal(sig, self._on_signal)
             except (OSError, ValueError):
@@ -180,12 +266,20 @@ class Scheduler:
                 pass
 
     def _on_signal(self, signum: int, frame: object) -> None:
-        if self.signum is not None and signum in (signal.SIGTERM, signal.SIGINT):
-            self._kill_at = time.monotonic()  # a second signal: no more grace
+        if signum == _WARNING_SIGNAL:
+            self._warned = True
+            return
+        if self.signum is not None:
+            self._kill_at = time.monotonic()  # a second stop signal: no more grace
         self.signum = self.signum or signum
 
     # -- the loop -------------------------------------------------------------------------
-    def run(self) -> dict[str, Any]:
+    def run(self, pending: Any = None) -> dict[str, Any]:
+        """Run the cluster. ``pending()`` gives the signals that came before this
+        scheduler's handlers were in place (they are installed first of all)."""
+        self._install_signals()
+        for signum in (pending() if pending is not None else ()):
+            self._on_signal(signum, None)
         rescued = self._rescued
         for tid, st in self.states.items():
             if tid in rescued:
@@ -200,20 +294,14 @@ class Scheduler:
                 self._make_ready(tid)
         self._open_rescue()
         self._deadline()
-        self._install_signals()
         try:
             self._loop()
         finally:
             self._restore_signals()
             if self._live is not None:
                 self._live.erase()  # what follows (an error too) starts on a clean line
-            if self._rescue_fh is not None:
-                self._rescue_fh.flush()
-                os.fsync(self._rescue_fh.fileno())
-                self._rescue_fh.close()
-        for st in self.states.values():
-            if st.state in ("waiting", "ready"):
-                st.state = "not-run"
+            self._close_rescue()
+        self._not_run()
         summary = self._summary()
         self.out.write(summary_line(summary).encode("utf-8"))
         self.out.flush()
@@ -226,7 +314,10 @@ class Scheduler:
         heapq.heappush(self.ready, (-t.priority, t.seq, tid))
 
     def _launch(self) -> None:
-        if self.stopping or not self.ready:
+        if self.stopping or not self.ready or self.signum is not None or self._warned:
+            return
+        if getattr(self.out, "error", None) is not None:
+            self.stopping = "output"  # nothing more can be recorded: start nothing more
             return
         skipped: list[tuple[int, int, str]] = []
         while self.ready and len(skipped) < 32:
@@ -250,6 +341,7 @@ class Scheduler:
 
     def _loop(self) -> None:
         while True:
+            self._check_stops(time.monotonic())
             self._launch()
             if self.counts["running"] == 0 and (self.stopping or not self.ready):
                 break
@@ -257,37 +349,49 @@ class Scheduler:
                 # nothing runs and nothing could start: the input check should have caught
                 # it; refuse to spin
                 tid = self.ready[0][2]
-                raise FluxliteError(f"task '{tid}' can never start on {self.ex.where}")
+                raise FluxliteError(f"task '{one_line(tid)}' can never start on "
+                                    f"{self.ex.where}")
             now = time.monotonic()
             # short enough to notice signals and deadlines promptly
             timeout = 0.2
-            if self._term_at is not None and self.stopping in (None, "fail-fast"):
+            if self._term_at is not None and self.stopping in _SOFT_STOPS:
                 timeout = min(timeout, max(0.0, self._term_at - now))
             if self._kill_at is not None:
                 timeout = min(timeout, max(0.0, self._kill_at - now))
             for a in self.ex.poll(timeout):
                 self._completed(a)
             now = time.monotonic()
-            if self.signum is not None and self.stopping != "interrupted":
-                self._stop("interrupted", signal.SIGTERM)
-            if self._term_at is not None and now >= self._term_at and self.stopping in (
-                    None, "fail-fast"):
-                self._stop("time limit", signal.SIGTERM)
-            if self._kill_at is not None and now >= self._kill_at:
-                self._kill_at = None
-                self.ex.signal_all(signal.SIGKILL, self.stopping or "killed")
+            self._check_stops(now)
             if now - self._last_flush >= 0.5:
                 self._last_flush = now
                 self.out.flush()
                 self._progress()
 
-    def _stop(self, reason: str, signum: int) -> None:
-        self.stopping = reason
+    def _check_stops(self, now: float) -> None:
+        if self.signum is not None and self.stopping != "interrupted":
+            self._stop("interrupted", f"interrupted by {signal.Signals(self.signum).name}")
+        if self.stopping in _SOFT_STOPS and (self._warned or (
+                self._term_at is not None and now >= self._term_at)):
+            if self._warned:
+                logger.warning("SIGUSR1: the time limit is near")
+            self._stop("time limit", "time limit")
+        if self._kill_at is not None and now >= self._kill_at:
+            self._kill_at = None
+            n = self.ex.running()
+            if n:
+                logger.warning("sending SIGKILL to %d task(s) still running", n)
+            self.ex.signal_all(signal.SIGKILL, self.stopping or "killed")
+
+    def _stop(self, state: str, reason: str) -> None:
+        """Start nothing new; TERM the running tasks, KILL them ``kill_grace`` later (never
+        later than a KILL already due)."""
+        self.stopping = state
         n = self.ex.running()
         logger.warning("%s: starting no more tasks%s", reason,
                        f"; sending SIGTERM to {n} running" if n else "")
-        self.ex.signal_all(signum, reason)
-        self._kill_at = time.monotonic() + self.opt.kill_grace
+        self.ex.signal_all(signal.SIGTERM, reason)
+        kill_at = time.monotonic() + self.opt.kill_grace
+        self._kill_at = kill_at if self._kill_at is None else min(self._kill_at, kill_at)
 
     # -- completions ----------------------------------------------------------------------
     def _completed(self, a: Attempt) -> None:
@@ -300,9 +404,7 @@ class Scheduler:
         if a.ok:
             st.state = "done"
             self.counts["done"] += 1
-            if self._rescue_fh is not None:
-                self._rescue_fh.write(f"DONE {t.id}\n")
-                self._rescue_fh.flush()
+            self._rescue_write(f"DONE {rescue_id(t.id)}\n")
             for c in t.children:
                 cs = self.states[c]
                 cs.waiting_on -= 1
@@ -311,23 +413,70 @@ class Scheduler:
             return
         # a task's own tries win over --tries, as PMC's -t over its --tries
         tries = t.tries or self.opt.default_tries
-        if a.stopped is not None and a.stopped != "fail-fast":
-            st.state = "waiting"  # stopped by fluxlite, not failed: a rerun runs it
-            logger.info("task %s stopped (%s)", t.id, a.stopped)
+        if a.stopped is not None:
+            # stopped by fluxlite, not failed, whatever it exited with: a rerun runs it
+            st.state = "waiting"
+            st.reason = f"stopped ({a.stopped})"
+            logger.info("task %s stopped (%s)", one_line(t.id), a.stopped)
             return
         if st.tries < tries and not self.stopping:
             self.counts["retries"] += 1
-            logger.info("task %s failed (exit %d), try %d of %d", t.id, a.code, st.tries + 1,
-                        tries)
+            logger.info("task %s failed (exit %d), try %d of %d", one_line(t.id), a.code,
+                        st.tries + 1, tries)
             self._make_ready(t.id)
             return
         st.state = "failed"
         self.counts["failed"] += 1
-        logger.warning("task %s failed (exit %d) after %d tr%s", t.id, a.code, st.tries,
-                       "y" if st.tries == 1 else "ies")
+        cause = a.failure or a.status.error or _last_line(a.stderr)
+        logger.warning("task %s failed (%s) after %d tr%s%s", one_line(t.id), _describe(a),
+                       st.tries, "y" if st.tries == 1 else "ies",
+                       f": {one_line(cause)}" if cause else "")
         if self.opt.fail_fast and not self.stopping:
             self.stopping = "fail-fast"
+            self._fail_fast_by = t.id
             logger.warning("--fail-fast: starting no more tasks")
+
+    def _not_run(self) -> None:
+        """Mark what did not run, say why on a line each (before the summary) and once on
+        stderr: a parent failed or did not run, the time limit, a signal, --fail-fast."""
+        if self.signum is not None:
+            stop = f"interrupted by {signal.Signals(self.signum).name}"
+        elif self.stopping == "time limit":
+            stop = "time limit"
+        elif self.stopping == "fail-fast":
+            stop = f"--fail-fast after task '{self._fail_fast_by}' failed"
+        elif self.stopping == "output":
+            stop = "the output could not be written"
+        else:
+            stop = "not started"
+        tally: dict[str, int] = {}
+        lines = 0
+        states = self.states
+        for tid, t in self.g.tasks.items():
+            st = states[tid]
+            if st.state not in _UNRUN:
+                continue
+            st.state = "not-run"
+            if not st.reason:
+                bad = next((p for p in t.parents if states[p].state == "failed"), None)
+                if bad is not None:
+                    st.reason = f"parent '{bad}' failed"
+                else:
+                    gone = next((p for p in t.parents if states[p].state in _UNRUN), None)
+                    st.reason = f"parent '{gone}' did not run" if gone is not None else stop
+            kind = _NAMED.sub("", st.reason)
+            tally[kind] = tally.get(kind, 0) + 1
+            lines += 1
+            if lines <= NOT_RUN_LINES:
+                self.out.write(self.w.not_run_line(t, st.reason).encode("utf-8",
+                                                                        "backslashreplace"))
+        if lines > NOT_RUN_LINES:
+            # the rest is in the JSON record: a stopped cluster of a million tasks does not
+            # make a million lines
+            self.out.write(f"[cluster-not-run more={lines - NOT_RUN_LINES}]\n".encode())
+        if tally:
+            logger.warning("%d task(s) not run (%s)", sum(tally.values()),
+                           ", ".join(f"{k}: {n}" for k, n in tally.items()))
 
     # -- reporting ------------------------------------------------------------------------
     def _tally(self) -> dict[str, int]:
@@ -375,9 +524,13 @@ class Scheduler:
             "executor": self.ex.name}
         if (self.stopping and self.stopping != "fail-fast") or self.signum is not None:
             s["stopped"] = self.stopping or "interrupted"
+        if self.signum is not None:
+            s["signal"] = signal.Signals(self.signum).name
         return s
 
     def exit_code(self, summary: dict[str, Any]) -> int:
+        if getattr(self.out, "error", None) is not None:
+            return EXIT_INFRA  # the records are lost: no task can be judged
         if summary["stat"] == "ok":
             return EXIT_OK
         if self.signum is not None:
@@ -394,7 +547,8 @@ class Scheduler:
             tasks.append({"id": tid, "name": t.name, "line": t.line or None,
                           "app": t.app, "cores": t.cores, "gpus": t.gpus,
                           "memory_mb": t.memory_mb, "priority": t.priority,
-                          "parents": t.parents, "state": st.state, "attempts": st.attempts})
+                          "parents": t.parents, "state": st.state,
+                          "reason": st.reason or None, "attempts": st.attempts})
         return {"fluxlite_cluster": 1, "input": os.path.abspath(self.g.path),
                 "format": self.g.format, "executor": self.ex.name,
                 "start": iso(self.start), "start_epoch": self.start,
@@ -402,11 +556,69 @@ class Scheduler:
                 "summary": summary, "tasks": tasks}
 
 
-def binary_out(path: str | None) -> IO[bytes]:
+class Output:
+    """The cluster's output stream. When it cannot take more (a full disk, ``-o
+    /dev/full``, a closed pipe) that is said once, what follows is dropped and
+    ``error`` tells the scheduler, which starts no more tasks and exits 71."""
+
+    def __init__(self, raw: IO[bytes], name: str) -> None:
+        self.raw = raw
+        self.name = name
+        self.error: str | None = None
+
+    def write(self, data: bytes) -> None:
+        if self.error is None:
+            try:
+                self.raw.write(data)
+            except OSError as err:
+                self._failed(err)
+
+    def flush(self) -> None:
+        if self.error is None:
+            try:
+                self.raw.flush()
+            except OSError as err:
+                self._failed(err)
+
+    def close(self) -> None:
+        try:
+            self.raw.close()
+        except OSError as err:
+            if self.error is None:
+                self._failed(err)
+
+    def _failed(self, err: OSError) -> None:
+        self.error = f"cannot write the output {self.name}: {err.strerror or err}"
+        logger.error("error: %s; starting no more tasks", self.error)
+        try:
+            self.raw.close()  # what is buffered cannot go anywhere either
+        except OSError:
+            pass
+
+
+def _describe(a: Attempt) -> str:
+    sig = a.status.signal
+    return f"killed by {signal_name(sig)}" if sig is not None else f"exit {a.code}"
+
+
+def _last_line(data: bytes | None, most: int = 200) -> str:
+    """The last line a task wrote to stderr, for the one line that says why it failed."""
+    if not data:
+        return ""
+    lines = [ln for ln in data.split(b"\n") if ln.strip()]
+    if not lines:
+        return ""
+    text = lines[-1].decode("utf-8", "replace").strip()
+    return text if len(text) <= most else text[:most] + "..."
+
+
+def binary_out(path: str | None) -> Output:
     if path in (None, "-"):
-        return io.BufferedWriter(io.FileIO(os.dup(sys.stdout.fileno()), "wb"), 1 << 16)
+        raw: IO[bytes] = io.BufferedWriter(io.FileIO(os.dup(sys.stdout.fileno()), "wb"),
+                                           1 << 16)
+        return Output(raw, "stdout")
     try:
-        return open(path, "wb", buffering=1 << 16)  # noqa: SIM115
+        return Output(open(path, "wb", buffering=1 << 16), path)  # noqa: SIM115
     except OSError as err:
         from fluxlite.errors import UsageError
 

@@ -81,23 +81,62 @@ def _jobs(value: str | None) -> int | None:
 
     if value in (None, "auto"):
         return None
-    try:
-        n = int(value)
-    except ValueError:
-        raise UsageError(f"--jobs: expected a number or 'auto', not '{value}'") from None
+    if not (value.isascii() and value.isdigit() and len(value) <= 7):
+        raise UsageError(f"--jobs: expected a number from 1 to 9999999 or 'auto', not "
+                         f"'{value[:40]}'")
+    n = int(value)
     if n < 1:
         raise UsageError("--jobs: must be at least 1")
     return n
 
 
+# Bounds of the numeric options: (option, attribute, least, most), both inclusive
+_BOUNDS: tuple[tuple[str, str, float, float], ...] = (
+    ("--tries", "tries", 1, 1_000_000),
+    ("--stdio-bytes", "stdio_bytes", 0, 1 << 40),
+    ("--memory", "memory", 0, 1 << 40),
+    ("--gpus", "gpus", 0, 1 << 20),
+    ("--nodes", "nodes", 1, 1 << 20),
+    ("--cores", "cores", 1, 1 << 30),
+    ("--max-wall-time", "max_wall_time", 0, 1e8),  # minutes: about 190 years
+    ("--time-margin", "time_margin", 0, 1e10),
+    ("--kill-grace", "kill_grace", 0, 1e6),
+    ("--progress", "progress", 0, 1e9),
+)
+
+
+def check_numbers(args: argparse.Namespace) -> None:
+    """Every number on the command line finite and within its bounds, or one line."""
+    import math
+
+    from fluxlite.errors import UsageError
+
+    for opt, attr, least, most in _BOUNDS:
+        v = getattr(args, attr, None)
+        if v is None:
+            continue
+        if not math.isfinite(v):
+            raise UsageError(f"{opt}: must be a finite number, not {v}")
+        if not least <= v <= most:
+            raise UsageError(f"{opt}: must be between {least:g} and {most:g}")
+
+
 def main(args: argparse.Namespace) -> int:
+    # From the start: a signal while a large input is read ends the command in one line
+    # (exit 128+N, nothing ran), and one that comes later is never dropped
+    sigs = _Signals()
+    sigs.install()
+    try:
+        return _main(args, sigs)
+    finally:
+        sigs.restore()
+
+
+def _main(args: argparse.Namespace, sigs: _Signals) -> int:
     from fluxlite.cluster import formats
     from fluxlite.errors import UsageError
 
-    if args.tries < 1:
-        raise UsageError("--tries: must be at least 1")
-    if args.stdio_bytes < 0:
-        raise UsageError("--stdio-bytes: must be at least 0")
+    check_numbers(args)
     jobs = _jobs(args.jobs)
     if args.json:
         # found out now, not after the whole cluster ran
@@ -106,9 +145,6 @@ def main(args: argparse.Namespace) -> int:
             raise UsageError(f"cannot write the JSON record {args.json}: no writable "
                              f"directory {jdir}")
     graph = formats.load(args.input, None if args.format == "auto" else args.format)
-    if args.dry_run:
-        _describe(graph)
-        return 0
 
     kind = args.executor
     use_flux_ctx = not args.no_flux and bool(os.environ.get("FLUX_URI"))
@@ -123,6 +159,18 @@ def main(args: argparse.Namespace) -> int:
                          "each node of the nested instance")
     if kind == "auto":
         kind = "flux" if use_flux_ctx and _bindings() else "local"
+    from fluxlite.cluster.executors import local_capacity
+
+    if kind == "local":
+        # what the local executor will have: checked now, in a dry run as in the run
+        cores, gpus, memory_mb = local_capacity(jobs, args.memory, args.gpus or 0)
+        graph.check_fits(cores, gpus, memory_mb, "the local executor")
+    if args.dry_run:
+        _describe(graph)
+        if kind == "flux" and not args.nested:
+            sys.stdout.write("  (resource requests are checked against the Flux instance "
+                             "when the cluster starts)\n")
+        return 0
 
     ctx = None
     if use_flux_ctx:
@@ -134,8 +182,6 @@ def main(args: argparse.Namespace) -> int:
     from fluxlite.cluster.records import RecordWriter
     from fluxlite.cluster.scheduler import Options, Scheduler, binary_out
 
-    sigs = _Signals()
-    sigs.install()
     base = args.tmpdir or (os.getcwd() if kind == "flux" else None)
     tmpdir = tempfile.mkdtemp(prefix=".fluxlite-cluster.", dir=base)
     files = TaskFiles(tmpdir, args.stdio_bytes)
@@ -145,8 +191,6 @@ def main(args: argparse.Namespace) -> int:
         if kind == "local":
             executor = LocalExecutor(files, jobs=jobs, memory_mb=args.memory,
                                      gpus=args.gpus or 0)
-            graph.check_fits(executor.cores, executor.gpus, executor.memory_mb,
-                             executor.where)
         else:
             uri = None
             if args.nested:
@@ -168,12 +212,14 @@ def main(args: argparse.Namespace) -> int:
         logger.info("cluster %s: %d %s tasks on the %s executor", args.input, len(graph),
                     graph.format, executor.name)
         sigs.check()
-        # from here the scheduler handles signals (stop, summary, rescue file); around it
-        # a signal must not cut the summary or the shutdown short
-        sigs.phase = "shutdown"
+        # from here the scheduler handles signals (stop, summary, rescue file): one that
+        # comes before its handlers are in place is kept and handed over, never lost;
+        # after it a signal must not cut the summary or the shutdown short
+        sigs.phase = "handover"
         try:
-            summary = sched.run()
+            summary = sched.run(pending=sigs.take)
         finally:
+            sigs.phase = "shutdown"
             out.flush()
             if args.output not in (None, "-"):
                 out.close()
@@ -190,9 +236,8 @@ def main(args: argparse.Namespace) -> int:
                 executor.close()
             if nested is not None:
                 nested.stop()
-            shutil.rmtree(tmpdir, ignore_errors=True)
         finally:
-            sigs.restore()
+            shutil.rmtree(tmpdir, ignore_errors=True)
 
 
 class _Signals:
@@ -201,24 +246,41 @@ class _Signals:
     left running would hold its cores until the allocation ends); once the cluster runs or
     shuts down, it is logged and the shutdown completes."""
 
-    _STOP = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
-
     def __init__(self) -> None:
         self.phase = "startup"
         self.signum: int | None = None
+        self.received: list[int] = []  # in the handover to the scheduler
         self.old: dict[int, Any] = {}
 
     def install(self) -> None:
+        from fluxlite.cluster.scheduler import HANDLED_SIGNALS
+
         if threading.current_thread() is not threading.main_thread():
             return
-        for sig in self._STOP:
+        for sig in HANDLED_SIGNALS:
             self.old[sig] = signal.signal(sig, self._on_signal)
+
+    def take(self) -> list[int]:
+        """The signals that came in the handover, for the scheduler to act on."""
+        got, self.received = self.received, []
+        return got
 
     def restore(self) -> None:
         for sig, old in self.old.items():
             signal.signal(sig, old)
 
     def _on_signal(self, signum: int, frame: Any) -> None:
+        if self.phase == "handover":
+            self.received.append(signum)
+            return
+        if signum == signal.SIGUSR1:
+            # the warning that the time limit is near: nothing to end here; one that
+            # comes before the cluster runs is handed to the scheduler, which stops at once
+            if self.phase == "startup":
+                self.received.append(signum)
+            else:
+                logger.warning("SIGUSR1 during the cluster's %s", self.phase)
+            return
         if self.phase != "startup":
             logger.warning("%s during the cluster's shutdown: finishing it first",
                            signal.Signals(signum).name)
@@ -262,6 +324,8 @@ def _write_json(path: str, doc: dict[str, Any]) -> None:
 
 
 def _describe(graph: Any) -> None:
+    from fluxlite.cluster.formats import one_line
+
     w = sys.stdout.write
     w(f"{graph.path}: {graph.format}, {len(graph)} tasks\n")
     for t in graph.tasks.values():
@@ -279,4 +343,5 @@ def _describe(graph: Any) -> None:
         if t.parents:
             extra.append("after=" + ",".join(t.parents))
         cmd = t.command if t.command is not None else " ".join([t.app, *t.args])
-        w(f"  {t.id}: {cmd}" + (f"  [{' '.join(extra)}]" if extra else "") + "\n")
+        line = f"  {t.id}: {cmd}" + (f"  [{' '.join(extra)}]" if extra else "")
+        w(one_line(line) + "\n")  # one line a task, whatever its id or command holds

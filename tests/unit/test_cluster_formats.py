@@ -108,3 +108,66 @@ def test_pmc_bad_numbers(line: str, message: str) -> None:
     with pytest.raises(ClusterInputError) as exc:
         parse(line + "\n", "t.dag")
     assert str(exc.value) == message
+
+
+def test_lines_end_only_at_newlines() -> None:
+    from fluxlite.cluster.formats import lines
+
+    assert lines("a\x0cb\r\nc\u2028d\x85e\n\nf") == ["a\x0cb\r", "c\u2028d\x85e", "", "f"]
+    g = parse("/bin/echo a\x0cb\u2028c\n", "l.in")
+    assert [t.command for t in g.tasks.values()] == ["/bin/echo a\x0cb\u2028c"]  # for sh
+
+
+def test_byte_order_mark_and_explicit_format() -> None:
+    assert parse("\ufeffTASK a /bin/true\n", "b.dag").format == "pmc"
+    assert parse('\ufeff[{"id": "a", "executable": "/bin/true"}]', "b.json").format == "json"
+    g = parse("TASK a /bin/true\n", "x", "list")
+    assert g.format == "list" and g.tasks["1"].argv == ["TASK", "a", "/bin/true"]
+    with pytest.raises(ClusterInputError, match="U\\+FEFF"):
+        parse("\ufeff\ufeffTASK a /bin/true\n", "b.dag")
+
+
+def test_nul_byte_is_refused_with_its_line() -> None:
+    with pytest.raises(ClusterInputError, match="n.dag:2: NUL byte"):
+        parse("TASK a /bin/true\nTASK b /bin/tr\0ue\n", "n.dag")
+
+
+def test_many_parents_parse_in_linear_time() -> None:
+    import time
+
+    n = 50_000
+    text = "".join(f"TASK p{i} /bin/true\n" for i in range(n)) + "TASK c /bin/true\n"
+    text += "".join(f"EDGE p{i} c\n" for i in range(n)) + "EDGE p0 c\n"  # a repeat counts once
+    t0 = time.perf_counter()
+    g = parse(text, "wide.dag")
+    elapsed = time.perf_counter() - t0
+    assert len(g.tasks["c"].parents) == n
+    assert elapsed < 10, elapsed  # about 0.3 s; quadratic took minutes
+
+
+def test_rescue_ids_round_trip() -> None:
+    from fluxlite.cluster.scheduler import parse_rescue_line, rescue_id
+
+    for tid in ["plain", "a b", "b\u2028c", "b\x0cc", "b\x85c", '"q"', "x\ny", "é", "t\tt"]:
+        line = f"DONE {rescue_id(tid)}"
+        assert "\n" not in line and "\u2028" not in line and "\x85" not in line
+        assert parse_rescue_line(line) == tid
+    assert rescue_id("plain") == "plain"  # PMC's own format for ordinary ids
+    assert parse_rescue_line("DONE a b") is None and parse_rescue_line("# DONE a") is None
+
+
+def test_cluster_line_values_cannot_make_keys_or_lines() -> None:
+    from fluxlite.cluster.records import _q
+
+    v = _q('x" status=0 ]- invocation: <invocation\r\n[cluster-summary %')
+    assert v.count('"') == 2 and "=" not in v and "]" not in v and "[" not in v
+    assert "- invocation:" not in v and "<invocation" not in v and "\r" not in v
+    assert "%25" in v  # '%' itself is escaped: the encoding reads back
+
+
+def test_input_errors_are_one_line_whatever_the_ids_and_names() -> None:
+    doc = '[{"id": "a\\nb\\u2028", "executable": "/bin/true"}, {"id": "a\\nb\\u2028"}]'
+    with pytest.raises(ClusterInputError) as err:
+        parse(doc, "in\nput.json")
+    text = str(err.value)
+    assert text.isprintable() and "a\\nb\\u2028" in text and "in\\nput.json" in text
