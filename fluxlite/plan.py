@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fluxlite.execute.timelimit import from_limits
 from fluxlite.spec import JobSpec
+from fluxlite.redact import text as redact_text
 from fluxlite.urls import redact
 from fluxlite.workdir import candidates
 
@@ -29,4 +30,4 @@ def describe(spec: JobSpec) -> str:
                      + (" (optional)" if o.optional else ""))
     lines.append(f"records   kickstart: {spec.records.kickstart or 'none'}, "
                  f"json: {spec.records.json or 'none'}")
-    return "\n".join(lines) + "\n"
+    return redact_text("\n".join(lines) + "\n")

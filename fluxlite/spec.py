@@ -80,6 +80,8 @@ class StagingOptions:
     max_backoff: float = 30.0
     threads: int = 0  # 0: chosen from the machine
     timeout: float = 60.0  # seconds without progress before a network transfer is abandoned
+    min_rate: float = 1024.0  # bytes/s a network attempt must move over rate_window (0: off)
+    rate_window: float = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -618,13 +620,17 @@ class _Validator:
         d = self.obj(x, "staging")
         if d is None:
             return StagingOptions()
-        self.unknown(d, "staging", {"attempts", "backoff", "max_backoff", "threads", "timeout"})
+        self.unknown(d, "staging", {"attempts", "backoff", "max_backoff", "threads", "timeout",
+                                    "min_rate", "rate_window"})
         return StagingOptions(
             attempts=int(self.number(d, "attempts", "staging", 3, minimum=1, integer=True) or 3),
             backoff=self.number(d, "backoff", "staging", 1.0, minimum=0) or 0.0,
             max_backoff=self.number(d, "max_backoff", "staging", 30.0, minimum=0) or 0.0,
             threads=int(self.number(d, "threads", "staging", 0, minimum=0, integer=True) or 0),
             timeout=self.number(d, "timeout", "staging", 60.0, minimum=0, exclusive=True) or 60.0,
+            min_rate=self.number(d, "min_rate", "staging", 1024.0, minimum=0) or 0.0,
+            rate_window=self.number(d, "rate_window", "staging", 60.0, minimum=0,
+                                    exclusive=True) or 60.0,
         )
 
     def resources(self, x: Any) -> Resources:

@@ -192,6 +192,9 @@ def _guard(data: bytes | None) -> bytes | None:
 
 
 def _q(s: str) -> str:
+    from fluxlite.redact import text
+
+    s = text(s)  # a URL's credentials never reach a task line
     # Pegasus's record parser has no escapes: keep quotes, brackets and newlines out
     return '"' + s.replace('"', "'").replace("]", ")").replace("[", "(").replace(
         "\n", " ") + '"'

@@ -10,13 +10,16 @@ on request, as JSON.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
+import math
 import os
 import random
 import re
 import shutil
 import signal
+import stat
 import sys
 import threading
 import time
@@ -24,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fluxlite.errors import StageError
+from fluxlite.redact import deep as redact_deep
 from fluxlite.staging.base import Policy, Request, TransferResult
 from fluxlite.urls import local_path, redact, scheme_of
 
@@ -68,12 +72,13 @@ class TransferList:
     problems: list[str] = field(default_factory=list)
 
 
-def expand(url: str) -> str:
+def expand(url: str, empty_ok: bool = True) -> str:
     """A URL without a scheme is a file:// URL; $VARS expand in file and symlink paths.
 
     A variable that is not set is an error rather than an empty string: ``$PWD/f`` must
-    never become ``/f``. A value is a path, so it is percent-encoded: a '#', '?' or '%' in
-    a directory name must not end or change the URL's path when it is parsed.
+    never become ``/f``; with ``empty_ok`` false (the target of a remove), neither may a
+    variable that is set but empty. A value is a path, so it is percent-encoded: a '#', '?'
+    or '%' in a directory name must not end or change the URL's path when it is parsed.
     """
     from urllib.parse import quote
 
@@ -84,6 +89,9 @@ def expand(url: str) -> str:
             name = m.group(1)
             if name not in os.environ:
                 raise ValueError(f"${name} is not set")
+            if not empty_ok and not os.environ[name].strip("/"):
+                raise ValueError(f"${name} is {'empty' if not os.environ[name] else '/'}: "
+                                 "refusing to remove what it would leave")
             return quote(os.environ[name], safe="/")
 
         url = _ENV_VAR.sub(value, url)
@@ -102,13 +110,14 @@ def parse_list(doc: Any, symlink: bool = False, rng: random.Random | None = None
         return out
     readable, writable = supported_schemes("stage-in"), supported_schemes("stage-out")
 
-    def url_of(x: Any, path: str, schemes: frozenset[str]) -> str | None:
+    def url_of(x: Any, path: str, schemes: frozenset[str], removing: bool = False
+               ) -> str | None:
         raw = x.get("url") if isinstance(x, dict) else None
         if not isinstance(raw, str) or not raw:
             out.problems.append(f"{path}.url: is required")
             return None
         try:
-            url = expand(raw)
+            url = expand(raw, empty_ok=not removing)
         except ValueError as err:
             out.problems.append(f"{path}.url: {err}")
             return None
@@ -138,14 +147,20 @@ def parse_list(doc: Any, symlink: bool = False, rng: random.Random | None = None
             if not isinstance(target, dict):
                 out.problems.append(f"{path}.target: is required")
                 continue
-            url = url_of(target, f"{path}.target", writable | {"symlink"})
+            url = url_of(target, f"{path}.target", writable | {"symlink"},
+                         removing=kind == "remove")
             if url is None:
                 continue
             if kind == "mkdir":
                 out.mkdirs.append(url)
             else:
                 rec = target.get("recursive", entry.get("recursive", False))
-                out.removes.append((url, rec is True or str(rec).lower() == "true"))
+                recursive = rec is True or str(rec).lower() == "true"
+                why = refuse_remove(url, recursive)
+                if why:
+                    out.problems.append(f"{path}.target.url: {why}")
+                    continue
+                out.removes.append((url, recursive))
             continue
         if kind != "transfer":
             out.problems.append(f"{path}.type: unknown entry type '{kind}'")
@@ -164,10 +179,14 @@ def parse_list(doc: Any, symlink: bool = False, rng: random.Random | None = None
             if url is None:
                 continue
             prio = s.get("priority")
-            if not isinstance(prio, int) or isinstance(prio, bool):
+            if prio is None:
                 prio = rng.randint(1, 100)  # pegasus-transfer's rule for a missing priority
+            elif not _whole(prio, PRIORITY_MIN, PRIORITY_MAX):
+                out.problems.append(f"{path}.src_urls[{j}].priority: must be a whole number "
+                                    f"from {PRIORITY_MIN} to {PRIORITY_MAX}")
+                continue
             tls = s.get("tls_verify", True) is not False  # the per-URL opt-out of job.json
-            ranked.append((-prio, j, url, str(s.get("site_label", "")), tls))
+            ranked.append((-int(prio), j, url, str(s.get("site_label", "")), tls))
         dst_urls = []
         for j, d in enumerate(dsts):
             url = url_of(d, f"{path}.dest_urls[{j}]", writable | {"symlink"})
@@ -191,6 +210,87 @@ def parse_list(doc: Any, symlink: bool = False, rng: random.Random | None = None
     return out
 
 
+PRIORITY_MIN, PRIORITY_MAX = -(2**31), 2**31 - 1
+
+
+def _whole(value: Any, lo: float, hi: float) -> bool:
+    """A JSON number that is a whole number within [lo, hi] (NaN and infinities are not)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    if isinstance(value, float) and not (math.isfinite(value) and value.is_integer()):
+        return False
+    return lo <= value <= hi
+
+
+def _mount_points() -> list[str]:
+    """Every mount point of this mount namespace (bind mounts included)."""
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as fh:
+            lines = fh.read().splitlines()
+    except OSError:
+        return []
+    out = []
+    for line in lines:
+        fields = line.split(" ")
+        if len(fields) > 4:
+            # spaces, tabs, newlines and backslashes are written as octal escapes
+            out.append(re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), fields[4]))
+    return out
+
+
+def refuse_remove(url: str, recursive: bool) -> str | None:
+    """Why removing this target must not be done, or None.
+
+    Refused, as GNU rm refuses '/', before anything is touched: an empty path, the root,
+    a mount point (a path on another device than its parent, or listed as mounted: bind
+    mounts too), the current directory or one of its parents, and for a recursive remove
+    any tree with a mount point inside it (the delete would cross into that filesystem).
+    """
+    if scheme_of(url) not in ("file", "symlink"):
+        return None
+    try:
+        raw = local_path(url)
+    except ValueError:
+        return None
+    if not raw.strip():
+        return "refusing to remove an empty path"
+    norm = os.path.normpath(raw)
+    if norm == "/" or norm == "//":
+        return "refusing to remove the root directory"
+    # the directories leading to it resolved, the last component itself not followed:
+    # removing a link removes the link
+    parent = os.path.realpath(os.path.dirname(norm))
+    target = os.path.join(parent, os.path.basename(norm))
+    try:
+        st = os.lstat(target)
+    except FileNotFoundError:
+        return None  # nothing there: nothing to refuse
+    except OSError:
+        return None  # the remove itself reports it
+    if stat.S_ISLNK(st.st_mode):
+        return None
+    if target == "/":
+        return "refusing to remove the root directory"
+    try:
+        pst = os.stat(parent)
+    except OSError:
+        pst = None
+    mounts = _mount_points()
+    if (pst is not None and pst.st_dev != st.st_dev) or target in mounts \
+            or os.path.ismount(target):
+        return f"refusing to remove the mount point {redact(target)}"
+    cwd = os.path.realpath(os.getcwd())
+    if cwd == target or cwd.startswith(target.rstrip("/") + "/"):
+        return f"refusing to remove {redact(target)}: it is the current directory or one " \
+               "of its parents"
+    if recursive and stat.S_ISDIR(st.st_mode):
+        inner = [m for m in mounts if m.startswith(target.rstrip("/") + "/")]
+        if inner:
+            return (f"refusing to remove {redact(target)}: the mount point "
+                    f"{redact(inner[0])} is inside it")
+    return None
+
+
 def _mkdir(url: str) -> None:
     if scheme_of(url) in ("file", "symlink"):
         os.makedirs(local_path(url), exist_ok=True)
@@ -200,12 +300,22 @@ def _mkdir(url: str) -> None:
 def _remove(url: str, recursive: bool) -> None:
     scheme = scheme_of(url)
     if scheme in ("file", "symlink"):
+        why = refuse_remove(url, recursive)  # again: the transfers ran in between
+        if why:
+            raise StageError(why, permanent=True)
         p = local_path(url)
         if os.path.isdir(p) and not os.path.islink(p):
             if recursive:
                 shutil.rmtree(p)
             else:
-                os.rmdir(p)
+                try:
+                    os.rmdir(p)  # an empty directory needs no "recursive"
+                except OSError as err:
+                    if err.errno in (errno.ENOTEMPTY, errno.EEXIST):
+                        raise StageError("the directory is not empty (a directory with "
+                                         'content needs "recursive": true)',
+                                         permanent=True) from err
+                    raise
         else:
             try:
                 os.unlink(p)
@@ -236,9 +346,15 @@ def _read(args: argparse.Namespace) -> Any:
         raise ValueError(f"{name}: the old '# src / # dst' text format is not supported; "
                          "use the JSON list")
     try:
-        return json.loads(raw)
+        return json.loads(raw, parse_constant=_no_constant)
+    except RecursionError as err:
+        raise ValueError(f"{name}: not a JSON transfer list: nested too deeply") from err
     except ValueError as err:
         raise ValueError(f"{name}: not a JSON transfer list: {err}") from err
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number JSON allows")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -254,10 +370,11 @@ def main(args: argparse.Namespace) -> int:
         sys.stderr.write(f"fluxlite: error: {problem}\n")
     if plan.problems:
         return 1
+    bad = _bad_option(args)
+    if bad:
+        sys.stderr.write(f"fluxlite: error: {bad}\n")
+        return 2
     threads = args.threads
-    if (threads is not None and threads < 0) or args.attempts < 1:
-        sys.stderr.write("fluxlite: error: --threads must be >= 0 and --max-attempts >= 1\n")
-        return 1
     if threads is None:
         env = os.environ.get("PEGASUS_TRANSFER_THREADS", "")
         threads = int(env) if env.isdigit() else 0
@@ -271,6 +388,21 @@ def main(args: argparse.Namespace) -> int:
     finally:
         for sig, handler in old.items():
             signal.signal(sig, handler)
+
+
+# the bounds of the command line's numbers (the threads used are at most MAX_THREADS)
+OPTION_BOUNDS: dict[str, tuple[str, float, float]] = {
+    "threads": ("--threads", 0, 100000), "attempts": ("--max-attempts", 1, 1000),
+    "backoff": ("--backoff", 0, 86400), "max_backoff": ("--max-backoff", 0, 86400),
+    "timeout": ("--timeout", 0.001, 7 * 86400)}
+
+
+def _bad_option(args: argparse.Namespace) -> str | None:
+    for dest, (flag, lo, hi) in OPTION_BOUNDS.items():
+        v = getattr(args, dest)
+        if v is not None and not (math.isfinite(v) and lo <= v <= hi):
+            return f"{flag} must be a number from {lo:g} to {hi:g}, not {v}"
+    return None
 
 
 def _on_signals(cancel: threading.Event, signalled: threading.Event) -> dict[int, Any]:
@@ -391,7 +523,7 @@ def _write_json(dest: str, results: list[TransferResult], error: str | None,
         t["dst"] = redact(t["dst"])
         for a in t["attempts"]:
             a["src"], a["dst"] = redact(a["src"]), redact(a["dst"])
-    data = json.dumps(doc, indent=1) + "\n"
+    data = json.dumps(redact_deep(doc), indent=1) + "\n"
     if dest == "-":
         sys.stdout.write(data)
         return
