@@ -28,6 +28,8 @@ SECRET_WORDS = ("PASS", "PWD", "TOKEN", "SECRET", "KEY", "CREDENTIAL", "AUTH", "
                 "SESSION", "SIGNATURE")
 # Short names that are secrets without containing one of the words.
 SECRET_NAMES = frozenset({"SIG", "SID"})
+# Environment variables that contain a word above but hold no secret (the shell's own).
+NOT_SECRET_ENV = frozenset({"PWD", "OLDPWD"})
 
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 # a parameter: its delimiter, its name, '='
@@ -160,8 +162,10 @@ def text(value: str) -> str:
 
 
 def env(environment: Mapping[str, str]) -> dict[str, str]:
-    """The environment, sorted by name: secret names masked, URLs in other values redacted."""
-    return {k: (MASK if is_secret_name(k) else text(v)) for k, v in sorted(environment.items())}
+    """The environment, sorted by name: secret names masked, URLs in other values redacted.
+    The shell's PWD and OLDPWD name directories, not passwords."""
+    return {k: (MASK if is_secret_name(k) and k not in NOT_SECRET_ENV else text(v))
+            for k, v in sorted(environment.items())}
 
 
 def deep(obj: Any) -> Any:

@@ -368,7 +368,9 @@ class Runner:
             reqs.append(Request(
                 lfn=f.lfn, sources=tuple((s.url, s.tls_verify) for s in f.sources),
                 dst=os.path.join(wd, f.lfn), expected=f.sha256 or expected.get(f.lfn),
-                executable=f.executable or f is spec.staged_executable, symlink=f.symlink,
+                # the file the task runs is made executable, as Pegasus does
+                executable=(f.executable or f is spec.staged_executable
+                            or f.lfn == spec.executable), symlink=f.symlink,
                 optional=f.optional))
         if reqs:
             with self._phase("stage-in") as ph:
@@ -432,7 +434,6 @@ class Runner:
                     ck_reqs.append(Request(lfn=c.lfn, sources=((file_url(src), True),),
                                            dst=c.url, fsync=True, confine=wd))
             except StageError as err:  # a link leading out, a FIFO, ...: refused
-                logger.error("checkpoint stage-out failed: %s", err)
                 ck_error = ck_error or err
         if ck_reqs:
             with self._phase("checkpoint-out") as ph:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import collections
 import http.client
+import io
 import ipaddress
 import logging
 import socket
@@ -168,6 +169,7 @@ class HTTPReader:
             else None
         self._decoder: Any = None  # zlib decompressor of a gzip or deflate body
         self._wire = 0  # bytes received, before any decoding
+        self._buffered: int | None = None  # bytes held in the response's buffer
         self.tls_verify = tls_verify
         self.timeout = timeout
         self.cancel = cancel or threading.Event()
@@ -266,6 +268,7 @@ class HTTPReader:
             self._raise_if_cancelled()
             raise HTTPError(f"{redact(url)}: {_describe(err)}") from err
         self._resp = resp
+        self._buffered = None
         return resp
 
     def _check(self, resp: http.client.HTTPResponse, url: str, start: int) -> None:
@@ -353,7 +356,7 @@ class HTTPReader:
             if self.cancel.is_set() or resp is None:
                 raise Cancelled()
             try:
-                n = _read_some(resp, buf)
+                n, self._buffered = _read_some(resp, buf, self._buffered)
             except TimeoutError as err:
                 self._raise_if_cancelled()
                 raise HTTPError(f"{redact(self.url)}: no data for {self.timeout:g} s after "
@@ -444,25 +447,37 @@ class HTTPBackend(Backend):
 CHUNK_IN = 256 * 1024  # encoded bytes read at a time
 
 
-def _read_some(resp: http.client.HTTPResponse, buf: bytearray | memoryview) -> int:
-    """At most one receive's worth of the body into buf (0 at its end).
+def _read_some(resp: http.client.HTTPResponse, buf: bytearray | memoryview,
+               buffered: int | None) -> tuple[int, int | None]:
+    """At most one receive's worth of the body into buf (0 at its end); returns it and how
+    many bytes are left in the response's buffer (None: not known).
 
     http.client's own readinto keeps receiving until the buffer is full, which a server
-    sending a byte at a time can make last forever without any timeout firing.
+    sending a byte at a time can make last forever without any timeout firing. And a
+    BufferedReader's readinto1 into a large buffer receives once more even when it already
+    holds bytes, so what it holds is taken first (peek never receives more than once).
     """
     if not len(buf):
-        return 0
+        return 0, buffered
     if resp.chunked or resp.fp is None:
         data = resp.read1(len(buf))
         buf[:len(data)] = data
-        return len(data)
+        return len(data), None
     want = len(buf) if resp.length is None else min(len(buf), resp.length)
     if want == 0:
-        return 0
-    n = resp.fp.readinto1(memoryview(buf)[:want])
+        return 0, buffered
+    view = memoryview(buf)
+    fp = resp.fp
+    if buffered == 0 and want > io.DEFAULT_BUFFER_SIZE:
+        n = fp.readinto1(view[:want])  # nothing held: one receive straight into buf
+        left: int | None = 0
+    else:
+        avail = len(fp.peek(1))
+        n = fp.readinto1(view[:min(want, avail)]) if avail else 0
+        left = avail - n
     if resp.length is not None:
         resp.length -= n
-    return n
+    return n, left
 
 
 class _RateCheck:
