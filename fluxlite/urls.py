@@ -20,7 +20,8 @@ def local_path(url: str) -> str:
         return url
     parts = urlsplit(url)
     if parts.netloc not in ("", "localhost"):
-        raise ValueError(f"file URL with a remote host {parts.netloc!r}")
+        # the host only: what precedes an '@' is credentials
+        raise ValueError(f"file URL with a remote host {parts.netloc.rpartition('@')[2]!r}")
     return unquote(parts.path)
 
 

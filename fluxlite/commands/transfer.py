@@ -28,6 +28,7 @@ from typing import Any
 
 from fluxlite.errors import StageError
 from fluxlite.redact import deep as redact_deep
+from fluxlite.redact import text as redact_text
 from fluxlite.staging.base import Policy, Request, TransferResult
 from fluxlite.urls import local_path, redact, scheme_of
 
@@ -109,6 +110,9 @@ def parse_list(doc: Any, symlink: bool = False, rng: random.Random | None = None
         out.problems.append("the transfer list must be a JSON list")
         return out
     readable, writable = supported_schemes("stage-in"), supported_schemes("stage-out")
+    out.problems += _infinite_numbers(doc, "")
+    if out.problems:
+        return out
 
     def url_of(x: Any, path: str, schemes: frozenset[str], removing: bool = False
                ) -> str | None:
@@ -220,6 +224,17 @@ def _whole(value: Any, lo: float, hi: float) -> bool:
     if isinstance(value, float) and not (math.isfinite(value) and value.is_integer()):
         return False
     return lo <= value <= hi
+
+
+def _infinite_numbers(x: Any, path: str) -> list[str]:
+    """Where the list holds a number too large to be finite (JSON's 1e400 reads as inf)."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return [f"{path or 'the list'}: must be a finite number"]
+    if isinstance(x, dict):
+        return [p for k, v in x.items() for p in _infinite_numbers(v, f"{path}.{k}")]
+    if isinstance(x, list):
+        return [p for i, v in enumerate(x) for p in _infinite_numbers(v, f"{path}[{i}]")]
+    return []
 
 
 def _mount_points() -> list[str]:
@@ -363,11 +378,11 @@ def main(args: argparse.Namespace) -> int:
     try:
         doc = _read(args)
     except ValueError as err:
-        sys.stderr.write(f"fluxlite: error: {err}\n")
+        sys.stderr.write(redact_text(f"fluxlite: error: {err}") + "\n")
         return 1
     plan = parse_list(doc, symlink=args.symlink)
     for problem in plan.problems:
-        sys.stderr.write(f"fluxlite: error: {problem}\n")
+        sys.stderr.write(redact_text(f"fluxlite: error: {problem}") + "\n")
     if plan.problems:
         return 1
     bad = _bad_option(args)

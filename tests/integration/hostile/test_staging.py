@@ -554,8 +554,18 @@ def test_transfer_list_numbers_are_finite_and_bounded(fl, data, raw_priority):
                           f"file://{fl.tmp}/out/f"))
     raw = "[" + entry.replace('"priority": 0', f'"priority": {raw_priority}') + "]"
     r = transfer(fl, None, raw=raw)
-    hostile(fl, r, 1, "priority" if raw_priority not in ("NaN", "Infinity", "-Infinity")
-            else "is not a number JSON allows", empty=(fl.tmp / "out",))
+    why = {"NaN": "is not a number JSON allows", "Infinity": "is not a number JSON allows",
+           "-Infinity": "is not a number JSON allows",
+           "1e400": "priority: must be a finite number"}.get(raw_priority, "priority: must be")
+    hostile(fl, r, 1, why, empty=(fl.tmp / "out",))
+
+
+def test_infinite_numbers_anywhere_in_a_transfer_list_are_refused(fl, data):
+    (data / "f").write_text("f")
+    entry = {**_t([f"file://{data}/f"], f"file://{fl.tmp}/out/f"), "id": 0}
+    raw = "[" + json.dumps(entry).replace('"id": 0', '"id": 1e999') + "]"
+    r = transfer(fl, None, raw=raw)
+    hostile(fl, r, 1, "[0].id: must be a finite number", empty=(fl.tmp / "out",))
 
 
 @pytest.mark.parametrize(("opt", "value"), [("--timeout", "nan"), ("--backoff", "inf"),
