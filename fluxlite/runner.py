@@ -813,8 +813,10 @@ def _emit(dest: str, data: bytes, stdout: Any, append: bool = False) -> None:
     if append:
         # kickstart -l appends: several records may share one file (clustered jobs);
         # one write() with O_APPEND keeps concurrent writers' records whole
-        fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666)
+        # a FIFO without a reader is an error at once (ENXIO), not a wait
+        fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NONBLOCK, 0o666)
         try:
+            os.set_blocking(fd, True)
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view):]

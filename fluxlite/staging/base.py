@@ -437,7 +437,7 @@ def _dst_mode(src_mode: int | None, executable: bool) -> int:
 _TEMP_NAME = re.compile(r"\.(?P<name>.+)\.tmp-[a-z0-9_]{8}")
 _O_TMPFILE = getattr(os, "O_TMPFILE", 0)
 _no_tmpfile: set[int] = set()  # devices whose filesystem refused O_TMPFILE
-_swept: set[str] = set()
+_swept: dict[str, dict[str, list[str]]] = {}  # directory -> its temporaries not yet seen to
 _swept_lock = threading.Lock()
 
 
@@ -559,40 +559,46 @@ def remove_stale_temporaries(dpath: str) -> list[str]:
 
     Only fluxlite's own names for this destination (``.NAME.tmp-XXXXXXXX``), only regular
     files of this user (never a link), and only when last written before this job started:
-    a transfer of another job still under way keeps its file. Returns what was removed.
+    a transfer of another job still under way keeps its file. Each directory is listed once
+    per process. Returns what was removed.
     """
-    ddir, base = os.path.split(dpath)
-    ddir = ddir or "."
-    key = os.path.abspath(dpath)
+    ddir, base = os.path.split(os.path.abspath(dpath))
     with _swept_lock:
-        if key in _swept:
-            return []
-        _swept.add(key)
-    prefix = f".{base}.tmp-"
+        found = _swept.get(ddir)
+        if found is None:
+            found = _swept[ddir] = _temporaries(ddir)
+        candidates = found.pop(base, [])
     removed: list[str] = []
     start = _job_start()
-    try:
-        entries = [e for e in os.scandir(ddir) if e.name.startswith(prefix)]
-    except OSError:
-        return removed
-    for e in entries:
-        m = _TEMP_NAME.fullmatch(e.name)
-        if m is None or m.group("name") != base:
-            continue
+    for path in candidates:
         try:
-            st = e.stat(follow_symlinks=False)
+            st = os.lstat(path)
         except OSError:
             continue
         if (not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid()
                 or st.st_mtime >= start):
             continue
         try:
-            os.unlink(e.path)
+            os.unlink(path)
         except OSError:
             continue
-        logger.info("removed %s, left over by an earlier transfer", e.path)
-        removed.append(e.path)
+        logger.info("removed %s, left over by an earlier transfer", path)
+        removed.append(path)
     return removed
+
+
+def _temporaries(ddir: str) -> dict[str, list[str]]:
+    """Destination name -> paths in ddir named like fluxlite's temporaries for it."""
+    out: dict[str, list[str]] = {}
+    try:
+        with os.scandir(ddir) as it:
+            for e in it:
+                m = _TEMP_NAME.fullmatch(e.name) if e.name.startswith(".") else None
+                if m is not None:
+                    out.setdefault(m.group("name"), []).append(e.path)
+    except OSError:
+        pass
+    return out
 
 
 # --------------------------------------------------------------------------- writing

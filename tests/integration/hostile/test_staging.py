@@ -636,3 +636,11 @@ def test_a_fifo_with_a_reader_gets_the_record(fl):
     t.join(10)
     hostile(fl, r, 0, None)
     assert json.loads(got[0])["exit_code"] == 0
+
+
+def test_kickstart_record_appended_to_a_fifo_without_reader_is_one_line(fl):
+    fifo = fl.tmp / "fifo"
+    os.mkfifo(fifo)
+    r = fl.run("kickstart", "-l", str(fifo), "/bin/true", timeout=30)
+    hostile(fl, r, 71, "no such device or address")
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
