@@ -43,7 +43,7 @@ def _all_output(fl: Fluxlite, r: subprocess.CompletedProcess[bytes]) -> str:
     directory except the inputs the test wrote itself."""
     parts = [r.stdout.decode(errors="replace"), r.stderr.decode(errors="replace")]
     for p in fl.tmp.rglob("*"):
-        if p.name in ("job.json", "list.json") or not p.is_file() or p.is_symlink():
+        if p.name in ("job.json", "list.json", "tasks.txt") or not p.is_file() or p.is_symlink():
             continue
         if "data" in p.relative_to(fl.tmp).parts[:1]:
             continue
@@ -644,3 +644,11 @@ def test_kickstart_record_appended_to_a_fifo_without_reader_is_one_line(fl):
     r = fl.run("kickstart", "-l", str(fifo), "/bin/true", timeout=30)
     hostile(fl, r, 71, "no such device or address")
     assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+
+
+def test_credentials_never_reach_cluster_task_lines_or_records(fl):
+    tasks = fl.tmp / "tasks.txt"
+    tasks.write_text("/bin/echo https://alice:QSECRET1@host/x?token=FRAGTOKEN3\n")
+    r = fl.run("cluster", "-q", str(tasks))
+    hostile(fl, r, 0, None, secrets=SECRETS)
+    assert "https://***@host/x?token=***" in r.stdout.decode()
