@@ -55,12 +55,10 @@ def _userinfo_end(rest: str, text: bool, quote: str = "") -> int | None:
     delimiter (the ``user:`` of ``user:password``). In free text a URL ends at the end of
     its line. When in doubt, more is hidden rather than less.
     """
-    if text:
-        # a URL in a message ends at its line's end, at the next URL, or at its closing quote
-        nxt = _SCHEME.search(rest)
-        rest = rest[:nxt.start() if nxt else len(rest)].split("\n", 1)[0]
-        if quote:
-            rest = rest.split(quote, 1)[0]
+    if text and quote:
+        # a URL in a message ends at its closing quote (text() has cut it at its line's end
+        # and at the next URL)
+        rest = rest.split(quote, 1)[0]
     if "@" not in rest:
         return None
     m = _AUTHORITY_END.search(rest)
@@ -155,7 +153,12 @@ def text(value: str) -> str:
 
     def fix(m: re.Match[str]) -> tuple[str, int]:
         before = value[m.start() - 1] if m.start() else ""
-        red, used = _one(value[m.start():], True, _CLOSING.get(before, ""))
+        # a URL in free text ends at its line's end or where the next URL begins
+        nxt = _SCHEME.search(value, m.end())
+        end = nxt.start() if nxt else len(value)
+        nl = value.find("\n", m.end(), end)
+        segment = value[m.start():nl if nl >= 0 else end]
+        red, used = _one(segment, True, _CLOSING.get(before, ""))
         return red, m.start() + used
 
     return _scan(value, _SCHEME, fix)
