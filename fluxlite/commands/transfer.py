@@ -29,7 +29,13 @@ from typing import Any
 from fluxlite.errors import StageError
 from fluxlite.redact import deep as redact_deep
 from fluxlite.redact import text as redact_text
-from fluxlite.staging.base import Policy, Request, TransferResult
+from fluxlite.staging.base import (
+    DEFAULT_MIN_RATE,
+    DEFAULT_RATE_WINDOW,
+    Policy,
+    Request,
+    TransferResult,
+)
 from fluxlite.urls import local_path, redact, scheme_of
 
 logger = logging.getLogger(__name__)
@@ -53,6 +59,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="longest wait between rounds in seconds (default 30)")
     p.add_argument("--timeout", type=float, default=60.0,
                    help="seconds without progress before a network transfer is abandoned")
+    p.add_argument("--min-rate", type=float, default=DEFAULT_MIN_RATE, metavar="BYTES/S",
+                   help="an http(s) attempt moving fewer bytes per second than this over "
+                        "--rate-window fails (default %(default)g; 0: no minimum)")
+    p.add_argument("--rate-window", type=float, default=DEFAULT_RATE_WINDOW, metavar="S",
+                   help="seconds over which --min-rate is measured (default %(default)g)")
     p.add_argument("-s", "--symlink", action="store_true",
                    help="symlink local sources instead of copying them")
     p.add_argument("--json-record", metavar="PATH",
@@ -394,7 +405,8 @@ def main(args: argparse.Namespace) -> int:
         env = os.environ.get("PEGASUS_TRANSFER_THREADS", "")
         threads = int(env) if env.isdigit() else 0
     policy = Policy(attempts=args.attempts, backoff=args.backoff,
-                    max_backoff=args.max_backoff, timeout=args.timeout)
+                    max_backoff=args.max_backoff, timeout=args.timeout,
+                    min_rate=args.min_rate, rate_window=args.rate_window)
     t0 = time.time()
     cancel, signalled = threading.Event(), threading.Event()
     old = _on_signals(cancel, signalled)
@@ -409,7 +421,8 @@ def main(args: argparse.Namespace) -> int:
 OPTION_BOUNDS: dict[str, tuple[str, float, float]] = {
     "threads": ("--threads", 0, 100000), "attempts": ("--max-attempts", 1, 1000),
     "backoff": ("--backoff", 0, 86400), "max_backoff": ("--max-backoff", 0, 86400),
-    "timeout": ("--timeout", 0.001, 7 * 86400)}
+    "timeout": ("--timeout", 0.001, 7 * 86400), "min_rate": ("--min-rate", 0, 1e12),
+    "rate_window": ("--rate-window", 0.001, 7 * 86400)}
 
 
 def _bad_option(args: argparse.Namespace) -> str | None:

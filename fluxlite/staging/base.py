@@ -123,6 +123,10 @@ class Request:
     confine: str | None = None
 
 
+DEFAULT_MIN_RATE = 1024.0  # bytes/s
+DEFAULT_RATE_WINDOW = 60.0  # s
+
+
 @dataclass(frozen=True, slots=True)
 class Policy:
     attempts: int = 3
@@ -131,8 +135,8 @@ class Policy:
     timeout: float = 60.0
     # a network attempt that moves fewer than min_rate bytes/s over any rate_window
     # seconds fails (0: no minimum)
-    min_rate: float = 1024.0
-    rate_window: float = 60.0
+    min_rate: float = DEFAULT_MIN_RATE
+    rate_window: float = DEFAULT_RATE_WINDOW
 
 
 class _SourceFailed(Exception):
@@ -269,7 +273,7 @@ def _transfer(req: Request, policy: Policy, cancel: threading.Event | None,
         res.skipped = True
         res.error = "not present at any source"
         return res
-    res.error = last_error
+    res.error = _named(req.lfn, last_error)
     if mismatches and mismatches == len(req.sources):
         bad = IntegrityError(req.lfn, req.expected or "", res.sha256 or "",
                              where="every source")

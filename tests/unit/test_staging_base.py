@@ -216,3 +216,18 @@ def test_reservation_follows_the_bytes_that_arrived(tmp_path):
         assert os.fstat(fd).st_size == 20000
     finally:
         os.close(fd)
+
+
+def test_without_unnamed_files_a_failed_copy_leaves_no_temporary(tmp_path, monkeypatch):
+    from fluxlite.staging import base
+
+    monkeypatch.setattr(base, "_O_TMPFILE", 0)
+    src = tmp_path / "src"
+    src.write_bytes(b"x" * 1000)
+    dst = tmp_path / "out" / "f"
+    res = transfer(Request("f", ((str(src), True),), str(dst)), Policy(attempts=1))
+    assert res.success and dst.read_bytes() == b"x" * 1000
+    with pytest.raises(IntegrityError):
+        transfer(Request("g", ((str(src), True),), str(tmp_path / "out" / "g"),
+                         expected="0" * 64), Policy(attempts=1))
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["f"]

@@ -652,3 +652,12 @@ def test_credentials_never_reach_cluster_task_lines_or_records(fl):
     r = fl.run("cluster", "-q", str(tasks))
     hostile(fl, r, 0, None, secrets=SECRETS)
     assert "https://***@host/x?token=***" in r.stdout.decode()
+
+
+def test_transfer_minimum_throughput_is_an_option(fl):
+    with FaultServer() as srv:
+        slow = srv.add("/slow", os.urandom(5000), ["trickle:1000:0.02"] * 5)
+        r = transfer(fl, [_t([slow], f"file://{fl.tmp}/out/f")], "-m", "1", "--min-rate",
+                     "1000", "--rate-window", "1")
+    hostile(fl, r, 1, "f: http", empty=(fl.tmp / "out",))
+    assert "too slow" in r.stderr.decode()
