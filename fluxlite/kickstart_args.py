@@ -117,7 +117,8 @@ def _number(flag: str, value: str, minimum: int, maximum: int | None = None) -> 
     except ValueError:
         n = -1
     if n < minimum or (maximum is not None and n > maximum):
-        raise KickstartUsage(f"invalid -{flag} argument: {value}", show_help=False)
+        # kickstart's own words ("ERROR: Invalid -B argument: x"), which scripts look for
+        raise KickstartUsage(f"Invalid -{flag} argument: {value}", show_help=False)
     return n
 
 

@@ -32,6 +32,13 @@ if command -v flux >/dev/null 2>&1; then
 else
   echo "note: flux is not on PATH: the flux test tier will be skipped"
 fi
+# The pegasuslite tier sources Pegasus's own pegasus-lite-common.sh (share/pegasus/sh/ in
+# Pegasus's sources), fetched by hand like flux-core and never part of this repository.
+PLC_DEFAULT=/opt/pegasus-src/pegasus-lite-common.sh
+if [ -z "${PEGASUS_LITE_COMMON:-}" ] && [ -f "$PLC_DEFAULT" ]; then
+  export PEGASUS_LITE_COMMON=$PLC_DEFAULT
+fi
+[ -n "${PEGASUS_LITE_COMMON:-}" ] || echo "note: PEGASUS_LITE_COMMON is not set: the pegasuslite tier will be skipped"
 set +e
 "$VENV/bin/python" -m pytest -q "$@"
 rc=$?
