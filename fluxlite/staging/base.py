@@ -377,7 +377,7 @@ def _to_local(reader: Reader, dpath: str, req: Request, res: TransferResult, att
     extents: list[tuple[int, int]] | None = getattr(reader, "extents", None)
     if reader.size is not None:
         _check_room(reader.size if extents is None else sum(e - b for b, e in extents),
-                    ddir, url)
+                    ddir, url, req, dpath, local=getattr(reader, "mode", None) is not None)
     try:
         fd, tmp = _open_unnamed(ddir, dpath)
     except OSError as err:
@@ -609,17 +609,27 @@ def _temporaries(ddir: str) -> dict[str, list[str]]:
 _RESERVE_STEP = 64 * 1024 * 1024  # reserved ahead of the bytes that have arrived
 
 
-def _check_room(size: int, ddir: str, url: str) -> None:
-    """A source announcing more bytes than the destination has room for fails, as a
-    failure of that source: the next source (or a later attempt) may do better."""
+def _check_room(size: int, ddir: str, url: str, req: Request, dpath: str,
+                local: bool) -> None:
+    """Fail before copying what cannot fit. A network source announcing more bytes than
+    the destination has room for fails as a failure of that source: the next source (or
+    a later attempt) may do better. A local file's size is known for sure: then the
+    destination is at fault (and a further destination may be tried)."""
     try:
         st = os.statvfs(ddir)
     except OSError:
         return
     free = st.f_bavail * st.f_frsize
-    if size > free:
-        raise _SourceFailed(f"{redact(url)}: announces {size} bytes, more than the "
-                            f"{free} bytes free in {ddir}", False)
+    if size <= free:
+        return
+    if local:
+        out = StageError(f"cannot write {redact(dpath)}: {size} bytes do not fit in the "
+                         f"{free} bytes free (no space left on device)", lfn=req.lfn,
+                         permanent=True)
+        out.destination = True  # type: ignore[attr-defined]
+        raise out
+    raise _SourceFailed(f"{redact(url)}: announces {size} bytes, more than the {free} bytes "
+                        f"free in {ddir}", False)
 
 
 class _LocalWriter:

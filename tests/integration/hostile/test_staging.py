@@ -661,3 +661,85 @@ def test_transfer_minimum_throughput_is_an_option(fl):
                      "1000", "--rate-window", "1")
     hostile(fl, r, 1, "f: http", empty=(fl.tmp / "out",))
     assert "too slow" in r.stderr.decode()
+
+
+# --------------------------------------------------------------------------- small disks
+def run_on_small_tmpfs(fl: Fluxlite, small: Path, job: dict[str, Any], size: str = "16m"
+                       ) -> tuple[int, str, list[str]]:
+    """`fluxlite run` in a private mount namespace where ``small`` is a tmpfs of ``size``;
+    (exit code, stderr, what the tmpfs holds afterwards)."""
+    small.mkdir()
+    p = fl.write_job({"workdir": {"keep": "never", "min_free_mb": 1}, **job})
+    script = ('mount -t tmpfs -o size="$1" tmpfs "$2" || exit 99; shift 2; "$@"; '
+              'echo "rc=$?"; ls -A "$SMALL"')
+    r = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", script, "sh",
+                        size, str(small), sys.executable, "-m", "fluxlite", "run", "-q",
+                        "--kickstart-record", str(fl.tmp / "rec.yml"), "--json-record",
+                        str(fl.tmp / "rec.json"), str(p)],
+                       capture_output=True, timeout=60, cwd=fl.tmp,
+                       env=fl.env({"SMALL": str(small)}))
+    out = r.stdout.decode()
+    assert "rc=" in out, (out, r.stderr.decode())
+    rc_line, _, rest = out.rpartition("rc=")[2].partition("\n")
+    return int(rc_line), r.stderr.decode(), rest.split()
+
+
+@pytest.mark.skipif(_sandbox_ok() is not None, reason=str(_sandbox_ok()))
+def test_a_30_gb_lie_on_a_small_disk_fails_that_source_and_the_mirror_is_used(fl):
+    body = os.urandom(20000)
+    small = fl.tmp / "small"
+    with FaultServer() as srv:
+        liar = srv.add("/liar", body, ["lie:30000000000"] * 10)
+        good = srv.add("/good", body)
+        job = {**_sh("cmp f f"), "inputs": [{"lfn": "f", "urls": [liar, good]}],
+               "workdir": {"base": str(small), "keep": "never", "min_free_mb": 1}}
+        rc, err, left = run_on_small_tmpfs(fl, small, job)
+    assert rc == 0 and "Traceback" not in err, err
+    assert _problem_lines(err.encode()) == [], err
+    assert left == []  # worker directory removed (keep: never)
+    atts = _record(fl)["stage_in"][0]["transfers"][0]["attempts"]
+    assert "announces 30000000000 bytes" in atts[0]["error"] and atts[1]["success"]
+
+
+@pytest.mark.skipif(_sandbox_ok() is not None, reason=str(_sandbox_ok()))
+def test_a_full_destination_is_one_line_and_leaves_nothing(fl):
+    small = fl.tmp / "small"
+    job = {**_sh("head -c 40000000 /dev/urandom > big"),
+           "outputs": [{"lfn": "big", "urls": [f"file://{small}/big"]}]}
+    rc, err, left = run_on_small_tmpfs(fl, small, job)
+    assert rc == 71 and "Traceback" not in err, err
+    lines = _problem_lines(err.encode())
+    assert len(lines) == 1 and "big: cannot write" in lines[0], err
+    assert "no space left on device" in lines[0].lower(), err
+    assert left == []  # nothing partial
+    assert fl.leftover_workdirs() == []
+
+
+def test_sparse_inputs_of_a_job_keep_their_holes(fl, data):
+    src = data / "sparse"
+    with open(src, "wb") as fh:
+        fh.truncate(128 * 1024 * 1024)
+        fh.write(b"head")
+    if os.stat(src).st_blocks * 512 > 1024 * 1024:
+        pytest.skip("this filesystem does not keep holes")
+    job = {**_sh("stat -c %b sparse > blocks; cmp -n 4 sparse sparse"),
+           "inputs": [{"lfn": "sparse", "urls": [f"file://{src}"]}],
+           "outputs": [{"lfn": "blocks", "urls": [f"file://{fl.tmp}/out/blocks"]}]}
+    r = run_job(fl, job)
+    hostile(fl, r, 0, None)
+    assert int((fl.tmp / "out" / "blocks").read_text()) * 512 <= 1024 * 1024
+
+
+@pytest.mark.skipif(_sandbox_ok() is not None, reason=str(_sandbox_ok()))
+def test_a_disk_filling_during_the_copy_is_one_line_and_leaves_nothing_partial(fl):
+    small = fl.tmp / "small"
+    n = 10_000_000
+    job = {**_sh(f"head -c {n} /dev/urandom > a; head -c {n} /dev/urandom > b"),
+           "outputs": [{"lfn": x, "urls": [f"file://{small}/{x}"]} for x in "ab"],
+           "staging": {"threads": 2}}
+    rc, err, left = run_on_small_tmpfs(fl, small, job)
+    assert rc == 71 and "Traceback" not in err, err
+    lines = _problem_lines(err.encode())
+    assert len(lines) == 1 and "no space left on device" in lines[0].lower(), err
+    assert left in ([], ["a"], ["b"])  # a file that is there is whole: no temporary
+    assert fl.leftover_workdirs() == []
