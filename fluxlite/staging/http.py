@@ -342,7 +342,7 @@ class HTTPReader:
             if got == 0:
                 if not self._decoder.finish():
                     raise HTTPError(f"{redact(self.url)}: the {self._decoder.coding} body "
-                                    f"ends before its end after {self._wire} bytes")
+                                    f"is cut short after {self._wire} bytes")
                 continue
             try:
                 self._decoder.feed(memoryview(raw)[:got])

@@ -743,3 +743,12 @@ def test_a_disk_filling_during_the_copy_is_one_line_and_leaves_nothing_partial(f
     assert len(lines) == 1 and "no space left on device" in lines[0].lower(), err
     assert left in ([], ["a"], ["b"])  # a file that is there is whole: no temporary
     assert fl.leftover_workdirs() == []
+
+
+@pytest.mark.parametrize("value", [-1, "fast", True])
+def test_a_bad_minimum_throughput_is_a_spec_error(fl, value):
+    p = fl.write_job({**_sh("true"), "staging": {"min_rate": value}})
+    r = fl.run("validate", str(p))
+    assert r.returncode == 2 and "Traceback" not in r.stderr.decode()
+    assert "staging.min_rate" in r.stderr.decode()
+    assert fl.leftover_workdirs() == []
