@@ -137,6 +137,9 @@ def parse_list(doc: Any, symlink: bool = False, rng: random.Random | None = None
         except ValueError as err:
             out.problems.append(f"{path}.url: {err}")
             return None
+        if "\x00" in url:
+            out.problems.append(f"{path}.url: must not contain a NUL byte")
+            return None
         scheme = scheme_of(url)
         if scheme not in schemes:
             out.problems.append(f"{path}.url: unsupported scheme '{scheme}'")
@@ -149,6 +152,14 @@ def parse_list(doc: Any, symlink: bool = False, rng: random.Random | None = None
                 return None
             if not p.startswith("/"):
                 out.problems.append(f"{path}.url: '{redact(raw)}' must name an absolute path")
+                return None
+            try:
+                os.fsencode(p)
+            except UnicodeEncodeError:
+                out.problems.append(f"{path}.url: is not a path the system can take")
+                return None
+            if "\x00" in p:  # %00
+                out.problems.append(f"{path}.url: must not contain a NUL byte")
                 return None
         return url
 

@@ -752,3 +752,10 @@ def test_a_bad_minimum_throughput_is_a_spec_error(fl, value):
     assert r.returncode == 2 and "Traceback" not in r.stderr.decode()
     assert "staging.min_rate" in r.stderr.decode()
     assert fl.leftover_workdirs() == []
+
+
+@pytest.mark.parametrize("url", ["file:///tmp/a\u0000b", "file:///tmp/a%00b",
+                                 "file:///tmp/\ud800"])
+def test_impossible_paths_in_a_transfer_list_are_one_line(fl, url):
+    r = transfer(fl, None, raw=json.dumps([{"type": "remove", "target": {"url": url}}]))
+    hostile(fl, r, 1, "[0].target.url:")
