@@ -25,6 +25,8 @@ COMMANDS: dict[str, str] = {
     "cluster": "run a cluster of tasks (PMC DAG, pegasus-cluster list, JSON job list)",
     "submit": "submit `fluxlite run job.json` to Flux as a batch job",
     "batch-script": "print a batch script for a job, in the shape HTCondor's BLAHP writes",
+    "stats": "totals, per-transformation and per-host tables from job and cluster records",
+    "report": "one self-contained HTML report (timeline, concurrency, failures) from records",
 }
 ALIASES = {"batch_script": "batch-script", "pegasus_home": "pegasus-home"}
 

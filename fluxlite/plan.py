@@ -28,6 +28,8 @@ def describe(spec: JobSpec) -> str:
     for o in spec.outputs:
         lines.append(f"stage-out {o.lfn} -> {' | '.join(redact(u) for u in o.urls)}"
                      + (" (optional)" if o.optional else ""))
+    if spec.meta:
+        lines.append(f"checksums from {', '.join(spec.meta)} (integrity: {spec.integrity})")
     lines.append(f"records   kickstart: {spec.records.kickstart or 'none'}, "
                  f"json: {spec.records.json or 'none'}")
     return redact_text("\n".join(lines) + "\n")

@@ -27,6 +27,7 @@ from fluxlite.errors import (
     FluxliteError,
     IntegrityError,
     Interrupted,
+    SpecError,
     StageError,
 )
 from fluxlite.execute.task import SignalEvent, TaskController, signal_name
@@ -364,6 +365,7 @@ class Runner:
         files = list(spec.inputs)
         if spec.staged_executable is not None:
             files.append(spec.staged_executable)
+        self._unverified(files, expected)
         for f in files:
             reqs.append(Request(
                 lfn=f.lfn, sources=tuple((s.url, s.tls_verify) for s in f.sources),
@@ -408,6 +410,19 @@ class Runner:
                     ph.bytes = ck_st.bytes
                     found = [r.lfn for r in ck_st.results if r.success]
                     logger.info("checkpoint stage-in: %s", ", ".join(found) or "none present")
+
+    def _unverified(self, files: list[Any], expected: dict[str, str]) -> None:
+        """Inputs no checksum covers: logged and recorded; refused with integrity
+        "required" (validate and run refuse them earlier where they can)."""
+        missing = [f.lfn for f in files if not (f.sha256 or expected.get(f.lfn))]
+        if not missing:
+            return
+        self.record.unverified = missing
+        if self.spec.integrity == "required":
+            raise SpecError([f"integrity \"required\": no checksum for {', '.join(missing)}"])
+        logger.log(logging.WARNING if self.spec.meta else logging.INFO,
+                   "not verified (no sha256 in the job%s): %s",
+                   " or its meta files" if self.spec.meta else "", ", ".join(missing))
 
     def _verifications(self, st: Any) -> None:
         for r in st.results:
@@ -551,6 +566,9 @@ class Runner:
                 wd, STDIO_DIR, "stdout")
             stderr = os.path.join(wd, spec.stderr) if spec.stderr else os.path.join(
                 wd, STDIO_DIR, "stderr")
+            for name in (spec.stdout, spec.stderr):
+                if name and "/" in name:  # "logs/err.txt": its directory, in the worker dir
+                    os.makedirs(os.path.dirname(os.path.join(wd, name)), exist_ok=True)
         argv = [exe, *spec.arguments]
         ctl_cls: Any = TaskController
         if spec.placement != "local":

@@ -39,6 +39,19 @@ if [ -z "${PEGASUS_LITE_COMMON:-}" ] && [ -f "$PLC_DEFAULT" ]; then
   export PEGASUS_LITE_COMMON=$PLC_DEFAULT
 fi
 [ -n "${PEGASUS_LITE_COMMON:-}" ] || echo "note: PEGASUS_LITE_COMMON is not set: the pegasuslite tier will be skipped"
+# The browser tier opens reports in Debian's chromium through its driver; as root with apt,
+# install them (a failure here only means that tier skips, saying why).
+if ! command -v chromedriver >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "note: installing chromium and chromium-driver for the browser test tier"
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y -qq chromium chromium-driver; } >/dev/null 2>&1 \
+      || echo "note: chromium could not be installed: the browser test tier will be skipped"
+  else
+    echo "note: chromium-driver is not installed (and this is not root with apt-get):" \
+         "the browser test tier will be skipped"
+  fi
+fi
 set +e
 "$VENV/bin/python" -m pytest -q "$@"
 rc=$?

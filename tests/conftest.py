@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "tests" / "data" / "kickstart-samples"
 
 _TIERS = {"unit": "unit", "integration": "integration", "oracle": "oracle", "flux": "flux",
-          "pegasuslite": "pegasuslite"}
+          "pegasuslite": "pegasuslite", "browser": "browser"}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -480,13 +480,18 @@ def _run(args: argparse.Namespace, plan: TransferList, policy: Policy, threads: 
     if plan.transfers:
         from fluxlite.staging.phases import StageResult, run_transfers
 
+        from fluxlite.progress import TransferProgress
+
+        live = TransferProgress("fluxlite transfer", len(plan.transfers), threads)
         st: StageResult | None
         try:
             st = run_transfers("transfer", plan.transfers, policy, threads, cancel,
-                               stop_on_error=False)
+                               stop_on_error=False, on_progress=live)
         except StageError as err:
             st = getattr(err, "stage", None)
             stage_error = str(err)
+        finally:
+            live.close()
         if st is not None:
             results = st.results
         bad = [r for r in results if not r.success]

@@ -51,6 +51,7 @@ def to_dict(rec: Record) -> dict[str, Any]:
         "stage_in": [_stage(s) for s in rec.stage_in],
         "stage_out": [_stage(s) for s in rec.stage_out],
         "integrity": [dataclasses.asdict(v) for v in rec.verifications],
+        "unverified": rec.unverified,
         "task": None,
         "outputs": [dataclasses.asdict(o) | {"staged_to": redact(o.staged_to)
                                              if o.staged_to else None} for o in rec.outputs],

@@ -64,6 +64,7 @@ class Record:
     stage_in: list[StageResult] = field(default_factory=list)
     stage_out: list[StageResult] = field(default_factory=list)
     verifications: list[Verification] = field(default_factory=list)
+    unverified: list[str] = field(default_factory=list)  # inputs staged without a checksum
     executable: str = ""
     executable_stat: dict[str, Any] | None = None
     task: TaskResult | None = None

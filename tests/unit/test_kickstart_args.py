@@ -138,3 +138,22 @@ def test_pathfind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert pathfind("sh", "/nonexistent:/bin") == "/bin/sh"
     assert pathfind("no-such-program-here", "/bin") is None
     assert pathfind("/bin/sh", "") == "/bin/sh"
+
+
+@pytest.mark.parametrize(("value", "seconds"), [("0.5", 0.5), ("2", 2.0), ("0.01", 0.01),
+                                                ("3600", 3600.0), ("0", 0.0)])
+def test_m_takes_fractional_seconds(value: str, seconds: float) -> None:
+    assert parse(["-m", value, "/bin/true"]).monitor_interval == seconds
+
+
+@pytest.mark.parametrize(("flag", "value"), [
+    ("-m", "nan"), ("-m", "inf"), ("-m", "-1"), ("-m", "0.001"), ("-m", "1e300"),
+    ("-m", "soon"), ("-k", "1" + "0" * 400), ("-k", "1" + "0" * 5000), ("-k", "nan"),
+    ("-k", "1.5"), ("-K", "99999999999"), ("-K", "inf"), ("-B", "1" + "0" * 400),
+    ("-B", "-5"),
+])
+def test_numbers_out_of_bounds_are_usage_errors(flag: str, value: str) -> None:
+    with pytest.raises(KickstartUsage) as info:
+        parse([flag, value, "/bin/true"])
+    assert str(info.value) == f"Invalid {flag} argument: {value}"
+    assert info.value.exit_code == 127

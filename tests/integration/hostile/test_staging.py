@@ -506,11 +506,14 @@ def test_sparse_inputs_keep_their_holes(fl, data):
 
 # --------------------------------------------------------------------------- messages
 def test_a_destination_that_cannot_be_written_is_named_once(fl):
-    blocker = fl.tmp / "blocker"
-    blocker.write_text("a file where a directory is needed")
-    job = {**_sh("echo o > o"), "outputs": [{"lfn": "o", "urls": [f"file://{blocker}/o"]}]}
+    blocker = fl.tmp / "out" / "o"
+    blocker.parent.mkdir()
+    # the task puts a directory where its output should go: only stage-out can find it
+    job = {**_sh(f"echo o > o; mkdir {blocker}"),
+           "outputs": [{"lfn": "o", "urls": [f"file://{blocker}"]}]}
     r = run_job(fl, job)
-    hostile(fl, r, 71, f"o: cannot write {blocker}/o")
+    hostile(fl, r, 71, f"o: cannot write {blocker}")
+    assert list(blocker.iterdir()) == []
     assert "o: o:" not in r.stderr.decode()
 
 
