@@ -499,20 +499,27 @@ def _probe_tmpfile(ddir: str, dev: int) -> bool:
     per filesystem: some accept O_TMPFILE but refuse the link)."""
     try:
         fd = os.open(ddir, _O_TMPFILE | os.O_WRONLY | os.O_CLOEXEC, 0o600)
-    except OSError:
-        _no_tmpfile.add(dev)
-        return False
+    except OSError as err:
+        if err.errno in _UNSUPPORTED:
+            _no_tmpfile.add(dev)
+        return False  # else this directory's own trouble: the named temporary reports it
     name = os.path.join(ddir, f".fluxlite-probe.tmp-{secrets.token_hex(4)}")
     try:
         _link_fd(fd, name)
         os.unlink(name)
         _tmpfile_ok.add(dev)
         return True
-    except OSError:
-        _no_tmpfile.add(dev)
+    except OSError as err:
+        if err.errno in _UNSUPPORTED:
+            _no_tmpfile.add(dev)
         return False
     finally:
         os.close(fd)
+
+
+# what says the filesystem (or the kernel) cannot make or link unnamed files at all
+_UNSUPPORTED = (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.EXDEV, errno.EPERM,
+                errno.ENOENT, errno.ENOSYS)
 
 
 def _publish(fd: int, tmp: str | None, dpath: str) -> None:
