@@ -31,10 +31,19 @@ COMMANDS: dict[str, str] = {
 ALIASES = {"batch_script": "batch-script", "pegasus_home": "pegasus-home"}
 
 
+class RedactingFormatter(logging.Formatter):
+    """Log lines with every URL's credentials and secret parameters hidden."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        from fluxlite.redact import text
+
+        return text(super().format(record))
+
+
 def setup_logging(verbosity: int) -> None:
     level = logging.WARNING if verbosity < 0 else logging.DEBUG if verbosity > 0 else logging.INFO
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s: %(message)s", "%Y-%m-%d %H:%M:%S"))
+    handler.setFormatter(RedactingFormatter("%(asctime)s: %(message)s", "%Y-%m-%d %H:%M:%S"))
     root = logging.getLogger("fluxlite")
     root.handlers[:] = [handler]
     root.setLevel(level)
@@ -80,15 +89,17 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _guard(fn) -> int:  # noqa: ANN001
+    from fluxlite.redact import text as redact_text
+
     try:
         return int(fn())
     except SpecError as err:
         prefix = f"{err.source}: " if err.source else ""
         for problem in err.problems:
-            sys.stderr.write(f"fluxlite: error: {prefix}{problem}\n")
+            sys.stderr.write(redact_text(f"fluxlite: error: {prefix}{problem}") + "\n")
         return err.exit_code
     except FluxliteError as err:
-        sys.stderr.write(f"fluxlite: error: {err}\n")
+        sys.stderr.write(redact_text(f"fluxlite: error: {err}") + "\n")
         return err.exit_code
     except KeyboardInterrupt:
         sys.stderr.write("fluxlite: interrupted\n")

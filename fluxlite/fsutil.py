@@ -2,32 +2,70 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import secrets
+import stat
 
 
 def write_atomic(path: str, data: bytes, *, fsync: bool = False, parents: bool = True) -> None:
     """Write ``data`` to ``path`` so that a reader sees the whole file or the old one.
 
-    The data goes to a temporary name beside ``path`` and is renamed over it; on any error
-    the temporary file is removed and the OSError is raised for the caller to word.
-    ``parents``: create missing parent directories first.
+    The data goes to a new temporary name beside ``path`` and is renamed over it; on any
+    error the temporary file is removed and the OSError is raised for the caller to word.
+    A ``path`` that exists and is not a regular file (``/dev/null``, a FIFO, a terminal) is
+    never replaced: the data is written into it. A FIFO without a reader is an error
+    (ENXIO) rather than a wait. ``parents``: create missing parent directories first.
     """
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        st = None
+    except NotADirectoryError:
+        st = None
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        if stat.S_ISDIR(st.st_mode):
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
+        write_in_place(path, data)
+        return
     if parents:
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp-{os.getpid()}"
+    tmp = f"{path}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
+    # a name of our own: never a link or a file someone put there
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                 0o666)
     try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            if fsync:
-                fh.flush()
-                os.fsync(fh.fileno())
+        _write_fd(fd, data)
+        if fsync:
+            os.fsync(fd)
+        os.close(fd)
+        fd = -1
         os.replace(tmp, path)
     except OSError:
+        if fd >= 0:
+            os.close(fd)
         try:
             os.unlink(tmp)
         except OSError:
             pass
         raise
+
+
+def write_in_place(path: str, data: bytes) -> None:
+    """Write into an existing non-regular file (a device, a FIFO) without waiting for it to
+    be opened by a reader and without truncating or replacing it."""
+    fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+    try:
+        os.set_blocking(fd, True)
+        _write_fd(fd, data)
+    finally:
+        os.close(fd)
+
+
+def _write_fd(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 def read_small_file(path: str, limit: int) -> bytes:

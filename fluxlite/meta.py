@@ -6,6 +6,7 @@ from typing import Any
 
 import orjson
 
+from fluxlite import redact
 from fluxlite.errors import SpecError, StageError
 from fluxlite.fsutil import read_small_file, write_atomic
 
@@ -57,7 +58,7 @@ def meta_entries(outputs: list[Any]) -> list[dict[str, Any]]:
 
 def write_meta(path: str, outputs: list[Any]) -> None:
     """Write a .meta file for the outputs (atomically), as pegasus-exitcode would."""
-    data = orjson.dumps(meta_entries(outputs), option=orjson.OPT_INDENT_2)
+    data = orjson.dumps(redact.deep(meta_entries(outputs)), option=orjson.OPT_INDENT_2)
     try:
         write_atomic(path, data)
     except OSError as err:

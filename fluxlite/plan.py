@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fluxlite.execute.timelimit import from_limits
 from fluxlite.spec import JobSpec
+from fluxlite.redact import text as redact_text
 from fluxlite.urls import redact
 from fluxlite.workdir import candidates
 
@@ -35,4 +36,4 @@ def describe(spec: JobSpec) -> str:
         lines.append(f"checksums from {', '.join(spec.meta)} (integrity: {spec.integrity})")
     lines.append(f"records   kickstart: {spec.records.kickstart or 'none'}, "
                  f"json: {spec.records.json or 'none'}")
-    return "\n".join(lines) + "\n"
+    return redact_text("\n".join(lines) + "\n")

@@ -37,6 +37,7 @@ from fluxlite.record import host
 from fluxlite.record.model import OutputInfo, Phase, Record, StdioFile, tail
 from fluxlite.spec import JobSpec
 from fluxlite.staging.base import Policy, Request
+from fluxlite.staging.file import check_local_source
 from fluxlite.urls import file_url
 
 if TYPE_CHECKING:
@@ -259,6 +260,7 @@ class Runner:
                             self.workdir.free_mb)
             del ph
         self._stage_in()
+        self.phase = "task"  # a staged executable that cannot run is not a stage-in failure
         exe = exe or self._workdir_executable()
         rec.executable = exe
         rec.executable_stat = host.stat_info(exe)
@@ -348,7 +350,7 @@ class Runner:
     def _policy(self) -> Policy:
         s = self.spec.staging
         return Policy(attempts=s.attempts, backoff=s.backoff, max_backoff=s.max_backoff,
-                      timeout=s.timeout)
+                      timeout=s.timeout, min_rate=s.min_rate, rate_window=s.rate_window)
 
     def _expected_from_meta(self) -> dict[str, str]:
         if not self.spec.meta:
@@ -371,7 +373,10 @@ class Runner:
             reqs.append(Request(
                 lfn=f.lfn, sources=tuple((s.url, s.tls_verify) for s in f.sources),
                 dst=os.path.join(wd, f.lfn), expected=f.sha256 or expected.get(f.lfn),
-                executable=f.executable, symlink=f.symlink, optional=f.optional))
+                # the file the task runs is made executable, as Pegasus does
+                executable=(f.executable or f is spec.staged_executable
+                            or f.lfn == spec.executable), symlink=f.symlink,
+                optional=f.optional))
         if reqs:
             with self._phase("stage-in") as ph:
                 try:
@@ -442,9 +447,12 @@ class Runner:
         ck_reqs = []
         for c in spec.checkpoints:
             src = os.path.join(wd, c.lfn)
-            if os.path.isfile(src):
-                ck_reqs.append(Request(lfn=c.lfn, sources=((file_url(src), True),),
-                                       dst=c.url, fsync=True))
+            try:
+                if check_local_source(src, wd, c.lfn):
+                    ck_reqs.append(Request(lfn=c.lfn, sources=((file_url(src), True),),
+                                           dst=c.url, fsync=True, confine=wd))
+            except StageError as err:  # a link leading out, a FIFO, ...: refused
+                ck_error = ck_error or err
         if ck_reqs:
             with self._phase("checkpoint-out") as ph:
                 st: StageResult | None
@@ -482,17 +490,24 @@ class Runner:
         missing: list[str] = []
         task_ok = (rec.task is not None and rec.task.status.ok
                    and not rec.task.terminated_by)
+        refused: StageError | None = None
         for o in spec.outputs:
             src = os.path.join(wd, o.lfn)
-            info = OutputInfo(o.lfn, src, host.stat_info(src))
-            if info.stat is None or not os.path.isfile(src):
+            try:
+                present = check_local_source(src, wd, o.lfn)
+            except StageError as err:  # a link leading out, a FIFO, a directory: refused
+                refused = refused or err
+                continue
+            if not present:
                 if not o.optional:
                     missing.append(o.lfn)
                 continue
-            rec.outputs.append(info)
+            rec.outputs.append(OutputInfo(o.lfn, src, host.stat_info(src)))
             reqs.append(Request(lfn=o.lfn, sources=((file_url(src), True),), dst=o.urls[0],
-                                fallback_dsts=tuple(o.urls[1:]), fsync=True))
+                                fallback_dsts=tuple(o.urls[1:]), fsync=True, confine=wd))
         with self._phase("stage-out") as ph:
+            if refused is not None:
+                raise refused  # before any output leaves
             st = None
             try:
                 if reqs:
@@ -833,8 +848,10 @@ def _emit(dest: str, data: bytes, stdout: Any, append: bool = False) -> None:
     if append:
         # kickstart -l appends: several records may share one file (clustered jobs);
         # one write() with O_APPEND keeps concurrent writers' records whole
-        fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666)
+        # a FIFO without a reader is an error at once (ENXIO), not a wait
+        fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NONBLOCK, 0o666)
         try:
+            os.set_blocking(fd, True)
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view):]

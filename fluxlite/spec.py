@@ -98,6 +98,8 @@ class StagingOptions:
     max_backoff: float = 30.0
     threads: int = 0  # 0: chosen from the machine
     timeout: float = 60.0  # seconds without progress before a network transfer is abandoned
+    min_rate: float = 1024.0  # bytes/s a network attempt must move over rate_window (0: off)
+    rate_window: float = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -338,6 +340,8 @@ SECTIONS: dict[str, dict[str, Field]] = {
         "max_backoff": Field("duration", default=30.0, maximum=86400.0),
         "threads": Field("integer", default=0, maximum=1024),
         "timeout": Field("duration", default=60.0, exclusive_minimum=True, maximum=86400.0),
+        "min_rate": Field("number", default=1024.0, maximum=1e12),
+        "rate_window": Field("duration", default=60.0, exclusive_minimum=True, maximum=86400.0),
     },
     "resources": {
         "nodes": Field("integer", minimum=1, maximum=100_000),

@@ -20,21 +20,16 @@ def local_path(url: str) -> str:
         return url
     parts = urlsplit(url)
     if parts.netloc not in ("", "localhost"):
-        raise ValueError(f"file URL with a remote host {parts.netloc!r}")
+        # the host only: what precedes an '@' is credentials
+        raise ValueError(f"file URL with a remote host {parts.netloc.rpartition('@')[2]!r}")
     return unquote(parts.path)
 
 
-# Up to the last '@' of the authority, as urlsplit reads it: a password may hold an '@'.
-_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^/?#\s]*)@")
-_SECRET_QUERY = re.compile(
-    r"(?i)([?&](?:[^=&#]*(?:token|secret|password|passwd|key|signature|credential|sig)[^=&#]*)=)[^&#]*"
-)
-
-
 def redact(url: str) -> str:
-    """The URL with any user:password and secret-looking query values replaced by ***."""
-    url = _USERINFO.sub(lambda m: m.group("scheme") + "***@", url)
-    return _SECRET_QUERY.sub(lambda m: m.group(1) + "***", url)
+    """The URL with its credentials and secret parameters hidden (see fluxlite.redact)."""
+    from fluxlite import redact as _redact
+
+    return _redact.url(url)
 
 
 def file_url(path: str) -> str:

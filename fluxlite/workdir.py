@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import stat
+import sys
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -25,9 +27,53 @@ class Workdir:
     base: str
     free_mb: float
     tried: list[tuple[str, str]]  # (candidate, why it was passed over)
+    # (st_dev, st_ino) of the directory fluxlite created; None: not fluxlite's to remove
+    identity: tuple[int, int] | None = None
 
-    def remove(self) -> None:
-        shutil.rmtree(self.path, ignore_errors=True)
+    def remove(self) -> bool:
+        """Remove the directory fluxlite created, and only that one.
+
+        The name must still be that very directory (same device and inode as when it was
+        created), not a symbolic link or another directory put in its place; the removal
+        works through the parent's descriptor and never follows a link. Returns whether
+        it was removed.
+        """
+        if self.identity is None:
+            logger.warning("worker directory %s: not created by fluxlite, not removed",
+                           self.path)
+            return False
+        parent, name = os.path.split(self.path)
+        try:
+            pfd = os.open(parent or "/", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError as err:
+            logger.warning("worker directory %s not removed: %s", self.path, err.strerror)
+            return False
+        try:
+            try:
+                st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
+            except FileNotFoundError:
+                return True
+            if not stat.S_ISDIR(st.st_mode) or (st.st_dev, st.st_ino) != self.identity:
+                logger.warning("worker directory %s not removed: it is no longer the "
+                               "directory fluxlite created", self.path)
+                return False
+            failed: list[str] = []
+
+            def note(_fn: object, p: str, exc: object) -> None:
+                err = exc[1] if isinstance(exc, tuple) else exc
+                failed.append(f"{p}: {getattr(err, 'strerror', None) or err}")
+
+            if sys.version_info >= (3, 12):
+                shutil.rmtree(name, dir_fd=pfd, onexc=note)
+            else:
+                shutil.rmtree(name, dir_fd=pfd, onerror=note)
+            if failed:
+                logger.warning("worker directory %s not fully removed: %s", self.path,
+                               failed[0])
+                return False
+            return True
+        finally:
+            os.close(pfd)
 
 
 def candidates(spec: WorkdirSpec, env: Mapping[str, str] | None = None) -> list[str]:
@@ -70,6 +116,8 @@ def create(spec: WorkdirSpec, env: Mapping[str, str] | None = None) -> Workdir:
             continue
         for cand, why in tried:
             logger.debug("worker directory candidate %s passed over: %s", cand, why)
-        return Workdir(os.path.realpath(path), base, free_mb, tried)
+        st_new = os.lstat(path)
+        return Workdir(os.path.realpath(path), base, free_mb, tried,
+                       (st_new.st_dev, st_new.st_ino))
     detail = "; ".join(f"{c}: {w}" for c, w in tried)
     raise WorkdirError(f"no usable worker directory ({detail})")

@@ -37,6 +37,16 @@ def sha256_of(path: str | os.PathLike[str]) -> str:
     return h.hexdigest()
 
 
+def writing_into(pid: int, directory: str) -> bool:
+    """Whether process pid has a file open inside directory (a destination being written,
+    named or not)."""
+    try:
+        return any(os.readlink(f"/proc/{pid}/fd/{fd}").startswith(directory + "/")
+                   for fd in os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return False
+
+
 class Fluxlite:
     """Runs the real command line in a subprocess, as a user or a batch script would."""
 

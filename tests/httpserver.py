@@ -14,15 +14,23 @@ Faults:
   "slow:S"                   wait S seconds before answering
   "stall:N:S"                send N bytes, then wait S seconds, then close
   "redirect:/path"           302 to another path of this server
+  "lie:N[:S]"                announce a Content-Length of N bytes, send the body, (wait S
+                             seconds,) close
+  "gzip", "deflate"          the body compressed, with that Content-Encoding
+  "encoding:NAME"            the plain body labelled with Content-Encoding NAME
+  "trickle:N:S"              send N bytes one at a time, S seconds apart, then the rest
+  "chunked-drop:N"           a chunked body: N bytes, then the connection closes
 """
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import os
 import socket
 import threading
 import time
+import zlib
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -146,6 +154,10 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Length", "0")
             self.end_headers()
             return None
+        if fault and fault.startswith("chunked-drop:"):
+            return self._chunked_drop(route, int(fault.split(":")[1]))
+        if fault in ("gzip", "deflate") or (fault and fault.startswith("encoding:")):
+            return self._encoded(route, fault)
         size = route.size
         start = 0
         if rng and route.ranges and rng.startswith("bytes=") and rng.endswith("-"):
@@ -164,6 +176,8 @@ class _Handler(BaseHTTPRequestHandler):
         announced = length
         if fault and fault.startswith("badlen:"):
             announced += int(fault.split(":")[1])
+        if fault and fault.startswith("lie:"):
+            announced = int(fault.split(":")[1])
         self.send_header("Content-Length", str(announced))
         self.send_header("Content-Type", "application/octet-stream")
         if route.ranges:
@@ -174,7 +188,15 @@ class _Handler(BaseHTTPRequestHandler):
         send = length
         if fault and fault.startswith(("drop:", "stall:")):
             send = min(length, int(fault.split(":")[1]))
-        if route.file:
+        if fault and fault.startswith("trickle:"):
+            _, n, secs = fault.split(":")
+            body = route.data[start:start + send]
+            for i in range(min(int(n), len(body))):
+                self.wfile.write(body[i:i + 1])
+                self.wfile.flush()
+                time.sleep(float(secs))
+            self.wfile.write(body[int(n):])
+        elif route.file:
             with open(route.file, "rb") as fh:
                 self.connection.sendfile(fh, start, send)
         else:
@@ -185,13 +207,42 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(body)
         if fault and fault.startswith("stall:"):
             time.sleep(float(fault.split(":")[2]))
-        if fault and fault.startswith(("drop:", "badlen:", "stall:")):
+        if fault and fault.startswith("lie:") and fault.count(":") == 2:
+            time.sleep(float(fault.split(":")[2]))
+        if fault and fault.startswith(("drop:", "badlen:", "stall:", "lie:")):
             self.close_connection = True
             try:
                 self.connection.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
         return None
+
+    def _encoded(self, route: Route, fault: str) -> None:
+        if fault == "gzip":
+            body, name = gzip.compress(route.data), "gzip"
+        elif fault == "deflate":
+            body, name = zlib.compress(route.data), "deflate"
+        else:
+            body, name = route.data, fault.split(":", 1)[1]
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Content-Encoding", name)
+        self.send_header("Accept-Ranges", "bytes")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _chunked_drop(self, route: Route, n: int) -> None:
+        self.send_response(200)
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        part = route.data[:n]
+        self.wfile.write(f"{len(part):x}\r\n".encode() + part + b"\r\n")
+        self.wfile.flush()
+        self.close_connection = True
+        try:
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
     def _status(self, code: int) -> None:
         body = f"{code}\n".encode()

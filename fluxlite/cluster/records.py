@@ -23,6 +23,7 @@ from fluxlite.errors import EXIT_INFRA
 from fluxlite.execute.task import ExitStatus, TaskResult, rusage_dict
 from fluxlite.record import host, kickstart
 from fluxlite.record.model import Record, StdioFile
+from fluxlite.redact import text as redact_text
 from fluxlite.spec import JobSpec
 
 logger = logging.getLogger(__name__)
@@ -267,7 +268,7 @@ _Q_TABLE = {ord(c): "".join(f"%{b:02X}" for b in c.encode()) for c in
 
 
 def _q(s: str) -> str:
-    s = s.translate(_Q_TABLE)
+    s = redact_text(s).translate(_Q_TABLE)  # a URL's credentials never reach a task line
     if "- invocation:" in s:
         s = s.replace("- invocation:", "-%20invocation:")
     return '"' + s + '"'

@@ -10,13 +10,16 @@ on request, as JSON.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
+import math
 import os
 import random
 import re
 import shutil
 import signal
+import stat
 import sys
 import threading
 import time
@@ -24,7 +27,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fluxlite.errors import StageError
-from fluxlite.staging.base import Policy, Request, TransferResult
+from fluxlite.redact import deep as redact_deep
+from fluxlite.redact import text as redact_text
+from fluxlite.staging.base import (
+    DEFAULT_MIN_RATE,
+    DEFAULT_RATE_WINDOW,
+    Policy,
+    Request,
+    TransferResult,
+)
 from fluxlite.urls import local_path, redact, scheme_of
 
 logger = logging.getLogger(__name__)
@@ -48,6 +59,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="longest wait between rounds in seconds (default 30)")
     p.add_argument("--timeout", type=float, default=60.0,
                    help="seconds without progress before a network transfer is abandoned")
+    p.add_argument("--min-rate", type=float, default=DEFAULT_MIN_RATE, metavar="BYTES/S",
+                   help="an http(s) attempt moving fewer bytes per second than this over "
+                        "--rate-window fails (default %(default)g; 0: no minimum)")
+    p.add_argument("--rate-window", type=float, default=DEFAULT_RATE_WINDOW, metavar="S",
+                   help="seconds over which --min-rate is measured (default %(default)g)")
     p.add_argument("-s", "--symlink", action="store_true",
                    help="symlink local sources instead of copying them")
     p.add_argument("--json-record", metavar="PATH",
@@ -69,12 +85,13 @@ class TransferList:
     checksum: set[str] = field(default_factory=set)  # lfns marked generate_checksum
 
 
-def expand(url: str) -> str:
+def expand(url: str, empty_ok: bool = True) -> str:
     """A URL without a scheme is a file:// URL; $VARS expand in file and symlink paths.
 
     A variable that is not set is an error rather than an empty string: ``$PWD/f`` must
-    never become ``/f``. A value is a path, so it is percent-encoded: a '#', '?' or '%' in
-    a directory name must not end or change the URL's path when it is parsed.
+    never become ``/f``; with ``empty_ok`` false (the target of a remove), neither may a
+    variable that is set but empty. A value is a path, so it is percent-encoded: a '#', '?'
+    or '%' in a directory name must not end or change the URL's path when it is parsed.
     """
     from urllib.parse import quote
 
@@ -85,6 +102,9 @@ def expand(url: str) -> str:
             name = m.group(1)
             if name not in os.environ:
                 raise ValueError(f"${name} is not set")
+            if not empty_ok and not os.environ[name].strip("/"):
+                raise ValueError(f"${name} is {'empty' if not os.environ[name] else '/'}: "
+                                 "refusing to remove what it would leave")
             return quote(os.environ[name], safe="/")
 
         url = _ENV_VAR.sub(value, url)
@@ -102,16 +122,23 @@ def parse_list(doc: Any, symlink: bool = False, rng: random.Random | None = None
         out.problems.append("the transfer list must be a JSON list")
         return out
     readable, writable = supported_schemes("stage-in"), supported_schemes("stage-out")
+    out.problems += _infinite_numbers(doc, "")
+    if out.problems:
+        return out
 
-    def url_of(x: Any, path: str, schemes: frozenset[str]) -> str | None:
+    def url_of(x: Any, path: str, schemes: frozenset[str], removing: bool = False
+               ) -> str | None:
         raw = x.get("url") if isinstance(x, dict) else None
         if not isinstance(raw, str) or not raw:
             out.problems.append(f"{path}.url: is required")
             return None
         try:
-            url = expand(raw)
+            url = expand(raw, empty_ok=not removing)
         except ValueError as err:
             out.problems.append(f"{path}.url: {err}")
+            return None
+        if "\x00" in url:
+            out.problems.append(f"{path}.url: must not contain a NUL byte")
             return None
         scheme = scheme_of(url)
         if scheme not in schemes:
@@ -126,6 +153,14 @@ def parse_list(doc: Any, symlink: bool = False, rng: random.Random | None = None
             if not p.startswith("/"):
                 out.problems.append(f"{path}.url: '{redact(raw)}' must name an absolute path")
                 return None
+            try:
+                os.fsencode(p)
+            except UnicodeEncodeError:
+                out.problems.append(f"{path}.url: is not a path the system can take")
+                return None
+            if "\x00" in p:  # %00
+                out.problems.append(f"{path}.url: must not contain a NUL byte")
+                return None
         return url
 
     for i, entry in enumerate(doc):
@@ -139,14 +174,20 @@ def parse_list(doc: Any, symlink: bool = False, rng: random.Random | None = None
             if not isinstance(target, dict):
                 out.problems.append(f"{path}.target: is required")
                 continue
-            url = url_of(target, f"{path}.target", writable | {"symlink"})
+            url = url_of(target, f"{path}.target", writable | {"symlink"},
+                         removing=kind == "remove")
             if url is None:
                 continue
             if kind == "mkdir":
                 out.mkdirs.append(url)
             else:
                 rec = target.get("recursive", entry.get("recursive", False))
-                out.removes.append((url, rec is True or str(rec).lower() == "true"))
+                recursive = rec is True or str(rec).lower() == "true"
+                why = refuse_remove(url, recursive)
+                if why:
+                    out.problems.append(f"{path}.target.url: {why}")
+                    continue
+                out.removes.append((url, recursive))
             continue
         if kind != "transfer":
             out.problems.append(f"{path}.type: unknown entry type '{kind}'")
@@ -165,10 +206,14 @@ def parse_list(doc: Any, symlink: bool = False, rng: random.Random | None = None
             if url is None:
                 continue
             prio = s.get("priority")
-            if not isinstance(prio, int) or isinstance(prio, bool):
+            if prio is None:
                 prio = rng.randint(1, 100)  # pegasus-transfer's rule for a missing priority
+            elif not _whole(prio, PRIORITY_MIN, PRIORITY_MAX):
+                out.problems.append(f"{path}.src_urls[{j}].priority: must be a whole number "
+                                    f"from {PRIORITY_MIN} to {PRIORITY_MAX}")
+                continue
             tls = s.get("tls_verify", True) is not False  # the per-URL opt-out of job.json
-            ranked.append((-prio, j, url, str(s.get("site_label", "")), tls))
+            ranked.append((-int(prio), j, url, str(s.get("site_label", "")), tls))
         dst_urls = []
         for j, d in enumerate(dsts):
             url = url_of(d, f"{path}.dest_urls[{j}]", writable | {"symlink"})
@@ -194,6 +239,98 @@ def parse_list(doc: Any, symlink: bool = False, rng: random.Random | None = None
     return out
 
 
+PRIORITY_MIN, PRIORITY_MAX = -(2**31), 2**31 - 1
+
+
+def _whole(value: Any, lo: float, hi: float) -> bool:
+    """A JSON number that is a whole number within [lo, hi] (NaN and infinities are not)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    if isinstance(value, float) and not (math.isfinite(value) and value.is_integer()):
+        return False
+    return lo <= value <= hi
+
+
+def _infinite_numbers(x: Any, path: str) -> list[str]:
+    """Where the list holds a number too large to be finite (JSON's 1e400 reads as inf)."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return [f"{path or 'the list'}: must be a finite number"]
+    if isinstance(x, dict):
+        return [p for k, v in x.items() for p in _infinite_numbers(v, f"{path}.{k}")]
+    if isinstance(x, list):
+        return [p for i, v in enumerate(x) for p in _infinite_numbers(v, f"{path}[{i}]")]
+    return []
+
+
+def _mount_points() -> list[str]:
+    """Every mount point of this mount namespace (bind mounts included)."""
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as fh:
+            lines = fh.read().splitlines()
+    except OSError:
+        return []
+    out = []
+    for line in lines:
+        fields = line.split(" ")
+        if len(fields) > 4:
+            # spaces, tabs, newlines and backslashes are written as octal escapes
+            out.append(re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), fields[4]))
+    return out
+
+
+def refuse_remove(url: str, recursive: bool) -> str | None:
+    """Why removing this target must not be done, or None.
+
+    Refused, as GNU rm refuses '/', before anything is touched: an empty path, the root,
+    a mount point (a path on another device than its parent, or listed as mounted: bind
+    mounts too), the current directory or one of its parents, and for a recursive remove
+    any tree with a mount point inside it (the delete would cross into that filesystem).
+    """
+    if scheme_of(url) not in ("file", "symlink"):
+        return None
+    try:
+        raw = local_path(url)
+    except ValueError:
+        return None
+    if not raw.strip():
+        return "refusing to remove an empty path"
+    norm = os.path.normpath(raw)
+    if norm == "/" or norm == "//":
+        return "refusing to remove the root directory"
+    # the directories leading to it resolved, the last component itself not followed:
+    # removing a link removes the link
+    parent = os.path.realpath(os.path.dirname(norm))
+    target = os.path.join(parent, os.path.basename(norm))
+    try:
+        st = os.lstat(target)
+    except FileNotFoundError:
+        return None  # nothing there: nothing to refuse
+    except OSError:
+        return None  # the remove itself reports it
+    if stat.S_ISLNK(st.st_mode):
+        return None
+    if target == "/":
+        return "refusing to remove the root directory"
+    try:
+        pst = os.stat(parent)
+    except OSError:
+        pst = None
+    mounts = _mount_points()
+    if (pst is not None and pst.st_dev != st.st_dev) or target in mounts \
+            or os.path.ismount(target):
+        return f"refusing to remove the mount point {redact(target)}"
+    cwd = os.path.realpath(os.getcwd())
+    if cwd == target or cwd.startswith(target.rstrip("/") + "/"):
+        return f"refusing to remove {redact(target)}: it is the current directory or one " \
+               "of its parents"
+    if recursive and stat.S_ISDIR(st.st_mode):
+        inner = [m for m in mounts if m.startswith(target.rstrip("/") + "/")]
+        if inner:
+            return (f"refusing to remove {redact(target)}: the mount point "
+                    f"{redact(inner[0])} is inside it")
+    return None
+
+
 def _mkdir(url: str) -> None:
     if scheme_of(url) in ("file", "symlink"):
         os.makedirs(local_path(url), exist_ok=True)
@@ -203,12 +340,22 @@ def _mkdir(url: str) -> None:
 def _remove(url: str, recursive: bool) -> None:
     scheme = scheme_of(url)
     if scheme in ("file", "symlink"):
+        why = refuse_remove(url, recursive)  # again: the transfers ran in between
+        if why:
+            raise StageError(why, permanent=True)
         p = local_path(url)
         if os.path.isdir(p) and not os.path.islink(p):
             if recursive:
                 shutil.rmtree(p)
             else:
-                os.rmdir(p)
+                try:
+                    os.rmdir(p)  # an empty directory needs no "recursive"
+                except OSError as err:
+                    if err.errno in (errno.ENOTEMPTY, errno.EEXIST):
+                        raise StageError("the directory is not empty (a directory with "
+                                         'content needs "recursive": true)',
+                                         permanent=True) from err
+                    raise
         else:
             try:
                 os.unlink(p)
@@ -239,9 +386,15 @@ def _read(args: argparse.Namespace) -> Any:
         raise ValueError(f"{name}: the old '# src / # dst' text format is not supported; "
                          "use the JSON list")
     try:
-        return json.loads(raw)
+        return json.loads(raw, parse_constant=_no_constant)
+    except RecursionError as err:
+        raise ValueError(f"{name}: not a JSON transfer list: nested too deeply") from err
     except ValueError as err:
         raise ValueError(f"{name}: not a JSON transfer list: {err}") from err
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number JSON allows")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -250,22 +403,24 @@ def main(args: argparse.Namespace) -> int:
     try:
         doc = _read(args)
     except ValueError as err:
-        sys.stderr.write(f"fluxlite: error: {err}\n")
+        sys.stderr.write(redact_text(f"fluxlite: error: {err}") + "\n")
         return 1
     plan = parse_list(doc, symlink=args.symlink)
     for problem in plan.problems:
-        sys.stderr.write(f"fluxlite: error: {problem}\n")
+        sys.stderr.write(redact_text(f"fluxlite: error: {problem}") + "\n")
     if plan.problems:
         return 1
+    bad = _bad_option(args)
+    if bad:
+        sys.stderr.write(f"fluxlite: error: {bad}\n")
+        return 2
     threads = args.threads
-    if (threads is not None and threads < 0) or args.attempts < 1:
-        sys.stderr.write("fluxlite: error: --threads must be >= 0 and --max-attempts >= 1\n")
-        return 1
     if threads is None:
         env = os.environ.get("PEGASUS_TRANSFER_THREADS", "")
         threads = int(env) if env.isdigit() else 0
     policy = Policy(attempts=args.attempts, backoff=args.backoff,
-                    max_backoff=args.max_backoff, timeout=args.timeout)
+                    max_backoff=args.max_backoff, timeout=args.timeout,
+                    min_rate=args.min_rate, rate_window=args.rate_window)
     t0 = time.time()
     cancel, signalled = threading.Event(), threading.Event()
     old = _on_signals(cancel, signalled)
@@ -274,6 +429,22 @@ def main(args: argparse.Namespace) -> int:
     finally:
         for sig, handler in old.items():
             signal.signal(sig, handler)
+
+
+# the bounds of the command line's numbers (the threads used are at most MAX_THREADS)
+OPTION_BOUNDS: dict[str, tuple[str, float, float]] = {
+    "threads": ("--threads", 0, 100000), "attempts": ("--max-attempts", 1, 1000),
+    "backoff": ("--backoff", 0, 86400), "max_backoff": ("--max-backoff", 0, 86400),
+    "timeout": ("--timeout", 0.001, 7 * 86400), "min_rate": ("--min-rate", 0, 1e12),
+    "rate_window": ("--rate-window", 0.001, 7 * 86400)}
+
+
+def _bad_option(args: argparse.Namespace) -> str | None:
+    for dest, (flag, lo, hi) in OPTION_BOUNDS.items():
+        v = getattr(args, dest)
+        if v is not None and not (math.isfinite(v) and lo <= v <= hi):
+            return f"{flag} must be a number from {lo:g} to {hi:g}, not {v}"
+    return None
 
 
 def _on_signals(cancel: threading.Event, signalled: threading.Event) -> dict[int, Any]:
@@ -423,7 +594,7 @@ def _write_json(dest: str, results: list[TransferResult], error: str | None,
         t["dst"] = redact(t["dst"])
         for a in t["attempts"]:
             a["src"], a["dst"] = redact(a["src"]), redact(a["dst"])
-    data = json.dumps(doc, indent=1) + "\n"
+    data = json.dumps(redact_deep(doc), indent=1) + "\n"
     if dest == "-":
         sys.stdout.write(data)
         return

@@ -186,15 +186,13 @@ def rlimits() -> dict[str, Any]:
     return out
 
 
-_SECRET_WORDS = ("TOKEN", "SECRET", "PASSWORD", "PASSWD", "KEY", "CREDENTIAL", "AUTH")
-
-
 def is_secret_name(name: str) -> bool:
-    up = name.upper()
-    return any(w in up for w in _SECRET_WORDS)
+    from fluxlite.redact import is_secret_name as _is_secret
+
+    return _is_secret(name)
 
 
 def redacted_env(env: dict[str, str]) -> dict[str, str]:
-    from fluxlite.urls import redact
+    from fluxlite import redact
 
-    return {k: ("***" if is_secret_name(k) else redact(v)) for k, v in sorted(env.items())}
+    return redact.env(env)

@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 
 from fluxlite import __version__
+from fluxlite.redact import deep as redact_deep
 from fluxlite.record.host import iso
 from fluxlite.record.model import Record
 from fluxlite.urls import redact
@@ -100,7 +101,7 @@ def _clean(value: Any) -> Any:
 
 
 def render(rec: Record) -> bytes:
-    doc = to_dict(rec)
+    doc = redact_deep(to_dict(rec))  # every string, the environment by its names
     opts = orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE
     try:
         return orjson.dumps(doc, option=opts, default=str)

@@ -13,6 +13,7 @@ from typing import IO, Any
 
 from fluxlite.record.host import iso
 from fluxlite.record.model import Record
+from fluxlite.redact import text as redact_text
 from fluxlite.urls import redact
 
 MULTIPART = "---------------pegasus-multipart"
@@ -212,7 +213,8 @@ def render(rec: Record) -> str:
             for k, v in rec.rlimits.items():
                 w.kv(2, k, str(v))
     text = "\n".join(w.lines) + "\n"
-    return text + multipart(rec)
+    # every URL written anywhere in the record (arguments, errors, output tails) redacted
+    return redact_text(text + multipart(rec))
 
 
 def _status(w: _W, depth: int, status: Any) -> None:

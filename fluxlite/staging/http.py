@@ -13,7 +13,9 @@ or dropped connections and timeouts are transient. URLs are always redacted in m
 from __future__ import annotations
 
 import base64
+import collections
 import http.client
+import io
 import ipaddress
 import logging
 import socket
@@ -21,10 +23,13 @@ import ssl
 import threading
 import time
 import weakref
+import zlib
+from typing import Any
 from urllib.parse import unquote, urljoin, urlsplit
 from urllib.request import getproxies, proxy_bypass
 
 from fluxlite.errors import StageError
+from fluxlite.redact import split_userinfo
 from fluxlite.staging.base import Backend, Cancelled
 from fluxlite.urls import redact
 
@@ -155,8 +160,16 @@ class HTTPReader:
     """The body of one GET, with resume on a dropped connection."""
 
     def __init__(self, url: str, tls_verify: bool = True, timeout: float = 60.0,
-                 cancel: threading.Event | None = None) -> None:
+                 cancel: threading.Event | None = None, min_rate: float = 0.0,
+                 rate_window: float = 0.0) -> None:
         self.url = url
+        self.min_rate = min_rate
+        self.rate_window = rate_window
+        self._rate = _RateCheck(min_rate, rate_window) if min_rate > 0 and rate_window > 0 \
+            else None
+        self._decoder: Any = None  # zlib decompressor of a gzip or deflate body
+        self._wire = 0  # bytes received, before any decoding
+        self._buffered: int | None = None  # bytes held in the response's buffer
         self.tls_verify = tls_verify
         self.timeout = timeout
         self.cancel = cancel or threading.Event()
@@ -208,7 +221,9 @@ class HTTPReader:
     def _get(self, url: str, start: int) -> http.client.HTTPResponse:
         if self.cancel.is_set():
             raise Cancelled()
-        parts = urlsplit(url)
+        # the userinfo is read as redaction reads it: a password may hold '#', '/' or '?'
+        userinfo, bare = split_userinfo(url)
+        parts = urlsplit(bare)
         host = parts.hostname
         if not host:
             raise HTTPError(f"{redact(url)}: no host in the URL", permanent=True)
@@ -218,16 +233,17 @@ class HTTPReader:
             raise HTTPError(f"{redact(url)}: {err}", permanent=True) from err
         conn, absolute = _connection(parts.scheme, host, port, self.tls_verify, self.timeout)
         headers = {"User-Agent": _user_agent(), "Accept-Encoding": "identity"}
-        if parts.username is not None and _origin(url) == self._origin:
+        if userinfo is not None and _origin(url) == self._origin:
             # credentials go only to the origin they were written for, not to a redirect
-            cred = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+            user, _, password = userinfo.partition(":")
+            cred = f"{unquote(user)}:{unquote(password)}"
             headers["Authorization"] = "Basic " + base64.b64encode(cred.encode()).decode()
         if start:
             headers["Range"] = f"bytes={start}-"
             if self._validator:
                 headers["If-Range"] = self._validator
         if absolute:
-            target = url.split("#", 1)[0]
+            target = bare.split("#", 1)[0]
         else:
             target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         self._conn = conn
@@ -252,6 +268,7 @@ class HTTPReader:
             self._raise_if_cancelled()
             raise HTTPError(f"{redact(url)}: {_describe(err)}") from err
         self._resp = resp
+        self._buffered = None
         return resp
 
     def _check(self, resp: http.client.HTTPResponse, url: str, start: int) -> None:
@@ -266,8 +283,12 @@ class HTTPReader:
             # the server ignored the range (or the file changed): the bytes already
             # hashed cannot be reused, so the attempt starts over
             raise HTTPError(f"{redact(url)}: the server cannot resume at byte {start}")
+        if status in (200, 206):
+            self._content_encoding(resp, url, start)
         if status == 200:
-            if resp.getheader("Transfer-Encoding", "").lower() in ("", "identity"):
+            if self._decoder is not None:
+                pass  # the length is the encoded one; the decoded size is not known
+            elif resp.getheader("Transfer-Encoding", "").lower() in ("", "identity"):
                 length = resp.getheader("Content-Length")
                 if length is not None:
                     try:
@@ -275,7 +296,9 @@ class HTTPReader:
                     except ValueError as err:
                         raise HTTPError(f"{redact(url)}: bad Content-Length {length!r}"
                                         ) from err
-            self._ranges = "bytes" in resp.getheader("Accept-Ranges", "").lower()
+            # byte ranges of an encoded body cannot be spliced onto decoded bytes
+            self._ranges = (self._decoder is None
+                            and "bytes" in resp.getheader("Accept-Ranges", "").lower())
             self._validator = resp.getheader("ETag") or resp.getheader("Last-Modified")
             if self._validator and self._validator.startswith("W/"):
                 self._validator = None  # a weak validator cannot guard a byte range
@@ -287,18 +310,57 @@ class HTTPReader:
         permanent = 400 <= status < 500 and status not in _TRANSIENT_4XX
         raise HTTPError(f"{redact(url)}: {reason}", status, permanent=permanent)
 
+    def _content_encoding(self, resp: http.client.HTTPResponse, url: str, start: int) -> None:
+        """Identity was asked for; a gzip or deflate body is decoded, anything else refused.
+        The bytes stored are never the encoded ones."""
+        enc = ",".join(resp.headers.get_all("Content-Encoding") or []).strip().lower()
+        codings = [c.strip() for c in enc.split(",") if c.strip() not in ("", "identity")]
+        if not codings:
+            return
+        if len(codings) > 1 or codings[0] not in ("gzip", "x-gzip", "deflate"):
+            raise HTTPError(f"{redact(url)}: the server sent the body with content encoding "
+                            f"'{enc}', which fluxlite does not decode", permanent=True)
+        if start:
+            raise HTTPError(f"{redact(url)}: the server cannot resume at byte {start} "
+                            "without encoding")
+        self._decoder = _Decoder(codings[0])
+
     # -- the body ------------------------------------------------------------------------
     def readinto(self, buf: bytearray | memoryview) -> int:
+        """Bytes of the body (decoded), as soon as some arrive: never more than one receive
+        from the socket per call, so that the throughput is watched as it happens."""
+        if self._decoder is None:
+            return self._read_wire(buf)
+        while True:
+            n = self._decoder.take(buf)
+            if n:
+                return n
+            if self._decoder.eof:
+                return 0
+            raw = bytearray(min(len(buf), CHUNK_IN)) if len(buf) else bytearray(0)
+            got = self._read_wire(raw)
+            if got == 0:
+                if not self._decoder.finish():
+                    raise HTTPError(f"{redact(self.url)}: the {self._decoder.coding} body "
+                                    f"is cut short after {self._wire} bytes")
+                continue
+            try:
+                self._decoder.feed(memoryview(raw)[:got])
+            except zlib.error as err:
+                raise HTTPError(f"{redact(self.url)}: the {self._decoder.coding} body is "
+                                f"corrupt: {err}") from err
+
+    def _read_wire(self, buf: bytearray | memoryview) -> int:
         while True:
             resp = self._resp
             if self.cancel.is_set() or resp is None:
                 raise Cancelled()
             try:
-                n = resp.readinto(buf)
+                n, self._buffered = _read_some(resp, buf, self._buffered)
             except TimeoutError as err:
                 self._raise_if_cancelled()
                 raise HTTPError(f"{redact(self.url)}: no data for {self.timeout:g} s after "
-                                f"{self.pos} bytes") from err
+                                f"{self._wire} bytes") from err
             except (OSError, http.client.HTTPException) as err:
                 self._raise_if_cancelled()
                 self._resume(_describe(err))
@@ -309,12 +371,17 @@ class HTTPReader:
                 self._resume(f"connection closed {resp.length} bytes before the end")
                 continue
             self.pos += n
+            self._wire += n
+            if self._rate is not None:
+                slow = self._rate.update(self._wire)
+                if slow is not None:
+                    raise HTTPError(f"{redact(self.url)}: too slow: {slow}")
             return n
 
     def _resume(self, why: str) -> None:
         if not self._ranges or self.resumes >= MAX_RESUMES:
             detail = "" if self._ranges else " (the server does not offer byte ranges)"
-            raise HTTPError(f"{redact(self.url)}: {why} after {self.pos} bytes{detail}")
+            raise HTTPError(f"{redact(self.url)}: {why} after {self._wire} bytes{detail}")
         self.resumes += 1
         logger.info("%s: %s after %d bytes; resuming", redact(self.url), why, self.pos)
         self._drop()
@@ -350,7 +417,7 @@ class HTTPReader:
 
 
 def _origin(url: str) -> tuple[str, str, int | None]:
-    p = urlsplit(url)
+    p = urlsplit(split_userinfo(url)[1])
     try:
         port = p.port
     except ValueError:
@@ -360,6 +427,8 @@ def _origin(url: str) -> tuple[str, str, int | None]:
 
 def _describe(err: BaseException) -> str:
     if isinstance(err, http.client.IncompleteRead):
+        if err.expected is None:  # a chunked body: how much is missing is not known
+            return "connection closed before the end of the chunked body"
         return f"connection closed with {err.expected} bytes missing"
     if isinstance(err, http.client.RemoteDisconnected):
         return "connection closed by the server"
@@ -370,5 +439,115 @@ def _describe(err: BaseException) -> str:
 
 class HTTPBackend(Backend):
     def open_read(self, url: str, *, tls_verify: bool = True, timeout: float = 60.0,
-                  cancel: threading.Event | None = None) -> HTTPReader:
-        return HTTPReader(url, tls_verify, timeout, cancel)
+                  cancel: threading.Event | None = None, min_rate: float = 0.0,
+                  rate_window: float = 0.0) -> HTTPReader:
+        return HTTPReader(url, tls_verify, timeout, cancel, min_rate, rate_window)
+
+
+CHUNK_IN = 256 * 1024  # encoded bytes read at a time
+
+
+def _read_some(resp: http.client.HTTPResponse, buf: bytearray | memoryview,
+               buffered: int | None) -> tuple[int, int | None]:
+    """At most one receive's worth of the body into buf (0 at its end); returns it and how
+    many bytes are left in the response's buffer (None: not known).
+
+    http.client's own readinto keeps receiving until the buffer is full, which a server
+    sending a byte at a time can make last forever without any timeout firing. And a
+    BufferedReader's readinto1 into a large buffer receives once more even when it already
+    holds bytes, so what it holds is taken first (peek never receives more than once).
+    """
+    if not len(buf):
+        return 0, buffered
+    if resp.chunked or resp.fp is None:
+        data = resp.read1(len(buf))
+        buf[:len(data)] = data
+        return len(data), None
+    want = len(buf) if resp.length is None else min(len(buf), resp.length)
+    if want == 0:
+        return 0, buffered
+    view = memoryview(buf)
+    fp = resp.fp
+    if buffered == 0 and want > io.DEFAULT_BUFFER_SIZE:
+        n = fp.readinto1(view[:want])  # nothing held: one receive straight into buf
+        left: int | None = 0
+    else:
+        avail = len(fp.peek(1))
+        n = fp.readinto1(view[:min(want, avail)]) if avail else 0
+        left = avail - n
+    if resp.length is not None:
+        resp.length -= n
+    return n, left
+
+
+class _RateCheck:
+    """The minimum throughput of one attempt: fewer than ``min_rate`` bytes per second
+    over the last ``window`` seconds (once the attempt has lasted that long) fails it."""
+
+    def __init__(self, min_rate: float, window: float) -> None:
+        self.min_rate = min_rate
+        self.window = window
+        self.samples: collections.deque[tuple[float, int]] = collections.deque()
+        self.samples.append((time.monotonic(), 0))
+
+    def update(self, total: int) -> str | None:
+        now = time.monotonic()
+        if now - self.samples[-1][0] >= self.window / 30:
+            self.samples.append((now, total))
+        # the newest sample at least a window old is where the window starts
+        while len(self.samples) > 1 and self.samples[1][0] <= now - self.window:
+            self.samples.popleft()
+        t0, n0 = self.samples[0]
+        if now - t0 < self.window:
+            return None
+        rate = (total - n0) / (now - t0)
+        if rate < self.min_rate:
+            return (f"{rate:.0f} bytes/s over the last {now - t0:.0f} s, less than the "
+                    f"minimum of {self.min_rate:g} bytes/s")
+        return None
+
+
+class _Decoder:
+    """A gzip or deflate body decoded as it arrives (zlib, from the standard library)."""
+
+    def __init__(self, coding: str) -> None:
+        self.coding = "gzip" if coding in ("gzip", "x-gzip") else "deflate"
+        # deflate is sent with a zlib header by most servers, raw by some: the first bytes
+        # decide
+        self._z: Any = zlib.decompressobj(16 + zlib.MAX_WBITS) if self.coding == "gzip" \
+            else None
+        self._pending = b""
+        self._out = b""
+        self.eof = False
+
+    def feed(self, data: memoryview) -> None:
+        if self._z is None:
+            first = bytes(data[:2])
+            raw = len(first) == 2 and (first[0] & 0x0F != 8 or (first[0] << 8 | first[1]) % 31)
+            self._z = zlib.decompressobj(-zlib.MAX_WBITS if raw else zlib.MAX_WBITS)
+        self._pending += bytes(data)
+
+    def take(self, buf: bytearray | memoryview) -> int:
+        """Decoded bytes into buf, at most its length."""
+        if not self._out and self._pending and self._z is not None and not self._z.eof:
+            self._out = self._z.decompress(self._pending, max(len(buf), 1))
+            self._pending = self._z.unconsumed_tail
+            if self._z.eof:
+                self.eof = not self._out
+        n = min(len(buf), len(self._out))
+        if n:
+            buf[:n] = self._out[:n]
+            self._out = self._out[n:]
+        elif self._z is not None and self._z.eof:
+            self.eof = True
+        return n
+
+    def finish(self) -> bool:
+        """The wire has ended: True when the encoded body was complete."""
+        if self._z is None:
+            self.eof = True
+            return True  # an empty body
+        if not self._z.eof and self._pending:
+            return False
+        self.eof = True
+        return self._z.eof

@@ -102,7 +102,8 @@ class S3Backend(Backend):
             return c
 
     def open_read(self, url: str, *, tls_verify: bool = True, timeout: float = 60.0,
-                  cancel: threading.Event | None = None) -> _S3Reader:
+                  cancel: threading.Event | None = None, min_rate: float = 0.0,
+                  rate_window: float = 0.0) -> _S3Reader:
         profile, bucket, key = parse(url)
         client = self.client(profile)
         try:

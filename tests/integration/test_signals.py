@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import http.server
 import json
-import os
 import signal
 import subprocess
 import threading
@@ -18,7 +17,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.conftest import Fluxlite, judge, oracle_available, parse_records
+from tests.conftest import Fluxlite, judge, oracle_available, parse_records, writing_into
 from tests.jobs import partial_files, script
 
 # A task that saves its state when told to stop: counts up from its checkpoint.
@@ -269,9 +268,10 @@ def test_term_during_stage_out_leaves_nothing_partial(fl: Fluxlite, tmp_path: Pa
            "outputs": [{"lfn": "big.dat", "urls": [f"file://{out}/big.dat"]}],
            "records": records(tmp_path)}
     proc = fl.popen("run", str(fl.write_job(job)))
-    # the signal goes as soon as the copy is seen under its temporary name at the destination
+    # the signal goes as soon as fluxlite is seen writing into the destination directory
+    # (an unnamed file where the filesystem allows it, else a temporary name)
     deadline = time.monotonic() + 60
-    while not (out.exists() and any(".tmp-" in f for f in os.listdir(out))):
+    while not writing_into(proc.pid, str(out)):
         assert proc.poll() is None and time.monotonic() < deadline
         time.sleep(0.001)
     proc.send_signal(signal.SIGTERM)

@@ -310,3 +310,16 @@ def test_destination_error_is_not_blamed_on_the_source(srv, tmp_path):
     assert "cannot write" in str(ei.value)
     # permanent and not the source's fault: no other source, no other round
     assert srv.hits("/L") == 1 and srv.hits("/M") == 0
+
+
+def test_a_truncated_gzip_body_is_an_error_not_a_file(tmp_path):
+    import gzip as _gzip
+
+    body = os.urandom(200000)
+    with FaultServer() as srv:
+        url = srv.add("/g", body, ["encoding:gzip"] * 3)
+        srv.routes["/g"].data = _gzip.compress(body)[:5000]  # cut inside the stream
+        with pytest.raises(StageError) as err:
+            transfer(Request("g", ((url, True),), str(tmp_path / "g")), Policy(attempts=1))
+    assert "gzip body is cut short after 5000 bytes" in str(err.value)
+    assert list(tmp_path.iterdir()) == []

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import threading
@@ -142,3 +143,91 @@ def test_copy_onto_a_directory_is_a_stage_error(tmp_path: Path) -> None:
     with pytest.raises(StageError, match="cannot write"):
         transfer(req, Policy(attempts=2, backoff=0.01))
     assert sorted(p.name for p in dst.parent.iterdir()) == ["f"]
+
+
+# --------------------------------------------------------------------------- redaction
+@pytest.mark.parametrize(("url", "shown", "hidden"), [
+    ("https://u:pa#ss/w?rd x@host/p?x=1", "https://***@host/p?x=1", "pa#ss"),
+    ("https://u:p@h/a?token=T1&x=1#access_token=T2&t=b",
+     "https://***@h/a?token=***&x=1#access_token=***&t=b", "T1"),
+    ("http://h/p;jsessionid=J1?a=1", "http://h/p;jsessionid=***", "J1"),
+    ("https://h/x?X-Amz-Signature=S1&X-Amz-Date=1", "https://h/x?X-Amz-Signature=***&X-Amz-Date=1",
+     "S1"),
+    ("https://h/x?PWD=P1&Auth=P2&sig=P3", "https://h/x?PWD=***&Auth=***&sig=***", "P1"),
+    ("https://h/x?pass=a#b&c=d", "https://h/x?pass=***&c=d", "#b"),
+    ("file:///tmp/a@b", "file:///tmp/a@b", None),
+    ("/plain/path", "/plain/path", None),
+])
+def test_redaction_is_structural(url, shown, hidden):
+    from fluxlite import redact
+
+    assert redact.url(url) == shown
+    if hidden:
+        assert hidden not in redact.text(f"failed: {url} (again)")
+
+
+def test_redaction_of_text_env_and_documents():
+    from fluxlite import redact
+
+    t = redact.text("e: 'https://u:p w@host/f?token=1' and http://ok/x then (https://a:b@c/d).")
+    assert t == "e: 'https://***@host/f?token=***' and http://ok/x then (https://***@c/d)."
+    env = redact.env({"DB_PASS": "x", "MYSQL_PWD": "y", "AWS_SECRET_ACCESS_KEY": "z",
+                      "MY_COOKIE": "c", "PWD": "/w", "HOME": "/h",
+                      "http_proxy": "http://u:p@proxy:3128"})
+    assert env == {"AWS_SECRET_ACCESS_KEY": "***", "DB_PASS": "***", "HOME": "/h",
+                   "MYSQL_PWD": "***", "MY_COOKIE": "***", "PWD": "/w",
+                   "http_proxy": "http://***@proxy:3128"}
+    doc = redact.deep({"a": ["https://u:p@h/"], "environment": {"X_TOKEN": "t"}})
+    assert doc == {"a": ["https://***@h/"], "environment": {"X_TOKEN": "***"}}
+    assert redact.split_userinfo("http://u:p#w@h:1/x") == ("u:p#w", "http://h:1/x")
+    assert redact.split_userinfo("http://h:80/a@b") == (None, "http://h:80/a@b")
+
+
+def test_write_atomic_writes_into_a_device_and_never_replaces_it(tmp_path):
+    import stat as st
+
+    from fluxlite.fsutil import write_atomic
+
+    if os.geteuid() != 0:
+        pytest.skip("mknod of a device needs root")
+    null = tmp_path / "null"
+    os.mknod(null, st.S_IFCHR | 0o666, os.makedev(1, 3))
+    write_atomic(str(null), b"record")
+    assert st.S_ISCHR(os.stat(null).st_mode)
+    full = tmp_path / "full"
+    os.mknod(full, st.S_IFCHR | 0o666, os.makedev(1, 7))
+    with pytest.raises(OSError) as err:
+        write_atomic(str(full), b"record")
+    assert err.value.errno == errno.ENOSPC
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["full", "null"]
+
+
+def test_reservation_follows_the_bytes_that_arrived(tmp_path):
+    from fluxlite.staging import base
+
+    path = tmp_path / "f"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        w = base._LocalWriter(fd, base.Request("f", (), str(path)), str(path),
+                              30 * 1024**3, None)
+        w.write(memoryview(b"x" * 20000))
+        w.finish(20000)
+        assert w.reserved <= 20000 + base._RESERVE_STEP
+        assert os.fstat(fd).st_size == 20000
+    finally:
+        os.close(fd)
+
+
+def test_without_unnamed_files_a_failed_copy_leaves_no_temporary(tmp_path, monkeypatch):
+    from fluxlite.staging import base
+
+    monkeypatch.setattr(base, "_O_TMPFILE", 0)
+    src = tmp_path / "src"
+    src.write_bytes(b"x" * 1000)
+    dst = tmp_path / "out" / "f"
+    res = transfer(Request("f", ((str(src), True),), str(dst)), Policy(attempts=1))
+    assert res.success and dst.read_bytes() == b"x" * 1000
+    with pytest.raises(IntegrityError):
+        transfer(Request("g", ((str(src), True),), str(tmp_path / "out" / "g"),
+                         expected="0" * 64), Policy(attempts=1))
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["f"]
