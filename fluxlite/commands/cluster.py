@@ -125,6 +125,8 @@ def main(args: argparse.Namespace) -> int:
         from fluxlite.flux.context import detect
 
         ctx = detect(warn=kind != "local")
+        if kind == "flux" and ctx is not None:
+            ctx.warn_if_queued_behind_itself(nested=args.nested)
 
     from fluxlite.cluster.executors import FluxExecutor, LocalExecutor, NestedInstance, TaskFiles
     from fluxlite.cluster.records import RecordWriter
@@ -149,7 +151,7 @@ def main(args: argparse.Namespace) -> int:
                 nested = NestedInstance(args.nodes, args.cores, args.gpus)
                 uri = nested.start()
                 sigs.check()
-            executor = FluxExecutor(files, uri=uri)
+            executor = FluxExecutor(files, uri=uri, lost=nested.lost if nested else None)
             graph.check_fits(executor.cores, executor.gpus, 0, executor.where)
         rescue = None if args.no_rescue else (args.rescue or args.input + ".rescue")
         opts = Options(fail_fast=args.fail_fast, rescue=rescue,
@@ -181,11 +183,15 @@ def main(args: argparse.Namespace) -> int:
         return sched.exit_code(summary)
     finally:
         sigs.phase = "shutdown"
+        failed = sys.exc_info()[1]  # what ends the cluster early, None when it ran
         try:
             if executor is not None:
                 executor.close()
             if nested is not None:
-                nested.stop()
+                nested.stop(ok=failed is None)
+            if ctx is not None:
+                ctx.memo_end(sched.exit_code(summary) if failed is None
+                             else getattr(failed, "exit_code", 1))
             shutil.rmtree(tmpdir, ignore_errors=True)
         finally:
             sigs.restore()
