@@ -767,7 +767,28 @@ class FluxExecutor(Executor):
                 pass
         except OSError:
             pass
+        if self._lost is not None and any(a.handle["finish"] is None for a in out):
+            self._check_reachable()
         return [self._finish(a) for a in out]
+
+    def _check_reachable(self) -> None:
+        """Jobs that ended without a finish event: when the instance died under them (its
+        executor thread fails them all), that is the cluster's failure, not theirs."""
+        try:
+            self.flux.Flux(self.uri).rpc("broker.ping", {}).get()
+            return
+        except OSError as err:
+            gone = f"the Flux instance at {self.uri} is gone: {err.strerror or err}"
+        # the parent tells why (the broker's end) once it has noticed: a moment at most
+        deadline = time.monotonic() + 3.0
+        while time.monotonic() < deadline:
+            why = self._lost() if self._lost is not None else None
+            if why:
+                gone = why
+                break
+            time.sleep(0.1)
+        self._gone = gone
+        raise NestedInstanceLost(gone)
 
     def _finish(self, a: Attempt) -> Attempt:
         h = a.handle
