@@ -7,9 +7,12 @@ shlex, and bash reads the rest of the script.
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -126,3 +129,54 @@ def test_a_bad_dependency_is_one_line(fl: Fluxlite, data: Path, dep: str) -> Non
     err = p.stderr.decode().strip().splitlines()
     assert p.returncode == 2 and len(err) == 1 and "--dependency" in err[0], err
     assert "Traceback" not in p.stderr.decode()
+
+
+def test_the_flux_extra_does_not_pick_a_flux_python() -> None:
+    # the bindings must match the site's flux-core: an extra cannot know its version
+    import tomllib
+
+    from tests.conftest import ROOT
+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"]
+    assert not any(r.replace(" ", "").startswith("flux-python") for r in extras["flux"])
+
+
+def test_the_trap_sends_a_second_term_before_the_kill_timeout(fl: Fluxlite, data: Path) -> None:
+    # the script's fluxlite line, pointed at a stand-in that logs the signals it gets
+    log = fl.tmp / "signals.log"
+    stand_in = fl.tmp / "stand-in.sh"
+    stand_in.write_text("#!/bin/bash\n"
+                        f"for s in TERM HUP; do trap \"echo $s >> {log}\" $s; done\n"
+                        f"echo $$ > {log}.pid\necho up > {log}\n"
+                        "for i in $(seq 1 100); do sleep 0.1; done\n")
+    stand_in.chmod(0o755)
+    job = fl.write_job({"executable": str(_task(data))})
+    p = fl.run("batch-script", str(job))
+    lines = p.stdout.decode().splitlines()
+    (i,) = [n for n, ln in enumerate(lines) if ln.endswith(" < /dev/null &")]
+    lines[i] = f"{stand_in} < /dev/null &"
+    script = fl.tmp / "b.sh"
+    script.write_text("\n".join(lines) + "\n")
+    proc = subprocess.Popen(["bash", str(script)], cwd=fl.tmp,
+                            env={**fl.env(), "FLUXLITE_KILL_TIMEOUT": "4"})
+    try:
+        deadline = time.monotonic() + 10
+        while not (log.exists() and log.read_text()):
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(signal.SIGHUP)  # the broker's signal: not passed on a second time
+        while log.read_text().count("TERM") < 2 and time.monotonic() < t0 + 5:
+            time.sleep(0.02)
+        took = time.monotonic() - t0
+        assert log.read_text().split() == ["up", "TERM", "TERM"]
+        assert 1.8 < took < 3.0  # 2 s before the kill timeout of 4 s
+    finally:
+        proc.kill()
+        proc.wait()
+        try:  # the stand-in runs in a process group of its own (set -m)
+            os.killpg(int((fl.tmp / "signals.log.pid").read_text()), signal.SIGKILL)
+        except (OSError, ValueError):
+            pass
