@@ -1051,6 +1051,20 @@ class NestedInstance:
             return None
         return self._ended(job)
 
+    def _wait_inactive(self, timeout: float) -> bool:
+        """Wait for the nested instance's job to end; whether it did within ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                job = self._job()
+            except OSError as err:
+                logger.debug("waiting for the nested instance to end: %s", err)
+                return False
+            if job is not None and job.state == "INACTIVE":
+                return True
+            time.sleep(0.05)
+        return False
+
     def info(self) -> dict[str, Any]:
         jid = self._f58
         return {"jobid": jid, "uri": self.uri, "nodes": self.nodes or 1,
@@ -1081,28 +1095,20 @@ class NestedInstance:
         import flux.job  # type: ignore[import-not-found]
         import flux.kvs  # type: ignore[import-not-found]
 
-        done = False
         if ok and self.uri and self._flux_cmd and self.lost() is None:
             try:
                 h = self.flux.Flux(self.uri)
                 flux.kvs.put(h, self._DONE_KEY, 1)
                 flux.kvs.commit(h)
-                done = True
             except OSError as err:
                 logger.debug("nested instance %s: cannot end it: %s", self._f58, err)
-        if not done:
-            try:
-                flux.job.cancel(self.h, self.jobid, "fluxlite cluster done")
-            except OSError as err:
-                logger.debug("cancel nested instance: %s", err)
-        deadline = time.monotonic() + 30.0
-        while time.monotonic() < deadline:
-            try:
-                job = self._job()
-            except OSError as err:
-                logger.debug("waiting for the nested instance to end: %s", err)
-                break
-            if job is not None and job.state == "INACTIVE":
-                break
-            time.sleep(0.05)
+            else:
+                if self._wait_inactive(10.0):
+                    self.jobid = None
+                    return
+        try:
+            flux.job.cancel(self.h, self.jobid, "fluxlite cluster done")
+        except OSError as err:
+            logger.debug("cancel nested instance: %s", err)
+        self._wait_inactive(30.0)
         self.jobid = None

@@ -45,7 +45,8 @@ def test_flux_batch_takes_every_directive_with_hostile_values(fi: FluxInstance, 
     name, queue, bank = "my \"job\" it's #1 '''", "q'\"'; $(x) #", "b\\ank\"\"\" x"
     job = fl.write_job({"executable": str(_task(data)), "name": name,
                         "resources": {"nodes": 1, "tasks": 1, "cores_per_task": 1,
-                                      "time_limit": 600, "queue": queue, "bank": bank}})
+                                      "gpus_per_task": 1, "time_limit": 600,
+                                      "queue": queue, "bank": bank}})
     out, err = "o u't\"#{{id}}.out", "e;r`r`'''.err"
     p = fl.run("batch-script", str(job), "--output", out, "--error", err,
                "--dependency", "afterany:ƒ2kWN7xZ", env=fi.env)
@@ -58,15 +59,20 @@ def test_flux_batch_takes_every_directive_with_hostile_values(fi: FluxInstance, 
     assert system["queue"] == queue and system["bank"] == bank
     assert system["dependencies"] == [{"scheme": "afterany", "value": "ƒ2kWN7xZ"}]
     assert system["duration"] == 600
+    (slot,) = [r for r in spec["resources"][0]["with"] if r["type"] == "slot"]
+    assert {r["type"]: r["count"] for r in slot["with"]} == {"core": 1, "gpu": 1}
+    assert spec["resources"][0]["exclusive"] is True
     shell = system["shell"]["options"]
     assert shell["output"]["stdout"]["path"] == out
     assert shell["output"]["stderr"]["path"] == err
     assert shell["signal"]["timeleft"] > 0
-    # and run for real, with the name and the output files (no queue, bank or dependency)
+    # and run for real, with the name and the output files (no queue, bank, GPU or
+    # dependency: this instance has none of them)
     p = fl.run("batch-script", str(job.parent / job.name), "--output", out, "--error", err,
                env=fi.env)
     script = "\n".join(ln for ln in p.stdout.decode().splitlines()
-                       if not ln.startswith(("#FLUX: --queue", "#FLUX: --bank")))
+                       if not ln.startswith(("#FLUX: --queue", "#FLUX: --bank",
+                                             "#FLUX: --gpus")))
     (fl.tmp / "b2.sh").write_text(script + "\n")
     jobid = fi.flux("batch", str(fl.tmp / "b2.sh"), env=fl.env(fi.env), cwd=fl.tmp).stdout.strip()
     info = fi.wait_job(jobid)
