@@ -20,11 +20,15 @@ COMMANDS: dict[str, str] = {
     "validate": "check a job.json and report every problem",
     "kickstart": "pegasus-kickstart compatible front end: run a command, write its record",
     "transfer": "pegasus-transfer compatible: run a JSON transfer list",
+    "integrity": "pegasus-integrity compatible: verify or generate sha256 checksums",
+    "pegasus-home": "make a Pegasus worker package (PEGASUS_HOME) of fluxlite's tools",
     "cluster": "run a cluster of tasks (PMC DAG, pegasus-cluster list, JSON job list)",
     "submit": "submit `fluxlite run job.json` to Flux as a batch job",
     "batch-script": "print a batch script for a job, in the shape HTCondor's BLAHP writes",
+    "stats": "totals, per-transformation and per-host tables from job and cluster records",
+    "report": "one self-contained HTML report (timeline, concurrency, failures) from records",
 }
-ALIASES = {"batch_script": "batch-script"}
+ALIASES = {"batch_script": "batch-script", "pegasus_home": "pegasus-home"}
 
 
 def setup_logging(verbosity: int) -> None:

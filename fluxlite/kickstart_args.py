@@ -15,6 +15,7 @@ import sys
 from dataclasses import dataclass, field
 
 from fluxlite.errors import EXIT_CANNOT_EXEC, FluxliteError
+from fluxlite.numbers import MAX_SECONDS, check_number
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ class KickstartArgs:
     data_size: int = DEFAULT_DATA_SIZE
     term_timeout: int = 0  # 0: never
     kill_timeout: int = DEFAULT_KILL_TIMEOUT
-    monitor_interval: int = 0
+    monitor_interval: float = 0.0  # 0: the default interval
     argfile: str | None = None
     argv: list[str] = field(default_factory=list)  # the application and its arguments
     version: bool = False
@@ -97,7 +98,7 @@ Usage:\tfluxlite kickstart [-i fn] [-o fn] [-e fn] [-l fn] [-n xid] [-N did] \\
  -q\tOmit the stdout and stderr data if the job succeeds.
  -k S\tSend TERM signal to job after S seconds. Default is 0, which means never.
  -K S\tSend KILL signal to job S seconds after a TERM signal. Default is 5.
- -m S\tSample the job's processes every S seconds.
+ -m S\tSample the job's processes every S seconds (fractions allowed, at most 3600).
 Environment: KICKSTART_SETUP, KICKSTART_PREJOB, KICKSTART_POSTJOB, KICKSTART_CLEANUP
 (or GRIDSTART_*) name commands to run around the job; KICKSTART_PREPEND_PATH is put
 before PATH; KICKSTART_WRAPPER is a command the application is run under.
@@ -117,7 +118,8 @@ def _number(flag: str, value: str, minimum: int, maximum: int | None = None) -> 
     except ValueError:
         n = -1
     if n < minimum or (maximum is not None and n > maximum):
-        raise KickstartUsage(f"invalid -{flag} argument: {value}", show_help=False)
+        # kickstart's own words ("ERROR: Invalid -B argument: x"), which scripts look for
+        raise KickstartUsage(f"Invalid -{flag} argument: {value}", show_help=False)
     return n
 
 
@@ -126,6 +128,17 @@ def _entry(text: str) -> tuple[str | None, str]:
     if not sep:
         return None, text
     return (lfn or None), pfn
+
+
+def _seconds(flag: str, value: str, minimum: float, maximum: float) -> float:
+    """A decimal number of seconds, fractions allowed; 0 stands for the default."""
+    try:
+        n = float(value)
+    except ValueError:
+        n = -1.0
+    if n != 0 and check_number(n, minimum=minimum, maximum=maximum):
+        raise KickstartUsage(f"Invalid -{flag} argument: {value}", show_help=False)
+    return n
 
 
 def _stat_entries(flag: str, value: str) -> list[tuple[str | None, str]]:
@@ -227,13 +240,13 @@ def _apply(a: KickstartArgs, c: str, value: str) -> None:
         a.workdir = noquote(value)
         a.create_workdir = c == "W"
     elif c == "B":
-        a.data_size = ALL_DATA if value == "all" else _number(c, value, 1)
+        a.data_size = ALL_DATA if value == "all" else _number(c, value, 1, ALL_DATA)
     elif c == "k":
-        a.term_timeout = _number(c, value, 0)
+        a.term_timeout = _number(c, value, 0, int(MAX_SECONDS))
     elif c == "K":
-        a.kill_timeout = _number(c, value, 1)
+        a.kill_timeout = _number(c, value, 1, 86400)
     elif c == "m":
-        a.monitor_interval = _number(c, value, 0, 3600)
+        a.monitor_interval = _seconds(c, value, 0.01, 3600)
     elif c == "X":
         a.make_executable = True
     elif c == "H":

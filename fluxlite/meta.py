@@ -7,20 +7,24 @@ from typing import Any
 import orjson
 
 from fluxlite.errors import SpecError, StageError
-from fluxlite.fsutil import write_atomic
+from fluxlite.fsutil import read_small_file, write_atomic
+
+MAX_META_FILE = 256 << 20  # bytes
 
 
-def read_meta_files(paths: tuple[str, ...] | list[str]) -> dict[str, str]:
-    """lfn -> expected sha256 from Pegasus .meta files (later files win)."""
+def read_meta_files(paths: tuple[str, ...] | list[str], first: int = 0) -> dict[str, str]:
+    """lfn -> expected sha256 from Pegasus .meta files (later files win); ``first``: the
+    index of the first path in the job's ``meta`` list, for the messages."""
     out: dict[str, str] = {}
-    for i, path in enumerate(paths):
+    for i, path in enumerate(paths, first):
         try:
-            with open(path, "rb") as fh:
-                doc = orjson.loads(fh.read())
+            doc = orjson.loads(read_small_file(path, MAX_META_FILE))
         except OSError as err:
             raise SpecError([f"meta[{i}]: cannot read {path}: {err.strerror}"]) from err
         except orjson.JSONDecodeError as err:
             raise SpecError([f"meta[{i}]: {path} is not valid JSON: {err}"]) from err
+        except ValueError as err:  # not a regular file, or too large
+            raise SpecError([f"meta[{i}]: cannot read {path}: {err}"]) from err
         if not isinstance(doc, list):
             raise SpecError([f"meta[{i}]: {path} must hold a JSON list"])
         for j, entry in enumerate(doc):

@@ -21,12 +21,18 @@ def describe(spec: JobSpec) -> str:
         lines.append(f"checkpoint {c.lfn} <-> {redact(c.url)}")
     lines.append("task      " + " ".join([spec.executable, *spec.arguments]) +
                  f" (placement: {spec.placement})")
+    if spec.container is not None:
+        from fluxlite.container import describe as describe_container
+
+        lines.append(describe_container(spec.container))
     s = from_limits(spec.limits)
     if s.term_after is not None:
         lines.append(f"limits    TERM after {s.term_after:g} s, KILL after {s.kill_after:g} s")
     for o in spec.outputs:
         lines.append(f"stage-out {o.lfn} -> {' | '.join(redact(u) for u in o.urls)}"
                      + (" (optional)" if o.optional else ""))
+    if spec.meta:
+        lines.append(f"checksums from {', '.join(spec.meta)} (integrity: {spec.integrity})")
     lines.append(f"records   kickstart: {spec.records.kickstart or 'none'}, "
                  f"json: {spec.records.json or 'none'}")
     return "\n".join(lines) + "\n"

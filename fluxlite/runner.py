@@ -27,6 +27,7 @@ from fluxlite.errors import (
     FluxliteError,
     IntegrityError,
     Interrupted,
+    SpecError,
     StageError,
 )
 from fluxlite.execute.task import SignalEvent, TaskController, signal_name
@@ -316,6 +317,9 @@ class Runner:
         exe = self.spec.executable
         if exe in self._staged_lfns() or (not os.path.isabs(exe) and "/" in exe):
             return None  # inside the worker directory: checked after stage-in
+        if self.spec.container is not None:
+            self.record.executable = exe
+            return exe  # a program of the image: the runtime finds it inside
         if os.path.isabs(exe):
             path = exe
         else:
@@ -362,6 +366,7 @@ class Runner:
         files = list(spec.inputs)
         if spec.staged_executable is not None:
             files.append(spec.staged_executable)
+        self._unverified(files, expected)
         for f in files:
             reqs.append(Request(
                 lfn=f.lfn, sources=tuple((s.url, s.tls_verify) for s in f.sources),
@@ -403,6 +408,19 @@ class Runner:
                     ph.bytes = ck_st.bytes
                     found = [r.lfn for r in ck_st.results if r.success]
                     logger.info("checkpoint stage-in: %s", ", ".join(found) or "none present")
+
+    def _unverified(self, files: list[Any], expected: dict[str, str]) -> None:
+        """Inputs no checksum covers: logged and recorded; refused with integrity
+        "required" (validate and run refuse them earlier where they can)."""
+        missing = [f.lfn for f in files if not (f.sha256 or expected.get(f.lfn))]
+        if not missing:
+            return
+        self.record.unverified = missing
+        if self.spec.integrity == "required":
+            raise SpecError([f"integrity \"required\": no checksum for {', '.join(missing)}"])
+        logger.log(logging.WARNING if self.spec.meta else logging.INFO,
+                   "not verified (no sha256 in the job%s): %s",
+                   " or its meta files" if self.spec.meta else "", ", ".join(missing))
 
     def _verifications(self, st: Any) -> None:
         for r in st.results:
@@ -536,13 +554,23 @@ class Runner:
                 wd, STDIO_DIR, "stdout")
             stderr = os.path.join(wd, spec.stderr) if spec.stderr else os.path.join(
                 wd, STDIO_DIR, "stderr")
-        argv = [exe, *spec.arguments]
+            for name in (spec.stdout, spec.stderr):
+                if name and "/" in name:  # "logs/err.txt": its directory, in the worker dir
+                    os.makedirs(os.path.dirname(os.path.join(wd, name)), exist_ok=True)
+        argv, env, cwd, undo = [exe, *spec.arguments], self._task_env(), wd, None
+        if spec.container is not None:  # the task runs inside an image (fluxlite.container)
+            from fluxlite.container import wrap
+
+            with self._phase("container"):
+                w = wrap(argv, env, wd, spec, extra_env=self.opt.extra_env, flux=self.flux,
+                         policy=self._policy(), cancel=self.signals.phase_cancel())
+            argv, env, cwd, undo, rec.container = w.argv, w.env, w.cwd, w.cleanup, w.info
         ctl_cls: Any = TaskController
         if spec.placement != "local":
             from fluxlite.flux.placement import controller_for
 
             ctl_cls = controller_for(spec, self.flux)
-        ctl = ctl_cls(argv, wd, self._task_env(), stdin=stdin, stdout=stdout, stderr=stderr,
+        ctl = ctl_cls(argv, cwd, env, stdin=stdin, stdout=stdout, stderr=stderr,
                       schedule=sched, kill_grace=spec.limits.kill_grace, usr1=spec.usr1,
                       events=rec.signals)
         if not self.opt.stdio:
@@ -569,6 +597,8 @@ class Runner:
                 self.controller = None
                 rec.usage = mon.stop()
                 self.phase = "task-done"
+                if undo is not None:
+                    undo()  # no container is left, however the task ended
             rec.task = res
             ph.ok = res.status.ok
             if not self.opt.stdio:
@@ -662,7 +692,7 @@ class Runner:
         rec = self.record
         stdin, stdout, stderr = self._open_stdio()
         ctl = TaskController(list(argv), self.workdir.path, self._task_env(), stdin=stdin,
-                             stdout=stdout, stderr=stderr, schedule=Schedule(),
+                             stdout=stdout, stderr=stderr, schedule=self._hook_schedule(name),
                              kill_grace=self.spec.limits.kill_grace, events=rec.signals)
         with self._phase(name) as ph:
             try:
@@ -680,6 +710,11 @@ class Runner:
             "start": res.start or time.time(), "duration": res.duration, "pid": res.pid,
             "status": res.status, "executable": argv[0], "argv": list(argv)}
         return res.status
+
+    def _hook_schedule(self, name: str) -> Schedule:
+        """The time limit of one hook: none (kickstart's front end puts its clock here)."""
+        del name
+        return Schedule()
 
     def _hook_failure(self) -> None:
         if self._failed_hook is None:

@@ -1,25 +1,43 @@
 """job.json: untrusted JSON turned into frozen, validated objects.
 
 Every problem is reported at once with its JSON path (``inputs[1].urls[0]: ...``);
-nothing downstream re-checks what is validated here.
+nothing downstream re-checks what is validated here. The field table (``SECTIONS``) is the
+one description of the format: the validator reads every field through it, and the shipped
+JSON Schema is generated from it (``python -m fluxlite.schema``).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import posixpath
 import re
-from dataclasses import dataclass, field
-from typing import Any, Literal
+import shutil
+from collections import Counter
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Literal
 
 from fluxlite.errors import SpecError
+from fluxlite.numbers import MAX_SECONDS, check_number, parse_duration
+from fluxlite.numbers import kind as _tname
 from fluxlite.urls import local_path, scheme_of
 
+logger = logging.getLogger(__name__)
+
+if TYPE_CHECKING:
+    from fluxlite.container.spec import ContainerSpec
+
 SPEC_VERSION = 1
-_HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
+SHA256_RE = re.compile(r"^[0-9a-fA-F]{64}$")
 KEEP_POLICIES = ("never", "always", "on-failure")
 PLACEMENTS = ("local", "flux", "nested")
 USR1_ACTIONS = ("forward", "term")
+CONTAINER_RUNTIMES = ("apptainer", "singularity", "podman", "docker", "charliecloud")
+HUB_IMAGE_PATTERN = r"^(docker|library|oras|shub)://[^\s]+$"
+INTEGRITY = ("best-effort", "required")
+MAX_JOB_FILE = 256 << 20  # bytes; a job file is read whole
+# fluxlite's own area of the worker directory (captured stdout and stderr): no lfn may be in it
+RESERVED_DIR = ".fluxlite"
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,43 +142,215 @@ class JobSpec:
     usr1: str = "forward"
     meta: tuple[str, ...] = ()
     write_meta: str | None = None
+    integrity: str = "best-effort"
     staged_executable: InputFile | None = None
     source: str = ""
+    container: ContainerSpec | None = None  # the task runs inside this image
 
     @property
     def env(self) -> dict[str, str]:
         return dict(self.environment)
 
     @classmethod
-    def from_file(cls, path: str) -> JobSpec:
+    def from_file(cls, path: str, relative_to_file: bool = True) -> JobSpec:
+        """Read a job file; relative paths in it resolve against its directory (against
+        the current directory with ``relative_to_file=False``: a copy written elsewhere,
+        as the cluster writes the jobs of a JSON job list)."""
+        from fluxlite.fsutil import read_small_file
+
         try:
-            with open(path, "rb") as fh:
-                raw = fh.read()
+            raw = read_small_file(path, MAX_JOB_FILE)
         except OSError as err:
             raise SpecError([f"cannot read job file: {err.strerror}"], source=path) from err
-        return cls.from_json(raw, source=path)
+        except ValueError as err:  # not a regular file, too large, a NUL byte in the name
+            raise SpecError([f"cannot read job file: {err}"], source=path) from err
+        base = os.path.dirname(os.path.abspath(path)) if relative_to_file else None
+        return cls.from_json(raw, source=path, base_dir=base)
 
     @classmethod
-    def from_json(cls, raw: bytes | str, source: str = "") -> JobSpec:
+    def from_json(cls, raw: bytes | str, source: str = "",
+                  base_dir: str | None = None) -> JobSpec:
         import json  # the stdlib parser: a job file is small and orjson costs more to import
 
+        seen = _Objects()
         try:
-            doc = json.loads(raw)
+            doc = json.loads(raw, object_pairs_hook=seen.hook)
         except (ValueError, RecursionError) as err:
             # ValueError: JSONDecodeError, bad UTF-8 and numbers too long to convert;
             # RecursionError: arrays or objects nested too deep to parse
             why = "nested too deeply" if isinstance(err, RecursionError) else str(err)
             raise SpecError([f"malformed JSON: {why}"], source=source) from err
-        return cls.from_dict(doc, source=source)
+        return cls.from_dict(doc, source=source, base_dir=base_dir, _objects=seen)
 
     @classmethod
-    def from_dict(cls, doc: Any, source: str = "") -> JobSpec:
-        v = _Validator()
+    def from_dict(cls, doc: Any, source: str = "", base_dir: str | None = None,
+                  _objects: _Objects | None = None) -> JobSpec:
+        """Validate a parsed document. ``base_dir``: where relative paths resolve (None:
+        they are kept relative, to the current directory)."""
+        v = _Validator(base_dir)
         spec = v.job(doc, source)
+        if _objects is not None:
+            for obj in _objects.with_duplicates:
+                if id(obj) not in v.reported_objects:
+                    v.err("", f"duplicate key '{obj.duplicates[0]}' in an object")
         if v.problems:
             raise SpecError(v.problems, source=source)
         assert spec is not None
         return spec
+
+
+# --------------------------------------------------------------------------- field table
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    """One field of job.json: its kind, default and bounds.
+
+    kinds: ``string`` (non-empty text), ``text`` (any text), ``path`` (a file path;
+    relative ones resolve against the job file's directory), ``record`` (a path or ``-``),
+    ``lfn``, ``sha256``, ``boolean``, ``integer``, ``number``, ``duration`` (seconds, or text
+    such as ``90s``, ``30m``, ``1h30m``), ``enum`` (one of ``options``), ``const``, and the
+    shapes checked in code: ``object`` (the section named ``section``), ``list`` (of
+    ``items``), ``custom`` (``schema`` gives its JSON Schema). A null value means the
+    default, except with ``null_is_none``, where null is a value of its own (None).
+    """
+
+    kind: str
+    default: Any = None
+    minimum: float = 0.0
+    maximum: float = MAX_SECONDS
+    exclusive_minimum: bool = False
+    options: tuple[Any, ...] = ()
+    required: bool = False
+    null_is_none: bool = False
+    section: str = ""
+    items: Field | None = None
+    schema: dict[str, Any] | None = None
+    doc: str = ""
+
+
+_S = Field("string")
+_URL_ITEM = Field("custom", schema={"oneOf": [
+    {"type": "string", "minLength": 1}, {"$section": "source"}]})
+
+# section name -> field name -> Field. "" is the top level; a section whose values all come
+# from this table is built straight into the dataclass of the same field names
+# (see _Validator.section).
+SECTIONS: dict[str, dict[str, Field]] = {
+    "": {
+        "fluxlite": Field("const", options=(SPEC_VERSION,), required=True,
+                          doc="the version of this format"),
+        "name": Field("string", doc="transformation name (kickstart -n)"),
+        "id": Field("string", doc="job id / derivation (kickstart -N)"),
+        "site": Field("string", default="local", doc="resource / site handle (kickstart -R)"),
+        "workflow": Field("object", section="workflow"),
+        "executable": Field("custom", required=True, schema={"oneOf": [
+            {"type": "string", "minLength": 1}, {"$section": "executable"}]}),
+        "arguments": Field("list", items=Field("text")),
+        "environment": Field("custom", schema={
+            "type": ["object", "null"], "propertyNames": {"minLength": 1, "not": {
+                "pattern": "[=\u0000]"}},
+            "additionalProperties": {"type": "string", "not": {"pattern": "\u0000"}}}),
+        "stdin": Field("lfn"),
+        "stdout": Field("lfn"),
+        "stderr": Field("lfn"),
+        "inputs": Field("list", items=Field("object", section="inputs")),
+        "outputs": Field("list", items=Field("object", section="outputs")),
+        "checkpoints": Field("list", items=Field("object", section="checkpoints")),
+        "limits": Field("object", section="limits"),
+        "workdir": Field("object", section="workdir"),
+        "records": Field("object", section="records"),
+        "staging": Field("object", section="staging"),
+        "resources": Field("object", section="resources"),
+        "placement": Field("enum", default="local", options=PLACEMENTS),
+        "monitor": Field("object", section="monitor"),
+        "signals": Field("object", section="signals"),
+        "meta": Field("list", items=Field("path")),
+        "write_meta": Field("path"),
+        "integrity": Field("enum", default="best-effort", options=INTEGRITY,
+                           doc="required: every input must have a sha256"),
+        "container": Field("object", section="container",
+                           doc="the task runs inside this image (docs/containers.md)"),
+    },
+    "container": {
+        "type": Field("enum", required=True, options=CONTAINER_RUNTIMES),
+        "image": Field("custom", required=True, schema={"oneOf": [
+            {"type": "string", "pattern": HUB_IMAGE_PATTERN}, {"$section": "container_image"}]}),
+        "mounts": Field("list", items=Field("custom", schema={
+            "type": "string", "pattern": "^/[^:,]*:/[^:,]*(:(ro|rw))?$"})),
+        "workdir": Field("custom", default="/srv", schema={"type": "string",
+                                                           "pattern": "^/[^:,]*$"}),
+        "options": Field("list", items=_S),
+    },
+    "container_image": {
+        "url": Field("custom", schema={"oneOf": [
+            {"type": "string", "minLength": 1}, {"$section": "source"}]}),
+        "urls": Field("list", items=_URL_ITEM),
+        "sha256": Field("sha256", required=True),
+    },
+    "workflow": {"label": _S, "stamp": _S},
+    "executable": {
+        "url": Field("custom", schema={"type": "string", "minLength": 1}),
+        "urls": Field("list", items=_URL_ITEM),
+        "sha256": Field("sha256"),
+        "lfn": Field("lfn"),
+    },
+    "source": {
+        "url": Field("custom", required=True, schema={"type": "string", "minLength": 1}),
+        "tls_verify": Field("boolean", default=True),
+    },
+    "inputs": {
+        "lfn": Field("lfn", required=True),
+        "urls": Field("list", required=True, items=_URL_ITEM),
+        "sha256": Field("sha256"),
+        "executable": Field("boolean", default=False),
+        "symlink": Field("boolean", default=False),
+        "optional": Field("boolean", default=False),
+    },
+    "outputs": {
+        "lfn": Field("lfn", required=True),
+        "urls": Field("list", required=True, items=Field(
+            "custom", schema={"type": "string", "minLength": 1})),
+        "optional": Field("boolean", default=False),
+    },
+    "checkpoints": {
+        "lfn": Field("lfn", required=True),
+        "url": Field("custom", required=True, schema={"type": "string", "minLength": 1}),
+    },
+    "limits": {
+        "maxwalltime": Field("duration", exclusive_minimum=True),
+        "checkpoint_time": Field("duration", exclusive_minimum=True),
+        "kill_grace": Field("duration", default=5.0, maximum=86400.0),
+    },
+    "workdir": {
+        "base": Field("path"),
+        "keep": Field("enum", default="never", options=KEEP_POLICIES),
+        "min_free_mb": Field("number", default=1000.0, maximum=1e9),
+    },
+    "records": {
+        "kickstart": Field("record", default="-", null_is_none=True),
+        "json": Field("record", null_is_none=True),
+        "stdio_bytes": Field("integer", default=262144, maximum=2**30),
+    },
+    "staging": {
+        "attempts": Field("integer", default=3, minimum=1, maximum=100),
+        "backoff": Field("duration", default=1.0, maximum=86400.0),
+        "max_backoff": Field("duration", default=30.0, maximum=86400.0),
+        "threads": Field("integer", default=0, maximum=1024),
+        "timeout": Field("duration", default=60.0, exclusive_minimum=True, maximum=86400.0),
+    },
+    "resources": {
+        "nodes": Field("integer", minimum=1, maximum=100_000),
+        "tasks": Field("integer", default=1, minimum=1, maximum=10_000_000),
+        "cores_per_task": Field("integer", default=1, minimum=1, maximum=100_000),
+        "gpus_per_task": Field("integer", default=0, maximum=10_000),
+        "time_limit": Field("duration", exclusive_minimum=True),
+        "queue": _S,
+        "bank": _S,
+    },
+    "monitor": {"interval": Field("duration", default=1.0, minimum=0.01, maximum=3600.0)},
+    "signals": {"usr1": Field("enum", default="forward", options=USR1_ACTIONS)},
+}
 
 
 # --------------------------------------------------------------------------- validation
@@ -180,78 +370,163 @@ def check_lfn(lfn: str) -> str | None:
     norm = posixpath.normpath(lfn)
     if norm in (".", "") or norm.startswith("../"):
         return f"'{lfn}' does not name a file inside the worker directory"
+    if lfn.endswith("/"):
+        return f"'{lfn}' ends with '/': it must name a file"
+    if norm.split("/")[0] == RESERVED_DIR:
+        return f"'{lfn}' is inside {RESERVED_DIR}/, fluxlite's own area of the worker directory"
     return None
 
 
-class _Validator:
+class _Objects:
+    """The JSON parser's object hook: dicts that remember the keys given twice."""
+
     def __init__(self) -> None:
+        self.with_duplicates: list[_Dict] = []
+
+    def hook(self, pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        d = _Dict(pairs)
+        if len(d) != len(pairs):
+            counts = Counter(k for k, _ in pairs)
+            d.duplicates = [k for k, n in counts.items() if n > 1]
+            self.with_duplicates.append(d)
+        return d
+
+
+class _Dict(dict[str, Any]):
+    duplicates: list[str] = []  # noqa: RUF012 - set per instance by the hook
+
+
+class _Validator:
+    def __init__(self, base_dir: str | None = None) -> None:
         self.problems: list[str] = []
         self.staged: dict[str, str] = {}  # normalised lfn -> the JSON path staging it in
+        self.base_dir = base_dir
+        self.reported_objects: set[int] = set()
 
     def err(self, path: str, msg: str) -> None:
-        self.problems.append(f"{path}: {msg}" if path else msg)
+        self.problems.append(one_line(f"{path}: {msg}" if path else msg))
 
     # typed getters ---------------------------------------------------------------
     def obj(self, value: Any, path: str) -> dict[str, Any] | None:
         if not isinstance(value, dict):
             self.err(path, f"must be an object, not {_tname(value)}")
             return None
+        if isinstance(value, _Dict) and value.duplicates:
+            self.reported_objects.add(id(value))
+            for key in value.duplicates:
+                self.err(_join(path, key), "is given more than once")
         return value
 
-    def string(self, d: dict[str, Any], key: str, path: str, required: bool = False,
-               default: str | None = None, nonempty: bool = True) -> str | None:
+    def known(self, d: dict[str, Any], section: str, path: str) -> None:
+        """Report the fields of ``d`` the table does not list (``x-`` names are free)."""
+        table = SECTIONS[section]
+        for key in d:
+            if key not in table and not key.startswith("x-"):
+                self.err(_join(path, key), "unknown field")
+
+    def value(self, d: dict[str, Any], key: str, path: str, f: Field) -> Any:
+        """The value of one scalar field, checked as the table says; its default when
+        absent or wrong (the problem is recorded)."""
         p = _join(path, key)
-        if key not in d or d[key] is None:
-            if required:
+        if key not in d or (d[key] is None and not f.null_is_none):
+            if f.required:
                 self.err(p, "is required")
-            return default
-        val = d[key]
+            return f.default
+        return self.scalar(d[key], p, f)
+
+    def scalar(self, val: Any, p: str, f: Field) -> Any:
+        k = f.kind
+        if val is None and f.null_is_none:
+            return None
+        if k in ("integer", "number"):
+            why = check_number(val, minimum=f.minimum, maximum=f.maximum,
+                               integer=k == "integer", exclusive_minimum=f.exclusive_minimum)
+            if why:
+                self.err(p, why)
+                return f.default
+            return int(val) if k == "integer" else float(val)
+        if k == "duration":
+            if isinstance(val, bool) or not isinstance(val, (int, float, str)):
+                self.err(p, f"must be a number of seconds or a duration such as 90s, "
+                         f"not {_tname(val)}")
+                return f.default
+            try:
+                return parse_duration(val, minimum=f.minimum, maximum=f.maximum,
+                                      exclusive_minimum=f.exclusive_minimum)
+            except ValueError as err:
+                self.err(p, str(err))
+                return f.default
+        if k == "boolean":
+            if not isinstance(val, bool):
+                self.err(p, f"must be true or false, not {_tname(val)}")
+                return f.default
+            return val
+        if k == "const":
+            if val not in f.options or isinstance(val, bool):
+                self.err(p, f"must be {f.options[0]!r}, not {val!r:.40}")
+                return f.default
+            return val
         if not isinstance(val, str):
             self.err(p, f"must be a string, not {_tname(val)}")
-            return default
-        if nonempty and not val:
+            return f.default
+        if k != "text" and not val:
             self.err(p, "must not be empty")
-            return default
+            return f.default
+        if not self.encodable(val, p):
+            return f.default
+        if k == "enum":
+            if val not in f.options:
+                self.err(p, f"must be one of {', '.join(f.options)}, not '{val:.40}'")
+                return f.default
+        elif k == "lfn":
+            why = check_lfn(val)
+            if why:
+                self.err(p, why)
+                return None
+        elif k == "sha256":
+            if not SHA256_RE.match(val):
+                self.err(p, "must be 64 hexadecimal digits")
+                return None
+            return val.lower()
+        elif k == "path" or (k == "record" and val != "-"):
+            return self.resolve(val)
         return val
 
-    def boolean(self, d: dict[str, Any], key: str, path: str, default: bool) -> bool:
-        if key not in d or d[key] is None:
-            return default
-        if not isinstance(d[key], bool):
-            self.err(_join(path, key), f"must be true or false, not {_tname(d[key])}")
-            return default
-        return bool(d[key])
+    def encodable(self, text: str, path: str) -> bool:
+        """Whether text can be handed to the operating system (argv, environment, paths):
+        no NUL, and no lone UTF-16 surrogate from a ``\\ud800`` escape in the JSON."""
+        if "\x00" in text:
+            self.err(path, "contains a NUL character")
+            return False
+        try:
+            os.fsencode(text)
+        except UnicodeEncodeError as err:
+            self.err(path, f"contains {text[err.start]!a}, which is not a character")
+            return False
+        return True
 
-    def number(self, d: dict[str, Any], key: str, path: str, default: float | None,
-               minimum: float = 0.0, integer: bool = False, exclusive: bool = False
-               ) -> float | None:
+    def resolve(self, path: str) -> str:
+        """A path of the job file: relative ones are relative to the job file's directory."""
+        if self.base_dir is None or os.path.isabs(path):
+            return path
+        return os.path.normpath(os.path.join(self.base_dir, path))
+
+    def section(self, d: dict[str, Any], key: str, path: str = "") -> dict[str, Any]:
+        """Every field of an object section, checked through the table (defaults for the
+        absent ones)."""
         p = _join(path, key)
-        if key not in d or d[key] is None:
-            return default
-        val = d[key]
-        if isinstance(val, bool) or not isinstance(val, (int, float)):
-            self.err(p, f"must be a number, not {_tname(val)}")
-            return default
-        if integer and not float(val).is_integer():
-            self.err(p, "must be a whole number")
-            return default
-        if val < minimum or (exclusive and val == minimum):
-            self.err(p, f"must be {'>' if exclusive else '>='} {minimum:g}")
-            return default
-        return int(val) if integer else float(val)
+        raw = d.get(key)
+        sub = self.obj(raw, p) if raw is not None else None
+        sub = sub if sub is not None else {}
+        self.known(sub, key, p)
+        return {name: self.value(sub, name, p, f) for name, f in SECTIONS[key].items()}
 
-    def choice(self, d: dict[str, Any], key: str, path: str, options: tuple[str, ...],
-               default: str) -> str:
-        val = self.string(d, key, path, default=default)
-        if val is not None and val not in options:
-            self.err(_join(path, key), f"must be one of {', '.join(options)}, not '{val}'")
-            return default
-        return val or default
+    def build(self, cls: type, d: dict[str, Any], key: str) -> Any:
+        """A section read into the dataclass whose fields are the table's."""
+        return cls(**self.section(d, key))
 
-    def unknown(self, d: dict[str, Any], path: str, known: set[str]) -> None:
-        for key in d:
-            if key not in known and not key.startswith("x-"):
-                self.err(_join(path, key), "unknown field")
+    def top(self, d: dict[str, Any], key: str) -> Any:
+        return self.value(d, key, "", SECTIONS[""][key])
 
     def list_of(self, d: dict[str, Any], key: str, path: str) -> list[Any]:
         if key not in d or d[key] is None:
@@ -261,29 +536,13 @@ class _Validator:
             return []
         return list(d[key])
 
-    def lfn(self, d: dict[str, Any], path: str) -> str | None:
-        lfn = self.string(d, "lfn", path, required=True)
-        if lfn is not None:
-            why = check_lfn(lfn)
-            if why:
-                self.err(_join(path, "lfn"), why)
-                return None
-        return lfn
-
-    def relname(self, d: dict[str, Any], key: str, path: str) -> str | None:
-        name = self.string(d, key, path)
-        if name is not None:
-            why = check_lfn(name)
-            if why:
-                self.err(_join(path, key), why)
-                return None
-        return name
-
     def url(self, value: Any, path: str, direction: str) -> str | None:
         from fluxlite.staging import supported_schemes
 
         if not isinstance(value, str) or not value:
             self.err(path, f"must be a non-empty URL string, not {_tname(value)}")
+            return None
+        if not self.encodable(value, path):
             return None
         scheme = scheme_of(value)
         if scheme not in supported_schemes(direction):
@@ -295,7 +554,12 @@ class _Validator:
             except ValueError as err:
                 self.err(path, str(err))
                 return None
+            if "\x00" in p:
+                self.err(path, f"'{value}' holds an encoded NUL character (%00)")
+                return None
             if not p.startswith("/"):
+                if p == value and self.base_dir is not None and p:
+                    return self.resolve(p)  # a plain relative path in the job file
                 self.err(path, f"'{value}' must name an absolute path")
                 return None
         return value
@@ -305,57 +569,25 @@ class _Validator:
         d = self.obj(doc, "")
         if d is None:
             return None
-        self.unknown(d, "", {
-            "fluxlite", "name", "id", "site", "workflow", "executable", "arguments",
-            "environment", "stdin", "stdout", "stderr", "inputs", "outputs", "checkpoints",
-            "limits", "workdir", "records", "staging", "resources", "placement", "monitor",
-            "signals", "meta", "write_meta",
-        })
+        self.known(d, "", "")
         version = d.get("fluxlite")
         if version is None:
             self.err("fluxlite", f"is required (the job.json version, {SPEC_VERSION})")
         elif version != SPEC_VERSION or isinstance(version, bool):
-            self.err("fluxlite", f"unsupported version {version!r}: this fluxlite reads "
+            self.err("fluxlite", f"unsupported version {version!r:.40}: this fluxlite reads "
                      f"version {SPEC_VERSION}")
 
-        staged_exe: InputFile | None = None
-        exe_raw = d.get("executable")
-        executable = ""
-        if exe_raw is None:
-            self.err("executable", "is required")
-        elif isinstance(exe_raw, str):
-            if not exe_raw:
-                self.err("executable", "must not be empty")
-            executable = exe_raw
-        elif isinstance(exe_raw, dict):
-            self.unknown(exe_raw, "executable", {"url", "urls", "sha256", "lfn"})
-            urls = exe_raw.get("urls") if "urls" in exe_raw else (
-                [exe_raw["url"]] if "url" in exe_raw else None)
-            if not urls:
-                self.err("executable.url", "is required")
-            else:
-                key = "urls" if "urls" in exe_raw else "url"
-                staged_exe = self.input_file(
-                    {"lfn": exe_raw.get("lfn") or _basename_of(urls[0]), "urls": urls,
-                     "sha256": exe_raw.get("sha256"), "executable": True},
-                    "executable", url_key_path=key)
-                executable = staged_exe.lfn if staged_exe else ""
-        else:
-            self.err("executable", f"must be a string or an object, not {_tname(exe_raw)}")
-
-        args: list[str] = []
-        for i, a in enumerate(self.list_of(d, "arguments", "")):
-            if not isinstance(a, str):
-                self.err(f"arguments[{i}]", f"must be a string, not {_tname(a)}")
-            elif self.encodable(a, f"arguments[{i}]"):
-                args.append(a)
+        executable, staged_exe = self.executable(d.get("executable"))
+        args = [self.scalar(a, f"arguments[{i}]", SECTIONS[""]["arguments"].items or _S)
+                for i, a in enumerate(self.list_of(d, "arguments", ""))]
 
         env: list[tuple[str, str]] = []
         if d.get("environment") is not None:
             envd = self.obj(d["environment"], "environment")
             for k, val in (envd or {}).items():
                 if not k or "=" in k or "\x00" in k:
-                    self.err(f"environment.{k}", "is not a valid variable name")
+                    self.err(f"environment.{k!a}", "is not a valid variable name (it is "
+                             "empty or holds '=' or a NUL character)")
                 elif not isinstance(val, str):
                     self.err(f"environment.{k}", f"must be a string, not {_tname(val)}")
                 elif self.encodable(k, "environment") and self.encodable(
@@ -370,47 +602,41 @@ class _Validator:
                  for i, x in enumerate(self.list_of(d, "checkpoints", ""))]
 
         self.unique_lfns(inputs, outputs, ckpts, staged_exe)
+        self.unique_destinations(outputs, ckpts)
 
-        limits = self.limits(d.get("limits"))
-        workdir = self.workdir(d.get("workdir"))
-        records = self.records(d.get("records"))
-        staging = self.staging(d.get("staging"))
-        resources = self.resources(d.get("resources"))
-        wf = Workflow()
-        if d.get("workflow") is not None:
-            w = self.obj(d["workflow"], "workflow")
-            if w is not None:
-                self.unknown(w, "workflow", {"label", "stamp"})
-                wf = Workflow(self.string(w, "label", "workflow"),
-                              self.string(w, "stamp", "workflow"))
-        monitor_interval = 1.0
-        if d.get("monitor") is not None:
-            m = self.obj(d["monitor"], "monitor")
-            if m is not None:
-                self.unknown(m, "monitor", {"interval"})
-                monitor_interval = self.number(m, "interval", "monitor", 1.0, minimum=0.01) or 1.0
-        usr1 = "forward"
-        if d.get("signals") is not None:
-            s = self.obj(d["signals"], "signals")
-            if s is not None:
-                self.unknown(s, "signals", {"usr1"})
-                usr1 = self.choice(s, "usr1", "signals", USR1_ACTIONS, "forward")
-        meta: list[str] = []
-        for i, mp in enumerate(self.list_of(d, "meta", "")):
-            if not isinstance(mp, str) or not mp:
-                self.err(f"meta[{i}]", "must be the path of a .meta file")
-            else:
-                meta.append(mp)
+        limits = self.limits(d)
+        workdir = self.build(WorkdirSpec, d, "workdir")
+        if workdir.base is not None and not os.path.isabs(workdir.base):
+            self.err("workdir.base", f"'{workdir.base}' must be an absolute path "
+                     "(or relative to the job file's directory)")
+        records = self.build(RecordsSpec, d, "records")
+        if records.kickstart == "-" and records.json == "-":
+            self.err("records", "only one record can go to stdout")
+        staging = self.build(StagingOptions, d, "staging")
+        resources = self.build(Resources, d, "resources")
+        wf = self.build(Workflow, d, "workflow")
+        monitor_interval = self.section(d, "monitor")["interval"]
+        usr1 = self.section(d, "signals")["usr1"]
+        meta = [self.scalar(mp, f"meta[{i}]", Field("path"))
+                for i, mp in enumerate(self.list_of(d, "meta", ""))]
 
-        name = self.string(d, "name", "") or os.path.basename(executable) or "task"
+        ident = {key: self.top(d, key)
+                 for key in ("name", "id", "site", "placement", "write_meta", "integrity")}
+        container = None
+        if d.get("container") is not None:
+            from fluxlite.container.spec import parse_container
+
+            container = parse_container(self, d["container"])
         stdio = {k: self.stdio_name(d, k) for k in ("stdin", "stdout", "stderr")}
+        if ident["integrity"] == "required" and not meta:
+            self.checksums_required(inputs, staged_exe, {})
         if None in inputs or None in outputs or None in ckpts or self.problems:
             return None
         return JobSpec(
             executable=executable,
-            name=name,
-            id=self.string(d, "id", "", default="") or "",
-            site=self.string(d, "site", "", default="local") or "local",
+            name=ident["name"] or os.path.basename(executable) or "task",
+            id=ident["id"] or "",
+            site=ident["site"],
             workflow=wf,
             arguments=tuple(args),
             environment=tuple(env),
@@ -422,14 +648,38 @@ class _Validator:
             checkpoints=tuple(x for x in ckpts if x is not None),
             limits=limits, workdir=workdir, records=records, staging=staging,
             resources=resources,
-            placement=self.choice(d, "placement", "", PLACEMENTS, "local"),
+            placement=ident["placement"],
             monitor_interval=monitor_interval,
             usr1=usr1,
             meta=tuple(meta),
-            write_meta=self.string(d, "write_meta", ""),
+            write_meta=ident["write_meta"],
+            integrity=ident["integrity"],
             staged_executable=staged_exe,
             source=source,
+            container=container,
         )
+
+    def executable(self, exe_raw: Any) -> tuple[str, InputFile | None]:
+        if exe_raw is None:
+            self.err("executable", "is required")
+            return "", None
+        if isinstance(exe_raw, str):
+            return self.scalar(exe_raw, "executable", _S) or "", None
+        if not isinstance(exe_raw, dict):
+            self.err("executable", f"must be a string or an object, not {_tname(exe_raw)}")
+            return "", None
+        d = self.obj(exe_raw, "executable") or {}
+        self.known(d, "executable", "executable")
+        urls = d.get("urls") if "urls" in d else ([d["url"]] if "url" in d else None)
+        if not urls:
+            self.err("executable.url", "is required")
+            return "", None
+        key = "urls" if "urls" in d else "url"
+        lfn = d["lfn"] if d.get("lfn") is not None else _basename_of(
+            urls[0] if isinstance(urls, list) else None)
+        staged = self.input_file({"lfn": lfn, "urls": urls, "sha256": d.get("sha256"),
+                                  "executable": True}, "executable", url_key_path=key)
+        return (staged.lfn if staged else ""), staged
 
     def sources(self, value: Any, path: str, direction: str) -> list[Source]:
         if not isinstance(value, list) or not value:
@@ -440,9 +690,10 @@ class _Validator:
             p = f"{path}[{j}]"
             tls = True
             if isinstance(u, dict):
-                self.unknown(u, p, {"url", "tls_verify"})
-                tls = self.boolean(u, "tls_verify", p, True)
-                u = u.get("url")
+                src = self.obj(u, p) or {}
+                self.known(src, "source", p)
+                tls = self.value(src, "tls_verify", p, SECTIONS["source"]["tls_verify"])
+                u = src.get("url")
                 p = f"{p}.url"
             url = self.url(u, p, direction)
             if url is not None:
@@ -453,38 +704,34 @@ class _Validator:
         d = self.obj(x, path)
         if d is None:
             return None
-        self.unknown(d, path, {"lfn", "urls", "sha256", "executable", "symlink", "optional"})
-        lfn = self.lfn(d, path)
+        self.known(d, "inputs", path)
+        t = SECTIONS["inputs"]
+        lfn = self.value(d, "lfn", path, t["lfn"])
         sources = self.sources(d.get("urls"), _join(path, url_key_path), "stage-in")
-        sha = self.string(d, "sha256", path)
-        if sha is not None and not _HEX64.match(sha):
-            self.err(_join(path, "sha256"), "must be 64 hexadecimal digits")
-            sha = None
+        sha = self.value(d, "sha256", path, t["sha256"])
+        flags = {k: self.value(d, k, path, t[k]) for k in ("executable", "symlink", "optional")}
         if lfn is None or not sources:
             return None
-        return InputFile(lfn=lfn, sources=tuple(sources),
-                         sha256=sha.lower() if sha else None,
-                         executable=self.boolean(d, "executable", path, False),
-                         symlink=self.boolean(d, "symlink", path, False),
-                         optional=self.boolean(d, "optional", path, False))
+        return InputFile(lfn=lfn, sources=tuple(sources), sha256=sha, **flags)
 
     def output_file(self, x: Any, path: str) -> OutputFile | None:
         d = self.obj(x, path)
         if d is None:
             return None
-        self.unknown(d, path, {"lfn", "urls", "optional"})
-        lfn = self.lfn(d, path)
+        self.known(d, "outputs", path)
+        t = SECTIONS["outputs"]
+        lfn = self.value(d, "lfn", path, t["lfn"])
         urls = [s.url for s in self.sources(d.get("urls"), _join(path, "urls"), "stage-out")]
         if lfn is None or not urls:
             return None
-        return OutputFile(lfn, tuple(urls), self.boolean(d, "optional", path, False))
+        return OutputFile(lfn, tuple(urls), self.value(d, "optional", path, t["optional"]))
 
     def checkpoint(self, x: Any, path: str) -> Checkpoint | None:
         d = self.obj(x, path)
         if d is None:
             return None
-        self.unknown(d, path, {"lfn", "url"})
-        lfn = self.lfn(d, path)
+        self.known(d, "checkpoints", path)
+        lfn = self.value(d, "lfn", path, SECTIONS["checkpoints"]["lfn"])
         if "url" not in d:
             self.err(_join(path, "url"), "is required")
             return None
@@ -529,15 +776,33 @@ class _Validator:
                 self.err(f"outputs[{i}].lfn", f"'{o.lfn}' is already listed by {outs[norm]}")
             outs[norm] = f"outputs[{i}]"
 
-    def encodable(self, text: str, path: str) -> bool:
-        """Whether text can be handed to the operating system (argv, environment): a lone
-        UTF-16 surrogate from a ``\\ud800`` escape in the JSON cannot."""
-        try:
-            os.fsencode(text)
-        except UnicodeEncodeError as err:
-            self.err(path, f"contains {text[err.start]!a}, which is not a character")
-            return False
-        return True
+    def unique_destinations(self, outputs: list[OutputFile | None],
+                            ckpts: list[Checkpoint | None]) -> None:
+        """Two files staged out to one destination: the last would silently win."""
+        named: list[tuple[str, tuple[str, ...]]] = [
+            (f"outputs[{i}].urls", o.urls) for i, o in enumerate(outputs) if o is not None]
+        named += [(f"checkpoints[{i}].url", (c.url,)) for i, c in enumerate(ckpts)
+                  if c is not None]
+        seen: dict[str, str] = {}
+        for path, urls in named:
+            for j, url in enumerate(dict.fromkeys(urls)):
+                key = _destination_key(url)
+                p = f"{path}[{j}]" if path.endswith("urls") else path
+                if key in seen:
+                    self.err(p, f"'{url}' is also the destination of {seen[key]}")
+                else:
+                    seen[key] = path.rsplit(".", 1)[0]
+
+    def checksums_required(self, inputs: list[InputFile | None], exe: InputFile | None,
+                           expected: dict[str, str]) -> None:
+        """integrity "required": every input must have a sha256 (in the job or a .meta)."""
+        named = [(f"inputs[{i}]", x) for i, x in enumerate(inputs)]
+        if exe is not None:
+            named.append(("executable", exe))
+        for path, x in named:
+            if x is not None and not x.sha256 and x.lfn not in expected:
+                self.err(f"{path}.sha256", f"is required for '{x.lfn}': integrity is "
+                         "\"required\" and neither the job nor its meta files give it")
 
     def not_below(self, path: str, lfn: str, staged: dict[str, str]) -> None:
         parts = posixpath.normpath(lfn).split("/")
@@ -551,7 +816,7 @@ class _Validator:
     def stdio_name(self, d: dict[str, Any], key: str) -> str | None:
         """stdin/stdout/stderr: workdir-relative, and never written through a staged file
         (a symlinked input would send the task's output outside the worker directory)."""
-        name = self.relname(d, key, "")
+        name = self.top(d, key)
         if name is None:
             return None
         self.not_below(key, name, self.staged)
@@ -561,16 +826,9 @@ class _Validator:
                      "would overwrite it")
         return name
 
-    def limits(self, x: Any) -> Limits:
-        if x is None:
-            return Limits()
-        d = self.obj(x, "limits")
-        if d is None:
-            return Limits()
-        self.unknown(d, "limits", {"maxwalltime", "checkpoint_time", "kill_grace"})
-        w = self.number(d, "maxwalltime", "limits", None, minimum=0, exclusive=True)
-        c = self.number(d, "checkpoint_time", "limits", None, minimum=0, exclusive=True)
-        g = self.number(d, "kill_grace", "limits", 5.0, minimum=0) or 0.0
+    def limits(self, d: dict[str, Any]) -> Limits:
+        lim = self.build(Limits, d, "limits")
+        w, c = lim.maxwalltime, lim.checkpoint_time
         if w is not None and c is not None:
             if c >= w:
                 self.err("limits.checkpoint_time",
@@ -578,76 +836,118 @@ class _Validator:
             elif w - c < 10:
                 self.err("limits", f"checkpoint_time {c:g} s and maxwalltime {w:g} s are less "
                          "than 10 s apart: no time to save the checkpoint")
-        return Limits(w, c, g)
+        return lim
 
-    def workdir(self, x: Any) -> WorkdirSpec:
-        if x is None:
-            return WorkdirSpec()
-        d = self.obj(x, "workdir")
-        if d is None:
-            return WorkdirSpec()
-        self.unknown(d, "workdir", {"base", "keep", "min_free_mb"})
-        base = self.string(d, "base", "workdir")
-        if base is not None and not os.path.isabs(base):
-            self.err("workdir.base", f"'{base}' must be an absolute path")
-        keep = self.choice(d, "keep", "workdir", KEEP_POLICIES, "never")
-        mf = self.number(d, "min_free_mb", "workdir", 1000.0, minimum=0)
-        return WorkdirSpec(base, keep, 1000.0 if mf is None else mf)  # type: ignore[arg-type]
 
-    def records(self, x: Any) -> RecordsSpec:
-        if x is None:
-            return RecordsSpec()
-        d = self.obj(x, "records")
-        if d is None:
-            return RecordsSpec()
-        self.unknown(d, "records", {"kickstart", "json", "stdio_bytes"})
-        ks = d.get("kickstart", "-")
-        js = d.get("json")
-        for key, val in (("kickstart", ks), ("json", js)):
-            if val is not None and (not isinstance(val, str) or not val):
-                self.err(f"records.{key}", "must be a path, \"-\" for stdout, or null")
-        if ks == "-" and js == "-":
-            self.err("records", "only one record can go to stdout")
-        nb = self.number(d, "stdio_bytes", "records", 262144, minimum=0, integer=True)
-        return RecordsSpec(ks if isinstance(ks, str) else None,
-                           js if isinstance(js, str) else None, int(nb or 0))
+# --------------------------------------------------------------------------- before the job
 
-    def staging(self, x: Any) -> StagingOptions:
-        if x is None:
-            return StagingOptions()
-        d = self.obj(x, "staging")
-        if d is None:
-            return StagingOptions()
-        self.unknown(d, "staging", {"attempts", "backoff", "max_backoff", "threads", "timeout"})
-        return StagingOptions(
-            attempts=int(self.number(d, "attempts", "staging", 3, minimum=1, integer=True) or 3),
-            backoff=self.number(d, "backoff", "staging", 1.0, minimum=0) or 0.0,
-            max_backoff=self.number(d, "max_backoff", "staging", 30.0, minimum=0) or 0.0,
-            threads=int(self.number(d, "threads", "staging", 0, minimum=0, integer=True) or 0),
-            timeout=self.number(d, "timeout", "staging", 60.0, minimum=0, exclusive=True) or 60.0,
-        )
 
-    def resources(self, x: Any) -> Resources:
-        if x is None:
-            return Resources()
-        d = self.obj(x, "resources")
-        if d is None:
-            return Resources()
-        self.unknown(d, "resources", {"nodes", "tasks", "cores_per_task", "gpus_per_task",
-                                      "time_limit", "queue", "bank"})
-        nodes = self.number(d, "nodes", "resources", None, minimum=1, integer=True)
-        return Resources(
-            nodes=int(nodes) if nodes is not None else None,
-            tasks=int(self.number(d, "tasks", "resources", 1, minimum=1, integer=True) or 1),
-            cores_per_task=int(self.number(d, "cores_per_task", "resources", 1, minimum=1,
-                                           integer=True) or 1),
-            gpus_per_task=int(self.number(d, "gpus_per_task", "resources", 0, minimum=0,
-                                          integer=True) or 0),
-            time_limit=self.number(d, "time_limit", "resources", None, minimum=0,
-                                   exclusive=True),
-            queue=self.string(d, "queue", "resources"),
-            bank=self.string(d, "bank", "resources"),
-        )
+def preflight(spec: JobSpec, executables: bool = True) -> list[str]:
+    """What can be known to fail before the job starts, checked before anything is created:
+    the .meta files (readable, well-formed; with integrity "required", a checksum for every
+    input), where records, the .meta output and file:// outputs go, and (``executables``)
+    an executable given by path or looked up on PATH."""
+    from fluxlite.meta import read_meta_files
+
+    problems: list[str] = []
+    expected: dict[str, str] = {}
+    for i, path in enumerate(spec.meta):
+        try:
+            expected.update(read_meta_files([path], first=i))
+        except SpecError as err:
+            problems += err.problems
+    if spec.integrity == "required" and spec.meta and not problems:
+        v = _Validator()
+        v.checksums_required(list(spec.inputs), spec.staged_executable, expected)
+        problems += v.problems
+    where = [("records.kickstart", spec.records.kickstart), ("records.json", spec.records.json),
+             ("write_meta", spec.write_meta)]
+    for path, dest in where:
+        why = _unwritable(dest) if dest and dest != "-" else None
+        if why:
+            problems.append(f"{path}: cannot write {dest}: {why}")
+    staged_out = [(f"outputs[{i}].urls", o.lfn, o.urls) for i, o in enumerate(spec.outputs)]
+    staged_out += [(f"checkpoints[{i}].url", c.lfn, (c.url,))
+                   for i, c in enumerate(spec.checkpoints)]
+    for path, lfn, urls in staged_out:
+        local = [u for u in urls if scheme_of(u) == "file"]
+        whys = [w for w in (_unwritable(local_path(u)) for u in local) if w]
+        if local and len(local) == len(urls) and len(whys) == len(local):
+            problems.append(f"{path}: no destination of '{lfn}' can be written: {whys[0]}")
+    if executables:
+        why = executable_problem(spec)
+        if why:
+            problems.append(f"executable: {why}")
+    return [one_line(p) for p in problems]
+
+
+def one_line(text: str) -> str:
+    """A message that stays one line whatever names it quotes: characters that are not
+    printable (line and paragraph separators, controls, lone surrogates) are escaped."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
+                   for c in text)
+
+
+def check_ready(spec: JobSpec, executables: bool = True) -> None:
+    """Raise SpecError with every problem ``preflight`` finds."""
+    problems = preflight(spec, executables)
+    if problems:
+        raise SpecError(problems, source=spec.source)
+
+
+def executable_problem(spec: JobSpec) -> str | None:
+    """Why the executable cannot be started, when that is known before staging."""
+    from fluxlite.record.host import is_executable_file
+
+    exe = spec.executable
+    staged = {f.lfn for f in spec.inputs} | (
+        {spec.staged_executable.lfn} if spec.staged_executable else set())
+    if exe in staged or (not os.path.isabs(exe) and "/" in exe):
+        return None  # inside the worker directory, after stage-in
+    if not os.path.isabs(exe):
+        found = shutil.which(exe, path=spec.env.get("PATH", os.environ.get("PATH", os.defpath)))
+        if not found:
+            return f"'{exe}' not found on PATH"
+        exe = found
+    if not os.path.exists(exe):
+        return f"'{exe}' does not exist"
+    if not is_executable_file(exe):
+        return f"'{exe}' is not an executable file"
+    return None
+
+
+def with_records(spec: JobSpec, kickstart: str | None, json: str | None) -> JobSpec:
+    """The spec with its record destinations replaced (None: as the spec says)."""
+    r = spec.records
+    return replace(spec, records=replace(
+        r, kickstart=r.kickstart if kickstart is None else kickstart,
+        json=r.json if json is None else json))
+
+
+def _unwritable(path: str) -> str | None:
+    """Why a file cannot be created at ``path`` (its missing parents are created), or None."""
+    path = os.path.abspath(path)
+    if os.path.isdir(path):
+        return f"'{path}' is a directory"
+    parent = os.path.dirname(path)
+    while not os.path.lexists(parent) and parent != "/":
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        return f"'{parent}' is not a directory"
+    if not os.access(parent, os.W_OK | os.X_OK) and not os.path.exists(path):
+        return f"'{parent}' is not writable"
+    return None
+
+
+def _destination_key(url: str) -> str:
+    if scheme_of(url) == "file":
+        try:
+            return "file:" + posixpath.normpath(local_path(url))
+        except ValueError:
+            return url
+    return url
 
 
 def _supported(direction: str) -> frozenset[str]:
@@ -660,21 +960,17 @@ def _join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
 
 
-def _tname(v: Any) -> str:
-    if v is None:
-        return "null"
-    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean",
-            int: "a number", float: "a number"}.get(type(v), type(v).__name__)
-
-
 def _basename_of(url: Any) -> str:
     if not isinstance(url, str):
         return "executable"
-    if isinstance(url, str) and scheme_of(url) in ("file", "symlink"):
+    if scheme_of(url) in ("file", "symlink"):
         try:
             return os.path.basename(local_path(url)) or "executable"
         except ValueError:
             return "executable"
     from urllib.parse import urlsplit
 
-    return posixpath.basename(urlsplit(url).path) or "executable"
+    try:
+        return posixpath.basename(urlsplit(url).path) or "executable"
+    except ValueError:
+        return "executable"

@@ -32,6 +32,38 @@ if command -v flux >/dev/null 2>&1; then
 else
   echo "note: flux is not on PATH: the flux test tier will be skipped"
 fi
+# The pegasuslite tier sources Pegasus's own pegasus-lite-common.sh (share/pegasus/sh/ in
+# Pegasus's sources), fetched by hand like flux-core and never part of this repository.
+PLC_DEFAULT=/opt/pegasus-src/pegasus-lite-common.sh
+if [ -z "${PEGASUS_LITE_COMMON:-}" ] && [ -f "$PLC_DEFAULT" ]; then
+  export PEGASUS_LITE_COMMON=$PLC_DEFAULT
+fi
+[ -n "${PEGASUS_LITE_COMMON:-}" ] || echo "note: PEGASUS_LITE_COMMON is not set: the pegasuslite tier will be skipped"
+# The browser tier opens reports in Debian's chromium through its driver; as root with apt,
+# install them (a failure here only means that tier skips, saying why).
+if ! command -v chromedriver >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "note: installing chromium and chromium-driver for the browser test tier"
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y -qq chromium chromium-driver; } >/dev/null 2>&1 \
+      || echo "note: chromium could not be installed: the browser test tier will be skipped"
+  else
+    echo "note: chromium-driver is not installed (and this is not root with apt-get):" \
+         "the browser test tier will be skipped"
+  fi
+# The containers tier runs real Podman and Charliecloud on a busybox image it builds: Debian
+# packages, installed here when this runs as root with apt-get; never fatal.
+ctr_pkgs="podman charliecloud busybox-static"
+if command -v podman >/dev/null 2>&1 && command -v ch-run >/dev/null 2>&1 \
+    && dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q "ok installed"; then
+  :
+elif [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive \
+      apt-get install -y -q $ctr_pkgs >/dev/null; } \
+    || echo "note: $ctr_pkgs could not be installed; the containers tier will say why it skips"
+else
+  echo "note: not root with apt-get: $ctr_pkgs not installed here; the containers tier will say why it skips"
+fi
 set +e
 "$VENV/bin/python" -m pytest -q "$@"
 rc=$?

@@ -17,7 +17,9 @@ ROOT = Path(__file__).resolve().parent.parent
 # records written by pegasus-kickstart itself, for comparison with ours
 SAMPLES = ROOT / "tests" / "data" / "kickstart-samples"
 
-_TIERS = {"unit": "unit", "integration": "integration", "oracle": "oracle", "flux": "flux"}
+_TIERS = {"unit": "unit", "integration": "integration", "oracle": "oracle", "flux": "flux",
+          "pegasuslite": "pegasuslite", "browser": "browser",
+          "containers": "containers"}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

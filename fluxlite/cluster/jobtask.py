@@ -24,7 +24,9 @@ def main(argv: list[str]) -> int:
     setup_logging(0)
     spec_path, ks, js = argv
     try:
-        spec = JobSpec.from_file(spec_path)
+        # a copy of the list's entry: relative paths stay relative to the current directory,
+        # as when the list was read, not to the copy's private directory
+        spec = JobSpec.from_file(spec_path, relative_to_file=False)
     except FluxliteError as err:
         sys.stderr.write(f"fluxlite: error: {err}\n")
         return err.exit_code

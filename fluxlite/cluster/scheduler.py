@@ -88,6 +88,9 @@ class Scheduler:
         self._last_flush = 0.0
         self._progress_key: tuple[int, ...] = ()
         self.limit_source = ""
+        from fluxlite.progress import Progress  # one line updated in place on a terminal
+
+        self._live = Progress.for_terminal("fluxlite cluster")
         # read now: an unreadable rescue file is an error before anything runs
         self._rescued = self._read_rescue()
 
@@ -202,6 +205,8 @@ class Scheduler:
             self._loop()
         finally:
             self._restore_signals()
+            if self._live is not None:
+                self._live.erase()  # what follows (an error too) starts on a clean line
             if self._rescue_fh is not None:
                 self._rescue_fh.flush()
                 os.fsync(self._rescue_fh.fileno())
@@ -334,6 +339,11 @@ class Scheduler:
 
     def _progress(self, force: bool = False) -> None:
         now = time.monotonic()
+        if self._live is not None:  # a terminal: the live line instead of the plain lines
+            t = self._tally()
+            self._live.update(t["done"], t["tasks"], t["running"], t["failed"], force=force)
+            if force:
+                self._live.close()
         if not force and now - self._last_progress < self.opt.progress_interval:
             return
         tally = self._tally()
@@ -342,7 +352,7 @@ class Scheduler:
             return  # said already (force only lifts the rate limit)
         self._last_progress = now
         self._progress_key = key
-        if logger.isEnabledFor(logging.INFO):  # -q: warnings and errors only
+        if logger.isEnabledFor(logging.INFO) and self._live is None:  # -q: warnings only
             sys.stderr.write(f"fluxlite cluster: {tally['done']}/{tally['tasks']} done, "
                              f"{tally['running']} running, {tally['failed']} failed, "
                              f"{tally['waiting']} waiting ({now - self._t0:.1f} s)\n")

@@ -18,6 +18,8 @@ import tempfile
 import threading
 from typing import Any
 
+from fluxlite.numbers import duration_type
+
 logger = logging.getLogger(__name__)
 
 
@@ -48,20 +50,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-r", "--rescue", metavar="PATH",
                    help="rescue file of DONE lines, read and appended (default: INPUT.rescue)")
     p.add_argument("--no-rescue", action="store_true", help="neither read nor write one")
-    p.add_argument("--max-wall-time", type=float, metavar="MINUTES",
-                   help="the time the cluster may run, in minutes (as PMC); the Flux time "
-                        "left of the allocation applies as well")
-    p.add_argument("--time-margin", type=float, metavar="SECONDS",
+    p.add_argument("--max-wall-time", type=duration_type(60, exclusive_minimum=True),
+                   metavar="MINUTES", help="the time the cluster may run: a bare number is "
+                   "minutes (as PMC), or 90s, 30m, 2h, 1h30m; the Flux time left of the "
+                   "allocation applies as well")
+    p.add_argument("--time-margin", type=duration_type(), metavar="SECONDS",
                    help="TERM running tasks this long before the limit (default: 10%% of "
                         "the limit, at most 60 s, at least --kill-grace + 2 s)")
-    p.add_argument("--kill-grace", type=float, default=5.0, metavar="SECONDS",
+    p.add_argument("--kill-grace", type=duration_type(maximum=86400), default=5.0,
+                   metavar="SECONDS",
                    help="SIGKILL this long after the SIGTERM (default 5)")
     p.add_argument("-o", "--output", metavar="PATH", default="-",
                    help="where the records and cluster lines go (default: stdout)")
     p.add_argument("--json", metavar="PATH", help="write the JSON record of the cluster here")
     p.add_argument("--stdio-bytes", type=int, default=262144, metavar="N",
                    help="bytes of each task's stdout/stderr embedded in its record")
-    p.add_argument("--progress", type=float, default=10.0, metavar="SECONDS",
+    p.add_argument("--progress", type=duration_type(), default=10.0, metavar="SECONDS",
                    help="progress on stderr (and the Flux memo) at most this often")
     p.add_argument("--tmpdir", metavar="DIR",
                    help="where task output is kept while tasks run (default: $TMPDIR, or the "
@@ -155,7 +159,7 @@ def main(args: argparse.Namespace) -> int:
             graph.check_fits(executor.cores, executor.gpus, 0, executor.where)
         rescue = None if args.no_rescue else (args.rescue or args.input + ".rescue")
         opts = Options(fail_fast=args.fail_fast, rescue=rescue,
-                       max_wall_time=args.max_wall_time * 60 if args.max_wall_time else None,
+                       max_wall_time=args.max_wall_time,
                        time_margin=args.time_margin, kill_grace=args.kill_grace,
                        progress_interval=max(0.5, args.progress), default_tries=args.tries,
                        flux_context=ctx)

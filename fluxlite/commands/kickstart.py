@@ -61,9 +61,9 @@ def main_argv(argv: list[str]) -> int:
         spec, opts = build(args, dict(os.environ))
     except KickstartUsage as err:
         return _usage(str(err), err.show_help)
-    from fluxlite.runner import run_job
+    from fluxlite.pegasus.kickstart import KickstartRunner
 
-    return run_job(spec, opts)
+    return KickstartRunner(spec, opts, args.term_timeout, args.kill_timeout).run()
 
 
 def console_main() -> int:
@@ -103,12 +103,10 @@ def build(args: KickstartArgs, environ: dict[str, str]) -> tuple[JobSpec, RunOpt
     wrapper = environ.get("KICKSTART_WRAPPER")
     if wrapper:
         argv = _split(wrapper, "KICKSTART_WRAPPER") + argv
-    # Resolved before the change of directory, as kickstart does.
-    exe = _executable(argv[0], path_var, args.make_executable)
-
+    # -w/-W: kickstart changes directory first, then finds the application there; a
+    # directory that cannot be entered is reported by the runner, with a record
     workdir = os.path.abspath(args.workdir) if args.workdir else os.getcwd()
-    if args.workdir:
-        _enter(workdir, args.create_workdir)
+    exe = _executable(argv[0], path_var, args.make_executable, workdir)
 
     stdio: dict[str, Stdio] = {"stdin": Stdio(fd=0) if args.stdin == "-" else Stdio(args.stdin)}
     for name, value, fd in (("stdout", args.stdout, 1), ("stderr", args.stderr, 2)):
@@ -123,6 +121,7 @@ def build(args: KickstartArgs, environ: dict[str, str]) -> tuple[JobSpec, RunOpt
     # The planner derives -k and -K from the walltime W and checkpoint time C
     # (-k C, -K (W - C) / 2); giving the runner W = k + 2K back reproduces kickstart's
     # TERM at k and KILL K seconds later, and keeps a Flux time limit from overriding it.
+    # (KickstartRunner runs that clock from kickstart's start, across the hooks.)
     limits = Limits(maxwalltime=float(k + 2 * big_k), checkpoint_time=float(k),
                     kill_grace=float(big_k)) if k > 0 else Limits(kill_grace=float(big_k))
 
@@ -140,7 +139,7 @@ def build(args: KickstartArgs, environ: dict[str, str]) -> tuple[JobSpec, RunOpt
     )
     opts = RunOptions(
         kickstart=record, json=None, full=args.full, compact=args.no_header,
-        extra_env=extra_env, cwd=workdir, stdio=stdio,
+        extra_env=extra_env, cwd=workdir, make_cwd=args.create_workdir, stdio=stdio,
         stat_before=_under(workdir, args.stat_before),
         stat_after=_under(workdir, args.stat_after),
         hooks=_hooks(environ, path_var), omit_data_on_success=args.omit_data,
@@ -156,12 +155,17 @@ def _split(text: str, what: str) -> list[str]:
         raise KickstartUsage(f"{what}: cannot split '{text}': {err}", show_help=False) from err
 
 
-def _executable(name: str, path_var: str, make_executable: bool) -> str:
-    """The application as kickstart finds it; a name it cannot find is left for the runner,
-    which reports it in the record and exits 127."""
-    found = pathfind(name, path_var)
+def _executable(name: str, path_var: str, make_executable: bool, base: str) -> str:
+    """The application as kickstart finds it, a relative name in ``base`` (the -w
+    directory); a name it cannot find is left for the runner, which reports it in the
+    record and exits 127."""
+    cand = os.path.normpath(os.path.join(base, name))
+    if "/" in name or os.path.isfile(cand):
+        found: str | None = cand if os.path.isfile(cand) else None
+    else:
+        found = pathfind(name, path_var)
     if found is None:
-        return os.path.abspath(name) if "/" in name else name
+        return cand if "/" in name else name
     if make_executable and not os.access(found, os.R_OK | os.X_OK):
         try:
             mode = os.stat(found).st_mode
@@ -172,20 +176,6 @@ def _executable(name: str, path_var: str, make_executable: bool) -> str:
         except OSError as err:
             logger.warning("cannot make %s executable: %s", found, err.strerror)
     return found
-
-
-def _enter(workdir: str, create: bool) -> None:
-    """-w/-W: the directory must be usable before anything runs (kickstart exits 127)."""
-    if create:
-        try:
-            os.makedirs(workdir, exist_ok=True)
-        except OSError as err:
-            raise KickstartUsage(f"cannot create directory {workdir}: {err.strerror}",
-                                 show_help=False) from err
-    if not os.path.isdir(workdir) or not os.access(workdir, os.X_OK):
-        raise KickstartUsage(f"cannot change to directory {workdir}: "
-                             + ("no such directory" if not os.path.exists(workdir)
-                                else "not a usable directory"), show_help=False)
 
 
 def _under(workdir: str, files: list[tuple[str | None, str]]) -> list[tuple[str | None, str]]:

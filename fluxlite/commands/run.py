@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from fluxlite.spec import JobSpec
+from fluxlite.spec import JobSpec, check_ready, with_records
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -25,10 +25,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     spec = JobSpec.from_file(args.job)
+    # what can be known to fail is refused before anything is created; a missing
+    # executable is left to the runner, which reports it as kickstart does (127)
+    check_ready(with_records(spec, args.kickstart_record, args.json_record),
+                executables=args.dry_run)
     if args.dry_run:
         from fluxlite.plan import describe
 
-        sys.stdout.write(describe(spec))
+        sys.stdout.buffer.write(describe(spec).encode("utf-8", "backslashreplace"))
+        sys.stdout.flush()
         return 0
     from fluxlite.runner import RunOptions, run_job
 

@@ -66,6 +66,7 @@ class TransferList:
     mkdirs: list[str] = field(default_factory=list)
     removes: list[tuple[str, bool]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    checksum: set[str] = field(default_factory=set)  # lfns marked generate_checksum
 
 
 def expand(url: str) -> str:
@@ -188,6 +189,8 @@ def parse_list(doc: Any, symlink: bool = False, rng: random.Random | None = None
             # a source that is not local is copied even when linking is asked for
             symlink=link, fsync=True))
         out.labels[lfn] = ({redact(r[2]): r[3] for r in ranked}, dst_urls[0][1])
+        if str(entry.get("generate_checksum", "")).lower() == "true":
+            out.checksum.add(lfn)
     return out
 
 
@@ -306,13 +309,18 @@ def _run(args: argparse.Namespace, plan: TransferList, policy: Policy, threads: 
     if plan.transfers:
         from fluxlite.staging.phases import StageResult, run_transfers
 
+        from fluxlite.progress import TransferProgress
+
+        live = TransferProgress("fluxlite transfer", len(plan.transfers), threads)
         st: StageResult | None
         try:
             st = run_transfers("transfer", plan.transfers, policy, threads, cancel,
-                               stop_on_error=False)
+                               stop_on_error=False, on_progress=live)
         except StageError as err:
             st = getattr(err, "stage", None)
             stage_error = str(err)
+        finally:
+            live.close()
         if st is not None:
             results = st.results
         bad = [r for r in results if not r.success]
@@ -334,6 +342,9 @@ def _run(args: argparse.Namespace, plan: TransferList, policy: Policy, threads: 
                 sum(r.bytes for r in results if r.success), time.time() - t0)
     if args.multipart_dir:
         _write_multipart(args.multipart_dir, results, plan.labels)
+    side = os.environ.get("KICKSTART_INTEGRITY_DATA")
+    if side and plan.checksum:
+        _checksums_for_kickstart(side, plan, results)
     if args.json_record:
         try:
             _write_json(args.json_record, results, stage_error, time.time() - t0)
@@ -374,6 +385,27 @@ def _write_multipart(directory: str, results: list[TransferResult],
             fh.write("\n".join(lines) + "\n")
     except OSError as err:
         logger.error("cannot write the attempts to %s: %s", directory, err.strerror)
+
+
+def _checksums_for_kickstart(side: str, plan: TransferList,
+                             results: list[TransferResult]) -> None:
+    """generate_checksum: the local end of each such transfer goes into kickstart's
+    record (the destination, or for a stage-out the local source), as pegasus-transfer
+    does through pegasus-integrity."""
+    from fluxlite.pegasus.integrity import append_fullstat
+
+    sources = {q.lfn: q.sources for q in plan.transfers}
+    files = []
+    for r in results:
+        if not r.success or r.lfn not in plan.checksum:
+            continue
+        if "://" not in r.dst:
+            files.append((r.lfn, r.dst, None if r.linked else r.sha256, r.hash_seconds))
+        else:
+            src = next((u for u, _ in sources.get(r.lfn, ()) if scheme_of(u) == "file"), None)
+            if src is not None:
+                files.append((r.lfn, local_path(src), r.sha256, r.hash_seconds))
+    append_fullstat(side, files)
 
 
 def _as_url(dst: str) -> str:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
-from fluxlite.spec import JobSpec
+from fluxlite.errors import SpecError
+from fluxlite.spec import JobSpec, preflight
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -12,19 +14,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from fluxlite.errors import SpecError
-
+    """Every problem of every file, one line each: the document's, then what can be known
+    to fail before the job starts (meta files, destinations, the executable)."""
     failed: SpecError | None = None
     for path in args.job:
         try:
-            JobSpec.from_file(path)
+            spec = JobSpec.from_file(path)
+            problems = preflight(spec)
+            if problems:
+                raise SpecError(problems, source=path)
         except SpecError as err:
-            import sys
-
             for problem in err.problems:
                 sys.stderr.write(f"{path}: {problem}\n")
             failed = err
             continue
         if not args.quiet:
-            print(f"{path}: ok")
+            sys.stdout.buffer.write(f"{path}: ok\n".encode("utf-8", "surrogateescape"))
+    sys.stdout.flush()
     return failed.exit_code if failed else 0

@@ -16,7 +16,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from fluxlite.errors import ExecError
+from fluxlite.errors import ExecError, FluxliteError
 from fluxlite.execute.timelimit import Schedule
 
 logger = logging.getLogger(__name__)
@@ -250,7 +250,8 @@ class TaskController(ScheduledController):
             fin = self.stdin if isinstance(self.stdin, int) else open(  # noqa: SIM115
                 self.stdin, "rb")
         except OSError as err:
-            raise ExecError(f"cannot open stdin {self.stdin}: {err.strerror}") from err
+            # an I/O failure, not a missing executable (127)
+            raise FluxliteError(f"cannot open stdin {self.stdin}: {err.strerror}") from err
         fout = ferr = None
         try:
             fout = _open_out(self.stdout, mode)
@@ -406,4 +407,4 @@ def _open_out(path: str | int, mode: str):  # noqa: ANN202
     try:
         return open(path, mode)  # noqa: SIM115
     except OSError as err:
-        raise ExecError(f"cannot open {path}: {err.strerror}") from err
+        raise FluxliteError(f"cannot open {path}: {err.strerror}") from err

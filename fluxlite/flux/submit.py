@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import re
 import shlex
 import sys
 from dataclasses import dataclass, field
@@ -23,8 +22,6 @@ from fluxlite.spec import JobSpec, Limits
 
 logger = logging.getLogger(__name__)
 
-_FSD = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([smhd]?)\s*$")
-_UNIT = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 # Flux's job dependencies (RFC 26) on another job's end, as ``flux batch --dependency``
 DEPENDENCY_SCHEMES = ("after", "afterany", "afterok", "afternotok")
@@ -68,15 +65,13 @@ class BatchRequest:
 
 
 def parse_duration(text: str) -> float:
-    """Flux Standard Duration ('90s', '5m', '2h', '1d'); a bare number is minutes, as for
-    ``flux batch --time-limit``."""
-    m = _FSD.match(text)
-    if not m:
-        raise UsageError(f"--time-limit: '{text}' is not a duration (e.g. 90s, 30m, 2h)")
-    val = float(m.group(1)) * _UNIT[m.group(2) or "m"]
-    if val <= 0:
-        raise UsageError(f"--time-limit: '{text}' must be more than zero")
-    return val
+    """``--time-limit``: fluxlite's duration syntax (a bare number is seconds)."""
+    from fluxlite.numbers import parse_duration as duration
+
+    try:
+        return duration(text, exclusive_minimum=True)
+    except ValueError as err:
+        raise UsageError(f"--time-limit: {err}") from err
 
 
 def parse_dependency(text: str) -> str:

@@ -50,6 +50,7 @@ def to_dict(rec: Record) -> dict[str, Any]:
         "stage_in": [_stage(s) for s in rec.stage_in],
         "stage_out": [_stage(s) for s in rec.stage_out],
         "integrity": [dataclasses.asdict(v) for v in rec.verifications],
+        "unverified": rec.unverified,
         "task": None,
         "outputs": [dataclasses.asdict(o) | {"staged_to": redact(o.staged_to)
                                              if o.staged_to else None} for o in rec.outputs],
@@ -77,6 +78,8 @@ def to_dict(rec: Record) -> dict[str, Any]:
         }
     if rec.environment is not None and (not rec.ok or rec.full):
         out["environment"] = rec.environment
+    if rec.container is not None:
+        out["container"] = rec.container
     if rec.extra_sections:
         out["hooks"] = {k: {kk: (vv if kk != "status" else dataclasses.asdict(vv))
                             for kk, vv in v.items()} for k, v in rec.extra_sections.items()}

@@ -64,6 +64,7 @@ class Record:
     stage_in: list[StageResult] = field(default_factory=list)
     stage_out: list[StageResult] = field(default_factory=list)
     verifications: list[Verification] = field(default_factory=list)
+    unverified: list[str] = field(default_factory=list)  # inputs staged without a checksum
     executable: str = ""
     executable_stat: dict[str, Any] | None = None
     task: TaskResult | None = None
@@ -84,6 +85,7 @@ class Record:
     full: bool = False  # environment and limits even on success (kickstart -f)
     compact: bool = False  # no machine section (kickstart -H)
     extra_sections: dict[str, Any] = field(default_factory=dict)  # setup/prejob/... records
+    container: dict[str, Any] | None = None  # runtime, version, image digest (containers)
 
     @property
     def ok(self) -> bool:

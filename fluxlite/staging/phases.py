@@ -6,6 +6,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from fluxlite.errors import StageError
@@ -81,13 +82,14 @@ def default_threads() -> int:
 
 
 def run_transfers(direction: str, requests: list[Request], policy: Policy, threads: int = 0,
-                  cancel: threading.Event | None = None, stop_on_error: bool = True
-                  ) -> StageResult:
+                  cancel: threading.Event | None = None, stop_on_error: bool = True,
+                  on_progress: Callable[[StageResult], None] | None = None) -> StageResult:
     """Run the transfers, in parallel where there are several; raise the first hard failure.
 
     The StageResult is attached to any StageError raised (``err.stage``) so that the record
     still shows every attempt. When ``stop_on_error`` is false, every transfer is tried and
-    the first failure is raised at the end.
+    the first failure is raised at the end. ``on_progress`` is called with the results so
+    far as transfers end (and every 0.2 s while they run in parallel).
     """
     cancel = cancel or threading.Event()
     out = StageResult(direction, start=time.time())
@@ -109,6 +111,8 @@ def run_transfers(direction: str, requests: list[Request], policy: Policy, threa
                 except Cancelled as stop:
                     _keep_cancelled(out, stop)
                     raise
+                if on_progress is not None:
+                    on_progress(out)
         else:
             from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 
@@ -138,6 +142,8 @@ def run_transfers(direction: str, requests: list[Request], policy: Policy, threa
                         else:
                             first_err = first_err or exc
                             cancel.set()
+                    if on_progress is not None:
+                        on_progress(out)
     except Cancelled:
         out.interrupted = True
     out.duration = time.perf_counter() - t0

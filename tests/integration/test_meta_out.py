@@ -8,8 +8,10 @@ from tests.conftest import Fluxlite
 
 
 def test_unwritable_meta_file(fl: Fluxlite, tmp_path: Path) -> None:
-    (tmp_path / "blocker").write_text("a file where a directory should be")
-    job = {"executable": "/bin/sh", "arguments": ["-c", "echo x > out"],
+    # the task puts a file where the directory should be: known only after the task ran
+    # (validate and run refuse a blocker that is there before, see tests/integration/hostile)
+    job = {"executable": "/bin/sh",
+           "arguments": ["-c", f"echo x > out; echo blocker > {tmp_path}/blocker"],
            "outputs": [{"lfn": "out", "urls": [f"file://{tmp_path}/res/out"]}],
            "write_meta": str(tmp_path / "blocker" / "job.meta")}
     p = fl.run("run", str(fl.write_job(job)))

@@ -105,7 +105,8 @@ def test_batch_script_needs_no_flux(fl: Fluxlite, data: Path) -> None:
 
 
 @pytest.mark.parametrize(("text", "seconds"), [("90s", 90), ("5m", 300), ("2h", 7200),
-                                               ("1d", 86400), ("10", 600), ("1.5m", 90)])
+                                               ("1d", 86400), ("10", 10), ("1.5m", 90),
+                                               ("1h30m", 5400)])
 def test_time_limit_durations(text: str, seconds: float) -> None:
     from fluxlite.flux.submit import parse_duration
 
@@ -116,7 +117,7 @@ def test_bad_time_limit_is_one_line(fl: Fluxlite, data: Path) -> None:
     p = fl.run("batch-script", str(_job(fl, data)), "--time-limit=soon")
     assert p.returncode == 2
     assert p.stderr.decode().strip() == ("fluxlite: error: --time-limit: 'soon' is not a "
-                                         "duration (e.g. 90s, 30m, 2h)")
+                                         "duration (e.g. 90s, 30m, 2h, 1h30m)")
 
 
 def test_warning_comes_before_the_term() -> None:

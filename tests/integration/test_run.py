@@ -100,8 +100,8 @@ def test_malformed_json(fl: Fluxlite, tmp_path: Path) -> None:
       "inputs": [{"lfn": "x", "urls": ["ftp://h/x"]}]}, "inputs[0].urls[0]: unsupported scheme 'ftp'"),
     ({"fluxlite": 1, "executable": "/bin/true",
       "outputs": [{"lfn": "../../x", "urls": ["file:///tmp/x"]}]}, "escapes the worker directory"),
-    ({"fluxlite": 1, "executable": "/bin/true", "limits": {"maxwalltime": "1h"}},
-     "limits.maxwalltime: must be a number"),
+    ({"fluxlite": 1, "executable": "/bin/true", "limits": {"maxwalltime": "an hour"}},
+     "limits.maxwalltime: 'an hour' is not a duration"),
 ])
 def test_invalid_specs(fl: Fluxlite, tmp_path: Path, job: dict, needle: str) -> None:
     _bad(fl, job, 2, needle, tmp_path)
@@ -152,8 +152,10 @@ def test_non_executable_executable(fl: Fluxlite, data: Path, tmp_path: Path) -> 
 
 
 def test_unwritable_destination(fl: Fluxlite, data: Path, tmp_path: Path) -> None:
-    (tmp_path / "blocker").write_text("a file where a directory should be")
-    job = example_job(data, tmp_path / "out")
+    # the task puts a file where the directory should be: known only after the task ran
+    # (one there before is refused at once, exit 2: tests/integration/hostile)
+    job = example_job(data, tmp_path / "out", executable="/bin/sh", arguments=[
+        "-c", f"echo c > f.c; echo d > f.d; echo blocker > {tmp_path}/blocker"])
     job["outputs"][0]["urls"] = [f"file://{tmp_path}/blocker/sub/f.c"]
     p = fl.run("run", str(fl.write_job(job)))
     assert p.returncode == 71
@@ -201,8 +203,9 @@ def test_dry_run_creates_nothing(fl: Fluxlite, data: Path, tmp_path: Path) -> No
 
 def test_a_checkpoint_that_cannot_be_saved_does_not_keep_outputs_back(
         fl: Fluxlite, tmp_path: Path) -> None:
-    (tmp_path / "blocker").write_text("a file where a directory should be")
-    job = {"executable": "/bin/sh", "arguments": ["-c", "echo s > state; echo o > out"],
+    # the task puts a file where the directory should be: known only after the task ran
+    job = {"executable": "/bin/sh", "arguments": [
+               "-c", f"echo s > state; echo o > out; echo blocker > {tmp_path}/blocker"],
            "checkpoints": [{"lfn": "state", "url": f"file://{tmp_path}/blocker/state"}],
            "outputs": [{"lfn": "out", "urls": [f"file://{tmp_path}/res/out"]}],
            "records": {"kickstart": None, "json": str(tmp_path / "r.json")}}
@@ -225,8 +228,8 @@ def test_names_that_look_like_url_escapes(fl: Fluxlite, data: Path, tmp_path: Pa
 
 def test_a_record_that_cannot_be_written_fails_the_job_cleanly(
         fl: Fluxlite, tmp_path: Path) -> None:
-    (tmp_path / "blocker").write_text("a file where a directory should be")
-    job = {"executable": "/bin/true",
+    # the task puts a file where the directory should be: known only after the task ran
+    job = {"executable": "/bin/sh", "arguments": ["-c", f"echo blocker > {tmp_path}/blocker"],
            "records": {"kickstart": "-", "json": str(tmp_path / "blocker" / "r.json")}}
     p = fl.run("run", str(fl.write_job(job)))
     err = p.stderr.decode()

@@ -236,8 +236,11 @@ def test_without_X_a_non_executable_fails_127(fl: Fluxlite) -> None:
     script(fl.tmp / "app.sh", "#!/bin/sh\necho ran\n", mode=0o644)
     r = ks(fl, "./app.sh")
     assert r.rc == 127
-    assert "not an executable file" in r.stderr
-    assert r.yaml()["mainjob"]["status"]["failure_error"]
+    assert "Permission denied" in r.stderr
+    doc = r.yaml()
+    # kickstart's failure status: raw -127 and "errno   strerror"
+    assert doc["mainjob"]["status"] == {"raw": -127, "failure_error": "13   Permission denied"}
+    assert "environment" in doc and "limits" in doc
     r.rejected()
 
 
@@ -349,11 +352,19 @@ def test_a_missing_executable_gives_127_and_a_record(fl: Fluxlite) -> None:
     r = ks(fl, "-n", "tr", "/no/such/program", "arg")
     assert r.rc == 127
     assert "/no/such/program" in r.stderr
-    status = r.yaml()["mainjob"]["status"]
-    assert status["raw"] == -1 and "does not exist" in status["failure_error"]
+    doc = r.yaml()
+    assert doc["mainjob"]["status"] == {"raw": -127,
+                                        "failure_error": "2   No such file or directory"}
+    assert doc["mainjob"]["argument_vector"] == ["arg"]
+    assert "environment" in doc
+    # a complete record, as kickstart's: where it was and its stdio entries
+    assert doc["cwd"] == str(fl.tmp)
+    assert sorted(doc["files"]) == ["metadata", "stderr", "stdin", "stdout"]
     r.rejected()
     r2 = ks(fl, "no-such-program-on-path", name="path")
-    assert r2.rc == 127 and "not found on PATH" in r2.stderr
+    assert r2.rc == 127 and "No such file or directory" in r2.stderr
+    assert r2.yaml()["mainjob"]["status"]["failure_error"] == "2   No such file or directory"
+    r2.rejected()
 
 
 # -- environment hooks ------------------------------------------------------------------------

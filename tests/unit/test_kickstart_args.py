@@ -102,11 +102,11 @@ def test_version_and_help() -> None:
     (["-n", "tr"], "no application to run"),
     (["-x", "/bin/true"], "unknown option '-x'"),
     (["-n"], "-n argument missing"),
-    (["-B", "0", "/bin/true"], "invalid -B argument: 0"),
-    (["-B", "lots", "/bin/true"], "invalid -B argument: lots"),
-    (["-k", "-1", "/bin/true"], "invalid -k argument: -1"),
-    (["-K", "0", "/bin/true"], "invalid -K argument: 0"),
-    (["-m", "4000", "/bin/true"], "invalid -m argument: 4000"),
+    (["-B", "0", "/bin/true"], "Invalid -B argument: 0"),
+    (["-B", "lots", "/bin/true"], "Invalid -B argument: lots"),
+    (["-k", "-1", "/bin/true"], "Invalid -k argument: -1"),
+    (["-K", "0", "/bin/true"], "Invalid -K argument: 0"),
+    (["-m", "4000", "/bin/true"], "Invalid -m argument: 4000"),
     (["-I", "/nonexistent/args"], "-I /nonexistent/args: cannot read argument file"),
     (["-I", "f", "extra"], "no arguments allowed after -I f"),
     (["-s", "@/nonexistent/list", "/bin/true"], "cannot read /nonexistent/list"),
@@ -138,3 +138,22 @@ def test_pathfind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert pathfind("sh", "/nonexistent:/bin") == "/bin/sh"
     assert pathfind("no-such-program-here", "/bin") is None
     assert pathfind("/bin/sh", "") == "/bin/sh"
+
+
+@pytest.mark.parametrize(("value", "seconds"), [("0.5", 0.5), ("2", 2.0), ("0.01", 0.01),
+                                                ("3600", 3600.0), ("0", 0.0)])
+def test_m_takes_fractional_seconds(value: str, seconds: float) -> None:
+    assert parse(["-m", value, "/bin/true"]).monitor_interval == seconds
+
+
+@pytest.mark.parametrize(("flag", "value"), [
+    ("-m", "nan"), ("-m", "inf"), ("-m", "-1"), ("-m", "0.001"), ("-m", "1e300"),
+    ("-m", "soon"), ("-k", "1" + "0" * 400), ("-k", "1" + "0" * 5000), ("-k", "nan"),
+    ("-k", "1.5"), ("-K", "99999999999"), ("-K", "inf"), ("-B", "1" + "0" * 400),
+    ("-B", "-5"),
+])
+def test_numbers_out_of_bounds_are_usage_errors(flag: str, value: str) -> None:
+    with pytest.raises(KickstartUsage) as info:
+        parse([flag, value, "/bin/true"])
+    assert str(info.value) == f"Invalid {flag} argument: {value}"
+    assert info.value.exit_code == 127

@@ -1,0 +1,219 @@
+"""pegasus-integrity's work: verify files against the ``*.meta`` checksums of the current
+directory, or generate checksums in the forms kickstart and PegasusLite read.
+
+Hashing is fluxlite's (``fluxlite.integrity.file_sha256``: large reads, one pass, hashlib
+releasing the GIL), and several files are hashed at once, one thread each.
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+import os
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from fluxlite.errors import SpecError
+from fluxlite.integrity import file_sha256
+from fluxlite.record.host import group_name, iso, user_name
+from fluxlite.record.kickstart import q
+
+logger = logging.getLogger(__name__)
+
+SEPARATOR = ";;;"  # Pegasus >= 5.1; 5.0 separated the entries with ':'
+MAX_THREADS = 4
+
+
+@dataclass(slots=True)
+class Check:
+    lfn: str
+    pfn: str
+    expected: str | None = None
+    actual: str | None = None
+    seconds: float = 0.0
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.expected is not None and self.actual == self.expected
+
+
+def split_entries(text: str, known: Iterable[str] = ()) -> list[tuple[str | None, str]]:
+    """``lfn=pfn`` entries of a list as Pegasus 5.1 (``;;;``) or 5.0 (``:``) writes it.
+
+    ``;;;`` always separates. An entry without one that holds a ``:`` is split on ``:`` (the
+    5.0 form) unless it is itself an lfn of the metadata or an existing file, so that a
+    name with a colon in a 5.1 list stays whole. Empty entries are skipped.
+    """
+    known = set(known)
+    out: list[tuple[str | None, str]] = []
+    for chunk in text.strip().split(SEPARATOR):
+        for line in chunk.splitlines():
+            line = line.strip()
+            if not line:
+                continue
+            whole = _entry(line)
+            if ":" in line and (whole[0] or whole[1]) not in known \
+                    and not os.path.exists(whole[1]):
+                out += [_entry(p) for p in line.split(":") if p.strip()]
+            else:
+                out.append(whole)
+    return out
+
+
+def _entry(text: str) -> tuple[str | None, str]:
+    lfn, sep, pfn = text.strip().partition("=")
+    return (lfn, pfn) if sep else (None, text.strip())
+
+
+def load_meta(directory: str = ".") -> dict[str, str]:
+    """lfn -> expected sha256 from every ``*.meta`` file of ``directory`` (sorted by name;
+    a later file wins). A file that cannot be read is reported and skipped, as
+    pegasus-integrity does."""
+    from fluxlite.meta import read_meta_files
+
+    expected: dict[str, str] = {}
+    for path in sorted(glob.glob(os.path.join(glob.escape(directory), "*.meta"))):
+        logger.debug("loading metadata from %s", path)
+        try:
+            if os.path.getsize(path) <= 2:  # pegasus-integrity skips empty files too
+                continue
+            expected.update(read_meta_files([path]))
+        except (OSError, SpecError) as err:
+            logger.error("cannot use the metadata file %s: %s", path, err)
+    return expected
+
+
+def verify(entries: list[tuple[str | None, str]], expected: dict[str, str]) -> list[Check]:
+    """Hash every entry that has an expected checksum; the others fail without reading."""
+    checks = [Check(lfn or pfn, pfn, expected.get(lfn or pfn)) for lfn, pfn in entries]
+    todo = []
+    for c in checks:
+        if c.expected is None:
+            c.error = f"No checksum in the meta data for {c.lfn}"
+        elif not os.path.isfile(c.pfn):
+            c.error = f"File {c.pfn} does not exist"
+        else:
+            todo.append(c)
+    _hash_all(todo)
+    return checks
+
+
+def _hash_all(checks: list[Check]) -> None:
+    def one(c: Check) -> None:
+        t0 = time.perf_counter()
+        try:
+            c.actual, _, _ = file_sha256(c.pfn)
+        except OSError as err:
+            c.error = f"Unable to determine sha256 of {c.pfn}: {err.strerror}"
+        c.seconds = time.perf_counter() - t0
+
+    if len(checks) <= 1:
+        for c in checks:
+            one(c)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    workers = min(MAX_THREADS, len(checks), os.cpu_count() or 1)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        list(pool.map(one, checks))
+
+
+def hash_files(pfns: list[str]) -> list[Check]:
+    checks = [Check(p, p) for p in pfns]
+    missing = [c for c in checks if not os.path.isfile(c.pfn)]
+    for c in missing:
+        c.error = f"File {c.pfn} does not exist"
+    _hash_all([c for c in checks if c.error is None])
+    return checks
+
+
+def attempts_yaml(checks: list[Check], duration: float) -> str:
+    """The multipart file pegasus-integrity writes: each attempt, then the summary. An entry
+    without an expected checksum is no attempt (pegasus-integrity reports it and goes on);
+    a file that could not be read is one, with ``sha256: None``."""
+    checks = [c for c in checks if c.expected is not None]
+    lines = ["- integrity_verification_attempts:"]
+    for c in checks:
+        lines += [f"  - lfn: {q(c.lfn)}", f"    pfn: {q(c.pfn)}",
+                  f"    sha256: {c.actual or 'None'}", f"    success: {c.ok}"]
+        if not c.ok:
+            lines.append(f"    sha256_expected: {c.expected}")
+    ok = sum(1 for c in checks if c.ok)
+    lines += ["- integrity_summary:", f"    succeeded: {ok}",
+              f"    failed: {len(checks) - ok}", f"    duration: {duration:.3f}"]
+    return "\n".join(lines) + "\n"
+
+
+def write_multipart(directory: str, text: str) -> str | None:
+    """``<epoch>-integrity`` in the multipart directory; a second call in the same second
+    gets a suffix instead of replacing the first one's file."""
+    base = os.path.join(directory, f"{int(time.time())}-integrity")
+    for n in range(100):
+        path = base if n == 0 else f"{base}.{n}"
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            continue
+        except OSError as err:
+            logger.error("Unable to write stats to $PEGASUS_MULTIPART_DIR: %s", err.strerror)
+            return None
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        return path
+    return None
+
+
+def short_yaml(c: Check) -> str:
+    """--generate-yaml: the sha256 lines of a kickstart ``files`` entry."""
+    return f"      sha256: {c.actual}\n      checksum_timing: {c.seconds:.3f}\n"
+
+
+def fullstat_yaml(lfn: str, c: Check) -> str | None:
+    """--generate-fullstat-yaml: one kickstart ``files`` entry (stat, sha256, output)."""
+    try:
+        st = os.stat(c.pfn)
+    except OSError:
+        return None
+    return (f"    {q(lfn)}:\n"
+            "      comment: entry generated by pegasus-integrity\n"
+            f"      file_name: {q(c.pfn)}\n"
+            f"      mode: 0o{st.st_mode:o}\n"
+            f"      size: {st.st_size}\n"
+            f"      inode: {st.st_ino}\n"
+            f"      nlink: {st.st_nlink}\n"
+            f"      mtime: {iso(st.st_mtime, ms=False)}\n"
+            f"      atime: {iso(st.st_atime, ms=False)}\n"
+            f"      ctime: {iso(st.st_ctime, ms=False)}\n"
+            f"      uid: {st.st_uid}\n"
+            f"      user: {q(user_name(st.st_uid))}\n"
+            f"      gid: {st.st_gid}\n"
+            f"      group: {q(group_name(st.st_gid))}\n"
+            "      output: True\n"
+            f"      sha256: {c.actual}\n"
+            f"      checksum_timing: {c.seconds:.3f}\n")
+
+
+def append_fullstat(side_file: str, files: list[tuple[str, str, str | None, float]]) -> None:
+    """Append kickstart ``files`` entries for (lfn, path, sha256 or None, seconds) to
+    ``$KICKSTART_INTEGRITY_DATA``, as pegasus-transfer has pegasus-integrity do for the
+    transfers marked ``generate_checksum``. A digest not known yet is computed here."""
+    checks = [Check(lfn, path, actual=sha, seconds=secs) for lfn, path, sha, secs in files]
+    _hash_all([c for c in checks if c.actual is None and os.path.isfile(c.pfn)])
+    text = "".join(entry for c in checks if c.actual
+                   for entry in [fullstat_yaml(c.lfn, c)] if entry)
+    if text:
+        append_side_file(side_file, text)
+
+
+def append_side_file(side_file: str, text: str) -> bool:
+    """Append to $KICKSTART_INTEGRITY_DATA; False (said on stderr) when it cannot be."""
+    try:
+        with open(side_file, "a", encoding="utf-8") as fh:
+            fh.write(text)
+    except OSError as err:
+        logger.error("cannot append to $KICKSTART_INTEGRITY_DATA (%s): %s", side_file,
+                     err.strerror)
+        return False
+    return True

@@ -1,0 +1,289 @@
+"""What pegasus-kickstart does beyond running a task, on top of fluxlite's runner.
+
+``KickstartRunner`` is the runner ``fluxlite kickstart`` uses:
+
+- one ``-k``/``-K`` clock from kickstart's start across setup, prejob, main job and postjob
+  (kickstart's ``alarm()``): whatever runs when it fires is TERMed, then KILLed, and what
+  has not started yet is skipped; the cleanup hook still runs; exit code 14;
+- ``Job timed out, sending SIGTERM`` / ``Job still running, sending SIGKILL`` on stderr;
+- an application that cannot be run, or a ``-w`` directory that cannot be entered, still
+  ends in a complete record (status ``failure_error: ERRNO   TEXT``, environment) and 127;
+- ``KICKSTART_METADATA``: a file for the task's ``key=value`` lines, reported as the
+  ``metadata`` entry of ``files`` with its data;
+- ``KICKSTART_INTEGRITY_DATA``: a file where ``pegasus-integrity --generate-fullstat-yaml``
+  appends ``files`` entries; they are merged into the record's ``files``.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import stat
+import sys
+import tempfile
+import textwrap
+import time
+from typing import Any
+
+from fluxlite.commands.kickstart import EXIT_TIMEOUT
+from fluxlite.errors import EXIT_CANNOT_EXEC, ExecError, FluxliteError, WorkdirError
+from fluxlite.execute.task import ExitStatus, SignalEvent, TaskResult
+from fluxlite.execute.timelimit import Schedule
+from fluxlite.record import host
+from fluxlite.record.model import OutputInfo, StdioFile
+from fluxlite.runner import Runner, RunOptions
+from fluxlite.spec import JobSpec
+
+logger = logging.getLogger(__name__)
+
+METADATA_VAR = "KICKSTART_METADATA"
+INTEGRITY_VAR = "KICKSTART_INTEGRITY_DATA"
+
+
+class CannotExecute(ExecError):
+    """The application is missing or not executable, with the OS's reason."""
+
+    def __init__(self, path: str, err_no: int) -> None:
+        self.path = path
+        self.errno = err_no
+        self.strerror = os.strerror(err_no)
+        super().__init__(f"cannot execute {path}: {self.strerror}")
+
+    @property
+    def failure_error(self) -> str:
+        """kickstart's ``failure_error`` value: ``errno   strerror``."""
+        return f"{self.errno}   {self.strerror}"
+
+
+def check_executable(path: str) -> None:
+    """kickstart's check: the file exists and is readable and executable by us."""
+    if not os.path.isabs(path):
+        raise CannotExecute(path, errno.ENOENT)
+    try:
+        st = os.stat(path)
+    except OSError as err:
+        raise CannotExecute(path, err.errno or errno.ENOENT) from err
+    if stat.S_ISDIR(st.st_mode) or not os.access(path, os.R_OK | os.X_OK):
+        raise CannotExecute(path, errno.EACCES)
+
+
+class _AnnouncingEvents(list[SignalEvent]):
+    """The record's signal events; the ones the -k/-K clock sends are also announced on
+    stderr in kickstart's words, and noted as the alarm having fired."""
+
+    def __init__(self, on_alarm: Any) -> None:
+        super().__init__()
+        self._on_alarm = on_alarm
+
+    def append(self, event: SignalEvent) -> None:
+        super().append(event)
+        reason = event.reason or ""
+        if event.direction == "sent" and (reason.startswith("checkpoint time")
+                                          or reason.startswith("time limit")):
+            self._on_alarm()
+            if event.signal == "SIGKILL":
+                _say("Job still running, sending SIGKILL")
+            else:
+                _say("Job timed out, sending SIGTERM")
+
+
+def _say(line: str) -> None:
+    try:
+        sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+    except OSError:
+        pass
+
+
+class KickstartRunner(Runner):
+    def __init__(self, spec: JobSpec, options: RunOptions, term_timeout: int = 0,
+                 kill_timeout: int = 5) -> None:
+        super().__init__(spec, options)
+        self._ks_start = time.monotonic()  # kickstart's clock starts here
+        self.term_timeout = term_timeout
+        self.kill_timeout = kill_timeout
+        self.alarmed = False
+        self.record.signals = _AnnouncingEvents(self._fired)
+        self._metadata = self._side_file("meta", METADATA_VAR)
+        self._integrity = self._side_file("integrity", INTEGRITY_VAR)
+
+    # -- side files ----------------------------------------------------------------------
+    def _side_file(self, kind: str, var: str) -> str | None:
+        """A ks.meta.* / ks.integrity.* file in $TMPDIR, named to the task in ``var``."""
+        try:
+            fd, path = tempfile.mkstemp(prefix=f"ks.{kind}.")
+        except OSError as err:
+            logger.warning("cannot create the %s file: %s", var, err.strerror)
+            return None
+        os.close(fd)
+        self._temp_files.append(path)  # removed with the capture files
+        self.opt.extra_env[var] = path
+        return path
+
+    def _open_stdio(self) -> tuple[int, int, int]:
+        fds = super()._open_stdio()
+        if self._metadata and not any(f.name == "metadata" for f in self.record.stdio):
+            self.record.stdio.append(StdioFile("metadata", self._metadata))
+        return fds
+
+    def _capture_stdio(self) -> None:
+        super()._capture_stdio()
+        for f in self.record.stdio:
+            if f.name == "metadata":  # always reported with its data, as kickstart does
+                from fluxlite.record.model import tail
+
+                f.data, f.truncated, f.size = tail(f.path, self.spec.records.stdio_bytes)
+                if f.size == 0:
+                    f.data = None
+
+    def _merge_integrity_data(self) -> None:
+        """Entries ``pegasus-integrity --generate-fullstat-yaml`` appended: into ``files``
+        (an lfn already there from -s gets the checksum; the others are added)."""
+        if not self._integrity:
+            return
+        try:
+            with open(self._integrity, encoding="utf-8", errors="replace") as fh:
+                text = fh.read()
+        except OSError:
+            return
+        if not text.strip():
+            return
+        import yaml
+
+        try:
+            doc = yaml.safe_load(textwrap.dedent(text))
+        except yaml.YAMLError as err:
+            logger.warning("%s: entries that are not YAML are left out: %s", INTEGRITY_VAR,
+                           str(err).splitlines()[0])
+            return
+        if not isinstance(doc, dict):
+            return
+        wd = self.workdir.path if self.workdir is not None else os.getcwd()
+        by_lfn = {o.lfn: o for o in self.record.outputs}
+        for lfn, entry in doc.items():
+            if not isinstance(entry, dict):
+                continue
+            lfn = str(lfn)
+            pfn = os.path.join(wd, str(entry.get("file_name") or lfn))
+            sha = entry.get("sha256")
+            timing = _float(entry.get("checksum_timing"))
+            known = by_lfn.get(lfn)
+            if known is not None:
+                known.sha256 = str(sha) if sha else known.sha256
+                known.checksum_timing = timing if sha else known.checksum_timing
+                continue
+            info = OutputInfo(lfn, pfn, host.stat_info(pfn), str(sha) if sha else None,
+                              timing, output=bool(entry.get("output", True)))
+            self.record.outputs.append(info)
+            by_lfn[lfn] = info
+
+    # -- the -k/-K clock -----------------------------------------------------------------
+    def _fired(self) -> None:
+        self.alarmed = True
+
+    def _left(self) -> float | None:
+        if self.term_timeout <= 0:
+            return None
+        return self.term_timeout - (time.monotonic() - self._ks_start)
+
+    def _clock(self) -> Schedule:
+        left = self._left()
+        if left is None:
+            return Schedule()
+        left = max(left, 0.001)
+        return Schedule(left, left + self.kill_timeout, "kickstart", None)
+
+    def _hook_schedule(self, name: str) -> Schedule:
+        return Schedule() if name == "cleanup" else self._clock()
+
+    def _schedule(self) -> Schedule:
+        return self._clock() if self.term_timeout > 0 else super()._schedule()
+
+    def _passed(self) -> bool:
+        left = self._left()
+        if left is not None and left <= 0:
+            self.alarmed = True
+        return self.alarmed
+
+    def _run_hook(self, name: str, argv: list[str]) -> Any:
+        if name in ("prejob", "postjob") and self._passed():
+            logger.info("%s skipped: the -k time limit has passed", name)
+            return ExitStatus(-1, error="skipped after the -k time limit")
+        return super()._run_hook(name, argv)
+
+    def _run_task(self, exe: str) -> None:
+        if self._passed():
+            logger.info("main job skipped: the -k time limit has passed")
+            return
+        super()._run_task(exe)
+
+    # -- failures that still end in a record -----------------------------------------
+    def _setup(self) -> None:
+        super()._setup()
+        wd = self.opt.cwd
+        if wd is None:
+            return
+        if self.opt.make_cwd:
+            try:
+                os.makedirs(wd, exist_ok=True)
+            except OSError as err:
+                raise WorkdirError(f"cannot create directory {wd}: {err.strerror}") from err
+        if not os.path.isdir(wd):
+            why = os.strerror(errno.ENOENT if not os.path.exists(wd) else errno.ENOTDIR)
+            raise WorkdirError(f"cannot change to directory {wd}: {why}")
+        if not os.access(wd, os.X_OK):
+            raise WorkdirError(f"cannot change to directory {wd}: {os.strerror(errno.EACCES)}")
+
+    def _precheck_executable(self) -> str | None:
+        exe = self.spec.executable
+        self.record.executable = exe
+        check_executable(exe)
+        return exe
+
+    def _main(self) -> None:
+        super()._main()
+        if self.alarmed:
+            rec = self.record
+            rec.exit_code = EXIT_TIMEOUT
+            rec.error = rec.error or "the -k time limit fired"
+            rec.failed_phase = rec.failed_phase or "task"
+
+    def _fail(self, err: FluxliteError, phase: str) -> None:
+        super()._fail(err, phase)
+        rec = self.record
+        if isinstance(err, CannotExecute) and (rec.task is None or not rec.task.pid):
+            rec.task = TaskResult(argv=[err.path, *self.spec.arguments],
+                                  cwd=self.opt.cwd or os.getcwd(),
+                                  status=ExitStatus(-127, error=err.failure_error))
+        if isinstance(err, (ExecError, WorkdirError)) and not (rec.task and rec.task.pid):
+            rec.exit_code = EXIT_CANNOT_EXEC  # kickstart's code for anything that kept
+            # the application from starting
+            if isinstance(err, CannotExecute):
+                rec.cwd = rec.cwd or self.opt.cwd or os.getcwd()
+            self._stdio_for_the_record(named_ok=not isinstance(err, WorkdirError))
+
+    def _stdio_for_the_record(self, named_ok: bool) -> None:
+        """The stdin/stdout/stderr/metadata entries of ``files``, as kickstart has them
+        even when nothing ran. Files named with -o/-e are opened only where they belong:
+        not when the -w directory they are relative to could not be entered."""
+        if self._stdio_fds is not None or not self.opt.stdio:
+            return
+        named = any(t.path for name, t in self.opt.stdio.items() if name != "stdin")
+        if named and not named_ok:
+            return
+        try:
+            self._open_stdio()
+        except FluxliteError as err:
+            logger.warning("%s", err)
+
+    def _finish(self) -> None:
+        self._merge_integrity_data()
+        super()._finish()
+
+
+def _float(v: object) -> float:
+    try:
+        return float(v)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return 0.0

@@ -1,0 +1,133 @@
+"""The HTML report: one self-contained file, its data embedded as columns.
+
+The page (report.html beside this module) draws everything itself on <canvas>: no network,
+no library. Attempts are packed into lanes here (one lane per slot of a host: an attempt
+takes the lowest lane of its host that is free when it starts), sorted by lane and start,
+and written as columns of integers (milliseconds from the first start), which keeps 100,000
+attempts to a few megabytes and lets the page find the attempt under the pointer by a
+binary search in its lane.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import math
+from collections import defaultdict
+from importlib import resources
+from typing import Any
+
+import orjson
+
+from fluxlite.stats.model import CAUSES, Attempt
+from fluxlite.stats.tables import percentile
+
+logger = logging.getLogger(__name__)
+
+MAX_FAILURES = 5000  # listed in full; beyond, counted
+MAX_DIST = 40  # transformations with a runtime and memory row (the most frequent)
+PHASES = ("stage-in", "task", "stage-out")
+
+
+def lanes(attempts: list[Attempt]) -> tuple[list[int], list[str]]:
+    """Each attempt's lane and the lanes' labels (host and slot)."""
+    by_host: dict[str, list[int]] = defaultdict(list)
+    for i, a in enumerate(attempts):
+        by_host[a.host or "local"].append(i)
+    lane = [0] * len(attempts)
+    labels: list[str] = []
+    for host in sorted(by_host):
+        idx = sorted(by_host[host], key=lambda i: (attempts[i].start, attempts[i].end))
+        busy: list[tuple[float, int]] = []  # (end, slot)
+        free: list[int] = []
+        slots = 0
+        for i in idx:
+            a = attempts[i]
+            while busy and busy[0][0] <= a.start:
+                heapq.heappush(free, heapq.heappop(busy)[1])
+            if free:
+                slot = heapq.heappop(free)
+            else:
+                slot, slots = slots, slots + 1
+            heapq.heappush(busy, (a.end, slot))
+            lane[i] = len(labels) + slot
+        labels += [f"{host} #{k + 1}" for k in range(slots)]
+    return lane, labels
+
+
+def _quantiles(values: list[float]) -> dict[str, float] | None:
+    if not values:
+        return None
+    v = sorted(values)
+    return {"n": len(v), "min": v[0], "p25": percentile(v, 0.25), "median": percentile(v, 0.5),
+            "p75": percentile(v, 0.75), "p95": percentile(v, 0.95), "max": v[-1],
+            "mean": math.fsum(v) / len(v)}
+
+
+def build(attempts: list[Attempt], stats: dict[str, Any], title: str) -> dict[str, Any]:
+    """The document the page draws."""
+    lane_of, labels = lanes(attempts)
+    order = sorted(range(len(attempts)), key=lambda i: (lane_of[i], attempts[i].start))
+    atts = [attempts[i] for i in order]
+    lane = [lane_of[i] for i in order]
+    t0 = min((a.start for a in atts), default=0.0)
+    names: dict[str, int] = {}
+    counts: dict[str, int] = defaultdict(int)
+    for a in atts:
+        counts[a.name] += 1
+    for name in sorted(counts, key=lambda k: (-counts[k], k)):
+        names[name] = len(names)
+    cause = {c: i for i, c in enumerate(CAUSES)}
+
+    def ms(t: float) -> int:
+        return round((t - t0) * 1000)
+
+    starts = [ms(a.start) for a in atts]
+    durs = [max(0, round(a.duration * 1000)) for a in atts]
+    ph_idx: list[int] = []
+    ph: list[int] = []
+    for i, a in enumerate(atts):
+        if not a.phases:
+            continue
+        got = {n: (s, d) for n, s, d in a.phases}
+        ph_idx.append(i)
+        for n in PHASES:
+            s, d = got.get(n, (None, None))
+            ph += [-1, 0] if s is None else [ms(s), max(0, round(d * 1000))]
+    lane_lo = [0] * (len(labels) + 1)
+    for ln in lane:
+        lane_lo[ln + 1] += 1
+    for k in range(len(labels)):
+        lane_lo[k + 1] += lane_lo[k]
+    fails = [i for i, a in enumerate(atts) if not a.ok]
+    fails.sort(key=lambda i: atts[i].start)
+    failures = [{"i": i, "task": atts[i].task_id, "name": atts[i].name, "try": atts[i].try_no,
+                 "host": atts[i].host, "start": starts[i], "code": atts[i].exit_code,
+                 "cause": atts[i].cause, "reason": atts[i].reason, "record": atts[i].source}
+                for i in fails[:MAX_FAILURES]]
+    by_name: dict[str, list[Attempt]] = defaultdict(list)
+    for a in atts:
+        by_name[a.name].append(a)
+    dist = []
+    for name in list(names)[:MAX_DIST]:
+        group = by_name[name]
+        dist.append({"name": name, "runtime": _quantiles([a.task_secs for a in group]),
+                     "rss_kb": _quantiles([float(a.maxrss_kb) for a in group
+                                           if a.maxrss_kb is not None])})
+    return {"version": 1, "title": title, "t0": t0, "n": len(atts), "lanes": labels,
+            "lane": lane, "laneLo": lane_lo, "s": starts, "d": durs,
+            "tx": [names[a.name] for a in atts], "txNames": list(names),
+            "out": [cause[a.cause] for a in atts], "causes": list(CAUSES),
+            "id": [a.task_id for a in atts], "try": [a.try_no or 1 for a in atts],
+            "phIdx": ph_idx, "ph": ph, "phases": list(PHASES),
+            "failures": failures, "failuresTotal": len(fails), "dist": dist,
+            "summary": stats["summary"]}
+
+
+def render(doc: dict[str, Any]) -> bytes:
+    template = resources.files("fluxlite.stats").joinpath("report.html").read_text("utf-8")
+    # inside <script>, "</" would end the element: JSON allows "<\/" for it
+    data = orjson.dumps(doc).replace(b"</", b"<\\/")
+    head, tail = template.split("/*DATA*/", 1)
+    title = (doc["title"].replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;"))
+    return head.replace("{{TITLE}}", title).encode() + data + tail.encode()
