@@ -25,7 +25,9 @@ import selectors
 import shutil
 import signal
 import sys
+import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from fluxlite.cluster.formats import Task
@@ -45,6 +47,8 @@ _FWD_SPILL = 4 << 20
 _FWD_CHUNK = 4 << 20
 # how often the local executor looks for exited processes tasks left behind
 _STRAY_INTERVAL = 1.0
+# how often the flux executor asks whether its (nested) instance still runs
+_LOST_INTERVAL = 1.0
 
 
 class Executor:
@@ -652,7 +656,11 @@ class FluxExecutor(Executor):
     name = "flux"
 
     def __init__(self, files: TaskFiles, uri: str | None = None, max_inflight: int = 0,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None,
+                 lost: Callable[[], str | None] | None = None) -> None:
+        """``lost`` says why the instance is gone (None while it runs); asked about once a
+        second while the cluster waits for tasks, it ends the cluster when the instance
+        dies under it (a nested instance whose broker was killed)."""
         from fluxlite.flux import import_flux
 
         import_flux()  # one clear error when the bindings are missing
@@ -686,6 +694,10 @@ class FluxExecutor(Executor):
         self._seq = 0
         self._rfd, self._wfd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.ex = flux.job.FluxExecutor(poll_interval=0.01, handle_args=(self.uri,))
+        self._lost = lost
+        self._gone: str | None = None
+        _quiet_executor_threads()
+        self._next_check = time.monotonic() + _LOST_INTERVAL
 
     def fits(self, task: Task) -> bool:
         return len(self.inflight) < self.max_inflight
@@ -773,12 +785,29 @@ class FluxExecutor(Executor):
         except OSError:
             pass  # the pipe is full: the reader wakes anyway
 
+    def _check_lost(self) -> None:
+        if self._lost is None or time.monotonic() < self._next_check:
+            return
+        self._next_check = time.monotonic() + _LOST_INTERVAL
+        why = self._lost()
+        if why:
+            self._gone = why
+            raise NestedInstanceLost(why)
+
     def poll(self, timeout: float) -> list[Attempt]:
         out: list[Attempt] = []
-        try:
-            out.append(self.done.get(timeout=timeout) if timeout > 0 else self.done.get_nowait())
-        except queue.Empty:
-            return []
+        end = time.monotonic() + max(0.0, timeout)
+        while True:
+            self._check_lost()
+            left = end - time.monotonic()
+            if self._lost is not None:
+                left = min(left, _LOST_INTERVAL)
+            try:
+                out.append(self.done.get(timeout=left) if left > 0 else self.done.get_nowait())
+                break
+            except queue.Empty:
+                if time.monotonic() >= end:
+                    return []
         while True:
             try:
                 out.append(self.done.get_nowait())
@@ -789,7 +818,28 @@ class FluxExecutor(Executor):
                 pass
         except OSError:
             pass
+        if self._lost is not None and any(a.handle["finish"] is None for a in out):
+            self._check_reachable()
         return [self._finish(a) for a in out]
+
+    def _check_reachable(self) -> None:
+        """Jobs that ended without a finish event: when the instance died under them (its
+        executor thread fails them all), that is the cluster's failure, not theirs."""
+        try:
+            self.flux.Flux(self.uri).rpc("broker.ping", {}).get()
+            return
+        except OSError as err:
+            gone = f"the Flux instance at {self.uri} is gone: {err.strerror or err}"
+        # the parent tells why (the broker's end) once it has noticed: a moment at most
+        deadline = time.monotonic() + 3.0
+        while time.monotonic() < deadline:
+            why = self._lost() if self._lost is not None else None
+            if why:
+                gone = why
+                break
+            time.sleep(0.1)
+        self._gone = gone
+        raise NestedInstanceLost(gone)
 
     def _finish(self, a: Attempt) -> Attempt:
         h = a.handle
@@ -852,6 +902,13 @@ class FluxExecutor(Executor):
                 pass  # already gone
 
     def close(self) -> None:
+        if self._gone is not None:
+            # the instance is gone: nothing of its jobs is left to kill or to wait for
+            self.ex.shutdown(wait=False, cancel_futures=True)
+            self.inflight.clear()
+            os.close(self._rfd)
+            os.close(self._wfd)
+            return
         if self.inflight:
             self.signal_all(signal.SIGKILL, "shutdown")
         self.ex.shutdown(wait=True)
@@ -861,6 +918,23 @@ class FluxExecutor(Executor):
         os.close(self._wfd)
 
 
+def _quiet_executor_threads() -> None:
+    """A FluxExecutor's thread raises when its instance goes away under it: that is told in
+    one line by the cluster (NestedInstanceLost), not as the thread's traceback."""
+    if getattr(threading.excepthook, "fluxlite", False):
+        return
+    previous = threading.excepthook
+
+    def hook(args: Any) -> None:
+        if args.thread is not None and args.thread.name.startswith("FluxExecutor"):
+            logger.debug("%s ended: %s", args.thread.name, args.exc_value)
+            return
+        previous(args)
+
+    hook.fluxlite = True  # type: ignore[attr-defined]
+    threading.excepthook = hook
+
+
 def _flux_error(err: BaseException | None) -> str:
     if err is None:
         return "the Flux job ended without a finish event"
@@ -868,13 +942,33 @@ def _flux_error(err: BaseException | None) -> str:
     return f"flux job failed: {text}"
 
 
+# signals that end the cluster: held back while the nested instance is being submitted, so
+# that its job id is known (and the instance cancelled) whatever arrives
+_STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGALRM,
+                 signal.SIGXCPU, signal.SIGUSR1}
+
+
+class NestedInstanceLost(FluxliteError):
+    """The nested instance ended while the cluster was using it."""
+
+
 class NestedInstance:
-    """A Flux sub-instance inside the current allocation, for the length of a cluster."""
+    """A Flux sub-instance inside the current allocation, for the length of a cluster.
+
+    Its initial program waits for a KVS key of the instance: :meth:`stop` sets it, and the
+    instance ends as a completed job (exit 0), not a cancelled one."""
+
+    _DONE_KEY = "fluxlite.cluster-done"
 
     def __init__(self, nodes: int | None, cores: int | None, gpus: int | None = None,
                  uri: str | None = None) -> None:
+        from fluxlite.errors import UsageError
         from fluxlite.flux import import_flux
 
+        for opt, val, least in (("--nodes", nodes, 1), ("--cores", cores, 1),
+                                ("--gpus", gpus, 0)):
+            if val is not None and val < least:
+                raise UsageError(f"{opt}: must be at least {least} for --nested")
         self.flux = import_flux()
         self.parent_uri = uri or os.environ.get("FLUX_URI")
         if not self.parent_uri:
@@ -886,6 +980,22 @@ class NestedInstance:
         self.startup = 0.0
         self.uri: str | None = None
         self.h: Any = None
+        self._flux_cmd = shutil.which("flux")
+
+    def _want(self) -> str:
+        nodes = self.nodes or 1
+        what = f"{nodes} node(s), {self.cores or nodes} core(s)"
+        return what + (f", {self.gpus} GPU(s)" if self.gpus else "")
+
+    def _have(self) -> str:
+        import flux.resource  # type: ignore[import-not-found]
+
+        try:
+            rl = flux.resource.resource_list(self.h).get()
+        except OSError:
+            return "this Flux instance"
+        return (f"this Flux instance ({rl.all.nnodes} node(s), {rl.all.ncores} core(s)"
+                + (f", {rl.all.ngpus} GPU(s)" if rl.all.ngpus else "") + ")")
 
     def start(self, timeout: float = 120.0) -> str:
         import flux.job  # type: ignore[import-not-found]
@@ -897,8 +1007,10 @@ class NestedInstance:
         if cores < nodes:
             raise FluxliteError(f"--cores {cores} is fewer than --nodes {nodes}")
         # one slot per node; the initial program only keeps the instance up while the
-        # cluster's scheduler (this process) submits into it
-        js = JobspecV1.from_nest_command(["sleep", "inf"], num_slots=nodes,
+        # cluster's scheduler (this process) submits into it, until stop() says it is done
+        prog = (["flux", "kvs", "get", "--waitcreate", self._DONE_KEY] if self._flux_cmd
+                else ["sleep", "inf"])
+        js = JobspecV1.from_nest_command(prog, num_slots=nodes,
                                          cores_per_slot=max(1, cores // nodes),
                                          gpus_per_slot=(self.gpus // nodes) if self.gpus
                                          else None,
@@ -906,42 +1018,103 @@ class NestedInstance:
         js.cwd = os.getcwd()
         js.environment = {k: v for k, v in os.environ.items() if not k.startswith("FLUX_")
                           or k in ("FLUX_F58_FORCE_ASCII",)}
+        if self._flux_cmd:
+            # the instance's initial program finds this flux-core's command first
+            path = js.environment.get("PATH", os.defpath)
+            js.environment["PATH"] = os.pathsep.join([os.path.dirname(self._flux_cmd), path])
         js.setattr("system.job.name", "fluxlite-cluster")
         t0 = time.monotonic()
-        self.jobid = flux.job.submit(self.h, js)
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+        try:
+            self.jobid = flux.job.submit(self.h, js)
+        except OSError as err:
+            raise FluxliteError(f"the nested instance ({self._want()}) cannot be started in "
+                                f"{self._have()}: {err.strerror or err}") from err
+        finally:
+            # a stop signal that came meanwhile is handled now, with the job id known
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
         self._f58 = flux.job.JobID(self.jobid).f58
-        logger.info("nested instance %s: %d node(s), %d core(s); waiting for it to start",
-                    flux.job.JobID(self.jobid).f58, nodes, cores)
-        self.uri = self._resolve(timeout)
+        logger.info("nested instance %s: %s; waiting for it to start", self._f58, self._want())
+        self.uri = self._wait_running(t0 + timeout, timeout)
         self._wait_ready(t0 + timeout)
         self.startup = time.monotonic() - t0
         logger.info("nested instance up in %.2f s: %s", self.startup, self.uri)
         return self.uri
 
-    def _resolve(self, timeout: float) -> str:
-        from flux.uri import FluxURIResolver  # type: ignore[import-not-found]
+    def _job(self) -> Any:
+        """The nested instance's job as the parent lists it; None when not listed yet."""
+        from flux.job import job_list_id  # type: ignore[import-not-found]
 
-        res = FluxURIResolver()
+        try:
+            return job_list_id(self.h, self.jobid, attrs=[
+                "state", "result", "annotations", "exception_type", "exception_note",
+                "waitstatus"]).get_jobinfo()
+        except FileNotFoundError:
+            return None  # job-list has not seen the submission yet
+
+    def _ended(self, job: Any) -> str:
+        note = getattr(job, "exception_note", "") or ""
+        kind = getattr(job, "exception_type", "") or ""
+        if kind == "alloc" or "unsatisfiable" in note:
+            return (f"the nested instance ({self._want()}) cannot be satisfied by "
+                    f"{self._have()}: {note or kind}")
+        status = getattr(job, "waitstatus", None)
+        if kind or note:
+            why = f"{kind}: {note}" if kind and note else (note or kind)
+        elif isinstance(status, int) and (os.WIFSIGNALED(status) or os.WIFEXITED(status)):
+            # a job shell reports a task killed by signal N as exit code 128+N
+            sig = os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status) - 128
+            why = (f"its broker was killed by {signal.Signals(sig).name}"
+                   if sig in signal.valid_signals() else
+                   f"its broker exited {os.WEXITSTATUS(status)}")
+        else:
+            why = f"result {job.result}"
+        return f"the nested instance {self._f58} ended: {why}"
+
+    def _wait_running(self, deadline: float, timeout: float) -> str:
+        from flux.uri import JobURI  # type: ignore[import-not-found]
+
+        reason = ""
+        while True:
+            job = self._job()
+            if job is not None:
+                if job.state == "INACTIVE":
+                    raise FluxliteError(self._ended(job))
+                uri = str(job.user.uri or "") if job.state == "RUN" else ""
+                if uri:
+                    return str(JobURI(uri).local)
+                reason = str(job.sched.reason_pending or "") if job.state == "SCHED" else ""
+            if time.monotonic() >= deadline:
+                raise FluxliteError(f"the nested instance {self._f58} ({self._want()}) did "
+                                    f"not start within {timeout:.0f} s"
+                                    + (f": {reason}" if reason else ""))
+            time.sleep(0.1)
+
+    def lost(self) -> str | None:
+        """Why the nested instance is gone (its job ended), or None while it runs."""
+        if self.jobid is None:
+            return None
+        try:
+            job = self._job()
+        except OSError as err:
+            return f"the Flux instance of the nested instance {self._f58} is gone: {err}"
+        if job is None or job.state != "INACTIVE":
+            return None
+        return self._ended(job)
+
+    def _wait_inactive(self, timeout: float) -> bool:
+        """Wait for the nested instance's job to end; whether it did within ``timeout``."""
         deadline = time.monotonic() + timeout
-        last: Exception | None = None
         while time.monotonic() < deadline:
             try:
-                return str(res.resolve(f"jobid:{self.jobid}?wait&local"))
-            except Exception as err:  # noqa: BLE001 - the instance may still be starting
-                last = err
-                try:
-                    import flux.job  # type: ignore[import-not-found]
-
-                    info = flux.job.get_job(self.h, self.jobid)
-                    if info and info.get("state") == "INACTIVE":
-                        raise FluxliteError(f"the nested instance ended before it started: "
-                                            f"{info.get('result')}") from err
-                except FluxliteError:
-                    raise
-                except Exception as err2:  # noqa: BLE001 - the instance may still be starting
-                    logger.debug("nested instance not reachable yet: %s", err2)
-                time.sleep(0.2)
-        raise FluxliteError(f"the nested instance did not start within {timeout:.0f} s: {last}")
+                job = self._job()
+            except OSError as err:
+                logger.debug("waiting for the nested instance to end: %s", err)
+                return False
+            if job is not None and job.state == "INACTIVE":
+                return True
+            time.sleep(0.05)
+        return False
 
     def info(self) -> dict[str, Any]:
         jid = self._f58
@@ -965,17 +1138,28 @@ class NestedInstance:
                 time.sleep(0.1)
         raise FluxliteError(f"the nested instance at {self.uri} did not become ready: {last}")
 
-    def stop(self) -> None:
+    def stop(self, ok: bool = True) -> None:
+        """End the nested instance: as a completed job after a cluster that ran (``ok``),
+        cancelled otherwise; waits (a few seconds at most) for it to be gone."""
         if self.jobid is None or self.h is None:
             return
         import flux.job  # type: ignore[import-not-found]
+        import flux.kvs  # type: ignore[import-not-found]
 
+        if ok and self.uri and self._flux_cmd and self.lost() is None:
+            try:
+                h = self.flux.Flux(self.uri)
+                flux.kvs.put(h, self._DONE_KEY, 1)
+                flux.kvs.commit(h)
+            except OSError as err:
+                logger.debug("nested instance %s: cannot end it: %s", self._f58, err)
+            else:
+                if self._wait_inactive(10.0):
+                    self.jobid = None
+                    return
         try:
             flux.job.cancel(self.h, self.jobid, "fluxlite cluster done")
         except OSError as err:
             logger.debug("cancel nested instance: %s", err)
-        try:
-            flux.job.event_wait(self.h, self.jobid, "clean", raiseJobException=False)
-        except Exception as err:  # noqa: BLE001 - best effort: the parent reaps it anyway
-            logger.debug("waiting for the nested instance to end: %s", err)
+        self._wait_inactive(30.0)
         self.jobid = None

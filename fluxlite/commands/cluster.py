@@ -177,6 +177,8 @@ def _main(args: argparse.Namespace, sigs: _Signals) -> int:
         from fluxlite.flux.context import detect
 
         ctx = detect(warn=kind != "local")
+        if kind == "flux" and ctx is not None:
+            ctx.warn_if_queued_behind_itself(nested=args.nested)
 
     from fluxlite.cluster.executors import FluxExecutor, LocalExecutor, NestedInstance, TaskFiles
     from fluxlite.cluster.records import RecordWriter
@@ -197,7 +199,7 @@ def _main(args: argparse.Namespace, sigs: _Signals) -> int:
                 nested = NestedInstance(args.nodes, args.cores, args.gpus)
                 uri = nested.start()
                 sigs.check()
-            executor = FluxExecutor(files, uri=uri)
+            executor = FluxExecutor(files, uri=uri, lost=nested.lost if nested else None)
             graph.check_fits(executor.cores, executor.gpus, 0, executor.where)
         rescue = None if args.no_rescue else (args.rescue or args.input + ".rescue")
         opts = Options(fail_fast=args.fail_fast, rescue=rescue,
@@ -231,11 +233,15 @@ def _main(args: argparse.Namespace, sigs: _Signals) -> int:
         return sched.exit_code(summary)
     finally:
         sigs.phase = "shutdown"
+        failed = sys.exc_info()[1]  # what ends the cluster early, None when it ran
         try:
             if executor is not None:
                 executor.close()
             if nested is not None:
-                nested.stop()
+                nested.stop(ok=failed is None)
+            if ctx is not None:
+                ctx.memo_end(sched.exit_code(summary) if failed is None
+                             else getattr(failed, "exit_code", 1))
         finally:
             shutil.rmtree(tmpdir, ignore_errors=True)
 

@@ -28,6 +28,9 @@ def batch_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--output", metavar="PATH",
                    help="the batch job's own output (default: fluxlite-{{id}}.out here)")
     p.add_argument("--error", metavar="PATH", help="the batch job's own error output")
+    p.add_argument("--dependency", action="append", default=[], metavar="SCHEME:JOBID",
+                   help="start only after another Flux job: afterok:JOBID (it succeeded), "
+                        "afternotok:, afterany: (it ended), after: (it started); repeatable")
     p.add_argument("--env", action="append", default=[], metavar="NAME[=VALUE]",
                    help="export this variable in the batch script (repeatable)")
 
@@ -51,7 +54,7 @@ def request(args: argparse.Namespace, spec: JobSpec):  # noqa: ANN201
     return request_from(spec, nodes=args.nodes, slots=args.nslots, cores=args.cores,
                         gpus=args.gpus, time_limit=args.time_limit, queue=args.queue,
                         bank=args.bank, exclusive=args.exclusive, output=args.output,
-                        error=args.error, env=env)
+                        error=args.error, env=env, dependencies=args.dependency)
 
 
 def main(args: argparse.Namespace) -> int:

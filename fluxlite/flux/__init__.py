@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fluxlite.errors import FluxUnavailable
 
-INSTALL_HINT = ("install the Flux Python bindings that match your flux-core "
-                "(pip install 'fluxlite[flux]' or flux-python==<flux version>)")
+INSTALL_HINT = ("install the Flux Python bindings of your flux-core's version: pip install "
+                "\"flux-python==$(flux version | awk '/^commands:/ {print $2}')\" ply")
 
 
 def import_flux():  # noqa: ANN201

@@ -51,6 +51,23 @@ class FluxContext:
                 # JSON has no infinity: an unlimited job says so in words
                 "timeleft": left if left is None or math.isfinite(left) else "unlimited"}
 
+    def memo_end(self, exit_code: int) -> None:
+        """The last memo of a command: ``done`` or ``failed``, with its exit code."""
+        self.memo({"phase": "done" if exit_code == 0 else "failed", "exit_code": exit_code})
+
+    def warn_if_queued_behind_itself(self, nested: bool) -> None:
+        """A cluster run as a plain job of an instance (``flux run``/``flux submit``, not a
+        batch job's initial program) submits its tasks, or its nested instance, to that same
+        instance: they wait for cores beyond those its own job holds."""
+        if self.jobid_source != "job":
+            return
+        what = "its nested instance" if nested else "its tasks"
+        held = self.resources.get("ncores")
+        logger.warning("fluxlite cluster runs as flux job %s, not as a batch job: %s are "
+                       "jobs of the same instance and queue behind its own allocation%s; "
+                       "run it with flux batch or flux alloc to give them that allocation",
+                       self.jobid, what, f" ({held} core(s))" if held else "")
+
     def timeleft(self) -> float | None:
         """Seconds to the time limit (inf: none), or None when Flux cannot tell."""
         import flux.job  # type: ignore[import-not-found]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 import shlex
 import sys
 from dataclasses import dataclass, field
@@ -22,6 +23,18 @@ from fluxlite.spec import JobSpec, Limits
 
 logger = logging.getLogger(__name__)
 
+
+# Flux's job dependencies (RFC 26) on another job's end, as ``flux batch --dependency``
+DEPENDENCY_SCHEMES = ("after", "afterany", "afterok", "afternotok")
+# a Flux job id: F58 (with ƒ or f), decimal, hexadecimal, dotted hex, or mnemonic words
+_JOBID = re.compile(r"^(?:[ƒf][1-9A-HJ-NP-Za-km-z]+|\d+|0x[0-9a-fA-F]+"
+                    r"|[0-9a-fA-F]{4}(?:\.[0-9a-fA-F]{4}){3}"
+                    r"|[a-z]+(?:-[a-z]+){2}--[a-z]+(?:-[a-z]+){2})$")
+# Characters a ``#FLUX:`` directive takes as they are; every other ASCII character is
+# escaped with a backslash (see directive_word)
+_DIRECTIVE_SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+                            "_@%+=:,./{}-")
+DEFAULT_OUTPUT = "fluxlite-{{id}}.out"
 
 # Signals the script takes: BLAHP's set, plus USR1 (Flux's time-limit warning, which would
 # kill an untrapped bash) and ALRM (what Flux sends at the time limit itself).
@@ -45,6 +58,7 @@ class BatchRequest:
     error: str | None = None
     env: dict[str, str] = field(default_factory=dict)
     cwd: str = ""
+    dependencies: tuple[str, ...] = ()  # "afterok:ƒ…", as Flux writes them
 
     def signal_lead(self, spec: JobSpec) -> float | None:
         """Seconds before the time limit at which Flux sends SIGUSR1 (None: no limit)."""
@@ -59,6 +73,18 @@ def parse_duration(text: str) -> float:
         return duration(text, exclusive_minimum=True)
     except ValueError as err:
         raise UsageError(f"--time-limit: {err}") from err
+
+
+def parse_dependency(text: str) -> str:
+    """A job dependency as ``flux batch --dependency`` takes it: ``afterok:JOBID``,
+    ``afterany:``, ``after:`` or ``afternotok:``."""
+    scheme, colon, value = text.partition(":")
+    if not colon or scheme not in DEPENDENCY_SCHEMES:
+        raise UsageError(f"--dependency: '{text}' is not SCHEME:JOBID with SCHEME one of "
+                         + ", ".join(DEPENDENCY_SCHEMES))
+    if not _JOBID.match(value):
+        raise UsageError(f"--dependency: '{value}' is not a flux job id")
+    return f"{scheme}:{value}"
 
 
 def fsd(seconds: float) -> str:
@@ -95,7 +121,8 @@ def request_from(spec: JobSpec, *, nodes: int | None = None, slots: int | None =
                  time_limit: str | None = None, queue: str | None = None,
                  bank: str | None = None, exclusive: bool = False,
                  output: str | None = None, error: str | None = None,
-                 env: dict[str, str] | None = None, cwd: str | None = None) -> BatchRequest:
+                 env: dict[str, str] | None = None, cwd: str | None = None,
+                 dependencies: list[str] | None = None) -> BatchRequest:
     """Command-line options over job.json's ``resources``."""
     r = spec.resources
     nodes = nodes if nodes is not None else r.nodes
@@ -109,7 +136,8 @@ def request_from(spec: JobSpec, *, nodes: int | None = None, slots: int | None =
         # whole nodes when nodes are asked for, as flux batch -N does
         exclusive=exclusive or nodes is not None,
         job_name=spec.name or "fluxlite", output=output, error=error,
-        env=dict(env or {}), cwd=cwd or os.getcwd())
+        env=dict(env or {}), cwd=cwd or os.getcwd(),
+        dependencies=tuple(parse_dependency(d) for d in dependencies or ()))
 
 
 def fluxlite_command() -> list[str]:
@@ -123,44 +151,82 @@ def fluxlite_command() -> list[str]:
 
 def directives(spec: JobSpec, req: BatchRequest) -> list[str]:
     """The ``#FLUX:`` lines, in BLAHP's order."""
-    out = [f"--job-name={req.job_name}"]
-    if req.output:
-        out.append(f"--output={req.output}")
+    out: list[tuple[str, str | None]] = [("--job-name", req.job_name),
+                                         ("--output", req.output or DEFAULT_OUTPUT)]
     if req.error:
-        out.append(f"--error={req.error}")
+        out.append(("--error", req.error))
     if req.bank:
-        out.append(f"--bank={req.bank}")
+        out.append(("--bank", req.bank))
     if req.time_limit is not None:
-        out.append(f"--time-limit={fsd(req.time_limit)}")
+        out.append(("--time-limit", fsd(req.time_limit)))
     if req.queue:
-        out.append(f"--queue={req.queue}")
+        out.append(("--queue", req.queue))
     if req.exclusive:
-        out.append("--exclusive")
+        out.append(("--exclusive", None))
     if req.nodes is not None:
-        out.append(f"--nodes={req.nodes}")
-    out.append(f"--nslots={req.slots}")
-    out.append(f"--cores-per-slot={req.cores_per_slot}")
+        out.append(("--nodes", str(req.nodes)))
+    out.append(("--nslots", str(req.slots)))
+    out.append(("--cores-per-slot", str(req.cores_per_slot)))
     if req.gpus_per_slot:
-        out.append(f"--gpus-per-slot={req.gpus_per_slot}")
+        out.append(("--gpus-per-slot", str(req.gpus_per_slot)))
     lead = req.signal_lead(spec)
     if lead is not None:
-        out.append(f"--signal=SIGUSR1@{fsd(lead)}")
-    for d in out:
-        _one_line(d.split("=", 1)[0], d)
-    return ["#FLUX: " + shlex.quote(d) for d in out]
+        out.append(("--signal", f"SIGUSR1@{fsd(lead)}"))
+    out += [("--dependency", d) for d in req.dependencies]
+    lines = []
+    for opt, value in out:
+        if value is None:
+            lines.append(f"#FLUX: {opt}")
+            continue
+        _one_line(opt, value)
+        lines.append(f"#FLUX: {opt}={directive_word(value)}")
+    return lines
+
+
+def directive_word(value: str) -> str:
+    """``value`` as one word of a ``#FLUX:`` directive, read back exactly by Flux's parser.
+
+    Flux splits a directive with POSIX shlex rules, where a backslash escapes a quote even
+    inside single quotes, ``#`` starts a comment and ``;&|()<>`` are words of their own, and
+    it first looks for triple quotes: any three quote characters in a row (``'"'`` as shell
+    quoting writes an apostrophe) open a multi-line string. So no quotes are used at all:
+    every ASCII character but letters, digits and ``_@%+=:,./{}-`` is escaped with a
+    backslash, which puts a backslash between any two quote characters."""
+    return "".join(c if c in _DIRECTIVE_SAFE or ord(c) > 127 else "\\" + c for c in value)
 
 
 def _one_line(what: str, value: str) -> None:
     """A directive or comment is one line: a line break in a value (quoted or not) would
-    end it, and bash would run the rest of the value as a command."""
+    end it, and bash would run the rest of the value as a command. Python's text files, as
+    ``flux batch`` reads the script, also end a line at a carriage return."""
     if any(c in value for c in "\n\r\0"):
         raise UsageError(f"{what}: must not contain a line break")
+
+
+def shell_word(value: str) -> str:
+    """``value`` as one bash word on one line: shell quoting, or ANSI-C quoting (``$'…'``)
+    when it holds control characters, so that no line break of a value starts a line of
+    the script (a ``#FLUX:`` line there would be an orphan directive, anything else a
+    command)."""
+    if "\0" in value:
+        raise UsageError("a value in the batch script must not contain a NUL byte")
+    if not any(ord(c) < 32 or ord(c) == 127 for c in value):
+        return shlex.quote(value)
+    out = []
+    for c in value:
+        if c in "\\'":
+            out.append("\\" + c)
+        elif ord(c) < 32 or ord(c) == 127:
+            out.append(f"\\x{ord(c):02x}")
+        else:
+            out.append(c)
+    return "$'" + "".join(out) + "'"
 
 
 def render_script(spec: JobSpec, job_path: str, req: BatchRequest, *,
                   with_directives: bool = True) -> str:
     """The batch script that runs ``fluxlite run JOB``."""
-    q = shlex.quote
+    q = shell_word
     lines = ["#!/bin/bash"]
     if with_directives:
         lines += directives(spec, req)
@@ -174,11 +240,17 @@ def render_script(spec: JobSpec, job_path: str, req: BatchRequest, *,
         "# fluxlite runs in a process group of its own (set -m): the job shell signals this",
         "# script's group and the broker signals the script once more when it stops, so the",
         "# trap passes on the first terminating signal only (ALRM, Flux's time limit, as TERM)",
-        "# and every USR1 (the checkpoint warning); fluxlite's own schedule escalates.",
+        "# and every USR1 (the checkpoint warning); fluxlite's own schedule escalates. Flux",
+        "# KILLs the job kill_timeout seconds after a cancel or its time limit: 2 s before",
+        "# that, a second TERM makes fluxlite kill the task at once and use the rest of the",
+        "# time for its checkpoint and records.",
         "set -m",
+        "kill_timeout=${FLUXLITE_KILL_TIMEOUT:-5}",
+        'case $kill_timeout in ""|*[!0-9]*) kill_timeout=5 ;; esac',
         "fluxlite_pid=",
         "stopping=",
         "caught=",
+        "escalate=",
         "on_signal() {",
         "  caught=1",
         '  [ -n "$fluxlite_pid" ] || return 0',
@@ -188,6 +260,9 @@ def render_script(spec: JobSpec, job_path: str, req: BatchRequest, *,
         '    stopping=$1',
         '    if [ "$1" = ALRM ]; then set -- TERM; fi',
         '    kill -s "$1" "$fluxlite_pid" 2>/dev/null',
+        '    (sleep $((kill_timeout > 3 ? kill_timeout - 2 : 1))',
+        '     kill -s TERM "$fluxlite_pid") 2>/dev/null &',
+        "    escalate=$!",
         "  fi",
         "  return 0",
         "}",
@@ -201,6 +276,7 @@ def render_script(spec: JobSpec, job_path: str, req: BatchRequest, *,
         "  # a trapped signal ends wait early: wait on while fluxlite runs",
         '  [ -n "$caught" ] && kill -0 "$fluxlite_pid" 2>/dev/null || break',
         "done",
+        '[ -z "$escalate" ] || kill -- "-$escalate" 2>/dev/null',
         "exit $user_retcode",
     ]
     return "\n".join(lines) + "\n"
@@ -254,6 +330,10 @@ def jobspec(spec: JobSpec, job_path: str, req: BatchRequest) -> Any:
         js.setattr("system.queue", req.queue)
     if req.bank:
         js.setattr("system.bank", req.bank)
+    if req.dependencies:
+        js.setattr("system.dependencies",
+                   [dict(zip(("scheme", "value"), d.split(":", 1), strict=True))
+                    for d in req.dependencies])
     return js
 
 

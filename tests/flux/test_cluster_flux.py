@@ -145,9 +145,9 @@ def test_batch_job_time_limit_and_memo(fi: FluxInstance, fl: Fluxlite) -> None:
     _, summary = cluster_lines((fl.tmp / "c.out").read_text())
     assert summary["stopped"] == "time limit" and summary["succeeded"] == "1"
     assert (fl.tmp / "t.dag.rescue").read_text().count("DONE quick") == 1
-    memo = fi.flux("jobs", "-n", "-o", "{user.fluxlite.phase} {user.fluxlite.done}",
-                   jobid).stdout.split()
-    assert memo == ["cluster", "1"]
+    memo = fi.flux("jobs", "-n", "-o", "{user.fluxlite.phase} {user.fluxlite.done} "
+                   "{user.fluxlite.exit_code}", jobid).stdout.split()
+    assert memo == ["failed", "1", "14"]  # the last memo: how the cluster ended
 
 
 def test_flux_executor_time_limit_cancels_jobs(fi: FluxInstance, fl: Fluxlite) -> None:

@@ -91,7 +91,9 @@ def test_batch_time_limit_reached(fi: FluxInstance, fl: Fluxlite, data: Path) ->
                    "i=0; while [ $i -lt 1200 ]; do sleep 0.1; i=$((i+1)); done\n")
     ckpt = data / "ckpt" / "state.ckpt"
     ckpt.parent.mkdir()
+    # a task that checkpoints on the warning asks for it
     job = fl.write_job({"executable": str(task), "records": _records(fl.tmp),
+                        "signals": {"usr1": "forward"},
                         "checkpoints": [{"lfn": "state.ckpt", "url": f"file://{ckpt}"}]})
     script = fl.run("batch-script", str(job), "--time-limit=20s",
                     f"--output={fl.tmp}/batch.out", env=fi.env)
@@ -202,7 +204,7 @@ def test_placement_flux_forwards_fluxlites_signals(fi: FluxInstance, fl: Fluxlit
                    "i=0; while [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done\n")
     ckpt = data / "state.ckpt"
     job = fl.write_job({"executable": str(task), "placement": "flux",
-                        "workdir": {"base": str(data)},
+                        "workdir": {"base": str(data)}, "signals": {"usr1": "forward"},
                         "checkpoints": [{"lfn": "state.ckpt", "url": f"file://{ckpt}"}],
                         "records": _records(fl.tmp)})
     proc = fl.popen("run", str(job), env=fi.env)
