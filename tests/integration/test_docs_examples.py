@@ -1,0 +1,371 @@
+"""Every example of README.md and docs/*.md, extracted from the files themselves and run.
+
+Each fenced block carries a marker, an HTML comment on the last non-blank line before its
+opening fence (invisible once rendered):
+
+    <!-- example: ACTION key=value key="a value with spaces" -->
+
+ACTION is one of
+
+- ``run``: a shell block, run with ``bash -e -o pipefail`` in the document's scratch
+  directory (also ``$WORK``), fluxlite's virtualenv first on PATH. ``exit=N`` is the
+  documented exit code (default 0).
+- ``session``: lines starting with ``$ `` are commands, run as for ``run``; the other lines
+  are their output (stdout and stderr together), line by line, where ``…`` stands for any
+  text.
+- ``file name=NAME``: the block is written to ``$WORK/NAME`` before any block of the
+  document runs (a ``json`` block must parse first).
+- ``fragment``: a JSON fragment (``"key": {…}``) of a job description: it is merged into a
+  minimal job, which ``fluxlite validate`` must accept.
+- ``json`` / ``yaml``: the block must parse (a ``yaml`` block may be indented).
+- ``skip reason="…"``: not run, for the reason given (a synopsis, a diagram, a command that
+  installs from PyPI).
+
+Options of ``run``/``session``: ``setup=NAME`` prepares the files the example names (see
+SETUPS: the files of examples/findrange, records to read, ...) in the directory it runs
+in, ``cwd=DIR`` runs it in ``$WORK/DIR`` (``cwd=repo``: the repository's root), ``needs=flux`` runs it inside a Flux instance (the flux tier,
+tests/flux/test_docs_examples_flux.py) and ``needs=matplotlib`` only where matplotlib
+imports. A block without a marker, or with an unknown action or option, fails the test.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import textwrap
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+EXAMPLE = ROOT / "examples" / "findrange"
+SAMPLES = ROOT / "tests" / "data" / "kickstart-samples"
+
+ACTIONS = {"run", "session", "file", "fragment", "json", "yaml", "skip"}
+OPTIONS = {"run": {"exit", "setup", "needs", "cwd"}, "session": {"setup", "needs", "cwd"},
+           "file": {"name"}, "fragment": set(), "json": set(), "yaml": set(),
+           "skip": {"reason"}}
+NEEDS = {"flux", "matplotlib"}
+TIMEOUT = 60
+
+_FENCE = re.compile(r"^(\s*)(```+|~~~+)\s*([\w+-]*)\s*$")
+_MARKER = re.compile(r"^\s*<!--\s*example:\s*(.*?)\s*-->\s*$")
+
+
+@dataclass
+class Block:
+    doc: Path
+    line: int  # of the opening fence, 1-based
+    lang: str
+    text: str
+    action: str | None = None
+    options: dict[str, str] = field(default_factory=dict)
+    marker_error: str | None = None
+
+    @property
+    def where(self) -> str:
+        doc = self.doc.relative_to(ROOT) if self.doc.is_relative_to(ROOT) else self.doc
+        return f"{doc}:{self.line}"
+
+
+def blocks(doc: Path) -> list[Block]:
+    """The fenced blocks of a markdown file, each with its marker parsed."""
+    lines = doc.read_text(encoding="utf-8").split("\n")
+    found: list[Block] = []
+    i = 0
+    while i < len(lines):
+        m = _FENCE.match(lines[i])
+        if not m:
+            i += 1
+            continue
+        indent, fence, lang = m.groups()
+        body: list[str] = []
+        j = i + 1
+        while j < len(lines) and lines[j].strip() != fence:
+            body.append(lines[j][len(indent):] if lines[j].startswith(indent) else lines[j])
+            j += 1
+        block = Block(doc, i + 1, lang, "\n".join(body) + "\n")
+        k = i - 1
+        while k >= 0 and not lines[k].strip():
+            k -= 1
+        marker = _MARKER.match(lines[k]) if k >= 0 else None
+        if marker:
+            _parse_marker(block, marker.group(1))
+        found.append(block)
+        i = j + 1
+    return found
+
+
+def _parse_marker(block: Block, text: str) -> None:
+    try:
+        words = shlex.split(text)
+    except ValueError as err:
+        block.marker_error = f"unreadable marker: {err}"
+        return
+    if not words or words[0] not in ACTIONS:
+        block.marker_error = f"unknown action {words[:1]} (one of {sorted(ACTIONS)})"
+        return
+    block.action = words[0]
+    for word in words[1:]:
+        key, eq, value = word.partition("=")
+        if not eq or key not in OPTIONS[block.action]:
+            block.marker_error = f"{block.action}: unknown option {word!r}"
+            return
+        block.options[key] = value
+    if block.action == "skip" and not block.options.get("reason", "").strip():
+        block.marker_error = "skip without a reason"
+    if block.action == "file" and not block.options.get("name"):
+        block.marker_error = "file without a name"
+    if block.options.get("needs", "flux") not in NEEDS:
+        block.marker_error = f"unknown need {block.options['needs']!r}"
+    if block.options.get("setup") and block.options["setup"] not in SETUPS:
+        block.marker_error = f"unknown setup {block.options['setup']!r}"
+
+
+def all_blocks() -> list[Block]:
+    return [b for doc in DOCS for b in blocks(doc)]
+
+
+# --- what the examples name, made in the scratch directory --------------------------------
+
+
+def _findrange(work: Path, env: dict[str, str]) -> None:
+    """The files of examples/findrange where the job examples look for them."""
+    (work / "bin").mkdir(exist_ok=True)
+    (work / "data").mkdir(exist_ok=True)
+    (work / "results").mkdir(exist_ok=True)
+    (work / "persist").mkdir(exist_ok=True)
+    shutil.copy(EXAMPLE / "findrange.py", work / "bin" / "findrange.py")
+    for name in ("f.b1", "settings.conf"):
+        shutil.copy(EXAMPLE / name, work / "data" / name)
+
+
+def _kickstart(work: Path, env: dict[str, str]) -> None:
+    """kickstart.md's task: ./findrange with its input and settings in the directory."""
+    shutil.copy(EXAMPLE / "findrange.py", work / "findrange")
+    os.chmod(work / "findrange", 0o755)
+    for name in ("f.b1", "settings.conf"):
+        shutil.copy(EXAMPLE / name, work / name)
+
+
+def _validate_faults(work: Path, env: dict[str, str]) -> None:
+    """job-spec.md's job with the two faults its validate example reports."""
+    (work / "job.json").write_text(json.dumps({
+        "fluxlite": 1, "executable": "/bin/true",
+        "inputs": [{"lfn": "a", "urls": ["https://example.org/a"]},
+                   {"lfn": "b", "urls": ["ftp://example.org/b"]}],
+        "outputs": [{"lfn": "../x", "urls": ["x"]}]}))
+
+
+def _container_faults(work: Path, env: dict[str, str]) -> None:
+    """containers.md's job with the two faults its validate example reports."""
+    (work / "job.json").write_text(json.dumps({
+        "fluxlite": 1, "executable": "/bin/true",
+        "container": {"type": "podman", "image": "docker://busybox",
+                      "mounts": ["/data/../etc:/etc2"], "options": ["--privileged"]}}))
+
+
+def _records(work: Path, env: dict[str, str]) -> None:
+    """stats.md's records: kickstart's own under run/ and logs/, a job's two records."""
+    shutil.copytree(SAMPLES, work / "run")
+    (work / "logs" / "day1").mkdir(parents=True)
+    shutil.copy(SAMPLES / "ok.yml", work / "logs" / "day1" / "ok.out")
+    _findrange(work, env)
+    job = json.loads((EXAMPLE / "job.json.in").read_text()
+                     .replace("@SHA_SCRIPT@", _sha(EXAMPLE / "findrange.py"))
+                     .replace("@SHA_INPUT@", _sha(EXAMPLE / "f.b1"))
+                     .replace("@EXAMPLE@", str(EXAMPLE)).replace("@OUT@", str(work)))
+    job["records"] = {"kickstart": "job.out", "json": "job.record.json"}
+    (work / "record-job.json").write_text(json.dumps(job))
+    subprocess.run([_fluxlite(), "run", "-q", "--no-flux", "record-job.json"], cwd=work,
+                   check=True, env=env, timeout=TIMEOUT, capture_output=True)
+    os.replace(work / "job.record.json", work / "job.json")
+
+
+def _transfer(work: Path, env: dict[str, str]) -> None:
+    (work / "data").mkdir(exist_ok=True)
+    (work / "data" / "f.a").write_text("the file f.a\n")
+
+
+def _cluster(work: Path, env: dict[str, str]) -> None:
+    """cluster.md's inputs: a PMC DAG, a pegasus-cluster list, a JSON job list."""
+    (work / "tasks.dag").write_text(
+        "# a diamond\nTASK a /bin/echo a\nTASK b -c 1 /bin/echo b\nTASK c /bin/echo c\n"
+        "TASK d /bin/sh -c 'echo d'\nEDGE a b\nEDGE a c\nEDGE b d\nEDGE c d\n")
+    (work / "merge_ID1.in").write_text("/bin/echo one\n/bin/echo two\n/bin/true\n")
+    (work / "jobs.json").write_text(json.dumps([
+        {"fluxlite": 1, "id": "a", "executable": "/bin/echo", "arguments": ["a"]},
+        {"fluxlite": 1, "id": "b", "executable": "/bin/echo", "arguments": ["b"]}]))
+
+
+def _dag(work: Path, env: dict[str, str]) -> None:
+    """flux.md's jobs: prepare, simulate, report (and job.json), each a short task; and a
+    job submitted already, for `flux job last`."""
+    for name in ("prepare", "simulate", "report", "job"):
+        (work / f"{name}.json").write_text(json.dumps({
+            "fluxlite": 1, "name": name, "executable": "/bin/true",
+            "resources": {"time_limit": 120}}))
+    subprocess.run(["flux", "submit", "--wait", "/bin/true"], env=env, check=True,
+                   capture_output=True, timeout=TIMEOUT)
+
+
+def _sha(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+SETUPS = {"findrange": _findrange, "kickstart": _kickstart, "records": _records,
+          "validate-faults": _validate_faults,
+          "container-faults": _container_faults, "transfer": _transfer, "cluster": _cluster,
+          "dag": _dag}
+
+
+# --- running ---------------------------------------------------------------------------
+
+
+def _fluxlite() -> str:
+    return str(Path(sys.executable).parent / "fluxlite")
+
+
+def _env(work: Path, base: dict[str, str] | None = None) -> dict[str, str]:
+    env = dict(base if base is not None
+               else {k: v for k, v in os.environ.items() if not k.startswith("FLUX_")})
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent),
+                                   env.get("PATH", os.defpath)])
+    env["WORK"] = str(work)
+    env["TMPDIR"] = str(work / ".tmp")
+    (work / ".tmp").mkdir(exist_ok=True)
+    return env
+
+
+def _shell(script: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["bash", "-e", "-o", "pipefail", "-c", script], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=TIMEOUT)
+
+
+def _matches(expected: str, actual: str) -> bool:
+    pattern = ".*".join(re.escape(part) for part in expected.split("…"))
+    return re.fullmatch(pattern, actual) is not None
+
+
+def check_block(block: Block, work: Path, base_env: dict[str, str] | None = None) -> None:
+    """Run one block (a marked run/session/fragment/json/yaml) and check its outcome."""
+    env = _env(work, base_env)
+    where = block.options.get("cwd")
+    cwd = ROOT if where == "repo" else work / where if where else work
+    cwd.mkdir(exist_ok=True)
+    if block.options.get("setup"):
+        SETUPS[block.options["setup"]](work if where == "repo" else cwd, env)
+    if block.action == "run":
+        p = _shell(block.text, cwd, env)
+        want = int(block.options.get("exit", "0"))
+        assert p.returncode == want, (f"{block.where}: exit {p.returncode}, documented {want}"
+                                      f"\nstdout:\n{p.stdout}\nstderr:\n{p.stderr}")
+    elif block.action == "session":
+        commands = [ln[2:] for ln in block.text.splitlines() if ln.startswith("$ ")]
+        expected = [ln.rstrip() for ln in block.text.splitlines()
+                    if ln.strip() and not ln.startswith("$ ")]
+        p = subprocess.run(["bash", "-o", "pipefail", "-c", "\n".join(commands) + "\n"],
+                           cwd=cwd, env=env, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True, timeout=TIMEOUT)
+        got = [ln.rstrip() for ln in p.stdout.splitlines() if ln.strip()]
+        assert len(got) == len(expected) and all(
+            _matches(e, g) for e, g in zip(expected, got, strict=True)), (
+            f"{block.where}: output differs from the documented one:\n{p.stdout}")
+    elif block.action == "fragment":
+        job = {"fluxlite": 1, "executable": "/bin/true", **json.loads("{" + block.text + "}")}
+        (work / "fragment.json").write_text(json.dumps(job))
+        p = subprocess.run([_fluxlite(), "validate", "fragment.json"], cwd=work, env=env,
+                           capture_output=True, text=True, timeout=TIMEOUT)
+        assert p.returncode == 0, f"{block.where}: fluxlite validate says\n{p.stderr}"
+    elif block.action == "json":
+        json.loads(block.text)
+    elif block.action == "yaml":
+        assert yaml.safe_load(textwrap.dedent(block.text)), f"{block.where}: empty"
+
+
+def write_files(doc: Path, work: Path) -> None:
+    for block in blocks(doc):
+        if block.action == "file":
+            if block.lang == "json":
+                json.loads(block.text)
+            (work / block.options["name"]).write_text(block.text)
+
+
+def runnable(doc: Path, need: str | None) -> list[Block]:
+    return [b for b in blocks(doc) if b.action in ("run", "session", "fragment", "json", "yaml")
+            and b.options.get("needs") == need]
+
+
+# --- the tests -------------------------------------------------------------------------
+
+
+def test_every_block_is_marked() -> None:
+    problems = [f"{b.where}: {b.marker_error or 'no example marker'}"
+                for b in all_blocks() if b.marker_error or b.action is None]
+    assert not problems, ("every fenced block needs a marker (see this test's docstring):\n"
+                          + "\n".join(problems))
+
+
+def test_examples_name_no_system_paths() -> None:
+    """What runs writes under the scratch directory: no file: URL or path of the root."""
+    bad = [b.where for b in all_blocks() if b.action in ("run", "file", "session")
+           and re.search(r"file:///(data|results|persist|mirror|x)\b|\s/(data|results)/",
+                         b.text)]
+    assert not bad, f"examples that write outside the scratch directory: {bad}"
+
+
+def test_no_elided_digests() -> None:
+    bad = [b.where for b in all_blocks() if b.action != "skip"
+           and re.search(r"\"(sha256|checksum)[^\"]*\":\s*\"[0-9a-f]*…", b.text)]
+    assert not bad, f"examples with elided digests: {bad}"
+
+
+def test_marker_convention(tmp_path: Path) -> None:
+    """An unmarked block, a skip without a reason, an unknown action are each caught; a
+    block's documented exit code is checked."""
+    doc = tmp_path / "doc.md"
+    doc.write_text("text\n\n```sh\necho hi\n```\n\n<!-- example: skip -->\n```\na\n```\n"
+                   "<!-- example: frobnicate -->\n```\nb\n```\n\n"
+                   '<!-- example: run exit=3 -->\n  ```sh\n  exit 2\n  ```\n')
+    unmarked, no_reason, unknown, run = blocks(doc)
+    assert unmarked.action is None and unmarked.marker_error is None
+    assert no_reason.marker_error == "skip without a reason"
+    assert unknown.marker_error and "unknown action" in unknown.marker_error
+    assert run.options == {"exit": "3"} and run.text == "exit 2\n"
+    with pytest.raises(AssertionError, match="exit 2, documented 3"):
+        check_block(run, tmp_path)
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=[str(d.relative_to(ROOT)) for d in DOCS])
+def test_examples_run(doc: Path, tmp_path: Path) -> None:
+    write_files(doc, tmp_path)
+    for block in runnable(doc, None):
+        check_block(block, tmp_path)
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=[str(d.relative_to(ROOT)) for d in DOCS])
+def test_examples_needing_matplotlib(doc: Path, tmp_path: Path) -> None:
+    todo = runnable(doc, "matplotlib")
+    if not todo:
+        return
+    pytest.importorskip("matplotlib", reason="fluxlite[plot] is not installed")
+    write_files(doc, tmp_path)
+    for block in todo:
+        check_block(block, tmp_path)
+
+
+@pytest.mark.parametrize("script", ["examples/run-example.sh", "scripts/test.sh"])
+def test_fresh_machine_scripts_parse(script: str) -> None:
+    """README's two commands for a fresh machine: at least their shell must be sound."""
+    p = subprocess.run(["bash", "-n", str(ROOT / script)], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
