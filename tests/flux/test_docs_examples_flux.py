@@ -15,6 +15,23 @@ FLUX_DOCS = [d for d in DOCS if runnable(d, "flux")]
 
 @pytest.mark.parametrize("doc", FLUX_DOCS, ids=[str(d.relative_to(ROOT)) for d in FLUX_DOCS])
 def test_flux_examples_run(doc: Path, tmp_path: Path, flux_instance: FluxInstance) -> None:
+    before = set(_jobs(flux_instance))
     write_files(doc, tmp_path)
-    for block in runnable(doc, "flux"):
-        check_block(block, tmp_path, flux_instance.env)
+    try:
+        for block in runnable(doc, "flux"):
+            check_block(block, tmp_path, flux_instance.env)
+    finally:
+        # the jobs the examples submitted end before the next test wants the cores
+        flux_instance.flux("queue", "drain", "--timeout=120", check=False, timeout=130)
+    ended = {job: result for job, result in _jobs(flux_instance).items() if job not in before}
+    assert ended and all(r == "COMPLETED" for r in ended.values()), f"{doc.name}: {ended}"
+
+
+def _jobs(flux: FluxInstance) -> dict[str, str]:
+    out = flux.flux("jobs", "-a", "-n", "-o", "{id} {result}").stdout
+    jobs: dict[str, str] = {}
+    for line in out.splitlines():
+        job, _, result = line.strip().partition(" ")
+        if job:
+            jobs[job] = result.strip()
+    return jobs
