@@ -9,7 +9,7 @@ ACTION is one of
 
 - ``run``: a shell block, run with ``bash -e -o pipefail`` in the document's scratch
   directory (also ``$WORK``), fluxlite's virtualenv first on PATH. ``exit=N`` is the
-  documented exit code (default 0).
+  documented exit code (default 0); ``creates=A,B`` names files it must have made.
 - ``session``: lines starting with ``$ `` are commands, run as for ``run``; the other lines
   are their output (stdout and stderr together), line by line, where ``…`` stands for any
   text.
@@ -18,6 +18,8 @@ ACTION is one of
 - ``job``: a whole job description, which ``fluxlite validate`` must accept.
 - ``fragment``: a JSON fragment (``"key": {…}``) of a job description: it is merged into a
   minimal job, which ``fluxlite validate`` must accept.
+- ``synopsis``: a command's synopsis: every ``[-x …]`` option it shows must be in the
+  command's ``--help``.
 - ``json`` / ``yaml``: the block must parse (a ``yaml`` block may be indented).
 - ``skip reason="…"``: not run, for the reason given (a synopsis, a diagram, a command that
   installs from PyPI).
@@ -50,8 +52,9 @@ DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 EXAMPLE = ROOT / "examples" / "findrange"
 SAMPLES = ROOT / "tests" / "data" / "kickstart-samples"
 
-ACTIONS = {"run", "session", "file", "job", "fragment", "json", "yaml", "skip"}
-OPTIONS = {"run": {"exit", "setup", "needs", "cwd"}, "session": {"setup", "needs", "cwd"},
+ACTIONS = {"run", "session", "file", "job", "fragment", "json", "yaml", "synopsis", "skip"}
+OPTIONS = {"run": {"exit", "setup", "needs", "cwd", "creates"},
+           "session": {"setup", "needs", "cwd"}, "synopsis": set(),
            "file": {"name"}, "job": set(), "fragment": set(), "json": set(), "yaml": set(),
            "skip": {"reason"}}
 NEEDS = {"flux", "matplotlib"}
@@ -197,10 +200,7 @@ def _transfer(work: Path, env: dict[str, str]) -> None:
 
 
 def _cluster(work: Path, env: dict[str, str]) -> None:
-    """cluster.md's inputs: a PMC DAG, a pegasus-cluster list, a JSON job list."""
-    (work / "tasks.dag").write_text(
-        "# a diamond\nTASK a /bin/echo a\nTASK b -c 1 /bin/echo b\nTASK c /bin/echo c\n"
-        "TASK d /bin/sh -c 'echo d'\nEDGE a b\nEDGE a c\nEDGE b d\nEDGE c d\n")
+    """cluster.md's inputs beside its tasks.dag: a pegasus-cluster list, a JSON job list."""
     (work / "merge_ID1.in").write_text("/bin/echo one\n/bin/echo two\n/bin/true\n")
     (work / "jobs.json").write_text(json.dumps([
         {"fluxlite": 1, "id": "a", "executable": "/bin/echo", "arguments": ["a"]},
@@ -271,6 +271,18 @@ def check_block(block: Block, work: Path, base_env: dict[str, str] | None = None
         want = int(block.options.get("exit", "0"))
         assert p.returncode == want, (f"{block.where}: exit {p.returncode}, documented {want}"
                                       f"\nstdout:\n{p.stdout}\nstderr:\n{p.stderr}")
+        missing = [f for f in block.options.get("creates", "").split(",")
+                   if f and not (cwd / f).exists()]
+        assert not missing, f"{block.where}: did not create {missing}\n{p.stderr}"
+    elif block.action == "synopsis":
+        words = block.text.split()
+        command = words[words.index("fluxlite") + 1]
+        p = subprocess.run([_fluxlite(), command, "--help"], env=env, capture_output=True,
+                           text=True, timeout=TIMEOUT)
+        known = set(re.findall(r"(?<![\w-])(--?[\w][\w-]*)", p.stdout))
+        shown = set(re.findall(r"\[(--?[\w][\w-]*)", block.text))
+        assert shown and shown <= known, (
+            f"{block.where}: fluxlite {command} has no {sorted(shown - known)}")
     elif block.action == "session":
         commands = [ln[2:] for ln in block.text.splitlines() if ln.startswith("$ ")]
         expected = [ln.rstrip() for ln in block.text.splitlines()
@@ -305,7 +317,7 @@ def write_files(doc: Path, work: Path) -> None:
 
 def runnable(doc: Path, need: str | None) -> list[Block]:
     return [b for b in blocks(doc) if b.action in ("run", "session", "job", "fragment", "json",
-                                                   "yaml")
+                                                   "yaml", "synopsis")
             and b.options.get("needs") == need]
 
 
