@@ -1,6 +1,7 @@
 """Every example of README.md and docs/*.md, extracted from the files themselves and run.
 
-Each fenced block carries a marker, an HTML comment on the last non-blank line before its
+Each fenced block (as CommonMark reads it: an indented code block is refused, since it
+cannot carry a marker) carries a marker, an HTML comment on the last non-blank line before its
 opening fence (invisible once rendered):
 
     <!-- example: ACTION key=value key="a value with spaces" -->
@@ -46,6 +47,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from markdown_it import MarkdownIt
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -60,7 +62,6 @@ OPTIONS = {"run": {"exit", "setup", "needs", "cwd", "creates"},
 NEEDS = {"flux", "matplotlib"}
 TIMEOUT = 60
 
-_FENCE = re.compile(r"^(\s*)(```+|~~~+)\s*([\w+-]*)\s*$")
 _MARKER = re.compile(r"^\s*<!--\s*example:\s*(.*?)\s*-->\s*$")
 
 
@@ -81,30 +82,27 @@ class Block:
 
 
 def blocks(doc: Path) -> list[Block]:
-    """The fenced blocks of a markdown file, each with its marker parsed."""
-    lines = doc.read_text(encoding="utf-8").split("\n")
+    """The code blocks of a markdown file, as CommonMark reads them, each with its marker
+    parsed. An indented code block is reported as one with an error: it cannot say how it
+    runs (fence it)."""
+    text = doc.read_text(encoding="utf-8")
+    lines = text.split("\n")
     found: list[Block] = []
-    i = 0
-    while i < len(lines):
-        m = _FENCE.match(lines[i])
-        if not m:
-            i += 1
+    for token in MarkdownIt("commonmark").parse(text):
+        if token.type not in ("fence", "code_block") or token.map is None:
             continue
-        indent, fence, lang = m.groups()
-        body: list[str] = []
-        j = i + 1
-        while j < len(lines) and lines[j].strip() != fence:
-            body.append(lines[j][len(indent):] if lines[j].startswith(indent) else lines[j])
-            j += 1
-        block = Block(doc, i + 1, lang, "\n".join(body) + "\n")
-        k = i - 1
+        first = token.map[0]
+        block = Block(doc, first + 1, token.info.split()[0] if token.info.split() else "",
+                      token.content)
+        k = first - 1
         while k >= 0 and not lines[k].strip():
             k -= 1
         marker = _MARKER.match(lines[k]) if k >= 0 else None
-        if marker:
+        if token.type == "code_block":
+            block.marker_error = "an indented code block: make it a fenced block with a marker"
+        elif marker:
             _parse_marker(block, marker.group(1))
         found.append(block)
-        i = j + 1
     return found
 
 
@@ -350,8 +348,10 @@ def test_marker_convention(tmp_path: Path) -> None:
     doc = tmp_path / "doc.md"
     doc.write_text("text\n\n```sh\necho hi\n```\n\n<!-- example: skip -->\n```\na\n```\n"
                    "<!-- example: frobnicate -->\n```\nb\n```\n\n"
-                   '<!-- example: run exit=3 -->\n  ```sh\n  exit 2\n  ```\n')
-    unmarked, no_reason, unknown, run = blocks(doc)
+                   '<!-- example: run exit=3 -->\n  ```sh\n  exit 2\n  ```\n\n'
+                   "<!-- example: skip reason=x -->\n\n    indented\n")
+    unmarked, no_reason, unknown, run, indented = blocks(doc)
+    assert indented.marker_error and "indented code block" in indented.marker_error
     assert unmarked.action is None and unmarked.marker_error is None
     assert no_reason.marker_error == "skip without a reason"
     assert unknown.marker_error and "unknown action" in unknown.marker_error
