@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.flux.conftest import FluxInstance
-from tests.integration.test_docs_examples import DOCS, ROOT, check_block, runnable, write_files
+from tests.integration.test_docs_examples import DOCS, ROOT, run_blocks, runnable
 
 FLUX_DOCS = [d for d in DOCS if runnable(d, "flux")]
 
@@ -16,10 +16,8 @@ FLUX_DOCS = [d for d in DOCS if runnable(d, "flux")]
 @pytest.mark.parametrize("doc", FLUX_DOCS, ids=[str(d.relative_to(ROOT)) for d in FLUX_DOCS])
 def test_flux_examples_run(doc: Path, tmp_path: Path, flux_instance: FluxInstance) -> None:
     before = set(_jobs(flux_instance))
-    write_files(doc, tmp_path)
     try:
-        for block in runnable(doc, "flux"):
-            check_block(block, tmp_path, flux_instance.env)
+        run_blocks(doc, "flux", tmp_path, flux_instance.env)
     finally:
         # the jobs the examples submitted end before the next test wants the cores
         flux_instance.flux("queue", "drain", "--timeout=120", check=False, timeout=130)

@@ -11,6 +11,9 @@ ACTION is one of
 - ``run``: a shell block, run with ``bash -e -o pipefail`` in the document's scratch
   directory (also ``$WORK``), fluxlite's virtualenv first on PATH. ``exit=N`` is the
   documented exit code (default 0); ``creates=A,B`` names files it must have made.
+- ``output``: lines the ``run`` block before it printed (each matches one line of its
+  stdout or stderr; ``…`` or ``...`` stands for any text; an indented line continues the
+  line above).
 - ``session``: lines starting with ``$ `` are commands, run as for ``run``; the other lines
   are their output (stdout and stderr together), line by line, where ``…`` stands for any
   text.
@@ -54,9 +57,10 @@ DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 EXAMPLE = ROOT / "examples" / "findrange"
 SAMPLES = ROOT / "tests" / "data" / "kickstart-samples"
 
-ACTIONS = {"run", "session", "file", "job", "fragment", "json", "yaml", "synopsis", "skip"}
+ACTIONS = {"run", "output", "session", "file", "job", "fragment", "json", "yaml", "synopsis",
+           "skip"}
 OPTIONS = {"run": {"exit", "setup", "needs", "cwd", "creates"},
-           "session": {"setup", "needs", "cwd"}, "synopsis": set(),
+           "output": {"needs"}, "session": {"setup", "needs", "cwd"}, "synopsis": set(),
            "file": {"name"}, "job": set(), "fragment": set(), "json": set(), "yaml": set(),
            "skip": {"reason"}}
 NEEDS = {"flux", "matplotlib"}
@@ -256,8 +260,10 @@ def _matches(expected: str, actual: str) -> bool:
     return re.fullmatch(pattern, actual) is not None
 
 
-def check_block(block: Block, work: Path, base_env: dict[str, str] | None = None) -> None:
-    """Run one block (a marked run/session/fragment/json/yaml) and check its outcome."""
+def check_block(block: Block, work: Path, base_env: dict[str, str] | None = None,
+                previous: str = "") -> str:
+    """Run one block and check its outcome; what a ``run`` block printed (stdout and
+    stderr), for the ``output`` blocks after it (``previous``)."""
     env = _env(work, base_env)
     where = block.options.get("cwd")
     cwd = ROOT if where == "repo" else work / where if where else work
@@ -272,6 +278,13 @@ def check_block(block: Block, work: Path, base_env: dict[str, str] | None = None
         missing = [f for f in block.options.get("creates", "").split(",")
                    if f and not (cwd / f).exists()]
         assert not missing, f"{block.where}: did not create {missing}\n{p.stderr}"
+        return p.stdout + p.stderr
+    if block.action == "output":
+        printed = [ln.rstrip() for ln in previous.splitlines()]
+        for line in re.sub(r"\n[ \t]+", " ", block.text).splitlines():
+            assert any(_matches(line.replace("...", "…"), got) for got in printed), (
+                f"{block.where}: the run before printed no line like\n{line}\n"
+                f"it printed:\n{previous}")
     elif block.action == "synopsis":
         words = block.text.split()
         command = words[words.index("fluxlite") + 1]
@@ -303,6 +316,7 @@ def check_block(block: Block, work: Path, base_env: dict[str, str] | None = None
         json.loads(block.text)
     elif block.action == "yaml":
         assert yaml.safe_load(textwrap.dedent(block.text)), f"{block.where}: empty"
+    return ""
 
 
 def write_files(doc: Path, work: Path) -> None:
@@ -313,9 +327,18 @@ def write_files(doc: Path, work: Path) -> None:
             (work / block.options["name"]).write_text(block.text)
 
 
+def run_blocks(doc: Path, need: str | None, work: Path,
+               env: dict[str, str] | None = None) -> None:
+    """Every block of a document that needs ``need``, in order, after its files."""
+    write_files(doc, work)
+    printed = ""
+    for block in runnable(doc, need):
+        printed = check_block(block, work, env, printed) or printed
+
+
 def runnable(doc: Path, need: str | None) -> list[Block]:
-    return [b for b in blocks(doc) if b.action in ("run", "session", "job", "fragment", "json",
-                                                   "yaml", "synopsis")
+    return [b for b in blocks(doc) if b.action in ("run", "output", "session", "job", "fragment",
+                                                   "json", "yaml", "synopsis")
             and b.options.get("needs") == need]
 
 
@@ -358,13 +381,20 @@ def test_marker_convention(tmp_path: Path) -> None:
     assert run.options == {"exit": "3"} and run.text == "exit 2\n"
     with pytest.raises(AssertionError, match="exit 2, documented 3"):
         check_block(run, tmp_path)
+    shown = tmp_path / "output.md"
+    shown.write_text("<!-- example: run -->\n```sh\necho hello, world\n```\n"
+                     "<!-- example: output -->\n```\nhello, …\n```\n"
+                     "<!-- example: output -->\n```\ngoodbye\n```\n")
+    echo, good, bad = blocks(shown)
+    printed = check_block(echo, tmp_path)
+    check_block(good, tmp_path, previous=printed)
+    with pytest.raises(AssertionError, match="printed no line like"):
+        check_block(bad, tmp_path, previous=printed)
 
 
 @pytest.mark.parametrize("doc", DOCS, ids=[str(d.relative_to(ROOT)) for d in DOCS])
 def test_examples_run(doc: Path, tmp_path: Path) -> None:
-    write_files(doc, tmp_path)
-    for block in runnable(doc, None):
-        check_block(block, tmp_path)
+    run_blocks(doc, None, tmp_path)
 
 
 @pytest.mark.parametrize("doc", DOCS, ids=[str(d.relative_to(ROOT)) for d in DOCS])
@@ -373,9 +403,7 @@ def test_examples_needing_matplotlib(doc: Path, tmp_path: Path) -> None:
     if not todo:
         return
     pytest.importorskip("matplotlib", reason="fluxlite[plot] is not installed")
-    write_files(doc, tmp_path)
-    for block in todo:
-        check_block(block, tmp_path)
+    run_blocks(doc, "matplotlib", tmp_path)
 
 
 @pytest.mark.parametrize("script", ["examples/run-example.sh", "scripts/test.sh"])
