@@ -1,7 +1,7 @@
 """Every example of README.md and docs/*.md, extracted from the files themselves and run.
 
-Each fenced block (as CommonMark reads it: an indented code block is refused, since it
-cannot carry a marker) carries a marker, an HTML comment on the last non-blank line before its
+Blocks are found as CommonMark reads them; an indented code block is refused (fence it).
+Each fenced block carries a marker, an HTML comment on the last non-blank line before its
 opening fence (invisible once rendered):
 
     <!-- example: ACTION key=value key="a value with spaces" -->
@@ -30,7 +30,8 @@ ACTION is one of
 
 Options of ``run``/``session``: ``setup=NAME`` prepares the files the example names (see
 SETUPS: the files of examples/findrange, records to read, ...) in the directory it runs
-in, ``cwd=DIR`` runs it in ``$WORK/DIR`` (``cwd=repo``: the repository's root), ``needs=flux`` runs it inside a Flux instance (the flux tier,
+in; ``cwd=DIR`` runs it in ``$WORK/DIR`` (``cwd=repo``: the repository's root);
+``needs=flux`` runs it inside a Flux instance (the flux tier,
 tests/flux/test_docs_examples_flux.py) and ``needs=matplotlib`` only where matplotlib
 imports. A block without a marker, or with an unknown action or option, fails the test.
 """
@@ -103,7 +104,7 @@ def blocks(doc: Path) -> list[Block]:
             k -= 1
         marker = _MARKER.match(lines[k]) if k >= 0 else None
         if token.type == "code_block":
-            block.marker_error = "an indented code block: make it a fenced block with a marker"
+            block.marker_error = "an indented code block: fence it and mark it"
         elif marker:
             _parse_marker(block, marker.group(1))
         found.append(block)
