@@ -19,7 +19,7 @@ SPEC_VERSION = 1
 _HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
 KEEP_POLICIES = ("never", "always", "on-failure")
 PLACEMENTS = ("local", "flux", "nested")
-USR1_ACTIONS = ("forward", "term")
+USR1_ACTIONS = ("schedule", "forward", "term")
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +121,7 @@ class JobSpec:
     resources: Resources = field(default_factory=Resources)
     placement: str = "local"
     monitor_interval: float = 1.0
-    usr1: str = "forward"
+    usr1: str = "schedule"
     meta: tuple[str, ...] = ()
     write_meta: str | None = None
     staged_executable: InputFile | None = None
@@ -389,12 +389,12 @@ class _Validator:
             if m is not None:
                 self.unknown(m, "monitor", {"interval"})
                 monitor_interval = self.number(m, "interval", "monitor", 1.0, minimum=0.01) or 1.0
-        usr1 = "forward"
+        usr1 = "schedule"
         if d.get("signals") is not None:
             s = self.obj(d["signals"], "signals")
             if s is not None:
                 self.unknown(s, "signals", {"usr1"})
-                usr1 = self.choice(s, "usr1", "signals", USR1_ACTIONS, "forward")
+                usr1 = self.choice(s, "usr1", "signals", USR1_ACTIONS, "schedule")
         meta: list[str] = []
         for i, mp in enumerate(self.list_of(d, "meta", "")):
             if not isinstance(mp, str) or not mp:
