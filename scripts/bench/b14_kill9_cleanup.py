@@ -19,6 +19,8 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import PYTHON, fluxlite_env, median  # noqa: E402
 
+from fluxlite.execute.supervisor import descendants  # noqa: E402
+
 ROUNDS = int(os.environ.get("B14_ROUNDS", "10"))
 TARGET = 1.0
 
@@ -31,27 +33,6 @@ sleep 0.2
 touch "$out"
 sleep 600
 """
-
-
-def _tree(pid: int) -> list[int]:
-    """pid's descendants, from /proc/PID/task/TID/children."""
-    out: list[int] = []
-    todo = [pid]
-    while todo:
-        p = todo.pop()
-        try:
-            tids = os.listdir(f"/proc/{p}/task")
-        except OSError:
-            continue
-        for tid in tids:
-            try:
-                with open(f"/proc/{p}/task/{tid}/children") as fh:
-                    kids = [int(x) for x in fh.read().split()]
-            except OSError:
-                continue
-            out += kids
-            todo += kids
-    return out
 
 
 def _running(pid: int) -> bool:
@@ -78,7 +59,7 @@ def one_round(tmp: str, env: dict[str, str]) -> float:
         if proc.poll() is not None or time.monotonic() > deadline:
             raise SystemExit("the benchmark's job did not start")
         time.sleep(0.01)
-    pids = _tree(proc.pid)
+    pids = descendants(proc.pid)  # the supervisor, the task and what it started
     t0 = time.perf_counter()
     proc.send_signal(signal.SIGKILL)
     proc.wait()
