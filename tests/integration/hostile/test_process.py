@@ -251,3 +251,19 @@ def test_the_task_does_not_inherit_fluxlites_signal_handling(fl: Fluxlite, tmp_p
     mine = subprocess.run(["/bin/grep", "-E", "^Sig(Ign|Blk)", "/proc/self/status"],
                           capture_output=True, check=True).stdout.decode()
     assert stdout == mine
+
+
+@pytest.mark.parametrize("code", [71, 126, 127, 137, 255])
+def test_a_tasks_own_exit_code_passes_unchanged_and_the_record_tells_it(
+        fl: Fluxlite, tmp_path: Path, code: int) -> None:
+    job = {"executable": "/bin/sh", "arguments": ["-c", f"exit {code}"],
+           "records": {"kickstart": None, "json": str(tmp_path / "rec.json")}}
+    p = fl.run("run", str(fl.write_job(job)))
+    assert p.returncode == code
+    rec = json.loads((tmp_path / "rec.json").read_text())
+    assert rec["failed_phase"] == "task" and rec["task"]["status"]["exitcode"] == code
+    assert rec["task"]["status"]["signal"] is None
+    assert _summary(p.stderr)[0] == f"job failed (exit {code}): exit {code}"
+    if code == 71:
+        assert p.stderr.decode().splitlines()[-1] == (
+            "PegasusLite: exitcode 71, tool originally exited with exitcode 71")
