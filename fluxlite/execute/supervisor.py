@@ -37,6 +37,7 @@ DEATH_SIGNAL = signal.SIGTERM
 _RESET = (signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGXCPU, signal.SIGUSR1,
           signal.SIGUSR2, signal.SIGALRM)
 _libc = None
+_subreaper = False
 
 
 class _Orphaned(BaseException):
@@ -79,10 +80,13 @@ def _prctl(option: int, arg: int) -> bool:
         return False
 
 
-def available() -> bool:
-    """True where the supervisor's prctl() calls work (Linux); loads libc beforehand, so
-    that the forked supervisor loads nothing."""
-    return _prctl(_PR_SET_CHILD_SUBREAPER, 1)
+def make_subreaper() -> bool:
+    """Make this process a child subreaper (Linux); False where unsupported. Also loads
+    libc for the forked supervisor, which then loads nothing."""
+    global _subreaper
+    if not _subreaper:
+        _subreaper = _prctl(_PR_SET_CHILD_SUBREAPER, 1)
+    return _subreaper
 
 
 def start(argv: list[str], cwd: str, env: dict[str, str], stdio: tuple[int, int, int],

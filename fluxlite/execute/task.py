@@ -25,25 +25,9 @@ from fluxlite.spec import Limits
 
 logger = logging.getLogger(__name__)
 
-_PR_SET_CHILD_SUBREAPER = 36
-_subreaper_done = False
-
-
 def become_subreaper() -> bool:
     """Make orphaned descendants re-parent to this process (Linux); False where unsupported."""
-    global _subreaper_done
-    if _subreaper_done:
-        return True
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
-            return False
-    except (OSError, AttributeError):
-        return False
-    _subreaper_done = True
-    return True
+    return supervisor.make_subreaper()
 
 
 def signal_name(signum: int) -> str:
@@ -300,8 +284,7 @@ class TaskController(ScheduledController):
 
     # -- start ------------------------------------------------------------------
     def start(self) -> None:
-        become_subreaper()
-        supervisor.available()
+        become_subreaper()  # leftovers re-parent to fluxlite once the supervisor has gone
         mode = "ab" if self.append else "wb"
         try:
             # an int is a descriptor the caller opened and keeps (shared by several tasks)
