@@ -209,16 +209,24 @@ def test_a_time_limit_failure_names_the_time_limit(fl: Fluxlite, tmp_path: Path)
     ({"executable": "/nonexistent/tool"}, "task failed: executable '/nonexistent/tool' does "
                                            "not exist"),
     ({"executable": "/bin/true", "stderr": "logs/err.txt"}, "task failed: cannot open stderr"),
+    ({"executable": "./plain.txt", "inputs": [{"lfn": "plain.txt", "urls": ["PLAIN"]}]},
+     "is not an executable file"),
 ])
 def test_the_phase_of_a_start_failure_is_the_task(fl: Fluxlite, tmp_path: Path, job: dict,
                                                    needle: str) -> None:
+    # found before anything is created, when the stdio is opened, or after the stage-in:
+    # a task that cannot be started is a failure of the task, not of a phase around it
+    plain = tmp_path / "plain.txt"
+    plain.write_text("not a program\n")
+    if "inputs" in job:
+        job = {**job, "inputs": [{"lfn": "plain.txt", "urls": [f"file://{plain}"]}]}
     job = {**job, "records": {"kickstart": None, "json": str(tmp_path / "rec.json")}}
     p = fl.run("run", str(fl.write_job(job)))
     assert p.returncode == 127
     (first, _) = _summary(p.stderr)
     assert needle in first, first
     assert json.loads((tmp_path / "rec.json").read_text())["failed_phase"] == "task"
-    assert b"setup failed" not in p.stderr and b"stage-out failed" not in p.stderr
+    assert not any(f"{ph} failed".encode() in p.stderr for ph in ("setup", "stage-in", "stage-out"))
 
 
 def test_a_signal_to_the_supervisor_does_not_lose_the_task(fl: Fluxlite, tmp_path: Path) -> None:
