@@ -96,15 +96,20 @@ def start(argv: list[str], cwd: str, env: dict[str, str], stdio: tuple[int, int,
     signal follows the thread that forks). Raises OSError when the task cannot be started."""
     parent = os.getpid()
     r, w = os.pipe()
+    # no signal may reach the fork before it has handlers of its own (it would run
+    # fluxlite's): held back from the fork until then, and in fluxlite until it has forked
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, (*_RESET, DEATH_SIGNAL))
     try:
         pid = os.fork()
     except OSError:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         os.close(r)
         os.close(w)
         raise
     if pid == 0:  # the supervisor: never returns
         os.close(r)
-        _supervise(parent, argv, cwd, env, stdio, w, on_orphaned)
+        _supervise(parent, argv, cwd, env, stdio, w, on_orphaned, mask)
+    signal.pthread_sigmask(signal.SIG_SETMASK, mask)
     os.close(w)
     first = _read_line(r)
     words = first.split(maxsplit=2)
@@ -123,7 +128,7 @@ def start(argv: list[str], cwd: str, env: dict[str, str], stdio: tuple[int, int,
 
 def _supervise(parent: int, argv: list[str], cwd: str, env: dict[str, str],
                stdio: tuple[int, int, int], report: int,
-               on_orphaned: Callable[[], None] | None) -> None:
+               on_orphaned: Callable[[], None] | None, mask: set[signal.Signals]) -> None:
     code = 0
     try:
         try:
@@ -133,6 +138,7 @@ def _supervise(parent: int, argv: list[str], cwd: str, env: dict[str, str],
             signal.signal(DEATH_SIGNAL, _on_death(parent))
             _prctl(_PR_SET_CHILD_SUBREAPER, 1)
             _prctl(_PR_SET_PDEATHSIG, int(DEATH_SIGNAL))
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # the task gets fluxlite's mask
             if os.getppid() != parent:
                 raise _Orphaned
             try:
