@@ -336,3 +336,16 @@ def test_cancel_of_kickstart_ends_its_task_in_a_session_of_its_own(
     for pid in left:  # the test's own processes: never leave them running
         psutil.Process(pid).kill()
     assert left == []
+
+
+def test_the_memo_of_a_failed_job_carries_its_cause(fi: FluxInstance, fl: Fluxlite,
+                                                    data: Path) -> None:
+    job = fl.write_job({"executable": "/bin/sh", "arguments": ["-c", "exit 3"],
+                        "records": _records(fl.tmp)})
+    jobid = _batch(fi, fl, f"#!/bin/sh\nexec {PY_FLUXLITE} run {job}\n", "--time-limit=3m")
+    info = fi.wait_job(jobid)
+    assert info["returncode"] == 3
+    out = fi.flux("jobs", "-n", "-o", "{user.fluxlite.phase}|{user.fluxlite.cause}",
+                  jobid).stdout.strip()
+    assert out == "failed|exit 3", out
+    assert "job failed (exit 3): exit 3" in (fl.tmp / "batch.out").read_text()
