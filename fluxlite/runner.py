@@ -576,7 +576,7 @@ class Runner:
                     rec.jobids["flux-task"] = ctl.flux_jobid
                     if rec.flux is not None:
                         rec.flux["task"] = ctl.flux_info  # filled in further as it ends
-                mon.start(exclude=getattr(ctl, "helper_pids", ()))
+                mon.start(exclude=ctl.helper_pids)
                 logger.info("task started: pid %d", ctl.result.pid)
                 res = ctl.wait()
             except ExecError as err:
@@ -688,8 +688,10 @@ class Runner:
         stdin, stdout, stderr = self._open_stdio()
         ctl = TaskController(list(argv), self.workdir.path, self._task_env(), stdin=stdin,
                              stdout=stdout, stderr=stderr, schedule=Schedule(),
-                             kill_grace=self.spec.limits.kill_grace, events=rec.signals,
-                             on_orphaned=self._orphaned)
+                             kill_grace=self.spec.limits.kill_grace, usr1=self.spec.usr1,
+                             events=rec.signals, on_orphaned=self._orphaned)
+        if self.flux is not None:
+            ctl.timeleft = self.flux.timeleft
         with self._phase(name) as ph:
             try:
                 self.controller = ctl

@@ -151,6 +151,11 @@ class ScheduledController:
     def kill_tree(self, reason: str) -> None:
         raise NotImplementedError
 
+    @property
+    def helper_pids(self) -> tuple[int, ...]:
+        """fluxlite's own processes below it that are not the task's (not monitored)."""
+        return ()
+
     def _interrupt_wait(self) -> None:
         """Make wait() look at the deadlines again (they just moved)."""
 
