@@ -18,6 +18,7 @@ before. It is a fork, not a new interpreter: starting it costs about a milliseco
 from __future__ import annotations
 
 import errno
+import gc
 import logging
 import os
 import resource
@@ -130,6 +131,7 @@ def _supervise(parent: int, argv: list[str], cwd: str, env: dict[str, str],
                stdio: tuple[int, int, int], report: int,
                on_orphaned: Callable[[], None] | None, mask: set[signal.Signals]) -> None:
     code = 0
+    gc.disable()  # a collection here would write to, and so copy, much of fluxlite's heap
     try:
         try:
             os.setpgid(0, 0)
