@@ -12,6 +12,7 @@ import signal
 import stat
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
@@ -275,3 +276,61 @@ def test_a_tasks_own_exit_code_passes_unchanged_and_the_record_tells_it(
     if code == 71:
         assert p.stderr.decode().splitlines()[-1] == (
             "PegasusLite: exitcode 71, tool originally exited with exitcode 71")
+
+
+def _marked(token: str) -> list[int]:
+    """Live processes whose command line holds token (made unique to this test)."""
+    out = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/cmdline", "rb") as fh:
+                if token.encode() in fh.read() and _alive([int(name)]):
+                    out.append(int(name))
+        except OSError:
+            pass
+    return out
+
+
+def _kill_marked(token: str) -> None:
+    for pid in _marked(token):  # the test's own processes: never leave them running
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+
+
+def _sigkill_when(proc: subprocess.Popen[bytes], ready: Callable[[], bool], token: str,
+                  within: float) -> None:
+    """SIGKILL fluxlite once ready() holds; then no process marked with token may be left
+    `within` seconds later."""
+    try:
+        deadline = time.monotonic() + 20
+        while not ready():
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.01)
+        proc.kill()
+        proc.wait()
+        deadline = time.monotonic() + within
+        while _marked(token) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert _marked(token) == []
+    finally:
+        _kill_marked(token)
+
+
+def test_sigkill_while_the_task_keeps_forking_leaves_nothing(fl: Fluxlite, tmp_path: Path
+                                                             ) -> None:
+    token = f"4321.{os.getpid()}"
+    body = (f"i=0; while [ $i -lt 400 ]; do ( setsid sleep {token} & ); i=$((i+1)); "
+            f"[ $i -eq 20 ] && touch {tmp_path}/forking; done; sleep {token}")
+    proc = fl.popen("run", str(fl.write_job({"executable": "/bin/sh", "arguments": ["-c", body]})))
+    _sigkill_when(proc, (tmp_path / "forking").exists, token, 5.0)
+
+
+def test_sigkill_of_kickstart_during_its_prejob_ends_the_hook(fl: Fluxlite, data: Path) -> None:
+    token = f"4322.{os.getpid()}"
+    hook = script(data / "prejob.sh", f"#!/bin/sh\nsetsid sleep {token} &\nsleep {token}\n")
+    proc = fl.popen("kickstart", "/bin/true", env={"KICKSTART_PREJOB": str(hook)})
+    _sigkill_when(proc, lambda: len(_marked(token)) >= 2, token, 2.0)
