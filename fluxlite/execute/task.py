@@ -324,12 +324,15 @@ class TaskController(ScheduledController):
         received; then clean up its tree."""
         assert self._task is not None
         report = self._task.report
+        poller = select.poll()  # not select(): descriptors may be numbered above 1024
+        poller.register(report, select.POLLIN)
+        poller.register(self._wake_r, select.POLLIN)
         while True:
             self._handle_pending()
             deadline = self._next_deadline()
             timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
-            ready, _, _ = select.select([report, self._wake_r], [], [],
-                                        timeout if timeout is None else min(timeout, 3600.0))
+            ready = {fd for fd, _ in poller.poll(
+                None if timeout is None else math.ceil(min(timeout, 3600.0) * 1000))}
             if report in ready:
                 break
             if self._wake_r in ready:

@@ -126,3 +126,22 @@ def test_a_task_that_cannot_start_raises_exec_error(tmp_path: Path) -> None:
     ctl = controller(tmp_path, [str(tmp_path / "missing")])
     with pytest.raises(ExecError, match="No such file or directory"):
         ctl.start()
+
+
+def test_descriptors_numbered_above_1024_do_not_matter(tmp_path: Path) -> None:
+    import os
+    import resource
+
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 1200:
+        import pytest
+
+        pytest.skip(f"RLIMIT_NOFILE is {soft}")
+    held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    try:
+        ctl = controller(tmp_path, ["/bin/sh", "-c", "exit 4"])
+        ctl.start()
+        assert ctl.wait().status.exitcode == 4
+    finally:
+        for fd in held:
+            os.close(fd)
