@@ -127,7 +127,8 @@ class ScheduledController:
         self.argv = argv
         self.cwd = cwd
         self.schedule = schedule
-        self.kill_grace = kill_grace
+        # a grace that is not a finite number (the spec refuses one) must not spin or hang
+        self.kill_grace = kill_grace if math.isfinite(kill_grace) and kill_grace >= 0 else 5.0
         self.usr1 = usr1
         self.events = events if events is not None else []
         self.result = TaskResult(argv=list(argv), cwd=cwd)

@@ -145,3 +145,10 @@ def test_descriptors_numbered_above_1024_do_not_matter(tmp_path: Path) -> None:
     finally:
         for fd in held:
             os.close(fd)
+
+
+def test_a_grace_that_is_not_a_number_is_the_default(tmp_path: Path) -> None:
+    import math
+
+    for grace in (math.nan, math.inf, -1.0):
+        assert controller(tmp_path, ["/bin/true"], kill_grace=grace).kill_grace == 5.0
