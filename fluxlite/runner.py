@@ -8,6 +8,7 @@ policy, and an exit code that tells task failures from infrastructure failures.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import resource
@@ -869,11 +870,12 @@ class Runner:
         then says why); the failure of a job that had failed already keeps its own cause,
         and this is a line of its own."""
         rec = self.record
+        summary = rec.exit_code == 0 and self.opt.protocol  # said by the failure summary
         if rec.exit_code == 0:
             rec.exit_code = EXIT_INFRA
             rec.error = why
             rec.failed_phase = "records"
-        else:
+        if not summary:
             logger.error("%s", why)
 
     def _cleanup(self) -> None:
@@ -981,6 +983,8 @@ def _stderr_tail(rec: Record, lines: int = 3, width: int = 300) -> str:
 
 def _emit(dest: str, data: bytes, stdout: Any, append: bool = False) -> None:
     if dest == "-":
+        if stdout is None and sys.stdout is None:  # started with its stdout closed
+            raise OSError(errno.EBADF, "standard output is closed")
         out = stdout if stdout is not None else sys.stdout.buffer
         out.write(data)
         out.flush()
