@@ -6,11 +6,14 @@ single lower-case line that names the thing at fault.
 
 from __future__ import annotations
 
-# Exit codes shared by every front end (documented in the README).
+# Exit codes shared by every front end (documented in the README). A task's own exit code
+# passes through unchanged, so 71, 126, 127 and 129-255 may also be the task's: the record
+# (task status, failed phase) tells them apart; 128+N is a signal N (SIGNAL_BASE + N).
 EXIT_OK = 0
 EXIT_USAGE = 2
 EXIT_INFRA = 71  # a failure outside the task, as PegasusLite >= 5.1.3 reports it
-EXIT_CANNOT_EXEC = 127
+EXIT_CANNOT_EXEC = 127  # the task could not be started (or its stdio not opened)
+SIGNAL_BASE = 128
 
 
 class FluxliteError(Exception):
@@ -89,7 +92,7 @@ class Interrupted(FluxliteError):
         super().__init__(f"interrupted by {name} during {phase}")
         self.signum = signum
         self.phase = phase
-        self.exit_code = 128 + signum
+        self.exit_code = SIGNAL_BASE + signum
 
 
 class FluxUnavailable(FluxliteError):

@@ -8,6 +8,7 @@ policy, and an exit code that tells task failures from infrastructure failures.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import resource
@@ -32,6 +33,7 @@ from fluxlite.errors import (
 )
 from fluxlite.execute.task import SignalEvent, TaskController, signal_name
 from fluxlite.execute.timelimit import Schedule, from_limits
+from fluxlite.execute.timelimit import describe as describe_schedule
 from fluxlite.integrity import verify
 from fluxlite.record import host
 from fluxlite.record.model import OutputInfo, Phase, Record, StdioFile, tail
@@ -69,6 +71,10 @@ class RunOptions:
     omit_data_on_success: bool = False  # kickstart -q
     timeout_exit_code: int | None = None  # exit code when the checkpoint TERM fired
     record_append: bool = False  # append the record to its file instead of replacing it
+    overwrite_records: bool = False  # False: an earlier record is kept as PATH.000, .001...
+    # a task that handled a forwarded stop signal and exited N: False makes N the exit code,
+    # as pegasus-kickstart does; True (fluxlite run) makes it 128+signal, work not done
+    stopped_task_fails: bool = True
     protocol: bool = True  # print the "PegasusLite: exitcode N" line
 
 
@@ -160,6 +166,8 @@ class Runner:
         self._owned_fds: list[int] = []
         self._temp_files: list[str] = []
         self._failed_hook: tuple[str, Any] | None = None
+        self._failing_phase: str | None = None  # the phase the failure left, not a later one
+        self._kept_workdir: str | None = None
 
     # -- phases -----------------------------------------------------------------------
     @contextmanager
@@ -174,6 +182,7 @@ class Runner:
         except BaseException as err:
             ph.ok = False
             ph.error = str(err) or type(err).__name__
+            self._failing_phase = self._failing_phase or name
             raise
         finally:
             ph.duration = time.perf_counter() - t0
@@ -233,6 +242,10 @@ class Runner:
 
     def _fail(self, err: FluxliteError, phase: str) -> None:
         rec = self.record
+        if isinstance(err, ExecError):
+            phase = "task"  # the task could not be started, whenever that was found out
+        elif not isinstance(err, Interrupted):
+            phase = self._failing_phase or phase
         rec.error = str(err)
         rec.failed_phase = phase
         if isinstance(err, Interrupted):
@@ -241,7 +254,9 @@ class Runner:
             rec.exit_code = rec.task.status.code  # the task's failure decides
         else:
             rec.exit_code = err.exit_code
-        logger.error("%s failed: %s", phase, err)
+        # fluxlite run says it in the failure summary at the end; kickstart here
+        logger.log(logging.DEBUG if self.opt.protocol else logging.ERROR, "%s failed: %s",
+                   phase, err)
 
     def _main(self) -> None:
         spec, rec = self.spec, self.record
@@ -268,8 +283,9 @@ class Runner:
         try:
             if self._run_hooks("setup", "prejob"):
                 self._run_task(exe)
-                if rec.task is not None and rec.task.status.ok and not rec.task.timed_out:
-                    self._run_hooks("postjob")
+                if (rec.task is not None and rec.task.status.ok and not rec.task.timed_out
+                        and self.signals.stop_signal is None):
+                    self._run_hooks("postjob")  # nothing new starts once told to stop
         finally:
             self._run_hooks("cleanup")  # like kickstart's: whatever happened before
             # outputs and checkpoints leave whatever happened to the task
@@ -282,7 +298,8 @@ class Runner:
             rec.error = rec.error or f"{_describe(task.status)} after the time limit"
             rec.failed_phase = rec.failed_phase or "task"
             return
-        if task is not None and task.status.ok and task.terminated_by:
+        if (task is not None and task.status.ok and task.terminated_by
+                and (task.timed_out or self.opt.stopped_task_fails)):
             # The task caught the TERM (time limit or a signal to fluxlite) and exited
             # cleanly, typically after saving a checkpoint: its work is not done, so the job
             # must not count as a success; a rerun resumes from the checkpoint.
@@ -555,9 +572,8 @@ class Runner:
         spec, rec, wd = self.spec, self.record, self.workdir.path
         sched = self._schedule()
         rec.schedule = sched
-        if sched.term_after is not None:
-            logger.info("time limit: TERM after %.1f s, KILL after %.1f s (%s)",
-                        sched.term_after, sched.kill_after or 0.0, sched.source)
+        if sched.term_after is not None or sched.kill_after is not None:
+            logger.info("time limit: %s", describe_schedule(sched))
         stdin: str | int
         stdout: str | int
         stderr: str | int
@@ -585,9 +601,12 @@ class Runner:
             from fluxlite.flux.placement import controller_for
 
             ctl_cls = controller_for(spec, self.flux)
+        local = {"on_orphaned": self._orphaned} if ctl_cls is TaskController else {}
         ctl = ctl_cls(argv, cwd, env, stdin=stdin, stdout=stdout, stderr=stderr,
                       schedule=sched, kill_grace=spec.limits.kill_grace, usr1=spec.usr1,
-                      events=rec.signals)
+                      events=rec.signals, **local)
+        if self.flux is not None:
+            ctl.timeleft = self.flux.timeleft  # re-derives the schedule at Flux's warning
         if not self.opt.stdio:
             rec.stdio = [StdioFile("stdin", str(stdin)), StdioFile("stdout", str(stdout)),
                          StdioFile("stderr", str(stderr))]
@@ -601,7 +620,7 @@ class Runner:
                     rec.jobids["flux-task"] = ctl.flux_jobid
                     if rec.flux is not None:
                         rec.flux["task"] = ctl.flux_info  # filled in further as it ends
-                mon.start()
+                mon.start(exclude=ctl.helper_pids)
                 logger.info("task started: pid %d", ctl.result.pid)
                 res = ctl.wait()
             except ExecError as err:
@@ -624,6 +643,13 @@ class Runner:
             if res.killed:
                 logger.info("killed %d leftover process%s of the task", len(res.killed),
                             "es" * (len(res.killed) != 1))
+
+    def _orphaned(self) -> None:
+        """Run by the task's supervisor when fluxlite died (SIGKILL) during the task, after
+        it killed every process of the job: the worker directory goes as ``keep`` says of
+        a failed job (kept unless "never"); a directory fluxlite did not create stays."""
+        if self.opt.cwd is None and self.workdir is not None and self.spec.workdir.keep == "never":
+            self.workdir.remove()
 
     # -- kickstart's additions: shared stdio, environment hooks, stat records ----------------
     def _open_stdio(self) -> tuple[int, int, int]:
@@ -708,7 +734,10 @@ class Runner:
         stdin, stdout, stderr = self._open_stdio()
         ctl = TaskController(list(argv), self.workdir.path, self._task_env(), stdin=stdin,
                              stdout=stdout, stderr=stderr, schedule=self._hook_schedule(name),
-                             kill_grace=self.spec.limits.kill_grace, events=rec.signals)
+                             kill_grace=self.spec.limits.kill_grace, usr1=self.spec.usr1,
+                             events=rec.signals, on_orphaned=self._orphaned)
+        if self.flux is not None:
+            ctl.timeleft = self.flux.timeleft
         with self._phase(name) as ph:
             try:
                 self.controller = ctl
@@ -759,7 +788,10 @@ class Runner:
     def _finish(self) -> None:
         rec = self.record
         self.phase = "records"
-        self._memo("done" if rec.exit_code == 0 else "failed", exit_code=rec.exit_code)
+        if rec.exit_code == 0:
+            self._memo("done", exit_code=0)
+        else:  # the cause as stderr says it, for `flux jobs -o {user.fluxlite.cause}`
+            self._memo("failed", exit_code=rec.exit_code, cause=failure_cause(rec))
         ru = resource.getrusage(resource.RUSAGE_SELF)
         from fluxlite.execute.task import rusage_dict
 
@@ -774,7 +806,7 @@ class Runner:
             rec.environment = host.redacted_env(self._task_env())
             rec.rlimits = host.rlimits()
         rec.duration = time.time() - rec.start
-        self._write_records()
+        written = self._write_records()
         self._cleanup()
         self.phase = "done"
         rc = rec.exit_code
@@ -782,6 +814,9 @@ class Runner:
             logger.info("job succeeded in %.3f s", rec.duration)
         if not self.opt.protocol:
             return
+        if rc != 0:
+            for line in failure_summary(rec, written, self._kept_workdir):
+                logger.error("%s", line)
         if rc == EXIT_INFRA:
             tool_rc = rec.task.status.code if rec.task and rec.task.pid else 1
             _protocol(f"PegasusLite: exitcode {rc}, tool originally exited with exitcode "
@@ -789,43 +824,59 @@ class Runner:
         else:
             _protocol(f"PegasusLite: exitcode {rc}")
 
-    def _write_records(self) -> None:
+    def _write_records(self) -> list[str]:
+        """Write the records; the files written (not stdout)."""
         rec, spec = self.record, self.spec
         ks = spec.records.kickstart if self.opt.kickstart == "from-spec" else self.opt.kickstart
         js = spec.records.json if self.opt.json == "from-spec" else self.opt.json
+        written = []
         if ks:
             from fluxlite.record import kickstart
 
-            self._emit_record("kickstart", ks,
-                              lambda: kickstart.render(rec).encode("utf-8", "backslashreplace"),
-                              append=self.opt.record_append)
+            if self._emit_record("kickstart", ks, lambda: kickstart.render(rec).encode(
+                    "utf-8", "backslashreplace"), append=self.opt.record_append):
+                written.append(ks)
         if js:
             from fluxlite.record import jsonrecord  # orjson: imported only when asked for
 
-            self._emit_record("JSON", js, lambda: jsonrecord.render(rec))
+            if self._emit_record("JSON", js, lambda: jsonrecord.render(rec)):
+                written.append(js)
+        return [w for w in written if w != "-"]
 
-    def _emit_record(self, kind: str, dest: str, render: Any, append: bool = False) -> None:
+    def _emit_record(self, kind: str, dest: str, render: Any, append: bool = False) -> bool:
         """Write one record; a record that cannot be written fails the job (exit 71), but
-        the other record is still written and nothing else is skipped."""
+        the other record is still written and nothing else is skipped. An earlier attempt's
+        record at dest is kept as dest.000 (.001, ...) unless told to overwrite it."""
         rec = self.record
+        if not append and not self.opt.overwrite_records and dest != "-":
+            kept = keep_earlier(dest)
+            if kept:
+                logger.info("the earlier %s record is kept as %s", kind, kept)
         try:
             data = render()
         except Exception as err:  # noqa: BLE001 - the cleanup and the exit line must follow
-            logger.error("cannot render the %s record: %s: %s", kind, type(err).__name__, err)
-            if rec.exit_code == 0:
-                rec.exit_code = EXIT_INFRA
-                rec.error = f"cannot render the {kind} record"
-                rec.failed_phase = "records"
-            return
+            self._record_failed(f"cannot render the {kind} record: {type(err).__name__}: {err}")
+            return False
         try:
             _emit(dest, data, self.opt.stdout, append=append)
         except OSError as err:
-            logger.error("cannot write the %s record to %s: %s", kind, dest,
-                         err.strerror or err)
-            if rec.exit_code == 0:
-                rec.exit_code = EXIT_INFRA
-                rec.error = f"cannot write the {kind} record to {dest}"
-                rec.failed_phase = "records"
+            self._record_failed(f"cannot write the {kind} record to {dest}: "
+                                f"{err.strerror or err}")
+            return False
+        return True
+
+    def _record_failed(self, why: str) -> None:
+        """A record that cannot be written fails a job that had succeeded (its summary line
+        then says why); the failure of a job that had failed already keeps its own cause,
+        and this is a line of its own."""
+        rec = self.record
+        summary = rec.exit_code == 0 and self.opt.protocol  # said by the failure summary
+        if rec.exit_code == 0:
+            rec.exit_code = EXIT_INFRA
+            rec.error = why
+            rec.failed_phase = "records"
+        if not summary:
+            logger.error("%s", why)
 
     def _cleanup(self) -> None:
         self._close_stdio()
@@ -835,12 +886,105 @@ class Runner:
         keep = self.spec.workdir.keep
         if keep == "always" or (keep == "on-failure" and self.record.exit_code != 0):
             logger.info("worker directory kept: %s", wd.path)
+            self._kept_workdir = wd.path
             return
         wd.remove()
 
 
+def keep_earlier(dest: str) -> str | None:
+    """Rename a non-empty regular file at dest to the first free dest.NNN (000 to 999), as
+    pegasus-exitcode keeps the .out of each attempt; its new name, or None. A device, a FIFO
+    or anything that is not a regular file is left alone."""
+    import stat
+
+    try:
+        st = os.lstat(dest)
+    except OSError:
+        return None
+    if not stat.S_ISREG(st.st_mode) or st.st_size == 0:
+        return None
+    for i in range(1000):
+        cand = f"{dest}.{i:03d}"
+        if os.path.lexists(cand):
+            continue
+        try:
+            os.link(dest, cand)  # never replaces: a concurrent rerun takes the next number
+        except FileExistsError:
+            continue
+        except OSError as err:
+            logger.warning("cannot keep the earlier record %s: %s", dest, err.strerror)
+            return None
+        return cand
+    logger.warning("the earlier records of %s are not kept: %s.000 to .999 exist", dest, dest)
+    return None
+
+
+def failure_summary(rec: Record, records: list[str], kept: str | None) -> list[str]:
+    """One or two lines for stderr: why the job failed, the end of the task's stderr, and
+    where the records and the kept worker directory are."""
+    lines = [f"job failed (exit {rec.exit_code}): {failure_cause(rec)}"]
+    where = []
+    err_tail = _stderr_tail(rec)
+    if err_tail:
+        where.append(f"task stderr ends: {err_tail}")
+    if records:
+        where.append("record" + "s" * (len(records) > 1) + ": " + ", ".join(records))
+    if kept:
+        where.append(f"worker directory kept: {kept}")
+    if where:
+        lines.append("; ".join(where))
+    return lines
+
+
+def failure_cause(rec: Record) -> str:
+    """Why the job failed, in a few words: "time limit: TERM at 29 s of 40 s",
+    "killed by signal 9 (SIGKILL)", "exit 3", or the failed phase and its error."""
+    task = rec.task
+    if task is not None and task.timed_out and rec.failed_phase == "task":
+        return _time_limit_cause(rec)
+    if task is not None and task.pid and rec.failed_phase == "task":
+        st = task.status
+        if st.error is not None:
+            return f"task: {st.error}"
+        by = f" after {signal_name(task.terminated_by)} to fluxlite" if task.terminated_by else ""
+        if st.signal is not None:
+            return f"killed by signal {st.signal} ({signal_name(st.signal)}){by}"
+        if task.terminated_by and st.exitcode == 0:
+            sig = signal_name(task.terminated_by)
+            return f"stopped by {sig} to fluxlite: exit 0, work not done"
+        return f"exit {st.exitcode}{by}"
+    if rec.failed_phase in HOOKS and rec.error:
+        return rec.error
+    phase = rec.failed_phase or "job"
+    return f"{phase} failed: {rec.error}" if rec.error else f"{phase} failed"
+
+
+def _time_limit_cause(rec: Record) -> str:
+    task = rec.task
+    assert task is not None
+    t0 = task.start
+    sent = {e.signal: e.time - t0 for e in reversed(rec.signals) if e.direction == "sent"}
+    sched = rec.schedule
+    of = (f" of {sched.walltime:.0f} s" if sched is not None and sched.walltime is not None
+          else "")
+    steps = [f"{sig} at {sent[sig]:.0f} s" for sig in ("SIGTERM", "SIGKILL") if sig in sent]
+    text = "time limit: " + (", ".join(s[3:] for s in steps) or "stopped") + of
+    return text + "; " + _describe(task.status)
+
+
+def _stderr_tail(rec: Record, lines: int = 3, width: int = 300) -> str:
+    for f in rec.stdio:
+        if f.name == "stderr" and f.data:
+            text = f.data.decode("utf-8", "replace").rstrip("\n").splitlines()[-lines:]
+            out = " | ".join(t.strip() for t in text if t.strip())
+            return out if len(out) <= width else "..." + out[-width:]
+    return ""
+
+
 def _emit(dest: str, data: bytes, stdout: Any, append: bool = False) -> None:
     if dest == "-":
+        if stdout is None and sys.stdout is None:  # started with its stdout closed
+            raise OSError(errno.EBADF, "standard output is closed")
         out = stdout if stdout is not None else sys.stdout.buffer
         out.write(data)
         out.flush()

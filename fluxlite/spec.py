@@ -31,7 +31,7 @@ SPEC_VERSION = 1
 SHA256_RE = re.compile(r"^[0-9a-fA-F]{64}$")
 KEEP_POLICIES = ("never", "always", "on-failure")
 PLACEMENTS = ("local", "flux", "nested")
-USR1_ACTIONS = ("forward", "term")
+USR1_ACTIONS = ("schedule", "forward", "term")
 CONTAINER_RUNTIMES = ("apptainer", "singularity", "podman", "docker", "charliecloud")
 HUB_IMAGE_PATTERN = r"^(docker|library|oras|shub)://[^\s]+$"
 INTEGRITY = ("best-effort", "required")
@@ -141,7 +141,7 @@ class JobSpec:
     resources: Resources = field(default_factory=Resources)
     placement: str = "local"
     monitor_interval: float = 1.0
-    usr1: str = "forward"
+    usr1: str = "schedule"
     meta: tuple[str, ...] = ()
     write_meta: str | None = None
     integrity: str = "best-effort"
@@ -353,7 +353,7 @@ SECTIONS: dict[str, dict[str, Field]] = {
         "bank": _S,
     },
     "monitor": {"interval": Field("duration", default=1.0, minimum=0.01, maximum=3600.0)},
-    "signals": {"usr1": Field("enum", default="forward", options=USR1_ACTIONS)},
+    "signals": {"usr1": Field("enum", default="schedule", options=USR1_ACTIONS)},
 }
 
 

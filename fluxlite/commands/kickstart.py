@@ -144,7 +144,7 @@ def build(args: KickstartArgs, environ: dict[str, str]) -> tuple[JobSpec, RunOpt
         stat_after=_under(workdir, args.stat_after),
         hooks=_hooks(environ, path_var), omit_data_on_success=args.omit_data,
         timeout_exit_code=EXIT_TIMEOUT if k > 0 else None,
-        record_append=record != "-", protocol=False)
+        record_append=record != "-", protocol=False, stopped_task_fails=False)
     return spec, opts
 
 

@@ -15,6 +15,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "default: records.kickstart of the job)")
     p.add_argument("--json", "--json-record", dest="json_record", metavar="PATH",
                    help="where the JSON record goes ('-' for stdout; default: records.json)")
+    p.add_argument("--overwrite-records", action="store_true",
+                   help="replace the records of an earlier run (default: keep them as "
+                        "PATH.000, PATH.001, ...)")
     p.add_argument("--full", action="store_true",
                    help="environment and limits in the record even on success")
     p.add_argument("--no-flux", action="store_true",
@@ -37,7 +40,8 @@ def main(args: argparse.Namespace) -> int:
         return 0
     from fluxlite.runner import RunOptions, run_job
 
-    opts = RunOptions(full=args.full, use_flux=not args.no_flux)
+    opts = RunOptions(full=args.full, use_flux=not args.no_flux,
+                      overwrite_records=args.overwrite_records)
     if args.kickstart_record is not None:
         opts.kickstart = args.kickstart_record
     if args.json_record is not None:

@@ -251,12 +251,18 @@ def _whole(value: Any, lo: float, hi: float) -> bool:
     return lo <= value <= hi
 
 
+def _key_path(path: str, key: str) -> str:
+    """The path of an object's member, its key quoted when it is not a plain name (a key
+    may hold any character, a line break too, and a message is one line)."""
+    return f"{path}.{key}" if key.isidentifier() else f"{path}[{json.dumps(key)}]"
+
+
 def _infinite_numbers(x: Any, path: str) -> list[str]:
     """Where the list holds a number too large to be finite (JSON's 1e400 reads as inf)."""
     if isinstance(x, float) and not math.isfinite(x):
         return [f"{path or 'the list'}: must be a finite number"]
     if isinstance(x, dict):
-        return [p for k, v in x.items() for p in _infinite_numbers(v, f"{path}.{k}")]
+        return [p for k, v in x.items() for p in _infinite_numbers(v, _key_path(path, k))]
     if isinstance(x, list):
         return [p for i, v in enumerate(x) for p in _infinite_numbers(v, f"{path}[{i}]")]
     return []

@@ -47,9 +47,12 @@ class Monitor:
         self._cpu: dict[int, float] = {}
         self._io: dict[int, tuple[int, int]] = {}
         self._me: Any = None  # psutil is imported by the sampling thread, off the start path
+        self._exclude: set[int] = set()
         self._thread = threading.Thread(target=self._run, name="fluxlite-monitor", daemon=True)
 
-    def start(self) -> None:
+    def start(self, exclude: tuple[int, ...] = ()) -> None:
+        """Sample from now on; ``exclude``: fluxlite's own helpers (the task's supervisor)."""
+        self._exclude = set(exclude)
         self._thread.start()
 
     def stop(self) -> ResourceUsage:
@@ -77,7 +80,7 @@ class Monitor:
         if self._me is None:
             self._me = psutil.Process(os.getpid())
         rss = vms = threads = 0
-        procs = tree(self._me)
+        procs = [p for p in tree(self._me) if p.pid not in self._exclude]
         for p in procs:
             try:
                 with p.oneshot():

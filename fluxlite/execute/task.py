@@ -9,37 +9,25 @@ double fork) are re-parented to it and can be found, killed and reaped.
 from __future__ import annotations
 
 import logging
+import math
 import os
+import select
 import signal
-import subprocess
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from fluxlite.errors import ExecError, FluxliteError
-from fluxlite.execute.timelimit import Schedule
+from fluxlite.execute import supervisor
+from fluxlite.execute.timelimit import Schedule, from_limits
+from fluxlite.spec import Limits
 
 logger = logging.getLogger(__name__)
 
-_PR_SET_CHILD_SUBREAPER = 36
-_subreaper_done = False
-
-
 def become_subreaper() -> bool:
     """Make orphaned descendants re-parent to this process (Linux); False where unsupported."""
-    global _subreaper_done
-    if _subreaper_done:
-        return True
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
-            return False
-    except (OSError, AttributeError):
-        return False
-    _subreaper_done = True
-    return True
+    return supervisor.make_subreaper()
 
 
 def signal_name(signum: int) -> str:
@@ -127,8 +115,11 @@ class ScheduledController:
     :meth:`_arm`, and provide ``_send(signum, reason)`` (to the whole task) and
     ``kill_tree(reason)``; this class decides when and what: TERM at the checkpoint time,
     KILL at the kill time (or ``kill_grace`` after a TERM), a received terminating signal
-    forwarded once and a second one turned into an immediate KILL, SIGUSR1 forwarded or
-    turned into a TERM.
+    forwarded once, KILL ``kill_grace`` seconds after it and at once on a second one, and
+    SIGUSR1 (Flux's time-limit warning) per ``usr1``: "schedule" keeps it fluxlite's own
+    (the schedule is re-derived from ``timeleft()``, the time Flux says is left, and can only
+    come sooner; without it and without a scheduled TERM, the warning is the TERM),
+    "forward" sends it to the task, "term" makes it a TERM.
     """
 
     def __init__(self, argv: list[str], cwd: str, *, schedule: Schedule, kill_grace: float,
@@ -136,7 +127,8 @@ class ScheduledController:
         self.argv = argv
         self.cwd = cwd
         self.schedule = schedule
-        self.kill_grace = kill_grace
+        # a grace that is not a finite number (the spec refuses one) must not spin or hang
+        self.kill_grace = kill_grace if math.isfinite(kill_grace) and kill_grace >= 0 else 5.0
         self.usr1 = usr1
         self.events = events if events is not None else []
         self.result = TaskResult(argv=list(argv), cwd=cwd)
@@ -145,16 +137,33 @@ class ScheduledController:
         self._t0 = 0.0
         self._term_at: float | None = None
         self._kill_at: float | None = None
+        self._kill_why: str | None = None  # a KILL set by a stop signal's grace, not the schedule
         self._termed = False
         self._killed = False
         self._started = False
+        self._warned: str | None = None  # why the schedule changed at a warning
         self._early: int | None = None  # a signal that came before the task existed
+        self._pending: list[int] = []  # signals taken in the handler, acted on in wait()
+        # seconds left before the enclosing job's time limit (Flux's), for "schedule"
+        self.timeleft: Callable[[], float | None] | None = None
 
     def _send(self, signum: int, reason: str) -> None:
         raise NotImplementedError
 
     def kill_tree(self, reason: str) -> None:
         raise NotImplementedError
+
+    @property
+    def helper_pids(self) -> tuple[int, ...]:
+        """fluxlite's own processes below it that are not the task's (not monitored)."""
+        return ()
+
+    def _interrupt_wait(self) -> None:
+        """Make wait() look at the deadlines again (they just moved)."""
+
+    def _handle_pending(self) -> None:
+        while self._pending:
+            self._apply_signal(self._pending.pop(0))
 
     def _arm(self) -> None:
         """Start the clock of the schedule: the task has just been started."""
@@ -184,13 +193,14 @@ class ScheduledController:
             term_due = self._term_at is not None and not self._termed and now >= self._term_at
             kill_due = self._kill_at is not None and not self._killed and now >= self._kill_at
         if kill_due:
-            self.result.timed_out = "kill"
+            if self._kill_why is None:  # the schedule's KILL, not a stop signal's grace
+                self.result.timed_out = "kill"
             self.result.terminated_by = self.result.terminated_by or signal.SIGKILL
-            self.kill_tree("time limit: kill")
+            self.kill_tree(self._kill_why or "time limit: kill")
         elif term_due:
             self.result.timed_out = self.result.timed_out or "term"
             self.result.terminated_by = self.result.terminated_by or signal.SIGTERM
-            self._send(signal.SIGTERM, "checkpoint time: terminate")
+            self._send(signal.SIGTERM, self._warned or "checkpoint time: terminate")
             with self._lock:
                 self._termed = True
                 if self._kill_at is None:
@@ -203,6 +213,9 @@ class ScheduledController:
         if signum == signal.SIGUSR1:
             if self.usr1 == "forward":
                 self._send(signal.SIGUSR1, "checkpoint warning forwarded")
+                return
+            if self.usr1 == "schedule":
+                self._time_limit_warning()
                 return
             signum = signal.SIGTERM
         if self._termed:
@@ -219,6 +232,32 @@ class ScheduledController:
             grace_end = time.monotonic() + self.kill_grace
             if self._kill_at is None or self._kill_at > grace_end:
                 self._kill_at = grace_end
+                self._kill_why = f"{signal_name(signum)} not obeyed within {self.kill_grace:g} s"
+        self._interrupt_wait()
+
+    def _time_limit_warning(self) -> None:
+        """SIGUSR1 kept as fluxlite's own: the TERM and KILL move to what the time left
+        allows (never later), or the TERM is now when there is no schedule to move."""
+        left = self.timeleft() if self.timeleft is not None else None
+        now = time.monotonic()
+        with self._lock:
+            if self._termed:
+                return
+            if left is not None and math.isfinite(left):
+                s = from_limits(Limits(kill_grace=self.kill_grace), max(left, 0.0))
+                term, kill = now + (s.term_after or 0.0), now + (s.kill_after or 0.0)
+                self._term_at = term if self._term_at is None else min(self._term_at, term)
+                if self._kill_at is None or kill < self._kill_at:
+                    self._kill_at, self._kill_why = kill, None
+                why = f"time-limit warning: {left:.0f} s left"
+            elif self._term_at is None:
+                self._term_at = now
+                why = "time-limit warning: no time left known, TERM now"
+            else:
+                why = "time-limit warning: the schedule stands"
+            self._warned = why
+        logger.info("%s (TERM in %.1f s)", why, max(0.0, (self._term_at or now) - now))
+        self._interrupt_wait()
 
     def _note_received(self, signum: int) -> None:
         self.events.append(SignalEvent(time.time(), signal_name(signum), "received",
@@ -226,24 +265,36 @@ class ScheduledController:
 
 
 class TaskController(ScheduledController):
-    """Starts the task and drives it to its end; thread-safe ``signal()`` for fluxlite's own."""
+    """Starts the task and drives it to its end; ``on_signal()`` for fluxlite's own.
+
+    The task runs under a supervisor (:mod:`fluxlite.execute.supervisor`) that ends it and
+    every process it started if fluxlite itself dies; ``on_orphaned`` is what the supervisor
+    does then, after the kill (the worker directory's removal).
+    """
 
     def __init__(self, argv: list[str], cwd: str, env: dict[str, str], *, stdin: str | int,
                  stdout: str | int, stderr: str | int, schedule: Schedule,
                  kill_grace: float = 5.0,
-                 usr1: str = "forward", append: bool = False,
-                 events: list[SignalEvent] | None = None) -> None:
+                 usr1: str = "schedule", append: bool = False,
+                 events: list[SignalEvent] | None = None,
+                 on_orphaned: Callable[[], None] | None = None) -> None:
         super().__init__(argv, cwd, schedule=schedule, kill_grace=kill_grace, usr1=usr1,
                          events=events)
         self.env = env
         self.stdin, self.stdout, self.stderr = stdin, stdout, stderr
         self.append = append
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._wait: tuple[int, object] | None = None
+        self.on_orphaned = on_orphaned
+        self._task: supervisor.Supervised | None = None
+        self._wake_r = self._wake_w = -1  # wakes wait() when a signal moved the deadlines
+
+    @property
+    def helper_pids(self) -> tuple[int, ...]:
+        """fluxlite's own processes below it (the supervisor): not the task's."""
+        return (self._task.supervisor,) if self._task is not None else ()
 
     # -- start ------------------------------------------------------------------
     def start(self) -> None:
-        become_subreaper()
+        become_subreaper()  # leftovers re-parent to fluxlite once the supervisor has gone
         mode = "ab" if self.append else "wb"
         try:
             # an int is a descriptor the caller opened and keeps (shared by several tasks)
@@ -254,13 +305,12 @@ class TaskController(ScheduledController):
             raise FluxliteError(f"cannot open stdin {self.stdin}: {err.strerror}") from err
         fout = ferr = None
         try:
-            fout = _open_out(self.stdout, mode)
-            ferr = fout if self.stderr == self.stdout else _open_out(self.stderr, mode)
+            fout = _open_out("stdout", self.stdout, mode)
+            ferr = fout if self.stderr == self.stdout else _open_out("stderr", self.stderr, mode)
             self.result.start = time.time()
             self._t0 = time.monotonic()
-            self._proc = subprocess.Popen(  # noqa: S603 - argv list, never a shell
-                self.argv, cwd=self.cwd, env=self.env, stdin=fin, stdout=fout, stderr=ferr,
-                start_new_session=True, close_fds=True, restore_signals=True)
+            self._task = supervisor.start(self.argv, self.cwd, self.env,
+                                          (_fd(fin), _fd(fout), _fd(ferr)), self.on_orphaned)
         except OSError as err:
             why = err.strerror or str(err)
             raise ExecError(f"cannot execute {self.argv[0]}: {why}") from err
@@ -268,34 +318,40 @@ class TaskController(ScheduledController):
             for f in {id(x): x for x in (fin, fout, ferr) if x is not None}.values():
                 if hasattr(f, "close"):
                     f.close()
-        self.result.pid = self._proc.pid
+        self.result.pid = self._task.pid
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
         self._arm()
-        threading.Thread(target=self._waiter, name="fluxlite-wait", daemon=True).start()
-
-    def _waiter(self) -> None:
-        assert self._proc is not None
-        try:
-            _, status, ru = os.wait4(self._proc.pid, 0)  # EINTR is retried by Python itself
-        except ChildProcessError:
-            # reaped by someone else: the status is lost, and must not pass for a success
-            status, ru = -1, None
-        self._wait = (status, ru)
-        self._proc.returncode = -1  # reaped here; keep Popen from waiting on it again
-        self._done.set()
 
     # -- drive ---------------------------------------------------------------------
     def wait(self) -> TaskResult:
-        """Block until the task ends, applying the schedule; then clean up its tree."""
-        while not self._done.is_set():
+        """Block until the task ends, applying the schedule and the signals fluxlite
+        received; then clean up its tree."""
+        assert self._task is not None
+        report = self._task.report
+        poller = select.poll()  # not select(): descriptors may be numbered above 1024
+        poller.register(report, select.POLLIN)
+        poller.register(self._wake_r, select.POLLIN)
+        while True:
+            self._handle_pending()
             deadline = self._next_deadline()
             timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
-            if self._done.wait(timeout if timeout is None else min(timeout, 3600.0)):
+            ready = {fd for fd, _ in poller.poll(
+                None if timeout is None else math.ceil(min(timeout, 3600.0) * 1000))}
+            if report in ready:
                 break
+            if self._wake_r in ready:
+                _drain(self._wake_r)
             self._check_deadlines()
+        status, ru = self._task.wait()
+        self._done.set()
+        wake = (self._wake_r, self._wake_w)
+        self._wake_r = self._wake_w = -1
+        for fd in wake:
+            os.close(fd)
         res = self.result
         res.duration = time.monotonic() - self._t0
-        assert self._wait is not None
-        status, ru = self._wait
         res.status = (ExitStatus.from_wait(status) if status >= 0 else
                       ExitStatus(-1, error="the task's exit status was lost"))
         if ru is not None:
@@ -305,14 +361,29 @@ class TaskController(ScheduledController):
 
     # -- signals --------------------------------------------------------------------
     def on_signal(self, signum: int) -> None:
-        """fluxlite received signum while the task runs (called from the signal handler)."""
+        """fluxlite received signum (called from the signal handler): noted here, acted on
+        by wait() (or at once when the task is not started yet)."""
         self._note_received(signum)
-        self._apply_signal(signum)
+        if self._done.is_set():
+            return
+        if not self._started:
+            self._apply_signal(signum)
+            return
+        self._pending.append(signum)
+        self._interrupt_wait()
+
+    def _interrupt_wait(self) -> None:
+        if self._wake_w < 0:
+            return
+        try:
+            os.write(self._wake_w, b"!")
+        except OSError:
+            pass  # full: already awake
 
     def _send(self, signum: int, reason: str) -> None:
-        if self._proc is None or self._done.is_set():
+        if self._task is None or self._done.is_set():
             return
-        pgid = self._proc.pid
+        pgid = self._task.pid
         try:
             os.killpg(pgid, signum)
         except ProcessLookupError:
@@ -327,11 +398,11 @@ class TaskController(ScheduledController):
                 return
             self._killed = True
         # every process below us, one by one so that the record can name them; the task's
-        # process group is among them (fluxlite is a subreaper)
-        self.result.killed.extend(kill_descendants(reason))
-        if self._proc is not None and not self._done.is_set():
+        # process group is among them (fluxlite and the supervisor are subreapers)
+        self.result.killed.extend(kill_descendants(reason, spare=self.helper_pids))
+        if self._task is not None and not self._done.is_set():
             try:
-                os.killpg(self._proc.pid, signal.SIGKILL)  # in case one escaped the scan
+                os.killpg(self._task.pid, signal.SIGKILL)  # in case one escaped the scan
             except ProcessLookupError:
                 pass
         self.events.append(SignalEvent(time.time(), "SIGKILL", "sent",
@@ -344,13 +415,14 @@ class TaskController(ScheduledController):
         reap_all()
 
 
-def kill_descendants(reason: str) -> list[dict[str, object]]:
-    """SIGKILL every process below this one; return what was killed. Reaps nothing."""
+def kill_descendants(reason: str, spare: tuple[int, ...] = ()) -> list[dict[str, object]]:
+    """SIGKILL every process below this one but ``spare``; return what was killed. Reaps
+    nothing."""
     import psutil
 
     me = psutil.Process(os.getpid())
     killed: list[dict[str, object]] = []
-    seen: set[int] = set()
+    seen: set[int] = set(spare)
     for _ in range(5):  # new children may appear while we kill (a fork in flight)
         try:
             procs = [p for p in me.children(recursive=True) if p.pid not in seen]
@@ -401,10 +473,23 @@ def reap_all(timeout: float = 2.0) -> None:
             time.sleep(0.005)
 
 
-def _open_out(path: str | int, mode: str):  # noqa: ANN202
+def _fd(f: object) -> int:
+    return f if isinstance(f, int) else f.fileno()  # type: ignore[attr-defined]
+
+
+def _drain(fd: int) -> None:
+    try:
+        while os.read(fd, 512):
+            pass
+    except BlockingIOError:
+        pass
+
+
+def _open_out(name: str, path: str | int, mode: str):  # noqa: ANN202
     if isinstance(path, int):
         return path  # the caller's descriptor: not ours to close
     try:
         return open(path, mode)  # noqa: SIM115
     except OSError as err:
-        raise FluxliteError(f"cannot open {path}: {err.strerror}") from err
+        # an I/O failure, not a missing executable (127)
+        raise FluxliteError(f"cannot open {name} {path}: {err.strerror}") from err

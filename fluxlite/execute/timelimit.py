@@ -29,10 +29,10 @@ def from_limits(limits: Limits, timeleft: float | None = None, elapsed: float = 
     - W only: TERM at W - 300 s (W - 10 s when that is not positive), KILL halfway to W;
     - C only: TERM at C, KILL ``kill_grace`` seconds later.
     ``timeleft`` (seconds, measured ``elapsed`` seconds before the task starts) stands in for
-    W when the spec gives no walltime.
+    W when the spec gives no walltime. A limit that is not a finite number is no limit.
     """
-    c = limits.checkpoint_time
-    w = limits.maxwalltime
+    c = _finite(limits.checkpoint_time)
+    w = _finite(limits.maxwalltime)  # an infinite limit is no limit
     source = "spec"
     if w is None and timeleft is not None and math.isfinite(timeleft):
         w = max(timeleft - elapsed, 1.0)
@@ -47,5 +47,19 @@ def from_limits(limits: Limits, timeleft: float | None = None, elapsed: float = 
             term = w / 2.0
         return Schedule(term, term + (w - term) / 2.0, source, w)
     if c is not None:
-        return Schedule(c, c + limits.kill_grace, "spec", None)
+        grace = _finite(limits.kill_grace)
+        return Schedule(c, c + (5.0 if grace is None else grace), "spec", None)
     return Schedule()
+
+
+def _finite(x: float | None) -> float | None:
+    return x if x is not None and math.isfinite(x) else None
+
+
+def describe(s: Schedule) -> str:
+    """The schedule in words for the log: "TERM after 30.0 s, KILL after 35.0 s (spec)"."""
+    if s.term_after is None and s.kill_after is None:
+        return "no time limit"
+    parts = [f"{sig} after {t:.1f} s" for sig, t in (("TERM", s.term_after),
+                                                     ("KILL", s.kill_after)) if t is not None]
+    return ", ".join(parts) + f" ({s.source})"

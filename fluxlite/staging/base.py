@@ -10,6 +10,7 @@ with backoff and jitter, cancellation, and the removal of partial files.
 from __future__ import annotations
 
 import bisect
+import collections
 import dataclasses
 import errno
 import hashlib
@@ -35,6 +36,33 @@ logger = logging.getLogger(__name__)
 
 class Cancelled(Exception):
     """Raised inside a transfer when the whole staging phase is being stopped."""
+
+
+class RateCheck:
+    """The minimum throughput of one attempt: fewer than ``min_rate`` bytes per second
+    over the last ``window`` seconds (once the attempt has lasted that long) fails it."""
+
+    def __init__(self, min_rate: float, window: float) -> None:
+        self.min_rate = min_rate
+        self.window = window
+        self.samples: collections.deque[tuple[float, int]] = collections.deque()
+        self.samples.append((time.monotonic(), 0))
+
+    def update(self, total: int) -> str | None:
+        now = time.monotonic()
+        if now - self.samples[-1][0] >= self.window / 30:
+            self.samples.append((now, total))
+        # the newest sample at least a window old is where the window starts
+        while len(self.samples) > 1 and self.samples[1][0] <= now - self.window:
+            self.samples.popleft()
+        t0, n0 = self.samples[0]
+        if now - t0 < self.window:
+            return None
+        rate = (total - n0) / (now - t0)
+        if rate < self.min_rate:
+            return (f"{rate:.0f} bytes/s over the last {now - t0:.0f} s, less than the "
+                    f"minimum of {self.min_rate:g} bytes/s")
+        return None
 
 
 class Reader(Protocol):

@@ -30,7 +30,7 @@ from urllib.request import getproxies, proxy_bypass
 
 from fluxlite.errors import StageError
 from fluxlite.redact import split_userinfo
-from fluxlite.staging.base import Backend, Cancelled
+from fluxlite.staging.base import Backend, Cancelled, RateCheck
 from fluxlite.urls import redact
 
 logger = logging.getLogger(__name__)
@@ -165,7 +165,7 @@ class HTTPReader:
         self.url = url
         self.min_rate = min_rate
         self.rate_window = rate_window
-        self._rate = _RateCheck(min_rate, rate_window) if min_rate > 0 and rate_window > 0 \
+        self._rate = RateCheck(min_rate, rate_window) if min_rate > 0 and rate_window > 0 \
             else None
         self._decoder: Any = None  # zlib decompressor of a gzip or deflate body
         self._wire = 0  # bytes received, before any decoding
@@ -480,31 +480,6 @@ def _read_some(resp: http.client.HTTPResponse, buf: bytearray | memoryview,
     return n, left
 
 
-class _RateCheck:
-    """The minimum throughput of one attempt: fewer than ``min_rate`` bytes per second
-    over the last ``window`` seconds (once the attempt has lasted that long) fails it."""
-
-    def __init__(self, min_rate: float, window: float) -> None:
-        self.min_rate = min_rate
-        self.window = window
-        self.samples: collections.deque[tuple[float, int]] = collections.deque()
-        self.samples.append((time.monotonic(), 0))
-
-    def update(self, total: int) -> str | None:
-        now = time.monotonic()
-        if now - self.samples[-1][0] >= self.window / 30:
-            self.samples.append((now, total))
-        # the newest sample at least a window old is where the window starts
-        while len(self.samples) > 1 and self.samples[1][0] <= now - self.window:
-            self.samples.popleft()
-        t0, n0 = self.samples[0]
-        if now - t0 < self.window:
-            return None
-        rate = (total - n0) / (now - t0)
-        if rate < self.min_rate:
-            return (f"{rate:.0f} bytes/s over the last {now - t0:.0f} s, less than the "
-                    f"minimum of {self.min_rate:g} bytes/s")
-        return None
 
 
 class _Decoder:

@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from fluxlite.errors import StageError
-from fluxlite.staging.base import Backend, Cancelled
+from fluxlite.staging.base import Backend, Cancelled, RateCheck
 from fluxlite.urls import redact
 
 logger = logging.getLogger(__name__)
@@ -110,7 +110,8 @@ class S3Backend(Backend):
             obj = client.get_object(Bucket=bucket, Key=key)
         except Exception as err:  # noqa: BLE001 - botocore errors have no common base
             raise _wrap(url, "cannot read", err) from err
-        return _S3Reader(url, obj, cancel)
+        rate = RateCheck(min_rate, rate_window) if min_rate > 0 and rate_window > 0 else None
+        return _S3Reader(url, obj, cancel, rate)
 
     def open_write(self, url: str, size: int | None) -> _S3Writer:
         profile, bucket, key = parse(url)
@@ -141,21 +142,33 @@ class S3Backend(Backend):
 
 
 class _S3Reader:
-    def __init__(self, url: str, obj: dict[str, Any], cancel: threading.Event | None) -> None:
+    def __init__(self, url: str, obj: dict[str, Any], cancel: threading.Event | None,
+                 rate: RateCheck | None = None) -> None:
         self.url = url
         self.size: int | None = obj.get("ContentLength")
         self._body = obj["Body"]
         self._cancel = cancel
+        self._rate = rate
+        self._total = 0
+        # urllib3's read1 returns what one receive brought instead of waiting for a whole
+        # buffer, so a trickling server meets the rate check while its bytes arrive
+        raw = getattr(self._body, "_raw_stream", None)
+        self._read = getattr(raw, "read1", None) if rate is not None else None
 
     def readinto(self, buf: bytearray | memoryview) -> int:
         if self._cancel is not None and self._cancel.is_set():
             raise Cancelled()
         try:
-            data = self._body.read(len(buf))
+            data = self._read(len(buf)) if self._read is not None else self._body.read(len(buf))
         except Exception as err:  # noqa: BLE001
             raise _wrap(self.url, "read failed", err) from err
         n = len(data)
         buf[:n] = data
+        self._total += n
+        if self._rate is not None:
+            slow = self._rate.update(self._total)
+            if slow is not None:
+                raise S3Error(f"{redact(self.url)}: too slow: {slow}")
         return n
 
     def close(self) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Fluxlite
+from tests.conftest import Fluxlite, writing_into
 from tests.containers.conftest import RuntimeEnv, container_job
 from tests.httpserver import FaultServer
 
@@ -424,7 +424,9 @@ def test_term_during_the_image_fetch_leaves_no_partial_file(charliecloud: Runtim
         proc = fl.popen("run", str(fl.write_job(job)), env=_env(charliecloud, tmp_path))
         blobs = tmp_path / "cache" / "images" / "sha256"
         try:
-            took = _term_when(proc, lambda: bool(list(blobs.glob(".*.tmp-*"))))
+            # the image is being written: a named temporary, or an unnamed file open there
+            took = _term_when(proc, lambda: bool(list(blobs.glob(".*.tmp-*")))
+                              or writing_into(proc.pid, str(blobs)))
         finally:
             proc.kill()
     assert proc.returncode == 128 + signal.SIGTERM

@@ -83,8 +83,10 @@ def test_run_in_batch_job_knows_its_job(fi: FluxInstance, fl: Fluxlite, data: Pa
     assert (data / "out.txt").read_text() == "hello\n"
 
 
-def test_batch_time_limit_reached(fi: FluxInstance, fl: Fluxlite, data: Path) -> None:
-    # the task checkpoints on the warning (USR1) and on TERM; nothing else stops it
+@pytest.mark.parametrize("usr1", ["schedule", "forward"])
+def test_batch_time_limit_reached(fi: FluxInstance, fl: Fluxlite, data: Path, usr1: str) -> None:
+    # the task checkpoints on TERM, and on the warning (USR1) if it gets it; nothing else
+    # stops it. By default the warning is fluxlite's own: the task never sees it.
     task = _script(data / "task.sh",
                    "trap 'echo warned >> state.ckpt' USR1\n"
                    "trap 'echo term >> state.ckpt; exit 143' TERM\n"
@@ -93,7 +95,7 @@ def test_batch_time_limit_reached(fi: FluxInstance, fl: Fluxlite, data: Path) ->
     ckpt.parent.mkdir()
     # a task that checkpoints on the warning asks for it
     job = fl.write_job({"executable": str(task), "records": _records(fl.tmp),
-                        "signals": {"usr1": "forward"},
+                        "signals": {"usr1": usr1},
                         "checkpoints": [{"lfn": "state.ckpt", "url": f"file://{ckpt}"}]})
     script = fl.run("batch-script", str(job), "--time-limit=20s",
                     f"--output={fl.tmp}/batch.out", env=fi.env)
@@ -108,10 +110,19 @@ def test_batch_time_limit_reached(fi: FluxInstance, fl: Fluxlite, data: Path) ->
     assert rec["task"]["timed_out"] == "term", out
     assert rec["task"]["status"]["exitcode"] == 143
     assert rec["exit_code"] == 143 and info["returncode"] == 143
-    assert ckpt.read_text().splitlines() == ["warned", "term"]
     sent = [e for e in rec["signals"] if e["direction"] == "sent"]
-    assert [e["signal"] for e in sent][:2] == ["SIGUSR1", "SIGTERM"], rec["signals"]
-    assert sent[1]["time"] < t0 + 20
+    assert any(e["signal"] == "SIGUSR1" and e["direction"] == "received"
+               for e in rec["signals"]), rec["signals"]
+    if usr1 == "forward":
+        assert ckpt.read_text().splitlines() == ["warned", "term"]
+        assert [e["signal"] for e in sent][:2] == ["SIGUSR1", "SIGTERM"], rec["signals"]
+    else:
+        assert ckpt.read_text().splitlines() == ["term"]
+        assert [e["signal"] for e in sent][:1] == ["SIGTERM"], rec["signals"]
+        assert "time-limit warning" in sent[0]["reason"]
+        assert "time limit: TERM at" in out
+    term = next(e for e in sent if e["signal"] == "SIGTERM")
+    assert term["time"] < t0 + 20
     assert info.get("exception_type") in (None, "")  # the job ended before its limit
     assert parse_records(fl.tmp / "ks.yml")
 
@@ -301,3 +312,41 @@ def fi(flux_instance: FluxInstance) -> FluxInstance:
 
 def test_instance_env_is_usable(fi: FluxInstance) -> None:
     assert fi.flux("getattr", "size").stdout.strip() == str(fi.size)
+
+
+def test_cancel_of_kickstart_ends_its_task_in_a_session_of_its_own(
+        fi: FluxInstance, fl: Fluxlite, data: Path) -> None:
+    # flux cancel: TERM to kickstart (forwarded, ignored by the task), KILL after -K; and
+    # what left the session with setsid goes too
+    pids = data / "pids"
+    task = _script(data / "task.sh", "trap '' TERM\nsetsid sleep 1234.9 &\necho $! > "
+                   f"{pids}.tmp\necho $$ >> {pids}.tmp\nmv {pids}.tmp {pids}\nsleep 1234.8\n")
+    jobid = fi.flux("submit", sys.executable, "-m", "fluxlite", "kickstart", "-K", "1",
+                    str(task), env=fl.env(fi.env), cwd=fl.tmp).stdout.strip()
+    deadline = time.monotonic() + 60
+    while not pids.exists():
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    fi.flux("cancel", jobid)
+    fi.wait_job(jobid, timeout=60)
+    import psutil
+
+    time.sleep(0.5)
+    left = [int(p) for p in pids.read_text().split() if psutil.pid_exists(int(p))
+            and psutil.Process(int(p)).status() != psutil.STATUS_ZOMBIE]
+    for pid in left:  # the test's own processes: never leave them running
+        psutil.Process(pid).kill()
+    assert left == []
+
+
+def test_the_memo_of_a_failed_job_carries_its_cause(fi: FluxInstance, fl: Fluxlite,
+                                                    data: Path) -> None:
+    job = fl.write_job({"executable": "/bin/sh", "arguments": ["-c", "exit 3"],
+                        "records": _records(fl.tmp)})
+    jobid = _batch(fi, fl, f"#!/bin/sh\nexec {PY_FLUXLITE} run {job}\n", "--time-limit=3m")
+    info = fi.wait_job(jobid)
+    assert info["returncode"] == 3
+    out = fi.flux("jobs", "-n", "-o", "{user.fluxlite.phase}|{user.fluxlite.cause}",
+                  jobid).stdout.strip()
+    assert out == "failed|exit 3", out
+    assert "job failed (exit 3): exit 3" in (fl.tmp / "batch.out").read_text()

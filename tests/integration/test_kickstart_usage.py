@@ -72,6 +72,9 @@ class _FakeFlux:
     def memo(self, memo: dict[str, Any]) -> None:
         pass
 
+    def timeleft(self) -> float | None:
+        return None
+
 
 def test_inside_flux_the_record_carries_the_job_id(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -150,3 +150,19 @@ def test_transfer_command_to_s3_and_remove(s3, fl, data):
     assert r.returncode == 0, r.stderr.decode()
     assert _get(client, "cmd/a.txt") is None
     assert sha256_of(src)  # the source is untouched
+
+
+def test_a_trickling_s3_source_fails_its_attempt(fl, tmp_path):
+    # the S3 endpoint is the fault-injecting server: one byte at a time, far below min_rate
+    with FaultServer() as srv:
+        srv.add(f"/{BUCKET}/slow.bin", os.urandom(5000), ["trickle:1000:0.02"] * 5)
+        job = fl.write_job({
+            "executable": "/bin/true", "inputs": [{"lfn": "f", "urls": [f"s3://{BUCKET}/slow.bin"]}],
+            "staging": {"min_rate": 1000, "rate_window": 1, "attempts": 1},
+            "records": {"kickstart": None, "json": str(tmp_path / "rec.json")}})
+        p = fl.run("run", str(job), env={**CREDS, "FLUXLITE_S3_ENDPOINT_URL": srv.base})
+    err = p.stderr.decode()
+    assert p.returncode == 71, err
+    assert "too slow" in err and "Traceback" not in err
+    att = json.loads((tmp_path / "rec.json").read_text())["stage_in"][0]["transfers"][0]
+    assert "too slow" in att["attempts"][0]["error"]

@@ -171,14 +171,23 @@ def _wait_for(proc: subprocess.Popen[bytes], needle: bytes, timeout: float = 20)
     return buf
 
 
+def _run_signalled(fl: Fluxlite, job: dict, signum: int, *, after: float = 0.3
+                   ) -> tuple[subprocess.Popen[bytes], bytes, float]:
+    """`fluxlite run` of job, sent signum `after` seconds into the task; the ended process,
+    its stderr and the seconds from the signal to its end."""
+    proc = fl.popen("run", str(fl.write_job(job)))
+    _wait_for(proc, b"task started")
+    time.sleep(after)
+    t0 = time.monotonic()
+    proc.send_signal(signum)
+    _, err = proc.communicate(timeout=30)
+    return proc, err, time.monotonic() - t0
+
+
 def test_term_during_the_task_is_forwarded_and_checkpoints_leave(
         fl: Fluxlite, data: Path, tmp_path: Path) -> None:
     job, persist = checkpointing_job(data, tmp_path)
-    proc = fl.popen("run", str(fl.write_job(job)))
-    _wait_for(proc, b"task started")
-    time.sleep(0.5)
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=30)
+    proc, err, _ = _run_signalled(fl, job, signal.SIGTERM, after=0.5)
     assert proc.returncode == 128 + signal.SIGTERM, err
     assert int((persist / "state.ckpt").read_text()) > 0
     rec = load(tmp_path)
@@ -204,6 +213,78 @@ def test_two_terms_kill_at_once(fl: Fluxlite, tmp_path: Path) -> None:
     assert sent(rec, "SIGKILL") and len(sent(rec, "SIGTERM")) == 1
 
 
+IGNORES_TERM = "trap '' TERM; sleep 60 & wait; sleep 60"
+
+
+def test_one_term_is_followed_by_a_kill_after_the_grace(fl: Fluxlite, tmp_path: Path) -> None:
+    job = {"executable": "/bin/sh", "arguments": ["-c", IGNORES_TERM],
+           "limits": {"kill_grace": 1}, "records": records(tmp_path)}
+    proc, err, took = _run_signalled(fl, job, signal.SIGTERM)
+    assert proc.returncode == 128 + signal.SIGKILL, err
+    assert 0.9 <= took < 5, took
+    rec = load(tmp_path)
+    (t_term,) = sent(rec, "SIGTERM")
+    (t_kill,) = sent(rec, "SIGKILL")
+    assert 0.9 <= t_kill - t_term <= 2.5, (t_term, t_kill)
+    assert rec["exit_code"] == 137
+    assert fl.leftover_workdirs() == []
+
+
+TRAPS = ("trap 'echo usr1 >> got' USR1; trap 'echo term >> got; exit 0' TERM; "
+         "i=0; while [ $i -lt 100 ]; do i=$((i+1)); sleep 0.1; done")
+
+
+def test_usr1_by_default_is_fluxlites_own_time_limit_warning(fl: Fluxlite,
+                                                             tmp_path: Path) -> None:
+    # what Flux's --signal=SIGUSR1@LEAD does: the task is stopped as by the time limit, with
+    # a TERM (and KILL after the grace); it never gets the USR1, which would kill a program
+    # that does not handle it
+    job = {"executable": "/bin/sh", "arguments": ["-c", TRAPS], "workdir": {"keep": "always"},
+           "records": records(tmp_path)}
+    proc, err, _ = _run_signalled(fl, job, signal.SIGUSR1)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    rec = load(tmp_path)
+    assert (Path(rec["workdir"]) / "got").read_text() == "term\n"
+    assert rec["task"]["timed_out"] == "term"
+    assert sent(rec, "SIGUSR1") == [] and len(sent(rec, "SIGTERM")) == 1
+    assert b"time limit" in err
+
+
+def test_usr1_kills_a_plain_program_only_when_asked_to_forward(fl: Fluxlite,
+                                                              tmp_path: Path) -> None:
+    job = {"executable": "/bin/sleep", "arguments": ["30"], "signals": {"usr1": "forward"},
+           "records": records(tmp_path)}
+    proc, _, _ = _run_signalled(fl, job, signal.SIGUSR1)
+    assert proc.returncode == 128 + signal.SIGUSR1
+
+
+def _kickstart_termed(fl: Fluxlite, *argv: str) -> tuple[int, bytes, bytes, float]:
+    """`fluxlite kickstart argv` sent one TERM: exit code, record, stderr, seconds to end."""
+    proc = fl.popen("kickstart", *argv)
+    time.sleep(1.5)  # kickstart says nothing on stderr: give it time to start the task
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=30)
+    return proc.returncode, out, err, time.monotonic() - t0
+
+
+def test_kickstart_term_is_followed_by_a_kill_after_k_big(fl: Fluxlite, tmp_path: Path) -> None:
+    rc, out, err, took = _kickstart_termed(fl, "-K", "1", "/bin/sh", "-c", IGNORES_TERM)
+    assert rc == 128 + signal.SIGKILL, err
+    assert 0.9 <= took < 5, took
+    assert b"signalled_signal: 9" in out
+
+
+def test_kickstart_exits_with_the_code_of_a_task_that_handled_the_signal(
+        fl: Fluxlite, tmp_path: Path) -> None:
+    # as pegasus-kickstart does: the signal is passed on, the task's own exit is kickstart's
+    rc, out, err, _ = _kickstart_termed(fl, "/bin/sh", "-c", "trap 'exit 3' TERM; sleep 60 & wait")
+    assert rc == 3, err
+    assert b"regular_exitcode: 3" in out
+    rc, out, err, _ = _kickstart_termed(fl, "/bin/sh", "-c", "trap 'exit 0' TERM; sleep 60 & wait")
+    assert rc == 0, err
+
+
 @pytest.mark.parametrize("action", ["forward", "term"])
 def test_usr1_means_checkpoint_now(fl: Fluxlite, tmp_path: Path, action: str) -> None:
     body = ("trap 'echo usr1 > got-usr1' USR1; trap 'echo term > got-term; exit 0' TERM; "
@@ -211,11 +292,7 @@ def test_usr1_means_checkpoint_now(fl: Fluxlite, tmp_path: Path, action: str) ->
             "[ -f got-usr1 ] && cp got-usr1 flag")
     job = {"executable": "/bin/sh", "arguments": ["-c", body], "signals": {"usr1": action},
            "workdir": {"keep": "always"}, "records": records(tmp_path)}
-    proc = fl.popen("run", str(fl.write_job(job)))
-    _wait_for(proc, b"task started")
-    time.sleep(0.5)
-    proc.send_signal(signal.SIGUSR1)
-    proc.communicate(timeout=30)
+    proc, _, _ = _run_signalled(fl, job, signal.SIGUSR1, after=0.5)
     wd = Path(load(tmp_path)["workdir"])
     if action == "forward":
         assert proc.returncode == 0 and (wd / "flag").exists()

@@ -6,7 +6,7 @@ import signal
 import time
 from pathlib import Path
 
-from fluxlite.execute.task import TaskController
+from fluxlite.execute.task import TaskController, TaskResult
 from fluxlite.execute.timelimit import Schedule
 
 
@@ -42,10 +42,113 @@ def test_schedule_term_then_kill(tmp_path: Path) -> None:
 
 def test_usr1_is_forwarded_not_terminating(tmp_path: Path) -> None:
     body = "trap 'echo got > usr1; exit 0' USR1; sleep 30 & wait"
-    ctl = controller(tmp_path, ["/bin/sh", "-c", body])
+    ctl = controller(tmp_path, ["/bin/sh", "-c", body], usr1="forward")
     ctl.start()
     time.sleep(0.3)
     ctl.on_signal(signal.SIGUSR1)
     res = ctl.wait()
     assert res.status.exitcode == 0 and res.terminated_by is None
     assert (tmp_path / "usr1").read_text() == "got\n"
+
+
+IGNORES_TERM = ["/bin/sh", "-c", "trap '' TERM; sleep 30 & wait; sleep 30"]
+TRAPS = ["/bin/sh", "-c", "trap 'echo usr1 >> got; exit 0' USR1; "
+         "trap 'echo term >> got; exit 0' TERM; sleep 30 & wait"]
+
+
+def signalled(ctl: TaskController, signum: int) -> tuple[TaskResult, float]:
+    """Start the task, signal it as fluxlite's handler would; its result and how long it
+    took from the signal to its end."""
+    ctl.start()
+    time.sleep(0.2)
+    t0 = time.monotonic()
+    ctl.on_signal(signum)
+    res = ctl.wait()
+    return res, time.monotonic() - t0
+
+
+def test_one_term_is_followed_by_a_kill_after_the_grace(tmp_path: Path) -> None:
+    ctl = controller(tmp_path, IGNORES_TERM, kill_grace=0.5)
+    res, took = signalled(ctl, signal.SIGTERM)
+    assert 0.45 <= took < 4, took
+    assert res.status.signal == signal.SIGKILL and res.terminated_by == signal.SIGTERM
+    sent = [e.signal for e in ctl.events if e.direction == "sent"]
+    assert sent == ["SIGTERM", "SIGKILL"]
+
+
+def test_usr1_by_default_moves_the_schedule_to_the_time_left(tmp_path: Path) -> None:
+    ctl = controller(tmp_path, TRAPS)
+    assert ctl.usr1 == "schedule"
+    ctl.timeleft = lambda: 11.0  # Flux says: 11 s left -> TERM 10 s before the end
+    res, took = signalled(ctl, signal.SIGUSR1)
+    assert 0.9 <= took < 4, took
+    assert (tmp_path / "got").read_text() == "term\n"  # the task never saw the USR1
+    assert res.timed_out == "term" and res.terminated_by == signal.SIGTERM
+    (term,) = [e for e in ctl.events if e.direction == "sent"]
+    assert "time-limit warning" in term.reason
+
+
+def test_usr1_without_a_time_left_is_the_term(tmp_path: Path) -> None:
+    res, took = signalled(controller(tmp_path, TRAPS), signal.SIGUSR1)
+    assert took < 3
+    assert (tmp_path / "got").read_text() == "term\n"
+    assert res.timed_out == "term" and res.status.exitcode == 0
+
+
+def test_usr1_never_delays_the_schedule(tmp_path: Path) -> None:
+    ctl = controller(tmp_path, TRAPS, schedule=Schedule(1.0, 20.0, "spec"))
+    ctl.timeleft = lambda: 3600.0  # plenty left: the TERM at 1 s stands
+    ctl.start()
+    ctl.on_signal(signal.SIGUSR1)
+    t0 = time.monotonic()
+    res = ctl.wait()
+    assert time.monotonic() - t0 < 4
+    assert res.timed_out == "term" and (tmp_path / "got").read_text() == "term\n"
+
+
+def test_the_supervisor_is_not_the_task(tmp_path: Path) -> None:
+    import os
+
+    ctl = controller(tmp_path, ["/bin/sh", "-c", "echo $$ > pid; exec sleep 0.3"])
+    ctl.start()
+    (sup,) = ctl.helper_pids
+    assert sup != ctl.result.pid and sup != os.getpid()
+    res = ctl.wait()
+    assert res.status.exitcode == 0 and int((tmp_path / "pid").read_text()) == res.pid
+    assert res.killed == []
+
+
+def test_a_task_that_cannot_start_raises_exec_error(tmp_path: Path) -> None:
+    import pytest
+
+    from fluxlite.errors import ExecError
+
+    ctl = controller(tmp_path, [str(tmp_path / "missing")])
+    with pytest.raises(ExecError, match="No such file or directory"):
+        ctl.start()
+
+
+def test_descriptors_numbered_above_1024_do_not_matter(tmp_path: Path) -> None:
+    import os
+    import resource
+
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 1200:
+        import pytest
+
+        pytest.skip(f"RLIMIT_NOFILE is {soft}")
+    held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    try:
+        ctl = controller(tmp_path, ["/bin/sh", "-c", "exit 4"])
+        ctl.start()
+        assert ctl.wait().status.exitcode == 4
+    finally:
+        for fd in held:
+            os.close(fd)
+
+
+def test_a_grace_that_is_not_a_number_is_the_default(tmp_path: Path) -> None:
+    import math
+
+    for grace in (math.nan, math.inf, -1.0):
+        assert controller(tmp_path, ["/bin/true"], kill_grace=grace).kill_grace == 5.0

@@ -36,3 +36,22 @@ def test_flux_timeleft_stands_in_for_walltime() -> None:
     assert from_limits(Limits(), timeleft=math.inf).term_after is None
     # the spec wins over Flux
     assert from_limits(Limits(maxwalltime=1000), timeleft=50).source == "spec"
+
+
+def test_an_infinite_limit_is_no_limit() -> None:
+    from fluxlite.execute.timelimit import describe
+
+    inf = math.inf
+    assert from_limits(Limits(maxwalltime=inf)).term_after is None
+    s = from_limits(Limits(maxwalltime=inf, checkpoint_time=30, kill_grace=7))
+    assert (s.term_after, s.kill_after) == (30, 37)
+    s = from_limits(Limits(maxwalltime=math.nan, checkpoint_time=inf))
+    assert s.term_after is None and s.kill_after is None
+    # the log line never shows nan or inf
+    for lim in (Limits(maxwalltime=inf), Limits(checkpoint_time=inf, kill_grace=inf),
+                Limits(maxwalltime=120, checkpoint_time=60), Limits(checkpoint_time=5,
+                                                                  kill_grace=inf)):
+        text = describe(from_limits(lim))
+        assert "nan" not in text and "inf" not in text, text
+    assert describe(from_limits(Limits(maxwalltime=120, checkpoint_time=60))) == (
+        "TERM after 60.0 s, KILL after 90.0 s (spec)")

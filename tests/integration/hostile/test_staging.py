@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import stat
@@ -32,10 +33,16 @@ from tests.httpserver import FaultServer
 # --------------------------------------------------------------------------- helpers
 
 
+# the second line of a failed job's summary: where its records and worker directory are
+_WHERE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d: "
+                    r"(task stderr ends|records?|worker directory kept): ")
+
+
 def _problem_lines(stderr: bytes) -> list[str]:
-    """stderr without the PegasusLite protocol line every failed run ends with."""
+    """stderr without the PegasusLite protocol line every failed run ends with, and without
+    the line saying where the records are."""
     return [ln for ln in stderr.decode(errors="replace").splitlines()
-            if ln.strip() and not ln.startswith("PegasusLite:")]
+            if ln.strip() and not ln.startswith("PegasusLite:") and not _WHERE.match(ln)]
 
 
 def _all_output(fl: Fluxlite, r: subprocess.CompletedProcess[bytes]) -> str:

@@ -1,0 +1,243 @@
+"""The task's supervisor: a fork of fluxlite that starts the task and ends it with fluxlite.
+
+    fluxlite -> supervisor -> task (a session of its own) -> the task's descendants
+
+The supervisor is a child subreaper, so a descendant of the task that leaves its process
+group or session (setsid, double fork) is re-parented to it, never to init. Its parent-death
+signal is tied to fluxlite: when fluxlite dies, by SIGKILL too, the kernel signals the
+supervisor, which kills every process it holds, runs the caller's ``on_orphaned`` (the worker
+directory's removal) and exits. It sits in a process group of its own, so that a signal to
+fluxlite's group (a batch system's kill, a terminal's ^C) does not take it down with fluxlite.
+
+While fluxlite lives, the supervisor only waits: it reports the task's pid, then its wait
+status and rusage, through a pipe, and exits as soon as the task has been reaped. What the
+task left behind is then re-parented to fluxlite (a subreaper as well), which kills it as
+before. It is a fork, not a new interpreter: starting it costs about a millisecond.
+"""
+
+from __future__ import annotations
+
+import errno
+import gc
+import logging
+import os
+import resource
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+logger = logging.getLogger(__name__)
+
+_PR_SET_PDEATHSIG = 1
+_PR_SET_CHILD_SUBREAPER = 36
+# the supervisor's parent-death signal; the handler checks that fluxlite is really gone
+DEATH_SIGNAL = signal.SIGTERM
+# fluxlite's own handlers are Python functions: they mean nothing in the supervisor
+_RESET = (signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGXCPU, signal.SIGUSR1,
+          signal.SIGUSR2, signal.SIGALRM)
+_libc = None
+_subreaper = False
+
+
+class _Orphaned(BaseException):
+    """fluxlite died: end everything (a BaseException, so that no handler swallows it)."""
+
+
+@dataclass(slots=True)
+class Supervised:
+    """A task started under a supervisor: the pids and the end of the report pipe."""
+
+    pid: int  # the task's (also its process group's and session's id)
+    supervisor: int
+    report: int  # read end: one "S status rusage..." line when the task has been reaped
+
+    def wait(self) -> tuple[int, resource.struct_rusage | None]:
+        """Block until the task ends; its wait status (-1 when lost) and rusage."""
+        data = _read_all(self.report)
+        os.close(self.report)
+        try:
+            os.waitpid(self.supervisor, 0)
+        except ChildProcessError:
+            pass
+        for line in data.decode("ascii", "replace").splitlines():
+            words = line.split()
+            if words and words[0] == "S" and len(words) == 2 + resource.struct_rusage.n_fields:
+                vals = [float(w) if i < 2 else int(w) for i, w in enumerate(words[2:])]
+                return int(words[1]), resource.struct_rusage(vals)
+        return -1, None  # the supervisor died without a report
+
+
+def _prctl(option: int, arg: int) -> bool:
+    global _libc
+    try:
+        if _libc is None:
+            import ctypes
+
+            _libc = ctypes.CDLL(None, use_errno=True)
+        return _libc.prctl(option, arg, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def make_subreaper() -> bool:
+    """Make this process a child subreaper (Linux); False where unsupported. Also loads
+    libc for the forked supervisor, which then loads nothing."""
+    global _subreaper
+    if not _subreaper:
+        _subreaper = _prctl(_PR_SET_CHILD_SUBREAPER, 1)
+    return _subreaper
+
+
+def start(argv: list[str], cwd: str, env: dict[str, str], stdio: tuple[int, int, int],
+          on_orphaned: Callable[[], None] | None = None) -> Supervised:
+    """Fork the supervisor, which starts argv in a session of its own with the given
+    descriptors as its stdin, stdout and stderr. Call from the main thread (the parent-death
+    signal follows the thread that forks). Raises OSError when the task cannot be started."""
+    parent = os.getpid()
+    r, w = os.pipe()
+    # no signal may reach the fork before it has handlers of its own (it would run
+    # fluxlite's): held back from the fork until then, and in fluxlite until it has forked
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, (*_RESET, DEATH_SIGNAL))
+    try:
+        pid = os.fork()
+    except OSError:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        os.close(r)
+        os.close(w)
+        raise
+    if pid == 0:  # the supervisor: never returns
+        os.close(r)
+        _supervise(parent, argv, cwd, env, stdio, w, on_orphaned, mask)
+    signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+    os.close(w)
+    first = _read_line(r)
+    words = first.split(maxsplit=2)
+    if len(words) >= 2 and words[0] == "P":
+        return Supervised(int(words[1]), pid, r)
+    os.close(r)
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
+    if len(words) >= 2 and words[0] == "E":
+        code = int(words[1])
+        raise OSError(code, words[2] if len(words) > 2 else os.strerror(code))
+    raise OSError(errno.ECHILD, "the task's supervisor ended before starting it")
+
+
+def _supervise(parent: int, argv: list[str], cwd: str, env: dict[str, str],
+               stdio: tuple[int, int, int], report: int,
+               on_orphaned: Callable[[], None] | None, mask: set[signal.Signals]) -> None:
+    code = 0
+    gc.disable()  # a collection here would write to, and so copy, much of fluxlite's heap
+    try:
+        try:
+            os.setpgid(0, 0)
+            for sig in _RESET:
+                signal.signal(sig, signal.SIG_DFL)
+            signal.signal(DEATH_SIGNAL, _on_death(parent))
+            _prctl(_PR_SET_CHILD_SUBREAPER, 1)
+            _prctl(_PR_SET_PDEATHSIG, int(DEATH_SIGNAL))
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # the task gets fluxlite's mask
+            if os.getppid() != parent:
+                raise _Orphaned
+            try:
+                proc = subprocess.Popen(  # noqa: S603 - argv list, never a shell
+                    argv, cwd=cwd, env=env, stdin=stdio[0], stdout=stdio[1], stderr=stdio[2],
+                    start_new_session=True, close_fds=True, restore_signals=True)
+            except OSError as err:
+                why = (err.strerror or str(err)).replace("\n", " ")
+                _write(report, f"E {err.errno or errno.EIO} {why}\n")
+                return
+            _write(report, f"P {proc.pid}\n")
+            while True:
+                pid, status, ru = os.wait4(-1, 0)
+                if pid == proc.pid:
+                    vals = " ".join(str(v) for v in ru)  # struct_rusage, in order
+                    _write(report, f"S {status} {vals}\n")
+                    return
+        except _Orphaned:
+            signal.signal(DEATH_SIGNAL, signal.SIG_IGN)
+            kill_all()
+            if on_orphaned is not None:
+                on_orphaned()
+    except BaseException:  # noqa: BLE001 - nothing may escape into a copy of fluxlite
+        code = 1
+    finally:
+        os._exit(code)
+
+
+def _on_death(parent: int) -> Callable[[int, object], None]:
+    def handler(signum: int, frame: object) -> None:
+        if os.getppid() != parent:
+            raise _Orphaned
+        # a stray DEATH_SIGNAL while fluxlite lives: the task is fluxlite's to stop
+    return handler
+
+
+def kill_all(timeout: float = 5.0) -> None:
+    """SIGKILL every descendant of this process and reap them, until none is left.
+
+    This process is a subreaper: a descendant whose parent dies is re-parented here, so
+    "no child left" means "no descendant left"."""
+    deadline = time.monotonic() + timeout
+    me = os.getpid()
+    while time.monotonic() < deadline:
+        for pid in descendants(me):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        try:
+            while os.waitpid(-1, os.WNOHANG)[0] > 0:
+                pass
+            os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:
+            return
+        time.sleep(0.001)  # children being re-parented or dying
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below pid, from /proc/PID/task/TID/children."""
+    out: list[int] = []
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            tids = os.listdir(f"/proc/{p}/task")
+        except OSError:
+            continue
+        for tid in tids:
+            try:
+                with open(f"/proc/{p}/task/{tid}/children") as fh:
+                    kids = [int(x) for x in fh.read().split()]
+            except (OSError, ValueError):
+                continue
+            out.extend(kids)
+            todo.extend(kids)
+    return out
+
+
+def _write(fd: int, text: str) -> None:
+    view = memoryview(text.encode("ascii", "replace"))
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _read_line(fd: int) -> str:
+    buf = b""
+    while not buf.endswith(b"\n"):
+        chunk = os.read(fd, 1)
+        if not chunk:
+            break
+        buf += chunk
+    return buf.decode("ascii", "replace")
+
+
+def _read_all(fd: int) -> bytes:
+    chunks = []
+    while chunk := os.read(fd, 4096):
+        chunks.append(chunk)
+    return b"".join(chunks)
