@@ -1,8 +1,8 @@
 """Every example of README.md and docs/*.md, extracted from the files themselves and run.
 
-Blocks are found as CommonMark reads them; an indented code block is refused (fence it).
-Each fenced block carries a marker, an HTML comment on the last non-blank line before its
-opening fence (invisible once rendered):
+Each code block, as CommonMark reads them, carries a marker: an HTML comment on the last
+non-blank line before it (invisible once rendered; an indented code block, which has no
+language, can only be ``skip`` or ``output``):
 
     <!-- example: ACTION key=value key="a value with spaces" -->
 
@@ -103,10 +103,10 @@ def blocks(doc: Path) -> list[Block]:
         while k >= 0 and not lines[k].strip():
             k -= 1
         marker = _MARKER.match(lines[k]) if k >= 0 else None
-        if token.type == "code_block":
-            block.marker_error = "an indented code block: fence it and mark it"
-        elif marker:
+        if marker:
             _parse_marker(block, marker.group(1))
+        if token.type == "code_block" and block.action not in (None, "skip", "output"):
+            block.marker_error = "an indented code block can only be skipped or an output"
         found.append(block)
     return found
 
@@ -349,7 +349,7 @@ def runnable(doc: Path, need: str | None) -> list[Block]:
 def test_every_block_is_marked() -> None:
     problems = [f"{b.where}: {b.marker_error or 'no example marker'}"
                 for b in all_blocks() if b.marker_error or b.action is None]
-    assert not problems, ("every fenced block needs a marker (see this test's docstring):\n"
+    assert not problems, ("every code block needs a marker (see this test's docstring):\n"
                           + "\n".join(problems))
 
 
@@ -375,7 +375,7 @@ def test_marker_convention(tmp_path: Path) -> None:
                    '<!-- example: run exit=3 -->\n  ```sh\n  exit 2\n  ```\n\n'
                    "<!-- example: skip reason=x -->\n\n    indented\n")
     unmarked, no_reason, unknown, run, indented = blocks(doc)
-    assert indented.marker_error and "indented code block" in indented.marker_error
+    assert indented.action == "skip" and indented.marker_error is None
     assert unmarked.action is None and unmarked.marker_error is None
     assert no_reason.marker_error == "skip without a reason"
     assert unknown.marker_error and "unknown action" in unknown.marker_error
