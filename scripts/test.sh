@@ -51,6 +51,7 @@ if ! command -v chromedriver >/dev/null 2>&1; then
     echo "note: chromium-driver is not installed (and this is not root with apt-get):" \
          "the browser test tier will be skipped"
   fi
+fi
 # The containers tier runs real Podman and Charliecloud on a busybox image it builds: Debian
 # packages, installed here when this runs as root with apt-get; never fatal.
 ctr_pkgs="podman charliecloud busybox-static"

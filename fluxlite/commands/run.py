@@ -13,7 +13,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kickstart-record", metavar="PATH",
                    help="where the kickstart YAML record goes ('-' for stdout; "
                         "default: records.kickstart of the job)")
-    p.add_argument("--json-record", metavar="PATH",
+    p.add_argument("--json", "--json-record", dest="json_record", metavar="PATH",
                    help="where the JSON record goes ('-' for stdout; default: records.json)")
     p.add_argument("--overwrite-records", action="store_true",
                    help="replace the records of an earlier run (default: keep them as "

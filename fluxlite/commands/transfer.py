@@ -66,7 +66,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="seconds over which --min-rate is measured (default %(default)g)")
     p.add_argument("-s", "--symlink", action="store_true",
                    help="symlink local sources instead of copying them")
-    p.add_argument("--json-record", metavar="PATH",
+    p.add_argument("--json", "--json-record", dest="json_record", metavar="PATH",
                    help="write every attempt as JSON to PATH ('-' for stdout)")
     p.add_argument("--multipart-dir", metavar="DIR",
                    default=os.environ.get("PEGASUS_MULTIPART_DIR"),
