@@ -104,17 +104,23 @@ def make_pool(graph: TaskGraph, files: TaskFiles, uri: str | None, workers_per_n
         if not tier:
             return pool
         flux = NodesFluxExecutor(files, uri=pool.uri)
-        total = flux.total_cores
+        # the pool's job holds one core a worker: a Flux job gets what is left of a node
+        beside = max(0, flux.cores - pool.wpn)
         for t in tier:
-            if t.cores > (total if t.nodes > 1 else flux.cores) or t.gpus > (
-                    flux.gpus * max(1, t.nodes)):
-                where = f"{flux.nnodes} node(s) of {flux.cores} core(s), {flux.gpus} GPU(s)"
-                raise ClusterInputError(graph.path, f"task '{t.id}' asks for {t.cores} cores "
-                                        f"and {t.gpus} gpus on {max(1, t.nodes)} node(s): "
-                                        f"the Flux instance has {where}", t.line or None)
-            if t.nodes > flux.nnodes:
-                raise ClusterInputError(graph.path, f"task '{t.id}' asks for {t.nodes} nodes: "
-                                        f"the Flux instance has {flux.nnodes}", t.line or None)
+            nodes = max(1, t.nodes)
+            problem = None
+            if nodes > flux.nnodes:
+                problem = f"asks for {nodes} nodes: the Flux instance has {flux.nnodes}"
+            elif -(-t.cores // nodes) > beside:
+                problem = (f"asks for {t.cores} core(s) on {nodes} node(s): beside the pool's "
+                           f"{pool.wpn} worker(s) a node has {beside} core(s) for a Flux job")
+            elif t.gpus and -(-t.gpus // nodes) > flux.gpus:
+                problem = (f"asks for {t.gpus} GPU(s) on {nodes} node(s): a node has "
+                           f"{flux.gpus}")
+            if problem:
+                flux.close()
+                raise ClusterInputError(graph.path, f"task '{t.id}' {problem}",
+                                        t.line or None)
         logger.info("%d task(s) run as Flux jobs of their own, the rest in the pool",
                     len(tier))
         return TieredExecutor(pool, flux)
