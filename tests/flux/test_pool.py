@@ -86,7 +86,8 @@ def test_pool_spreads_over_every_rank(size: int, fi: FluxInstance, fi4: FluxInst
     assert len(rec["pool"]["workers"]) == size
     assert sum(w["tasks"] for w in rec["pool"]["workers"]) == n
     # the worker job is over: nothing of the pool is left on any rank
-    assert all("INACTIVE" in ln for ln in _pool_jobs(inst) if ln)
+    jobs = [ln for ln in _pool_jobs(inst) if ln]
+    assert jobs and all("INACTIVE" in ln for ln in jobs)
     assert _left_behind(rec["pool"]["service"]) == []
 
 
@@ -304,3 +305,41 @@ def test_pool_oracle_accepts_success_and_rejects_failure(fi: FluxInstance,
     assert p.returncode == 5
     with pytest.raises(JobFailed, match="cluster-summary"):
         judge(fl.tmp / "c.out", message=None)
+
+
+def test_pool_worker_that_cannot_start(fi: FluxInstance, fl: Fluxlite) -> None:
+    # the Python of the node of rank 1 is broken: one line naming it, nothing run
+    bad = fl.tmp / "python"
+    bad.write_text(f"#!/bin/sh\nif [ \"$FLUX_TASK_RANK\" = 1 ]; then\n"
+                   f"  echo 'python: cannot start here' >&2; exit 3\nfi\n"
+                   f'exec {os.path.realpath(os.sys.executable)} "$@"\n')
+    bad.chmod(0o755)
+    (fl.tmp / "a.dag").write_text("TASK a /bin/sh -c 'echo a >> ran.log'\n")
+    t0 = time.monotonic()
+    p = fl.run("cluster", "a.dag", "--executor", "pool", "-o", "c.out",
+               env={**fi.env, "FLUXLITE_POOL_PYTHON": str(bad)}, timeout=60)
+    assert time.monotonic() - t0 < 30
+    assert p.returncode != 0
+    err = p.stderr.decode().strip().splitlines()
+    assert "Traceback" not in p.stderr.decode()
+    assert err[-1] == ("fluxlite: error: pool worker 1 on rank 1 did not start: it exited 3: "
+                       "python: cannot start here"), err
+    assert not (fl.tmp / "ran.log").exists()
+    assert all("INACTIVE" in ln for ln in _pool_jobs(fi) if ln)
+
+
+def test_pool_progress_memo_on_the_batch_job(fi: FluxInstance, fl: Fluxlite) -> None:
+    (fl.tmp / "p.dag").write_text("".join(f"TASK t{i} /bin/sleep 0.1\n" for i in range(12)))
+    script = fl.tmp / "batch.sh"
+    script.write_text(f"#!/bin/sh\ncd {fl.tmp}\nexec {os.sys.executable} -m fluxlite "
+                      f"cluster p.dag --executor pool -o c.out --progress 0.5\n")
+    jobid = fi.flux("batch", "-N2", f"--output={fl.tmp}/batch.out", str(script),
+                    env=fl.env(fi.env), cwd=fl.tmp).stdout.strip()
+    info = fi.wait_job(jobid, timeout=90)
+    assert info["returncode"] == 0, (fl.tmp / "batch.out").read_text()
+    memo = fi.flux("jobs", "-n", "-o", "{user.fluxlite.phase} {user.fluxlite.done} "
+                   "{user.fluxlite.pool.done} {user.fluxlite.pool.workers}", jobid
+                   ).stdout.split()
+    assert memo == ["done", "12", "12", "2"], memo
+    _, summary = cluster_lines((fl.tmp / "c.out").read_text())
+    assert summary["executor"] == "pool" and summary["succeeded"] == "12"

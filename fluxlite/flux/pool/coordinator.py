@@ -128,6 +128,8 @@ class PoolExecutor(Executor):
         self.job_f58 = ""
         self.job_ended: str | None = None
         self.job_clean = False
+        self.start_stderr: dict[str, str] = {}  # shell rank -> last stderr line at startup
+        self.start_failed: dict[int, str] = {}  # worker -> why, for those that never said hello
         self.job_notes: list[str] = []
         self._stopping: tuple[int, str] | None = None
         self._closing = False
@@ -152,7 +154,7 @@ class PoolExecutor(Executor):
                                 f"{err.strerror or err}") from err
         req = flux.constants.FLUX_MSGTYPE_REQUEST
         for topic, cb in ((m.HELLO, self._on_hello), (m.WANT, self._on_want),
-                          (m.DONE, self._on_done)):
+                          (m.DONE, self._on_done), (m.PING, self._on_ping)):
             w = self.h.msg_watcher_create(cb, req, f"{self.service}.{topic}")
             w.start()
             self._watchers.append(w)
@@ -163,7 +165,8 @@ class PoolExecutor(Executor):
         from flux.job import JobspecV1  # type: ignore[import-not-found]
 
         n = self.nnodes * self.wpn
-        argv = [sys.executable, "-m", "fluxlite.flux.pool.worker", self.service,
+        python = self.env.get("FLUXLITE_POOL_PYTHON") or sys.executable
+        argv = [python, "-m", "fluxlite.flux.pool.worker", self.service,
                 str(self.rank), str(self.files.stdio_bytes)]
         # one core each in Flux's eyes: the worker's own slots are its node's cores, and
         # Flux-job tasks of the same cluster can still be placed beside it
@@ -183,6 +186,26 @@ class PoolExecutor(Executor):
         fut = self.flux.job.event_watch_async(self.h, self.jobid)
         fut.then(self._on_job_event)
         self._events = fut
+        # the job shells say when a task (a worker) exits, at once, with its status
+        ex = self.flux.job.event_watch_async(self.h, self.jobid, eventlog="guest.exec.eventlog")
+        ex.then(self._on_exec_event)
+        self._exec_events = ex
+        out = self.flux.job.event_watch_async(self.h, self.jobid, eventlog="guest.output")
+        out.then(self._on_output)
+        self._output = out
+
+    def _on_exec_event(self, fut: Any) -> None:
+        c = _event(fut, "shell.task-exit")
+        if c is None:
+            return
+        idx = int(c.get("rank", 0)) * self.wpn + int(c.get("localid", 0))
+        status = _describe_status(int(c.get("wait_status", 0)))
+        w = self.workers.get(idx)
+        if w is None:
+            self.start_failed.setdefault(idx, f"it {status}")
+            self.h.reactor_stop()
+        elif not self._closing:
+            self._lose(w, f"its process {status}")
 
     def _on_job_event(self, fut: Any) -> None:
         try:
@@ -210,20 +233,57 @@ class PoolExecutor(Executor):
         n = self.nnodes * self.wpn
         deadline = time.monotonic() + timeout
         while sum(1 for w in self.workers.values() if w.ready) < n:
-            if self.job_ended is not None or time.monotonic() >= deadline:
-                missing = [i for i in range(n) if i not in self.workers]
-                r = self.ranks[missing[0] // self.wpn] if missing else self.ranks[0]
-                why = "; ".join(dict.fromkeys(self.job_notes)) or (
-                    f"it {self.job_ended}" if self.job_ended else
-                    f"no hello within {timeout:.0f} s")
+            if (self.start_failed or self.job_ended is not None
+                    or time.monotonic() >= deadline):
+                missing = [i for i in range(n) if i not in self.workers] or [0]
+                first = min(self.start_failed) if self.start_failed else missing[0]
+                r = self.ranks[min(first // self.wpn, len(self.ranks) - 1)]
+                why = self.start_failed.get(first) or "; ".join(dict.fromkeys(
+                    self.job_notes)) or (f"it {self.job_ended}" if self.job_ended else
+                                         f"no hello within {timeout:.0f} s")
                 self._cancel_job()
-                raise PoolStartError(f"pool worker {missing[0] if missing else 0} on rank {r} "
-                                     f"did not start: {why}")
+                said = self.start_stderr.get(str(first // self.wpn)) or self._stderr_of(
+                    first // self.wpn)
+                raise PoolStartError(f"pool worker {first} on rank {r} did not start: {why}"
+                                     + (f": {said}" if said else ""))
             self._run_reactor(0.2)
+        try:
+            self._output.cancel()  # only the startup's output is of interest
+        except OSError:
+            pass
         logger.info("pool up: %d worker(s), %s slots", n,
                     "+".join(str(w.slots) for w in self.workers.values()))
 
+    def _stderr_of(self, shell_rank: int) -> str:
+        """The last line a node's worker wrote to stderr, from the output of the job once
+        it has ended (the live watch may not have seen it)."""
+        last = ""
+        try:
+            for ev in self.flux.job.event_watch(self.h, self.jobid, "guest.output"):
+                c = ev.context
+                if (ev.name == "data" and c.get("stream") == "stderr" and c.get("data")
+                        and str(c.get("rank")) == str(shell_rank)):
+                    lines = [x.strip() for x in str(c["data"]).splitlines() if x.strip()]
+                    last = lines[-1][:200] if lines else last
+        except OSError as err:
+            logger.debug("pool job %s: no output: %s", self.job_f58, err)
+        return last
+
+    def _on_output(self, fut: Any) -> None:
+        """What the workers write to stderr while the pool starts: the last line of each
+        node's, for the error that says why a worker did not start."""
+        c = _event(fut, "data")
+        if c is None:
+            return
+        if c.get("stream") == "stderr" and c.get("data"):
+            lines = [x.strip() for x in str(c["data"]).splitlines() if x.strip()]
+            if lines:
+                self.start_stderr[str(c.get("rank"))] = lines[-1][:200]
+
     # -- message handlers -----------------------------------------------------------------
+    def _on_ping(self, h: Any, _t: Any, msg: Any, _arg: Any) -> None:
+        h.respond(msg, b"{}")
+
     def _on_hello(self, h: Any, _t: Any, msg: Any, _arg: Any) -> None:
         doc = m.loads(msg.payload_str)
         idx, rank = int(doc["worker"]), int(doc["rank"])
@@ -426,16 +486,16 @@ class PoolExecutor(Executor):
         if rc < 0:
             logger.debug("pool reactor returned %d", rc)
 
-    def _memo(self) -> None:
+    def _memo(self, force: bool = False) -> None:
         if self.ctx is None:
             return
         now = time.monotonic()
-        if now < self._next_memo:
+        if now < self._next_memo and not force:
             return
         self._next_memo = now + self.progress_interval
         el = now - self._t0
         rate = (self.n_done + self.n_failed) / el if el > 0 else 0.0
-        self.ctx.memo({"phase": "cluster", "pool": {
+        self.ctx.memo({"pool": {
             "job": self.job_f58, "workers": len(self.live()), "done": self.n_done,
             "failed": self.n_failed, "running": len(self.inflight),
             "tasks_per_s": round(rate, 1)}})
@@ -465,6 +525,7 @@ class PoolExecutor(Executor):
                 "reactor_seconds": round(self.loop_time, 3)}
 
     def close(self) -> None:
+        self._memo(force=True)  # the last figures, beside the cluster's own
         self._closing = True
         live = self.live()
         if live and self.inflight:
@@ -488,6 +549,11 @@ class PoolExecutor(Executor):
         self._wait_clean(15.0)
         for w in self._watchers + self._extra_fds:
             w.stop()
+        for fut in (self._events, self._exec_events):
+            try:
+                fut.cancel()
+            except OSError:
+                pass
         try:
             self.h.service_unregister(self.service).get()
         except OSError:
@@ -507,6 +573,15 @@ class PoolExecutor(Executor):
         deadline = time.monotonic() + timeout
         while self.jobid is not None and not self.job_clean and time.monotonic() < deadline:
             self._run_reactor(0.2)
+
+
+def _event(fut: Any, name: str) -> dict[str, Any] | None:
+    """The context of the eventlog entry a watch future holds, if it is a ``name``."""
+    try:
+        ev = fut.get_event()
+    except OSError:
+        return None
+    return ev.context if ev is not None and ev.name == name else None
 
 
 def _ignore(fut: Any) -> None:

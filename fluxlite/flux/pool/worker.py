@@ -164,6 +164,8 @@ class Worker:
         self.done_out = False
         self.stop_reason: str | None = None
         self.finished = False
+        self._ticks = 0
+        self.ping_out = False
         self.watchers: list[Any] = []
         name = m.worker_service(service, self.index)
         self.h.service_register(name).get()
@@ -230,6 +232,19 @@ class Worker:
 
     def _on_tick(self, *_args: Any) -> None:
         self._collect()
+        self._ticks += 1
+        if self._ticks % 4 == 0 and not self.ping_out and not self.finished:
+            # an idle worker's only message may be a 'want' held by a coordinator that died
+            self.ping_out = True
+            self.h.rpc(f"{self.service}.{m.PING}", b"{}", nodeid=self.coord).then(
+                self._on_pong)
+
+    def _on_pong(self, fut: Any) -> None:
+        self.ping_out = False
+        try:
+            fut.get_str()
+        except OSError as err:
+            self._coordinator_gone(err)
 
     def _collect(self) -> None:
         if not self.running:
