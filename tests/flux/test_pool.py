@@ -171,15 +171,15 @@ def test_pool_worker_killed_mid_run(fi: FluxInstance, fl: Fluxlite) -> None:
     tasks, summary = cluster_lines((fl.tmp / "c.out").read_text())
     attempts = _attempts(_record(fl))
     lost = [a for a in attempts if a["error"] and "was lost" in a["error"]]
-    assert len(lost) == 2 and all(a["rank"] == 1 for a in lost)  # its 2 slots
-    assert summary["succeeded"] == "8" and summary["retries"] == "2"
+    assert len(lost) == 2 and all(a["rank"] == 1 for a in lost), attempts  # its 2 slots
+    assert summary["succeeded"] == "8" and summary["retries"] == "2", summary
     assert len(tasks) == 10
     ok = Counter(a["id"] for a in attempts if a["exit_code"] == 0)
     assert ok == {f"t{i}": 1 for i in range(8)}  # each once, never twice
     # the lost worker's tasks were killed with it: each task ended its work once
     log = (fl.tmp / "run.log").read_text().split("\n")
     ends = Counter(ln.split()[1] for ln in log if ln.startswith("e "))
-    assert ends == {f"t{i}": 1 for i in range(8)}
+    assert ends == {f"t{i}": 1 for i in range(8)}, log
     # the retries ran on the worker left
     assert all(a["rank"] == 0 for a in attempts if a["try"] == 2)
 
