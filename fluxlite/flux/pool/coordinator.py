@@ -399,6 +399,8 @@ class PoolExecutor(Executor):
             self._finished(w, a, key)
         w.outbox.clear()
         w.free_cores = w.free_gpus = w.free_mem = 0
+        if not self.live():
+            self.where = "the pool (every worker was lost)"
         if self.completed:
             self.h.reactor_stop()
 
