@@ -343,3 +343,16 @@ def test_pool_progress_memo_on_the_batch_job(fi: FluxInstance, fl: Fluxlite) -> 
     assert memo == ["done", "12", "12", "2"], memo
     _, summary = cluster_lines((fl.tmp / "c.out").read_text())
     assert summary["executor"] == "pool" and summary["succeeded"] == "12"
+
+
+def test_pool_in_a_nested_instance(fi: FluxInstance, fl: Fluxlite) -> None:
+    (fl.tmp / "n.dag").write_text("".join(f"TASK t{i} /bin/sleep 0.1\n" for i in range(8)))
+    p, out = _run(fi, fl, "n.dag", "--nested", "--nodes", "2", "--cores", "4", "--json",
+                  "c.json", "--no-rescue")
+    assert p.returncode == 0, p.stderr.decode()
+    rec = _record(fl)
+    assert rec["nested"]["nodes"] == 2 and rec["pool"]["job"]
+    assert {a["rank"] for a in _attempts(rec)} == {0, 1}
+    # the pool was a job of the nested instance, which is gone: none in this one
+    assert fi.job_info(rec["nested"]["jobid"])["state"] == "INACTIVE"
+    assert rec["pool"]["job"] not in fi.flux("jobs", "-a", "-n", "-o", "{id.f58}").stdout
