@@ -356,3 +356,40 @@ def test_pool_in_a_nested_instance(fi: FluxInstance, fl: Fluxlite) -> None:
     # the pool was a job of the nested instance, which is gone: none in this one
     assert fi.job_info(rec["nested"]["jobid"])["state"] == "INACTIVE"
     assert rec["pool"]["job"] not in fi.flux("jobs", "-a", "-n", "-o", "{id.f58}").stdout
+
+
+@pytest.fixture
+def fi3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FluxInstance]:
+    """An instance of its own: the test kills one of its brokers."""
+    yield from instance(tmp_path_factory, 3)
+
+
+def test_pool_rank_lost_mid_run(fi3: FluxInstance, fl: Fluxlite) -> None:
+    body = "sleep 1.5; echo $PMC_TASK >> done.log"
+    (fl.tmp / "r.dag").write_text("".join(f"TASK t{i} -t 2 /bin/sh -c '{body}'\n"
+                                          for i in range(12)))
+    proc = fl.popen("cluster", "r.dag", "--executor", "pool", "-o", "c.out", "--json",
+                    "c.json", "--no-rescue", env=fi3.env)
+    try:
+        deadline = time.monotonic() + 30
+        while not _pool_busy(fi3) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        broker = int(fi3.flux("exec", "-r", "2", "flux", "getattr", "broker.pid").stdout)
+        os.kill(broker, signal.SIGKILL)  # the broker of rank 2 of this test's own instance
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err.decode()
+    assert b"on rank 2" in err and b"lost" in err
+    attempts = _attempts(_record(fl))
+    lost = [a for a in attempts if a["error"] and "was lost" in a["error"]]
+    assert lost and all(a["rank"] == 2 for a in lost)
+    assert all(a["rank"] != 2 for a in attempts if a["try"] == 2)
+    done = (fl.tmp / "done.log").read_text().split()
+    assert sorted(done) == sorted(f"t{i}" for i in range(12))  # each once
+
+
+def _pool_busy(fi: FluxInstance) -> bool:
+    """The pool's workers are up and busy: its job runs and tasks have started."""
+    return any(ln.endswith(" RUN") for ln in _pool_jobs(fi)) and bool(
+        _left_behind("sleep 1.5; echo"))

@@ -251,6 +251,7 @@ class PoolExecutor(Executor):
             self._output.cancel()  # only the startup's output is of interest
         except OSError:
             pass
+        self._tolerate_lost_nodes()
         logger.info("pool up: %d worker(s), %s slots", n,
                     "+".join(str(w.slots) for w in self.workers.values()))
 
@@ -279,6 +280,14 @@ class PoolExecutor(Executor):
             lines = [x.strip() for x in str(c["data"]).splitlines() if x.strip()]
             if lines:
                 self.start_stderr[str(c.get("rank"))] = lines[-1][:200]
+
+    def _tolerate_lost_nodes(self) -> None:
+        """A node lost is a worker lost, not the pool: only the loss of the job's first
+        shell (its leader) ends the job, as Flux does for a sub-instance."""
+        try:
+            self.h.rpc("job-exec.critical-ranks", {"id": self.jobid, "ranks": "0"}).get()
+        except OSError as err:
+            logger.debug("pool job %s: every node stays critical: %s", self.job_f58, err)
 
     # -- message handlers -----------------------------------------------------------------
     def _on_ping(self, h: Any, _t: Any, msg: Any, _arg: Any) -> None:
