@@ -409,7 +409,7 @@ class PoolExecutor(Executor):
         w.outbox.clear()
         w.free_cores = w.free_gpus = w.free_mem = 0
         if not self.live():
-            self.where = "the pool (every worker was lost)"
+            logger.error("error: every pool worker was lost: the tasks left fail")
         if self.completed:
             self.h.reactor_stop()
 
@@ -421,7 +421,10 @@ class PoolExecutor(Executor):
         return any(w.can_ever(t) for w in self.live())
 
     def fits(self, task: Task) -> bool:
-        return any(w.fits(task) for w in self.workers.values() if not w.lost)
+        live = self.live()
+        # no worker left: every task "fits", to fail at once in start() (its records say
+        # why, the summary and the rescue file are written), not to wait for ever
+        return not live or any(w.fits(task) for w in live)
 
     def running(self) -> int:
         return len(self.inflight)
@@ -435,7 +438,9 @@ class PoolExecutor(Executor):
         a.start = time.time()
         a.t0 = time.monotonic()
         if best is None:
-            a.status = ExitStatus.failed_to_start("no pool worker has room for it")
+            a.status = ExitStatus.failed_to_start(
+                "every pool worker was lost" if not self.live() else
+                "no pool worker has room for it")
             return a
         self._seq += 1
         key = self._seq

@@ -49,15 +49,12 @@ class TieredExecutor(Executor):
     def __init__(self, pool: PoolExecutor, flux: FluxExecutor) -> None:
         self.pool, self.flux = pool, flux
         self.cores, self.gpus = pool.cores, pool.gpus
+        self.where = "a pool worker or a Flux job"
         self.uri = pool.uri
         self._on: dict[int, Executor] = {}  # id(attempt) -> its executor
         fd = flux.wakeup_fd()
         if fd is not None:
             pool.add_fd(fd)
-
-    @property  # type: ignore[override]
-    def where(self) -> str:
-        return f"{self.pool.where} or a Flux job"
 
     def route(self, t: Task) -> Executor:
         return self.flux if wants_flux(t) or not self.pool.can_ever(t) else self.pool
