@@ -101,12 +101,14 @@ class PoolExecutor(Executor):
             raise FluxUnavailable(f"cannot connect to Flux at {self.uri}: {err}") from err
         self.rank = self.h.get_rank()
         self.wpn = max(1, workers_per_node)
-        self.ranks = list(rl.all.ranks)
+        # the nodes that are up (a down node would keep the pool's job from starting)
+        nodes = rl.up if rl.up.nnodes else rl.all
+        self.ranks = list(nodes.ranks)
         self.nnodes = len(self.ranks)
         # each worker's share of its node, as Flux reports the node's cores and GPUs
         self.share: dict[int, tuple[int, int]] = {}
         for r in self.ranks:
-            node = rl.all.copy_ranks(r)
+            node = nodes.copy_ranks(r)
             self.share[r] = (max(1, node.ncores // self.wpn), node.ngpus // self.wpn)
         self.cores = max(c for c, _ in self.share.values())
         self.gpus = max(g for _, g in self.share.values())
@@ -123,7 +125,6 @@ class PoolExecutor(Executor):
         self.dispatched: dict[int, float] = {}  # key -> epoch handed to a worker
         self._seq = 0
         self._watchers: list[Any] = []
-        self._stop_now = False
         self.jobid: int | None = None
         self.job_f58 = ""
         self.job_ended: str | None = None
@@ -131,18 +132,22 @@ class PoolExecutor(Executor):
         self.start_stderr: dict[str, str] = {}  # shell rank -> last stderr line at startup
         self.start_failed: dict[int, str] = {}  # worker -> why, for those that never said hello
         self.job_notes: list[str] = []
-        self._stopping: tuple[int, str] | None = None
         self._closing = False
         self._next_ping = 0.0
         self._next_memo = 0.0
         self._t0 = time.monotonic()
         self.n_done = 0
         self.n_failed = 0
-        self.loop_time = 0.0  # seconds spent in the reactor (the figure of B12)
+        self.loop_time = 0.0  # seconds spent in the reactor
         self._extra_fds: list[Any] = []
         self._register()
-        self._submit()
-        self._wait_started(startup_timeout)
+        try:
+            self._submit()
+            self._wait_started(startup_timeout)
+        except BaseException:
+            # a signal or an error during the startup: no worker is left behind
+            self._cancel_job()
+            raise
 
     # -- setup ---------------------------------------------------------------------------
     def _register(self) -> None:
@@ -517,7 +522,6 @@ class PoolExecutor(Executor):
             "tasks_per_s": round(rate, 1)}})
 
     def signal_all(self, signum: int, reason: str) -> None:
-        self._stopping = (signum, reason)
         for w in self.live():
             # not yet sent: never started; fails no try, a rerun runs it
             for d in w.outbox:
