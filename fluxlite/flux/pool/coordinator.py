@@ -311,12 +311,14 @@ class PoolExecutor(Executor):
         h.respond(msg, m.dumps({"slots": cores, "gpus": gpus, "memory_mb": mem}))
 
     def _on_want(self, h: Any, _t: Any, msg: Any, _arg: Any) -> None:
-        w = self.workers.get(int(m.loads(msg.payload_str).get("worker", -1)))
+        doc = m.loads(msg.payload_str)
+        w = self.workers.get(int(doc.get("worker", -1)))
         if w is None or w.lost or self._closing:
             h.respond(msg, m.dumps({"stop": True}))
             return
         w.last_seen = time.monotonic()
         w.want = msg
+        self._take_results(w, doc.get("results", ()))
         if w.outbox:
             self._send(w)
 
@@ -327,15 +329,18 @@ class PoolExecutor(Executor):
         if w is None or w.lost:
             return  # a worker given up on: its attempts were failed already
         w.last_seen = time.monotonic()
-        for r in doc.get("results", ()):
+        self._take_results(w, doc.get("results", ()))
+
+    def _take_results(self, w: Worker, results: Any) -> None:
+        for r in results:
             a = w.inflight.pop(r["key"], None)
             if a is None:
-                continue
+                continue  # reported already, or failed when its worker was given up on
             self.inflight.pop(r["key"], None)
             m.apply_result(a, r)
             self._finished(w, a, r["key"])
         if self.completed:
-            h.reactor_stop()
+            self.h.reactor_stop()
 
     def _finished(self, w: Worker, a: Attempt, key: int) -> None:
         t = a.task

@@ -5,7 +5,8 @@ The coordinator registers the service ``SERVICE`` on its broker; each worker reg
 
 - ``SERVICE.hello`` (worker → coordinator): ``{worker, rank, host, pid, memory_mb}``;
   answered with the worker's share of its node: ``{slots, gpus, memory_mb}``.
-- ``SERVICE.want`` (worker → coordinator): the worker has free slots. Answered with
+- ``SERVICE.want`` (worker → coordinator): the worker has free slots (and, when no
+  ``done`` of its is in flight, the results it has gathered ride along). Answered with
   ``{tasks: [...]}`` as soon as there is work that fits what the coordinator knows to be
   free on that worker, or ``{stop: true}`` at the end; held until then (one per worker).
 - ``SERVICE.done`` (worker → coordinator): ``{worker, results: [...]}``, answered at once;

@@ -197,8 +197,11 @@ class Worker:
         if self.want_out or self.stop_reason or self.finished or self.runner.free_slots() <= 0:
             return
         self.want_out = True
-        f = self.h.rpc(f"{self.service}.{m.WANT}", m.dumps({"worker": self.index}),
-                       nodeid=self.coord)
+        doc: dict[str, Any] = {"worker": self.index}
+        if self.results and not self.done_out:
+            # the results ride along: one message instead of two when the worker is busy
+            doc["results"], self.results = self.results, []
+        f = self.h.rpc(f"{self.service}.{m.WANT}", m.dumps(doc), nodeid=self.coord)
         f.then(self._on_tasks)
 
     def _on_tasks(self, fut: Any) -> None:
@@ -224,8 +227,8 @@ class Worker:
             else:
                 self.running[a.pid] = (key, a)
                 self.guard.add(a.pid)
-        self._send_results()
         self._ask()
+        self._send_results()
 
     def _on_ready(self, *_args: Any) -> None:
         self._collect()
@@ -253,8 +256,8 @@ class Worker:
             key, _ = self.running.pop(a.pid)
             self.guard.remove(a.pid)
             self._result(key, a)
-        self._send_results()
         self._ask()
+        self._send_results()
 
     def _result(self, key: int, a: Attempt) -> None:
         self.results.append(m.encode_result(key, a))
