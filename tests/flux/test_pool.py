@@ -393,3 +393,15 @@ def _pool_busy(fi: FluxInstance) -> bool:
     """The pool's workers are up and busy: its job runs and tasks have started."""
     return any(ln.endswith(" RUN") for ln in _pool_jobs(fi)) and bool(
         _left_behind("sleep 1.5; echo"))
+
+
+def test_pool_workers_per_node(fi: FluxInstance, fl: Fluxlite) -> None:
+    (fl.tmp / "w.dag").write_text("".join(f"TASK t{i} /bin/sleep 0.2\n" for i in range(8)))
+    p, _ = _run(fi, fl, "w.dag", "--workers-per-node", "2", "--json", "c.json",
+                "--no-rescue")
+    assert p.returncode == 0, p.stderr.decode()
+    rec = _record(fl)
+    workers = rec["pool"]["workers"]
+    assert len(workers) == 4 and all(w["slots"] == 1 for w in workers)
+    assert sorted(w["rank"] for w in workers) == [0, 0, 1, 1]
+    assert {a["worker"] for a in _attempts(rec)} == {"w0", "w1", "w2", "w3"}
