@@ -40,7 +40,8 @@ _SHELL_WORDS = frozenset((
 # JSON starts with '[' or '{' followed by what a job list can hold next; '[ -e f ]' and
 # '{ cmd; }' are shell lines of a pegasus-cluster list
 _JSON_START = re.compile(r'\s*(\[\s*[\[{\]"]|\{\s*["}])')
-_JSON_CLUSTER_KEYS = {"after", "tries", "priority"}
+_JSON_CLUSTER_KEYS = {"after", "tries", "priority", "placement"}
+PLACEMENTS = ("auto", "flux")  # "flux": a Flux job of its own, even beside a pool
 # Only these end or separate words, as for /bin/sh and PMC: never form feeds, U+0085 or
 # U+2028, which str.split() and str.splitlines() would take for breaks
 _BLANKS = " \t"
@@ -49,7 +50,7 @@ _BLANK_RUN = re.compile(r"[ \t]+")
 _NEEDS_SHLEX = re.compile(r"['\"\\\r]")
 # Bounds of the numbers a task may ask for (as PMC: integers; -m and -c may be decimal)
 LIMITS = {"cores": 1 << 20, "gpus": 1 << 20, "memory_mb": 1 << 40, "tries": 1_000_000,
-          "priority": (1 << 31) - 1}
+          "priority": (1 << 31) - 1, "nodes": 1 << 20}
 
 
 class ClusterInputError(UsageError):
@@ -90,6 +91,8 @@ class Task:
     children: list[str] = field(default_factory=list)
     pipe_forward: list[tuple[str, str]] = field(default_factory=list)  # PMC -f VAR=FILE
     file_forward: list[tuple[str, str]] = field(default_factory=list)  # PMC -F SRC=DEST
+    nodes: int = 0  # PMC -N: nodes it spans (0: one, not said); more than one: a Flux job
+    placement: str = ""  # JSON lists: "flux" sends it to a Flux job of its own
     job: JobSpec | None = None  # JSON job lists: a whole fluxlite job
     job_doc: dict[str, Any] | None = None
     where: str = ""  # JSON job lists: "tasks[2]", for messages (others have their line)
@@ -217,11 +220,12 @@ _PMC_OPTS = {
     "-g": "gpus", "--request-gpus": "gpus",
     "-t": "tries", "--tries": "tries",
     "-p": "priority", "--priority": "priority",
+    "-N": "nodes", "--nodes": "nodes",
     "-f": "pipe_forward", "--pipe-forward": "pipe_forward",
     "-F": "file_forward", "--file-forward": "file_forward",
 }
 _PMC_ROUNDED = frozenset(("memory_mb", "cores"))  # numbers, rounded up (as PMC)
-_PMC_NONNEG = frozenset(("gpus", "tries"))
+_PMC_NONNEG = frozenset(("gpus", "tries", "nodes"))
 
 
 def _parse_pmc(text: str, path: str) -> TaskGraph:
@@ -465,6 +469,11 @@ def _parse_json(text: str, path: str) -> TaskGraph:
         t.gpus = spec.resources.tasks * spec.resources.gpus_per_task
         t.tries = _json_int(entry, "tries", 0, 1, path, where)  # 0: --tries applies
         t.priority = _json_int(entry, "priority", 0, -LIMITS["priority"], path, where)
+        placement = entry.get("placement", "auto")
+        if placement not in PLACEMENTS:
+            raise ClusterInputError(path, f"{where}.placement: must be one of "
+                                    f"{', '.join(PLACEMENTS)}")
+        t.placement = "" if placement == "auto" else placement
         after = entry.get("after", [])
         if not isinstance(after, list) or not all(isinstance(a, str) for a in after):
             raise ClusterInputError(path, f"{where}.after: must be a list of task ids")

@@ -49,6 +49,9 @@ class Attempt:
     stderr_path: str = ""
     flux_id: str | None = None
     host: str = ""
+    rank: int | None = None  # the Flux rank it ran on, when an executor knows it (pool)
+    worker: str | None = None  # the pool worker that ran it
+    queue_wait: float | None = None  # seconds from its hand-over to its start on a worker
     stopped: str | None = None  # why fluxlite stopped it: "time limit", "interrupted by SIGTERM"
     failure: str | None = None  # why an attempt whose process exited 0 still failed
     gpus: list[str] = field(default_factory=list)  # the GPU ids a local attempt was given
@@ -127,6 +130,8 @@ class RecordWriter:
         rec.exit_code = a.code
         if a.flux_id:
             rec.jobids["flux"] = a.flux_id
+        if a.rank is not None:
+            rec.jobids["flux_rank"] = str(a.rank)
         if a.status.error is not None:
             rec.error = a.status.error
         elif a.why is not None:
@@ -159,6 +164,8 @@ class RecordWriter:
             parts.append(f"memory={t.memory_mb}")
         if a.flux_id:
             parts.append(f"flux_id={_q(a.flux_id)}")
+        if a.rank is not None:
+            parts.append(f"rank={a.rank}")
         if a.stopped:
             parts.append(f"stopped={_q(a.stopped)}")
         if a.failure:
@@ -197,6 +204,10 @@ def attempt_dict(a: Attempt) -> dict[str, Any]:
         "signal": s.signal, "error": s.error or a.why, "pid": a.pid, "host": a.host or None,
         "flux_id": a.flux_id, "stopped": a.stopped, "rusage": a.rusage,
         "stdout_bytes": a.stdout_info[1], "stderr_bytes": a.stderr_info[1]}
+    if a.rank is not None:
+        d["rank"], d["worker"] = a.rank, a.worker
+        d["queue_wait"] = None if a.queue_wait is None else round(a.queue_wait, 6)
+        d["run_time"] = d["duration"]
     if a.job_record is not None:
         d["job_record"] = a.job_record
     return d

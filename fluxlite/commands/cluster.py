@@ -28,9 +28,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "command per line) or JSON job list; recognised by content")
     p.add_argument("--format", choices=("auto", "pmc", "list", "json"), default="auto",
                    help="the input format (default: recognised by content)")
-    p.add_argument("--executor", choices=("auto", "local", "flux"), default="auto",
-                   help="where tasks run: 'local' fork/exec, 'flux' one Flux job per task "
-                        "(default: flux inside a Flux instance with the bindings, else local)")
+    p.add_argument("--executor", choices=("auto", "local", "flux", "pool"), default="auto",
+                   help="where tasks run: 'local' fork/exec, 'flux' one Flux job per task, "
+                        "'pool' a worker on every node of the Flux instance (tasks that need "
+                        "more than a node still run as Flux jobs) (default: flux inside a "
+                        "Flux instance with the bindings, else local)")
+    p.add_argument("--workers-per-node", type=int, default=1, metavar="N",
+                   help="pool executor: workers per node, each with its share of the node "
+                        "(default 1)")
     p.add_argument("--nested", action="store_true",
                    help="start a Flux sub-instance of --nodes/--cores inside the current "
                         "allocation, run the cluster in it, shut it down")
@@ -97,6 +102,7 @@ _BOUNDS: tuple[tuple[str, str, float, float], ...] = (
     ("--memory", "memory", 0, 1 << 40),
     ("--gpus", "gpus", 0, 1 << 20),
     ("--nodes", "nodes", 1, 1 << 20),
+    ("--workers-per-node", "workers_per_node", 1, 1 << 16),
     ("--cores", "cores", 1, 1 << 30),
     ("--max-wall-time", "max_wall_time", 0, 1e8),  # minutes: about 190 years
     ("--time-margin", "time_margin", 0, 1e10),
@@ -152,11 +158,12 @@ def _main(args: argparse.Namespace, sigs: _Signals) -> int:
         if kind == "local" or args.no_flux:
             raise UsageError("--nested runs tasks in a Flux sub-instance: it cannot be used "
                              "with --executor local or --no-flux")
-        kind = "flux"
+        kind = "pool" if kind == "pool" else "flux"
         nodes = args.nodes or 1
         per_node = max(1, (args.cores or nodes) // nodes)
-        graph.check_fits(per_node, (args.gpus or 0) // nodes, 0,
-                         "each node of the nested instance")
+        if kind == "flux":  # the pool sends what needs more than a node to Flux jobs
+            graph.check_fits(per_node, (args.gpus or 0) // nodes, 0,
+                             "each node of the nested instance")
     if kind == "auto":
         kind = "flux" if use_flux_ctx and _bindings() else "local"
     from fluxlite.cluster.executors import local_capacity
@@ -167,7 +174,7 @@ def _main(args: argparse.Namespace, sigs: _Signals) -> int:
         graph.check_fits(cores, gpus, memory_mb, "the local executor")
     if args.dry_run:
         _describe(graph)
-        if kind == "flux" and not args.nested:
+        if kind in ("flux", "pool") and not args.nested:
             sys.stdout.write("  (resource requests are checked against the Flux instance "
                              "when the cluster starts)\n")
         return 0
@@ -177,14 +184,14 @@ def _main(args: argparse.Namespace, sigs: _Signals) -> int:
         from fluxlite.flux.context import detect
 
         ctx = detect(warn=kind != "local")
-        if kind == "flux" and ctx is not None:
+        if kind in ("flux", "pool") and ctx is not None:
             ctx.warn_if_queued_behind_itself(nested=args.nested)
 
     from fluxlite.cluster.executors import FluxExecutor, LocalExecutor, NestedInstance, TaskFiles
     from fluxlite.cluster.records import RecordWriter
     from fluxlite.cluster.scheduler import Options, Scheduler, binary_out
 
-    base = args.tmpdir or (os.getcwd() if kind == "flux" else None)
+    base = args.tmpdir or (os.getcwd() if kind in ("flux", "pool") else None)
     tmpdir = tempfile.mkdtemp(prefix=".fluxlite-cluster.", dir=base)
     files = TaskFiles(tmpdir, args.stdio_bytes)
     nested = None
@@ -199,8 +206,14 @@ def _main(args: argparse.Namespace, sigs: _Signals) -> int:
                 nested = NestedInstance(args.nodes, args.cores, args.gpus)
                 uri = nested.start()
                 sigs.check()
-            executor = FluxExecutor(files, uri=uri, lost=nested.lost if nested else None)
-            graph.check_fits(executor.cores, executor.gpus, 0, executor.where)
+            if kind == "pool":
+                from fluxlite.flux.pool.tiered import make_pool
+
+                executor = make_pool(graph, files, uri, args.workers_per_node, ctx,
+                                     max(0.5, args.progress))
+            else:
+                executor = FluxExecutor(files, uri=uri, lost=nested.lost if nested else None)
+                graph.check_fits(executor.cores, executor.gpus, 0, executor.where)
         rescue = None if args.no_rescue else (args.rescue or args.input + ".rescue")
         opts = Options(fail_fast=args.fail_fast, rescue=rescue,
                        max_wall_time=args.max_wall_time,
@@ -229,6 +242,8 @@ def _main(args: argparse.Namespace, sigs: _Signals) -> int:
             doc = sched.report(summary)
             doc["flux_uri"] = getattr(executor, "uri", None)
             doc["nested"] = nested.info() if nested is not None else None
+            if hasattr(executor, "info"):
+                doc["pool"] = executor.info()
             _write_json(args.json, doc)
         return sched.exit_code(summary)
     finally:

@@ -58,13 +58,13 @@ class FluxInstance:
         return self.job_info(jobid)
 
 
-def _start(tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
+def _start(tmp: Path, size: int = TEST_SIZE) -> tuple[subprocess.Popen[bytes], str]:
     urifile = tmp / "uri"
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLUX_")}
     # the initial program writes the instance's URI, then lives until its stdin closes:
     # closing it at the end of the session shuts the instance down cleanly
     prog = f'echo "$FLUX_URI" > {urifile}.tmp && mv {urifile}.tmp {urifile} && exec cat'
-    proc = subprocess.Popen(["flux", "start", f"--test-size={TEST_SIZE}", "sh", "-c", prog],
+    proc = subprocess.Popen(["flux", "start", f"--test-size={size}", "sh", "-c", prog],
                             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                             stderr=open(tmp / "broker.log", "wb"), env=env, cwd=tmp)
     deadline = time.monotonic() + 60
@@ -72,18 +72,23 @@ def _start(tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
         if proc.poll() is not None or time.monotonic() > deadline:
             log = (tmp / "broker.log").read_text(errors="replace")[-2000:]
             proc.kill()
-            raise RuntimeError(f"flux start --test-size={TEST_SIZE} failed:\n{log}")
+            raise RuntimeError(f"flux start --test-size={size} failed:\n{log}")
         time.sleep(0.05)
     return proc, urifile.read_text().strip()
 
 
 @pytest.fixture(scope="session")
 def flux_instance(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FluxInstance]:
+    yield from instance(tmp_path_factory, TEST_SIZE)
+
+
+def instance(tmp_path_factory: pytest.TempPathFactory, size: int) -> Iterator[FluxInstance]:
+    """A test instance of ``size`` brokers, for a fixture to yield from."""
     why = flux_available()
     if why:
         pytest.skip(f"flux tier skipped: {why}")
     tmp = tmp_path_factory.mktemp("flux-instance")
-    proc, uri = _start(tmp)
+    proc, uri = _start(tmp, size)
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLUX_")}
     env["FLUX_URI"] = uri
     flux_bin = shutil.which("flux")
@@ -95,7 +100,7 @@ def flux_instance(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FluxInst
     lib = os.path.join(os.path.dirname(os.path.dirname(flux_bin)), "lib")
     if os.path.isdir(lib) and lib not in env.get("LD_LIBRARY_PATH", "").split(":"):
         env["LD_LIBRARY_PATH"] = ":".join(x for x in (lib, env.get("LD_LIBRARY_PATH")) if x)
-    inst = FluxInstance(uri=uri, size=TEST_SIZE, env=env, tmp=tmp)
+    inst = FluxInstance(uri=uri, size=size, env=env, tmp=tmp)
     try:
         yield inst
     finally:

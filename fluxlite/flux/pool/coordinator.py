@@ -1,0 +1,624 @@
+"""The pool's coordinator: an executor of the cluster's scheduler whose slots are workers,
+one per node of the Flux instance (or ``--workers-per-node`` per node), started as one
+Flux job and spoken to over Flux's own messages (see ``messages``).
+
+- Accounting is the coordinator's: it knows each worker's slots, memory and GPUs and what
+  it gave it, so ``fits`` and ``start`` never ask the network; a task is given to the
+  worker with the most free slots (spreading over the nodes).
+- Flow control: tasks go out only in answer to a worker's ``want``, batched (all that was
+  assigned to it since), never more than it has free.
+- The reactor of the Flux handle runs inside ``poll(timeout)``: a timer ends it, and so
+  does a result (or a descriptor the tiered executor watches).
+- A worker that is gone (its service answers a ping with an error, or no answer within
+  ``LOST_AFTER``) fails the attempts it ran, once each; what it reports later is dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from fluxlite.cluster.executors import Executor, TaskFiles
+from fluxlite.cluster.formats import Task
+from fluxlite.cluster.records import Attempt
+from fluxlite.errors import FluxliteError, FluxUnavailable
+from fluxlite.execute.task import ExitStatus
+from fluxlite.flux.pool import messages as m
+
+logger = logging.getLogger(__name__)
+
+PING_INTERVAL = 1.0  # seconds between liveness checks of each worker
+LOST_AFTER = 10.0  # a worker that answers nothing for this long is lost
+JOB_NAME = "fluxlite-pool"
+
+
+class PoolStartError(FluxliteError):
+    """The pool's workers did not all start."""
+
+
+@dataclass(slots=True, eq=False)
+class Worker:
+    index: int
+    rank: int
+    host: str = ""
+    pid: int = 0
+    slots: int = 1
+    gpus: int = 0
+    memory_mb: int = 0
+    free_cores: int = 0
+    free_gpus: int = 0
+    free_mem: int = 0
+    want: Any = None  # the held 'want' request
+    outbox: list[dict[str, Any]] = field(default_factory=list)
+    inflight: dict[int, Attempt] = field(default_factory=dict)
+    ready: bool = False
+    lost: bool = False
+    last_seen: float = 0.0
+    ping_out: bool = False
+    done: int = 0
+
+    @property
+    def name(self) -> str:
+        return f"w{self.index}"
+
+    def fits(self, t: Task) -> bool:
+        return (t.cores <= self.free_cores and t.gpus <= self.free_gpus
+                and (self.memory_mb == 0 or t.memory_mb <= self.free_mem))
+
+    def can_ever(self, t: Task) -> bool:
+        return (t.cores <= self.slots and t.gpus <= self.gpus
+                and (self.memory_mb == 0 or t.memory_mb <= self.memory_mb))
+
+
+class PoolExecutor(Executor):
+    name = "pool"
+
+    def __init__(self, files: TaskFiles, uri: str | None = None, workers_per_node: int = 1,
+                 env: dict[str, str] | None = None, startup_timeout: float = 120.0,
+                 flux_context: Any = None, progress_interval: float = 10.0) -> None:
+        from fluxlite.flux import import_flux
+
+        import_flux()
+        import flux  # type: ignore[import-not-found]
+        import flux.job  # type: ignore[import-not-found]
+        import flux.resource  # type: ignore[import-not-found]
+
+        self.flux = flux
+        self.files = files
+        self.uri = uri or os.environ.get("FLUX_URI")
+        if not self.uri:
+            raise FluxUnavailable("the pool executor needs a Flux instance (FLUX_URI is unset)")
+        try:
+            self.h = flux.Flux(self.uri)
+            rl = flux.resource.resource_list(self.h).get()
+        except OSError as err:
+            raise FluxUnavailable(f"cannot connect to Flux at {self.uri}: {err}") from err
+        self.rank = self.h.get_rank()
+        self.wpn = max(1, workers_per_node)
+        # the nodes that are up (a down node would keep the pool's job from starting)
+        nodes = rl.up if rl.up.nnodes else rl.all
+        self.ranks = list(nodes.ranks)
+        self.nnodes = len(self.ranks)
+        # each worker's share of its node, as Flux reports the node's cores and GPUs
+        self.share: dict[int, tuple[int, int]] = {}
+        for r in self.ranks:
+            node = nodes.copy_ranks(r)
+            self.share[r] = (max(1, node.ncores // self.wpn), node.ngpus // self.wpn)
+        self.cores = max(c for c, _ in self.share.values())
+        self.gpus = max(g for _, g in self.share.values())
+        self.memory_mb = 0
+        self.where = "a pool worker"
+        self.env = dict(os.environ if env is None else env)
+        self.env.pop("FLUX_URI", None)  # the job shell sets each worker's own
+        self.ctx = flux_context
+        self.progress_interval = progress_interval
+        self.service = f"fluxlite-pool-{os.getpid()}-{secrets.token_hex(3)}"
+        self.workers: dict[int, Worker] = {}
+        self.inflight: dict[int, Attempt] = {}
+        self.completed: list[Attempt] = []
+        self.dispatched: dict[int, float] = {}  # key -> epoch handed to a worker
+        self._seq = 0
+        self._watchers: list[Any] = []
+        self.jobid: int | None = None
+        self.job_f58 = ""
+        self.job_ended: str | None = None
+        self.job_clean = False
+        self.start_stderr: dict[str, str] = {}  # shell rank -> last stderr line at startup
+        self.start_failed: dict[int, str] = {}  # worker -> why, for those that never said hello
+        self.job_notes: list[str] = []
+        self._closing = False
+        self._next_ping = 0.0
+        self._next_memo = 0.0
+        self._t0 = time.monotonic()
+        self.n_done = 0
+        self.n_failed = 0
+        self.loop_time = 0.0  # seconds spent in the reactor
+        self._extra_fds: list[Any] = []
+        self._register()
+        try:
+            self._submit()
+            self._wait_started(startup_timeout)
+        except BaseException:
+            # a signal or an error during the startup: no worker is left behind
+            self._cancel_job()
+            raise
+
+    # -- setup ---------------------------------------------------------------------------
+    def _register(self) -> None:
+        flux = self.flux
+        try:
+            self.h.service_register(self.service).get()
+        except OSError as err:
+            raise FluxliteError(f"cannot register the pool's service {self.service}: "
+                                f"{err.strerror or err}") from err
+        req = flux.constants.FLUX_MSGTYPE_REQUEST
+        for topic, cb in ((m.HELLO, self._on_hello), (m.WANT, self._on_want),
+                          (m.DONE, self._on_done), (m.PING, self._on_ping)):
+            w = self.h.msg_watcher_create(cb, req, f"{self.service}.{topic}")
+            w.start()
+            self._watchers.append(w)
+        self._timer = self.h.timer_watcher_create(0.2, self._on_timer)
+        self._watchers.append(self._timer)
+
+    def _submit(self) -> None:
+        from flux.job import JobspecV1  # type: ignore[import-not-found]
+
+        n = self.nnodes * self.wpn
+        python = self.env.get("FLUXLITE_POOL_PYTHON") or sys.executable
+        argv = [python, "-m", "fluxlite.flux.pool.worker", self.service,
+                str(self.rank), str(self.files.stdio_bytes)]
+        # one core each in Flux's eyes: the worker's own slots are its node's cores, and
+        # Flux-job tasks of the same cluster can still be placed beside it
+        js = JobspecV1.from_command(argv, num_tasks=n, num_nodes=self.nnodes, cores_per_task=1)
+        js.cwd = os.getcwd()
+        js.environment = self.env
+        js.setattr("system.job.name", JOB_NAME)
+        js.setattr_shell_option("exit-timeout", "none")  # one worker lost is not the pool
+        js.setattr_shell_option("cpu-affinity", "off")
+        try:
+            self.jobid = self.flux.job.submit(self.h, js)
+        except OSError as err:
+            raise PoolStartError(f"cannot start the pool's workers ({n} on {self.nnodes} "
+                                 f"node(s)): {err.strerror or err}") from err
+        self.job_f58 = self.flux.job.JobID(self.jobid).f58
+        logger.info("pool job %s: %d worker(s) on %d node(s)", self.job_f58, n, self.nnodes)
+        fut = self.flux.job.event_watch_async(self.h, self.jobid)
+        fut.then(self._on_job_event)
+        self._events = fut
+        # the job shells say when a task (a worker) exits, at once, with its status
+        ex = self.flux.job.event_watch_async(self.h, self.jobid, eventlog="guest.exec.eventlog")
+        ex.then(self._on_exec_event)
+        self._exec_events = ex
+        out = self.flux.job.event_watch_async(self.h, self.jobid, eventlog="guest.output")
+        out.then(self._on_output)
+        self._output = out
+
+    def _on_exec_event(self, fut: Any) -> None:
+        c = _event(fut, "shell.task-exit")
+        if c is None:
+            return
+        idx = int(c.get("rank", 0)) * self.wpn + int(c.get("localid", 0))
+        status = _describe_status(int(c.get("wait_status", 0)))
+        w = self.workers.get(idx)
+        if w is None:
+            self.start_failed.setdefault(idx, f"it {status}")
+            self.h.reactor_stop()
+        elif not self._closing:
+            self._lose(w, f"its process {status}")
+
+    def _on_job_event(self, fut: Any) -> None:
+        try:
+            ev = fut.get_event()
+        except OSError:
+            return
+        if ev is None:
+            return
+        if ev.name == "exception":
+            note = ev.context.get("note", "") or ev.context.get("type", "")
+            if note:
+                self.job_notes.append(str(note))
+        elif ev.name == "clean":
+            self.job_clean = True
+            self.h.reactor_stop()
+        elif ev.name == "finish":
+            status = int(ev.context.get("status", 0))
+            self.job_ended = _describe_status(status)
+            if not self._closing:
+                for w in self.workers.values():
+                    self._lose(w, f"the pool job {self.job_f58} ended ({self.job_ended})")
+            self.h.reactor_stop()
+
+    def _wait_started(self, timeout: float) -> None:
+        n = self.nnodes * self.wpn
+        deadline = time.monotonic() + timeout
+        while sum(1 for w in self.workers.values() if w.ready) < n:
+            if (self.start_failed or self.job_ended is not None
+                    or time.monotonic() >= deadline):
+                missing = [i for i in range(n) if i not in self.workers] or [0]
+                first = min(self.start_failed) if self.start_failed else missing[0]
+                r = self.ranks[min(first // self.wpn, len(self.ranks) - 1)]
+                why = self.start_failed.get(first) or "; ".join(dict.fromkeys(
+                    self.job_notes)) or (f"it {self.job_ended}" if self.job_ended else
+                                         f"no hello within {timeout:.0f} s")
+                self._cancel_job()
+                said = self.start_stderr.get(str(first // self.wpn)) or self._stderr_of(
+                    first // self.wpn)
+                raise PoolStartError(f"pool worker {first} on rank {r} did not start: {why}"
+                                     + (f": {said}" if said else ""))
+            self._run_reactor(0.2)
+        try:
+            self._output.cancel()  # only the startup's output is of interest
+        except OSError:
+            pass
+        self._tolerate_lost_nodes()
+        logger.info("pool up: %d worker(s), %s slots", n,
+                    "+".join(str(w.slots) for w in self.workers.values()))
+
+    def _stderr_of(self, shell_rank: int) -> str:
+        """The last line a node's worker wrote to stderr, from the output of the job once
+        it has ended (the live watch may not have seen it)."""
+        last = ""
+        try:
+            for ev in self.flux.job.event_watch(self.h, self.jobid, "guest.output"):
+                c = ev.context
+                if (ev.name == "data" and c.get("stream") == "stderr" and c.get("data")
+                        and str(c.get("rank")) == str(shell_rank)):
+                    lines = [x.strip() for x in str(c["data"]).splitlines() if x.strip()]
+                    last = lines[-1][:200] if lines else last
+        except OSError as err:
+            logger.debug("pool job %s: no output: %s", self.job_f58, err)
+        return last
+
+    def _on_output(self, fut: Any) -> None:
+        """What the workers write to stderr while the pool starts: the last line of each
+        node's, for the error that says why a worker did not start."""
+        c = _event(fut, "data")
+        if c is None:
+            return
+        if c.get("stream") == "stderr" and c.get("data"):
+            lines = [x.strip() for x in str(c["data"]).splitlines() if x.strip()]
+            if lines:
+                self.start_stderr[str(c.get("rank"))] = lines[-1][:200]
+
+    def _tolerate_lost_nodes(self) -> None:
+        """A node lost is a worker lost, not the pool: only the loss of the job's first
+        shell (its leader) ends the job, as Flux does for a sub-instance."""
+        try:
+            self.h.rpc("job-exec.critical-ranks", {"id": self.jobid, "ranks": "0"}).get()
+        except OSError as err:
+            logger.debug("pool job %s: every node stays critical: %s", self.job_f58, err)
+
+    # -- message handlers -----------------------------------------------------------------
+    def _on_ping(self, h: Any, _t: Any, msg: Any, _arg: Any) -> None:
+        h.respond(msg, b"{}")
+
+    def _on_hello(self, h: Any, _t: Any, msg: Any, _arg: Any) -> None:
+        doc = m.loads(msg.payload_str)
+        idx, rank = int(doc["worker"]), int(doc["rank"])
+        cores, gpus = self.share.get(rank, (1, 0))
+        w = Worker(idx, rank, host=str(doc.get("host", "")), pid=int(doc.get("pid", 0)),
+                   slots=cores, gpus=gpus, free_cores=cores, free_gpus=gpus, ready=True,
+                   last_seen=time.monotonic())
+        mem = int(doc.get("memory_mb") or 0) // self.wpn
+        w.memory_mb = w.free_mem = mem
+        self.workers[idx] = w
+        h.respond(msg, m.dumps({"slots": cores, "gpus": gpus, "memory_mb": mem}))
+
+    def _on_want(self, h: Any, _t: Any, msg: Any, _arg: Any) -> None:
+        doc = m.loads(msg.payload_str)
+        w = self.workers.get(int(doc.get("worker", -1)))
+        if w is None or w.lost or self._closing:
+            h.respond(msg, m.dumps({"stop": True}))
+            return
+        w.last_seen = time.monotonic()
+        w.want = msg
+        self._take_results(w, doc.get("results", ()))
+        if w.outbox:
+            self._send(w)
+
+    def _on_done(self, h: Any, _t: Any, msg: Any, _arg: Any) -> None:
+        doc = m.loads(msg.payload_str)
+        h.respond(msg, b"{}")
+        w = self.workers.get(int(doc.get("worker", -1)))
+        if w is None or w.lost:
+            return  # a worker given up on: its attempts were failed already
+        w.last_seen = time.monotonic()
+        self._take_results(w, doc.get("results", ()))
+
+    def _take_results(self, w: Worker, results: Any) -> None:
+        for r in results:
+            a = w.inflight.pop(r["key"], None)
+            if a is None:
+                continue  # reported already, or failed when its worker was given up on
+            self.inflight.pop(r["key"], None)
+            m.apply_result(a, r)
+            self._finished(w, a, r["key"])
+        if self.completed:
+            self.h.reactor_stop()
+
+    def _finished(self, w: Worker, a: Attempt, key: int) -> None:
+        t = a.task
+        w.free_cores += t.cores
+        w.free_gpus += t.gpus
+        w.free_mem += t.memory_mb
+        w.done += 1
+        sent = self.dispatched.pop(key, None)
+        if sent is not None and a.start:
+            a.queue_wait = max(0.0, a.start - sent)
+        if a.ok:
+            self.n_done += 1
+        else:
+            self.n_failed += 1
+        self.completed.append(a)
+
+    def _send(self, w: Worker) -> None:
+        msg, w.want = w.want, None
+        batch, w.outbox = w.outbox, []
+        try:
+            self.h.respond(msg, m.dumps({"tasks": batch}))
+        except OSError as err:
+            self._lose(w, f"cannot reach it: {err.strerror or err}")
+
+    def _on_timer(self, *_args: Any) -> None:
+        self.h.reactor_stop()
+
+    def _ping(self) -> None:
+        now = time.monotonic()
+        if now < self._next_ping:
+            return
+        self._next_ping = now + PING_INTERVAL
+        for w in self.workers.values():
+            if w.lost:
+                continue
+            if now - w.last_seen > LOST_AFTER:
+                self._lose(w, f"no answer for {LOST_AFTER:.0f} s")
+                continue
+            if w.ping_out:
+                continue
+            w.ping_out = True
+            f = self.h.rpc(f"{m.worker_service(self.service, w.index)}.{m.PING}", b"{}",
+                           nodeid=w.rank)
+            f.then(self._on_pong, w)
+
+    def _on_pong(self, fut: Any, w: Worker) -> None:
+        w.ping_out = False
+        try:
+            fut.get_str()
+        except OSError as err:
+            if not self._closing:
+                self._lose(w, f"its process is gone ({err.strerror or err})")
+            return
+        w.last_seen = time.monotonic()
+
+    def _lose(self, w: Worker, why: str) -> None:
+        """A worker is gone: each attempt it ran fails (once), for the scheduler to retry."""
+        if w.lost:
+            return
+        w.lost = True
+        w.want = None
+        n = len(w.inflight)
+        logger.warning("pool worker %s on rank %d (%s) lost: %s%s", w.name, w.rank,
+                       w.host or "?", why,
+                       f"; {n} running task(s) fail this try" if n else "")
+        now = time.time()
+        for key, a in list(w.inflight.items()):
+            self.inflight.pop(key, None)
+            sent = self.dispatched.get(key, now)
+            a.start = a.start or sent
+            a.duration = max(0.0, now - a.start)
+            a.status = ExitStatus.failed_to_start(
+                f"pool worker {w.name} on rank {w.rank} ({w.host or '?'}) was lost: {why}")
+            w.inflight.pop(key)
+            self._finished(w, a, key)
+        w.outbox.clear()
+        w.free_cores = w.free_gpus = w.free_mem = 0
+        if not self.live():
+            logger.error("error: every pool worker was lost: the tasks left fail")
+        if self.completed:
+            self.h.reactor_stop()
+
+    # -- the executor interface -----------------------------------------------------------
+    def live(self) -> list[Worker]:
+        return [w for w in self.workers.values() if not w.lost]
+
+    def can_ever(self, t: Task) -> bool:
+        return any(w.can_ever(t) for w in self.live())
+
+    def fits(self, task: Task) -> bool:
+        live = self.live()
+        # no worker left: every task "fits", to fail at once in start() (its records say
+        # why, the summary and the rescue file are written), not to wait for ever
+        return not live or any(w.fits(task) for w in live)
+
+    def running(self) -> int:
+        return len(self.inflight)
+
+    def start(self, a: Attempt) -> Attempt | None:
+        t = a.task
+        best: Worker | None = None
+        for w in self.workers.values():
+            if not w.lost and w.fits(t) and (best is None or w.free_cores > best.free_cores):
+                best = w
+        a.start = time.time()
+        a.t0 = time.monotonic()
+        if best is None:
+            a.status = ExitStatus.failed_to_start(
+                "every pool worker was lost" if not self.live() else
+                "no pool worker has room for it")
+            return a
+        self._seq += 1
+        key = self._seq
+        best.free_cores -= t.cores
+        best.free_gpus -= t.gpus
+        best.free_mem -= t.memory_mb
+        a.host, a.rank, a.worker = best.host, best.rank, best.name
+        a.flux_id = self.job_f58
+        a.handle = key
+        best.inflight[key] = a
+        self.inflight[key] = a
+        self.dispatched[key] = a.start
+        best.outbox.append(m.encode_task(key, a))
+        return None
+
+    def add_fd(self, fd: int) -> None:
+        """Another descriptor whose readiness ends a poll (the Flux-job tier's)."""
+        def ready(*_args: Any) -> None:
+            try:  # what woke it is the other tier's to take; the byte is only a bell
+                while os.read(fd, 4096):
+                    pass
+            except OSError:
+                pass
+            self.h.reactor_stop()
+
+        w = self.h.fd_watcher_create(fd, ready, events=self.flux.constants.FLUX_POLLIN)
+        w.start()
+        self._extra_fds.append(w)
+
+    def poll(self, timeout: float) -> list[Attempt]:
+        for w in self.workers.values():
+            if w.outbox and w.want is not None and not w.lost:
+                self._send(w)
+        if not self.completed:
+            self._ping()
+            self._run_reactor(timeout)
+        else:
+            self._run_reactor(0.0)
+        self._memo()
+        out, self.completed = self.completed, []
+        return out
+
+    def _run_reactor(self, timeout: float) -> None:
+        t0 = time.monotonic()
+        if timeout > 0:
+            self._timer.reset(after=timeout, repeat=0.0)
+            flags = 0
+        else:
+            self._timer.stop()
+            flags = self.flux.constants.FLUX_REACTOR_NOWAIT
+        # the raw reactor call: the binding's reactor_run would take SIGINT from the
+        # scheduler's own handler
+        reactor = self.h.get_reactor()
+        with self.h.in_reactor():
+            rc = self.h.flux_reactor_run(reactor, flags)
+        self._timer.stop()
+        type(self.h).raise_if_exception()
+        self.loop_time += time.monotonic() - t0
+        if rc < 0:
+            logger.debug("pool reactor returned %d", rc)
+
+    def _memo(self, force: bool = False) -> None:
+        if self.ctx is None:
+            return
+        now = time.monotonic()
+        if now < self._next_memo and not force:
+            return
+        self._next_memo = now + self.progress_interval
+        el = now - self._t0
+        rate = (self.n_done + self.n_failed) / el if el > 0 else 0.0
+        self.ctx.memo({"pool": {
+            "job": self.job_f58, "workers": len(self.live()), "done": self.n_done,
+            "failed": self.n_failed, "running": len(self.inflight),
+            "tasks_per_s": round(rate, 1)}})
+
+    def signal_all(self, signum: int, reason: str) -> None:
+        for w in self.live():
+            # not yet sent: never started; fails no try, a rerun runs it
+            for d in w.outbox:
+                a = w.inflight.pop(d["key"])
+                self.inflight.pop(d["key"], None)
+                a.stopped = reason
+                a.status = ExitStatus.failed_to_start(f"not started ({reason})")
+                self._finished(w, a, d["key"])
+            w.outbox.clear()
+            f = self.h.rpc(f"{m.worker_service(self.service, w.index)}.{m.SIGNAL}",
+                           m.dumps({"signum": int(signum), "reason": reason}), nodeid=w.rank)
+            f.then(lambda fut: _ignore(fut))
+
+    def info(self) -> dict[str, Any]:
+        """The pool in the cluster's JSON record."""
+        return {"job": self.job_f58, "service": self.service, "coordinator_rank": self.rank,
+                "workers_per_node": self.wpn,
+                "workers": [{"worker": w.name, "rank": w.rank, "host": w.host, "pid": w.pid,
+                             "slots": w.slots, "gpus": w.gpus, "tasks": w.done,
+                             "lost": w.lost} for w in self.workers.values()],
+                "reactor_seconds": round(self.loop_time, 3)}
+
+    def close(self) -> None:
+        self._memo(force=True)  # the last figures, beside the cluster's own
+        self._closing = True
+        live = self.live()
+        if live and self.inflight:
+            self.signal_all(signal.SIGKILL, "shutdown")
+        for w in live:
+            if w.want is not None:
+                msg, w.want = w.want, None
+                try:
+                    self.h.respond(msg, m.dumps({"stop": True}))
+                except OSError:
+                    pass
+            f = self.h.rpc(f"{m.worker_service(self.service, w.index)}.{m.STOP}", b"{}",
+                           nodeid=w.rank)
+            f.then(lambda fut: _ignore(fut))
+        deadline = time.monotonic() + 15.0
+        while self.job_ended is None and time.monotonic() < deadline:
+            self._run_reactor(0.2)
+        if self.job_ended is None:
+            logger.warning("pool job %s did not end by itself: cancelling it", self.job_f58)
+            self._cancel_job()
+        self._wait_clean(15.0)
+        for w in self._watchers + self._extra_fds:
+            w.stop()
+        for fut in (self._events, self._exec_events):
+            try:
+                fut.cancel()
+            except OSError:
+                pass
+        try:
+            self.h.service_unregister(self.service).get()
+        except OSError:
+            pass
+
+    def _cancel_job(self) -> None:
+        if self.jobid is None:
+            return
+        try:
+            self.flux.job.cancel(self.h, self.jobid, "fluxlite cluster done")
+        except OSError as err:
+            logger.debug("cancel pool job: %s", err)
+        self._wait_clean(15.0)
+
+    def _wait_clean(self, timeout: float) -> None:
+        """Until every worker's job shell is gone (the job's 'clean' event)."""
+        deadline = time.monotonic() + timeout
+        while self.jobid is not None and not self.job_clean and time.monotonic() < deadline:
+            self._run_reactor(0.2)
+
+
+def _event(fut: Any, name: str) -> dict[str, Any] | None:
+    """The context of the eventlog entry a watch future holds, if it is a ``name``."""
+    try:
+        ev = fut.get_event()
+    except OSError:
+        return None
+    return ev.context if ev is not None and ev.name == name else None
+
+
+def _ignore(fut: Any) -> None:
+    try:
+        fut.get_str()
+    except OSError:
+        pass  # the worker is gone already: nothing of it is left to signal
+
+
+def _describe_status(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        return f"killed by {signal.Signals(os.WTERMSIG(status)).name}"
+    if os.WIFEXITED(status):
+        return f"exited {os.WEXITSTATUS(status)}"
+    return f"status {status}"

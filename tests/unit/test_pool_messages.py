@@ -1,0 +1,60 @@
+"""The pool's messages: tasks and results survive the trip, bytes and all."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from fluxlite.cluster import formats
+from fluxlite.cluster.formats import ClusterInputError, Task
+from fluxlite.cluster.records import Attempt, RecordWriter, attempt_dict
+from fluxlite.execute.task import ExitStatus
+from fluxlite.flux.pool import messages as m
+
+
+def test_task_and_result_round_trip() -> None:
+    t = Task(id="a b", seq=3, argv=["/bin/echo", "x"], cores=2, gpus=1, memory_mb=64,
+             pipe_forward=[("OUT", "out.txt")], file_forward=[("s", "d")])
+    a = Attempt(task=t, number=2)
+    key, w = m.decode_task(m.loads(m.dumps(m.encode_task(7, a)).decode()))
+    assert key == 7 and w.number == 2
+    assert (w.task.id, w.task.argv, w.task.cores, w.task.gpus, w.task.memory_mb) == (
+        "a b", ["/bin/echo", "x"], 2, 1, 64)
+    assert w.task.pipe_forward == [("OUT", "out.txt")] and w.task.file_forward == [("s", "d")]
+    w.status = ExitStatus.from_wait(1 << 8)
+    w.stdout, w.stderr = b"\xff\x00odd\n", b""
+    w.stdout_info = (False, 6)
+    w.pid, w.start, w.duration = 42, 1000.5, 0.25
+    w.stopped = "time limit"
+    back = Attempt(task=t, number=2)
+    m.apply_result(back, m.loads(m.dumps(m.encode_result(7, w)).decode()))
+    assert back.stdout == b"\xff\x00odd\n" and back.status.code == 1
+    assert (back.pid, back.start, back.duration, back.stopped) == (42, 1000.5, 0.25,
+                                                                   "time limit")
+
+
+def test_records_name_rank_worker_and_queue_wait() -> None:
+    t = Task(id="a", argv=["/bin/true"], name="true")
+    a = Attempt(task=t, number=1, start=1000.0, duration=0.5, host="node7", rank=3,
+                worker="w3", queue_wait=0.125, status=ExitStatus.from_wait(0))
+    w = RecordWriter()
+    assert "hostname=\"node7\"" in w.task_line(a) and "rank=3" in w.task_line(a)
+    assert 'flux_rank: "3"' in w.kickstart(a)
+    d = json.loads(json.dumps(attempt_dict(a)))
+    assert (d["rank"], d["worker"], d["queue_wait"], d["run_time"]) == (3, "w3", 0.125, 0.5)
+
+
+def test_nodes_and_placement_in_inputs(tmp_path) -> None:  # noqa: ANN001
+    p = tmp_path / "n.dag"
+    p.write_text("TASK a -N 2 -c 4 /bin/true\nTASK b /bin/true\n")
+    g = formats.load(str(p))
+    assert g.tasks["a"].nodes == 2 and g.tasks["b"].nodes == 0
+    j = tmp_path / "j.json"
+    j.write_text(json.dumps([{"id": "x", "executable": "/bin/true", "placement": "flux"},
+                             {"id": "y", "executable": "/bin/true"}]))
+    g = formats.load(str(j))
+    assert g.tasks["x"].placement == "flux" and g.tasks["y"].placement == ""
+    j.write_text(json.dumps([{"id": "x", "executable": "/bin/true", "placement": "moon"}]))
+    with pytest.raises(ClusterInputError, match=r"\[0\]\.placement: must be one of auto, flux"):
+        formats.load(str(j))
