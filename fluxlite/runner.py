@@ -30,7 +30,8 @@ from fluxlite.errors import (
     SpecError,
     StageError,
 )
-from fluxlite.execute.task import SignalEvent, TaskController, signal_name
+from fluxlite.execute.base import Launcher, SignalEvent, signal_name
+from fluxlite.execute.local import LocalLauncher
 from fluxlite.execute.timelimit import Schedule, from_limits
 from fluxlite.execute.timelimit import describe as describe_schedule
 from fluxlite.integrity import verify
@@ -156,7 +157,7 @@ class Runner:
         self.opt = options or RunOptions()
         self.record = Record(spec=spec, start=time.time())
         self.phase = "setup"
-        self.controller: TaskController | None = None
+        self.controller: Launcher | None = None
         self.signals = _Signals(self)
         self.flux: Any = None
         self.workdir: Any = None
@@ -595,12 +596,12 @@ class Runner:
                 w = wrap(argv, env, wd, spec, extra_env=self.opt.extra_env, flux=self.flux,
                          policy=self._policy(), cancel=self.signals.phase_cancel())
             argv, env, cwd, undo, rec.container = w.argv, w.env, w.cwd, w.cleanup, w.info
-        ctl_cls: Any = TaskController
+        ctl_cls: Any = LocalLauncher
         if spec.placement != "local":
-            from fluxlite.flux.placement import controller_for
+            from fluxlite.flux.launcher import launcher_for
 
-            ctl_cls = controller_for(spec, self.flux)
-        local = {"on_orphaned": self._orphaned} if ctl_cls is TaskController else {}
+            ctl_cls = launcher_for(spec, self.flux)
+        local = {"on_orphaned": self._orphaned} if ctl_cls is LocalLauncher else {}
         ctl = ctl_cls(argv, cwd, env, stdin=stdin, stdout=stdout, stderr=stderr,
                       schedule=sched, kill_grace=spec.limits.kill_grace, usr1=spec.usr1,
                       events=rec.signals, **local)
@@ -731,7 +732,7 @@ class Runner:
     def _run_hook(self, name: str, argv: list[str]) -> Any:
         rec = self.record
         stdin, stdout, stderr = self._open_stdio()
-        ctl = TaskController(list(argv), self.workdir.path, self._task_env(), stdin=stdin,
+        ctl = LocalLauncher(list(argv), self.workdir.path, self._task_env(), stdin=stdin,
                              stdout=stdout, stderr=stderr, schedule=self._hook_schedule(name),
                              kill_grace=self.spec.limits.kill_grace, usr1=self.spec.usr1,
                              events=rec.signals, on_orphaned=self._orphaned)

@@ -6,7 +6,8 @@ import signal
 import time
 from pathlib import Path
 
-from fluxlite.execute.task import TaskController, TaskResult
+from fluxlite.execute.base import TaskResult
+from fluxlite.execute.local import TaskController
 from fluxlite.execute.timelimit import Schedule
 
 

@@ -1,4 +1,4 @@
-"""Run the task through Flux instead of as a child process.
+"""The Flux launcher: the task through Flux instead of as a child process.
 
 - ``"placement": "flux"``: the task is a Flux job of the instance fluxlite runs in, with the
   spec's tasks, nodes, cores and GPUs, so an MPI task spans the allocation's nodes;
@@ -6,8 +6,7 @@
   that size (what ``flux batch``/``flux alloc`` create), so a task that submits work of its
   own gets a scheduler of its own; the sub-instance ends with the task.
 
-Both controllers keep the interface of :class:`fluxlite.execute.task.TaskController`:
-``start()``, ``wait() -> TaskResult``, ``on_signal(signum)`` and ``.result``. The task is
+:class:`FluxLauncher` implements :class:`fluxlite.execute.base.Launcher`. The task is
 watched through its eventlog; the checkpoint schedule and fluxlite's own signals reach it
 through ``flux.job.kill`` (then cancel), since it is not a child of fluxlite.
 """
@@ -23,15 +22,8 @@ import time
 from typing import Any
 
 from fluxlite.errors import ExecError, FluxUnavailable
-from fluxlite.execute.task import (
-    ExitStatus,
-    ScheduledController,
-    SignalEvent,
-    TaskController,
-    TaskResult,
-    signal_name,
-)
-from fluxlite.execute.timelimit import Schedule
+from fluxlite.execute.base import ExitStatus, Launcher, SignalEvent, TaskResult, signal_name
+from fluxlite.execute.local import LocalLauncher
 from fluxlite.spec import JobSpec, Resources
 
 logger = logging.getLogger(__name__)
@@ -42,17 +34,17 @@ _LOST_AFTER = 120.0
 _CANCEL_AFTER_KILL = 2.0
 
 
-def controller_for(spec: JobSpec, ctx: Any) -> Any:
-    """A controller class for ``spec.placement``, called like TaskController."""
+def launcher_for(spec: JobSpec, ctx: Any) -> Any:
+    """A launcher class for ``spec.placement``, called like LocalLauncher."""
     if spec.placement == "local":
-        return TaskController
+        return LocalLauncher
     if ctx is None:
         logger.warning("placement '%s' needs a flux instance (FLUX_URI and the flux python "
                        "bindings); running the task locally", spec.placement)
-        return TaskController
+        return LocalLauncher
     if spec.placement not in ("flux", "nested"):
         raise FluxUnavailable(f"placement: unknown placement '{spec.placement}'")
-    return functools.partial(FluxTaskController, ctx=ctx, resources=spec.resources,
+    return functools.partial(FluxLauncher, ctx=ctx, resources=spec.resources,
                              nested=spec.placement == "nested", name=spec.name)
 
 
@@ -92,19 +84,18 @@ def build_jobspec(argv: list[str], cwd: str, env: dict[str, str], res: Resources
     return js
 
 
-class FluxTaskController(ScheduledController):
-    """Starts the task as a Flux job and drives it to its end (see module docstring)."""
+class FluxLauncher(Launcher):
+    """Starts the task as a Flux job and drives it to its end (see module docstring).
 
-    def __init__(self, argv: list[str], cwd: str, env: dict[str, str], *, stdin: Any,
-                 stdout: Any, stderr: Any, schedule: Schedule, kill_grace: float = 5.0,
-                 usr1: str = "forward", append: bool = False,
-                 events: list[SignalEvent] | None = None, ctx: Any, resources: Resources,
-                 nested: bool = False, name: str = "") -> None:
-        super().__init__(argv, cwd, schedule=schedule, kill_grace=kill_grace, usr1=usr1,
-                         events=events)
-        self.env = env
-        self.stdin, self.stdout, self.stderr = stdin, stdout, stderr
-        self.append = append
+    The task is not below fluxlite: process-tree monitoring does not apply to it."""
+
+    monitors_tree = False
+
+    def __init__(self, argv: list[str], cwd: str, env: dict[str, str], *, ctx: Any,
+                 resources: Resources, nested: bool = False, name: str = "",
+                 **kw: Any) -> None:
+        kw.setdefault("usr1", "forward")
+        super().__init__(argv, cwd, env, **kw)
         self.ctx = ctx
         self.resources = resources
         self.nested = nested
@@ -113,7 +104,6 @@ class FluxTaskController(ScheduledController):
         self.flux_jobid_int: int | None = None
         self.flux_info: dict[str, Any] = {}
         self._wake = threading.Event()
-        self._pending: list[int] = []  # signals taken in the handler, acted on in wait()
         self._cancelled_at: float | None = None
         self._cancel_at: tuple[float, str] | None = None
         self._events: dict[str, float] = {}
@@ -239,20 +229,11 @@ class FluxTaskController(ScheduledController):
         super()._check_deadlines()
 
     # -- signals --------------------------------------------------------------------
-    def on_signal(self, signum: int) -> None:
-        """fluxlite received signum (called from the signal handler): noted here, sent to
-        the job from wait(), since an RPC must not interleave with one in progress."""
-        self._note_received(signum)
-        if self._done.is_set():
-            return
-        self._pending.append(signum)
+    def _interrupt_wait(self) -> None:
         self._wake.set()
 
-    def _handle_pending(self) -> None:
-        while self._pending:
-            self._apply_signal(self._pending.pop(0))
-
-    def _send(self, signum: int, reason: str) -> None:
+    def send(self, signum: int, reason: str) -> None:
+        """``flux job kill`` of the job with ``signum``."""
         import flux.job  # type: ignore[import-not-found]
 
         if self.flux_jobid_int is None or self._done.is_set():
@@ -280,7 +261,7 @@ class FluxTaskController(ScheduledController):
             # kill-timeout
             self._cancel(reason)
             return
-        self._send(signal.SIGKILL, reason)
+        self.send(signal.SIGKILL, reason)
         # the cancel follows a moment later: sent at once, it would have the job shell
         # TERMed before it has delivered the KILL
         with self._lock:
