@@ -37,6 +37,7 @@ from fluxlite.execute.timelimit import describe as describe_schedule
 from fluxlite.integrity import verify
 from fluxlite.record import host
 from fluxlite.record.model import OutputInfo, Phase, Record, StdioFile, tail
+from fluxlite.signals import Handlers
 from fluxlite.spec import JobSpec
 from fluxlite.staging.base import Policy, Request
 from fluxlite.staging.file import check_local_source
@@ -99,7 +100,7 @@ class _Signals:
 
     def __init__(self, runner: Runner) -> None:
         self.r = runner
-        self.old: dict[int, Any] = {}
+        self.handlers = Handlers((*TERMINATING, signal.SIGUSR1), self.handle)
         self.stop_signal: int | None = None
         self.cancel = threading.Event()
 
@@ -113,23 +114,15 @@ class _Signals:
         return self.cancel
 
     def install(self) -> None:
-        if threading.current_thread() is not threading.main_thread():
-            return
-        for sig in (*TERMINATING, signal.SIGUSR1):
-            try:
-                self.old[sig] = signal.signal(sig, self.handle)
-            except (OSError, ValueError):
-                pass
+        """fluxlite's terminating signals and SIGUSR1 to :meth:`handle`."""
+        self.handlers.install()
 
     def restore(self) -> None:
-        for sig, old in self.old.items():
-            try:
-                signal.signal(sig, old)
-            except (OSError, ValueError):
-                pass
-        self.old.clear()
+        """The handlers that were there before :meth:`install`."""
+        self.handlers.restore()
 
-    def handle(self, signum: int, frame: object) -> None:
+    def handle(self, signum: int) -> None:
+        """The policy: to the running task or hook, else stop the phase (once)."""
         r = self.r
         ctl = r.controller
         if (r.phase == "task" or r.phase in HOOKS) and ctl is not None:
