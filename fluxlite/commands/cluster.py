@@ -182,7 +182,8 @@ def _main(args: argparse.Namespace, sigs: _Signals) -> int:
         if kind == "flux" and ctx is not None:
             ctx.warn_if_queued_behind_itself(nested=args.nested)
 
-    from fluxlite.cluster.executors import FluxExecutor, LocalExecutor, NestedInstance, TaskFiles
+    from fluxlite.cluster.executors import FluxExecutor, LocalExecutor, TaskFiles
+    from fluxlite.flux.instance import NestedInstance
     from fluxlite.cluster.records import RecordWriter
     from fluxlite.cluster.scheduler import Options, Scheduler, binary_out
 

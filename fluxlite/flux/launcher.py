@@ -24,6 +24,7 @@ from typing import Any
 from fluxlite.errors import ExecError, FluxUnavailable
 from fluxlite.execute.base import ExitStatus, Launcher, SignalEvent, TaskResult, signal_name
 from fluxlite.execute.local import LocalLauncher
+from fluxlite.flux import jobspec
 from fluxlite.spec import JobSpec, Resources
 
 logger = logging.getLogger(__name__)
@@ -46,42 +47,6 @@ def launcher_for(spec: JobSpec, ctx: Any) -> Any:
         raise FluxUnavailable(f"placement: unknown placement '{spec.placement}'")
     return functools.partial(FluxLauncher, ctx=ctx, resources=spec.resources,
                              nested=spec.placement == "nested", name=spec.name)
-
-
-def build_jobspec(argv: list[str], cwd: str, env: dict[str, str], res: Resources, *,
-                  nested: bool, name: str, stdin: Any, stdout: Any, stderr: Any,
-                  duration: float | None = None, append: bool = False) -> Any:
-    """The jobspec of the task (a job, or a sub-instance whose initial program it is)."""
-    from flux.job import JobspecV1  # type: ignore[import-not-found]
-
-    tasks = max(res.tasks, res.nodes or 1)
-    gpus = res.gpus_per_task or None
-    try:
-        if nested:
-            js = JobspecV1.from_nest_command(argv, num_slots=tasks,
-                                             cores_per_slot=res.cores_per_task,
-                                             gpus_per_slot=gpus, num_nodes=res.nodes)
-        else:
-            js = JobspecV1.from_command(argv, num_tasks=tasks,
-                                        cores_per_task=res.cores_per_task,
-                                        gpus_per_task=gpus, num_nodes=res.nodes)
-    except ValueError as err:
-        raise ExecError(f"resources: {err}") from err
-    js.cwd = cwd
-    js.environment = dict(env)
-    js.setattr("system.job.name", name or os.path.basename(argv[0]))
-    # descriptors (kickstart's "-") mean nothing to a job shell: Flux's defaults apply then
-    if isinstance(stdin, str) and stdin != os.devnull:
-        js.stdin = stdin
-    if isinstance(stdout, str):
-        js.stdout = stdout
-    if isinstance(stderr, str):
-        js.stderr = stderr
-    if append:
-        js.setattr_shell_option("output.mode", "append")
-    if duration:
-        js.duration = duration
-    return js
 
 
 class FluxLauncher(Launcher):
@@ -125,9 +90,16 @@ class FluxLauncher(Launcher):
         duration = None
         if s.kill_after is not None:
             duration = s.kill_after + self.kill_grace + 60.0
-        js = build_jobspec(self.argv, self.cwd, self.env, self.resources, nested=self.nested,
-                           name=self.name, stdin=self.stdin, stdout=self.stdout,
-                           stderr=self.stderr, duration=duration, append=self.append)
+        res = self.resources
+        try:
+            js = jobspec.build(self.argv, kind="nest" if self.nested else "command",
+                               count=max(res.tasks, res.nodes or 1), cores=res.cores_per_task,
+                               gpus=res.gpus_per_task or None, nodes=res.nodes, cwd=self.cwd,
+                               env=self.env, name=self.name or os.path.basename(self.argv[0]),
+                               stdin=self.stdin, stdout=self.stdout, stderr=self.stderr,
+                               duration=duration, append=self.append)
+        except ValueError as err:
+            raise ExecError(f"resources: {err}") from err
         self.result.start = time.time()
         self._t0 = time.monotonic()
         try:
