@@ -19,6 +19,7 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from fluxlite.errors import ExecError, FluxUnavailable
@@ -49,6 +50,47 @@ def launcher_for(spec: JobSpec, ctx: Any) -> Any:
                              nested=spec.placement == "nested", name=spec.name)
 
 
+class FluxCalls:
+    """The Flux calls a launcher makes, on one instance: submit, kill, cancel, and a job's
+    eventlog (followed on a handle of its own: handles are not shared between threads)."""
+
+    #: the jobspec of a job (:func:`fluxlite.flux.jobspec.build`)
+    jobspec = staticmethod(jobspec.build)
+
+    def __init__(self, handle: Any, uri: str) -> None:
+        self.handle, self.uri = handle, uri
+
+    def submit(self, js: Any) -> int:
+        """Submit the jobspec; the job's id. OSError when Flux refuses it."""
+        import flux.job  # type: ignore[import-not-found]
+
+        return flux.job.submit(self.handle, js)
+
+    def jobid(self, jid: int) -> Any:
+        """The id as a ``flux.job.JobID`` (its ``f58`` and ``int()``)."""
+        import flux.job  # type: ignore[import-not-found]
+
+        return flux.job.JobID(jid)
+
+    def kill(self, jid: int, signum: int) -> None:
+        """Send ``signum`` to every task of the job."""
+        import flux.job  # type: ignore[import-not-found]
+
+        flux.job.kill(self.handle, jid, signum)
+
+    def cancel(self, jid: int, note: str) -> None:
+        """Cancel the job (Flux TERMs it, then KILLs after its kill-timeout)."""
+        import flux.job  # type: ignore[import-not-found]
+
+        flux.job.cancel(self.handle, jid, note)
+
+    def events(self, jid: int) -> Iterator[Any]:
+        """The job's eventlog events (``name``, ``timestamp``, ``context``), as they come."""
+        import flux.job  # type: ignore[import-not-found]
+
+        return flux.job.event_watch(jobspec.connect(self.uri), jid)
+
+
 class FluxLauncher(Launcher):
     """Starts the task as a Flux job and drives it to its end (see module docstring).
 
@@ -58,10 +100,13 @@ class FluxLauncher(Launcher):
 
     def __init__(self, argv: list[str], cwd: str, env: dict[str, str], *, ctx: Any,
                  resources: Resources, nested: bool = False, name: str = "",
-                 **kw: Any) -> None:
+                 calls: FluxCalls | None = None, **kw: Any) -> None:
+        """``ctx`` is the Flux context (its handle and uri); ``calls`` what reaches Flux
+        (:class:`FluxCalls` on ``ctx`` unless given)."""
         kw.setdefault("usr1", "forward")
         super().__init__(argv, cwd, env, **kw)
         self.ctx = ctx
+        self.calls = calls if calls is not None else FluxCalls(ctx.handle, ctx.uri)
         self.resources = resources
         self.nested = nested
         self.name = name
@@ -82,8 +127,7 @@ class FluxLauncher(Launcher):
 
     # -- start ------------------------------------------------------------------
     def start(self) -> None:
-        import flux.job  # type: ignore[import-not-found]
-
+        """Submit the task's job (ExecError when Flux refuses it) and follow its eventlog."""
         s = self.schedule
         # Flux's own limit is a safety net for the case fluxlite itself is killed: it never
         # fires first, since the schedule kills the task before it
@@ -92,22 +136,23 @@ class FluxLauncher(Launcher):
             duration = s.kill_after + self.kill_grace + 60.0
         res = self.resources
         try:
-            js = jobspec.build(self.argv, kind="nest" if self.nested else "command",
-                               count=max(res.tasks, res.nodes or 1), cores=res.cores_per_task,
-                               gpus=res.gpus_per_task or None, nodes=res.nodes, cwd=self.cwd,
-                               env=self.env, name=self.name or os.path.basename(self.argv[0]),
-                               stdin=self.stdin, stdout=self.stdout, stderr=self.stderr,
-                               duration=duration, append=self.append)
+            js = self.calls.jobspec(self.argv, kind="nest" if self.nested else "command",
+                                    count=max(res.tasks, res.nodes or 1),
+                                    cores=res.cores_per_task, gpus=res.gpus_per_task or None,
+                                    nodes=res.nodes, cwd=self.cwd, env=self.env,
+                                    name=self.name or os.path.basename(self.argv[0]),
+                                    stdin=self.stdin, stdout=self.stdout, stderr=self.stderr,
+                                    duration=duration, append=self.append)
         except ValueError as err:
             raise ExecError(f"resources: {err}") from err
         self.result.start = time.time()
         self._t0 = time.monotonic()
         try:
-            jid = flux.job.submit(self.ctx.handle, js)
+            jid = self.calls.submit(js)
         except OSError as err:
             raise ExecError(f"flux submit of {os.path.basename(self.argv[0])} failed: "
                             f"{err.strerror or err}") from err
-        jid = flux.job.JobID(jid)
+        jid = self.calls.jobid(jid)
         self.flux_jobid, self.flux_jobid_int = jid.f58, int(jid)
         self.flux_info = {"jobid": jid.f58, "jobid_int": int(jid),
                           "placement": "nested" if self.nested else "flux",
@@ -123,12 +168,8 @@ class FluxLauncher(Launcher):
     def _watch(self) -> None:
         """Follow the job's eventlog to its end, on a handle of its own (handles are not
         shared between threads)."""
-        import flux  # type: ignore[import-not-found]
-        import flux.job  # type: ignore[import-not-found]
-
         try:
-            h = flux.Flux(self.ctx.uri)
-            for ev in flux.job.event_watch(h, self.flux_jobid_int):
+            for ev in self.calls.events(self.flux_jobid_int):
                 self._events.setdefault(ev.name, ev.timestamp)
                 if ev.name == "finish":
                     self._status = int(ev.context.get("status", 0))
@@ -206,12 +247,10 @@ class FluxLauncher(Launcher):
 
     def send(self, signum: int, reason: str) -> None:
         """``flux job kill`` of the job with ``signum``."""
-        import flux.job  # type: ignore[import-not-found]
-
         if self.flux_jobid_int is None or self._done.is_set():
             return
         try:
-            flux.job.kill(self.ctx.handle, self.flux_jobid_int, signum)
+            self.calls.kill(self.flux_jobid_int, signum)
         except OSError as err:
             # the job may have ended between the check and the RPC
             logger.debug("flux job kill %s: %s", self.flux_jobid, err)
@@ -241,14 +280,12 @@ class FluxLauncher(Launcher):
         self._wake.set()
 
     def _cancel(self, reason: str) -> None:
-        import flux.job  # type: ignore[import-not-found]
-
         with self._lock:
             self._cancel_at = None
         if self._cancelled_at is not None or self._done.is_set():
             return
         try:
-            flux.job.cancel(self.ctx.handle, self.flux_jobid_int, f"fluxlite: {reason}")
+            self.calls.cancel(self.flux_jobid_int, f"fluxlite: {reason}")
         except OSError as err:
             logger.debug("flux job cancel %s: %s", self.flux_jobid, err)
         self._cancelled_at = time.monotonic()
