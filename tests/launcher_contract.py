@@ -46,6 +46,7 @@ class LauncherContract:
     def test_an_ignored_term_is_followed_by_kill_after_the_grace(self, tmp_path: Path) -> None:
         la = self.make(tmp_path, "ignores_term", kill_grace=0.3)
         la.start()
+        time.sleep(0.3)  # the task has set its trap
         la.on_signal(signal.SIGTERM)
         t0 = time.monotonic()
         res = la.wait()
