@@ -31,12 +31,14 @@ from fluxlite.errors import (
     SpecError,
     StageError,
 )
-from fluxlite.execute.task import SignalEvent, TaskController, signal_name
+from fluxlite.execute.base import Launcher, SignalEvent, signal_name
+from fluxlite.execute.local import LocalLauncher
 from fluxlite.execute.timelimit import Schedule, from_limits
 from fluxlite.execute.timelimit import describe as describe_schedule
 from fluxlite.integrity import verify
 from fluxlite.record import host
 from fluxlite.record.model import OutputInfo, Phase, Record, StdioFile, tail
+from fluxlite.signals import Handlers
 from fluxlite.spec import JobSpec
 from fluxlite.staging.base import Policy, Request
 from fluxlite.staging.file import check_local_source
@@ -99,7 +101,7 @@ class _Signals:
 
     def __init__(self, runner: Runner) -> None:
         self.r = runner
-        self.old: dict[int, Any] = {}
+        self.handlers = Handlers((*TERMINATING, signal.SIGUSR1), self.handle)
         self.stop_signal: int | None = None
         self.cancel = threading.Event()
 
@@ -113,23 +115,15 @@ class _Signals:
         return self.cancel
 
     def install(self) -> None:
-        if threading.current_thread() is not threading.main_thread():
-            return
-        for sig in (*TERMINATING, signal.SIGUSR1):
-            try:
-                self.old[sig] = signal.signal(sig, self.handle)
-            except (OSError, ValueError):
-                pass
+        """fluxlite's terminating signals and SIGUSR1 to :meth:`handle`."""
+        self.handlers.install()
 
     def restore(self) -> None:
-        for sig, old in self.old.items():
-            try:
-                signal.signal(sig, old)
-            except (OSError, ValueError):
-                pass
-        self.old.clear()
+        """The handlers that were there before :meth:`install`."""
+        self.handlers.restore()
 
-    def handle(self, signum: int, frame: object) -> None:
+    def handle(self, signum: int) -> None:
+        """The policy: to the running task or hook, else stop the phase (once)."""
         r = self.r
         ctl = r.controller
         if (r.phase == "task" or r.phase in HOOKS) and ctl is not None:
@@ -157,7 +151,7 @@ class Runner:
         self.opt = options or RunOptions()
         self.record = Record(spec=spec, start=time.time())
         self.phase = "setup"
-        self.controller: TaskController | None = None
+        self.controller: Launcher | None = None
         self.signals = _Signals(self)
         self.flux: Any = None
         self.workdir: Any = None
@@ -596,12 +590,12 @@ class Runner:
                 w = wrap(argv, env, wd, spec, extra_env=self.opt.extra_env, flux=self.flux,
                          policy=self._policy(), cancel=self.signals.phase_cancel())
             argv, env, cwd, undo, rec.container = w.argv, w.env, w.cwd, w.cleanup, w.info
-        ctl_cls: Any = TaskController
+        ctl_cls: Any = LocalLauncher
         if spec.placement != "local":
-            from fluxlite.flux.placement import controller_for
+            from fluxlite.flux.launcher import launcher_for
 
-            ctl_cls = controller_for(spec, self.flux)
-        local = {"on_orphaned": self._orphaned} if ctl_cls is TaskController else {}
+            ctl_cls = launcher_for(spec, self.flux)
+        local = {"on_orphaned": self._orphaned} if ctl_cls is LocalLauncher else {}
         ctl = ctl_cls(argv, cwd, env, stdin=stdin, stdout=stdout, stderr=stderr,
                       schedule=sched, kill_grace=spec.limits.kill_grace, usr1=spec.usr1,
                       events=rec.signals, **local)
@@ -732,7 +726,7 @@ class Runner:
     def _run_hook(self, name: str, argv: list[str]) -> Any:
         rec = self.record
         stdin, stdout, stderr = self._open_stdio()
-        ctl = TaskController(list(argv), self.workdir.path, self._task_env(), stdin=stdin,
+        ctl = LocalLauncher(list(argv), self.workdir.path, self._task_env(), stdin=stdin,
                              stdout=stdout, stderr=stderr, schedule=self._hook_schedule(name),
                              kill_grace=self.spec.limits.kill_grace, usr1=self.spec.usr1,
                              events=rec.signals, on_orphaned=self._orphaned)

@@ -6,8 +6,8 @@
 - ``FluxExecutor``: every attempt is a Flux job in an instance, submitted asynchronously so
   that many submissions are in flight at once; Flux places them on the instance's cores and
   GPUs.
-- ``NestedInstance``: a sub-instance of the current allocation that a ``FluxExecutor`` then
-  uses (hierarchical scheduling), shut down at the end.
+- a ``FluxExecutor`` may use a nested instance (hierarchical scheduling):
+  :class:`fluxlite.flux.instance.NestedInstance`.
 
 Tasks run concurrently, so nothing here may wait for or signal "every child of the
 process" (as the single-job controller does): each attempt is its own process group,
@@ -32,8 +32,12 @@ from typing import Any
 
 from fluxlite.cluster.formats import Task
 from fluxlite.cluster.records import Attempt
-from fluxlite.errors import FluxliteError, FluxUnavailable
-from fluxlite.execute.task import ExitStatus, become_subreaper, rusage_dict
+from fluxlite.errors import FluxUnavailable
+from fluxlite.execute.base import ExitStatus, rusage_dict
+from fluxlite.execute.local import become_subreaper
+from fluxlite.flux import jobspec
+from fluxlite.flux.instance import NestedInstance as NestedInstance
+from fluxlite.flux.instance import NestedInstanceLost
 
 logger = logging.getLogger(__name__)
 
@@ -686,8 +690,7 @@ class FluxExecutor(Executor):
         # enough in flight to keep every core busy and the submit pipeline full, few enough
         # that priorities and a time limit still act on tasks not yet handed to Flux
         self.max_inflight = max_inflight or max(64, 4 * self.total_cores)
-        self.env = dict(os.environ if env is None else env)
-        self.env.pop("FLUX_URI", None)  # Flux sets the task's own
+        self.env = jobspec.environment(os.environ if env is None else env, drop=jobspec.JOB)
         self.cwd = os.getcwd()
         self.done: queue.SimpleQueue[Attempt] = queue.SimpleQueue()
         self.inflight: dict[int, Attempt] = {}
@@ -709,21 +712,15 @@ class FluxExecutor(Executor):
         return self._rfd
 
     def _jobspec(self, a: Attempt) -> Any:
-        from flux.job import JobspecV1  # type: ignore[import-not-found]
-
         t = a.task
         jt = self.files.jobtask(a)
         a.argv = task_argv(a, jt)
-        js = JobspecV1.from_command(a.argv, num_tasks=1, cores_per_task=t.cores,
-                                    gpus_per_task=t.gpus or None)
-        js.cwd = self.cwd
         base = self.files.base(a)
         extra, fwd = task_env(a, base, "flux")
-        js.environment = {**self.env, **extra}
         a.stdout_path, a.stderr_path = base + ".out", base + ".err"
-        js.stdout = a.stdout_path
-        js.stderr = a.stderr_path
-        js.setattr("system.job.name", t.name or t.id)
+        js = jobspec.build(a.argv, cores=t.cores, gpus=t.gpus or None, cwd=self.cwd,
+                           env=jobspec.environment(self.env, extra), name=t.name or t.id,
+                           stdout=a.stdout_path, stderr=a.stderr_path)
         return js, jt, fwd
 
     def start(self, a: Attempt) -> Attempt | None:
@@ -940,226 +937,3 @@ def _flux_error(err: BaseException | None) -> str:
         return "the Flux job ended without a finish event"
     text = str(err) or type(err).__name__
     return f"flux job failed: {text}"
-
-
-# signals that end the cluster: held back while the nested instance is being submitted, so
-# that its job id is known (and the instance cancelled) whatever arrives
-_STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGALRM,
-                 signal.SIGXCPU, signal.SIGUSR1}
-
-
-class NestedInstanceLost(FluxliteError):
-    """The nested instance ended while the cluster was using it."""
-
-
-class NestedInstance:
-    """A Flux sub-instance inside the current allocation, for the length of a cluster.
-
-    Its initial program waits for a KVS key of the instance: :meth:`stop` sets it, and the
-    instance ends as a completed job (exit 0), not a cancelled one."""
-
-    _DONE_KEY = "fluxlite.cluster-done"
-
-    def __init__(self, nodes: int | None, cores: int | None, gpus: int | None = None,
-                 uri: str | None = None) -> None:
-        from fluxlite.errors import UsageError
-        from fluxlite.flux import import_flux
-
-        for opt, val, least in (("--nodes", nodes, 1), ("--cores", cores, 1),
-                                ("--gpus", gpus, 0)):
-            if val is not None and val < least:
-                raise UsageError(f"{opt}: must be at least {least} for --nested")
-        self.flux = import_flux()
-        self.parent_uri = uri or os.environ.get("FLUX_URI")
-        if not self.parent_uri:
-            raise FluxUnavailable("--nested needs a Flux instance to start the sub-instance "
-                                  "in (FLUX_URI is unset)")
-        self.nodes, self.cores, self.gpus = nodes, cores, gpus
-        self.jobid: int | None = None
-        self._f58: str | None = None
-        self.startup = 0.0
-        self.uri: str | None = None
-        self.h: Any = None
-        self._flux_cmd = shutil.which("flux")
-
-    def _want(self) -> str:
-        nodes = self.nodes or 1
-        what = f"{nodes} node(s), {self.cores or nodes} core(s)"
-        return what + (f", {self.gpus} GPU(s)" if self.gpus else "")
-
-    def _have(self) -> str:
-        import flux.resource  # type: ignore[import-not-found]
-
-        try:
-            rl = flux.resource.resource_list(self.h).get()
-        except OSError:
-            return "this Flux instance"
-        return (f"this Flux instance ({rl.all.nnodes} node(s), {rl.all.ncores} core(s)"
-                + (f", {rl.all.ngpus} GPU(s)" if rl.all.ngpus else "") + ")")
-
-    def start(self, timeout: float = 120.0) -> str:
-        import flux.job  # type: ignore[import-not-found]
-        from flux.job import JobspecV1  # type: ignore[import-not-found]
-
-        self.h = self.flux.Flux(self.parent_uri)
-        nodes = self.nodes or 1
-        cores = self.cores or nodes
-        if cores < nodes:
-            raise FluxliteError(f"--cores {cores} is fewer than --nodes {nodes}")
-        # one slot per node; the initial program only keeps the instance up while the
-        # cluster's scheduler (this process) submits into it, until stop() says it is done
-        prog = (["flux", "kvs", "get", "--waitcreate", self._DONE_KEY] if self._flux_cmd
-                else ["sleep", "inf"])
-        js = JobspecV1.from_nest_command(prog, num_slots=nodes,
-                                         cores_per_slot=max(1, cores // nodes),
-                                         gpus_per_slot=(self.gpus // nodes) if self.gpus
-                                         else None,
-                                         num_nodes=nodes if self.nodes else None)
-        js.cwd = os.getcwd()
-        js.environment = {k: v for k, v in os.environ.items() if not k.startswith("FLUX_")
-                          or k in ("FLUX_F58_FORCE_ASCII",)}
-        if self._flux_cmd:
-            # the instance's initial program finds this flux-core's command first
-            path = js.environment.get("PATH", os.defpath)
-            js.environment["PATH"] = os.pathsep.join([os.path.dirname(self._flux_cmd), path])
-        js.setattr("system.job.name", "fluxlite-cluster")
-        t0 = time.monotonic()
-        held = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
-        try:
-            self.jobid = flux.job.submit(self.h, js)
-        except OSError as err:
-            raise FluxliteError(f"the nested instance ({self._want()}) cannot be started in "
-                                f"{self._have()}: {err.strerror or err}") from err
-        finally:
-            # a stop signal that came meanwhile is handled now, with the job id known
-            signal.pthread_sigmask(signal.SIG_SETMASK, held)
-        self._f58 = flux.job.JobID(self.jobid).f58
-        logger.info("nested instance %s: %s; waiting for it to start", self._f58, self._want())
-        self.uri = self._wait_running(t0 + timeout, timeout)
-        self._wait_ready(t0 + timeout)
-        self.startup = time.monotonic() - t0
-        logger.info("nested instance up in %.2f s: %s", self.startup, self.uri)
-        return self.uri
-
-    def _job(self) -> Any:
-        """The nested instance's job as the parent lists it; None when not listed yet."""
-        from flux.job import job_list_id  # type: ignore[import-not-found]
-
-        try:
-            return job_list_id(self.h, self.jobid, attrs=[
-                "state", "result", "annotations", "exception_type", "exception_note",
-                "waitstatus"]).get_jobinfo()
-        except FileNotFoundError:
-            return None  # job-list has not seen the submission yet
-
-    def _ended(self, job: Any) -> str:
-        note = getattr(job, "exception_note", "") or ""
-        kind = getattr(job, "exception_type", "") or ""
-        if kind == "alloc" or "unsatisfiable" in note:
-            return (f"the nested instance ({self._want()}) cannot be satisfied by "
-                    f"{self._have()}: {note or kind}")
-        status = getattr(job, "waitstatus", None)
-        if kind or note:
-            why = f"{kind}: {note}" if kind and note else (note or kind)
-        elif isinstance(status, int) and (os.WIFSIGNALED(status) or os.WIFEXITED(status)):
-            # a job shell reports a task killed by signal N as exit code 128+N
-            sig = os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status) - 128
-            why = (f"its broker was killed by {signal.Signals(sig).name}"
-                   if sig in signal.valid_signals() else
-                   f"its broker exited {os.WEXITSTATUS(status)}")
-        else:
-            why = f"result {job.result}"
-        return f"the nested instance {self._f58} ended: {why}"
-
-    def _wait_running(self, deadline: float, timeout: float) -> str:
-        from flux.uri import JobURI  # type: ignore[import-not-found]
-
-        reason = ""
-        while True:
-            job = self._job()
-            if job is not None:
-                if job.state == "INACTIVE":
-                    raise FluxliteError(self._ended(job))
-                uri = str(job.user.uri or "") if job.state == "RUN" else ""
-                if uri:
-                    return str(JobURI(uri).local)
-                reason = str(job.sched.reason_pending or "") if job.state == "SCHED" else ""
-            if time.monotonic() >= deadline:
-                raise FluxliteError(f"the nested instance {self._f58} ({self._want()}) did "
-                                    f"not start within {timeout:.0f} s"
-                                    + (f": {reason}" if reason else ""))
-            time.sleep(0.1)
-
-    def lost(self) -> str | None:
-        """Why the nested instance is gone (its job ended), or None while it runs."""
-        if self.jobid is None:
-            return None
-        try:
-            job = self._job()
-        except OSError as err:
-            return f"the Flux instance of the nested instance {self._f58} is gone: {err}"
-        if job is None or job.state != "INACTIVE":
-            return None
-        return self._ended(job)
-
-    def _wait_inactive(self, timeout: float) -> bool:
-        """Wait for the nested instance's job to end; whether it did within ``timeout``."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                job = self._job()
-            except OSError as err:
-                logger.debug("waiting for the nested instance to end: %s", err)
-                return False
-            if job is not None and job.state == "INACTIVE":
-                return True
-            time.sleep(0.05)
-        return False
-
-    def info(self) -> dict[str, Any]:
-        jid = self._f58
-        return {"jobid": jid, "uri": self.uri, "nodes": self.nodes or 1,
-                "cores": self.cores or (self.nodes or 1), "gpus": self.gpus or 0,
-                "startup_seconds": round(self.startup, 3)}
-
-    def _wait_ready(self, deadline: float) -> None:
-        # the URI is published before the sub-instance has loaded its scheduler: ask for its
-        # resources until it answers
-        import flux.resource  # type: ignore[import-not-found]
-
-        last: Exception | None = None
-        while time.monotonic() < deadline:
-            try:
-                h = self.flux.Flux(self.uri)
-                flux.resource.resource_list(h).get()
-                return
-            except OSError as err:
-                last = err
-                time.sleep(0.1)
-        raise FluxliteError(f"the nested instance at {self.uri} did not become ready: {last}")
-
-    def stop(self, ok: bool = True) -> None:
-        """End the nested instance: as a completed job after a cluster that ran (``ok``),
-        cancelled otherwise; waits (a few seconds at most) for it to be gone."""
-        if self.jobid is None or self.h is None:
-            return
-        import flux.job  # type: ignore[import-not-found]
-        import flux.kvs  # type: ignore[import-not-found]
-
-        if ok and self.uri and self._flux_cmd and self.lost() is None:
-            try:
-                h = self.flux.Flux(self.uri)
-                flux.kvs.put(h, self._DONE_KEY, 1)
-                flux.kvs.commit(h)
-            except OSError as err:
-                logger.debug("nested instance %s: cannot end it: %s", self._f58, err)
-            else:
-                if self._wait_inactive(10.0):
-                    self.jobid = None
-                    return
-        try:
-            flux.job.cancel(self.h, self.jobid, "fluxlite cluster done")
-        except OSError as err:
-            logger.debug("cancel nested instance: %s", err)
-        self._wait_inactive(30.0)
-        self.jobid = None

@@ -24,7 +24,6 @@ import os
 import re
 import signal
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import IO, Any
@@ -35,6 +34,7 @@ from fluxlite.cluster.records import Attempt, RecordWriter, attempt_dict, summar
 from fluxlite.errors import EXIT_INFRA, FluxliteError, UsageError
 from fluxlite.execute.task import signal_name
 from fluxlite.record.host import iso
+from fluxlite.signals import Handlers
 
 logger = logging.getLogger(__name__)
 
@@ -120,7 +120,7 @@ class Scheduler:
         self._kill_at: float | None = None
         self._rescue_fh: IO[str] | None = None
         self._rescue_keep: int | None = None  # bytes of the rescue file that end in "\n"
-        self._old_handlers: dict[int, Any] = {}
+        self._handlers = Handlers(HANDLED_SIGNALS, self._on_signal)
         self._last_progress = 0.0
         self._last_flush = 0.0
         self._progress_key: tuple[int, ...] = ()
@@ -249,23 +249,9 @@ class Scheduler:
         logger.info("time limit: %.1f s (%s); running tasks get SIGTERM after %.1f s",
                     limit, source, term)
 
-    def _install_signals(self) -> None:
-        if threading.current_thread() is not threading.main_thread():
-            return
-        for sig in HANDLED_SIGNALS:
-            try:
-                self._old_handlers[sig] = signal.signal(sig, self._on_signal)
-            except (OSError, ValueError):
-                pass
-
-    def _restore_signals(self) -> None:
-        for sig, old in self._old_handlers.items():
-            try:
-                signal.signal(sig, old)
-            except (OSError, ValueError):
-                pass
-
-    def _on_signal(self, signum: int, frame: object) -> None:
+    def _on_signal(self, signum: int) -> None:
+        """The policy: USR1 is the time-limit warning; a stop signal stops, a second one
+        ends the grace."""
         if signum == _WARNING_SIGNAL:
             self._warned = True
             return
@@ -277,9 +263,9 @@ class Scheduler:
     def run(self, pending: Any = None) -> dict[str, Any]:
         """Run the cluster. ``pending()`` gives the signals that came before this
         scheduler's handlers were in place (they are installed first of all)."""
-        self._install_signals()
+        self._handlers.install()
         for signum in (pending() if pending is not None else ()):
-            self._on_signal(signum, None)
+            self._on_signal(signum)
         rescued = self._rescued
         for tid, st in self.states.items():
             if tid in rescued:
@@ -297,7 +283,7 @@ class Scheduler:
         try:
             self._loop()
         finally:
-            self._restore_signals()
+            self._handlers.restore()
             if self._live is not None:
                 self._live.erase()  # what follows (an error too) starts on a clean line
             self._close_rescue()

@@ -15,7 +15,6 @@ import shutil
 import signal
 import sys
 import tempfile
-import threading
 from typing import Any
 
 from fluxlite.numbers import duration_type
@@ -130,12 +129,15 @@ def check_numbers(args: argparse.Namespace) -> None:
 def main(args: argparse.Namespace) -> int:
     # From the start: a signal while a large input is read ends the command in one line
     # (exit 128+N, nothing ran), and one that comes later is never dropped
+    from fluxlite.errors import Interrupted
+    from fluxlite.signals import Stop
+
     sigs = _Signals()
-    sigs.install()
     try:
-        return _main(args, sigs)
-    finally:
-        sigs.restore()
+        with sigs.handlers:
+            return _main(args, sigs)
+    except Stop as stop:
+        raise Interrupted(stop.signum, "the cluster's startup") from None
 
 
 def _main(args: argparse.Namespace, sigs: _Signals) -> int:
@@ -187,7 +189,8 @@ def _main(args: argparse.Namespace, sigs: _Signals) -> int:
         if kind in ("flux", "pool") and ctx is not None:
             ctx.warn_if_queued_behind_itself(nested=args.nested)
 
-    from fluxlite.cluster.executors import FluxExecutor, LocalExecutor, NestedInstance, TaskFiles
+    from fluxlite.cluster.executors import FluxExecutor, LocalExecutor, TaskFiles
+    from fluxlite.flux.instance import NestedInstance
     from fluxlite.cluster.records import RecordWriter
     from fluxlite.cluster.scheduler import Options, Scheduler, binary_out
 
@@ -271,26 +274,17 @@ class _Signals:
         self.phase = "startup"
         self.signum: int | None = None
         self.received: list[int] = []  # in the handover to the scheduler
-        self.old: dict[int, Any] = {}
-
-    def install(self) -> None:
         from fluxlite.cluster.scheduler import HANDLED_SIGNALS
+        from fluxlite.signals import Handlers
 
-        if threading.current_thread() is not threading.main_thread():
-            return
-        for sig in HANDLED_SIGNALS:
-            self.old[sig] = signal.signal(sig, self._on_signal)
+        self.handlers = Handlers(HANDLED_SIGNALS, self._on_signal)
 
     def take(self) -> list[int]:
         """The signals that came in the handover, for the scheduler to act on."""
         got, self.received = self.received, []
         return got
 
-    def restore(self) -> None:
-        for sig, old in self.old.items():
-            signal.signal(sig, old)
-
-    def _on_signal(self, signum: int, frame: Any) -> None:
+    def _on_signal(self, signum: int) -> None:
         if self.phase == "handover":
             self.received.append(signum)
             return
@@ -307,18 +301,15 @@ class _Signals:
                            signal.Signals(signum).name)
             return
         self.signum = self.signum or signum
-        f = frame
-        while f is not None:
-            if f.f_globals.get("__name__") == "logging":
-                return  # logging would swallow the exception: check() raises it next
-            f = f.f_back
         self.check()
 
     def check(self) -> None:
-        from fluxlite.errors import Interrupted
+        """End the startup (:class:`fluxlite.signals.Stop`, which nothing on the way
+        swallows) when a stop signal came during it."""
+        from fluxlite.signals import Stop
 
         if self.signum is not None and self.phase == "startup":
-            raise Interrupted(self.signum, "the cluster's startup")
+            raise Stop(self.signum)
 
 
 def _bindings() -> bool:

@@ -29,6 +29,7 @@ from typing import Any
 from fluxlite.errors import StageError
 from fluxlite.redact import deep as redact_deep
 from fluxlite.redact import text as redact_text
+from fluxlite.signals import Handlers
 from fluxlite.staging.base import (
     DEFAULT_MIN_RATE,
     DEFAULT_RATE_WINDOW,
@@ -429,12 +430,8 @@ def main(args: argparse.Namespace) -> int:
                     min_rate=args.min_rate, rate_window=args.rate_window)
     t0 = time.time()
     cancel, signalled = threading.Event(), threading.Event()
-    old = _on_signals(cancel, signalled)
-    try:
+    with _on_signals(cancel, signalled):
         return _run(args, plan, policy, threads, cancel, signalled, t0)
-    finally:
-        for sig, handler in old.items():
-            signal.signal(sig, handler)
 
 
 # the bounds of the command line's numbers (the threads used are at most MAX_THREADS)
@@ -453,23 +450,17 @@ def _bad_option(args: argparse.Namespace) -> str | None:
     return None
 
 
-def _on_signals(cancel: threading.Event, signalled: threading.Event) -> dict[int, Any]:
+def _on_signals(cancel: threading.Event, signalled: threading.Event) -> Handlers:
     """TERM, INT and HUP stop the transfers through the cancel event, so that partial
     files are removed and the attempts still written, instead of the default handler
     ending the process with temporary files left in the destinations."""
-    old: dict[int, Any] = {}
-    if threading.current_thread() is not threading.main_thread():
-        return old
-
-    def stop(signum: int, _frame: Any) -> None:
+    def stop(signum: int) -> None:
         if not signalled.is_set():
             logger.error("%s received: stopping the transfers", signal.Signals(signum).name)
         signalled.set()
         cancel.set()
 
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        old[sig] = signal.signal(sig, stop)
-    return old
+    return Handlers((signal.SIGTERM, signal.SIGINT, signal.SIGHUP), stop)
 
 
 def _run(args: argparse.Namespace, plan: TransferList, policy: Policy, threads: int,

@@ -19,6 +19,7 @@ from typing import Any
 
 from fluxlite.errors import FluxliteError, FluxUnavailable, UsageError
 from fluxlite.execute.timelimit import from_limits
+from fluxlite.flux.jobspec import build, connect, environment
 from fluxlite.spec import JobSpec, Limits
 
 logger = logging.getLogger(__name__)
@@ -283,16 +284,10 @@ def render_script(spec: JobSpec, job_path: str, req: BatchRequest, *,
 
 
 def _connect() -> Any:
-    from fluxlite.flux import import_flux
-
     if not os.environ.get("FLUX_URI") and not _flux_on_path():
         raise FluxUnavailable("no flux instance to submit to: FLUX_URI is not set and "
                               "flux is not on PATH")
-    flux = import_flux()
-    try:
-        return flux.Flux()
-    except OSError as err:
-        raise FluxUnavailable(f"cannot connect to flux: {err.strerror or err}") from err
+    return connect()
 
 
 def _flux_on_path() -> bool:
@@ -303,26 +298,17 @@ def _flux_on_path() -> bool:
 
 def jobspec(spec: JobSpec, job_path: str, req: BatchRequest) -> Any:
     """The batch job's jobspec: a sub-instance whose initial program is the script."""
-    from flux.job import JobspecV1  # type: ignore[import-not-found]
-
     script = render_script(spec, job_path, req, with_directives=False)
     try:
-        js = JobspecV1.from_batch_command(
-            script, req.job_name, num_slots=req.slots, cores_per_slot=req.cores_per_slot,
-            gpus_per_slot=req.gpus_per_slot or None, num_nodes=req.nodes,
-            exclusive=req.exclusive)
+        # flux batch passes the submitter's environment on; so does fluxlite submit
+        js = build(script, kind="batch", count=req.slots, cores=req.cores_per_slot,
+                   gpus=req.gpus_per_slot or None, nodes=req.nodes, exclusive=req.exclusive,
+                   cwd=req.cwd, env=environment(os.environ, req.env), name=req.job_name,
+                   stdout=req.output or os.path.join(req.cwd, "fluxlite-{{id}}.out"),
+                   stderr=req.error or None, duration=req.time_limit)
     except ValueError as err:
         raise UsageError(f"resources: {err}") from err
-    js.cwd = req.cwd
-    # flux batch passes the submitter's environment on; so does fluxlite submit
-    env = dict(os.environ)
-    env.update(req.env)
-    js.environment = env
-    js.stdout = req.output or os.path.join(req.cwd, "fluxlite-{{id}}.out")
-    if req.error:
-        js.stderr = req.error
     if req.time_limit is not None:
-        js.duration = req.time_limit
         lead = req.signal_lead(spec)
         if lead is not None:
             js.setattr_shell_option("signal", {"signum": 10, "timeleft": lead})

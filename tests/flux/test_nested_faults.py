@@ -138,7 +138,7 @@ def test_term_during_the_nested_submission_keeps_its_id(fi: FluxInstance,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     import flux.job  # type: ignore[import-not-found]
 
-    from fluxlite.cluster.executors import NestedInstance
+    from fluxlite.flux.instance import NestedInstance
 
     class Stop(Exception):
         pass

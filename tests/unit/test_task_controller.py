@@ -6,8 +6,10 @@ import signal
 import time
 from pathlib import Path
 
-from fluxlite.execute.task import TaskController, TaskResult
+from fluxlite.execute.base import Launcher, TaskResult
+from fluxlite.execute.local import TaskController
 from fluxlite.execute.timelimit import Schedule
+from tests.launcher_contract import LauncherContract
 
 
 def controller(tmp_path: Path, argv: list[str], **kw: object) -> TaskController:
@@ -152,3 +154,13 @@ def test_a_grace_that_is_not_a_number_is_the_default(tmp_path: Path) -> None:
 
     for grace in (math.nan, math.inf, -1.0):
         assert controller(tmp_path, ["/bin/true"], kill_grace=grace).kill_grace == 5.0
+
+
+class TestLocalLauncherContract(LauncherContract):
+    """The local launcher keeps the launcher contract with real processes."""
+
+    ARGV = {"exit3": ["/bin/sh", "-c", "exit 3"], "waits": ["/bin/sleep", "30"],
+            "ignores_term": IGNORES_TERM}
+
+    def make(self, tmp_path: Path, behaviour: str, **kw: object) -> Launcher:
+        return controller(tmp_path, self.ARGV[behaviour], **kw)

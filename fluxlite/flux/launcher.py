@@ -1,4 +1,4 @@
-"""Run the task through Flux instead of as a child process.
+"""The Flux launcher: the task through Flux instead of as a child process.
 
 - ``"placement": "flux"``: the task is a Flux job of the instance fluxlite runs in, with the
   spec's tasks, nodes, cores and GPUs, so an MPI task spans the allocation's nodes;
@@ -6,8 +6,7 @@
   that size (what ``flux batch``/``flux alloc`` create), so a task that submits work of its
   own gets a scheduler of its own; the sub-instance ends with the task.
 
-Both controllers keep the interface of :class:`fluxlite.execute.task.TaskController`:
-``start()``, ``wait() -> TaskResult``, ``on_signal(signum)`` and ``.result``. The task is
+:class:`FluxLauncher` implements :class:`fluxlite.execute.base.Launcher`. The task is
 watched through its eventlog; the checkpoint schedule and fluxlite's own signals reach it
 through ``flux.job.kill`` (then cancel), since it is not a child of fluxlite.
 """
@@ -20,18 +19,13 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from fluxlite.errors import ExecError, FluxUnavailable
-from fluxlite.execute.task import (
-    ExitStatus,
-    ScheduledController,
-    SignalEvent,
-    TaskController,
-    TaskResult,
-    signal_name,
-)
-from fluxlite.execute.timelimit import Schedule
+from fluxlite.execute.base import ExitStatus, Launcher, SignalEvent, TaskResult, signal_name
+from fluxlite.execute.local import LocalLauncher
+from fluxlite.flux import jobspec
 from fluxlite.spec import JobSpec, Resources
 
 logger = logging.getLogger(__name__)
@@ -42,70 +36,77 @@ _LOST_AFTER = 120.0
 _CANCEL_AFTER_KILL = 2.0
 
 
-def controller_for(spec: JobSpec, ctx: Any) -> Any:
-    """A controller class for ``spec.placement``, called like TaskController."""
+def launcher_for(spec: JobSpec, ctx: Any) -> Any:
+    """A launcher class for ``spec.placement``, called like LocalLauncher."""
     if spec.placement == "local":
-        return TaskController
+        return LocalLauncher
     if ctx is None:
         logger.warning("placement '%s' needs a flux instance (FLUX_URI and the flux python "
                        "bindings); running the task locally", spec.placement)
-        return TaskController
+        return LocalLauncher
     if spec.placement not in ("flux", "nested"):
         raise FluxUnavailable(f"placement: unknown placement '{spec.placement}'")
-    return functools.partial(FluxTaskController, ctx=ctx, resources=spec.resources,
+    return functools.partial(FluxLauncher, ctx=ctx, resources=spec.resources,
                              nested=spec.placement == "nested", name=spec.name)
 
 
-def build_jobspec(argv: list[str], cwd: str, env: dict[str, str], res: Resources, *,
-                  nested: bool, name: str, stdin: Any, stdout: Any, stderr: Any,
-                  duration: float | None = None, append: bool = False) -> Any:
-    """The jobspec of the task (a job, or a sub-instance whose initial program it is)."""
-    from flux.job import JobspecV1  # type: ignore[import-not-found]
+class FluxCalls:
+    """The Flux calls a launcher makes, on one instance: submit, kill, cancel, and a job's
+    eventlog (followed on a handle of its own: handles are not shared between threads)."""
 
-    tasks = max(res.tasks, res.nodes or 1)
-    gpus = res.gpus_per_task or None
-    try:
-        if nested:
-            js = JobspecV1.from_nest_command(argv, num_slots=tasks,
-                                             cores_per_slot=res.cores_per_task,
-                                             gpus_per_slot=gpus, num_nodes=res.nodes)
-        else:
-            js = JobspecV1.from_command(argv, num_tasks=tasks,
-                                        cores_per_task=res.cores_per_task,
-                                        gpus_per_task=gpus, num_nodes=res.nodes)
-    except ValueError as err:
-        raise ExecError(f"resources: {err}") from err
-    js.cwd = cwd
-    js.environment = dict(env)
-    js.setattr("system.job.name", name or os.path.basename(argv[0]))
-    # descriptors (kickstart's "-") mean nothing to a job shell: Flux's defaults apply then
-    if isinstance(stdin, str) and stdin != os.devnull:
-        js.stdin = stdin
-    if isinstance(stdout, str):
-        js.stdout = stdout
-    if isinstance(stderr, str):
-        js.stderr = stderr
-    if append:
-        js.setattr_shell_option("output.mode", "append")
-    if duration:
-        js.duration = duration
-    return js
+    #: the jobspec of a job (:func:`fluxlite.flux.jobspec.build`)
+    jobspec = staticmethod(jobspec.build)
+
+    def __init__(self, handle: Any, uri: str) -> None:
+        self.handle, self.uri = handle, uri
+
+    def submit(self, js: Any) -> int:
+        """Submit the jobspec; the job's id. OSError when Flux refuses it."""
+        import flux.job  # type: ignore[import-not-found]
+
+        return flux.job.submit(self.handle, js)
+
+    def jobid(self, jid: int) -> Any:
+        """The id as a ``flux.job.JobID`` (its ``f58`` and ``int()``)."""
+        import flux.job  # type: ignore[import-not-found]
+
+        return flux.job.JobID(jid)
+
+    def kill(self, jid: int, signum: int) -> None:
+        """Send ``signum`` to every task of the job."""
+        import flux.job  # type: ignore[import-not-found]
+
+        flux.job.kill(self.handle, jid, signum)
+
+    def cancel(self, jid: int, note: str) -> None:
+        """Cancel the job (Flux TERMs it, then KILLs after its kill-timeout)."""
+        import flux.job  # type: ignore[import-not-found]
+
+        flux.job.cancel(self.handle, jid, note)
+
+    def events(self, jid: int) -> Iterator[Any]:
+        """The job's eventlog events (``name``, ``timestamp``, ``context``), as they come."""
+        import flux.job  # type: ignore[import-not-found]
+
+        return flux.job.event_watch(jobspec.connect(self.uri), jid)
 
 
-class FluxTaskController(ScheduledController):
-    """Starts the task as a Flux job and drives it to its end (see module docstring)."""
+class FluxLauncher(Launcher):
+    """Starts the task as a Flux job and drives it to its end (see module docstring).
 
-    def __init__(self, argv: list[str], cwd: str, env: dict[str, str], *, stdin: Any,
-                 stdout: Any, stderr: Any, schedule: Schedule, kill_grace: float = 5.0,
-                 usr1: str = "forward", append: bool = False,
-                 events: list[SignalEvent] | None = None, ctx: Any, resources: Resources,
-                 nested: bool = False, name: str = "") -> None:
-        super().__init__(argv, cwd, schedule=schedule, kill_grace=kill_grace, usr1=usr1,
-                         events=events)
-        self.env = env
-        self.stdin, self.stdout, self.stderr = stdin, stdout, stderr
-        self.append = append
+    The task is not below fluxlite: process-tree monitoring does not apply to it."""
+
+    monitors_tree = False
+
+    def __init__(self, argv: list[str], cwd: str, env: dict[str, str], *, ctx: Any,
+                 resources: Resources, nested: bool = False, name: str = "",
+                 calls: FluxCalls | None = None, **kw: Any) -> None:
+        """``ctx`` is the Flux context (its handle and uri); ``calls`` what reaches Flux
+        (:class:`FluxCalls` on ``ctx`` unless given)."""
+        kw.setdefault("usr1", "forward")
+        super().__init__(argv, cwd, env, **kw)
         self.ctx = ctx
+        self.calls = calls if calls is not None else FluxCalls(ctx.handle, ctx.uri)
         self.resources = resources
         self.nested = nested
         self.name = name
@@ -113,7 +114,6 @@ class FluxTaskController(ScheduledController):
         self.flux_jobid_int: int | None = None
         self.flux_info: dict[str, Any] = {}
         self._wake = threading.Event()
-        self._pending: list[int] = []  # signals taken in the handler, acted on in wait()
         self._cancelled_at: float | None = None
         self._cancel_at: tuple[float, str] | None = None
         self._events: dict[str, float] = {}
@@ -127,25 +127,32 @@ class FluxTaskController(ScheduledController):
 
     # -- start ------------------------------------------------------------------
     def start(self) -> None:
-        import flux.job  # type: ignore[import-not-found]
-
+        """Submit the task's job (ExecError when Flux refuses it) and follow its eventlog."""
         s = self.schedule
         # Flux's own limit is a safety net for the case fluxlite itself is killed: it never
         # fires first, since the schedule kills the task before it
         duration = None
         if s.kill_after is not None:
             duration = s.kill_after + self.kill_grace + 60.0
-        js = build_jobspec(self.argv, self.cwd, self.env, self.resources, nested=self.nested,
-                           name=self.name, stdin=self.stdin, stdout=self.stdout,
-                           stderr=self.stderr, duration=duration, append=self.append)
+        res = self.resources
+        try:
+            js = self.calls.jobspec(self.argv, kind="nest" if self.nested else "command",
+                                    count=max(res.tasks, res.nodes or 1),
+                                    cores=res.cores_per_task, gpus=res.gpus_per_task or None,
+                                    nodes=res.nodes, cwd=self.cwd, env=self.env,
+                                    name=self.name or os.path.basename(self.argv[0]),
+                                    stdin=self.stdin, stdout=self.stdout, stderr=self.stderr,
+                                    duration=duration, append=self.append)
+        except ValueError as err:
+            raise ExecError(f"resources: {err}") from err
         self.result.start = time.time()
         self._t0 = time.monotonic()
         try:
-            jid = flux.job.submit(self.ctx.handle, js)
+            jid = self.calls.submit(js)
         except OSError as err:
             raise ExecError(f"flux submit of {os.path.basename(self.argv[0])} failed: "
                             f"{err.strerror or err}") from err
-        jid = flux.job.JobID(jid)
+        jid = self.calls.jobid(jid)
         self.flux_jobid, self.flux_jobid_int = jid.f58, int(jid)
         self.flux_info = {"jobid": jid.f58, "jobid_int": int(jid),
                           "placement": "nested" if self.nested else "flux",
@@ -161,12 +168,8 @@ class FluxTaskController(ScheduledController):
     def _watch(self) -> None:
         """Follow the job's eventlog to its end, on a handle of its own (handles are not
         shared between threads)."""
-        import flux  # type: ignore[import-not-found]
-        import flux.job  # type: ignore[import-not-found]
-
         try:
-            h = flux.Flux(self.ctx.uri)
-            for ev in flux.job.event_watch(h, self.flux_jobid_int):
+            for ev in self.calls.events(self.flux_jobid_int):
                 self._events.setdefault(ev.name, ev.timestamp)
                 if ev.name == "finish":
                     self._status = int(ev.context.get("status", 0))
@@ -239,26 +242,15 @@ class FluxTaskController(ScheduledController):
         super()._check_deadlines()
 
     # -- signals --------------------------------------------------------------------
-    def on_signal(self, signum: int) -> None:
-        """fluxlite received signum (called from the signal handler): noted here, sent to
-        the job from wait(), since an RPC must not interleave with one in progress."""
-        self._note_received(signum)
-        if self._done.is_set():
-            return
-        self._pending.append(signum)
+    def _interrupt_wait(self) -> None:
         self._wake.set()
 
-    def _handle_pending(self) -> None:
-        while self._pending:
-            self._apply_signal(self._pending.pop(0))
-
-    def _send(self, signum: int, reason: str) -> None:
-        import flux.job  # type: ignore[import-not-found]
-
+    def send(self, signum: int, reason: str) -> None:
+        """``flux job kill`` of the job with ``signum``."""
         if self.flux_jobid_int is None or self._done.is_set():
             return
         try:
-            flux.job.kill(self.ctx.handle, self.flux_jobid_int, signum)
+            self.calls.kill(self.flux_jobid_int, signum)
         except OSError as err:
             # the job may have ended between the check and the RPC
             logger.debug("flux job kill %s: %s", self.flux_jobid, err)
@@ -280,7 +272,7 @@ class FluxTaskController(ScheduledController):
             # kill-timeout
             self._cancel(reason)
             return
-        self._send(signal.SIGKILL, reason)
+        self.send(signal.SIGKILL, reason)
         # the cancel follows a moment later: sent at once, it would have the job shell
         # TERMed before it has delivered the KILL
         with self._lock:
@@ -288,14 +280,12 @@ class FluxTaskController(ScheduledController):
         self._wake.set()
 
     def _cancel(self, reason: str) -> None:
-        import flux.job  # type: ignore[import-not-found]
-
         with self._lock:
             self._cancel_at = None
         if self._cancelled_at is not None or self._done.is_set():
             return
         try:
-            flux.job.cancel(self.ctx.handle, self.flux_jobid_int, f"fluxlite: {reason}")
+            self.calls.cancel(self.flux_jobid_int, f"fluxlite: {reason}")
         except OSError as err:
             logger.debug("flux job cancel %s: %s", self.flux_jobid, err)
         self._cancelled_at = time.monotonic()

@@ -1,0 +1,312 @@
+"""The launcher contract: what starts a task, signals it, sees it end and cleans up after it.
+
+A launcher runs one task description (argv, cwd, environment, stdio) to its end and
+returns a :class:`TaskResult`. Where the task runs is the implementation's business:
+:class:`fluxlite.execute.local.LocalLauncher` (a child process tree of fluxlite) and
+:class:`fluxlite.flux.launcher.FluxLauncher` (a Flux job, or the initial program of a
+sub-instance). What must be right every time is here, once: the checkpoint schedule, the
+TERM/KILL escalation and what a signal fluxlite receives does to the task.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import signal
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from fluxlite.execute.timelimit import Schedule, from_limits
+from fluxlite.spec import Limits
+
+logger = logging.getLogger(__name__)
+
+
+def signal_name(signum: int) -> str:
+    """SIGTERM for 15; SIG<n> for a number that names no signal."""
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"SIG{signum}"
+
+
+@dataclass(slots=True)
+class ExitStatus:
+    """How a task ended: its wait status, decoded, or why it never started."""
+
+    raw: int  # the wait status as waitpid gives it; -1 when the task never started
+    exitcode: int | None = None
+    signal: int | None = None
+    core: bool = False
+    error: str | None = None  # why the task could not be started
+
+    @classmethod
+    def from_wait(cls, status: int) -> ExitStatus:
+        if os.WIFSIGNALED(status):
+            return cls(status, None, os.WTERMSIG(status), os.WCOREDUMP(status))
+        return cls(status, os.WEXITSTATUS(status))
+
+    @classmethod
+    def failed_to_start(cls, error: str) -> ExitStatus:
+        return cls(-1, None, None, False, error)
+
+    @property
+    def code(self) -> int:
+        """The exit code a shell would report: N, 128+signal, or 127 when it never ran."""
+        if self.error is not None:
+            return 127
+        if self.signal is not None:
+            return 128 + self.signal
+        return self.exitcode or 0
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.signal is None and self.exitcode == 0
+
+
+@dataclass(slots=True)
+class SignalEvent:
+    """A signal fluxlite received or sent while a job ran, for the record."""
+
+    time: float
+    signal: str
+    direction: str  # "received" (by fluxlite) or "sent" (to the task)
+    target: str = ""
+    reason: str = ""
+
+    def as_dict(self) -> dict[str, object]:
+        """The event as the JSON record keeps it."""
+        return {"time": self.time, "signal": self.signal, "direction": self.direction,
+                "target": self.target, "reason": self.reason}
+
+
+@dataclass(slots=True)
+class TaskResult:
+    """What a launcher tells of a task that ended: status, rusage (where known), timings
+    (``start`` epoch, ``duration`` seconds), its pid, and what fluxlite did to it."""
+
+    argv: list[str]
+    cwd: str
+    start: float = 0.0
+    duration: float = 0.0
+    pid: int = 0
+    status: ExitStatus = field(default_factory=lambda: ExitStatus(-1))
+    rusage: dict[str, float] = field(default_factory=dict)
+    timed_out: str | None = None  # "term" or "kill" when the schedule fired
+    terminated_by: int | None = None  # the first terminating signal sent to the task, if any
+    killed: list[dict[str, object]] = field(default_factory=list)
+
+
+RUSAGE_FIELDS = ("utime", "stime", "maxrss", "minflt", "majflt", "nswap", "inblock", "outblock",
+                 "msgsnd", "msgrcv", "nsignals", "nvcsw", "nivcsw")
+
+
+def rusage_dict(ru: object) -> dict[str, float]:
+    """A ``resource.struct_rusage`` (or ``os.wait4``'s) as the record's fields."""
+    out: dict[str, float] = {}
+    for name in RUSAGE_FIELDS:
+        val = getattr(ru, "ru_oublock" if name == "outblock" else "ru_" + name)
+        out[name] = round(val, 3) if name in ("utime", "stime") else int(val)
+    return out
+
+
+class Launcher(ABC):
+    """Runs one task to its end: :meth:`start`, then :meth:`wait` for its
+    :class:`TaskResult`; :meth:`on_signal` hands it a signal fluxlite received.
+
+    Implementations provide :meth:`start`, :meth:`wait`, :meth:`send` (a signal to the
+    whole task), :meth:`kill_tree` (SIGKILL to all of it) and :attr:`monitors_tree`, and
+    call :meth:`_arm` once the task exists. This class owns the policy, the only copy of
+    it: TERM at the checkpoint time, KILL at the kill time (or ``kill_grace`` after a TERM),
+    a received terminating signal forwarded once, KILL ``kill_grace`` seconds after it and
+    at once on a second one, and SIGUSR1 (Flux's time-limit warning) per ``usr1``:
+    "schedule" keeps it fluxlite's own (the schedule is re-derived from ``timeleft()``, the
+    time Flux says is left, and can only come sooner; without it and without a scheduled
+    TERM, the warning is the TERM), "forward" sends it to the task, "term" makes it a TERM.
+    """
+
+    #: whether the task is the process tree below fluxlite (what the monitor samples)
+    monitors_tree: bool = False
+
+    def __init__(self, argv: list[str], cwd: str, env: dict[str, str], *, stdin: Any,
+                 stdout: Any, stderr: Any, schedule: Schedule, kill_grace: float = 5.0,
+                 usr1: str = "schedule", append: bool = False,
+                 events: list[SignalEvent] | None = None) -> None:
+        """``stdin``/``stdout``/``stderr`` are paths, or descriptors the caller keeps
+        (shared by several tasks); ``append`` appends to the output files."""
+        self.argv = argv
+        self.cwd = cwd
+        self.env = env
+        self.stdin, self.stdout, self.stderr = stdin, stdout, stderr
+        self.append = append
+        self.schedule = schedule
+        # a grace that is not a finite number (the spec refuses one) must not spin or hang
+        self.kill_grace = kill_grace if math.isfinite(kill_grace) and kill_grace >= 0 else 5.0
+        self.usr1 = usr1
+        self.events = events if events is not None else []
+        self.result = TaskResult(argv=list(argv), cwd=cwd)
+        self._done = threading.Event()
+        self._lock = threading.Lock()
+        self._t0 = 0.0
+        self._term_at: float | None = None
+        self._kill_at: float | None = None
+        self._kill_why: str | None = None  # a KILL set by a stop signal's grace, not the schedule
+        self._termed = False
+        self._killed = False
+        self._started = False
+        self._warned: str | None = None  # why the schedule changed at a warning
+        self._early: int | None = None  # a signal that came before the task existed
+        self._pending: list[int] = []  # signals taken in the handler, acted on in wait()
+        # seconds left before the enclosing job's time limit (Flux's), for "schedule"
+        self.timeleft: Callable[[], float | None] | None = None
+
+    @abstractmethod
+    def start(self) -> None:
+        """Start the task (and the schedule's clock); ExecError when it cannot start."""
+
+    @abstractmethod
+    def wait(self) -> TaskResult:
+        """Block until the task has ended, applying the schedule and the signals taken by
+        :meth:`on_signal`; then leave nothing of it behind and return its result."""
+
+    @abstractmethod
+    def send(self, signum: int, reason: str) -> None:
+        """Deliver ``signum`` to the whole task now (noted in ``events``)."""
+
+    @abstractmethod
+    def kill_tree(self, reason: str) -> None:
+        """SIGKILL every process of the task, once."""
+
+    def close(self) -> None:  # noqa: B027 - nothing to release for most launchers
+        """Release what the launcher holds; :meth:`wait` has released it already, so this
+        is for a launcher that was started and is abandoned."""
+
+    def on_signal(self, signum: int) -> None:
+        """fluxlite received signum (called from the signal handler): noted here, acted on
+        by wait() (or at once when the task is not started yet)."""
+        self._note_received(signum)
+        if self._done.is_set():
+            return
+        if not self._started:
+            self._apply_signal(signum)
+            return
+        self._pending.append(signum)
+        self._interrupt_wait()
+
+    @property
+    def helper_pids(self) -> tuple[int, ...]:
+        """fluxlite's own processes below it that are not the task's (not monitored)."""
+        return ()
+
+    @abstractmethod
+    def _interrupt_wait(self) -> None:
+        """Make wait() look at the deadlines again (they just moved)."""
+
+    def _handle_pending(self) -> None:
+        while self._pending:
+            self._apply_signal(self._pending.pop(0))
+
+    def _arm(self) -> None:
+        """Start the clock of the schedule: the task has just been started."""
+        s = self.schedule
+        if s.term_after is not None:
+            self._term_at = self._t0 + s.term_after
+        if s.kill_after is not None:
+            self._kill_at = self._t0 + s.kill_after
+        self._started = True
+        if self._early is not None:
+            # fluxlite was told to stop while the task was being started: tell the task now
+            # rather than let it run until the KILL after the grace
+            self.send(self._early, "received before the task started")
+
+    def _next_deadline(self) -> float | None:
+        with self._lock:
+            cands = []
+            if self._term_at is not None and not self._termed:
+                cands.append(self._term_at)
+            if self._kill_at is not None and not self._killed:
+                cands.append(self._kill_at)
+            return min(cands) if cands else None
+
+    def _check_deadlines(self) -> None:
+        now = time.monotonic()
+        with self._lock:
+            term_due = self._term_at is not None and not self._termed and now >= self._term_at
+            kill_due = self._kill_at is not None and not self._killed and now >= self._kill_at
+        if kill_due:
+            if self._kill_why is None:  # the schedule's KILL, not a stop signal's grace
+                self.result.timed_out = "kill"
+            self.result.terminated_by = self.result.terminated_by or signal.SIGKILL
+            self.kill_tree(self._kill_why or "time limit: kill")
+        elif term_due:
+            self.result.timed_out = self.result.timed_out or "term"
+            self.result.terminated_by = self.result.terminated_by or signal.SIGTERM
+            self.send(signal.SIGTERM, self._warned or "checkpoint time: terminate")
+            with self._lock:
+                self._termed = True
+                if self._kill_at is None:
+                    self._kill_at = now + self.kill_grace
+
+    def _apply_signal(self, signum: int) -> None:
+        """What a signal fluxlite received does to the running task."""
+        if self._done.is_set():
+            return
+        if signum == signal.SIGUSR1:
+            if self.usr1 == "forward":
+                self.send(signal.SIGUSR1, "checkpoint warning forwarded")
+                return
+            if self.usr1 == "schedule":
+                self._time_limit_warning()
+                return
+            signum = signal.SIGTERM
+        if self._termed:
+            # a second terminating signal: no more grace
+            self.kill_tree(f"second {signal_name(signum)}")
+            return
+        self.result.terminated_by = self.result.terminated_by or signum
+        if self._started:
+            self.send(signum, "forwarded")
+        else:
+            self._early = signum
+        with self._lock:
+            self._termed = True
+            grace_end = time.monotonic() + self.kill_grace
+            if self._kill_at is None or self._kill_at > grace_end:
+                self._kill_at = grace_end
+                self._kill_why = f"{signal_name(signum)} not obeyed within {self.kill_grace:g} s"
+        self._interrupt_wait()
+
+    def _time_limit_warning(self) -> None:
+        """SIGUSR1 kept as fluxlite's own: the TERM and KILL move to what the time left
+        allows (never later), or the TERM is now when there is no schedule to move."""
+        left = self.timeleft() if self.timeleft is not None else None
+        now = time.monotonic()
+        with self._lock:
+            if self._termed:
+                return
+            if left is not None and math.isfinite(left):
+                s = from_limits(Limits(kill_grace=self.kill_grace), max(left, 0.0))
+                term, kill = now + (s.term_after or 0.0), now + (s.kill_after or 0.0)
+                self._term_at = term if self._term_at is None else min(self._term_at, term)
+                if self._kill_at is None or kill < self._kill_at:
+                    self._kill_at, self._kill_why = kill, None
+                why = f"time-limit warning: {left:.0f} s left"
+            elif self._term_at is None:
+                self._term_at = now
+                why = "time-limit warning: no time left known, TERM now"
+            else:
+                why = "time-limit warning: the schedule stands"
+            self._warned = why
+        logger.info("%s (TERM in %.1f s)", why, max(0.0, (self._term_at or now) - now))
+        self._interrupt_wait()
+
+    def _note_received(self, signum: int) -> None:
+        self.events.append(SignalEvent(time.time(), signal_name(signum), "received",
+                                       "fluxlite"))
+
+

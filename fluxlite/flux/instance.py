@@ -1,0 +1,234 @@
+"""Nested instances: a Flux sub-instance of the current allocation for the length of a
+cluster (hierarchical scheduling), shut down at the end."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import time
+from typing import Any
+
+from fluxlite.errors import FluxliteError, FluxUnavailable
+from fluxlite.flux import jobspec
+
+logger = logging.getLogger(__name__)
+
+
+# signals that end the cluster: held back while the nested instance is being submitted, so
+# that its job id is known (and the instance cancelled) whatever arrives
+_STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGALRM,
+                 signal.SIGXCPU, signal.SIGUSR1}
+
+
+class NestedInstanceLost(FluxliteError):
+    """The nested instance ended while the cluster was using it."""
+
+
+class NestedInstance:
+    """A Flux sub-instance inside the current allocation, for the length of a cluster.
+
+    Its initial program waits for a KVS key of the instance: :meth:`stop` sets it, and the
+    instance ends as a completed job (exit 0), not a cancelled one."""
+
+    _DONE_KEY = "fluxlite.cluster-done"
+
+    def __init__(self, nodes: int | None, cores: int | None, gpus: int | None = None,
+                 uri: str | None = None) -> None:
+        from fluxlite.errors import UsageError
+        from fluxlite.flux import import_flux
+
+        for opt, val, least in (("--nodes", nodes, 1), ("--cores", cores, 1),
+                                ("--gpus", gpus, 0)):
+            if val is not None and val < least:
+                raise UsageError(f"{opt}: must be at least {least} for --nested")
+        self.flux = import_flux()
+        self.parent_uri = uri or os.environ.get("FLUX_URI")
+        if not self.parent_uri:
+            raise FluxUnavailable("--nested needs a Flux instance to start the sub-instance "
+                                  "in (FLUX_URI is unset)")
+        self.nodes, self.cores, self.gpus = nodes, cores, gpus
+        self.jobid: int | None = None
+        self._f58: str | None = None
+        self.startup = 0.0
+        self.uri: str | None = None
+        self.h: Any = None
+        self._flux_cmd = shutil.which("flux")
+
+    def _want(self) -> str:
+        nodes = self.nodes or 1
+        what = f"{nodes} node(s), {self.cores or nodes} core(s)"
+        return what + (f", {self.gpus} GPU(s)" if self.gpus else "")
+
+    def _have(self) -> str:
+        import flux.resource  # type: ignore[import-not-found]
+
+        try:
+            rl = flux.resource.resource_list(self.h).get()
+        except OSError:
+            return "this Flux instance"
+        return (f"this Flux instance ({rl.all.nnodes} node(s), {rl.all.ncores} core(s)"
+                + (f", {rl.all.ngpus} GPU(s)" if rl.all.ngpus else "") + ")")
+
+    def start(self, timeout: float = 120.0) -> str:
+        import flux.job  # type: ignore[import-not-found]
+
+        self.h = self.flux.Flux(self.parent_uri)
+        nodes = self.nodes or 1
+        cores = self.cores or nodes
+        if cores < nodes:
+            raise FluxliteError(f"--cores {cores} is fewer than --nodes {nodes}")
+        # one slot per node; the initial program only keeps the instance up while the
+        # cluster's scheduler (this process) submits into it, until stop() says it is done
+        prog = (["flux", "kvs", "get", "--waitcreate", self._DONE_KEY] if self._flux_cmd
+                else ["sleep", "inf"])
+        env = jobspec.environment(os.environ, drop=jobspec.INSTANCE)
+        if self._flux_cmd:
+            # the instance's initial program finds this flux-core's command first
+            path = env.get("PATH", os.defpath)
+            env["PATH"] = os.pathsep.join([os.path.dirname(self._flux_cmd), path])
+        js = jobspec.build(prog, kind="nest", count=nodes, cores=max(1, cores // nodes),
+                           gpus=(self.gpus // nodes) if self.gpus else None,
+                           nodes=nodes if self.nodes else None, cwd=os.getcwd(), env=env,
+                           name="fluxlite-cluster")
+        t0 = time.monotonic()
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+        try:
+            self.jobid = flux.job.submit(self.h, js)
+        except OSError as err:
+            raise FluxliteError(f"the nested instance ({self._want()}) cannot be started in "
+                                f"{self._have()}: {err.strerror or err}") from err
+        finally:
+            # a stop signal that came meanwhile is handled now, with the job id known
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
+        self._f58 = flux.job.JobID(self.jobid).f58
+        logger.info("nested instance %s: %s; waiting for it to start", self._f58, self._want())
+        self.uri = self._wait_running(t0 + timeout, timeout)
+        self._wait_ready(t0 + timeout)
+        self.startup = time.monotonic() - t0
+        logger.info("nested instance up in %.2f s: %s", self.startup, self.uri)
+        return self.uri
+
+    def _job(self) -> Any:
+        """The nested instance's job as the parent lists it; None when not listed yet."""
+        from flux.job import job_list_id  # type: ignore[import-not-found]
+
+        try:
+            return job_list_id(self.h, self.jobid, attrs=[
+                "state", "result", "annotations", "exception_type", "exception_note",
+                "waitstatus"]).get_jobinfo()
+        except FileNotFoundError:
+            return None  # job-list has not seen the submission yet
+
+    def _ended(self, job: Any) -> str:
+        note = getattr(job, "exception_note", "") or ""
+        kind = getattr(job, "exception_type", "") or ""
+        if kind == "alloc" or "unsatisfiable" in note:
+            return (f"the nested instance ({self._want()}) cannot be satisfied by "
+                    f"{self._have()}: {note or kind}")
+        status = getattr(job, "waitstatus", None)
+        if kind or note:
+            why = f"{kind}: {note}" if kind and note else (note or kind)
+        elif isinstance(status, int) and (os.WIFSIGNALED(status) or os.WIFEXITED(status)):
+            # a job shell reports a task killed by signal N as exit code 128+N
+            sig = os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status) - 128
+            why = (f"its broker was killed by {signal.Signals(sig).name}"
+                   if sig in signal.valid_signals() else
+                   f"its broker exited {os.WEXITSTATUS(status)}")
+        else:
+            why = f"result {job.result}"
+        return f"the nested instance {self._f58} ended: {why}"
+
+    def _wait_running(self, deadline: float, timeout: float) -> str:
+        from flux.uri import JobURI  # type: ignore[import-not-found]
+
+        reason = ""
+        while True:
+            job = self._job()
+            if job is not None:
+                if job.state == "INACTIVE":
+                    raise FluxliteError(self._ended(job))
+                uri = str(job.user.uri or "") if job.state == "RUN" else ""
+                if uri:
+                    return str(JobURI(uri).local)
+                reason = str(job.sched.reason_pending or "") if job.state == "SCHED" else ""
+            if time.monotonic() >= deadline:
+                raise FluxliteError(f"the nested instance {self._f58} ({self._want()}) did "
+                                    f"not start within {timeout:.0f} s"
+                                    + (f": {reason}" if reason else ""))
+            time.sleep(0.1)
+
+    def lost(self) -> str | None:
+        """Why the nested instance is gone (its job ended), or None while it runs."""
+        if self.jobid is None:
+            return None
+        try:
+            job = self._job()
+        except OSError as err:
+            return f"the Flux instance of the nested instance {self._f58} is gone: {err}"
+        if job is None or job.state != "INACTIVE":
+            return None
+        return self._ended(job)
+
+    def _wait_inactive(self, timeout: float) -> bool:
+        """Wait for the nested instance's job to end; whether it did within ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                job = self._job()
+            except OSError as err:
+                logger.debug("waiting for the nested instance to end: %s", err)
+                return False
+            if job is not None and job.state == "INACTIVE":
+                return True
+            time.sleep(0.05)
+        return False
+
+    def info(self) -> dict[str, Any]:
+        jid = self._f58
+        return {"jobid": jid, "uri": self.uri, "nodes": self.nodes or 1,
+                "cores": self.cores or (self.nodes or 1), "gpus": self.gpus or 0,
+                "startup_seconds": round(self.startup, 3)}
+
+    def _wait_ready(self, deadline: float) -> None:
+        # the URI is published before the sub-instance has loaded its scheduler: ask for its
+        # resources until it answers
+        import flux.resource  # type: ignore[import-not-found]
+
+        last: Exception | None = None
+        while time.monotonic() < deadline:
+            try:
+                h = self.flux.Flux(self.uri)
+                flux.resource.resource_list(h).get()
+                return
+            except OSError as err:
+                last = err
+                time.sleep(0.1)
+        raise FluxliteError(f"the nested instance at {self.uri} did not become ready: {last}")
+
+    def stop(self, ok: bool = True) -> None:
+        """End the nested instance: as a completed job after a cluster that ran (``ok``),
+        cancelled otherwise; waits (a few seconds at most) for it to be gone."""
+        if self.jobid is None or self.h is None:
+            return
+        import flux.job  # type: ignore[import-not-found]
+        import flux.kvs  # type: ignore[import-not-found]
+
+        if ok and self.uri and self._flux_cmd and self.lost() is None:
+            try:
+                h = self.flux.Flux(self.uri)
+                flux.kvs.put(h, self._DONE_KEY, 1)
+                flux.kvs.commit(h)
+            except OSError as err:
+                logger.debug("nested instance %s: cannot end it: %s", self._f58, err)
+            else:
+                if self._wait_inactive(10.0):
+                    self.jobid = None
+                    return
+        try:
+            flux.job.cancel(self.h, self.jobid, "fluxlite cluster done")
+        except OSError as err:
+            logger.debug("cancel nested instance: %s", err)
+        self._wait_inactive(30.0)
+        self.jobid = None

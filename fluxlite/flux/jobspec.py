@@ -1,0 +1,95 @@
+"""The one jobspec builder, its environment policy, and the one way of opening a handle.
+
+Every Flux job fluxlite submits is built here: a placed task (``"placement": "flux"`` or
+``"nested"``), a cluster's task, a cluster's nested instance and ``fluxlite submit``'s
+batch job.
+
+Environment policy: a job gets the environment it is given (the task's, or the
+submitter's for a batch job, as ``flux batch`` does), with ``extra`` on top, less what Flux
+sets for the job itself and a stale copy would contradict: ``FLUX_URI`` for a cluster's
+task (Flux sets the task's own); every ``FLUX_*`` but ``FLUX_F58_FORCE_ASCII`` for an
+instance fluxlite starts for itself (the sub-instance sets its own, and none of the parent's
+may leak into it).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from fluxlite.errors import FluxUnavailable
+
+logger = logging.getLogger(__name__)
+
+#: what ``drop`` takes: nothing, the job's own FLUX_URI, or an instance's FLUX_* variables
+KEEP_ALL, JOB, INSTANCE = "none", "job", "instance"
+
+
+def environment(base: Mapping[str, str], extra: Mapping[str, str] | None = None,
+                drop: str = KEEP_ALL) -> dict[str, str]:
+    """The job's environment under the policy of the module docstring."""
+    if drop == INSTANCE:
+        env = {k: v for k, v in base.items()
+               if not k.startswith("FLUX_") or k == "FLUX_F58_FORCE_ASCII"}
+    else:
+        env = dict(base)
+        if drop == JOB:
+            env.pop("FLUX_URI", None)
+    if extra:
+        env.update(extra)
+    return env
+
+
+def build(argv: list[str] | str, *, kind: str = "command", count: int = 1, cores: int = 1,
+          gpus: int | None = None, nodes: int | None = None, exclusive: bool = False,
+          cwd: str, env: Mapping[str, str], name: str, stdin: Any = None, stdout: Any = None,
+          stderr: Any = None, duration: float | None = None, append: bool = False) -> Any:
+    """A ``JobspecV1``: ``kind`` "command" (``count`` tasks of ``cores`` cores and ``gpus``
+    GPUs each), "nest" (a sub-instance of ``count`` slots whose initial program is argv) or
+    "batch" (argv is a script, the initial program of such a sub-instance). A path for
+    stdin, stdout or stderr is the job's; anything else (a descriptor, None) leaves Flux's
+    default. ValueError when Flux refuses the resources."""
+    from flux.job import JobspecV1  # type: ignore[import-not-found]
+
+    if kind == "command":
+        js = JobspecV1.from_command(argv, num_tasks=count, cores_per_task=cores,
+                                    gpus_per_task=gpus, num_nodes=nodes)
+    elif kind == "nest":
+        js = JobspecV1.from_nest_command(argv, num_slots=count, cores_per_slot=cores,
+                                         gpus_per_slot=gpus, num_nodes=nodes)
+    else:
+        js = JobspecV1.from_batch_command(argv, name, num_slots=count, cores_per_slot=cores,
+                                          gpus_per_slot=gpus, num_nodes=nodes,
+                                          exclusive=exclusive)
+    js.cwd = cwd
+    js.environment = dict(env)
+    if kind != "batch":
+        js.setattr("system.job.name", name)
+    # descriptors (kickstart's "-") mean nothing to a job shell: Flux's defaults apply then
+    if isinstance(stdin, str) and stdin != os.devnull:
+        js.stdin = stdin
+    if isinstance(stdout, str):
+        js.stdout = stdout
+    if isinstance(stderr, str):
+        js.stderr = stderr
+    if append:
+        js.setattr_shell_option("output.mode", "append")
+    if duration:
+        js.duration = duration
+    return js
+
+
+def connect(uri: str | None = None, what: str = "flux") -> Any:
+    """A handle on the instance at ``uri`` (FLUX_URI's when None); FluxUnavailable, one
+    line naming ``what`` needed it, when the bindings or the instance are not there."""
+    from fluxlite.flux import import_flux
+
+    flux = import_flux()
+    try:
+        return flux.Flux(uri) if uri else flux.Flux()
+    except OSError as err:
+        where = f" at {uri}" if uri else ""
+        raise FluxUnavailable(f"cannot connect to {what}{where}: "
+                              f"{err.strerror or err}") from err

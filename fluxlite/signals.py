@@ -1,0 +1,72 @@
+"""fluxlite's own signal handlers: installed and restored in one place, with a policy.
+
+Every command that must not die half-way (run, kickstart, cluster, transfer) installs its
+handlers through :class:`Handlers`: a policy callback gets the signal number and decides
+(forward it to the task, stop a phase, note it for later). A policy that must end what the
+main thread is doing raises :class:`Stop`; it is a ``BaseException`` so that no ``except
+Exception`` on the way (logging's own ``emit`` among them) swallows it, and the command turns
+it into its one-line error where it handles errors.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+Policy = Callable[[int], None]
+
+
+class Stop(BaseException):  # noqa: N818 - a request to stop, not an error
+    """Raised by a policy to end what the main thread is doing because of ``signum``."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+        self.exit_code = 128 + signum
+
+
+class Handlers:
+    """``policy(signum)`` as the handler of ``signals`` until :meth:`restore`.
+
+    Installing is a no-op outside the main thread (Python delivers signals there only);
+    a signal that cannot be handled here (not valid on this system) is skipped. Also a
+    context manager: installed on entry, restored on exit."""
+
+    def __init__(self, signals: Iterable[int], policy: Policy) -> None:
+        self.signals = tuple(signals)
+        self.policy = policy
+        self.old: dict[int, Any] = {}
+
+    def install(self) -> Handlers:
+        """Put the policy in place; the previous handlers are kept for :meth:`restore`."""
+        if threading.current_thread() is not threading.main_thread():
+            return self
+        for sig in self.signals:
+            try:
+                self.old[sig] = signal.signal(sig, self._handle)
+            except (OSError, ValueError):
+                pass
+        return self
+
+    def restore(self) -> None:
+        """Put back the handlers that were there before :meth:`install`."""
+        for sig, old in self.old.items():
+            try:
+                signal.signal(sig, old)
+            except (OSError, ValueError):
+                pass
+        self.old.clear()
+
+    def _handle(self, signum: int, _frame: object) -> None:
+        self.policy(signum)
+
+    def __enter__(self) -> Handlers:
+        return self.install()
+
+    def __exit__(self, *exc: object) -> None:
+        self.restore()
