@@ -167,7 +167,7 @@ class PoolExecutor(Executor):
         self._watchers.append(self._timer)
 
     def _submit(self) -> None:
-        from flux.job import JobspecV1  # type: ignore[import-not-found]
+        from fluxlite.flux import jobspec
 
         n = self.nnodes * self.wpn
         python = self.env.get("FLUXLITE_POOL_PYTHON") or sys.executable
@@ -175,10 +175,8 @@ class PoolExecutor(Executor):
                 str(self.rank), str(self.files.stdio_bytes)]
         # one core each in Flux's eyes: the worker's own slots are its node's cores, and
         # Flux-job tasks of the same cluster can still be placed beside it
-        js = JobspecV1.from_command(argv, num_tasks=n, num_nodes=self.nnodes, cores_per_task=1)
-        js.cwd = os.getcwd()
-        js.environment = self.env
-        js.setattr("system.job.name", JOB_NAME)
+        js = jobspec.build(argv, count=n, nodes=self.nnodes, cores=1, cwd=os.getcwd(),
+                           env=self.env, name=JOB_NAME)
         js.setattr_shell_option("exit-timeout", "none")  # one worker lost is not the pool
         js.setattr_shell_option("cpu-affinity", "off")
         try:

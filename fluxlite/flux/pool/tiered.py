@@ -26,16 +26,13 @@ class NodesFluxExecutor(FluxExecutor):
         js, jt, fwd = super()._jobspec(a)
         t = a.task
         if t.nodes > 1:
-            from flux.job import JobspecV1  # type: ignore[import-not-found]
+            from fluxlite.flux import jobspec
 
             per = max(1, -(-t.cores // t.nodes))
             gpn = -(-t.gpus // t.nodes) if t.gpus else None
-            wide = JobspecV1.from_command(a.argv, num_tasks=t.nodes, num_nodes=t.nodes,
-                                          cores_per_task=per, gpus_per_task=gpn)
-            wide.cwd, wide.environment = js.cwd, js.environment
-            wide.stdout, wide.stderr = js.stdout, js.stderr
-            wide.setattr("system.job.name", t.name or t.id)
-            js = wide
+            js = jobspec.build(a.argv, count=t.nodes, nodes=t.nodes, cores=per, gpus=gpn,
+                               cwd=js.cwd, env=js.environment, name=t.name or t.id,
+                               stdout=js.stdout, stderr=js.stderr)
         return js, jt, fwd
 
 
