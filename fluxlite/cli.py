@@ -10,10 +10,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import signal
 import sys
 
 from fluxlite import __version__
-from fluxlite.errors import EXIT_INFRA, EXIT_USAGE, FluxliteError, SpecError
+from fluxlite.errors import EXIT_INFRA, EXIT_USAGE, SIGNAL_BASE, FluxliteError
 
 COMMANDS: dict[str, str] = {
     "run": "run a job described by a job.json",
@@ -89,21 +90,18 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _guard(fn) -> int:  # noqa: ANN001
+    """Run a command; every fluxlite error becomes its line(s) on stderr and its exit code."""
     from fluxlite.redact import text as redact_text
 
     try:
         return int(fn())
-    except SpecError as err:
-        prefix = f"{err.source}: " if err.source else ""
-        for problem in err.problems:
-            sys.stderr.write(redact_text(f"fluxlite: error: {prefix}{problem}") + "\n")
-        return err.exit_code
     except FluxliteError as err:
-        sys.stderr.write(redact_text(f"fluxlite: error: {err}") + "\n")
+        for line in err.lines():
+            sys.stderr.write(redact_text(f"fluxlite: error: {line}") + "\n")
         return err.exit_code
     except KeyboardInterrupt:
         sys.stderr.write("fluxlite: interrupted\n")
-        return 130
+        return SIGNAL_BASE + signal.SIGINT
     except BrokenPipeError:
         return EXIT_INFRA
 

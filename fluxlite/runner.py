@@ -35,7 +35,7 @@ from fluxlite.execute.timelimit import Schedule, from_limits
 from fluxlite.execute.timelimit import describe as describe_schedule
 from fluxlite.integrity import verify
 from fluxlite.record import host
-from fluxlite.record.model import OutputInfo, Phase, Record, StdioFile, tail
+from fluxlite.record.model import Identity, OutputInfo, Phase, Record, StdioFile, tail
 from fluxlite.spec import JobSpec
 from fluxlite.staging.base import Policy, Request
 from fluxlite.staging.file import check_local_source
@@ -154,7 +154,7 @@ class Runner:
     def __init__(self, spec: JobSpec, options: RunOptions | None = None) -> None:
         self.spec = spec
         self.opt = options or RunOptions()
-        self.record = Record(spec=spec, start=time.time())
+        self.record = Record(job=Identity.of(spec), start=time.time())
         self.phase = "setup"
         self.controller: TaskController | None = None
         self.signals = _Signals(self)
@@ -399,10 +399,9 @@ class Runner:
                     st = run_transfers("stage-in", reqs, self._policy(), spec.staging.threads,
                                        self.signals.phase_cancel())
                 except StageError as err:
-                    stage = getattr(err, "stage", None)
-                    if stage is not None:
-                        rec.stage_in.append(stage)
-                        self._verifications(stage)
+                    if err.stage is not None:
+                        rec.stage_in.append(err.stage)
+                        self._verifications(err.stage)
                     raise
                 except Interrupted:
                     raise
@@ -421,7 +420,7 @@ class Runner:
                                        stop_on_error=False)
                 except StageError as err:
                     # a checkpoint that cannot be read is not fatal: the task starts afresh
-                    ck_st = getattr(err, "stage", None)
+                    ck_st = err.stage
                     logger.warning("checkpoint stage-in: %s", err)
                 if ck_st is not None:
                     rec.stage_in.append(ck_st)
@@ -479,7 +478,7 @@ class Runner:
                 except StageError as err:
                     # recorded and raised after the outputs: a checkpoint that cannot be
                     # saved must not keep the outputs from leaving
-                    st = getattr(err, "stage", None)
+                    st = err.stage
                     ck_error = err
                     ph.ok, ph.error = False, str(err)
                     logger.error("checkpoint stage-out failed: %s", err)
@@ -530,7 +529,7 @@ class Runner:
                     st = run_transfers("stage-out", reqs, self._policy(), spec.staging.threads,
                                        self.signals.phase_cancel())
             except StageError as err:
-                st = getattr(err, "stage", None)
+                st = err.stage
                 raise
             finally:
                 if st is not None:
@@ -846,7 +845,6 @@ class Runner:
         """Write one record; a record that cannot be written fails the job (exit 71), but
         the other record is still written and nothing else is skipped. An earlier attempt's
         record at dest is kept as dest.000 (.001, ...) unless told to overwrite it."""
-        rec = self.record
         if not append and not self.opt.overwrite_records and dest != "-":
             kept = keep_earlier(dest)
             if kept:

@@ -22,9 +22,8 @@ from fluxlite.cluster.formats import Task
 from fluxlite.errors import EXIT_INFRA
 from fluxlite.execute.task import ExitStatus, TaskResult, rusage_dict
 from fluxlite.record import host, kickstart
-from fluxlite.record.model import Record, StdioFile
+from fluxlite.record.model import Identity, Record, StdioFile
 from fluxlite.redact import text as redact_text
-from fluxlite.spec import JobSpec
 
 logger = logging.getLogger(__name__)
 
@@ -95,10 +94,8 @@ class RecordWriter:
 
     def __init__(self, site: str = "local", wf_label: str | None = None,
                  wf_stamp: str | None = None) -> None:
-        from fluxlite.spec import Workflow
-
         self.site = site
-        self.workflow = Workflow(wf_label, wf_stamp)
+        self.wf_label, self.wf_stamp = wf_label, wf_stamp
         self.process = host.process_info()
         self.hostname, self.hostaddr, self.interface = host.network()
 
@@ -114,9 +111,9 @@ class RecordWriter:
             return _guard_text(text)
         t = a.task
         argv = a.argv or [t.app, *t.args]
-        spec = JobSpec(executable=argv[0], name=t.name, id=t.derivation or t.id,
-                       site=self.site, workflow=self.workflow)
-        rec = Record(spec=spec, start=a.start, duration=a.duration, hostname=a.host or
+        job = Identity(name=t.name, id=t.derivation or t.id, site=self.site,
+                       wf_label=self.wf_label, wf_stamp=self.wf_stamp, argv=tuple(argv))
+        rec = Record(job=job, start=a.start, duration=a.duration, hostname=a.host or
                      self.hostname, hostaddr=self.hostaddr, interface=self.interface,
                      process=self.process, compact=True, cwd=_cwd())
         rec.executable = argv[0]

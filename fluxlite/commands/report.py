@@ -11,9 +11,9 @@ import logging
 import os
 import sys
 
-logger = logging.getLogger(__name__)
+from fluxlite.errors import NoRecords
 
-EXIT_NOTHING = 1
+logger = logging.getLogger(__name__)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -49,8 +49,7 @@ def main(args: argparse.Namespace) -> int:
         plot.require()  # before the reading, which may take a while
     col = read.load(args.paths, sys.stderr)
     if not col.attempts and not col.clusters:
-        sys.stderr.write("fluxlite: error: no record found in " + " ".join(args.paths) + "\n")
-        return EXIT_NOTHING
+        raise NoRecords(args.paths)
     attempts = list(col.attempts.values())
     stats = tables.compute(attempts, col.clusters)
     doc = report.build(attempts, stats, args.title or "fluxlite report: " + " ".join(args.paths))

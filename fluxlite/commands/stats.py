@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-EXIT_NOTHING = 1
+from fluxlite.errors import NoRecords
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -27,9 +27,7 @@ def main(args: argparse.Namespace) -> int:
 
     col = read.load(args.paths, sys.stderr)
     if not col.attempts and not col.clusters:
-        sys.stderr.write("fluxlite: error: no record found in "
-                         + " ".join(args.paths) + "\n")
-        return EXIT_NOTHING
+        raise NoRecords(args.paths)
     doc = tables.compute(list(col.attempts.values()), col.clusters)
     if args.json:
         import orjson

@@ -24,8 +24,7 @@ def main(args: argparse.Namespace) -> int:
             if problems:
                 raise SpecError(problems, source=path)
         except SpecError as err:
-            for problem in err.problems:
-                sys.stderr.write(f"{path}: {problem}\n")
+            sys.stderr.write("".join(line + "\n" for line in err.lines()))
             failed = err
             continue
         if not args.quiet:

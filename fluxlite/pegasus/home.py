@@ -37,7 +37,7 @@ class HomeError(UsageError):
     """A directory the worker package is refused to be written into."""
 
     def __init__(self, message: str, path: str) -> None:
-        super().__init__(message, path=path)
+        super().__init__(message)
         self.path = path
 
 

@@ -26,8 +26,13 @@ import textwrap
 import time
 from typing import Any
 
-from fluxlite.commands.kickstart import EXIT_TIMEOUT
-from fluxlite.errors import EXIT_CANNOT_EXEC, ExecError, FluxliteError, WorkdirError
+from fluxlite.errors import (
+    EXIT_CANNOT_EXEC,
+    EXIT_TIME_LIMIT,
+    ExecError,
+    FluxliteError,
+    WorkdirError,
+)
 from fluxlite.execute.task import ExitStatus, SignalEvent, TaskResult
 from fluxlite.execute.timelimit import Schedule
 from fluxlite.record import host
@@ -245,7 +250,7 @@ class KickstartRunner(Runner):
         super()._main()
         if self.alarmed:
             rec = self.record
-            rec.exit_code = EXIT_TIMEOUT
+            rec.exit_code = EXIT_TIME_LIMIT
             rec.error = rec.error or "the -k time limit fired"
             rec.failed_phase = rec.failed_phase or "task"
 

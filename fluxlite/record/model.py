@@ -15,6 +15,27 @@ if TYPE_CHECKING:
     from fluxlite.staging.phases import StageResult
 
 
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """The job a record is about, as records name it: a record needs no JobSpec."""
+
+    name: str = ""
+    id: str = ""
+    site: str = "local"
+    wf_label: str | None = None
+    wf_stamp: str | None = None
+    argv: tuple[str, ...] = ()  # the command as described: executable, then arguments
+    source: str = ""  # the job description's file, when there is one
+    placement: str = "local"
+
+    @classmethod
+    def of(cls, spec: JobSpec) -> Identity:
+        """The identity of a described job."""
+        return cls(name=spec.name, id=spec.id, site=spec.site, wf_label=spec.workflow.label,
+                   wf_stamp=spec.workflow.stamp, argv=(spec.executable, *spec.arguments),
+                   source=spec.source, placement=spec.placement)
+
+
 @dataclass(slots=True)
 class Phase:
     name: str
@@ -50,7 +71,9 @@ class OutputInfo:
 
 @dataclass(slots=True)
 class Record:
-    spec: JobSpec | None
+    """Everything known about one job, gathered by the runner, formatted by the writers."""
+
+    job: Identity | None
     start: float
     duration: float = 0.0
     hostname: str = ""

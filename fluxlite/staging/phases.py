@@ -150,29 +150,26 @@ def run_transfers(direction: str, requests: list[Request], policy: Policy, threa
     if tally.tripped is not None:
         example = first_err or next((r.error for r in out.results if r.error), None)
         short = StageError(tally.tripped + (f" (first: {example})" if example else ""),
-                           permanent=True)
-        short.stage = out  # type: ignore[attr-defined]
+                           permanent=True, stage=out)
         out.error = str(short)
         out.interrupted = True
         if isinstance(first_err, StageError) or first_err is None:
             raise short
     if first_err is not None:
         out.error = str(first_err)
-        first_err.stage = out  # type: ignore[attr-defined]
-        raise first_err
+        raise first_err.ending(out) if isinstance(first_err, StageError) else first_err
     if cancel.is_set():
         out.interrupted = True
     return out
 
 
 def _keep(out: StageResult, req: Request, err: StageError) -> None:
-    res = getattr(err, "result", None)
+    res = err.result
     if res is None:
         res = TransferResult(lfn=req.lfn, dst=req.dst, expected=req.expected, error=str(err))
     out.results.append(res)
 
 
 def _keep_cancelled(out: StageResult, stop: Cancelled) -> None:
-    res = getattr(stop, "result", None)
-    if res is not None:
-        out.results.append(res)
+    if stop.result is not None:
+        out.results.append(stop.result)
