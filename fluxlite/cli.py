@@ -36,12 +36,14 @@ class RedactingFormatter(logging.Formatter):
     """Log lines with every URL's credentials and secret parameters hidden."""
 
     def format(self, record: logging.LogRecord) -> str:
+        """The log line with secrets hidden."""
         from fluxlite.redact import text
 
         return text(super().format(record))
 
 
 def setup_logging(verbosity: int) -> None:
+    """Configure fluxlite's log handler on stderr: -1 warnings only, 0 info, 1 debug."""
     level = logging.WARNING if verbosity < 0 else logging.DEBUG if verbosity > 0 else logging.INFO
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(RedactingFormatter("%(asctime)s: %(message)s", "%Y-%m-%d %H:%M:%S"))
@@ -61,11 +63,13 @@ def _top_help() -> str:
 
 
 def common_arguments(p: argparse.ArgumentParser) -> None:
+    """The -v/-q options every subcommand takes."""
     p.add_argument("-v", "--verbose", action="count", default=0, help="more log detail")
     p.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The ``fluxlite`` entry point: run one subcommand, return its exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(_top_help())

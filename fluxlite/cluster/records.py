@@ -65,6 +65,7 @@ class Attempt:
 
     @property
     def code(self) -> int:
+        """The attempt's exit code as the cluster reports it."""
         if self.status.ok and self.stopped is not None:
             return 128 + signal.SIGTERM  # stopped: work not done, whatever it exited with
         if self.status.ok and self.failure is not None:
@@ -100,6 +101,7 @@ class RecordWriter:
         self.hostname, self.hostaddr, self.interface = host.network()
 
     def kickstart(self, a: Attempt) -> str:
+        """The attempt's kickstart record: the task's own, or one rendered from the attempt."""
         if a.record_text is None and _is_record(a):
             # the task is a kickstart wrapper (as Pegasus's planner writes clustered lines):
             # its own record, with the real transformation and output checksums, is what
@@ -136,6 +138,7 @@ class RecordWriter:
         return _escape_quoted(kickstart.render(rec))
 
     def task_line(self, a: Attempt, slot: str = "") -> str:
+        """The attempt's ``[cluster-task ...]`` line."""
         t = a.task
         # id: the planner's task number when there is one (pegasus-monitord matches task
         # lines to the '#@ N' comments by it), else the task's own id
@@ -175,6 +178,7 @@ class RecordWriter:
 
 
 def summary_line(summary: dict[str, Any]) -> str:
+    """The ``[cluster-summary ...]`` line of a whole cluster."""
     parts = []
     for k, v in summary.items():
         if isinstance(v, float):
@@ -187,6 +191,7 @@ def summary_line(summary: dict[str, Any]) -> str:
 
 
 def attempt_dict(a: Attempt) -> dict[str, Any]:
+    """An attempt as a JSON-ready dictionary (the cluster's JSON record)."""
     s = a.status
     d: dict[str, Any] = {
         "try": a.number, "start": host.iso(a.start), "start_epoch": a.start,

@@ -39,6 +39,7 @@ HOOK_VARS = {name: (f"KICKSTART_{name.upper()}", f"GRIDSTART_{name.upper()}")
 
 
 def main_argv(argv: list[str]) -> int:
+    """``fluxlite kickstart ARGS``: kickstart's command line, run by a KickstartRunner."""
     from fluxlite.cli import setup_logging
 
     # kickstart says nothing on stderr unless something is wrong: the task's stderr is there

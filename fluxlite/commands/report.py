@@ -17,6 +17,7 @@ logger = logging.getLogger(__name__)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The command line of ``fluxlite report``."""
     p.add_argument("paths", nargs="+", metavar="PATH",
                    help="record files, directories (searched recursively) or globs, as for "
                         "fluxlite stats")
@@ -32,6 +33,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    """Write the HTML report of the records found; NoRecords when there are none."""
     from fluxlite.errors import FluxliteError, UsageError
     from fluxlite.fsutil import write_atomic
     from fluxlite.stats import read, report, tables

@@ -12,6 +12,7 @@ from fluxlite.errors import NoRecords
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The command line of ``fluxlite stats``."""
     p.add_argument("paths", nargs="+", metavar="PATH",
                    help="record files (fluxlite JSON, kickstart YAML, job and cluster "
                         "outputs), directories (searched recursively) or globs")
@@ -23,6 +24,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    """Print the tables of the records found; NoRecords when there are none."""
     from fluxlite.stats import read, tables
 
     col = read.load(args.paths, sys.stderr)

@@ -43,6 +43,7 @@ logger = logging.getLogger(__name__)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    """pegasus-transfer's options, and fluxlite's retry and record options."""
     p.add_argument("list", nargs="?", default=None, metavar="LIST.json",
                    help="the transfer list ('-' or absent: standard input)")
     p.add_argument("-f", "--file", dest="file", metavar="LIST.json",

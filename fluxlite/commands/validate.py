@@ -10,6 +10,7 @@ from fluxlite.spec import JobSpec, preflight
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The command line of ``fluxlite validate``."""
     p.add_argument("job", nargs="+", help="job descriptions to check")
 
 

@@ -28,6 +28,8 @@ MAX_THREADS = 4
 
 @dataclass(slots=True)
 class Check:
+    """One file to verify or hash: its expected and actual sha256, timing, error."""
+
     lfn: str
     pfn: str
     expected: str | None = None
@@ -37,6 +39,7 @@ class Check:
 
     @property
     def ok(self) -> bool:
+        """True when the file's sha256 is the one expected."""
         return self.expected is not None and self.actual == self.expected
 
 
@@ -122,6 +125,7 @@ def _hash_all(checks: list[Check]) -> None:
 
 
 def hash_files(pfns: list[str]) -> list[Check]:
+    """The sha256 of each file (in parallel); a missing file is a check with an error."""
     checks = [Check(p, p) for p in pfns]
     missing = [c for c in checks if not os.path.isfile(c.pfn)]
     for c in missing:

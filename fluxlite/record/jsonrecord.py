@@ -30,6 +30,7 @@ def _stage(stage: Any) -> dict[str, Any]:
 
 
 def to_dict(rec: Record) -> dict[str, Any]:
+    """The record as the JSON record's document."""
     job = rec.job
     task = rec.task
     out: dict[str, Any] = {
@@ -101,6 +102,7 @@ def _clean(value: Any) -> Any:
 
 
 def render(rec: Record) -> bytes:
+    """The JSON record as bytes, ending with a newline."""
     doc = redact_deep(to_dict(rec))  # every string, the environment by its names
     opts = orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE
     try:

@@ -352,4 +352,5 @@ def multiparts(rec: Record) -> str:
 
 
 def write(rec: Record, fh: IO[str]) -> None:
+    """Write the kickstart YAML record to a text file."""
     fh.write(render(rec))

@@ -43,6 +43,8 @@ class Cancelled(Exception):
 
 
 class Reader(Protocol):
+    """An open source: read into a buffer, then close; ``size`` when known."""
+
     size: int | None
 
     def readinto(self, buf: bytearray) -> int: ...
@@ -70,9 +72,11 @@ class Backend:
     def open_read(self, url: str, *, tls_verify: bool = True, timeout: float = 60.0,
                   cancel: threading.Event | None = None, min_rate: float = 0.0,
                   rate_window: float = 0.0) -> Reader:
+        """Open ``url`` for reading; OSError or StageError when it cannot be."""
         raise StageError(f"{redact(url)}: this scheme cannot be read", permanent=True)
 
     def open_write(self, url: str, size: int | None) -> RemoteWriter:
+        """Open a remote destination for writing (object stores); local paths need none."""
         raise StageError(f"{redact(url)}: this scheme cannot be written", permanent=True)
 
     def link_only(self, url: str) -> bool:
@@ -82,6 +86,8 @@ class Backend:
 
 @dataclass(slots=True)
 class Attempt:
+    """One try of one source for one file, as the records list it."""
+
     lfn: str
     src: str
     dst: str
@@ -95,6 +101,8 @@ class Attempt:
 
 @dataclass(slots=True)
 class TransferResult:
+    """The outcome of one file's transfer: its attempts, digest, bytes and timing."""
+
     lfn: str
     dst: str
     success: bool = False
@@ -134,6 +142,8 @@ DEFAULT_RATE_WINDOW = 60.0  # s
 
 @dataclass(frozen=True, slots=True)
 class Policy:
+    """Retries, backoff, timeouts and minimum rate of the transfers of a phase."""
+
     attempts: int = 3
     backoff: float = 1.0
     max_backoff: float = 30.0

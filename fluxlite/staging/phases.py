@@ -17,6 +17,8 @@ logger = logging.getLogger(__name__)
 
 @dataclass(slots=True)
 class StageResult:
+    """One staging phase: the results of its files, its duration, its error."""
+
     direction: str
     results: list[TransferResult] = field(default_factory=list)
     start: float = 0.0
@@ -26,10 +28,12 @@ class StageResult:
 
     @property
     def bytes(self) -> int:
+        """Bytes moved by the files that arrived."""
         return sum(r.bytes for r in self.results if r.success)
 
     @property
     def files(self) -> int:
+        """How many files arrived."""
         return sum(1 for r in self.results if r.success)
 
 
@@ -78,6 +82,7 @@ MAX_THREADS = 64
 
 
 def default_threads() -> int:
+    """The number of parallel transfers when none is asked for."""
     return max(2, min(8, 2 * (os.cpu_count() or 1)))
 
 
