@@ -20,7 +20,7 @@ import threading
 import time
 from typing import Any
 
-from fluxlite.errors import StageError, UsageError
+from fluxlite.errors import UsageError
 from fluxlite.redact import deep as redact_deep
 from fluxlite.staging.base import (
     DEFAULT_MIN_RATE,
@@ -32,9 +32,8 @@ from fluxlite.staging.transferlist import (
     TransferList,
     TransferListError,
     load,
-    mkdir,
     parse_list,
-    remove,
+    run_list,
 )
 from fluxlite.urls import local_path, redact, scheme_of
 
@@ -149,52 +148,13 @@ def _on_signals(cancel: threading.Event, signalled: threading.Event) -> dict[int
     return old
 
 
-def _reason(err: OSError | StageError) -> str:
-    return (err.strerror if isinstance(err, OSError) else None) or str(err)
-
-
 def _run(args: argparse.Namespace, plan: TransferList, policy: Policy, threads: int,
          cancel: threading.Event, signalled: threading.Event, t0: float) -> int:
-    failed = 0
-    for url in plan.mkdirs:
-        try:
-            mkdir(url)
-        except (OSError, StageError) as err:
-            logger.error("mkdir %s: %s", redact(url), _reason(err))
-            failed += 1
-    results: list[TransferResult] = []
-    stage_error: str | None = None
-    if plan.transfers:
-        from fluxlite.staging.phases import StageResult, run_transfers
+    from fluxlite.progress import TransferProgress
 
-        from fluxlite.progress import TransferProgress
-
-        live = TransferProgress("fluxlite transfer", len(plan.transfers), threads)
-        st: StageResult | None
-        try:
-            st = run_transfers("transfer", plan.transfers, policy, threads, cancel,
-                               stop_on_error=False, on_progress=live)
-        except StageError as err:
-            st = err.stage
-            stage_error = str(err)
-        finally:
-            live.close()
-        if st is not None:
-            results = st.results
-        bad = [r for r in results if not r.success]
-        failed += len(bad) + (len(plan.transfers) - len(results))
-        for r in bad:
-            logger.error("%s", r.error or f"{r.lfn}: failed")
-        if stage_error and not bad:
-            logger.error("%s", stage_error)
-    if signalled.is_set():
-        failed += 1  # stopped by a signal: what is left undone is not done
-    for url, recursive in plan.removes if not signalled.is_set() else []:
-        try:
-            remove(url, recursive)
-        except (OSError, StageError) as err:
-            logger.error("remove %s: %s", redact(url), _reason(err))
-            failed += 1
+    out = run_list(plan, policy, threads, cancel, signalled,
+                   lambda n: TransferProgress("fluxlite transfer", n, threads))
+    results, stage_error, failed = out.results, out.error, out.failed
     done = sum(1 for r in results if r.success)
     logger.info("%d of %d transfers done, %d bytes, in %.3f s", done, len(plan.transfers),
                 sum(r.bytes for r in results if r.success), time.time() - t0)

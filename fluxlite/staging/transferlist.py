@@ -4,6 +4,7 @@ remove entries with the checks that keep a remove from reaching what it must not
 from __future__ import annotations
 
 import errno
+import logging
 import json
 import math
 import os
@@ -11,12 +12,16 @@ import random
 import re
 import shutil
 import stat
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from fluxlite.errors import EXIT_FAILED, SpecError, StageError
-from fluxlite.staging.base import Request
+from fluxlite.staging.base import Policy, Request, TransferResult
 from fluxlite.urls import local_path, redact, scheme_of
+
+logger = logging.getLogger(__name__)
 
 _ENV_VAR = re.compile(r"\$\{?([a-zA-Z][a-zA-Z0-9_]+)\}?")  # as pegasus-transfer expands them
 
@@ -351,3 +356,64 @@ def remove(url: str, recursive: bool) -> None:
     if remove is None:
         raise StageError(f"{redact(url)}: scheme '{scheme}' cannot remove", permanent=True)
     remove(url, recursive)
+
+
+@dataclass
+class ListOutcome:
+    """What running a list did: each file's result, how many entries failed, and the
+    error that ended the transfers, if one did."""
+
+    results: list[TransferResult]
+    failed: int
+    error: str | None
+
+
+def _reason(err: OSError | StageError) -> str:
+    return (err.strerror if isinstance(err, OSError) else None) or str(err)
+
+
+def run_list(plan: TransferList, policy: Policy, threads: int, cancel: threading.Event,
+             signalled: threading.Event, progress: Callable[[int], Any]) -> ListOutcome:
+    """Make the directories, run the transfers, then the removes (none once ``signalled``:
+    what is left undone is not done); every failure is logged and counted.
+    ``progress(n)`` gives the observer of n transfers (``run_transfers``'s on_progress,
+    closed when they end)."""
+    failed = 0
+    for url in plan.mkdirs:
+        try:
+            mkdir(url)
+        except (OSError, StageError) as err:
+            logger.error("mkdir %s: %s", redact(url), _reason(err))
+            failed += 1
+    results: list[TransferResult] = []
+    stage_error: str | None = None
+    if plan.transfers:
+        from fluxlite.staging.phases import StageResult, run_transfers
+
+        live = progress(len(plan.transfers))
+        st: StageResult | None
+        try:
+            st = run_transfers("transfer", plan.transfers, policy, threads, cancel,
+                               stop_on_error=False, on_progress=live)
+        except StageError as err:
+            st = err.stage
+            stage_error = str(err)
+        finally:
+            live.close()
+        if st is not None:
+            results = st.results
+        bad = [r for r in results if not r.success]
+        failed += len(bad) + (len(plan.transfers) - len(results))
+        for r in bad:
+            logger.error("%s", r.error or f"{r.lfn}: failed")
+        if stage_error and not bad:
+            logger.error("%s", stage_error)
+    if signalled.is_set():
+        failed += 1  # stopped by a signal: what is left undone is not done
+    for url, recursive in plan.removes if not signalled.is_set() else []:
+        try:
+            remove(url, recursive)
+        except (OSError, StageError) as err:
+            logger.error("remove %s: %s", redact(url), _reason(err))
+            failed += 1
+    return ListOutcome(results, failed, stage_error)
