@@ -52,9 +52,8 @@ class HTTPError(StageError):
     """An HTTP answer that is not the data; ``missing`` when the server says it has none."""
 
     def __init__(self, message: str, status: int = 0, permanent: bool = False) -> None:
-        super().__init__(message, permanent=permanent)
+        super().__init__(message, permanent=permanent, missing=status in _MISSING)
         self.status = status
-        self.missing = status in _MISSING
 
 
 # --------------------------------------------------------------------------- TLS contexts
