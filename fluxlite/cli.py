@@ -10,10 +10,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import signal
 import sys
 
 from fluxlite import __version__
-from fluxlite.errors import EXIT_INFRA, EXIT_USAGE, FluxliteError, SpecError
+from fluxlite.errors import EXIT_INFRA, EXIT_USAGE, SIGNAL_BASE, FluxliteError
 
 COMMANDS: dict[str, str] = {
     "run": "run a job described by a job.json",
@@ -35,12 +36,14 @@ class RedactingFormatter(logging.Formatter):
     """Log lines with every URL's credentials and secret parameters hidden."""
 
     def format(self, record: logging.LogRecord) -> str:
+        """The log line with secrets hidden."""
         from fluxlite.redact import text
 
         return text(super().format(record))
 
 
 def setup_logging(verbosity: int) -> None:
+    """Configure fluxlite's log handler on stderr: -1 warnings only, 0 info, 1 debug."""
     level = logging.WARNING if verbosity < 0 else logging.DEBUG if verbosity > 0 else logging.INFO
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(RedactingFormatter("%(asctime)s: %(message)s", "%Y-%m-%d %H:%M:%S"))
@@ -60,11 +63,13 @@ def _top_help() -> str:
 
 
 def common_arguments(p: argparse.ArgumentParser) -> None:
+    """The -v/-q options every subcommand takes."""
     p.add_argument("-v", "--verbose", action="count", default=0, help="more log detail")
     p.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The ``fluxlite`` entry point: run one subcommand, return its exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(_top_help())
@@ -89,21 +94,18 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _guard(fn) -> int:  # noqa: ANN001
+    """Run a command; every fluxlite error becomes its line(s) on stderr and its exit code."""
     from fluxlite.redact import text as redact_text
 
     try:
         return int(fn())
-    except SpecError as err:
-        prefix = f"{err.source}: " if err.source else ""
-        for problem in err.problems:
-            sys.stderr.write(redact_text(f"fluxlite: error: {prefix}{problem}") + "\n")
-        return err.exit_code
     except FluxliteError as err:
-        sys.stderr.write(redact_text(f"fluxlite: error: {err}") + "\n")
+        for line in err.lines():
+            sys.stderr.write(redact_text(f"fluxlite: error: {line}") + "\n")
         return err.exit_code
     except KeyboardInterrupt:
         sys.stderr.write("fluxlite: interrupted\n")
-        return 130
+        return SIGNAL_BASE + signal.SIGINT
     except BrokenPipeError:
         return EXIT_INFRA
 

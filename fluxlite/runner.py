@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -37,7 +37,15 @@ from fluxlite.execute.timelimit import Schedule, from_limits
 from fluxlite.execute.timelimit import describe as describe_schedule
 from fluxlite.integrity import verify
 from fluxlite.record import host
-from fluxlite.record.model import OutputInfo, Phase, Record, StdioFile, tail
+from fluxlite.record.model import (
+    Identity,
+    OutputInfo,
+    Phase,
+    PhaseTiming,
+    Record,
+    StdioFile,
+    tail,
+)
 from fluxlite.signals import Handlers
 from fluxlite.spec import JobSpec
 from fluxlite.staging.base import Policy, Request
@@ -55,6 +63,8 @@ STDIO_DIR = ".fluxlite"
 
 @dataclass(slots=True)
 class RunOptions:
+    """How a front end wants a job run and recorded; the defaults are ``fluxlite run``'s."""
+
     kickstart: str | None = "from-spec"  # a path, "-" or None; "from-spec": spec.records
     json: str | None = "from-spec"
     full: bool = False
@@ -93,7 +103,7 @@ class Stdio:
     fd: int | None = None  # share this descriptor of fluxlite's own (kickstart's "-")
 
 
-HOOKS = ("setup", "prejob", "postjob", "cleanup")
+HOOKS = (Phase.SETUP, Phase.PREJOB, Phase.POSTJOB, Phase.CLEANUP)
 
 
 class _Signals:
@@ -146,11 +156,13 @@ class _Signals:
 
 
 class Runner:
+    """Runs one job through its phases, in order, and always ends with its records."""
+
     def __init__(self, spec: JobSpec, options: RunOptions | None = None) -> None:
         self.spec = spec
         self.opt = options or RunOptions()
-        self.record = Record(spec=spec, start=time.time())
-        self.phase = "setup"
+        self.record = Record(job=Identity.of(spec), start=time.time())
+        self.phase = Phase.SETUP
         self.controller: Launcher | None = None
         self.signals = _Signals(self)
         self.flux: Any = None
@@ -159,15 +171,14 @@ class Runner:
         self._stdio_fds: tuple[int, int, int] | None = None  # with options.stdio only
         self._owned_fds: list[int] = []
         self._temp_files: list[str] = []
-        self._failed_hook: tuple[str, Any] | None = None
-        self._failing_phase: str | None = None  # the phase the failure left, not a later one
+        self._failing_phase: Phase | None = None  # the phase the failure left, not a later one
         self._kept_workdir: str | None = None
 
     # -- phases -----------------------------------------------------------------------
     @contextmanager
-    def _phase(self, name: str) -> Iterator[Phase]:
+    def _phase(self, name: Phase) -> Iterator[PhaseTiming]:
         self.phase = name
-        ph = Phase(name, time.time())
+        ph = PhaseTiming(name, time.time())
         self.record.phases.append(ph)
         self._memo(name)
         t0 = time.perf_counter()
@@ -181,7 +192,7 @@ class Runner:
         finally:
             ph.duration = time.perf_counter() - t0
 
-    def _memo(self, phase: str, **extra: Any) -> None:
+    def _memo(self, phase: Phase, **extra: Any) -> None:
         if self.flux is not None:
             rec = self.record
             self.flux.memo({"phase": phase,
@@ -215,10 +226,10 @@ class Runner:
             self.signals.restore()
         return rec.exit_code
 
-    def _ending(self) -> str:
+    def _ending(self) -> Phase:
         """Enter the ending: from here on a further signal is noted, not raised, so that
         handling a failure cannot itself be interrupted. Returns the phase that failed."""
-        phase, self.phase = self.phase, "ending"
+        phase, self.phase = self.phase, Phase.ENDING
         return phase
 
     def _setup(self) -> None:
@@ -234,10 +245,10 @@ class Runner:
                 if self.flux.jobid:
                     rec.jobids["flux"] = self.flux.jobid
 
-    def _fail(self, err: FluxliteError, phase: str) -> None:
+    def _fail(self, err: FluxliteError, phase: Phase) -> None:
         rec = self.record
         if isinstance(err, ExecError):
-            phase = "task"  # the task could not be started, whenever that was found out
+            phase = Phase.TASK  # the task could not be started, whenever that was found out
         elif not isinstance(err, Interrupted):
             phase = self._failing_phase or phase
         rec.error = str(err)
@@ -253,44 +264,34 @@ class Runner:
                    phase, err)
 
     def _main(self) -> None:
-        spec, rec = self.spec, self.record
+        rec = self.record
         exe = self._precheck_executable()
-        with self._phase("workdir") as ph:
-            from fluxlite import workdir
-
-            if self.opt.cwd is not None:
-                self.workdir = _given_workdir(self.opt.cwd, self.opt.make_cwd)
-                rec.workdir = rec.cwd = self.workdir.path
-            else:
-                self.workdir = workdir.create(spec.workdir)
-                rec.workdir = rec.cwd = self.workdir.path
-                os.makedirs(os.path.join(self.workdir.path, STDIO_DIR), exist_ok=True)
-                logger.info("worker directory %s (%.0f MB free)", self.workdir.path,
-                            self.workdir.free_mb)
-            del ph
+        with self._phase(Phase.WORKDIR):
+            self.workdir = self._make_workdir()
+            rec.workdir = rec.cwd = self.workdir.path
         self._stage_in()
-        self.phase = "task"  # a staged executable that cannot run is not a stage-in failure
+        self.phase = Phase.TASK  # a staged executable that cannot run is not a stage-in failure
         exe = exe or self._workdir_executable()
         rec.executable = exe
         rec.executable_stat = host.stat_info(exe)
-        self._stat_files(self.opt.stat_before, output=False)
+        self._before_task()
         try:
-            if self._run_hooks("setup", "prejob"):
+            if self._run_hooks(Phase.SETUP, Phase.PREJOB):
                 self._run_task(exe)
                 if (rec.task is not None and rec.task.status.ok and not rec.task.timed_out
                         and self.signals.stop_signal is None):
-                    self._run_hooks("postjob")  # nothing new starts once told to stop
+                    self._run_hooks(Phase.POSTJOB)  # nothing new starts once told to stop
         finally:
-            self._run_hooks("cleanup")  # like kickstart's: whatever happened before
+            self._run_hooks(Phase.CLEANUP)  # like kickstart's: whatever happened before
             # outputs and checkpoints leave whatever happened to the task
             self._stage_out()
-            self._stat_files(self.opt.stat_after, output=True)
+            self._after_stage_out()
         task = rec.task
         if task is not None and task.timed_out and self.opt.timeout_exit_code is not None:
             # kickstart reports its own -k timeout with one code, whatever the task did
             rec.exit_code = self.opt.timeout_exit_code
             rec.error = rec.error or f"{_describe(task.status)} after the time limit"
-            rec.failed_phase = rec.failed_phase or "task"
+            rec.failed_phase = rec.failed_phase or Phase.TASK
             return
         if (task is not None and task.status.ok and task.terminated_by
                 and (task.timed_out or self.opt.stopped_task_fails)):
@@ -300,7 +301,7 @@ class Runner:
             rec.exit_code = 128 + task.terminated_by
             rec.error = rec.error or (f"task stopped by {signal_name(task.terminated_by)}"
                                       f" ({'time limit' if task.timed_out else 'signal'})")
-            rec.failed_phase = rec.failed_phase or "task"
+            rec.failed_phase = rec.failed_phase or Phase.TASK
             return
         if task is None or task.status.ok:
             self._hook_failure()  # a failed prejob or postjob decides the exit code
@@ -308,7 +309,24 @@ class Runner:
         if not task.status.ok:
             rec.exit_code = task.status.code
             rec.error = rec.error or _describe(task.status)
-            rec.failed_phase = rec.failed_phase or "task"
+            rec.failed_phase = rec.failed_phase or Phase.TASK
+
+    def _make_workdir(self) -> Any:
+        """The worker directory of the job, made fresh (kickstart's front end uses a given
+        one instead)."""
+        from fluxlite import workdir
+
+        wd = workdir.create(self.spec.workdir)
+        os.makedirs(os.path.join(wd.path, STDIO_DIR), exist_ok=True)
+        logger.info("worker directory %s (%.0f MB free)", wd.path, wd.free_mb)
+        return wd
+
+    def _before_task(self) -> None:
+        """Between stage-in and the task: nothing for a job description (kickstart's
+        front end stats its -S files here)."""
+
+    def _after_stage_out(self) -> None:
+        """After stage-out: nothing for a job description (kickstart's -s files)."""
 
     # -- executable ------------------------------------------------------------------
     def _task_env(self) -> dict[str, str]:
@@ -389,15 +407,14 @@ class Runner:
                             or f.lfn == spec.executable), symlink=f.symlink,
                 optional=f.optional))
         if reqs:
-            with self._phase("stage-in") as ph:
+            with self._phase(Phase.STAGE_IN) as ph:
                 try:
                     st = run_transfers("stage-in", reqs, self._policy(), spec.staging.threads,
                                        self.signals.phase_cancel())
                 except StageError as err:
-                    stage = getattr(err, "stage", None)
-                    if stage is not None:
-                        rec.stage_in.append(stage)
-                        self._verifications(stage)
+                    if err.stage is not None:
+                        rec.stage_in.append(err.stage)
+                        self._verifications(err.stage)
                     raise
                 except Interrupted:
                     raise
@@ -409,14 +426,14 @@ class Runner:
         ck = [Request(lfn=c.lfn, sources=((c.url, True),), dst=os.path.join(wd, c.lfn),
                       optional=True) for c in spec.checkpoints]
         if ck:
-            with self._phase("checkpoint-in") as ph:
+            with self._phase(Phase.CHECKPOINT_IN) as ph:
                 try:
                     ck_st: StageResult | None = run_transfers("checkpoint-in", ck, self._policy(),
                                        spec.staging.threads, self.signals.phase_cancel(),
                                        stop_on_error=False)
                 except StageError as err:
                     # a checkpoint that cannot be read is not fatal: the task starts afresh
-                    ck_st = getattr(err, "stage", None)
+                    ck_st = err.stage
                     logger.warning("checkpoint stage-in: %s", err)
                 if ck_st is not None:
                     rec.stage_in.append(ck_st)
@@ -448,7 +465,7 @@ class Runner:
         from fluxlite.staging.phases import run_transfers
 
         spec, rec = self.spec, self.record
-        if self.workdir is None or self.phase == "workdir":
+        if self.workdir is None or self.phase == Phase.WORKDIR:
             return
         wd = self.workdir.path
         after_signal = self.signals.stop_signal is not None or bool(
@@ -465,7 +482,7 @@ class Runner:
             except StageError as err:  # a link leading out, a FIFO, ...: refused
                 ck_error = ck_error or err
         if ck_reqs:
-            with self._phase("checkpoint-out") as ph:
+            with self._phase(Phase.CHECKPOINT_OUT) as ph:
                 st: StageResult | None
                 try:
                     st = run_transfers("checkpoint-out", ck_reqs, self._policy(),
@@ -474,7 +491,7 @@ class Runner:
                 except StageError as err:
                     # recorded and raised after the outputs: a checkpoint that cannot be
                     # saved must not keep the outputs from leaving
-                    st = getattr(err, "stage", None)
+                    st = err.stage
                     ck_error = err
                     ph.ok, ph.error = False, str(err)
                     logger.error("checkpoint stage-out failed: %s", err)
@@ -516,7 +533,7 @@ class Runner:
             rec.outputs.append(OutputInfo(o.lfn, src, host.stat_info(src)))
             reqs.append(Request(lfn=o.lfn, sources=((file_url(src), True),), dst=o.urls[0],
                                 fallback_dsts=tuple(o.urls[1:]), fsync=True, confine=wd))
-        with self._phase("stage-out") as ph:
+        with self._phase(Phase.STAGE_OUT) as ph:
             if refused is not None:
                 raise refused  # before any output leaves
             st = None
@@ -525,7 +542,7 @@ class Runner:
                     st = run_transfers("stage-out", reqs, self._policy(), spec.staging.threads,
                                        self.signals.phase_cancel())
             except StageError as err:
-                st = getattr(err, "stage", None)
+                st = err.stage
                 raise
             finally:
                 if st is not None:
@@ -586,7 +603,7 @@ class Runner:
         if spec.container is not None:  # the task runs inside an image (fluxlite.container)
             from fluxlite.container import wrap
 
-            with self._phase("container"):
+            with self._phase(Phase.CONTAINER):
                 w = wrap(argv, env, wd, spec, extra_env=self.opt.extra_env, flux=self.flux,
                          policy=self._policy(), cancel=self.signals.phase_cancel())
             argv, env, cwd, undo, rec.container = w.argv, w.env, w.cwd, w.cleanup, w.info
@@ -604,7 +621,7 @@ class Runner:
         if not self.opt.stdio:
             rec.stdio = [StdioFile("stdin", str(stdin)), StdioFile("stdout", str(stdout)),
                          StdioFile("stderr", str(stderr))]
-        with self._phase("task") as ph:
+        with self._phase(Phase.TASK) as ph:
             mon = Monitor(spec.monitor_interval)
             try:
                 self.controller = ctl
@@ -624,7 +641,7 @@ class Runner:
             finally:
                 self.controller = None
                 rec.usage = mon.stop()
-                self.phase = "task-done"
+                self.phase = Phase.TASK_DONE
                 if undo is not None:
                     undo()  # no container is left, however the task ended
             rec.task = res
@@ -645,85 +662,36 @@ class Runner:
         if self.opt.cwd is None and self.workdir is not None and self.spec.workdir.keep == "never":
             self.workdir.remove()
 
-    # -- kickstart's additions: shared stdio, environment hooks, stat records ----------------
+    # -- what kickstart's front end adds (pegasus/kickstart.py) ------------------------------
     def _open_stdio(self) -> tuple[int, int, int]:
-        """Open the task's stdio once: the hooks and the task write to the same files."""
-        if self._stdio_fds is not None:
-            return self._stdio_fds
-        wd = self.workdir.path if self.workdir is not None else os.getcwd()
-        fds: list[int] = []
-        infos: list[StdioFile] = []
-        for name in ("stdin", "stdout", "stderr"):
-            t = self.opt.stdio.get(name) or Stdio()
-            if t.fd is not None:
-                fd, info = t.fd, StdioFile(name, "", kind="fd", fd=t.fd)
-            elif name == "stdin" or t.path:
-                path = os.path.join(wd, t.path) if t.path else os.devnull
-                flags = os.O_RDONLY if name == "stdin" else (
-                    os.O_WRONLY | os.O_CREAT | (os.O_APPEND if t.append else os.O_TRUNC))
-                fd = self._own(_open_fd(path, flags))
-                info = StdioFile(name, path, kind="file")
-            else:
-                import tempfile
+        """The stdio descriptors the hooks and the task share (options.stdio): kickstart's
+        front end only; a job description names its files instead."""
+        raise NotImplementedError("shared stdio is the kickstart runner's")
 
-                # kickstart's capture files, named as it names them, in $TMPDIR
-                fd, path = tempfile.mkstemp(prefix=f"ks.{name[3:]}.")
-                self._own(fd)
-                self._temp_files.append(path)
-                info = StdioFile(name, path)
-            fds.append(fd)
-            infos.append(info)
-        self.record.stdio = infos
-        self._stdio_fds = (fds[0], fds[1], fds[2])
-        return self._stdio_fds
-
-    def _own(self, fd: int) -> int:
-        self._owned_fds.append(fd)
-        return fd
-
-    def _capture_stdio(self) -> None:
-        """Embed the captured output (hooks' included) once everything has written it."""
-        for f in self.record.stdio[1:]:
-            if f.kind == "temp":
-                f.data, f.truncated, f.size = tail(f.path, self.spec.records.stdio_bytes)
-                if f.size == 0:
-                    f.data = None  # kickstart writes no data for an empty stream
-        if self.opt.omit_data_on_success and self.record.exit_code == 0:
-            for f in self.record.stdio:
-                f.data = None
-
-    def _close_stdio(self) -> None:
-        for fd in self._owned_fds:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-        self._owned_fds.clear()
-        for path in self._temp_files:
-            try:
-                os.unlink(path)
-            except OSError:
-                pass
-        self._temp_files.clear()
-
-    def _run_hooks(self, *names: str) -> bool:
-        """Run kickstart's environment hooks; False when a prejob or postjob failed."""
-        for name in names:
-            argv = self.opt.hooks.get(name)
-            if not argv:
-                continue
-            status = self._run_hook(name, argv)
-            stop = self.signals.stop_signal
-            if stop is not None and name != "cleanup":
-                # the signal was forwarded to the hook; the job ends here, as it would have
-                # if the signal had come during the task
-                raise Interrupted(stop, name)
-            if name in ("prejob", "postjob") and not status.ok:
-                self._failed_hook = (name, status)
-                return False
+    def _run_hooks(self, *names: Phase) -> bool:
+        """Kickstart's environment hooks: a job description has none, so nothing failed."""
+        del names
         return True
 
-    def _run_hook(self, name: str, argv: list[str]) -> Any:
+    def _hook_failure(self) -> None:
+        """Where a failed hook decides the exit code: a job description has no hooks."""
+
+    def _before_records(self) -> None:
+        """Just before the records are formatted: nothing more for a job description
+        (kickstart's front end embeds its shared stdio here)."""
+
+    def _close_stdio(self) -> None:
+        """Close the descriptors and remove the capture and side files fluxlite made."""
+        for fd in self._owned_fds:
+            with suppress(OSError):
+                os.close(fd)
+        for path in self._temp_files:
+            with suppress(OSError):
+                os.unlink(path)
+        self._owned_fds.clear()
+        self._temp_files.clear()
+
+    def _run_hook(self, name: Phase, argv: list[str]) -> Any:
         rec = self.record
         stdin, stdout, stderr = self._open_stdio()
         ctl = LocalLauncher(list(argv), self.workdir.path, self._task_env(), stdin=stdin,
@@ -749,49 +717,24 @@ class Runner:
             "status": res.status, "executable": argv[0], "argv": list(argv)}
         return res.status
 
-    def _hook_schedule(self, name: str) -> Schedule:
+    def _hook_schedule(self, name: Phase) -> Schedule:
         """The time limit of one hook: none (kickstart's front end puts its clock here)."""
         del name
         return Schedule()
 
-    def _hook_failure(self) -> None:
-        if self._failed_hook is None:
-            return
-        name, status = self._failed_hook
-        rec = self.record
-        rec.exit_code = status.code
-        rec.error = rec.error or f"{name} {_describe(status)}"
-        rec.failed_phase = rec.failed_phase or name
-
-    def _stat_files(self, files: list[tuple[str | None, str]], output: bool) -> None:
-        """kickstart -S/-s: stat files (and hash the ones written) into the record."""
-        from fluxlite.integrity import file_sha256
-
-        wd = self.workdir.path if self.workdir is not None else os.getcwd()
-        for lfn, pfn in files:
-            path = os.path.join(wd, pfn)
-            info = OutputInfo(lfn or pfn, path, host.stat_info(path), output=output)
-            if output and info.stat is not None and os.path.isfile(path):
-                try:
-                    info.sha256, _, info.checksum_timing = file_sha256(path)
-                except OSError as err:
-                    logger.warning("cannot checksum %s: %s", path, err.strerror)
-            self.record.outputs.append(info)
-
     # -- the ending --------------------------------------------------------------------------
     def _finish(self) -> None:
         rec = self.record
-        self.phase = "records"
+        self.phase = Phase.RECORDS
         if rec.exit_code == 0:
-            self._memo("done", exit_code=0)
+            self._memo(Phase.DONE, exit_code=0)
         else:  # the cause as stderr says it, for `flux jobs -o {user.fluxlite.cause}`
-            self._memo("failed", exit_code=rec.exit_code, cause=failure_cause(rec))
+            self._memo(Phase.FAILED, exit_code=rec.exit_code, cause=failure_cause(rec))
         ru = resource.getrusage(resource.RUSAGE_SELF)
         from fluxlite.execute.task import rusage_dict
 
         rec.self_usage = rusage_dict(ru)
-        if self._stdio_fds is not None:
-            self._capture_stdio()
+        self._before_records()
         if not self.opt.compact:
             rec.machine = host.machine()
         rec.full = self.opt.full
@@ -802,7 +745,7 @@ class Runner:
         rec.duration = time.time() - rec.start
         written = self._write_records()
         self._cleanup()
-        self.phase = "done"
+        self.phase = Phase.DONE
         rc = rec.exit_code
         if rc == 0:
             logger.info("job succeeded in %.3f s", rec.duration)
@@ -841,7 +784,6 @@ class Runner:
         """Write one record; a record that cannot be written fails the job (exit 71), but
         the other record is still written and nothing else is skipped. An earlier attempt's
         record at dest is kept as dest.000 (.001, ...) unless told to overwrite it."""
-        rec = self.record
         if not append and not self.opt.overwrite_records and dest != "-":
             kept = keep_earlier(dest)
             if kept:
@@ -868,7 +810,7 @@ class Runner:
         if rec.exit_code == 0:
             rec.exit_code = EXIT_INFRA
             rec.error = why
-            rec.failed_phase = "records"
+            rec.failed_phase = Phase.RECORDS
         if not summary:
             logger.error("%s", why)
 
@@ -934,9 +876,9 @@ def failure_cause(rec: Record) -> str:
     """Why the job failed, in a few words: "time limit: TERM at 29 s of 40 s",
     "killed by signal 9 (SIGKILL)", "exit 3", or the failed phase and its error."""
     task = rec.task
-    if task is not None and task.timed_out and rec.failed_phase == "task":
+    if task is not None and task.timed_out and rec.failed_phase == Phase.TASK:
         return _time_limit_cause(rec)
-    if task is not None and task.pid and rec.failed_phase == "task":
+    if task is not None and task.pid and rec.failed_phase == Phase.TASK:
         st = task.status
         if st.error is not None:
             return f"task: {st.error}"
@@ -1003,30 +945,6 @@ def _emit(dest: str, data: bytes, stdout: Any, append: bool = False) -> None:
     write_atomic(dest, data)
 
 
-def _given_workdir(path: str, create: bool) -> Any:
-    """The directory the caller chose (kickstart -w/-W), used as it is."""
-    from fluxlite.errors import WorkdirError
-    from fluxlite.workdir import Workdir
-
-    try:
-        if create:
-            os.makedirs(path, exist_ok=True)
-        st = os.statvfs(path)
-    except OSError as err:
-        verb = "create" if create else "use"
-        raise WorkdirError(f"cannot {verb} directory {path}: {err.strerror}") from err
-    if not os.path.isdir(path):
-        raise WorkdirError(f"cannot use directory {path}: not a directory")
-    return Workdir(os.path.abspath(path), path, st.f_bavail * st.f_frsize / 1e6, [])
-
-
-def _open_fd(path: str, flags: int) -> int:
-    try:
-        return os.open(path, flags | os.O_CLOEXEC, 0o666)
-    except OSError as err:
-        raise ExecError(f"cannot open {path}: {err.strerror}") from err
-
-
 def _protocol(line: str) -> None:
     sys.stderr.write(line + "\n")
     sys.stderr.flush()
@@ -1050,7 +968,8 @@ def _mb(n: int) -> str:
     return f"{n / 1e6:.1f} MB" if n >= 100_000 else f"{n} bytes"
 
 
-def ph_elapsed(ph: Phase) -> float:
+def ph_elapsed(ph: PhaseTiming) -> float:
+    """Seconds since a phase began."""
     return time.time() - ph.start
 
 

@@ -22,9 +22,8 @@ from fluxlite.cluster.formats import Task
 from fluxlite.errors import EXIT_INFRA
 from fluxlite.execute.task import ExitStatus, TaskResult, rusage_dict
 from fluxlite.record import host, kickstart
-from fluxlite.record.model import Record, StdioFile
+from fluxlite.record.model import Identity, Record, StdioFile
 from fluxlite.redact import text as redact_text
-from fluxlite.spec import JobSpec
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +68,7 @@ class Attempt:
 
     @property
     def code(self) -> int:
+        """The attempt's exit code as the cluster reports it."""
         if self.status.ok and self.stopped is not None:
             return 128 + signal.SIGTERM  # stopped: work not done, whatever it exited with
         if self.status.ok and self.failure is not None:
@@ -98,14 +98,13 @@ class RecordWriter:
 
     def __init__(self, site: str = "local", wf_label: str | None = None,
                  wf_stamp: str | None = None) -> None:
-        from fluxlite.spec import Workflow
-
         self.site = site
-        self.workflow = Workflow(wf_label, wf_stamp)
+        self.wf_label, self.wf_stamp = wf_label, wf_stamp
         self.process = host.process_info()
         self.hostname, self.hostaddr, self.interface = host.network()
 
     def kickstart(self, a: Attempt) -> str:
+        """The attempt's kickstart record: the task's own, or one rendered from the attempt."""
         if a.record_text is None and _is_record(a):
             # the task is a kickstart wrapper (as Pegasus's planner writes clustered lines):
             # its own record, with the real transformation and output checksums, is what
@@ -117,9 +116,9 @@ class RecordWriter:
             return _guard_text(text)
         t = a.task
         argv = a.argv or [t.app, *t.args]
-        spec = JobSpec(executable=argv[0], name=t.name, id=t.derivation or t.id,
-                       site=self.site, workflow=self.workflow)
-        rec = Record(spec=spec, start=a.start, duration=a.duration, hostname=a.host or
+        job = Identity(name=t.name, id=t.derivation or t.id, site=self.site,
+                       wf_label=self.wf_label, wf_stamp=self.wf_stamp, argv=tuple(argv))
+        rec = Record(job=job, start=a.start, duration=a.duration, hostname=a.host or
                      self.hostname, hostaddr=self.hostaddr, interface=self.interface,
                      process=self.process, compact=True, cwd=_cwd())
         rec.executable = argv[0]
@@ -144,6 +143,7 @@ class RecordWriter:
         return _escape_quoted(kickstart.render(rec))
 
     def task_line(self, a: Attempt, slot: str = "") -> str:
+        """The attempt's ``[cluster-task ...]`` line."""
         t = a.task
         # id: the planner's task number when there is one (pegasus-monitord matches task
         # lines to the '#@ N' comments by it), else the task's own id
@@ -185,6 +185,7 @@ class RecordWriter:
 
 
 def summary_line(summary: dict[str, Any]) -> str:
+    """The ``[cluster-summary ...]`` line of a whole cluster."""
     parts = []
     for k, v in summary.items():
         if isinstance(v, float):
@@ -197,6 +198,7 @@ def summary_line(summary: dict[str, Any]) -> str:
 
 
 def attempt_dict(a: Attempt) -> dict[str, Any]:
+    """An attempt as a JSON-ready dictionary (the cluster's JSON record)."""
     s = a.status
     d: dict[str, Any] = {
         "try": a.number, "start": host.iso(a.start), "start_epoch": a.start,

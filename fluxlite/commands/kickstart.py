@@ -12,13 +12,12 @@ from __future__ import annotations
 import logging
 import os
 import shlex
-import signal
 import stat
 import sys
 from typing import TYPE_CHECKING
 
 from fluxlite import __version__
-from fluxlite.errors import EXIT_CANNOT_EXEC
+from fluxlite.errors import EXIT_CANNOT_EXEC, EXIT_TIME_LIMIT
 from fluxlite.kickstart_args import (
     USAGE,
     KickstartArgs,
@@ -35,14 +34,12 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 PROG = "fluxlite kickstart"
-# kickstart's exit code when its own -k timeout fired: the number of SIGALRM, the signal
-# its timer uses (pegasus-kickstart.c sets the result to SIGALRM when alarmed)
-EXIT_TIMEOUT = int(signal.SIGALRM)
 HOOK_VARS = {name: (f"KICKSTART_{name.upper()}", f"GRIDSTART_{name.upper()}")
              for name in ("setup", "prejob", "postjob", "cleanup")}
 
 
 def main_argv(argv: list[str]) -> int:
+    """``fluxlite kickstart ARGS``: kickstart's command line, run by a KickstartRunner."""
     from fluxlite.cli import setup_logging
 
     # kickstart says nothing on stderr unless something is wrong: the task's stderr is there
@@ -143,7 +140,7 @@ def build(args: KickstartArgs, environ: dict[str, str]) -> tuple[JobSpec, RunOpt
         stat_before=_under(workdir, args.stat_before),
         stat_after=_under(workdir, args.stat_after),
         hooks=_hooks(environ, path_var), omit_data_on_success=args.omit_data,
-        timeout_exit_code=EXIT_TIMEOUT if k > 0 else None,
+        timeout_exit_code=EXIT_TIME_LIMIT if k > 0 else None,
         record_append=record != "-", protocol=False, stopped_task_fails=False)
     return spec, opts
 

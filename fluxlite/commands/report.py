@@ -11,12 +11,13 @@ import logging
 import os
 import sys
 
-logger = logging.getLogger(__name__)
+from fluxlite.errors import NoRecords
 
-EXIT_NOTHING = 1
+logger = logging.getLogger(__name__)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The command line of ``fluxlite report``."""
     p.add_argument("paths", nargs="+", metavar="PATH",
                    help="record files, directories (searched recursively) or globs, as for "
                         "fluxlite stats")
@@ -32,6 +33,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    """Write the HTML report of the records found; NoRecords when there are none."""
     from fluxlite.errors import FluxliteError, UsageError
     from fluxlite.fsutil import write_atomic
     from fluxlite.stats import read, report, tables
@@ -49,8 +51,7 @@ def main(args: argparse.Namespace) -> int:
         plot.require()  # before the reading, which may take a while
     col = read.load(args.paths, sys.stderr)
     if not col.attempts and not col.clusters:
-        sys.stderr.write("fluxlite: error: no record found in " + " ".join(args.paths) + "\n")
-        return EXIT_NOTHING
+        raise NoRecords(args.paths)
     attempts = list(col.attempts.values())
     stats = tables.compute(attempts, col.clusters)
     doc = report.build(attempts, stats, args.title or "fluxlite report: " + " ".join(args.paths))

@@ -8,10 +8,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-EXIT_NOTHING = 1
+from fluxlite.errors import NoRecords
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The command line of ``fluxlite stats``."""
     p.add_argument("paths", nargs="+", metavar="PATH",
                    help="record files (fluxlite JSON, kickstart YAML, job and cluster "
                         "outputs), directories (searched recursively) or globs")
@@ -23,13 +24,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    """Print the tables of the records found; NoRecords when there are none."""
     from fluxlite.stats import read, tables
 
     col = read.load(args.paths, sys.stderr)
     if not col.attempts and not col.clusters:
-        sys.stderr.write("fluxlite: error: no record found in "
-                         + " ".join(args.paths) + "\n")
-        return EXIT_NOTHING
+        raise NoRecords(args.paths)
     doc = tables.compute(list(col.attempts.values()), col.clusters)
     if args.json:
         import orjson

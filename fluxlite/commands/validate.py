@@ -10,6 +10,7 @@ from fluxlite.spec import JobSpec, preflight
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The command line of ``fluxlite validate``."""
     p.add_argument("job", nargs="+", help="job descriptions to check")
 
 
@@ -24,8 +25,7 @@ def main(args: argparse.Namespace) -> int:
             if problems:
                 raise SpecError(problems, source=path)
         except SpecError as err:
-            for problem in err.problems:
-                sys.stderr.write(f"{path}: {problem}\n")
+            sys.stderr.write("".join(line + "\n" for line in err.lines()))
             failed = err
             continue
         if not args.quiet:

@@ -35,7 +35,7 @@ class ContainerError(FluxliteError):
     exit_code = EXIT_INFRA
 
     def __init__(self, message: str, runtime: str = "") -> None:
-        super().__init__(message, runtime=runtime)
+        super().__init__(message)
         self.runtime = runtime
 
 

@@ -37,12 +37,14 @@ class HomeError(UsageError):
     """A directory the worker package is refused to be written into."""
 
     def __init__(self, message: str, path: str) -> None:
-        super().__init__(message, path=path)
+        super().__init__(message)
         self.path = path
 
 
 @dataclass(frozen=True, slots=True)
 class Package:
+    """A worker package written: where, and for which Pegasus version."""
+
     path: Path
     pegasus_version: str
     python: str
@@ -129,6 +131,7 @@ def _python_dir(python: str) -> str:
 
 
 def read_marker(home: Path) -> dict[str, object] | None:
+    """The marker file of a package fluxlite wrote, or None when there is none."""
     try:
         doc = json.loads((home / MARKER).read_text())
     except (OSError, ValueError):

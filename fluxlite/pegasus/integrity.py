@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from fluxlite.errors import SpecError
 from fluxlite.integrity import file_sha256
+from fluxlite.record import multipart
 from fluxlite.record.host import group_name, iso, user_name
 from fluxlite.record.kickstart import q
 
@@ -27,6 +28,8 @@ MAX_THREADS = 4
 
 @dataclass(slots=True)
 class Check:
+    """One file to verify or hash: its expected and actual sha256, timing, error."""
+
     lfn: str
     pfn: str
     expected: str | None = None
@@ -36,6 +39,7 @@ class Check:
 
     @property
     def ok(self) -> bool:
+        """True when the file's sha256 is the one expected."""
         return self.expected is not None and self.actual == self.expected
 
 
@@ -121,6 +125,7 @@ def _hash_all(checks: list[Check]) -> None:
 
 
 def hash_files(pfns: list[str]) -> list[Check]:
+    """The sha256 of each file (in parallel); a missing file is a check with an error."""
     checks = [Check(p, p) for p in pfns]
     missing = [c for c in checks if not os.path.isfile(c.pfn)]
     for c in missing:
@@ -134,35 +139,21 @@ def attempts_yaml(checks: list[Check], duration: float) -> str:
     without an expected checksum is no attempt (pegasus-integrity reports it and goes on);
     a file that could not be read is one, with ``sha256: None``."""
     checks = [c for c in checks if c.expected is not None]
-    lines = ["- integrity_verification_attempts:"]
-    for c in checks:
-        lines += [f"  - lfn: {q(c.lfn)}", f"    pfn: {q(c.pfn)}",
-                  f"    sha256: {c.actual or 'None'}", f"    success: {c.ok}"]
-        if not c.ok:
-            lines.append(f"    sha256_expected: {c.expected}")
-    ok = sum(1 for c in checks if c.ok)
-    lines += ["- integrity_summary:", f"    succeeded: {ok}",
-              f"    failed: {len(checks) - ok}", f"    duration: {duration:.3f}"]
-    return "\n".join(lines) + "\n"
+    items = [{"lfn": q(c.lfn), "pfn": q(c.pfn), "sha256": c.actual or "None",
+              "success": str(c.ok), **({} if c.ok else {"sha256_expected": str(c.expected)})}
+             for c in checks]
+    return multipart.text(multipart.integrity(items, sum(1 for c in checks if c.ok),
+                                              f"{duration:.3f}"))
 
 
 def write_multipart(directory: str, text: str) -> str | None:
-    """``<epoch>-integrity`` in the multipart directory; a second call in the same second
-    gets a suffix instead of replacing the first one's file."""
-    base = os.path.join(directory, f"{int(time.time())}-integrity")
-    for n in range(100):
-        path = base if n == 0 else f"{base}.{n}"
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileExistsError:
-            continue
-        except OSError as err:
-            logger.error("Unable to write stats to $PEGASUS_MULTIPART_DIR: %s", err.strerror)
-            return None
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        return path
-    return None
+    """The attempts as ``<epoch>-integrity`` in the multipart directory; None (logged as
+    pegasus-integrity does) when it cannot be written."""
+    try:
+        return multipart.write_part(directory, "integrity", [text.rstrip("\n")])
+    except OSError as err:
+        logger.error("Unable to write stats to $PEGASUS_MULTIPART_DIR: %s", err.strerror)
+        return None
 
 
 def short_yaml(c: Check) -> str:

@@ -26,13 +26,19 @@ import textwrap
 import time
 from typing import Any
 
-from fluxlite.commands.kickstart import EXIT_TIMEOUT
-from fluxlite.errors import EXIT_CANNOT_EXEC, ExecError, FluxliteError, WorkdirError
+from fluxlite.errors import (
+    EXIT_CANNOT_EXEC,
+    EXIT_TIME_LIMIT,
+    ExecError,
+    FluxliteError,
+    Interrupted,
+    WorkdirError,
+)
 from fluxlite.execute.task import ExitStatus, SignalEvent, TaskResult
 from fluxlite.execute.timelimit import Schedule
 from fluxlite.record import host
-from fluxlite.record.model import OutputInfo, StdioFile
-from fluxlite.runner import Runner, RunOptions
+from fluxlite.record.model import OutputInfo, Phase, StdioFile, tail
+from fluxlite.runner import Runner, RunOptions, Stdio, _describe
 from fluxlite.spec import JobSpec
 
 logger = logging.getLogger(__name__)
@@ -97,6 +103,9 @@ def _say(line: str) -> None:
 
 
 class KickstartRunner(Runner):
+    """The runner with pegasus-kickstart's strategy: shared stdio, hooks, a given
+    working directory, -s/-S stat entries, the -k clock and the record appended to its file."""
+
     def __init__(self, spec: JobSpec, options: RunOptions, term_timeout: int = 0,
                  kill_timeout: int = 5) -> None:
         super().__init__(spec, options)
@@ -107,6 +116,7 @@ class KickstartRunner(Runner):
         self.record.signals = _AnnouncingEvents(self._fired)
         self._metadata = self._side_file("meta", METADATA_VAR)
         self._integrity = self._side_file("integrity", INTEGRITY_VAR)
+        self._failed_hook: tuple[Phase, Any] | None = None
 
     # -- side files ----------------------------------------------------------------------
     def _side_file(self, kind: str, var: str) -> str | None:
@@ -121,21 +131,93 @@ class KickstartRunner(Runner):
         self.opt.extra_env[var] = path
         return path
 
+    # -- shared stdio, environment hooks -------------------------------------------------
     def _open_stdio(self) -> tuple[int, int, int]:
-        fds = super()._open_stdio()
+        """Open the task's stdio once: the hooks and the task write to the same files."""
+        fds = self._open_stdio_once()
         if self._metadata and not any(f.name == "metadata" for f in self.record.stdio):
             self.record.stdio.append(StdioFile("metadata", self._metadata))
         return fds
 
+    def _open_stdio_once(self) -> tuple[int, int, int]:
+        if self._stdio_fds is not None:
+            return self._stdio_fds
+        wd = self.workdir.path if self.workdir is not None else os.getcwd()
+        fds: list[int] = []
+        infos: list[StdioFile] = []
+        for name in ("stdin", "stdout", "stderr"):
+            t = self.opt.stdio.get(name) or Stdio()
+            if t.fd is not None:
+                fd, info = t.fd, StdioFile(name, "", kind="fd", fd=t.fd)
+            elif name == "stdin" or t.path:
+                path = os.path.join(wd, t.path) if t.path else os.devnull
+                flags = os.O_RDONLY if name == "stdin" else (
+                    os.O_WRONLY | os.O_CREAT | (os.O_APPEND if t.append else os.O_TRUNC))
+                fd = self._own(_open_fd(path, flags))
+                info = StdioFile(name, path, kind="file")
+            else:
+                import tempfile
+
+                # kickstart's capture files, named as it names them, in $TMPDIR
+                fd, path = tempfile.mkstemp(prefix=f"ks.{name[3:]}.")
+                self._own(fd)
+                self._temp_files.append(path)
+                info = StdioFile(name, path)
+            fds.append(fd)
+            infos.append(info)
+        self.record.stdio = infos
+        self._stdio_fds = (fds[0], fds[1], fds[2])
+        return self._stdio_fds
+
+    def _own(self, fd: int) -> int:
+        self._owned_fds.append(fd)
+        return fd
+
     def _capture_stdio(self) -> None:
-        super()._capture_stdio()
+        """Embed the captured output (hooks' included) once everything has written it."""
+        for f in self.record.stdio[1:]:
+            if f.kind == "temp":
+                f.data, f.truncated, f.size = tail(f.path, self.spec.records.stdio_bytes)
+                if f.size == 0:
+                    f.data = None  # kickstart writes no data for an empty stream
         for f in self.record.stdio:
             if f.name == "metadata":  # always reported with its data, as kickstart does
-                from fluxlite.record.model import tail
-
                 f.data, f.truncated, f.size = tail(f.path, self.spec.records.stdio_bytes)
                 if f.size == 0:
                     f.data = None
+        if self.opt.omit_data_on_success and self.record.exit_code == 0:
+            for f in self.record.stdio:
+                f.data = None
+
+    def _before_records(self) -> None:
+        if self._stdio_fds is not None:
+            self._capture_stdio()
+
+    def _run_hooks(self, *names: Phase) -> bool:
+        """Run kickstart's environment hooks; False when a prejob or postjob failed."""
+        for name in names:
+            argv = self.opt.hooks.get(name)
+            if not argv:
+                continue
+            status = self._run_hook(name, argv)
+            stop = self.signals.stop_signal
+            if stop is not None and name != Phase.CLEANUP:
+                # the signal was forwarded to the hook; the job ends here, as it would have
+                # if the signal had come during the task
+                raise Interrupted(stop, name)
+            if name in (Phase.PREJOB, Phase.POSTJOB) and not status.ok:
+                self._failed_hook = (name, status)
+                return False
+        return True
+
+    def _hook_failure(self) -> None:
+        if self._failed_hook is None:
+            return
+        name, status = self._failed_hook
+        rec = self.record
+        rec.exit_code = status.code
+        rec.error = rec.error or f"{name} {_describe(status)}"
+        rec.failed_phase = rec.failed_phase or name
 
     def _merge_integrity_data(self) -> None:
         """Entries ``pegasus-integrity --generate-fullstat-yaml`` appended: into ``files``
@@ -194,8 +276,8 @@ class KickstartRunner(Runner):
         left = max(left, 0.001)
         return Schedule(left, left + self.kill_timeout, "kickstart", None)
 
-    def _hook_schedule(self, name: str) -> Schedule:
-        return Schedule() if name == "cleanup" else self._clock()
+    def _hook_schedule(self, name: Phase) -> Schedule:
+        return Schedule() if name == Phase.CLEANUP else self._clock()
 
     def _schedule(self) -> Schedule:
         return self._clock() if self.term_timeout > 0 else super()._schedule()
@@ -206,8 +288,8 @@ class KickstartRunner(Runner):
             self.alarmed = True
         return self.alarmed
 
-    def _run_hook(self, name: str, argv: list[str]) -> Any:
-        if name in ("prejob", "postjob") and self._passed():
+    def _run_hook(self, name: Phase, argv: list[str]) -> Any:
+        if name in (Phase.PREJOB, Phase.POSTJOB) and self._passed():
             logger.info("%s skipped: the -k time limit has passed", name)
             return ExitStatus(-1, error="skipped after the -k time limit")
         return super()._run_hook(name, argv)
@@ -217,6 +299,33 @@ class KickstartRunner(Runner):
             logger.info("main job skipped: the -k time limit has passed")
             return
         super()._run_task(exe)
+
+    # -- kickstart's own worker directory and stat entries ------------------------------
+    def _make_workdir(self) -> Any:
+        if self.opt.cwd is None:
+            return super()._make_workdir()
+        return _given_workdir(self.opt.cwd, self.opt.make_cwd)
+
+    def _before_task(self) -> None:
+        self._stat_files(self.opt.stat_before, output=False)
+
+    def _after_stage_out(self) -> None:
+        self._stat_files(self.opt.stat_after, output=True)
+
+    def _stat_files(self, files: list[tuple[str | None, str]], output: bool) -> None:
+        """kickstart -S/-s: stat files (and hash the ones written) into the record."""
+        from fluxlite.integrity import file_sha256
+
+        wd = self.workdir.path if self.workdir is not None else os.getcwd()
+        for lfn, pfn in files:
+            path = os.path.join(wd, pfn)
+            info = OutputInfo(lfn or pfn, path, host.stat_info(path), output=output)
+            if output and info.stat is not None and os.path.isfile(path):
+                try:
+                    info.sha256, _, info.checksum_timing = file_sha256(path)
+                except OSError as err:
+                    logger.warning("cannot checksum %s: %s", path, err.strerror)
+            self.record.outputs.append(info)
 
     # -- failures that still end in a record -----------------------------------------
     def _setup(self) -> None:
@@ -245,11 +354,11 @@ class KickstartRunner(Runner):
         super()._main()
         if self.alarmed:
             rec = self.record
-            rec.exit_code = EXIT_TIMEOUT
+            rec.exit_code = EXIT_TIME_LIMIT
             rec.error = rec.error or "the -k time limit fired"
-            rec.failed_phase = rec.failed_phase or "task"
+            rec.failed_phase = rec.failed_phase or Phase.TASK
 
-    def _fail(self, err: FluxliteError, phase: str) -> None:
+    def _fail(self, err: FluxliteError, phase: Phase) -> None:
         super()._fail(err, phase)
         rec = self.record
         if isinstance(err, CannotExecute) and (rec.task is None or not rec.task.pid):
@@ -287,3 +396,26 @@ def _float(v: object) -> float:
         return float(v)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         return 0.0
+
+
+def _given_workdir(path: str, create: bool) -> Any:
+    """The directory the caller chose (kickstart -w/-W), used as it is."""
+    from fluxlite.workdir import Workdir
+
+    try:
+        if create:
+            os.makedirs(path, exist_ok=True)
+        st = os.statvfs(path)
+    except OSError as err:
+        verb = "create" if create else "use"
+        raise WorkdirError(f"cannot {verb} directory {path}: {err.strerror}") from err
+    if not os.path.isdir(path):
+        raise WorkdirError(f"cannot use directory {path}: not a directory")
+    return Workdir(os.path.abspath(path), path, st.f_bavail * st.f_frsize / 1e6, [])
+
+
+def _open_fd(path: str, flags: int) -> int:
+    try:
+        return os.open(path, flags | os.O_CLOEXEC, 0o666)
+    except OSError as err:
+        raise ExecError(f"cannot open {path}: {err.strerror}") from err

@@ -30,15 +30,16 @@ def _stage(stage: Any) -> dict[str, Any]:
 
 
 def to_dict(rec: Record) -> dict[str, Any]:
-    spec = rec.spec
+    """The record as the JSON record's document."""
+    job = rec.job
     task = rec.task
     out: dict[str, Any] = {
         "fluxlite_record": 1,
         "fluxlite_version": __version__,
-        "job": None if spec is None else {
-            "name": spec.name, "id": spec.id, "site": spec.site,
-            "workflow": dataclasses.asdict(spec.workflow), "source": spec.source,
-            "placement": spec.placement},
+        "job": None if job is None else {
+            "name": job.name, "id": job.id, "site": job.site,
+            "workflow": {"label": job.wf_label, "stamp": job.wf_stamp}, "source": job.source,
+            "placement": job.placement},
         "start": iso(rec.start), "start_epoch": rec.start, "duration": round(rec.duration, 6),
         "host": {"hostname": rec.hostname, "hostaddr": rec.hostaddr,
                  "interface": rec.interface, **rec.process},
@@ -101,6 +102,7 @@ def _clean(value: Any) -> Any:
 
 
 def render(rec: Record) -> bytes:
+    """The JSON record as bytes, ending with a newline."""
     doc = redact_deep(to_dict(rec))  # every string, the environment by its names
     opts = orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE
     try:

@@ -11,12 +11,12 @@ from __future__ import annotations
 import re
 from typing import IO, Any
 
+from fluxlite.record import multipart
 from fluxlite.record.host import iso
 from fluxlite.record.model import Record
 from fluxlite.redact import text as redact_text
 from fluxlite.urls import redact
 
-MULTIPART = "---------------pegasus-multipart"
 
 # What PyYAML accepts unescaped in a double-quoted scalar or a block (its reader's set).
 # Compiled on first use of non-ASCII text: the character classes are slow to compile and
@@ -154,19 +154,19 @@ class _W:
 def render(rec: Record) -> str:
     """The whole record as text, multipart sections included, ending with a newline."""
     w = _W()
-    spec = rec.spec
+    job = rec.job
     w.lines.append("- invocation: True")
     w.kv(1, "version", "3.0")
     w.kv(1, "start", iso(rec.start))
     w.kv(1, "duration", _num(rec.duration))
-    if spec is not None:
-        w.kv(1, "transformation", q(spec.name))
-        w.kv(1, "derivation", q(spec.id))
-        w.kv(1, "resource", q(spec.site))
-        if spec.workflow.label:
-            w.kv(1, "wf-label", q(spec.workflow.label))
-        if spec.workflow.stamp:
-            w.kv(1, "wf-stamp", q(spec.workflow.stamp))
+    if job is not None:
+        w.kv(1, "transformation", q(job.name))
+        w.kv(1, "derivation", q(job.id))
+        w.kv(1, "resource", q(job.site))
+        if job.wf_label:
+            w.kv(1, "wf-label", q(job.wf_label))
+        if job.wf_stamp:
+            w.kv(1, "wf-stamp", q(job.wf_stamp))
     w.kv(1, "interface", rec.interface or "lo")
     w.kv(1, "hostaddr", rec.hostaddr or "127.0.0.1")
     w.kv(1, "hostname", rec.hostname or "localhost")
@@ -214,7 +214,7 @@ def render(rec: Record) -> str:
                 w.kv(2, k, str(v))
     text = "\n".join(w.lines) + "\n"
     # every URL written anywhere in the record (arguments, errors, output tails) redacted
-    return redact_text(text + multipart(rec))
+    return redact_text(text + multiparts(rec))
 
 
 def _status(w: _W, depth: int, status: Any) -> None:
@@ -264,7 +264,7 @@ def _mainjob(w: _W, rec: Record) -> None:
     if rec.executable_stat:
         w.statinfo(3, rec.executable_stat)
     w.key(2, "argument_vector")
-    for a in (task.argv[1:] if task else list(rec.spec.arguments) if rec.spec else []):
+    for a in (task.argv[1:] if task else list(rec.job.argv[1:]) if rec.job else []):
         w.item(3, q(a))
     w.key(2, "procs")
 
@@ -326,9 +326,9 @@ def _files(w: _W, rec: Record) -> None:
             w.kv(3, "data", block_or_quoted(decode(f.data), "        "))
 
 
-def multipart(rec: Record) -> str:
+def multiparts(rec: Record) -> str:
     """Transfer attempts and integrity results as pegasus-multipart sections."""
-    parts: list[str] = []
+    parts: list[list[str]] = []
     attempts: list[dict[str, Any]] = []
     for stage in rec.stage_in + rec.stage_out:
         for res in stage.results:
@@ -339,27 +339,18 @@ def multipart(rec: Record) -> str:
                                  "bytes": a.bytes, "success": a.success,
                                  **({"error": a.error} if a.error else {})})
     if attempts:
-        w = _W()
-        w.lines.append(MULTIPART)
-        w.key(0, "- transfer_attempts")
-        for item in attempts:
-            w._dict_item(1, item)
-        parts.append("\n".join(w.lines) + "\n")
+        parts.append([multipart.SEPARATOR, *multipart.section(
+            "transfer_attempts", ({k: _scalar(v) for k, v in a.items()} for a in attempts))])
     if rec.verifications:
-        w = _W()
-        w.lines.append(MULTIPART)
-        w.key(0, "- integrity_verification_attempts")
-        for v in rec.verifications:
-            w._dict_item(1, {"lfn": v.lfn, "pfn": v.lfn, "sha256": v.actual,
-                             "expected": v.expected or "", "success": v.success})
-        ok = sum(1 for v in rec.verifications if v.success)
-        w.key(0, "- integrity_summary")
-        w.kv(2, "succeeded", str(ok))
-        w.kv(2, "failed", str(len(rec.verifications) - ok))
-        w.kv(2, "duration", _num(sum(v.duration for v in rec.verifications)))
-        parts.append("\n".join(w.lines) + "\n")
-    return "".join(parts)
+        checks = [{k: _scalar(v) for k, v in {
+            "lfn": v.lfn, "pfn": v.lfn, "sha256": v.actual, "expected": v.expected or "",
+            "success": v.success}.items()} for v in rec.verifications]
+        parts.append([multipart.SEPARATOR, *multipart.integrity(
+            checks, sum(1 for v in rec.verifications if v.success),
+            _num(sum(v.duration for v in rec.verifications)))])
+    return "".join(multipart.text(p) for p in parts)
 
 
 def write(rec: Record, fh: IO[str]) -> None:
+    """Write the kickstart YAML record to a text file."""
     fh.write(render(rec))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -15,9 +16,55 @@ if TYPE_CHECKING:
     from fluxlite.staging.phases import StageResult
 
 
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """The job a record is about, as records name it: a record needs no JobSpec."""
+
+    name: str = ""
+    id: str = ""
+    site: str = "local"
+    wf_label: str | None = None
+    wf_stamp: str | None = None
+    argv: tuple[str, ...] = ()  # the command as described: executable, then arguments
+    source: str = ""  # the job description's file, when there is one
+    placement: str = "local"
+
+    @classmethod
+    def of(cls, spec: JobSpec) -> Identity:
+        """The identity of a described job."""
+        return cls(name=spec.name, id=spec.id, site=spec.site, wf_label=spec.workflow.label,
+                   wf_stamp=spec.workflow.stamp, argv=(spec.executable, *spec.arguments),
+                   source=spec.source, placement=spec.placement)
+
+
+class Phase(StrEnum):
+    """The phases of one job, in the order they can come; the values name them in logs,
+    records (``failed_phase``) and Flux memos. Kickstart's hooks are phases of their own
+    (``setup`` is also the host inspection before anything else)."""
+
+    SETUP = "setup"
+    WORKDIR = "workdir"
+    STAGE_IN = "stage-in"
+    CHECKPOINT_IN = "checkpoint-in"
+    PREJOB = "prejob"
+    CONTAINER = "container"
+    TASK = "task"
+    TASK_DONE = "task-done"
+    POSTJOB = "postjob"
+    CLEANUP = "cleanup"
+    CHECKPOINT_OUT = "checkpoint-out"
+    STAGE_OUT = "stage-out"
+    ENDING = "ending"
+    RECORDS = "records"
+    DONE = "done"
+    FAILED = "failed"  # a Flux memo's last phase when the job failed
+
+
 @dataclass(slots=True)
-class Phase:
-    name: str
+class PhaseTiming:
+    """One phase as it went: when, how long, how much it moved, how it failed."""
+
+    name: Phase
     start: float
     duration: float = 0.0
     ok: bool = True
@@ -28,6 +75,8 @@ class Phase:
 
 @dataclass(slots=True)
 class StdioFile:
+    """One standard stream of the task: where it went and the tail kept for the record."""
+
     name: str  # stdin, stdout, stderr
     path: str
     data: bytes | None = None  # the embedded tail, None for stdin
@@ -39,6 +88,8 @@ class StdioFile:
 
 @dataclass(slots=True)
 class OutputInfo:
+    """A file the record describes (an output, or a kickstart -s/-S entry)."""
+
     lfn: str
     path: str  # where it was in the worker directory
     stat: dict[str, Any] | None
@@ -50,7 +101,9 @@ class OutputInfo:
 
 @dataclass(slots=True)
 class Record:
-    spec: JobSpec | None
+    """Everything known about one job, gathered by the runner, formatted by the writers."""
+
+    job: Identity | None
     start: float
     duration: float = 0.0
     hostname: str = ""
@@ -60,7 +113,7 @@ class Record:
     machine: dict[str, Any] | None = None
     workdir: str | None = None
     cwd: str = ""
-    phases: list[Phase] = field(default_factory=list)
+    phases: list[PhaseTiming] = field(default_factory=list)
     stage_in: list[StageResult] = field(default_factory=list)
     stage_out: list[StageResult] = field(default_factory=list)
     verifications: list[Verification] = field(default_factory=list)
@@ -79,7 +132,7 @@ class Record:
     jobids: dict[str, str] = field(default_factory=dict)
     exit_code: int = 0
     error: str | None = None
-    failed_phase: str | None = None
+    failed_phase: Phase | None = None
     environment: dict[str, str] | None = None
     rlimits: dict[str, Any] | None = None
     full: bool = False  # environment and limits even on success (kickstart -f)
@@ -89,10 +142,12 @@ class Record:
 
     @property
     def ok(self) -> bool:
+        """True when the job succeeded."""
         return self.exit_code == 0
 
     @property
     def task_failed_to_start(self) -> bool:
+        """True when the task was never started (its executable or stdio failed)."""
         return self.task is not None and self.task.status.error is not None
 
 

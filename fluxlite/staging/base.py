@@ -35,7 +35,12 @@ logger = logging.getLogger(__name__)
 
 
 class Cancelled(Exception):
-    """Raised inside a transfer when the whole staging phase is being stopped."""
+    """Raised inside a transfer when the whole staging phase is being stopped; ``result``
+    holds the attempts made before, when there were any."""
+
+    def __init__(self, result: TransferResult | None = None) -> None:
+        super().__init__("cancelled")
+        self.result = result
 
 
 class RateCheck:
@@ -66,6 +71,8 @@ class RateCheck:
 
 
 class Reader(Protocol):
+    """An open source: read into a buffer, then close; ``size`` when known."""
+
     size: int | None
 
     def readinto(self, buf: bytearray) -> int: ...
@@ -93,9 +100,11 @@ class Backend:
     def open_read(self, url: str, *, tls_verify: bool = True, timeout: float = 60.0,
                   cancel: threading.Event | None = None, min_rate: float = 0.0,
                   rate_window: float = 0.0) -> Reader:
+        """Open ``url`` for reading; OSError or StageError when it cannot be."""
         raise StageError(f"{redact(url)}: this scheme cannot be read", permanent=True)
 
     def open_write(self, url: str, size: int | None) -> RemoteWriter:
+        """Open a remote destination for writing (object stores); local paths need none."""
         raise StageError(f"{redact(url)}: this scheme cannot be written", permanent=True)
 
     def link_only(self, url: str) -> bool:
@@ -105,6 +114,8 @@ class Backend:
 
 @dataclass(slots=True)
 class Attempt:
+    """One try of one source for one file, as the records list it."""
+
     lfn: str
     src: str
     dst: str
@@ -118,6 +129,8 @@ class Attempt:
 
 @dataclass(slots=True)
 class TransferResult:
+    """The outcome of one file's transfer: its attempts, digest, bytes and timing."""
+
     lfn: str
     dst: str
     success: bool = False
@@ -157,6 +170,8 @@ DEFAULT_RATE_WINDOW = 60.0  # s
 
 @dataclass(frozen=True, slots=True)
 class Policy:
+    """Retries, backoff, timeouts and minimum rate of the transfers of a phase."""
+
     attempts: int = 3
     backoff: float = 1.0
     max_backoff: float = 30.0
@@ -168,9 +183,16 @@ class Policy:
 
 
 class _SourceFailed(Exception):
-    def __init__(self, message: str, permanent: bool) -> None:
+    """One source could not be read in one attempt; ``missing``: it has no such file."""
+
+    def __init__(self, message: str, permanent: bool, missing: bool = False) -> None:
         super().__init__(message)
         self.permanent = permanent
+        self.missing = missing
+
+
+class _DestinationWriteFailed(OSError):
+    """A write to the destination failed (not a read of the source)."""
 
 
 def _is_permanent_oserror(err: OSError) -> bool:
@@ -211,11 +233,10 @@ def transfer(req: Request, policy: Policy, cancel: threading.Event | None = None
             raise
         except StageError as err:
             last = err
-            failed: TransferResult | None = getattr(err, "result", None)
-            if failed is not None:
-                earlier.extend(failed.attempts)
+            if err.result is not None:
+                earlier.extend(err.result.attempts)
     assert last is not None
-    last_res: TransferResult | None = getattr(last, "result", None)
+    last_res: TransferResult | None = last.result
     if last_res is not None:
         last_res.attempts[:0] = earlier[: len(earlier) - len(last_res.attempts)]
     raise last
@@ -256,21 +277,13 @@ def _transfer(req: Request, policy: Policy, cancel: threading.Event | None,
                 res.sha256, res.verified = err.actual, False
                 dead.add(i)
                 last_error = str(err)
-            except _SourceFailed as err:
+            except (_SourceFailed, StageError) as err:
                 att.error = str(err)
                 last_error = str(err)
                 if err.permanent:
                     dead.add(i)
-                    if "No such file" in str(err) or "not found" in str(err).lower():
-                        missing += 1
-            except StageError as err:
-                att.error = str(err)
-                last_error = str(err)
-                if err.permanent:
-                    dead.add(i)
-                    if getattr(err, "missing", False):
-                        missing += 1
-                if getattr(err, "destination", False):
+                    missing += err.missing
+                if isinstance(err, StageError) and err.destination:
                     # no other source will help, and neither will waiting
                     dead.update(range(len(req.sources)))
             att.duration = time.perf_counter() - a0
@@ -293,9 +306,7 @@ def _transfer(req: Request, policy: Policy, cancel: threading.Event | None,
                 # the attempts made so far still belong in the record
                 res.error = f"cancelled while waiting to retry ({last_error})"
                 res.duration = time.perf_counter() - t0
-                stop = Cancelled()
-                stop.result = res  # type: ignore[attr-defined]
-                raise stop
+                raise Cancelled(res)
     res.duration = time.perf_counter() - t0
     if req.optional and missing == len(req.sources):
         res.skipped = True
@@ -303,15 +314,11 @@ def _transfer(req: Request, policy: Policy, cancel: threading.Event | None,
         return res
     res.error = _named(req.lfn, last_error)
     if mismatches and mismatches == len(req.sources):
-        bad = IntegrityError(req.lfn, req.expected or "", res.sha256 or "",
-                             where="every source")
-        bad.result = res  # type: ignore[attr-defined]
-        raise bad
+        raise IntegrityError(req.lfn, req.expected or "", res.sha256 or "",
+                             where="every source", result=res)
     tried = len(res.attempts)
-    err2 = StageError(f"{_named(req.lfn, last_error)} (after {tried} "
-                      f"attempt{'s' * (tried != 1)})", lfn=req.lfn)
-    err2.result = res  # type: ignore[attr-defined]
-    raise err2
+    raise StageError(f"{_named(req.lfn, last_error)} (after {tried} "
+                     f"attempt{'s' * (tried != 1)})", lfn=req.lfn, result=res)
 
 
 def _one_attempt(backend: Backend, url: str, tls: bool, req: Request, policy: Policy,
@@ -335,7 +342,8 @@ def _one_attempt(backend: Backend, url: str, tls: bool, req: Request, policy: Po
                                        rate_window=policy.rate_window)
     except OSError as err:
         raise _SourceFailed(f"{redact(url)}: {err.strerror or err}",
-                            _is_permanent_oserror(err)) from err
+                            _is_permanent_oserror(err),
+                            missing=err.errno == errno.ENOENT) from err
     try:
         if dst_is_url:
             dst_backend = backend_for(req.dst)
@@ -353,7 +361,7 @@ def _one_attempt(backend: Backend, url: str, tls: bool, req: Request, policy: Po
 def _link(src_path: str, req: Request, res: TransferResult, att: Attempt) -> None:
     """A symbolic link instead of a copy; the source is hashed once if a checksum is expected."""
     if not os.path.exists(src_path):
-        raise _SourceFailed(f"{src_path}: No such file or directory", True)
+        raise _SourceFailed(f"{src_path}: No such file or directory", True, missing=True)
     if req.expected:
         from fluxlite.integrity import file_sha256
 
@@ -388,10 +396,8 @@ def _named(lfn: str, message: str) -> str:
 
 def _dst_error(req: Request, dpath: str, err: OSError) -> StageError:
     """The destination is at fault, not the source."""
-    out = StageError(f"cannot write {redact(dpath)}: {err.strerror or err}", lfn=req.lfn,
-                     permanent=True)
-    out.destination = True  # type: ignore[attr-defined]
-    return out
+    return StageError(f"cannot write {redact(dpath)}: {err.strerror or err}", lfn=req.lfn,
+                      permanent=True, destination=True)
 
 
 def _to_local(reader: Reader, dpath: str, req: Request, res: TransferResult, att: Attempt,
@@ -418,7 +424,7 @@ def _to_local(reader: Reader, dpath: str, req: Request, res: TransferResult, att
             n, hsecs = pump(reader, out.write, h, cancel)
             out.finish(n)
         except OSError as err:
-            if err.filename is None and getattr(err, "fluxlite_dst", False):
+            if isinstance(err, _DestinationWriteFailed):
                 raise _dst_error(req, dpath, err) from err
             raise _SourceFailed(f"{redact(url)}: {err.strerror or err}", False) from err
         att.bytes = n
@@ -658,11 +664,9 @@ def _check_room(size: int, ddir: str, url: str, req: Request, dpath: str,
     if size <= free:
         return
     if local:
-        out = StageError(f"cannot write {redact(dpath)}: {size} bytes do not fit in the "
+        raise StageError(f"cannot write {redact(dpath)}: {size} bytes do not fit in the "
                          f"{free} bytes free (no space left on device)", lfn=req.lfn,
-                         permanent=True)
-        out.destination = True  # type: ignore[attr-defined]
-        raise out
+                         permanent=True, destination=True)
     raise _SourceFailed(f"{redact(url)}: announces {size} bytes, more than the {free} bytes "
                         f"free in {ddir}", False)
 
@@ -714,8 +718,7 @@ class _LocalWriter:
             try:
                 os.ftruncate(self.fd, total)  # a trailing hole; no block reserved past the end
             except OSError as err:
-                err.fluxlite_dst = True  # type: ignore[attr-defined]
-                raise
+                raise _DestinationWriteFailed(err.errno, err.strerror) from err
 
 
 _PREALLOCATE_MIN = 8 * 1024 * 1024
@@ -797,8 +800,7 @@ def _pwrite_all(fd: int, view: memoryview, offset: int) -> None:
             view = view[n:]
             offset += n
     except OSError as err:
-        err.fluxlite_dst = True  # type: ignore[attr-defined]
-        raise
+        raise _DestinationWriteFailed(err.errno, err.strerror) from err
 
 
 def _fsync_dir(path: str) -> None:

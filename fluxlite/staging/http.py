@@ -13,7 +13,6 @@ or dropped connections and timeouts are transient. URLs are always redacted in m
 from __future__ import annotations
 
 import base64
-import collections
 import http.client
 import io
 import ipaddress
@@ -52,9 +51,8 @@ class HTTPError(StageError):
     """An HTTP answer that is not the data; ``missing`` when the server says it has none."""
 
     def __init__(self, message: str, status: int = 0, permanent: bool = False) -> None:
-        super().__init__(message, permanent=permanent)
+        super().__init__(message, permanent=permanent, missing=status in _MISSING)
         self.status = status
-        self.missing = status in _MISSING
 
 
 # --------------------------------------------------------------------------- TLS contexts

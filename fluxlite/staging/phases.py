@@ -17,6 +17,8 @@ logger = logging.getLogger(__name__)
 
 @dataclass(slots=True)
 class StageResult:
+    """One staging phase: the results of its files, its duration, its error."""
+
     direction: str
     results: list[TransferResult] = field(default_factory=list)
     start: float = 0.0
@@ -26,10 +28,12 @@ class StageResult:
 
     @property
     def bytes(self) -> int:
+        """Bytes moved by the files that arrived."""
         return sum(r.bytes for r in self.results if r.success)
 
     @property
     def files(self) -> int:
+        """How many files arrived."""
         return sum(1 for r in self.results if r.success)
 
 
@@ -78,6 +82,7 @@ MAX_THREADS = 64
 
 
 def default_threads() -> int:
+    """The number of parallel transfers when none is asked for."""
     return max(2, min(8, 2 * (os.cpu_count() or 1)))
 
 
@@ -150,29 +155,26 @@ def run_transfers(direction: str, requests: list[Request], policy: Policy, threa
     if tally.tripped is not None:
         example = first_err or next((r.error for r in out.results if r.error), None)
         short = StageError(tally.tripped + (f" (first: {example})" if example else ""),
-                           permanent=True)
-        short.stage = out  # type: ignore[attr-defined]
+                           permanent=True, stage=out)
         out.error = str(short)
         out.interrupted = True
         if isinstance(first_err, StageError) or first_err is None:
             raise short
     if first_err is not None:
         out.error = str(first_err)
-        first_err.stage = out  # type: ignore[attr-defined]
-        raise first_err
+        raise first_err.ending(out) if isinstance(first_err, StageError) else first_err
     if cancel.is_set():
         out.interrupted = True
     return out
 
 
 def _keep(out: StageResult, req: Request, err: StageError) -> None:
-    res = getattr(err, "result", None)
+    res = err.result
     if res is None:
         res = TransferResult(lfn=req.lfn, dst=req.dst, expected=req.expected, error=str(err))
     out.results.append(res)
 
 
 def _keep_cancelled(out: StageResult, stop: Cancelled) -> None:
-    res = getattr(stop, "result", None)
-    if res is not None:
-        out.results.append(res)
+    if stop.result is not None:
+        out.results.append(stop.result)

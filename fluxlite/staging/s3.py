@@ -62,16 +62,18 @@ def endpoint_url() -> str | None:
 
 
 class S3Error(StageError):
+    """An S3 request that failed; ``missing`` when the bucket or key does not exist."""
+
     def __init__(self, message: str, permanent: bool = False, missing: bool = False) -> None:
-        super().__init__(message, permanent=permanent)
-        self.missing = missing
+        super().__init__(message, permanent=permanent, missing=missing)
 
 
 def _wrap(url: str, what: str, err: Exception) -> S3Error:
+    from botocore.exceptions import ClientError
+
     code = ""
-    resp = getattr(err, "response", None)
-    if isinstance(resp, dict):
-        code = str(resp.get("Error", {}).get("Code", ""))
+    if isinstance(err, ClientError):  # the service's answer, with its error code
+        code = str(err.response.get("Error", {}).get("Code", ""))
     missing = code in _MISSING
     permanent = missing or code in _PERMANENT
     detail = code or type(err).__name__

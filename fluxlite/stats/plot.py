@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from fluxlite.errors import FluxliteError
+from fluxlite.errors import EXIT_USAGE, FluxliteError
 
 logger = logging.getLogger(__name__)
 
@@ -23,7 +23,7 @@ OTHER = "#9e9e9e"
 class PlotUnavailable(FluxliteError):
     """An image was asked for without matplotlib."""
 
-    exit_code = 2
+    exit_code = EXIT_USAGE
 
     def __init__(self, reason: str) -> None:
         super().__init__("--png/--svg need matplotlib, which is not installed "

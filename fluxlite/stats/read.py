@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 import yaml
 
+from fluxlite.record.multipart import SEPARATOR as MULTIPART
 from fluxlite.stats.model import EXIT, INFRA, OK, SIGNAL, TIMEOUT, Attempt, epoch_of, merge, ms_key
 
 logger = logging.getLogger(__name__)
@@ -27,7 +28,6 @@ logger = logging.getLogger(__name__)
 # the C loader parses records several times faster than the Python one
 _Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
-MULTIPART = "---------------pegasus-multipart"
 _SNIFF = 1 << 16
 _GLOB_CHARS = re.compile(r"[*?\[]")
 _LINE_FIELD = re.compile(r'(\w+)=("[^"]*"|[^,\]]*)')

@@ -12,15 +12,14 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Fluxlite, sha256_of
+from tests.conftest import Fluxlite, pegasus_cluster_parser, sha256_of
 
 TASK_LINE = re.compile(r"^\[cluster-task (.*)\]$", re.M)
 SUMMARY = re.compile(r"^\[cluster-summary (.*)\]$", re.M)
 
 
 def cluster_lines(text: str) -> tuple[list[dict[str, str]], dict[str, str]]:
-    from Pegasus.cluster import RecordParser
-
+    RecordParser = pegasus_cluster_parser()  # noqa: N806
     tasks = [RecordParser(f"[cluster-task {m}]").parse() for m in TASK_LINE.findall(text)]
     sums = SUMMARY.findall(text)
     assert len(sums) == 1, sums

@@ -82,7 +82,7 @@ def test_inside_flux_the_record_carries_the_job_id(
     from fluxlite.commands.kickstart import build
     from fluxlite.flux import context
     from fluxlite.kickstart_args import parse
-    from fluxlite.runner import Runner
+    from fluxlite.pegasus.kickstart import KickstartRunner
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("FLUX_URI", "local:///nonexistent")
@@ -90,7 +90,7 @@ def test_inside_flux_the_record_carries_the_job_id(
     spec, opts = build(parse(["-n", "tr", "-H", "/bin/true"]), {"PATH": "/usr/bin:/bin"})
     buf = io.BytesIO()
     opts.stdout = buf
-    assert Runner(spec, opts).run() == 0
+    assert KickstartRunner(spec, opts).run() == 0
     doc = yaml.safe_load(buf.getvalue().decode())[0]
     assert doc["jobids"] == {"flux": "f2fLfcPmZ3"}
 

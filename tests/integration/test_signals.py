@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import http.server
 import json
+import shutil
 import signal
 import subprocess
 import threading
@@ -17,7 +18,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.conftest import Fluxlite, judge, oracle_available, parse_records, writing_into
+from tests.conftest import Fluxlite, judge, parse_records, require_oracle, writing_into
 from tests.jobs import partial_files, script
 
 # A task that saves its state when told to stop: counts up from its checkpoint.
@@ -84,18 +85,21 @@ def test_checkpoint_time_terms_the_task_and_a_rerun_resumes(
     assert saved > 0
     assert "state.ckpt" in rec["staged_after_signal"]
     assert not (tmp_path / "result.txt").exists()
-    if oracle_available():
-        from Pegasus.exitcode import JobFailed
-
-        (tmp_path / "job.err").write_bytes(p.stderr)
-        assert [r for r in parse_records(tmp_path / "job.out") if r.get("invocation")]
-        with pytest.raises(JobFailed):
-            judge(tmp_path / "job.out")
+    first = tmp_path / "first"  # the interrupted attempt's records, judged at the end
+    first.mkdir()
+    shutil.copy(tmp_path / "job.out", first / "job.out")
+    (first / "job.err").write_bytes(p.stderr)
     # the rerun picks the checkpoint up and finishes
     p2 = fl.run("run", str(jp), env={"TARGET": str(saved + 5)})
     assert p2.returncode == 0, p2.stderr.decode()
     assert (tmp_path / "result.txt").read_text() == "done\n"
     assert f"resumed at {saved}" in (tmp_path / "job.out").read_text()
+    require_oracle()
+    from Pegasus.exitcode import JobFailed
+
+    assert [r for r in parse_records(first / "job.out") if r.get("invocation")]
+    with pytest.raises(JobFailed):
+        judge(first / "job.out")
 
 
 def test_a_task_ignoring_term_is_killed_halfway_to_the_walltime(fl: Fluxlite,
@@ -332,10 +336,10 @@ def test_term_during_stage_in(fl: Fluxlite, tmp_path: Path) -> None:
         rec = load(tmp_path)
         assert rec["failed_phase"] == "stage-in" and rec["task"] is None
         assert fl.leftover_workdirs() == []
-        if oracle_available():
-            assert [r for r in parse_records(tmp_path / "job.out") if r.get("invocation")]
     finally:
         srv.shutdown()
+    require_oracle()
+    assert [r for r in parse_records(tmp_path / "job.out") if r.get("invocation")]
 
 
 def test_term_during_stage_out_leaves_nothing_partial(fl: Fluxlite, tmp_path: Path) -> None:

@@ -243,7 +243,7 @@ def test_any_list_parses_to_requests_or_problems_never_an_exception():
     them."""
     import random
 
-    from fluxlite.commands.transfer import parse_list
+    from fluxlite.staging.transferlist import parse_list
 
     rng = random.Random(1)
     atoms = [None, True, 0, -1, 2**70, 1.5, float("inf"), float("nan"), "", "/", "file:///",

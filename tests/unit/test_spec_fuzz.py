@@ -184,7 +184,7 @@ def _transfer_entry() -> st.SearchStrategy[Any]:
 @given(doc=st.one_of(st.lists(_transfer_entry(), max_size=4), _json()))
 def test_any_transfer_list(doc: Any) -> None:
     """A transfer list is only parsed here: running one would transfer, make and remove."""
-    from fluxlite.commands.transfer import parse_list
+    from fluxlite.staging.transferlist import parse_list
 
     COUNTED["transfer"] = COUNTED.get("transfer", 0) + 1
     plan = parse_list(doc)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import time
 from pathlib import Path
+from typing import ClassVar
 
 from fluxlite.execute.base import Launcher, TaskResult
 from fluxlite.execute.local import TaskController
@@ -159,7 +160,7 @@ def test_a_grace_that_is_not_a_number_is_the_default(tmp_path: Path) -> None:
 class TestLocalLauncherContract(LauncherContract):
     """The local launcher keeps the launcher contract with real processes."""
 
-    ARGV = {"exit3": ["/bin/sh", "-c", "exit 3"], "waits": ["/bin/sleep", "30"],
+    ARGV: ClassVar[dict[str, list[str]]] = {"exit3": ["/bin/sh", "-c", "exit 3"], "waits": ["/bin/sleep", "30"],
             "ignores_term": IGNORES_TERM}
 
     def make(self, tmp_path: Path, behaviour: str, **kw: object) -> Launcher:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Fluxlite
+from tests.conftest import Fluxlite, pegasus_cluster_parser
 
 TASK_LINE = re.compile(r"^\[cluster-task (.*)\]$", re.M)
 NOT_RUN = re.compile(r"^\[cluster-not-run (.*)\]$", re.M)
@@ -28,9 +28,7 @@ SUMMARY = re.compile(r"^\[cluster-summary (.*)\]$", re.M)
 
 
 def fields(line: str) -> dict[str, str]:
-    from Pegasus.cluster import RecordParser
-
-    return RecordParser(line).parse()
+    return pegasus_cluster_parser()(line).parse()
 
 
 def summary(out: str) -> dict[str, str]:
