@@ -19,14 +19,11 @@ import collections
 import json
 import os
 import resource
-import shutil
-import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import PYTHON, median, run_quiet  # noqa: E402
+from common import PYTHON, main_inside_flux, median, run_quiet  # noqa: E402
 
 TASKS = int(os.environ.get("B10_TASKS", "2000"))
 FLUX_JOBS = int(os.environ.get("B10_FLUX_JOBS", "500"))
@@ -104,16 +101,7 @@ def inside(tmp: str) -> int:
 
 
 def main() -> int:
-    if len(sys.argv) > 2 and sys.argv[1] == "--inside":
-        return inside(sys.argv[2])
-    if shutil.which("flux") is None:
-        print("B10 skipped: flux is not on PATH")
-        return 0
-    with tempfile.TemporaryDirectory(prefix="fluxlite-b10-") as tmp:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("FLUX_")}
-        p = subprocess.run(["flux", "start", "--test-size=2", PYTHON, os.path.abspath(__file__),
-                            "--inside", tmp], env=env, cwd=tmp)
-        return p.returncode
+    return main_inside_flux("B10", __file__, inside, 2)
 
 
 if __name__ == "__main__":

@@ -9,13 +9,10 @@ Needs `flux` on PATH and the Flux Python bindings (see the README).
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 import sys
-import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import PYTHON, interleaved, median, run_quiet  # noqa: E402
+from common import PYTHON, interleaved, main_inside_flux, median, run_quiet  # noqa: E402
 
 TASKS = int(os.environ.get("B9_TASKS", "500"))
 ROUNDS = int(os.environ.get("B9_ROUNDS", "2"))
@@ -51,16 +48,7 @@ def inside(tmp: str) -> int:
 
 
 def main() -> int:
-    if len(sys.argv) > 2 and sys.argv[1] == "--inside":
-        return inside(sys.argv[2])
-    if shutil.which("flux") is None:
-        print("B9 skipped: flux is not on PATH")
-        return 0
-    with tempfile.TemporaryDirectory(prefix="fluxlite-b9-") as tmp:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("FLUX_")}
-        p = subprocess.run(["flux", "start", "--test-size=1", PYTHON, os.path.abspath(__file__),
-                            "--inside", tmp], env=env, cwd=tmp)
-        return p.returncode
+    return main_inside_flux("B9", __file__, inside, 1)
 
 
 if __name__ == "__main__":

@@ -81,3 +81,22 @@ def fluxlite_env(tmpdir: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLUX_")}
     env["TMPDIR"] = tmpdir
     return env
+
+
+def main_inside_flux(name: str, script: str, inside: Callable[[str], int], size: int) -> int:
+    """A benchmark's main(): re-run ``script`` with ``--inside TMP`` under a fresh
+    ``flux start --test-size=size`` (with no FLUX_ variables of an enclosing instance), and
+    call ``inside(TMP)`` there; skipped, saying so, without flux."""
+    import shutil
+    import tempfile
+
+    if len(sys.argv) > 2 and sys.argv[1] == "--inside":
+        return inside(sys.argv[2])
+    if shutil.which("flux") is None:
+        print(f"{name} skipped: flux is not on PATH")
+        return 0
+    with tempfile.TemporaryDirectory(prefix=f"fluxlite-{name.lower()}-") as tmp:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("FLUX_")}
+        p = subprocess.run(["flux", "start", f"--test-size={size}", PYTHON,
+                            os.path.abspath(script), "--inside", tmp], env=env, cwd=tmp)
+        return p.returncode
