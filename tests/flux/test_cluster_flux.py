@@ -76,17 +76,7 @@ def test_flux_executor_pegasus_cluster_list(fi: FluxInstance, fl: Fluxlite) -> N
 def test_flux_executor_json_job_list(fi: FluxInstance, fl: Fluxlite, data: Path) -> None:
     (data / "in.txt").write_text("payload\n")
     res = fl.tmp / "results"
-    jobs = [
-        {"id": "first", "executable": "/bin/cp", "arguments": ["in.txt", "mid.txt"],
-         "inputs": [{"lfn": "in.txt", "urls": [f"file://{data}/in.txt"],
-                     "sha256": sha256_of(data / "in.txt")}],
-         "outputs": [{"lfn": "mid.txt", "urls": [f"file://{res}/mid.txt"]}]},
-        {"id": "second", "after": ["first"], "executable": "/bin/sh",
-         "arguments": ["-c", "cat mid.txt mid.txt > out.txt"],
-         "resources": {"cores_per_task": 2},
-         "inputs": [{"lfn": "mid.txt", "urls": [f"file://{res}/mid.txt"]}],
-         "outputs": [{"lfn": "out.txt", "urls": [f"file://{res}/out.txt"]}]},
-    ]
+    jobs = staged_pair(data, res)
     (fl.tmp / "jobs.json").write_text(json.dumps({"tasks": jobs}))
     p, _ = _run(fi, fl, "jobs.json", "--json", "c.json")
     assert p.returncode == 0, p.stderr.decode()
@@ -226,3 +216,19 @@ def test_flux_executor_forwarding_of_a_failed_task_is_dropped(fi: FluxInstance,
     assert not (fl.tmp / "p.txt").exists()
     tasks, _ = cluster_lines(out)
     assert [t["id"] for t in tasks].count("bad") == 1
+
+
+def staged_pair(data: Path, res: Path) -> list[dict]:
+    """Two JSON-list jobs with staging: first copies a verified input to an output, second
+    (2 cores) reads that output back as its input."""
+    return [
+        {"id": "first", "executable": "/bin/cp", "arguments": ["in.txt", "mid.txt"],
+         "inputs": [{"lfn": "in.txt", "urls": [f"file://{data}/in.txt"],
+                     "sha256": sha256_of(data / "in.txt")}],
+         "outputs": [{"lfn": "mid.txt", "urls": [f"file://{res}/mid.txt"]}]},
+        {"id": "second", "after": ["first"], "executable": "/bin/sh",
+         "arguments": ["-c", "cat mid.txt mid.txt > out.txt"],
+         "resources": {"cores_per_task": 2},
+         "inputs": [{"lfn": "mid.txt", "urls": [f"file://{res}/mid.txt"]}],
+         "outputs": [{"lfn": "out.txt", "urls": [f"file://{res}/out.txt"]}]},
+    ]

@@ -14,8 +14,9 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Fluxlite, judge, parse_records, sha256_of
+from tests.conftest import Fluxlite, judge, parse_records
 from tests.flux.conftest import FluxInstance, instance
+from tests.flux.test_cluster_flux import staged_pair
 from tests.integration.test_cluster_local import DIAMOND, cluster_lines
 
 
@@ -242,15 +243,7 @@ def test_pool_json_job_list_with_staging_and_flux_placement(fi: FluxInstance, fl
     (data / "in.txt").write_text("payload\n")
     res = fl.tmp / "results"
     jobs = [
-        {"id": "first", "executable": "/bin/cp", "arguments": ["in.txt", "mid.txt"],
-         "inputs": [{"lfn": "in.txt", "urls": [f"file://{data}/in.txt"],
-                     "sha256": sha256_of(data / "in.txt")}],
-         "outputs": [{"lfn": "mid.txt", "urls": [f"file://{res}/mid.txt"]}]},
-        {"id": "second", "after": ["first"], "executable": "/bin/sh",
-         "arguments": ["-c", "cat mid.txt mid.txt > out.txt"],
-         "resources": {"cores_per_task": 2},
-         "inputs": [{"lfn": "mid.txt", "urls": [f"file://{res}/mid.txt"]}],
-         "outputs": [{"lfn": "out.txt", "urls": [f"file://{res}/out.txt"]}]},
+        *staged_pair(data, res),
         {"id": "apart", "after": ["first"], "placement": "flux", "executable": "/bin/true"},
     ]
     (fl.tmp / "jobs.json").write_text(json.dumps({"tasks": jobs}))
