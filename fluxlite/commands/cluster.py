@@ -112,18 +112,14 @@ _BOUNDS: tuple[tuple[str, str, float, float], ...] = (
 
 def check_numbers(args: argparse.Namespace) -> None:
     """Every number on the command line finite and within its bounds, or one line."""
-    import math
-
     from fluxlite.errors import UsageError
+    from fluxlite.numbers import check_number
 
     for opt, attr, least, most in _BOUNDS:
         v = getattr(args, attr, None)
-        if v is None:
-            continue
-        if not math.isfinite(v):
-            raise UsageError(f"{opt}: must be a finite number, not {v}")
-        if not least <= v <= most:
-            raise UsageError(f"{opt}: must be between {least:g} and {most:g}")
+        why = None if v is None else check_number(v, minimum=least, maximum=most)
+        if why:
+            raise UsageError(f"{opt}: {why}")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -258,8 +254,11 @@ def _main(args: argparse.Namespace, sigs: _Signals) -> int:
             if nested is not None:
                 nested.stop(ok=failed is None)
             if ctx is not None:
+                from fluxlite.errors import FluxliteError
+
+                # an error of fluxlite's own carries its code; anything else is a failure
                 ctx.memo_end(sched.exit_code(summary) if failed is None
-                             else getattr(failed, "exit_code", 1))
+                             else failed.exit_code if isinstance(failed, FluxliteError) else 1)
         finally:
             shutil.rmtree(tmpdir, ignore_errors=True)
 

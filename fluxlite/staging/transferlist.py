@@ -20,6 +20,7 @@ from typing import Any
 from fluxlite.errors import EXIT_FAILED, SpecError, StageError
 from fluxlite.staging.base import Policy, Request, TransferResult
 from fluxlite.urls import local_path, redact, scheme_of
+from fluxlite.numbers import check_number
 
 logger = logging.getLogger(__name__)
 
@@ -187,7 +188,8 @@ def parse_list(doc: Any, symlink: bool = False, rng: random.Random | None = None
             prio = s.get("priority")
             if prio is None:
                 prio = rng.randint(1, 100)  # pegasus-transfer's rule for a missing priority
-            elif not _whole(prio, PRIORITY_MIN, PRIORITY_MAX):
+            elif check_number(prio, minimum=PRIORITY_MIN, maximum=PRIORITY_MAX,
+                              integer=True) is not None:
                 out.problems.append(f"{path}.src_urls[{j}].priority: must be a whole number "
                                     f"from {PRIORITY_MIN} to {PRIORITY_MAX}")
                 continue
@@ -219,15 +221,6 @@ def parse_list(doc: Any, symlink: bool = False, rng: random.Random | None = None
 
 
 PRIORITY_MIN, PRIORITY_MAX = -(2**31), 2**31 - 1
-
-
-def _whole(value: Any, lo: float, hi: float) -> bool:
-    """A JSON number that is a whole number within [lo, hi] (NaN and infinities are not)."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return False
-    if isinstance(value, float) and not (math.isfinite(value) and value.is_integer()):
-        return False
-    return lo <= value <= hi
 
 
 def _key_path(path: str, key: str) -> str:
