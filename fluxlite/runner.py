@@ -731,7 +731,7 @@ class Runner:
         else:  # the cause as stderr says it, for `flux jobs -o {user.fluxlite.cause}`
             self._memo(Phase.FAILED, exit_code=rec.exit_code, cause=failure_cause(rec))
         ru = resource.getrusage(resource.RUSAGE_SELF)
-        from fluxlite.execute.task import rusage_dict
+        from fluxlite.execute.base import rusage_dict
 
         rec.self_usage = rusage_dict(ru)
         self._before_records()
@@ -951,7 +951,7 @@ def _protocol(line: str) -> None:
 
 
 def _failed_status(error: str) -> Any:
-    from fluxlite.execute.task import ExitStatus
+    from fluxlite.execute.base import ExitStatus
 
     return ExitStatus.failed_to_start(error)
 

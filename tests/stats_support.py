@@ -11,7 +11,7 @@ from typing import Any
 
 from fluxlite.cluster.formats import Task
 from fluxlite.cluster.records import Attempt, RecordWriter, attempt_dict, summary_line
-from fluxlite.execute.task import ExitStatus
+from fluxlite.execute.base import ExitStatus
 from fluxlite.record.host import iso
 
 T0 = 1796000000.0  # a fixed start, so that figures do not depend on when the test runs

@@ -20,7 +20,7 @@ from typing import Any
 
 from fluxlite.cluster.formats import Task
 from fluxlite.errors import EXIT_INFRA
-from fluxlite.execute.task import ExitStatus, TaskResult, rusage_dict
+from fluxlite.execute.base import ExitStatus, TaskResult, rusage_dict
 from fluxlite.record import host, kickstart
 from fluxlite.record.model import Identity, Record, StdioFile
 from fluxlite.redact import text as redact_text

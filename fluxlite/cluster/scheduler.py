@@ -32,7 +32,7 @@ from fluxlite.cluster.executors import Executor
 from fluxlite.cluster.formats import TaskGraph, one_line
 from fluxlite.cluster.records import Attempt, RecordWriter, attempt_dict, summary_line
 from fluxlite.errors import EXIT_INFRA, FluxliteError, UsageError
-from fluxlite.execute.task import signal_name
+from fluxlite.execute.base import signal_name
 from fluxlite.record.host import iso
 from fluxlite.signals import Handlers
 

@@ -185,7 +185,8 @@ def _main(args: argparse.Namespace, sigs: _Signals) -> int:
         if kind in ("flux", "pool") and ctx is not None:
             ctx.warn_if_queued_behind_itself(nested=args.nested)
 
-    from fluxlite.cluster.executors import FluxExecutor, LocalExecutor, TaskFiles
+    from fluxlite.cluster.executors import LocalExecutor, TaskFiles
+    from fluxlite.cluster.flux_executor import FluxExecutor
     from fluxlite.flux.instance import NestedInstance
     from fluxlite.cluster.records import RecordWriter
     from fluxlite.cluster.scheduler import Options, Scheduler, binary_out

@@ -34,7 +34,7 @@ from fluxlite.errors import (
     Interrupted,
     WorkdirError,
 )
-from fluxlite.execute.task import ExitStatus, SignalEvent, TaskResult
+from fluxlite.execute.base import ExitStatus, SignalEvent, TaskResult
 from fluxlite.execute.timelimit import Schedule
 from fluxlite.record import host
 from fluxlite.record.model import OutputInfo, Phase, StdioFile, tail

@@ -223,7 +223,7 @@ def _status(w: _W, depth: int, status: Any) -> None:
     if status.error is not None:
         w.kv(depth + 1, "failure_error", q(status.error))
     elif status.signal is not None:
-        from fluxlite.execute.task import signal_name
+        from fluxlite.execute.base import signal_name
 
         w.kv(depth + 1, "signalled_signal", str(status.signal))
         # kickstart's key is misspelt; write both so either reader finds it
@@ -241,7 +241,7 @@ def _strsignal(sig: int) -> str:
 
 
 def _mainjob(w: _W, rec: Record) -> None:
-    from fluxlite.execute.task import ExitStatus
+    from fluxlite.execute.base import ExitStatus
 
     task = rec.task
     w.key(1, "mainjob")
@@ -250,7 +250,7 @@ def _mainjob(w: _W, rec: Record) -> None:
     w.kv(2, "pid", str(task.pid if task else 0))
     w.key(2, "usage")
     ru = task.rusage if task and task.rusage else {}
-    from fluxlite.execute.task import RUSAGE_FIELDS
+    from fluxlite.execute.base import RUSAGE_FIELDS
 
     for k in RUSAGE_FIELDS:
         v = ru.get(k, 0)

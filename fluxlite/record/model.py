@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from fluxlite.execute.monitor import ResourceUsage
-    from fluxlite.execute.task import SignalEvent, TaskResult
+    from fluxlite.execute.base import SignalEvent, TaskResult
     from fluxlite.execute.timelimit import Schedule
     from fluxlite.integrity import Verification
     from fluxlite.spec import JobSpec

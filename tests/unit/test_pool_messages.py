@@ -9,7 +9,7 @@ import pytest
 from fluxlite.cluster import formats
 from fluxlite.cluster.formats import ClusterInputError, Task
 from fluxlite.cluster.records import Attempt, RecordWriter, attempt_dict
-from fluxlite.execute.task import ExitStatus
+from fluxlite.execute.base import ExitStatus
 from fluxlite.flux.pool import messages as m
 
 

@@ -270,7 +270,7 @@ def test_tries_of_a_workflow_job_are_one_task(tmp_path: Path) -> None:
 def test_tasks_that_never_started_in_one_millisecond_are_each_counted(tmp_path: Path) -> None:
     from fluxlite.cluster.formats import Task
     from fluxlite.cluster.records import Attempt, attempt_dict
-    from fluxlite.execute.task import ExitStatus
+    from fluxlite.execute.base import ExitStatus
 
     doc, attempts = synthetic_cluster(3, hosts=1, slots=1, fail_every=0)
     for i, t in enumerate(doc["tasks"]):  # exec failed: no pid, the same millisecond

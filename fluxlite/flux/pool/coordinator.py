@@ -28,7 +28,7 @@ from fluxlite.cluster.executors import Executor, TaskFiles
 from fluxlite.cluster.formats import Task
 from fluxlite.cluster.records import Attempt
 from fluxlite.errors import FluxliteError, FluxUnavailable
-from fluxlite.execute.task import ExitStatus
+from fluxlite.execute.base import ExitStatus
 from fluxlite.flux.pool import messages as m
 
 logger = logging.getLogger(__name__)

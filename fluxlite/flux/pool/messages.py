@@ -29,7 +29,7 @@ import orjson
 
 from fluxlite.cluster.formats import Task
 from fluxlite.cluster.records import Attempt
-from fluxlite.execute.task import ExitStatus
+from fluxlite.execute.base import ExitStatus
 
 HELLO, WANT, DONE = "hello", "want", "done"
 SIGNAL, PING, STOP = "signal", "ping", "stop"

@@ -10,7 +10,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from fluxlite.cluster.executors import Executor, FluxExecutor, TaskFiles
+from fluxlite.cluster.executors import Executor, TaskFiles
+from fluxlite.cluster.flux_executor import FluxExecutor
 from fluxlite.cluster.formats import ClusterInputError, Task, TaskGraph
 from fluxlite.cluster.records import Attempt
 from fluxlite.flux.pool.coordinator import PoolExecutor

@@ -24,7 +24,7 @@ import tempfile
 from typing import Any
 
 from fluxlite.cluster.records import Attempt
-from fluxlite.execute.task import ExitStatus
+from fluxlite.execute.base import ExitStatus
 from fluxlite.flux.pool import messages as m
 
 logger = logging.getLogger(__name__)
