@@ -26,6 +26,9 @@ from fluxlite.spec import Limits
 
 logger = logging.getLogger(__name__)
 
+#: no TERM and no KILL of fluxlite's own (a cluster's task: the cluster stops them)
+NO_SCHEDULE = Schedule()
+
 
 def signal_name(signum: int) -> str:
     """SIGTERM for 15; SIG<n> for a number that names no signal."""
@@ -134,7 +137,8 @@ class Launcher(ABC):
     monitors_tree: bool = False
 
     def __init__(self, argv: list[str], cwd: str, env: dict[str, str], *, stdin: Any,
-                 stdout: Any, stderr: Any, schedule: Schedule, kill_grace: float = 5.0,
+                 stdout: Any, stderr: Any, schedule: Schedule = NO_SCHEDULE,
+                 kill_grace: float = 5.0,
                  usr1: str = "schedule", append: bool = False,
                  events: list[SignalEvent] | None = None) -> None:
         """``stdin``/``stdout``/``stderr`` are paths, or descriptors the caller keeps
