@@ -270,31 +270,23 @@ def _pidfd(pid: int) -> int:
 
 
 def kill_descendants(reason: str, spare: tuple[int, ...] = ()) -> list[dict[str, object]]:
-    """SIGKILL every process below this one but ``spare``; return what was killed. Reaps
-    nothing."""
-    import psutil
-
-    me = psutil.Process(os.getpid())
+    """SIGKILL every process below this one but ``spare``; return what was killed (pid,
+    name, signal, reason). Reaps nothing."""
     killed: list[dict[str, object]] = []
     seen: set[int] = set(spare)
     for _ in range(5):  # new children may appear while we kill (a fork in flight)
-        try:
-            procs = [p for p in me.children(recursive=True) if p.pid not in seen]
-        except psutil.Error:
-            break
-        live = []
-        for p in procs:
-            seen.add(p.pid)
-            try:
-                if p.status() == psutil.STATUS_ZOMBIE:
-                    continue
-                info = {"pid": p.pid, "name": p.name(), "signal": "SIGKILL", "reason": reason}
-                p.kill()
-                killed.append(info)
-                live.append(p)
-            except psutil.Error:
+        found = [p for p in supervisor.descendants(os.getpid()) if p not in seen]
+        seen.update(found)
+        for pid in found:
+            st = supervisor.proc_state(pid)
+            if st is None or st[1] == "Z":
                 continue
-        if not live:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                continue
+            killed.append({"pid": pid, "name": st[0], "signal": "SIGKILL", "reason": reason})
+        if not found:
             break
     return killed
 
@@ -306,19 +298,13 @@ def reap_exited(spare: Container[int] = ()) -> None:
     try:
         kids = supervisor.children(os.getpid())
     except (OSError, ValueError):
-        import psutil
-
-        kids = [p.pid for p in psutil.Process().children()]
+        return  # the kernel does not list children: they are reaped when the cluster ends
     for pid in kids:
-        if pid in spare:
-            continue
-        try:
-            with open(f"/proc/{pid}/stat", "rb") as fh:
-                if fh.read().rsplit(b")", 1)[1].split()[0] != b"Z":
-                    continue
-            os.waitpid(pid, os.WNOHANG)
-        except (OSError, IndexError):
-            continue
+        if pid not in spare and not supervisor.alive(pid):
+            try:
+                os.waitpid(pid, os.WNOHANG)
+            except OSError:
+                pass
 
 
 def has_children() -> bool:

@@ -246,6 +246,23 @@ def children(pid: int) -> list[int]:
     return kids
 
 
+def proc_state(pid: int) -> tuple[str, str] | None:
+    """A process's name and state letter ("Z" a zombie) from /proc/PID/stat; None when it
+    is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            head, tail = fh.read().rsplit(b")", 1)
+    except (OSError, ValueError):
+        return None
+    return head.split(b"(", 1)[-1].decode("utf-8", "replace"), tail.split()[0].decode()
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` is a process that has not exited (a zombie has)."""
+    st = proc_state(pid)
+    return st is not None and st[1] != "Z"
+
+
 def descendants(pid: int) -> list[int]:
     """Every process below pid (the ones it can still see)."""
     out: list[int] = []

@@ -13,6 +13,7 @@ import pytest
 from fluxlite.errors import ExecError
 from fluxlite.execute.base import Launcher, TaskResult
 from fluxlite.execute.local import GROUP, LocalLauncher, reap_all
+from fluxlite.execute.supervisor import alive as _alive
 from fluxlite.execute.timelimit import Schedule
 from tests.launcher_contract import LauncherContract
 
@@ -255,11 +256,3 @@ def test_a_single_job_inherits_no_descriptor_but_its_stdio(tmp_path: Path) -> No
     finally:
         os.close(fd)
     assert res.status.exitcode == 1  # the descriptor is not there
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
