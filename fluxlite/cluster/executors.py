@@ -60,6 +60,7 @@ class Executor:
     where = "this executor"
 
     def fits(self, task: Task) -> bool:
+        """Whether ``task`` can start now (free slots, GPUs, memory, room in flight)."""
         raise NotImplementedError
 
     def start(self, a: Attempt) -> Attempt | None:
@@ -71,19 +72,24 @@ class Executor:
         raise NotImplementedError
 
     def running(self) -> int:
+        """How many attempts are running."""
         raise NotImplementedError
 
     def signal_all(self, signum: int, reason: str) -> None:
+        """Send ``signum`` to every running attempt, marking it stopped for ``reason``."""
         raise NotImplementedError
 
     def wakeup_fd(self) -> int | None:
+        """A descriptor readable when an attempt may have finished (None: poll instead)."""
         return None
 
     def close(self) -> None:
-        pass
+        """End every attempt still running and release what the executor holds."""
 
 
 def task_argv(a: Attempt, jobtask_files: tuple[str, str, str] | None) -> list[str]:
+    """The argv an attempt runs: its own, a pegasus-cluster line under /bin/sh, or a whole
+    fluxlite job run by ``fluxlite.cluster.jobtask`` on ``jobtask_files``."""
     t = a.task
     if t.job is not None:
         assert jobtask_files is not None
@@ -123,10 +129,13 @@ class TaskFiles:
         self._specs: dict[str, str] = {}
 
     def base(self, a: Attempt) -> str:
+        """The path prefix of an attempt's files (``.out``, ``.err``, forwarding)."""
         safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in a.task.id)[:80]
         return os.path.join(self.tmpdir, f"{a.task.seq}.{safe}.{a.number}")
 
     def jobtask(self, a: Attempt) -> tuple[str, str, str] | None:
+        """For a task that is a whole fluxlite job: its job.json and where its kickstart
+        and JSON records go; None for a command."""
         t = a.task
         if t.job is None:
             return None
@@ -142,6 +151,7 @@ class TaskFiles:
         return spec, b + ".ks.yml", b + ".rec.json"
 
     def collect_job_records(self, a: Attempt, files: tuple[str, str, str] | None) -> None:
+        """A job task's kickstart and JSON records into the attempt (then removed)."""
         if files is None:
             return
         import orjson
@@ -164,6 +174,8 @@ class TaskFiles:
             a.flux_id = a.flux_id or jid
 
     def read_tail(self, fd: int) -> tuple[bytes, bool, int]:
+        """The last ``stdio_bytes`` of the file open at ``fd``, whether that is less than
+        all of it, and its size."""
         size = os.fstat(fd).st_size
         limit = self.stdio_bytes
         if limit and size > limit:
@@ -291,11 +303,13 @@ class PipeForward:
         yield self.buf
 
     def close_write(self) -> None:
+        """Close this process's write end (the task holds its own copy)."""
         if self.wfd >= 0:
             os.close(self.wfd)
             self.wfd = -1
 
     def close(self) -> None:
+        """Close every descriptor of the pipe and drop what it held."""
         self.close_write()
         for attr in ("fd", "spool"):
             fd = getattr(self, attr)

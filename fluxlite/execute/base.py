@@ -69,6 +69,7 @@ class ExitStatus:
 
     @property
     def ok(self) -> bool:
+        """Whether the task ran and exited 0."""
         return self.error is None and self.signal is None and self.exitcode == 0
 
 

@@ -98,6 +98,8 @@ class LocalLauncher(Launcher):
 
     # -- start ------------------------------------------------------------------
     def start(self) -> None:
+        """Open the stdio and spawn the task under the cleanup policy; ExecError when it
+        cannot be started."""
         exe = self.executable or which(self.argv[0], self.env)
         if exe is None:
             raise ExecError(f"cannot execute {self.argv[0]}: "
