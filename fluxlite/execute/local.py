@@ -242,10 +242,8 @@ class LocalLauncher(Launcher):
     def kill_tree(self, reason: str) -> None:
         """SIGKILL the task's process group and, under the descendants policy, every
         descendant of fluxlite."""
-        with self._lock:
-            if self._killed:
-                return
-            self._killed = True
+        if not self.escalation.kill_once():
+            return
         if self.cleanup == DESCENDANTS:
             # every process below us, one by one so that the record can name them; the
             # task's process group is among them (fluxlite and the supervisor are subreapers)
