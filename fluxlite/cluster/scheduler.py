@@ -32,7 +32,7 @@ from fluxlite.cluster.executors import Executor
 from fluxlite.cluster.formats import TaskGraph, one_line
 from fluxlite.cluster.records import Attempt, RecordWriter, attempt_dict, summary_line
 from fluxlite.errors import EXIT_INFRA, FluxliteError, UsageError
-from fluxlite.execute.base import signal_name
+from fluxlite.execute.base import Escalation, signal_name
 from fluxlite.record.host import iso
 from fluxlite.signals import Handlers
 
@@ -116,8 +116,8 @@ class Scheduler:
         self.signum: int | None = None
         self.start = time.time()
         self._t0 = time.monotonic()
-        self._term_at: float | None = None
-        self._kill_at: float | None = None
+        # the cluster's TERM (at the time limit or a stop signal) and KILL, for all its tasks
+        self.escalation = Escalation(options.kill_grace)
         self._rescue_fh: IO[str] | None = None
         self._rescue_keep: int | None = None  # bytes of the rescue file that end in "\n"
         self._handlers = Handlers(HANDLED_SIGNALS, self._on_signal)
@@ -244,7 +244,7 @@ class Scheduler:
             # the records and the shutdown of an enclosing instance
             margin = max(min(60.0, 0.1 * limit), self.opt.kill_grace + 2.0)
         term = max(0.0, limit - margin)
-        self._term_at = self._t0 + term
+        self.escalation.term_at = self._t0 + term
         self.limit_source = source
         logger.info("time limit: %.1f s (%s); running tasks get SIGTERM after %.1f s",
                     limit, source, term)
@@ -255,8 +255,9 @@ class Scheduler:
         if signum == _WARNING_SIGNAL:
             self._warned = True
             return
-        if self.signum is not None:
-            self._kill_at = time.monotonic()  # a second stop signal: no more grace
+        if self.signum is not None:  # a second stop signal: no more grace
+            now = time.monotonic()
+            self.escalation.sooner(now, now)
         self.signum = self.signum or signum
 
     # -- the loop -------------------------------------------------------------------------
@@ -340,10 +341,9 @@ class Scheduler:
             now = time.monotonic()
             # short enough to notice signals and deadlines promptly
             timeout = 0.2
-            if self._term_at is not None and self.stopping in _SOFT_STOPS:
-                timeout = min(timeout, max(0.0, self._term_at - now))
-            if self._kill_at is not None:
-                timeout = min(timeout, max(0.0, self._kill_at - now))
+            due = self.escalation.next()
+            if due is not None:
+                timeout = min(timeout, max(0.0, due - now))
             for a in self.ex.poll(timeout):
                 self._completed(a)
             now = time.monotonic()
@@ -354,30 +354,34 @@ class Scheduler:
                 self._progress()
 
     def _check_stops(self, now: float) -> None:
+        e = self.escalation
         if self.signum is not None and self.stopping != "interrupted":
-            self._stop("interrupted", f"interrupted by {signal.Signals(self.signum).name}")
-        if self.stopping in _SOFT_STOPS and (self._warned or (
-                self._term_at is not None and now >= self._term_at)):
-            if self._warned:
-                logger.warning("SIGUSR1: the time limit is near")
-            self._stop("time limit", "time limit")
-        if self._kill_at is not None and now >= self._kill_at:
-            self._kill_at = None
+            self.stopping = "interrupted"
+            why = f"interrupted by {signal.Signals(self.signum).name}"
+            if e.stop(why) == "term":
+                self._term_all(why)
+            else:  # the tasks had their TERM (the time limit): no more grace
+                e.sooner(now, now)
+        if self._warned and not e.termed:
+            logger.warning("SIGUSR1: the time limit is near")
+            e.sooner(now)
+        act = e.due(now)
+        if act == "term":
+            self.stopping = "time limit"
+            self._term_all("time limit")
+        elif act == "kill" and e.kill_once():
             n = self.ex.running()
             if n:
                 logger.warning("sending SIGKILL to %d task(s) still running", n)
             self.ex.signal_all(signal.SIGKILL, self.stopping or "killed")
 
-    def _stop(self, state: str, reason: str) -> None:
-        """Start nothing new; TERM the running tasks, KILL them ``kill_grace`` later (never
-        later than a KILL already due)."""
-        self.stopping = state
+    def _term_all(self, reason: str) -> None:
+        """Start nothing new and TERM the running tasks (the escalation KILLs them
+        ``kill_grace`` later)."""
         n = self.ex.running()
         logger.warning("%s: starting no more tasks%s", reason,
                        f"; sending SIGTERM to {n} running" if n else "")
         self.ex.signal_all(signal.SIGTERM, reason)
-        kill_at = time.monotonic() + self.opt.kill_grace
-        self._kill_at = kill_at if self._kill_at is None else min(self._kill_at, kill_at)
 
     # -- completions ----------------------------------------------------------------------
     def _completed(self, a: Attempt) -> None:
