@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from fluxlite.errors import (
     EXIT_INFRA,
+    SIGNAL_BASE,
     ExecError,
     FluxliteError,
     IntegrityError,
@@ -298,7 +299,7 @@ class Runner:
             # The task caught the TERM (time limit or a signal to fluxlite) and exited
             # cleanly, typically after saving a checkpoint: its work is not done, so the job
             # must not count as a success; a rerun resumes from the checkpoint.
-            rec.exit_code = 128 + task.terminated_by
+            rec.exit_code = SIGNAL_BASE + task.terminated_by
             rec.error = rec.error or (f"task stopped by {signal_name(task.terminated_by)}"
                                       f" ({'time limit' if task.timed_out else 'signal'})")
             rec.failed_phase = rec.failed_phase or Phase.TASK

@@ -60,8 +60,9 @@ class Workdir:
             failed: list[str] = []
 
             def note(_fn: object, p: str, exc: object) -> None:
-                err = exc[1] if isinstance(exc, tuple) else exc
-                failed.append(f"{p}: {getattr(err, 'strerror', None) or err}")
+                err = exc[1] if isinstance(exc, tuple) else exc  # onerror: exc_info
+                why = err.strerror if isinstance(err, OSError) and err.strerror else err
+                failed.append(f"{p}: {why}")
 
             if sys.version_info >= (3, 12):
                 shutil.rmtree(name, dir_fd=pfd, onexc=note)

@@ -16,6 +16,7 @@ import math
 import os
 import re
 import shlex
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -423,13 +424,13 @@ def _parse_list(text: str, path: str) -> TaskGraph:
 def _parse_json(text: str, path: str) -> TaskGraph:
     g = TaskGraph(path, "json", lines=len(lines(text)))
     try:
-        doc = json.loads(text, parse_constant=_no_constant, object_pairs_hook=_no_duplicates)
+        doc = json.loads(text, parse_constant=_no_constant, object_pairs_hook=_no_duplicates,
+                         parse_int=_int_literal)
     except json.JSONDecodeError as err:
         raise ClusterInputError(path, f"malformed JSON: {err.msg} (column {err.colno})",
                                 err.lineno) from err
-    except ValueError as err:  # NaN, a duplicate key, an integer of thousands of digits
-        msg = str(err) if "digits" not in str(err) else "an integer with too many digits"
-        raise ClusterInputError(path, f"malformed JSON: {msg}") from err
+    except _NotJSON as err:  # NaN, a duplicate key, an integer of thousands of digits
+        raise ClusterInputError(path, f"malformed JSON: {err.reason}") from err
     entries: Any = doc
     prefix = ""
     if isinstance(doc, dict):
@@ -499,8 +500,24 @@ def _json_int(entry: dict[str, Any], key: str, default: int, minimum: int, path:
     return v
 
 
+class _NotJSON(ValueError):
+    """What the parser's hooks refuse in a JSON job list, with the reason."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a number JSON allows")
+    raise _NotJSON(f"{name} is not a number JSON allows")
+
+
+def _int_literal(text: str) -> int:
+    # checked before int() is asked, which refuses such an integer in a message of its own
+    most = sys.get_int_max_str_digits()  # 0: no limit
+    if most and len(text.lstrip("-")) > most:
+        raise _NotJSON("an integer with too many digits")
+    return int(text)
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -508,7 +525,7 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     if len(d) != len(pairs):
         seen: set[str] = set()
         key = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
-        raise ValueError(f"duplicate key '{key}' in an object")
+        raise _NotJSON(f"duplicate key '{key}' in an object")
     return d
 
 

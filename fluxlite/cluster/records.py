@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fluxlite.cluster.formats import Task
-from fluxlite.errors import EXIT_INFRA
+from fluxlite.errors import EXIT_INFRA, SIGNAL_BASE
 from fluxlite.execute.base import ExitStatus, TaskResult, rusage_dict
 from fluxlite.record import host, kickstart
 from fluxlite.record.model import Identity, Record, StdioFile
@@ -70,7 +70,7 @@ class Attempt:
     def code(self) -> int:
         """The attempt's exit code as the cluster reports it."""
         if self.status.ok and self.stopped is not None:
-            return 128 + signal.SIGTERM  # stopped: work not done, whatever it exited with
+            return SIGNAL_BASE + signal.SIGTERM  # stopped: work not done, whatever it exited with
         if self.status.ok and self.failure is not None:
             return EXIT_INFRA
         return self.status.code

@@ -31,18 +31,20 @@ from typing import IO, Any
 from fluxlite.cluster.executors import Executor
 from fluxlite.cluster.formats import TaskGraph, one_line
 from fluxlite.cluster.records import Attempt, RecordWriter, attempt_dict, summary_line
-from fluxlite.errors import EXIT_INFRA, FluxliteError, UsageError
+from fluxlite.errors import (
+    EXIT_INFRA,
+    EXIT_OK,
+    EXIT_TASK_FAILED,
+    EXIT_TIME_LIMIT,
+    SIGNAL_BASE,
+    FluxliteError,
+    UsageError,
+)
 from fluxlite.execute.base import signal_name
 from fluxlite.record.host import iso
 from fluxlite.signals import Handlers
 
 logger = logging.getLogger(__name__)
-
-# Exit codes of `fluxlite cluster` (docs/cluster.md)
-EXIT_OK = 0
-EXIT_TASK_FAILED = 5  # as pegasus-cluster: at least one task failed (or never ran because
-#                       a parent failed)
-EXIT_TIME_LIMIT = 14  # as kickstart's -k timeout: stopped by the time limit; rerun continues
 
 # Signals that stop the cluster (SIGALRM: Flux's job shell at the time limit; SIGXCPU: a
 # CPU-time limit); SIGUSR1 is the warning that the time limit is near (Flux's --signal)
@@ -302,7 +304,7 @@ class Scheduler:
     def _launch(self) -> None:
         if self.stopping or not self.ready or self.signum is not None or self._warned:
             return
-        if getattr(self.out, "error", None) is not None:
+        if self._output_lost():
             self.stopping = "output"  # nothing more can be recorded: start nothing more
             return
         skipped: list[tuple[int, int, str]] = []
@@ -514,13 +516,17 @@ class Scheduler:
             s["signal"] = signal.Signals(self.signum).name
         return s
 
+    def _output_lost(self) -> bool:
+        """Whether the output stream could take no more (only an ``Output`` tells)."""
+        return isinstance(self.out, Output) and self.out.error is not None
+
     def exit_code(self, summary: dict[str, Any]) -> int:
-        if getattr(self.out, "error", None) is not None:
+        if self._output_lost():
             return EXIT_INFRA  # the records are lost: no task can be judged
         if summary["stat"] == "ok":
             return EXIT_OK
         if self.signum is not None:
-            return 128 + self.signum
+            return SIGNAL_BASE + self.signum
         if self.stopping == "time limit":
             return EXIT_TIME_LIMIT
         return EXIT_TASK_FAILED

@@ -182,8 +182,18 @@ class Docker(Podman):
         try:
             self.tool("rm", "--force", name, timeout=120)
         except ContainerError as err:
-            if "no such container" not in str(err).lower():
+            # docker rm has no --ignore: a container already gone (docker run --rm took it)
+            # fails it too, and is what was wanted
+            if self._present(name):
                 logger.warning("%s", err)
+
+    def _present(self, name: str) -> bool:
+        """Whether a container of fluxlite's of that name is there (True when it cannot be
+        told)."""
+        try:
+            return any(n == name for n, _ in self._list())
+        except ContainerError:
+            return True
 
     def _list(self) -> list[tuple[str, str]]:
         out = self.tool("ps", "--all", "--filter", f"label={LABEL}", "--format",
