@@ -42,6 +42,8 @@ class KickstartUsage(FluxliteError):
 
 @dataclass(slots=True)
 class KickstartArgs:
+    """pegasus-kickstart's command line, parsed."""
+
     transformation: str | None = None
     derivation: str | None = None
     resource: str | None = None

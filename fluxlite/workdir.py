@@ -23,6 +23,8 @@ CANDIDATE_VARS = ("FLUX_JOB_TMPDIR", "PEGASUS_WN_TMP", "_CONDOR_SCRATCH_DIR", "O
 
 @dataclass(slots=True)
 class Workdir:
+    """A worker directory: where it is, the base it was made in, its free space."""
+
     path: str
     base: str
     free_mb: float
@@ -78,6 +80,7 @@ class Workdir:
 
 
 def candidates(spec: WorkdirSpec, env: Mapping[str, str] | None = None) -> list[str]:
+    """The bases a worker directory may be made in, in PegasusLite's order."""
     if env is None:
         env = os.environ
     out: list[str] = []

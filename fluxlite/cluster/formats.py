@@ -75,6 +75,8 @@ def one_line(text: str) -> str:
 
 @dataclass(slots=True)
 class Task:
+    """One task of a cluster, as its input describes it: what runs, what it needs, its edges."""
+
     id: str
     line: int = 0  # where it was defined (0 for JSON tasks: see ``where``)
     seq: int = 0  # order in the input: the tie-breaker after priority
@@ -100,6 +102,8 @@ class Task:
 
     @property
     def app(self) -> str:
+        """The program the task runs: the job's executable, argv[0], or the shell command's
+        first word."""
         if self.job is not None:
             return self.job.executable
         if self.argv:
@@ -108,6 +112,7 @@ class Task:
 
     @property
     def args(self) -> list[str]:
+        """The task's arguments after the program (``-c LINE`` for a shell command)."""
         if self.job is not None:
             return list(self.job.arguments)
         if self.argv:
@@ -117,6 +122,8 @@ class Task:
 
 @dataclass(slots=True)
 class TaskGraph:
+    """The tasks of one cluster input, by id, with the format and size it was read from."""
+
     path: str
     format: str
     tasks: dict[str, Task] = field(default_factory=dict)
@@ -177,6 +184,7 @@ def detect(text: str, path: str = "<input>") -> str:
 
 
 def load(path: str, fmt: str | None = None) -> TaskGraph:
+    """Read and parse a cluster input file; one-line errors name the file and line."""
     try:
         with open(path, "rb") as fh:
             raw = fh.read()
@@ -192,6 +200,7 @@ def load(path: str, fmt: str | None = None) -> TaskGraph:
 
 def parse(text: str, path: str = "<input>", fmt: str | None = None) -> TaskGraph:
     # a UTF-8 byte-order mark is no part of the content, whatever the format
+    """Parse a cluster input (its format given or recognised by content) into a TaskGraph."""
     text = text.removeprefix("\ufeff")
     nul = text.find("\0")
     if nul >= 0:

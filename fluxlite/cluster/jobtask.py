@@ -14,6 +14,7 @@ from fluxlite.errors import EXIT_USAGE
 
 
 def main(argv: list[str]) -> int:
+    """Run the job of SPEC with its records written to the two files; its exit code."""
     if len(argv) != 3:
         sys.stderr.write("usage: python -m fluxlite.cluster.jobtask SPEC KICKSTART_OUT "
                          "JSON_OUT\n")

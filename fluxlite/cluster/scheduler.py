@@ -84,6 +84,8 @@ def parse_rescue_line(line: str) -> str | None:
 
 @dataclass(slots=True)
 class Options:
+    """How the scheduler runs a cluster: stops, retries, rescue file, time limit."""
+
     fail_fast: bool = False
     rescue: str | None = None
     max_wall_time: float | None = None  # seconds from the start of the cluster
@@ -96,6 +98,8 @@ class Options:
 
 @dataclass(slots=True)
 class TaskState:
+    """Where one task is in the cluster's run: its state, tries and attempts."""
+
     state: str = "waiting"  # waiting, ready, running, done, rescued, failed, not-run
     waiting_on: int = 0
     tries: int = 0
@@ -104,6 +108,9 @@ class TaskState:
 
 
 class Scheduler:
+    """Runs a TaskGraph on an executor: ready tasks by priority, retries, the rescue file and
+    the cluster's stop, writing each attempt's records as it ends."""
+
     def __init__(self, graph: TaskGraph, executor: Executor, writer: RecordWriter,
                  out: IO[bytes] | Output, options: Options) -> None:
         self.g = graph
@@ -521,6 +528,7 @@ class Scheduler:
         return isinstance(self.out, Output) and self.out.error is not None
 
     def exit_code(self, summary: dict[str, Any]) -> int:
+        """The cluster's exit code for its summary (errors.py's table)."""
         if self._output_lost():
             return EXIT_INFRA  # the records are lost: no task can be judged
         if summary["stat"] == "ok":
@@ -559,6 +567,7 @@ class Output:
         self.error: str | None = None
 
     def write(self, data: bytes) -> None:
+        """Write ``data``, or drop it once the stream has failed."""
         if self.error is None:
             try:
                 self.raw.write(data)
@@ -566,6 +575,7 @@ class Output:
                 self._failed(err)
 
     def flush(self) -> None:
+        """Flush what is buffered, unless the stream has failed."""
         if self.error is None:
             try:
                 self.raw.flush()
@@ -573,6 +583,7 @@ class Output:
                 self._failed(err)
 
     def close(self) -> None:
+        """Close the stream; a failure there counts as the stream's first."""
         try:
             self.raw.close()
         except OSError as err:
@@ -605,6 +616,7 @@ def _last_line(data: bytes | None, most: int = 200) -> str:
 
 
 def binary_out(path: str | None) -> Output:
+    """The cluster's output stream: the file at ``path``, or stdout for None and ``-``."""
     if path in (None, "-"):
         raw: IO[bytes] = io.BufferedWriter(io.FileIO(os.dup(sys.stdout.fileno()), "wb"),
                                            1 << 16)

@@ -23,6 +23,7 @@ logger = logging.getLogger(__name__)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of ``fluxlite cluster``."""
     p.add_argument("input", help="PMC DAG (TASK/EDGE lines), pegasus-cluster list (one "
                    "command per line) or JSON job list; recognised by content")
     p.add_argument("--format", choices=("auto", "pmc", "list", "json"), default="auto",
@@ -125,6 +126,7 @@ def check_numbers(args: argparse.Namespace) -> None:
 def main(args: argparse.Namespace) -> int:
     # From the start: a signal while a large input is read ends the command in one line
     # (exit 128+N, nothing ran), and one that comes later is never dropped
+    """``fluxlite cluster INPUT``: run the cluster; its exit code."""
     from fluxlite.errors import Interrupted
     from fluxlite.signals import Stop
 

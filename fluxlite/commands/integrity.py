@@ -64,6 +64,7 @@ def _setup_logging(debug: bool) -> None:
 
 
 def main_argv(argv: list[str]) -> int:
+    """``fluxlite integrity ARGS``: pegasus-integrity's command line; its exit code."""
     args = _parser().parse_args(argv)
     _setup_logging(args.debug)
     given = [m for m in _MODES if getattr(args, m) is not None]

@@ -256,6 +256,8 @@ class Apptainer(Runtime):
 
 
 class Singularity(Apptainer):
+    """singularity exec: Apptainer's command line under its older name."""
+
     type = "singularity"
     programs = ("singularity", "apptainer")  # apptainer installs a singularity command too
 

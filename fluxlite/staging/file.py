@@ -138,6 +138,8 @@ def open_confined(path: str, root: str, lfn: str) -> _FileReader:
 
 
 class FileBackend(Backend):
+    """file:// URLs and local paths."""
+
     def local_path(self, url: str) -> str | None:
         return local_path(url)
 

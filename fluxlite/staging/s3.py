@@ -55,6 +55,7 @@ def parse(url: str) -> tuple[str | None, str, str]:
 
 
 def endpoint_url() -> str | None:
+    """The S3 endpoint named in the environment, or None for AWS's own."""
     for var in ("FLUXLITE_S3_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"):
         if os.environ.get(var):
             return os.environ[var]
@@ -84,11 +85,14 @@ def _wrap(url: str, what: str, err: Exception) -> S3Error:
 
 
 class S3Backend(Backend):
+    """s3:// URLs through boto3, one client per profile."""
+
     def __init__(self) -> None:
         self._clients: dict[str | None, Any] = {}
         self._lock = threading.Lock()
 
     def client(self, profile: str | None) -> Any:
+        """The boto3 S3 client of a profile (None: the default), made once."""
         with self._lock:
             c = self._clients.get(profile)
             if c is None:
@@ -123,6 +127,7 @@ class S3Backend(Backend):
 
     # used by `fluxlite transfer` for its mkdir and remove entries
     def remove(self, url: str, recursive: bool = False) -> None:
+        """Delete an object, or every object under a prefix (``recursive``)."""
         profile, bucket, key = parse(url)
         client = self.client(profile)
         try:

@@ -6,5 +6,7 @@ from fluxlite.staging.file import FileBackend
 
 
 class SymlinkBackend(FileBackend):
+    """symlink:// URLs: a local file linked into the worker directory, never copied."""
+
     def link_only(self, url: str) -> bool:
         return True

@@ -52,13 +52,16 @@ class Collection:
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
 
     def add(self, a: Attempt) -> None:
+        """Add an attempt; one already read under the same key is merged with it."""
         old = self.attempts.get(a.key)
         self.attempts[a.key] = a if old is None else merge(old, a)
 
     def add_cluster(self, cid: tuple[Any, ...], summary: dict[str, Any]) -> None:
+        """Add a cluster's summary (the first read of it is kept)."""
         self.clusters.setdefault(cid, summary)
 
     def skip(self, path: str, reason: str) -> None:
+        """Note a file that could not be read, and why."""
         self.skipped.append((path, reason))
 
 
@@ -106,6 +109,7 @@ def expand(paths: list[str], col: Collection) -> Iterator[str]:
 
 
 def read_paths(paths: list[str]) -> Collection:
+    """Read every record found in files, directories and globs."""
     col = Collection()
     for p in expand(paths, col):
         read_file(p, col)
@@ -113,6 +117,7 @@ def read_paths(paths: list[str]) -> Collection:
 
 
 def read_file(path: str, col: Collection) -> None:
+    """Read the records of one file into ``col`` (a file that holds none is noted as skipped)."""
     try:
         with open(path, "rb") as fh:
             head = fh.read(_SNIFF)
@@ -441,6 +446,7 @@ def _one_line(err: BaseException) -> str:
 
 def from_kickstart(inv: dict[str, Any], parts: list[dict[str, Any]], source: str,
                    chunk: _Chunk | None = None) -> Attempt:
+    """The attempt a kickstart invocation record tells of, with its multipart sections."""
     main = inv.get("mainjob") or {}
     start = epoch_of(inv.get("start"))
     if start is None:
