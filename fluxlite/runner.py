@@ -27,7 +27,6 @@ from fluxlite.errors import (
     SIGNAL_BASE,
     ExecError,
     FluxliteError,
-    IntegrityError,
     Interrupted,
     SpecError,
     StageError,
@@ -555,7 +554,8 @@ class Runner:
             from fluxlite.flux.launcher import launcher_for
 
             ctl_cls = launcher_for(spec, self.flux)
-        local = {"on_orphaned": self._orphaned} if ctl_cls is LocalLauncher else {}
+        on_flux = ctl_cls is not LocalLauncher  # a Flux launcher: placement flux or nested
+        local = {} if on_flux else {"on_orphaned": self._orphaned}
         ctl = ctl_cls(argv, cwd, env, stdin=stdin, stdout=stdout, stderr=stderr,
                       schedule=sched, kill_grace=spec.limits.kill_grace, usr1=spec.usr1,
                       events=rec.signals, **local)
@@ -568,7 +568,7 @@ class Runner:
                 self.controller = ctl
                 ctl.start()
                 rec.task = ctl.result
-                if getattr(ctl, "flux_jobid", None):  # placement flux/nested: a job of its own
+                if on_flux and ctl.flux_jobid:  # a job of its own
                     rec.jobids["flux-task"] = ctl.flux_jobid
                     if rec.flux is not None:
                         rec.flux["task"] = ctl.flux_info  # filled in further as it ends
@@ -865,4 +865,4 @@ def run_job(spec: JobSpec, options: RunOptions | None = None) -> int:
     return Runner(spec, options).run()
 
 
-__all__ = ["IntegrityError", "RunOptions", "Runner", "run_job"]
+__all__ = ["RunOptions", "Runner", "run_job"]
