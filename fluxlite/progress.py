@@ -178,6 +178,7 @@ class TransferProgress(Progress):
         self._stage: object = None
 
     def close(self) -> None:
+        """Show the last figures, then end the line."""
         if self._shown and self._stage is not None:
             self._show(self._stage, force=True)  # the last figures, whatever the rate
         super().close()

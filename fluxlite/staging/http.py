@@ -442,6 +442,7 @@ class HTTPBackend(Backend):
     def open_read(self, url: str, *, tls_verify: bool = True, timeout: float = 60.0,
                   cancel: threading.Event | None = None, min_rate: float = 0.0,
                   rate_window: float = 0.0) -> HTTPReader:
+        """Open an HTTP(S) source: a GET that resumes with Range after a dropped connection."""
         return HTTPReader(url, tls_verify, timeout, cancel, min_rate, rate_window)
 
 

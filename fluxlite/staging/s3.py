@@ -110,6 +110,7 @@ class S3Backend(Backend):
     def open_read(self, url: str, *, tls_verify: bool = True, timeout: float = 60.0,
                   cancel: threading.Event | None = None, min_rate: float = 0.0,
                   rate_window: float = 0.0) -> _S3Reader:
+        """Open an S3 object for reading (GET), under the attempt's minimum rate."""
         profile, bucket, key = parse(url)
         client = self.client(profile)
         try:
@@ -120,6 +121,7 @@ class S3Backend(Backend):
         return _S3Reader(url, obj, cancel, rate)
 
     def open_write(self, url: str, size: int | None) -> _S3Writer:
+        """A writer that puts the object (multipart when large): visible only on commit."""
         profile, bucket, key = parse(url)
         if not key or key.endswith("/"):
             raise S3Error(f"{redact(url)}: no object key in the URL", permanent=True)

@@ -3,8 +3,7 @@
 Each module of the package is imported (one whose import needs an optional dependency
 that is absent here, such as Flux's bindings or boto3, is passed over) and every public
 name defined in it — not imported into it — is checked for a docstring: functions,
-classes, and the methods a class defines itself (an override inherits the contract of the
-method it overrides, and a docstring there is welcome but not required).
+classes, and the methods (properties included) a class defines itself.
 """
 
 from __future__ import annotations
@@ -42,11 +41,6 @@ def _class_doc(cls: type) -> str | None:
     return doc
 
 
-def _inherited(cls: type, name: str) -> bool:
-    """Whether a base class defines ``name`` too (the method overrides one)."""
-    return any(name in vars(base) for base in cls.__mro__[1:])
-
-
 def _undocumented(mod: ModuleType) -> list[str]:
     missing: list[str] = []
     for name, obj in vars(mod).items():
@@ -56,7 +50,7 @@ def _undocumented(mod: ModuleType) -> list[str]:
             if not _class_doc(obj):
                 missing.append(f"{mod.__name__}.{name}")
             for attr, member in vars(obj).items():
-                if attr.startswith("_") or _inherited(obj, attr):
+                if attr.startswith("_"):
                     continue
                 func = member.fget if isinstance(member, property) else member
                 if isinstance(func, (staticmethod, classmethod)):
