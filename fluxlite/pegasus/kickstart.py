@@ -1,6 +1,8 @@
 """What pegasus-kickstart does beyond running a task, on top of fluxlite's runner.
 
-``KickstartRunner`` is the runner ``fluxlite kickstart`` uses:
+``KickstartRunner`` is the runner ``fluxlite kickstart`` uses, driven by
+``KickstartOptions`` (the runner's options and kickstart's own: the given directory, the
+shared stdio, the hooks, ``-s``/``-S``, ``-q``, ``-k``/``-K``):
 
 - one ``-k``/``-K`` clock from kickstart's start across setup, prejob, main job and postjob
   (kickstart's ``alarm()``): whatever runs when it fires is TERMed, then KILLed, and what
