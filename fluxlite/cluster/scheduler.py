@@ -31,18 +31,20 @@ from typing import IO, Any
 from fluxlite.cluster.executors import Executor
 from fluxlite.cluster.formats import TaskGraph, one_line
 from fluxlite.cluster.records import Attempt, RecordWriter, attempt_dict, summary_line
-from fluxlite.errors import EXIT_INFRA, FluxliteError, UsageError
+from fluxlite.errors import (
+    EXIT_INFRA,
+    EXIT_OK,
+    EXIT_TASK_FAILED,
+    EXIT_TIME_LIMIT,
+    SIGNAL_BASE,
+    FluxliteError,
+    UsageError,
+)
 from fluxlite.execute.base import Escalation, signal_name
 from fluxlite.record.host import iso
 from fluxlite.signals import Handlers
 
 logger = logging.getLogger(__name__)
-
-# Exit codes of `fluxlite cluster` (docs/cluster.md)
-EXIT_OK = 0
-EXIT_TASK_FAILED = 5  # as pegasus-cluster: at least one task failed (or never ran because
-#                       a parent failed)
-EXIT_TIME_LIMIT = 14  # as kickstart's -k timeout: stopped by the time limit; rerun continues
 
 # Signals that stop the cluster (SIGALRM: Flux's job shell at the time limit; SIGXCPU: a
 # CPU-time limit); SIGUSR1 is the warning that the time limit is near (Flux's --signal)
@@ -51,10 +53,8 @@ _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, s
 _WARNING_SIGNAL = signal.SIGUSR1
 HANDLED_SIGNALS = (*_STOP_SIGNALS, _WARNING_SIGNAL)
 _NAMED = re.compile(r" '[^']*'")  # a task named in a reason
-# stops that start nothing new but leave running tasks be (the time limit still acts)
 _UNRUN = ("waiting", "ready", "not-run")  # states of tasks that did not run (to the end)
 NOT_RUN_LINES = 10_000  # [cluster-not-run] lines at most; then one line says how many more
-_SOFT_STOPS = (None, "fail-fast", "output")
 
 
 def rescue_id(tid: str) -> str:
@@ -82,6 +82,8 @@ def parse_rescue_line(line: str) -> str | None:
 
 @dataclass(slots=True)
 class Options:
+    """How the scheduler runs a cluster: stops, retries, rescue file, time limit."""
+
     fail_fast: bool = False
     rescue: str | None = None
     max_wall_time: float | None = None  # seconds from the start of the cluster
@@ -94,6 +96,8 @@ class Options:
 
 @dataclass(slots=True)
 class TaskState:
+    """Where one task is in the cluster's run: its state, tries and attempts."""
+
     state: str = "waiting"  # waiting, ready, running, done, rescued, failed, not-run
     waiting_on: int = 0
     tries: int = 0
@@ -102,6 +106,9 @@ class TaskState:
 
 
 class Scheduler:
+    """Runs a TaskGraph on an executor: ready tasks by priority, retries, the rescue file and
+    the cluster's stop, writing each attempt's records as it ends."""
+
     def __init__(self, graph: TaskGraph, executor: Executor, writer: RecordWriter,
                  out: IO[bytes] | Output, options: Options) -> None:
         self.g = graph
@@ -303,7 +310,7 @@ class Scheduler:
     def _launch(self) -> None:
         if self.stopping or not self.ready or self.signum is not None or self._warned:
             return
-        if getattr(self.out, "error", None) is not None:
+        if self._output_lost():
             self.stopping = "output"  # nothing more can be recorded: start nothing more
             return
         skipped: list[tuple[int, int, str]] = []
@@ -518,13 +525,18 @@ class Scheduler:
             s["signal"] = signal.Signals(self.signum).name
         return s
 
+    def _output_lost(self) -> bool:
+        """Whether the output stream could take no more (only an ``Output`` tells)."""
+        return isinstance(self.out, Output) and self.out.error is not None
+
     def exit_code(self, summary: dict[str, Any]) -> int:
-        if getattr(self.out, "error", None) is not None:
+        """The cluster's exit code for its summary (errors.py's table)."""
+        if self._output_lost():
             return EXIT_INFRA  # the records are lost: no task can be judged
         if summary["stat"] == "ok":
             return EXIT_OK
         if self.signum is not None:
-            return 128 + self.signum
+            return SIGNAL_BASE + self.signum
         if self.stopping == "time limit":
             return EXIT_TIME_LIMIT
         return EXIT_TASK_FAILED
@@ -557,6 +569,7 @@ class Output:
         self.error: str | None = None
 
     def write(self, data: bytes) -> None:
+        """Write ``data``, or drop it once the stream has failed."""
         if self.error is None:
             try:
                 self.raw.write(data)
@@ -564,6 +577,7 @@ class Output:
                 self._failed(err)
 
     def flush(self) -> None:
+        """Flush what is buffered, unless the stream has failed."""
         if self.error is None:
             try:
                 self.raw.flush()
@@ -571,6 +585,7 @@ class Output:
                 self._failed(err)
 
     def close(self) -> None:
+        """Close the stream; a failure there counts as the stream's first."""
         try:
             self.raw.close()
         except OSError as err:
@@ -603,6 +618,7 @@ def _last_line(data: bytes | None, most: int = 200) -> str:
 
 
 def binary_out(path: str | None) -> Output:
+    """The cluster's output stream: the file at ``path``, or stdout for None and ``-``."""
     if path in (None, "-"):
         raw: IO[bytes] = io.BufferedWriter(io.FileIO(os.dup(sys.stdout.fileno()), "wb"),
                                            1 << 16)

@@ -12,13 +12,8 @@ from pathlib import Path
 from fluxlite.cluster.executors import Executor
 from fluxlite.cluster.formats import Task, parse
 from fluxlite.cluster.records import Attempt, RecordWriter
-from fluxlite.cluster.scheduler import (
-    EXIT_OK,
-    EXIT_TASK_FAILED,
-    EXIT_TIME_LIMIT,
-    Options,
-    Scheduler,
-)
+from fluxlite.cluster.scheduler import Options, Scheduler
+from fluxlite.errors import EXIT_OK, EXIT_TASK_FAILED, EXIT_TIME_LIMIT
 from fluxlite.execute.base import ExitStatus
 
 
