@@ -50,12 +50,14 @@ class ExitStatus:
 
     @classmethod
     def from_wait(cls, status: int) -> ExitStatus:
+        """The status a wait status (``waitpid``'s, or a Flux job's) tells."""
         if os.WIFSIGNALED(status):
             return cls(status, None, os.WTERMSIG(status), os.WCOREDUMP(status))
         return cls(status, os.WEXITSTATUS(status))
 
     @classmethod
     def failed_to_start(cls, error: str) -> ExitStatus:
+        """The status of a task that never ran, and why (exit code 127)."""
         return cls(-1, None, None, False, error)
 
     @property

@@ -10,6 +10,8 @@ from typing import Any
 
 @dataclass(slots=True)
 class ResourceUsage:
+    """What sampling the task's process tree saw: peaks and totals for the record."""
+
     samples: int = 0
     interval: float = 0.0
     peak_rss: int = 0  # bytes, summed over the tree at one sample

@@ -3,7 +3,9 @@
 Each module of the package is imported (one whose import needs an optional dependency
 that is absent here, such as Flux's bindings or boto3, is passed over) and every public
 name defined in it — not imported into it — is checked for a docstring: functions,
-classes, and the methods (properties included) a class defines itself.
+classes, and the methods (properties included) a class defines itself. A method that
+overrides a documented one of a base class has that docstring (as ``inspect.getdoc`` and
+pydoc show it): the contract is said once, where it is defined.
 """
 
 from __future__ import annotations
@@ -41,6 +43,16 @@ def _class_doc(cls: type) -> str | None:
     return doc
 
 
+def _inherited(cls: type, attr: str) -> bool:
+    """Whether a base class of ``cls`` documents the method ``attr`` overrides."""
+    for base in cls.__mro__[1:]:
+        member = vars(base).get(attr)
+        if member is not None:
+            func = member.fget if isinstance(member, property) else member
+            return bool(getattr(func, "__doc__", None))
+    return False
+
+
 def _undocumented(mod: ModuleType) -> list[str]:
     missing: list[str] = []
     for name, obj in vars(mod).items():
@@ -55,7 +67,7 @@ def _undocumented(mod: ModuleType) -> list[str]:
                 func = member.fget if isinstance(member, property) else member
                 if isinstance(func, (staticmethod, classmethod)):
                     func = func.__func__
-                if inspect.isfunction(func) and not func.__doc__:
+                if inspect.isfunction(func) and not func.__doc__ and not _inherited(obj, attr):
                     missing.append(f"{mod.__name__}.{name}.{attr}")
         elif inspect.isfunction(obj) and not obj.__doc__:
             missing.append(f"{mod.__name__}.{name}")
