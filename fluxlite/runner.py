@@ -572,7 +572,8 @@ class Runner:
                     rec.jobids["flux-task"] = ctl.flux_jobid
                     if rec.flux is not None:
                         rec.flux["task"] = ctl.flux_info  # filled in further as it ends
-                mon.start(exclude=ctl.helper_pids)
+                if ctl.monitors_tree:  # not a Flux job's: its processes are not below us
+                    mon.start(exclude=ctl.helper_pids)
                 logger.info("task started: pid %d", ctl.result.pid)
                 res = ctl.wait()
             except ExecError as err:
