@@ -58,6 +58,7 @@ class Executor:
     gpus = 0
     memory_mb = 0  # 0: not accounted
     where = "this executor"
+    uri: str | None = None  # the Flux instance the tasks run in, if any
 
     def fits(self, task: Task) -> bool:
         """Whether ``task`` can start now (free slots, GPUs, memory, room in flight)."""
@@ -81,6 +82,11 @@ class Executor:
 
     def wakeup_fd(self) -> int | None:
         """A descriptor readable when an attempt may have finished (None: poll instead)."""
+        return None
+
+    def info(self) -> dict[str, Any] | None:
+        """What the cluster's JSON report tells of the executor itself (a pool's workers);
+        None: nothing."""
         return None
 
     def close(self) -> None:

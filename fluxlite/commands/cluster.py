@@ -242,10 +242,10 @@ def _main(args: argparse.Namespace, sigs: _Signals) -> int:
                 out.close()
         if args.json:
             doc = sched.report(summary)
-            doc["flux_uri"] = getattr(executor, "uri", None)
+            doc["flux_uri"] = executor.uri
             doc["nested"] = nested.info() if nested is not None else None
-            if hasattr(executor, "info"):
-                doc["pool"] = executor.info()
+            if (info := executor.info()) is not None:
+                doc["pool"] = info
             _write_json(args.json, doc)
         return sched.exit_code(summary)
     finally:
