@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from fluxlite.errors import EXIT_CANNOT_EXEC, SIGNAL_BASE
 from fluxlite.execute.timelimit import Schedule, from_limits
 from fluxlite.spec import Limits
 
@@ -64,9 +65,9 @@ class ExitStatus:
     def code(self) -> int:
         """The exit code a shell would report: N, 128+signal, or 127 when it never ran."""
         if self.error is not None:
-            return 127
+            return EXIT_CANNOT_EXEC
         if self.signal is not None:
-            return 128 + self.signal
+            return SIGNAL_BASE + self.signal
         return self.exitcode or 0
 
     @property
