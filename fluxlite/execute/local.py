@@ -106,39 +106,30 @@ class LocalLauncher(Launcher):
                             f"{os.strerror(errno.ENOENT)}")
         if self.cleanup == GROUP and self.cwd != os.getcwd():
             raise ValueError("a task of the group policy starts in the current directory")
-        mode = "ab" if self.append else "wb"
+        out = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if self.append else os.O_TRUNC)
+        mine: list[int] = []  # what is opened here (a descriptor given is the caller's)
         try:
-            # an int is a descriptor the caller opened and keeps (shared by several tasks)
-            fin = self.stdin if isinstance(self.stdin, int) else open(  # noqa: SIM115
-                self.stdin, "rb")
-        except OSError as err:
-            # an I/O failure, not a missing executable (127)
-            raise FluxliteError(f"cannot open stdin {self.stdin}: {err.strerror}") from err
-        fout = ferr = None
-        try:
-            fout = _open_out("stdout", self.stdout, mode)
-            ferr = fout if self.stderr == self.stdout else _open_out("stderr", self.stderr, mode)
-            stdio = (_fd(fin), _fd(fout), _fd(ferr))
+            fin = _open("stdin", self.stdin, os.O_RDONLY, mine)
+            fout = _open("stdout", self.stdout, out, mine)
+            ferr = fout if self.stderr == self.stdout else _open("stderr", self.stderr, out, mine)
             self.result.start = time.time()
             self._t0 = time.monotonic()
             if self.cleanup == DESCENDANTS:
                 become_subreaper()  # leftovers re-parent to fluxlite once the supervisor goes
-                self._task = supervisor.start(exe, self.argv, self.cwd, self.env, stdio,
-                                              self.on_orphaned)
+                self._task = supervisor.start(exe, self.argv, self.cwd, self.env,
+                                              (fin, fout, ferr), self.on_orphaned)
                 self._pid, self._fd = self._task.pid, self._task.report
             else:
-                self._pid = supervisor.spawn(exe, self.argv, self.env, stdio, session=False,
-                                             extra=self.pass_fds, sigmask=())
+                self._pid = supervisor.spawn(exe, self.argv, self.env, (fin, fout, ferr),
+                                             session=False, extra=self.pass_fds, sigmask=())
                 self._fd = _pidfd(self._pid)
         except OSError as err:
-            why = err.strerror or str(err)
-            raise ExecError(f"cannot execute {exe}: {why}") from err
+            raise ExecError(f"cannot execute {exe}: {err.strerror or err}") from err
         except ValueError as err:  # a NUL in an argument or the environment
             raise ExecError(f"cannot execute {exe}: {err}") from err
         finally:
-            for f in {id(x): x for x in (fin, fout, ferr) if x is not None}.values():
-                if hasattr(f, "close"):
-                    f.close()
+            for fd in mine:
+                os.close(fd)
         self.result.pid = self._pid
         self._arm()
 
@@ -335,10 +326,6 @@ def reap_all(timeout: float = 2.0) -> None:
             time.sleep(0.005)
 
 
-def _fd(f: object) -> int:
-    return f if isinstance(f, int) else f.fileno()  # type: ignore[attr-defined]
-
-
 def _drain(fd: int) -> None:
     try:
         while os.read(fd, 512):
@@ -347,11 +334,15 @@ def _drain(fd: int) -> None:
         pass
 
 
-def _open_out(name: str, path: str | int, mode: str):  # noqa: ANN202
-    if isinstance(path, int):
-        return path  # the caller's descriptor: not ours to close
+def _open(name: str, target: str | int, flags: int, mine: list[int]) -> int:
+    """The descriptor for the task's ``name`` (stdin, stdout, stderr): ``target`` when it is
+    one already, else the file opened (noted in ``mine``). An I/O failure is not a missing
+    executable (127): FluxliteError."""
+    if isinstance(target, int):
+        return target
     try:
-        return open(path, mode)  # noqa: SIM115
+        fd = os.open(target, flags | os.O_CLOEXEC, 0o666)
     except OSError as err:
-        # an I/O failure, not a missing executable (127)
-        raise FluxliteError(f"cannot open {name} {path}: {err.strerror}") from err
+        raise FluxliteError(f"cannot open {name} {target}: {err.strerror}") from err
+    mine.append(fd)
+    return fd
