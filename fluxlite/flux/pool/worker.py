@@ -54,15 +54,19 @@ class LocalRunner:
         return int(cls._launcher().local_capacity(1, None, 0)[2])
 
     def start(self, a: Attempt) -> Attempt | None:
+        """Start an attempt; it back at once when it could not be started."""
         return self.ex.start(a)
 
     def collect(self) -> list[Attempt]:
+        """The attempts that have ended, without waiting."""
         return self.ex.poll(0)
 
     def free_slots(self) -> int:
+        """Cores not taken by a running attempt."""
         return int(self.ex.free_cores)
 
     def running(self) -> int:
+        """How many attempts run."""
         return self.ex.running()
 
     def fileno(self) -> int | None:
@@ -70,9 +74,11 @@ class LocalRunner:
         return self.ex.wakeup_fd()
 
     def signal_all(self, signum: int, reason: str) -> None:
+        """``signum`` to every running attempt's process group."""
         self.ex.signal_all(signum, reason)
 
     def close(self) -> None:
+        """End what still runs and what the attempts left behind."""
         self.ex.close()
 
 
