@@ -43,7 +43,7 @@ class NestedInstance:
                                 ("--gpus", gpus, 0)):
             if val is not None and val < least:
                 raise UsageError(f"{opt}: must be at least {least} for --nested")
-        self.flux = import_flux()
+        import_flux()  # one clear error when the bindings are missing
         self.parent_uri = uri or os.environ.get("FLUX_URI")
         if not self.parent_uri:
             raise FluxUnavailable("--nested needs a Flux instance to start the sub-instance "
@@ -74,7 +74,7 @@ class NestedInstance:
     def start(self, timeout: float = 120.0) -> str:
         import flux.job  # type: ignore[import-not-found]
 
-        self.h = self.flux.Flux(self.parent_uri)
+        self.h = jobspec.connect(self.parent_uri, "the Flux instance")
         nodes = self.nodes or 1
         cores = self.cores or nodes
         if cores < nodes:
@@ -199,10 +199,9 @@ class NestedInstance:
         last: Exception | None = None
         while time.monotonic() < deadline:
             try:
-                h = self.flux.Flux(self.uri)
-                flux.resource.resource_list(h).get()
+                flux.resource.resource_list(jobspec.connect(self.uri, "the nested instance")).get()
                 return
-            except OSError as err:
+            except (OSError, FluxUnavailable) as err:
                 last = err
                 time.sleep(0.1)
         raise FluxliteError(f"the nested instance at {self.uri} did not become ready: {last}")
@@ -217,10 +216,10 @@ class NestedInstance:
 
         if ok and self.uri and self._flux_cmd and self.lost() is None:
             try:
-                h = self.flux.Flux(self.uri)
+                h = jobspec.connect(self.uri, "the nested instance")
                 flux.kvs.put(h, self._DONE_KEY, 1)
                 flux.kvs.commit(h)
-            except OSError as err:
+            except (OSError, FluxUnavailable) as err:
                 logger.debug("nested instance %s: cannot end it: %s", self._f58, err)
             else:
                 if self._wait_inactive(10.0):

@@ -27,8 +27,9 @@ from typing import Any
 from fluxlite.cluster.executors import Executor, TaskFiles
 from fluxlite.cluster.formats import Task
 from fluxlite.cluster.records import Attempt
-from fluxlite.errors import FluxliteError, FluxUnavailable
+from fluxlite.errors import FluxliteError
 from fluxlite.execute.base import ExitStatus
+from fluxlite.flux import jobspec
 from fluxlite.flux.pool import messages as m
 
 logger = logging.getLogger(__name__)
@@ -82,23 +83,11 @@ class PoolExecutor(Executor):
     def __init__(self, files: TaskFiles, uri: str | None = None, workers_per_node: int = 1,
                  env: dict[str, str] | None = None, startup_timeout: float = 120.0,
                  flux_context: Any = None, progress_interval: float = 10.0) -> None:
-        from fluxlite.flux import import_flux
-
-        import_flux()
-        import flux  # type: ignore[import-not-found]
+        self.files = files
+        self.uri, self.h, rl = jobspec.open_instance(uri, "the pool executor")
         import flux.job  # type: ignore[import-not-found]
-        import flux.resource  # type: ignore[import-not-found]
 
         self.flux = flux
-        self.files = files
-        self.uri = uri or os.environ.get("FLUX_URI")
-        if not self.uri:
-            raise FluxUnavailable("the pool executor needs a Flux instance (FLUX_URI is unset)")
-        try:
-            self.h = flux.Flux(self.uri)
-            rl = flux.resource.resource_list(self.h).get()
-        except OSError as err:
-            raise FluxUnavailable(f"cannot connect to Flux at {self.uri}: {err}") from err
         self.rank = self.h.get_rank()
         self.wpn = max(1, workers_per_node)
         # the nodes that are up (a down node would keep the pool's job from starting)
@@ -114,8 +103,8 @@ class PoolExecutor(Executor):
         self.gpus = max(g for _, g in self.share.values())
         self.memory_mb = 0
         self.where = "a pool worker"
-        self.env = dict(os.environ if env is None else env)
-        self.env.pop("FLUX_URI", None)  # the job shell sets each worker's own
+        # the job shell sets each worker's own FLUX_URI
+        self.env = jobspec.environment(os.environ if env is None else env, drop=jobspec.JOB)
         self.ctx = flux_context
         self.progress_interval = progress_interval
         self.service = f"fluxlite-pool-{os.getpid()}-{secrets.token_hex(3)}"
@@ -167,8 +156,6 @@ class PoolExecutor(Executor):
         self._watchers.append(self._timer)
 
     def _submit(self) -> None:
-        from fluxlite.flux import jobspec
-
         n = self.nnodes * self.wpn
         python = self.env.get("FLUXLITE_POOL_PYTHON") or sys.executable
         argv = [python, "-m", "fluxlite.flux.pool.worker", self.service,
@@ -267,8 +254,7 @@ class PoolExecutor(Executor):
                 c = ev.context
                 if (ev.name == "data" and c.get("stream") == "stderr" and c.get("data")
                         and str(c.get("rank")) == str(shell_rank)):
-                    lines = [x.strip() for x in str(c["data"]).splitlines() if x.strip()]
-                    last = lines[-1][:200] if lines else last
+                    last = _last_line(c["data"]) or last
         except OSError as err:
             logger.debug("pool job %s: no output: %s", self.job_f58, err)
         return last
@@ -279,10 +265,8 @@ class PoolExecutor(Executor):
         c = _event(fut, "data")
         if c is None:
             return
-        if c.get("stream") == "stderr" and c.get("data"):
-            lines = [x.strip() for x in str(c["data"]).splitlines() if x.strip()]
-            if lines:
-                self.start_stderr[str(c.get("rank"))] = lines[-1][:200]
+        if c.get("stream") == "stderr" and _last_line(c.get("data")):
+            self.start_stderr[str(c.get("rank"))] = _last_line(c["data"])
 
     def _tolerate_lost_nodes(self) -> None:
         """A node lost is a worker lost, not the pool: only the loss of the job's first
@@ -380,9 +364,12 @@ class PoolExecutor(Executor):
             if w.ping_out:
                 continue
             w.ping_out = True
-            f = self.h.rpc(f"{m.worker_service(self.service, w.index)}.{m.PING}", b"{}",
-                           nodeid=w.rank)
-            f.then(self._on_pong, w)
+            self._tell(w, m.PING, b"{}").then(self._on_pong, w)
+
+    def _tell(self, w: Worker, topic: str, payload: Any) -> Any:
+        """A request to a worker's own service; its future."""
+        return self.h.rpc(f"{m.worker_service(self.service, w.index)}.{topic}", payload,
+                          nodeid=w.rank)
 
     def _on_pong(self, fut: Any, w: Worker) -> None:
         w.ping_out = False
@@ -534,9 +521,8 @@ class PoolExecutor(Executor):
                 a.status = ExitStatus.failed_to_start(f"not started ({reason})")
                 self._finished(w, a, d["key"])
             w.outbox.clear()
-            f = self.h.rpc(f"{m.worker_service(self.service, w.index)}.{m.SIGNAL}",
-                           m.dumps({"signum": int(signum), "reason": reason}), nodeid=w.rank)
-            f.then(lambda fut: _ignore(fut))
+            self._tell(w, m.SIGNAL, m.dumps({"signum": int(signum), "reason": reason})).then(
+                _ignore)
 
     def info(self) -> dict[str, Any]:
         """The pool in the cluster's JSON record."""
@@ -560,9 +546,7 @@ class PoolExecutor(Executor):
                     self.h.respond(msg, m.dumps({"stop": True}))
                 except OSError:
                     pass
-            f = self.h.rpc(f"{m.worker_service(self.service, w.index)}.{m.STOP}", b"{}",
-                           nodeid=w.rank)
-            f.then(lambda fut: _ignore(fut))
+            self._tell(w, m.STOP, b"{}").then(_ignore)
         deadline = time.monotonic() + 15.0
         while self.job_ended is None and time.monotonic() < deadline:
             self._run_reactor(0.2)
@@ -605,6 +589,12 @@ def _event(fut: Any, name: str) -> dict[str, Any] | None:
     except OSError:
         return None
     return ev.context if ev is not None and ev.name == name else None
+
+
+def _last_line(data: Any) -> str:
+    """The last line of output that is not blank, cut to 200 characters."""
+    lines = [x.strip() for x in str(data or "").splitlines() if x.strip()]
+    return lines[-1][:200] if lines else ""
 
 
 def _ignore(fut: Any) -> None:

@@ -25,6 +25,7 @@ from typing import Any
 
 from fluxlite.cluster.records import Attempt
 from fluxlite.execute.base import ExitStatus
+from fluxlite.flux import jobspec
 from fluxlite.flux.pool import messages as m
 
 logger = logging.getLogger(__name__)
@@ -147,7 +148,7 @@ class Worker:
         self.flux = flux
         self.service = service
         self.coord = coord_rank
-        self.h = flux.Flux()
+        self.h = jobspec.connect(what="the pool's instance")
         self.rank = self.h.get_rank()
         self.index = int(os.environ.get("FLUX_TASK_RANK", "0"))
         self.host = socket.gethostname()
@@ -244,10 +245,16 @@ class Worker:
 
     def _on_pong(self, fut: Any) -> None:
         self.ping_out = False
+        self._answered(fut)
+
+    def _answered(self, fut: Any) -> bool:
+        """Whether the coordinator answered the request; when it did not, it is gone."""
         try:
             fut.get_str()
         except OSError as err:
             self._coordinator_gone(err)
+            return False
+        return True
 
     def _collect(self) -> None:
         if not self.running:
@@ -274,12 +281,8 @@ class Worker:
 
     def _on_ack(self, fut: Any) -> None:
         self.done_out = False
-        try:
-            fut.get_str()
-        except OSError as err:
-            self._coordinator_gone(err)
-            return
-        self._send_results()
+        if self._answered(fut):
+            self._send_results()
 
     # -- requests from the coordinator ----------------------------------------------------
     def _on_signal(self, h: Any, _t: Any, msg: Any, _arg: Any) -> None:
