@@ -28,7 +28,7 @@ from fluxlite.errors import FluxUnavailable
 from fluxlite.execute.base import ExitStatus
 from fluxlite.flux import jobspec
 from fluxlite.flux.instance import NestedInstanceLost
-from fluxlite.flux.jobs import FluxJobs, Job, Outcome
+from fluxlite.flux.jobs import FluxJobs, Outcome
 
 logger = logging.getLogger(__name__)
 
@@ -83,10 +83,15 @@ class FluxExecutor(Executor):
         base = self.files.base(a)
         extra, fwd = task_env(a, base, "flux")
         a.stdout_path, a.stderr_path = base + ".out", base + ".err"
-        js = jobspec.build(a.argv, cores=t.cores, gpus=t.gpus or None, cwd=self.cwd,
+        js = jobspec.build(a.argv, **self._shape(t), cwd=self.cwd,
                            env=jobspec.environment(self.env, extra), name=t.name or t.id,
                            stdout=a.stdout_path, stderr=a.stderr_path)
         return js, jt, fwd
+
+    @staticmethod
+    def _shape(t: Task) -> dict[str, Any]:
+        """The job's tasks, nodes, cores and GPUs, as :func:`jobspec.build` takes them."""
+        return {"cores": t.cores, "gpus": t.gpus or None}
 
     def start(self, a: Attempt) -> Attempt | None:
         a.start = time.time()
@@ -184,10 +189,9 @@ class FluxExecutor(Executor):
         return a
 
     def signal_all(self, signum: int, reason: str) -> None:
-        jobs: list[Job] = []
         for a in self.inflight.values():
             a.stopped = a.stopped or reason
-            jobs.append(a.handle[0])
+        jobs = [a.handle[0] for a in self.inflight.values()]
         if signum == signal.SIGKILL:
             self.jobs.kill(jobs, signum)
         else:

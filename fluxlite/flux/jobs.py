@@ -16,7 +16,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from fluxlite.execute.base import ExitStatus
@@ -37,24 +37,23 @@ class Outcome:
     f58: str | None
 
 
+@dataclass(slots=True, eq=False)
 class Job:
     """One Flux job, as its events tell it: fed by :class:`FluxJobs` (or a test's fake)
-    through :meth:`identify`, :meth:`event` and :meth:`lost`."""
+    through :meth:`identify`, :meth:`event` and :meth:`lost`; ``on_end(job)`` is called
+    once, when it is over (module docstring). Times are epoch seconds."""
 
-    def __init__(self, on_end: Callable[[Job], None] | None = None) -> None:
-        """``on_end(job)`` is called once, when the job is over (module docstring)."""
-        self.jobid: int | None = None
-        self.f58: str | None = None
-        self.submitted = time.time()
-        self._t_end: float | None = None
-        self.started: float | None = None
-        self.finished: float | None = None
-        self.status: int | None = None  # the wait status of the finish event
-        self.exception: dict[str, Any] | None = None
-        self.error: str | None = None  # why its eventlog (or its submission) was lost
-        self.ended = False
-        self.fut: Any = None  # what the submitter tracks the job by
-        self._on_end = on_end
+    on_end: Callable[[Job], None] | None = None
+    jobid: int | None = None
+    f58: str | None = None
+    submitted: float = field(default_factory=time.time)
+    started: float | None = None
+    finished: float | None = None
+    status: int | None = None  # the wait status of the finish event
+    exception: dict[str, Any] | None = None
+    error: str | None = None  # why its eventlog (or its submission) was lost
+    ended: float | None = None  # when it was over
+    fut: Any = None  # what the submitter tracks the job by
 
     def identify(self, jobid: int, f58: str) -> None:
         """The id Flux gave the job."""
@@ -79,17 +78,16 @@ class Job:
 
     def lost(self, error: str) -> None:
         """The job's eventlog (or its submission) failed: it is over, for fluxlite."""
-        if not self.ended:
+        if self.ended is None:
             self.error = error
             self._end()
 
     def _end(self) -> None:
-        if self.ended:
+        if self.ended is not None:
             return
-        self.ended = True
-        self._t_end = time.time()
-        if self._on_end is not None:
-            self._on_end(self)
+        self.ended = time.time()
+        if self.on_end is not None:
+            self.on_end(self)
 
     def outcome(self) -> Outcome:
         """The one translation of the job's events into how it ended."""
@@ -100,14 +98,12 @@ class Job:
             status = ExitStatus.failed_to_start(
                 f"lost {what}: {self.error}" if self.f58 else f"flux submit failed: {self.error}")
         elif self.exception is not None:
-            exc = self.exception
-            why = f"{what}: {exc.get('type') or 'exception'}"
-            status = ExitStatus.failed_to_start(why + (f": {exc['note']}" if exc.get("note")
-                                                       else ""))
+            kind, note = self.exception.get("type") or "exception", self.exception.get("note")
+            status = ExitStatus.failed_to_start(f"{what}: {kind}" + (f": {note}" if note else ""))
         else:
             status = ExitStatus.failed_to_start(f"{what} ended without a finish event")
         start = self.started if self.started is not None else self.submitted
-        end = self.finished or self._t_end or time.time()
+        end = self.finished or self.ended or time.time()
         return Outcome(status, start, max(0.0, end - start), self.exception, self.f58)
 
 
@@ -115,8 +111,6 @@ class FluxJobs:
     """Submits and follows jobs of the instance at ``uri``; kills and cancels them, on
     ``handle`` (a handle of the calling thread; :func:`jobspec.connect`'s when None)."""
 
-    #: the events a Job reads
-    EVENTS = ("start", "exception", "finish", "clean")
     #: the jobspec of a job (:func:`fluxlite.flux.jobspec.build`)
     jobspec = staticmethod(jobspec.build)
 
@@ -134,14 +128,13 @@ class FluxJobs:
         job = Job(on_end)
         job.fut = fut = self._ex.submit(js)
         fut.add_jobid_callback(lambda f: self._on_jobid(job))
-        for name in self.EVENTS:
+        for name in ("start", "exception", "finish", "clean"):  # what a Job reads
             fut.add_event_callback(name, lambda f, ev: job.event(ev))
         fut.add_done_callback(lambda f: self._on_done(job, f))
         return job
 
     def wait_submitted(self, job: Job) -> None:
-        """Until Flux has accepted the job (its id is known); the submission's error (an
-        OSError, as a rule) when it refused it."""
+        """Until Flux has accepted the job (its id known); the submission's error if not."""
         jid = job.fut.jobid()
         job.identify(jid, self._job.JobID(jid).f58)
 
@@ -173,7 +166,7 @@ class FluxJobs:
         reached = 0
         futs = []
         for job in jobs:
-            if job.ended:
+            if job.ended is not None:
                 continue
             if job.jobid is None:
                 reached += bool(job.fut is not None and job.fut.cancel())

@@ -143,13 +143,10 @@ class FluxLauncher(Launcher):
         return res
 
     def _next_deadline(self) -> float | None:
-        cands = [d for d in (super()._next_deadline(),) if d is not None]
-        with self._lock:
-            if self._cancelled_at is not None:
-                cands.append(self._cancelled_at + _LOST_AFTER)
-            if self._cancel_at is not None:
-                cands.append(self._cancel_at[0])
-        return min(cands) if cands else None
+        lost = None if self._cancelled_at is None else self._cancelled_at + _LOST_AFTER
+        cancel = self._cancel_at  # one read: kill_tree sets it from the signal handler
+        cands = (super()._next_deadline(), lost, None if cancel is None else cancel[0])
+        return min((d for d in cands if d is not None), default=None)
 
     def _check_deadlines(self) -> None:
         now = time.monotonic()

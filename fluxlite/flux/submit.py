@@ -13,11 +13,13 @@ import math
 import os
 import re
 import shlex
+import shutil
 import sys
 from dataclasses import dataclass, field
 from typing import Any
 
 from fluxlite.errors import FluxliteError, FluxUnavailable, UsageError
+from fluxlite.execute.base import ExitStatus
 from fluxlite.execute.timelimit import from_limits
 from fluxlite.flux.jobspec import build, connect, environment
 from fluxlite.spec import JobSpec, Limits
@@ -284,16 +286,10 @@ def render_script(spec: JobSpec, job_path: str, req: BatchRequest, *,
 
 
 def _connect() -> Any:
-    if not os.environ.get("FLUX_URI") and not _flux_on_path():
+    if not os.environ.get("FLUX_URI") and shutil.which("flux") is None:
         raise FluxUnavailable("no flux instance to submit to: FLUX_URI is not set and "
                               "flux is not on PATH")
     return connect()
-
-
-def _flux_on_path() -> bool:
-    import shutil
-
-    return shutil.which("flux") is not None
 
 
 def jobspec(spec: JobSpec, job_path: str, req: BatchRequest) -> Any:
@@ -347,7 +343,4 @@ def wait_exit_code(h: Any, jobid: str) -> int:
         note = info.get("exception_note")
         raise FluxliteError(f"flux job {jobid} did not run: {what}"
                             + (f": {note}" if note else ""))
-    status = int(info["waitstatus"])
-    if os.WIFSIGNALED(status):
-        return 128 + os.WTERMSIG(status)
-    return os.WEXITSTATUS(status)
+    return ExitStatus.from_wait(int(info["waitstatus"])).code

@@ -173,16 +173,12 @@ class PoolExecutor(Executor):
                                  f"node(s)): {err.strerror or err}") from err
         self.job_f58 = self.flux.job.JobID(self.jobid).f58
         logger.info("pool job %s: %d worker(s) on %d node(s)", self.job_f58, n, self.nnodes)
-        fut = self.flux.job.event_watch_async(self.h, self.jobid)
-        fut.then(self._on_job_event)
-        self._events = fut
         # the job shells say when a task (a worker) exits, at once, with its status
-        ex = self.flux.job.event_watch_async(self.h, self.jobid, eventlog="guest.exec.eventlog")
-        ex.then(self._on_exec_event)
-        self._exec_events = ex
-        out = self.flux.job.event_watch_async(self.h, self.jobid, eventlog="guest.output")
-        out.then(self._on_output)
-        self._output = out
+        self._events, self._exec_events, self._output = (
+            self.flux.job.event_watch_async(self.h, self.jobid, eventlog=log).then(cb)
+            for log, cb in (("eventlog", self._on_job_event),
+                            ("guest.exec.eventlog", self._on_exec_event),
+                            ("guest.output", self._on_output)))
 
     def _on_exec_event(self, fut: Any) -> None:
         c = _event(fut, "shell.task-exit")
@@ -198,10 +194,7 @@ class PoolExecutor(Executor):
             self._lose(w, f"its process {status}")
 
     def _on_job_event(self, fut: Any) -> None:
-        try:
-            ev = fut.get_event()
-        except OSError:
-            return
+        ev = _event(fut)
         if ev is None:
             return
         if ev.name == "exception":
@@ -582,13 +575,16 @@ class PoolExecutor(Executor):
             self._run_reactor(0.2)
 
 
-def _event(fut: Any, name: str) -> dict[str, Any] | None:
-    """The context of the eventlog entry a watch future holds, if it is a ``name``."""
+def _event(fut: Any, name: str | None = None) -> Any:
+    """The eventlog entry a watch future holds (None at its end); with ``name``, only the
+    context of an entry of that name."""
     try:
         ev = fut.get_event()
     except OSError:
         return None
-    return ev.context if ev is not None and ev.name == name else None
+    if name is None or ev is None:
+        return ev
+    return ev.context if ev.name == name else None
 
 
 def _last_line(data: Any) -> str:
