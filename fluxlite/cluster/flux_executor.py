@@ -152,8 +152,9 @@ class FluxExecutor(Executor):
         try:
             jobspec.connect(self.uri, "Flux").rpc("broker.ping", {}).get()
             return
-        except (FluxUnavailable, OSError) as err:
-            why = getattr(err, "strerror", None) or err
+        except (FluxUnavailable, OSError) as err:  # connect()'s error: its cause says why
+            why = err.__cause__ or err
+            why = getattr(why, "strerror", None) or why
             gone = f"the Flux instance at {self.uri} is gone: {why}"
         # the parent tells why (the broker's end) once it has noticed: a moment at most
         deadline = time.monotonic() + 3.0

@@ -80,12 +80,10 @@ class FluxLauncher(Launcher):
     # -- start ------------------------------------------------------------------
     def start(self) -> None:
         """Submit the task's job (ExecError when Flux refuses it) and follow its eventlog."""
-        s = self.schedule
         # Flux's own limit is a safety net for the case fluxlite itself is killed: it never
         # fires first, since the schedule kills the task before it
-        duration = None
-        if s.kill_after is not None:
-            duration = s.kill_after + self.kill_grace + 60.0
+        kill_after = self.schedule.kill_after
+        duration = None if kill_after is None else kill_after + self.kill_grace + 60.0
         res = self.resources
         if self.jobs is None:
             self.jobs = FluxJobs(self.ctx.uri, self.ctx.handle)
@@ -107,6 +105,7 @@ class FluxLauncher(Launcher):
         try:
             self.jobs.wait_submitted(self.job)
         except Exception as err:  # noqa: BLE001 - the submission's own error, in one line
+            self.jobs.close(wait=False)
             raise ExecError(f"flux submit of {os.path.basename(self.argv[0])} failed: "
                             f"{getattr(err, 'strerror', None) or err}") from err
         self.flux_jobid = self.job.f58
