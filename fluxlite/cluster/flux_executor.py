@@ -83,9 +83,9 @@ class FluxExecutor(Executor):
         base = self.files.base(a)
         extra, fwd = task_env(a, base, "flux")
         a.stdout_path, a.stderr_path = base + ".out", base + ".err"
-        js = jobspec.build(a.argv, **self._shape(t), cwd=self.cwd,
-                           env=jobspec.environment(self.env, extra), name=t.name or t.id,
-                           stdout=a.stdout_path, stderr=a.stderr_path)
+        js = self.jobs.jobspec(a.argv, **self._shape(t), cwd=self.cwd,
+                               env=jobspec.environment(self.env, extra), name=t.name or t.id,
+                               stdout=a.stdout_path, stderr=a.stderr_path)
         return js, jt, fwd
 
     @staticmethod

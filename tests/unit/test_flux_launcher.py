@@ -212,3 +212,59 @@ def test_cluster_a_lost_eventlog_and_a_refused_submission_are_said() -> None:
     assert a.status.error == "lost flux job ƒseven: instance gone"
     a, _ = cluster_job(error="Invalid argument", jobid=False)
     assert a.status.error == "flux submit failed: Invalid argument" and a.flux_id is None
+
+
+class ClusterJobs:
+    """The Flux side of the cluster's FluxJobs, faked: it keeps the jobs; the test plays
+    their events; a cancel is a cancel's exception event."""
+
+    jobspec = staticmethod(FakeJobs.jobspec)
+
+    def __init__(self) -> None:
+        self.jobs: list[Job] = []
+        self.calls: list[tuple[Any, ...]] = []
+
+    def submit(self, js: Any, on_end: Any = None) -> Job:
+        self.jobs.append(Job(on_end))
+        return self.jobs[-1]
+
+    def kill(self, jobs: list[Job], signum: int) -> int:
+        self.calls.append(("kill", signum, len(jobs)))
+        return len(jobs)
+
+    def cancel(self, jobs: list[Job], note: str) -> int:
+        self.calls.append(("cancel", note, len(jobs)))
+        for job in jobs:
+            job.event(ev("exception", type="cancel", severity=0, note=note))
+        return len(jobs)
+
+    def close(self, wait: bool = True, abandon: bool = False) -> None:
+        pass
+
+
+def test_the_cluster_executor_hands_each_job_over_once_as_it_ended(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from fluxlite.cluster import flux_executor
+    from fluxlite.cluster.executors import TaskFiles
+
+    fake = ClusterJobs()
+    one_node = SimpleNamespace(all=SimpleNamespace(nnodes=1, ncores=4, ngpus=0))
+    monkeypatch.setattr(flux_executor.jobspec, "open_instance",
+                        lambda uri, needs: ("fake://", None, one_node))
+    monkeypatch.setattr(flux_executor, "FluxJobs", lambda uri, h: fake)
+    ex = flux_executor.FluxExecutor(TaskFiles(str(tmp_path), 1024), env={"PATH": "/bin"})
+    ran, waits = (Attempt(task=Task(id=i, argv=["/bin/true"]), number=1) for i in "ab")
+    assert ex.start(ran) is None and ex.start(waits) is None and ex.running() == 2
+    job = fake.jobs[0]
+    job.identify(5, "ƒfive")
+    for e in (ev("start"), ev("finish", status=0), ev("clean")):
+        job.event(e)
+    assert ex.poll(1.0) == [ran] and ex.poll(0) == []  # once, at its finish
+    assert ran.status.ok and ran.flux_id == "ƒfive" and ran.handle is None
+    fake.jobs[1].identify(6, "ƒsix")
+    ex.signal_all(signal.SIGTERM, "time limit")  # a cancel: the job was still pending
+    assert fake.calls == [("cancel", "time limit", 1)]
+    assert ex.poll(1.0) == [waits] and ex.running() == 0
+    assert waits.status.error == "flux job ƒsix: cancel: time limit"
+    assert waits.stopped == "time limit"
+    ex.close()
