@@ -6,7 +6,9 @@ instance's cores and GPUs. Submitting, following and reading how each job ended 
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import math
 import os
 import queue
 import signal
@@ -52,12 +54,11 @@ class FluxExecutor(Executor):
         self.jobs = FluxJobs(self.uri, h)
         self.nnodes = max(1, rl.all.nnodes)
         self.cores = max(1, rl.all.ncores // self.nnodes)  # a task runs on one node
-        self.total_cores = rl.all.ncores
         self.gpus = rl.all.ngpus // self.nnodes
         self.where = "each node of the Flux instance"
         # enough in flight to keep every core busy and the submit pipeline full, few enough
         # that priorities and a time limit still act on tasks not yet handed to Flux
-        self.max_inflight = max_inflight or max(64, 4 * self.total_cores)
+        self.max_inflight = max_inflight or max(64, 4 * rl.all.ncores)
         self.env = jobspec.environment(os.environ if env is None else env, drop=jobspec.JOB)
         self.cwd = os.getcwd()
         self.done: queue.SimpleQueue[Attempt] = queue.SimpleQueue()
@@ -94,6 +95,7 @@ class FluxExecutor(Executor):
         return {"cores": t.cores, "gpus": t.gpus or None}
 
     def start(self, a: Attempt) -> Attempt | None:
+        """Submit the attempt's job; the attempt itself when it cannot be a job."""
         a.start = time.time()
         a.t0 = time.monotonic()
         try:
@@ -123,12 +125,11 @@ class FluxExecutor(Executor):
             raise NestedInstanceLost(why)
 
     def poll(self, timeout: float) -> list[Attempt]:
+        """The attempts whose jobs are over, waiting ``timeout`` seconds for one at most."""
         end = time.monotonic() + max(0.0, timeout)
         while True:
             self._check_lost()
-            left = end - time.monotonic()
-            if self._lost is not None:
-                left = min(left, _LOST_INTERVAL)
+            left = min(end - time.monotonic(), _LOST_INTERVAL if self._lost else math.inf)
             try:
                 out = [self.done.get(timeout=left) if left > 0 else self.done.get_nowait()]
                 break
@@ -137,11 +138,9 @@ class FluxExecutor(Executor):
                     return []
         while not self.done.empty():  # this thread is the only one to take from it
             out.append(self.done.get_nowait())
-        try:
+        with contextlib.suppress(OSError):  # the pipe is empty: every bell has been heard
             while os.read(self._rfd, 4096):
                 pass
-        except OSError:
-            pass
         if self._lost is not None and any(a.handle[0].status is None for a in out):
             self._check_reachable()
         return [self._finish(a) for a in out]
@@ -190,23 +189,23 @@ class FluxExecutor(Executor):
         return a
 
     def signal_all(self, signum: int, reason: str) -> None:
+        """KILL every job, or for any other signal cancel it (Flux's TERM, then KILL)."""
         for a in self.inflight.values():
             a.stopped = a.stopped or reason
         jobs = [a.handle[0] for a in self.inflight.values()]
         if signum == signal.SIGKILL:
             self.jobs.kill(jobs, signum)
         else:
-            # cancel: TERM now, KILL after Flux's own grace; a pending job never runs
             self.jobs.cancel(jobs, reason)
 
     def close(self) -> None:
+        """Kill what still runs and collect it; nothing of a gone instance is waited for."""
         if self._gone is not None:
             # the instance is gone: nothing of its jobs is left to kill or to wait for
             self.jobs.close(wait=False, abandon=True)
             self.inflight.clear()
         else:
-            if self.inflight:
-                self.signal_all(signal.SIGKILL, "shutdown")
+            self.signal_all(signal.SIGKILL, "shutdown")
             self.jobs.close(wait=True)
             while self.inflight:
                 self.poll(1.0)  # collect what the kills ended, for their files

@@ -27,6 +27,8 @@ PHASE_NAMES = {"workdir": "setup", "checkpoint-in": "stage-in", "task": "running
 
 @dataclass(slots=True)
 class FluxContext:
+    """The instance fluxlite runs in (a handle on it), and the job it runs as."""
+
     handle: Any
     uri: str
     level: int = 0

@@ -72,6 +72,7 @@ class NestedInstance:
                 + (f", {rl.all.ngpus} GPU(s)" if rl.all.ngpus else "") + ")")
 
     def start(self, timeout: float = 120.0) -> str:
+        """Submit the sub-instance and wait until it answers; its URI."""
         import flux.job  # type: ignore[import-not-found]
 
         self.h = jobspec.connect(self.parent_uri, "the Flux instance")
@@ -186,22 +187,20 @@ class NestedInstance:
         return False
 
     def info(self) -> dict[str, Any]:
-        jid = self._f58
-        return {"jobid": jid, "uri": self.uri, "nodes": self.nodes or 1,
+        """The nested instance in the cluster's JSON record."""
+        return {"jobid": self._f58, "uri": self.uri, "nodes": self.nodes or 1,
                 "cores": self.cores or (self.nodes or 1), "gpus": self.gpus or 0,
                 "startup_seconds": round(self.startup, 3)}
 
     def _wait_ready(self, deadline: float) -> None:
         # the URI is published before the sub-instance has loaded its scheduler: ask for its
         # resources until it answers
-        import flux.resource  # type: ignore[import-not-found]
-
         last: Exception | None = None
         while time.monotonic() < deadline:
             try:
-                flux.resource.resource_list(jobspec.connect(self.uri, "the nested instance")).get()
+                jobspec.open_instance(self.uri, "the nested instance")
                 return
-            except (OSError, FluxUnavailable) as err:
+            except FluxUnavailable as err:
                 last = err
                 time.sleep(0.1)
         raise FluxliteError(f"the nested instance at {self.uri} did not become ready: {last}")

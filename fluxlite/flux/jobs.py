@@ -143,8 +143,7 @@ class FluxJobs:
             self.wait_submitted(job)
 
     def _on_done(self, job: Job, fut: Any) -> None:
-        # a future is done at the finish or a fatal exception (both seen as events), or
-        # with the error of its submission or its eventlog, or cancelled before Flux had it
+        # done at the finish or a fatal exception (both events), or lost, or never submitted
         if fut.cancelled():
             job.lost("cancelled before it was submitted")
             return
@@ -153,13 +152,11 @@ class FluxJobs:
             job.lost(str(err) or type(err).__name__)
 
     def kill(self, jobs: Iterable[Job], signum: int) -> int:
-        """``signum`` to every task of each job; how many jobs it reached. A job not yet
-        handed to Flux is cancelled instead (it never runs)."""
+        """``signum`` to every task of each job (one not yet Flux's is dropped); how many."""
         return self._each(jobs, lambda jid: self._job.kill_async(self.h, jid, signum))
 
     def cancel(self, jobs: Iterable[Job], note: str) -> int:
-        """Cancel each job (Flux TERMs it, KILLs it after its kill-timeout; a pending job
-        never runs); how many jobs it reached."""
+        """Cancel each job (TERM, KILL after Flux's kill-timeout; pending, it never runs)."""
         return self._each(jobs, lambda jid: self._job.cancel_async(self.h, jid, note))
 
     def _each(self, jobs: Iterable[Job], call: Callable[[int], Any]) -> int:

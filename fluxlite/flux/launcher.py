@@ -6,11 +6,9 @@
   that size (what ``flux batch``/``flux alloc`` create), so a task that submits work of its
   own gets a scheduler of its own; the sub-instance ends with the task.
 
-:class:`FluxLauncher` implements :class:`fluxlite.execute.base.Launcher`. The task is
-watched through its eventlog; the checkpoint schedule and fluxlite's own signals reach it
-through ``flux.job.kill`` (then cancel), since it is not a child of fluxlite. Submitting,
-following and reading how the job ended are :mod:`fluxlite.flux.jobs`'s, as for the
-cluster's Flux jobs.
+:class:`FluxLauncher` implements :class:`fluxlite.execute.base.Launcher` on one job of
+:mod:`fluxlite.flux.jobs` (submitted, followed and read as the cluster's are); the schedule
+and fluxlite's own signals reach it through ``flux.job.kill`` (then cancel).
 """
 
 from __future__ import annotations

@@ -285,13 +285,6 @@ def render_script(spec: JobSpec, job_path: str, req: BatchRequest, *,
     return "\n".join(lines) + "\n"
 
 
-def _connect() -> Any:
-    if not os.environ.get("FLUX_URI") and shutil.which("flux") is None:
-        raise FluxUnavailable("no flux instance to submit to: FLUX_URI is not set and "
-                              "flux is not on PATH")
-    return connect()
-
-
 def jobspec(spec: JobSpec, job_path: str, req: BatchRequest) -> Any:
     """The batch job's jobspec: a sub-instance whose initial program is the script."""
     script = render_script(spec, job_path, req, with_directives=False)
@@ -321,7 +314,10 @@ def jobspec(spec: JobSpec, job_path: str, req: BatchRequest) -> Any:
 
 def submit(spec: JobSpec, job_path: str, req: BatchRequest) -> tuple[Any, str]:
     """Submit the batch job; returns the handle and the job's F58 id."""
-    h = _connect()  # first: it says what is missing before anything imports flux
+    if not os.environ.get("FLUX_URI") and shutil.which("flux") is None:
+        raise FluxUnavailable("no flux instance to submit to: FLUX_URI is not set and "
+                              "flux is not on PATH")
+    h = connect()  # first: it says what is missing before anything imports flux
     import flux.job  # type: ignore[import-not-found]
 
     js = jobspec(spec, job_path, req)

@@ -15,6 +15,7 @@ Flux job and spoken to over Flux's own messages (see ``messages``).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import secrets
@@ -78,6 +79,8 @@ class Worker:
 
 
 class PoolExecutor(Executor):
+    """The cluster's executor of pool workers (module docstring)."""
+
     name = "pool"
 
     def __init__(self, files: TaskFiles, uri: str | None = None, workers_per_node: int = 1,
@@ -447,11 +450,10 @@ class PoolExecutor(Executor):
     def add_fd(self, fd: int) -> None:
         """Another descriptor whose readiness ends a poll (the Flux-job tier's)."""
         def ready(*_args: Any) -> None:
-            try:  # what woke it is the other tier's to take; the byte is only a bell
+            # what woke it is the other tier's to take; the byte is only a bell
+            with contextlib.suppress(OSError):
                 while os.read(fd, 4096):
                     pass
-            except OSError:
-                pass
             self.h.reactor_stop()
 
         w = self.h.fd_watcher_create(fd, ready, events=self.flux.constants.FLUX_POLLIN)
@@ -505,6 +507,7 @@ class PoolExecutor(Executor):
             "tasks_per_s": round(rate, 1)}})
 
     def signal_all(self, signum: int, reason: str) -> None:
+        """Every worker signals its attempts; those not sent to a worker yet never start."""
         for w in self.live():
             # not yet sent: never started; fails no try, a rerun runs it
             for d in w.outbox:
@@ -527,6 +530,7 @@ class PoolExecutor(Executor):
                 "reactor_seconds": round(self.loop_time, 3)}
 
     def close(self) -> None:
+        """Stop every worker, and end the pool's job (cancelled if it does not end)."""
         self._memo(force=True)  # the last figures, beside the cluster's own
         self._closing = True
         live = self.live()

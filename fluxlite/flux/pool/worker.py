@@ -141,6 +141,8 @@ def _guard_main(rfd: int) -> None:
 
 
 class Worker:
+    """A pool worker: asks the coordinator for tasks, runs them, reports them."""
+
     def __init__(self, service: str, coord_rank: int, stdio_bytes: int) -> None:
         self.guard = Guard()  # before any Flux handle exists: the fork copies none
         import flux  # type: ignore[import-not-found]
