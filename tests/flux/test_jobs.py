@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import signal
 import threading
+import time
 from pathlib import Path
 
 from fluxlite.flux import jobspec
@@ -34,7 +35,9 @@ def test_jobs_end_as_flux_says(flux_instance: FluxInstance, tmp_path: Path) -> N
         refused = submit(["true"], cores=4096)
         hog = submit(["sleep", "60"], count=rl.all.nnodes, nodes=rl.all.nnodes,
                      cores=per_node)  # every core: the next job waits
-        jobs.wait_submitted(hog)
+        deadline = time.monotonic() + 60
+        while hog.started is None and time.monotonic() < deadline:
+            time.sleep(0.05)  # a signal reaches a job that runs: wait for it to
         pending = submit(["true"])
         jobs.wait_submitted(pending)
         assert jobs.cancel([pending], "not wanted") == 1
