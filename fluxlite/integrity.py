@@ -12,6 +12,8 @@ CHUNK = 4 * 1024 * 1024  # large enough that hashlib releases the GIL and syscal
 
 @dataclass(frozen=True, slots=True)
 class Verification:
+    """The check of one file's sha256 against the expected one."""
+
     lfn: str
     expected: str | None
     actual: str
@@ -40,5 +42,6 @@ def file_sha256(path: str, chunk: int = CHUNK) -> tuple[str, int, float]:
 
 
 def verify(lfn: str, expected: str | None, actual: str, duration: float) -> Verification:
+    """The verification of ``actual`` against ``expected`` (None: nothing to check against)."""
     return Verification(lfn, expected, actual,
                         expected is None or expected.lower() == actual, duration)

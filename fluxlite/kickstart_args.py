@@ -42,6 +42,8 @@ class KickstartUsage(FluxliteError):
 
 @dataclass(slots=True)
 class KickstartArgs:
+    """pegasus-kickstart's command line, parsed."""
+
     transformation: str | None = None
     derivation: str | None = None
     resource: str | None = None
@@ -213,25 +215,21 @@ def parse(argv: list[str]) -> KickstartArgs:
     return a
 
 
+# the options that set one field of KickstartArgs: names (kickstart strips their quotes),
+# file names (kept as they are), switches
+_NAMES = {"n": "transformation", "N": "derivation", "R": "resource", "L": "wf_label",
+          "T": "wf_stamp"}
+_FILES = {"i": "stdin", "o": "stdout", "e": "stderr", "l": "logfile"}
+_SWITCHES = {"X": "make_executable", "H": "no_header", "f": "full", "q": "omit_data"}
+
+
 def _apply(a: KickstartArgs, c: str, value: str) -> None:
-    if c == "n":
-        a.transformation = noquote(value)
-    elif c == "N":
-        a.derivation = noquote(value)
-    elif c == "R":
-        a.resource = noquote(value)
-    elif c == "L":
-        a.wf_label = noquote(value)
-    elif c == "T":
-        a.wf_stamp = noquote(value)
-    elif c == "i":
-        a.stdin = value
-    elif c == "o":
-        a.stdout = value
-    elif c == "e":
-        a.stderr = value
-    elif c == "l":
-        a.logfile = value
+    if c in _NAMES:
+        setattr(a, _NAMES[c], noquote(value))
+    elif c in _FILES:
+        setattr(a, _FILES[c], value)
+    elif c in _SWITCHES:
+        setattr(a, _SWITCHES[c], True)
     elif c == "s":
         a.stat_after += _stat_entries(c, value)
     elif c == "S":
@@ -247,14 +245,6 @@ def _apply(a: KickstartArgs, c: str, value: str) -> None:
         a.kill_timeout = _number(c, value, 1, 86400)
     elif c == "m":
         a.monitor_interval = _seconds(c, value, 0.01, 3600)
-    elif c == "X":
-        a.make_executable = True
-    elif c == "H":
-        a.no_header = True
-    elif c == "f":
-        a.full = True
-    elif c == "q":
-        a.omit_data = True
     elif c in _IGNORED:
         logger.warning("-%s (%s) is not supported: fluxlite monitors the process tree "
                        "instead", c, _IGNORED[c])

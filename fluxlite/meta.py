@@ -42,6 +42,7 @@ def read_meta_files(paths: tuple[str, ...] | list[str], first: int = 0) -> dict[
 
 
 def meta_entries(outputs: list[Any]) -> list[dict[str, Any]]:
+    """The Pegasus meta-file entries (checksum, size, timing) of the outputs that have a sha256."""
     entries = []
     for o in outputs:
         if not o.sha256:

@@ -10,6 +10,7 @@ from fluxlite.workdir import candidates
 
 
 def describe(spec: JobSpec) -> str:
+    """The resolved plan of a job, as ``--dry-run`` prints it."""
     lines = [f"job {spec.name} ({spec.id or 'no id'}) at site {spec.site}",
              f"worker directory in the first usable of: {', '.join(candidates(spec.workdir))}"
              f" (keep: {spec.workdir.keep}, at least {spec.workdir.min_free_mb:g} MB free)"]

@@ -48,6 +48,9 @@ class _Eraser(logging.Filter):
 
 
 class Progress:
+    """A progress line on stderr: redrawn in place on a terminal, a line every ``interval``
+    seconds elsewhere."""
+
     def __init__(self, label: str, stream: TextIO | None = None, *,
                  terminal: bool | None = None, interval: float = 10.0,
                  tty_interval: float = 0.2, plain: bool = True) -> None:
@@ -89,6 +92,7 @@ class Progress:
     # -- what the line says --------------------------------------------------------------
     def text(self, done: int, total: int | None, running: int = 0, failed: int = 0,
              nbytes: int | None = None, nbytes_total: int | None = None) -> str:
+        """The progress line for these counts: done, running, failed, rates and bytes."""
         elapsed = max(time.monotonic() - self.t0, 1e-6)
         ended = done + failed
         parts = [f"{done}/{total} done" if total is not None else f"{done} done",
@@ -112,6 +116,7 @@ class Progress:
     def update(self, done: int, total: int | None, running: int = 0, failed: int = 0,
                nbytes: int | None = None, nbytes_total: int | None = None,
                force: bool = False) -> None:
+        """Show the counts, at most once an interval (``force``: now)."""
         now = time.monotonic()
         if not force and now - self._last < self.interval:
             return
@@ -130,6 +135,7 @@ class Progress:
             self._last = now
 
     def erase(self) -> None:
+        """Clear the terminal line, so that a log line can be written cleanly."""
         with self._lock:
             if self._shown:
                 self._write("\r\x1b[K")
@@ -172,6 +178,7 @@ class TransferProgress(Progress):
         self._stage: object = None
 
     def close(self) -> None:
+        """Show the last figures, then end the line."""
         if self._shown and self._stage is not None:
             self._show(self._stage, force=True)  # the last figures, whatever the rate
         super().close()

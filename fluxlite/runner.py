@@ -18,20 +18,20 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from fluxlite.errors import (
     EXIT_INFRA,
+    SIGNAL_BASE,
     ExecError,
     FluxliteError,
-    IntegrityError,
     Interrupted,
     SpecError,
     StageError,
 )
-from fluxlite.execute.base import Launcher, SignalEvent, signal_name
+from fluxlite.execute.base import ExitStatus, Launcher, SignalEvent, rusage_dict, signal_name
 from fluxlite.execute.local import LocalLauncher
 from fluxlite.execute.timelimit import Schedule, from_limits
 from fluxlite.execute.timelimit import describe as describe_schedule
@@ -72,37 +72,10 @@ class RunOptions:
     use_flux: bool = True
     stdout: Any = None  # where "-" records go (default sys.stdout)
     extra_env: dict[str, str] = field(default_factory=dict)
-    # The options below serve the pegasus-kickstart front end (fluxlite kickstart); their
-    # defaults leave `fluxlite run` as it is.
-    cwd: str | None = None  # run the task here: no worker directory is created or removed
-    make_cwd: bool = False  # create ``cwd`` first (kickstart -W)
-    stdio: dict[str, Stdio] = field(default_factory=dict)  # stdin/stdout/stderr targets
-    stat_before: list[tuple[str | None, str]] = field(default_factory=list)  # (lfn, path)
-    stat_after: list[tuple[str | None, str]] = field(default_factory=list)  # + sha256
-    hooks: dict[str, list[str]] = field(default_factory=dict)  # setup/prejob/postjob/cleanup
-    omit_data_on_success: bool = False  # kickstart -q
-    timeout_exit_code: int | None = None  # exit code when the checkpoint TERM fired
-    record_append: bool = False  # append the record to its file instead of replacing it
     overwrite_records: bool = False  # False: an earlier record is kept as PATH.000, .001...
-    # a task that handled a forwarded stop signal and exited N: False makes N the exit code,
-    # as pegasus-kickstart does; True (fluxlite run) makes it 128+signal, work not done
-    stopped_task_fails: bool = True
-    protocol: bool = True  # print the "PegasusLite: exitcode N" line
 
 
-@dataclass(frozen=True, slots=True)
-class Stdio:
-    """Where one standard stream of the task goes when the options say so.
-
-    Neither path nor fd: a temporary file whose content is embedded in the record (and
-    removed afterwards), as pegasus-kickstart captures stdout and stderr.
-    """
-
-    path: str | None = None
-    append: bool = False
-    fd: int | None = None  # share this descriptor of fluxlite's own (kickstart's "-")
-
-
+# the phases of kickstart's environment hooks (pegasus/kickstart.py), in the record
 HOOKS = (Phase.SETUP, Phase.PREJOB, Phase.POSTJOB, Phase.CLEANUP)
 
 
@@ -124,19 +97,11 @@ class _Signals:
         self.cancel = threading.Event()
         return self.cancel
 
-    def install(self) -> None:
-        """fluxlite's terminating signals and SIGUSR1 to :meth:`handle`."""
-        self.handlers.install()
-
-    def restore(self) -> None:
-        """The handlers that were there before :meth:`install`."""
-        self.handlers.restore()
-
     def handle(self, signum: int) -> None:
         """The policy: to the running task or hook, else stop the phase (once)."""
         r = self.r
         ctl = r.controller
-        if (r.phase == "task" or r.phase in HOOKS) and ctl is not None:
+        if ctl is not None:  # set only while a task or a hook runs
             ctl.on_signal(signum)  # records the event itself
             if signum != signal.SIGUSR1 and self.stop_signal is None:
                 self.stop_signal = signum
@@ -156,7 +121,18 @@ class _Signals:
 
 
 class Runner:
-    """Runs one job through its phases, in order, and always ends with its records."""
+    """Runs one job through its phases, in order, and always ends with its records.
+
+    A front end with a strategy of its own (kickstart's, pegasus/kickstart.py) overrides
+    where the worker directory and the task's stdio come from, what runs around the task
+    and how its end is judged.
+    """
+
+    protocol = True  # print the "PegasusLite: exitcode N" line and the failure summary
+    # a task that handled a forwarded stop signal and exited N: True makes it 128+signal,
+    # work not done; False (kickstart) makes N the exit code
+    stopped_task_fails = True
+    appends_record = False  # the kickstart record appended to its file, not replacing it
 
     def __init__(self, spec: JobSpec, options: RunOptions | None = None) -> None:
         self.spec = spec
@@ -168,9 +144,6 @@ class Runner:
         self.flux: Any = None
         self.workdir: Any = None
         self._t0 = time.perf_counter()
-        self._stdio_fds: tuple[int, int, int] | None = None  # with options.stdio only
-        self._owned_fds: list[int] = []
-        self._temp_files: list[str] = []
         self._failing_phase: Phase | None = None  # the phase the failure left, not a later one
         self._kept_workdir: str | None = None
 
@@ -203,7 +176,7 @@ class Runner:
 
     def run(self) -> int:
         """Run the whole job; return the exit code. Records are always written."""
-        self.signals.install()
+        self.signals.handlers.install()
         rec = self.record
         try:
             try:
@@ -223,7 +196,7 @@ class Runner:
                            phase)
             self._finish()
         finally:
-            self.signals.restore()
+            self.signals.handlers.restore()
         return rec.exit_code
 
     def _ending(self) -> Phase:
@@ -260,7 +233,7 @@ class Runner:
         else:
             rec.exit_code = err.exit_code
         # fluxlite run says it in the failure summary at the end; kickstart here
-        logger.log(logging.DEBUG if self.opt.protocol else logging.ERROR, "%s failed: %s",
+        logger.log(logging.DEBUG if self.protocol else logging.ERROR, "%s failed: %s",
                    phase, err)
 
     def _main(self) -> None:
@@ -274,42 +247,33 @@ class Runner:
         exe = exe or self._workdir_executable()
         rec.executable = exe
         rec.executable_stat = host.stat_info(exe)
-        self._before_task()
         try:
-            if self._run_hooks(Phase.SETUP, Phase.PREJOB):
-                self._run_task(exe)
-                if (rec.task is not None and rec.task.status.ok and not rec.task.timed_out
-                        and self.signals.stop_signal is None):
-                    self._run_hooks(Phase.POSTJOB)  # nothing new starts once told to stop
+            self._run_task(exe)
         finally:
-            self._run_hooks(Phase.CLEANUP)  # like kickstart's: whatever happened before
-            # outputs and checkpoints leave whatever happened to the task
-            self._stage_out()
-            self._after_stage_out()
-        task = rec.task
-        if task is not None and task.timed_out and self.opt.timeout_exit_code is not None:
-            # kickstart reports its own -k timeout with one code, whatever the task did
-            rec.exit_code = self.opt.timeout_exit_code
-            rec.error = rec.error or f"{_describe(task.status)} after the time limit"
-            rec.failed_phase = rec.failed_phase or Phase.TASK
-            return
-        if (task is not None and task.status.ok and task.terminated_by
-                and (task.timed_out or self.opt.stopped_task_fails)):
+            self._stage_out()  # outputs and checkpoints leave whatever happened to the task
+        self._judge()
+
+    def _judge(self) -> bool:
+        """The exit code the task's end makes; False when the task succeeded (or never
+        ran) and nothing was decided."""
+        rec, task = self.record, self.record.task
+        if task is None:
+            return False
+        if task.status.ok and task.terminated_by and (task.timed_out
+                                                      or self.stopped_task_fails):
             # The task caught the TERM (time limit or a signal to fluxlite) and exited
             # cleanly, typically after saving a checkpoint: its work is not done, so the job
             # must not count as a success; a rerun resumes from the checkpoint.
-            rec.exit_code = 128 + task.terminated_by
+            rec.exit_code = SIGNAL_BASE + task.terminated_by
             rec.error = rec.error or (f"task stopped by {signal_name(task.terminated_by)}"
                                       f" ({'time limit' if task.timed_out else 'signal'})")
-            rec.failed_phase = rec.failed_phase or Phase.TASK
-            return
-        if task is None or task.status.ok:
-            self._hook_failure()  # a failed prejob or postjob decides the exit code
-            return
-        if not task.status.ok:
+        elif not task.status.ok:
             rec.exit_code = task.status.code
             rec.error = rec.error or _describe(task.status)
-            rec.failed_phase = rec.failed_phase or Phase.TASK
+        else:
+            return False
+        rec.failed_phase = rec.failed_phase or Phase.TASK
+        return True
 
     def _make_workdir(self) -> Any:
         """The worker directory of the job, made fresh (kickstart's front end uses a given
@@ -320,13 +284,6 @@ class Runner:
         os.makedirs(os.path.join(wd.path, STDIO_DIR), exist_ok=True)
         logger.info("worker directory %s (%.0f MB free)", wd.path, wd.free_mb)
         return wd
-
-    def _before_task(self) -> None:
-        """Between stage-in and the task: nothing for a job description (kickstart's
-        front end stats its -S files here)."""
-
-    def _after_stage_out(self) -> None:
-        """After stage-out: nothing for a job description (kickstart's -s files)."""
 
     # -- executable ------------------------------------------------------------------
     def _task_env(self) -> dict[str, str]:
@@ -415,8 +372,6 @@ class Runner:
                     if err.stage is not None:
                         rec.stage_in.append(err.stage)
                         self._verifications(err.stage)
-                    raise
-                except Interrupted:
                     raise
                 rec.stage_in.append(st)
                 self._verifications(st)
@@ -585,20 +540,7 @@ class Runner:
         rec.schedule = sched
         if sched.term_after is not None or sched.kill_after is not None:
             logger.info("time limit: %s", describe_schedule(sched))
-        stdin: str | int
-        stdout: str | int
-        stderr: str | int
-        if self.opt.stdio:
-            stdin, stdout, stderr = self._open_stdio()
-        else:
-            stdin = os.path.join(wd, spec.stdin) if spec.stdin else os.devnull
-            stdout = os.path.join(wd, spec.stdout) if spec.stdout else os.path.join(
-                wd, STDIO_DIR, "stdout")
-            stderr = os.path.join(wd, spec.stderr) if spec.stderr else os.path.join(
-                wd, STDIO_DIR, "stderr")
-            for name in (spec.stdout, spec.stderr):
-                if name and "/" in name:  # "logs/err.txt": its directory, in the worker dir
-                    os.makedirs(os.path.dirname(os.path.join(wd, name)), exist_ok=True)
+        (stdin, stdout, stderr), stdio = self._task_stdio()
         argv, env, cwd, undo = [exe, *spec.arguments], self._task_env(), wd, None
         if spec.container is not None:  # the task runs inside an image (fluxlite.container)
             from fluxlite.container import wrap
@@ -612,31 +554,31 @@ class Runner:
             from fluxlite.flux.launcher import launcher_for
 
             ctl_cls = launcher_for(spec, self.flux)
-        local = {"on_orphaned": self._orphaned} if ctl_cls is LocalLauncher else {}
+        on_flux = ctl_cls is not LocalLauncher  # a Flux launcher: placement flux or nested
+        local = {} if on_flux else {"on_orphaned": self._orphaned}
         ctl = ctl_cls(argv, cwd, env, stdin=stdin, stdout=stdout, stderr=stderr,
                       schedule=sched, kill_grace=spec.limits.kill_grace, usr1=spec.usr1,
                       events=rec.signals, **local)
         if self.flux is not None:
             ctl.timeleft = self.flux.timeleft  # re-derives the schedule at Flux's warning
-        if not self.opt.stdio:
-            rec.stdio = [StdioFile("stdin", str(stdin)), StdioFile("stdout", str(stdout)),
-                         StdioFile("stderr", str(stderr))]
+        rec.stdio = stdio
         with self._phase(Phase.TASK) as ph:
             mon = Monitor(spec.monitor_interval)
             try:
                 self.controller = ctl
                 ctl.start()
                 rec.task = ctl.result
-                if getattr(ctl, "flux_jobid", None):  # placement flux/nested: a job of its own
+                if on_flux and ctl.flux_jobid:  # a job of its own
                     rec.jobids["flux-task"] = ctl.flux_jobid
                     if rec.flux is not None:
                         rec.flux["task"] = ctl.flux_info  # filled in further as it ends
-                mon.start(exclude=ctl.helper_pids)
+                if ctl.monitors_tree:  # not a Flux job's: its processes are not below us
+                    mon.start(exclude=ctl.helper_pids)
                 logger.info("task started: pid %d", ctl.result.pid)
                 res = ctl.wait()
             except ExecError as err:
                 rec.task = ctl.result
-                rec.task.status = _failed_status(str(err))
+                rec.task.status = ExitStatus.failed_to_start(str(err))
                 raise
             finally:
                 self.controller = None
@@ -646,81 +588,38 @@ class Runner:
                     undo()  # no container is left, however the task ended
             rec.task = res
             ph.ok = res.status.ok
-            if not self.opt.stdio:
-                for f in rec.stdio[1:]:
-                    f.data, f.truncated, f.size = tail(f.path, spec.records.stdio_bytes)
+            self._task_output()
             msg = _describe(res.status)
             logger.info("task %s after %.3f s", msg, res.duration)
             if res.killed:
                 logger.info("killed %d leftover process%s of the task", len(res.killed),
                             "es" * (len(res.killed) != 1))
 
+    def _task_stdio(self) -> tuple[tuple[str | int, str | int, str | int], list[StdioFile]]:
+        """Where the task's stdin, stdout and stderr go (the job's files in the worker
+        directory), and their entries in the record."""
+        spec, wd = self.spec, self.workdir.path
+        stdin = os.path.join(wd, spec.stdin) if spec.stdin else os.devnull
+        stdout = os.path.join(wd, spec.stdout or os.path.join(STDIO_DIR, "stdout"))
+        stderr = os.path.join(wd, spec.stderr or os.path.join(STDIO_DIR, "stderr"))
+        for name in (spec.stdout, spec.stderr):
+            if name and "/" in name:  # "logs/err.txt": its directory, in the worker dir
+                os.makedirs(os.path.dirname(os.path.join(wd, name)), exist_ok=True)
+        return (stdin, stdout, stderr), [StdioFile("stdin", stdin), StdioFile("stdout", stdout),
+                                         StdioFile("stderr", stderr)]
+
+    def _task_output(self) -> None:
+        """Once the task has ended: the tails of its stdout and stderr into the record."""
+        for f in self.record.stdio[1:]:
+            f.data, f.truncated, f.size = tail(f.path, self.spec.records.stdio_bytes)
+
     def _orphaned(self) -> None:
         """Run by the task's supervisor when fluxlite died (SIGKILL) during the task, after
         it killed every process of the job: the worker directory goes as ``keep`` says of
         a failed job (kept unless "never"); a directory fluxlite did not create stays."""
-        if self.opt.cwd is None and self.workdir is not None and self.spec.workdir.keep == "never":
-            self.workdir.remove()
-
-    # -- what kickstart's front end adds (pegasus/kickstart.py) ------------------------------
-    def _open_stdio(self) -> tuple[int, int, int]:
-        """The stdio descriptors the hooks and the task share (options.stdio): kickstart's
-        front end only; a job description names its files instead."""
-        raise NotImplementedError("shared stdio is the kickstart runner's")
-
-    def _run_hooks(self, *names: Phase) -> bool:
-        """Kickstart's environment hooks: a job description has none, so nothing failed."""
-        del names
-        return True
-
-    def _hook_failure(self) -> None:
-        """Where a failed hook decides the exit code: a job description has no hooks."""
-
-    def _before_records(self) -> None:
-        """Just before the records are formatted: nothing more for a job description
-        (kickstart's front end embeds its shared stdio here)."""
-
-    def _close_stdio(self) -> None:
-        """Close the descriptors and remove the capture and side files fluxlite made."""
-        for fd in self._owned_fds:
-            with suppress(OSError):
-                os.close(fd)
-        for path in self._temp_files:
-            with suppress(OSError):
-                os.unlink(path)
-        self._owned_fds.clear()
-        self._temp_files.clear()
-
-    def _run_hook(self, name: Phase, argv: list[str]) -> Any:
-        rec = self.record
-        stdin, stdout, stderr = self._open_stdio()
-        ctl = LocalLauncher(list(argv), self.workdir.path, self._task_env(), stdin=stdin,
-                             stdout=stdout, stderr=stderr, schedule=self._hook_schedule(name),
-                             kill_grace=self.spec.limits.kill_grace, usr1=self.spec.usr1,
-                             events=rec.signals, on_orphaned=self._orphaned)
-        if self.flux is not None:
-            ctl.timeleft = self.flux.timeleft
-        with self._phase(name) as ph:
-            try:
-                self.controller = ctl
-                ctl.start()
-                res = ctl.wait()
-            except ExecError as err:
-                res = ctl.result
-                res.status = _failed_status(str(err))
-            finally:
-                self.controller = None
-            ph.ok = res.status.ok
-        logger.info("%s %s", name, _describe(res.status))
-        rec.extra_sections[name] = {
-            "start": res.start or time.time(), "duration": res.duration, "pid": res.pid,
-            "status": res.status, "executable": argv[0], "argv": list(argv)}
-        return res.status
-
-    def _hook_schedule(self, name: Phase) -> Schedule:
-        """The time limit of one hook: none (kickstart's front end puts its clock here)."""
-        del name
-        return Schedule()
+        wd = self.workdir
+        if wd is not None and wd.identity is not None and self.spec.workdir.keep == "never":
+            wd.remove()
 
     # -- the ending --------------------------------------------------------------------------
     def _finish(self) -> None:
@@ -730,11 +629,7 @@ class Runner:
             self._memo(Phase.DONE, exit_code=0)
         else:  # the cause as stderr says it, for `flux jobs -o {user.fluxlite.cause}`
             self._memo(Phase.FAILED, exit_code=rec.exit_code, cause=failure_cause(rec))
-        ru = resource.getrusage(resource.RUSAGE_SELF)
-        from fluxlite.execute.base import rusage_dict
-
-        rec.self_usage = rusage_dict(ru)
-        self._before_records()
+        rec.self_usage = rusage_dict(resource.getrusage(resource.RUSAGE_SELF))
         if not self.opt.compact:
             rec.machine = host.machine()
         rec.full = self.opt.full
@@ -749,7 +644,7 @@ class Runner:
         rc = rec.exit_code
         if rc == 0:
             logger.info("job succeeded in %.3f s", rec.duration)
-        if not self.opt.protocol:
+        if not self.protocol:
             return
         if rc != 0:
             for line in failure_summary(rec, written, self._kept_workdir):
@@ -771,7 +666,7 @@ class Runner:
             from fluxlite.record import kickstart
 
             if self._emit_record("kickstart", ks, lambda: kickstart.render(rec).encode(
-                    "utf-8", "backslashreplace"), append=self.opt.record_append):
+                    "utf-8", "backslashreplace"), append=self.appends_record):
                 written.append(ks)
         if js:
             from fluxlite.record import jsonrecord  # orjson: imported only when asked for
@@ -806,7 +701,7 @@ class Runner:
         then says why); the failure of a job that had failed already keeps its own cause,
         and this is a line of its own."""
         rec = self.record
-        summary = rec.exit_code == 0 and self.opt.protocol  # said by the failure summary
+        summary = rec.exit_code == 0 and self.protocol  # said by the failure summary
         if rec.exit_code == 0:
             rec.exit_code = EXIT_INFRA
             rec.error = why
@@ -815,9 +710,8 @@ class Runner:
             logger.error("%s", why)
 
     def _cleanup(self) -> None:
-        self._close_stdio()
         wd = self.workdir
-        if wd is None or self.opt.cwd is not None:
+        if wd is None or wd.identity is None:
             return  # a given directory is the caller's: never removed
         keep = self.spec.workdir.keep
         if keep == "always" or (keep == "on-failure" and self.record.exit_code != 0):
@@ -950,12 +844,6 @@ def _protocol(line: str) -> None:
     sys.stderr.flush()
 
 
-def _failed_status(error: str) -> Any:
-    from fluxlite.execute.base import ExitStatus
-
-    return ExitStatus.failed_to_start(error)
-
-
 def _describe(status: Any) -> str:
     if status.error is not None:
         return f"could not start: {status.error}"
@@ -978,4 +866,4 @@ def run_job(spec: JobSpec, options: RunOptions | None = None) -> int:
     return Runner(spec, options).run()
 
 
-__all__ = ["IntegrityError", "RunOptions", "Runner", "run_job"]
+__all__ = ["RunOptions", "Runner", "run_job"]

@@ -16,6 +16,8 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from fluxlite.errors import SIGNAL_BASE
+
 logger = logging.getLogger(__name__)
 
 Policy = Callable[[int], None]
@@ -27,7 +29,7 @@ class Stop(BaseException):  # noqa: N818 - a request to stop, not an error
     def __init__(self, signum: int) -> None:
         super().__init__(signum)
         self.signum = signum
-        self.exit_code = 128 + signum
+        self.exit_code = SIGNAL_BASE + signum
 
 
 class Handlers:

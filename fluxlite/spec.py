@@ -42,12 +42,16 @@ RESERVED_DIR = ".fluxlite"
 
 @dataclass(frozen=True, slots=True)
 class Source:
+    """One place an input can be read from, and whether its TLS certificate is verified."""
+
     url: str
     tls_verify: bool = True
 
 
 @dataclass(frozen=True, slots=True)
 class InputFile:
+    """An input of the job: its lfn in the worker directory, its sources and checksum."""
+
     lfn: str
     sources: tuple[Source, ...]
     sha256: str | None = None
@@ -59,6 +63,8 @@ class InputFile:
 
 @dataclass(frozen=True, slots=True)
 class OutputFile:
+    """An output of the job: its lfn in the worker directory and where it goes."""
+
     lfn: str
     urls: tuple[str, ...]
     optional: bool = False
@@ -66,12 +72,16 @@ class OutputFile:
 
 @dataclass(frozen=True, slots=True)
 class Checkpoint:
+    """A checkpoint file: staged in if present, staged out after the task however it ended."""
+
     lfn: str
     url: str
 
 
 @dataclass(frozen=True, slots=True)
 class Limits:
+    """The task's time limits: walltime, the checkpoint TERM and the grace before KILL."""
+
     maxwalltime: float | None = None
     checkpoint_time: float | None = None
     kill_grace: float = 5.0
@@ -79,6 +89,8 @@ class Limits:
 
 @dataclass(frozen=True, slots=True)
 class WorkdirSpec:
+    """Where the worker directory is made, when it is kept, and the free space it needs."""
+
     base: str | None = None
     keep: Literal["never", "always", "on-failure"] = "never"
     min_free_mb: float = 1000.0
@@ -86,6 +98,8 @@ class WorkdirSpec:
 
 @dataclass(frozen=True, slots=True)
 class RecordsSpec:
+    """Where the records go and how much of the task's stdout and stderr they embed."""
+
     kickstart: str | None = "-"
     json: str | None = None
     stdio_bytes: int = 262144  # bytes of stdout/stderr embedded in the record (tail)
@@ -93,6 +107,8 @@ class RecordsSpec:
 
 @dataclass(frozen=True, slots=True)
 class StagingOptions:
+    """How transfers run: attempts, backoff, threads, timeouts and the minimum rate."""
+
     attempts: int = 3
     backoff: float = 1.0
     max_backoff: float = 30.0
@@ -104,6 +120,8 @@ class StagingOptions:
 
 @dataclass(frozen=True, slots=True)
 class Resources:
+    """What the job asks of Flux when it is submitted: nodes, tasks, cores, GPUs, time, queue."""
+
     nodes: int | None = None
     tasks: int = 1
     cores_per_task: int = 1
@@ -115,12 +133,17 @@ class Resources:
 
 @dataclass(frozen=True, slots=True)
 class Workflow:
+    """The workflow a job belongs to (Pegasus's label and timestamp)."""
+
     label: str | None = None
     stamp: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class JobSpec:
+    """One job, validated and frozen: what runs, what is staged in and out, its limits and
+    records. Built by ``from_file``, ``from_json`` or ``from_dict``."""
+
     executable: str  # a path, a name on PATH, or the lfn of a staged executable
     name: str = ""
     id: str = ""
@@ -151,6 +174,7 @@ class JobSpec:
 
     @property
     def env(self) -> dict[str, str]:
+        """The task's extra environment variables, as a dictionary."""
         return dict(self.environment)
 
     @classmethod
@@ -172,6 +196,7 @@ class JobSpec:
     @classmethod
     def from_json(cls, raw: bytes | str, source: str = "",
                   base_dir: str | None = None) -> JobSpec:
+        """Parse and validate a job description's text; a SpecError lists every problem."""
         import json  # the stdlib parser: a job file is small and orjson costs more to import
 
         seen = _Objects()

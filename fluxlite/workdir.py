@@ -23,6 +23,8 @@ CANDIDATE_VARS = ("FLUX_JOB_TMPDIR", "PEGASUS_WN_TMP", "_CONDOR_SCRATCH_DIR", "O
 
 @dataclass(slots=True)
 class Workdir:
+    """A worker directory: where it is, the base it was made in, its free space."""
+
     path: str
     base: str
     free_mb: float
@@ -60,8 +62,9 @@ class Workdir:
             failed: list[str] = []
 
             def note(_fn: object, p: str, exc: object) -> None:
-                err = exc[1] if isinstance(exc, tuple) else exc
-                failed.append(f"{p}: {getattr(err, 'strerror', None) or err}")
+                err = exc[1] if isinstance(exc, tuple) else exc  # onerror: exc_info
+                why = err.strerror if isinstance(err, OSError) and err.strerror else err
+                failed.append(f"{p}: {why}")
 
             if sys.version_info >= (3, 12):
                 shutil.rmtree(name, dir_fd=pfd, onexc=note)
@@ -77,6 +80,7 @@ class Workdir:
 
 
 def candidates(spec: WorkdirSpec, env: Mapping[str, str] | None = None) -> list[str]:
+    """The bases a worker directory may be made in, in PegasusLite's order."""
     if env is None:
         env = os.environ
     out: list[str] = []

@@ -1,8 +1,8 @@
 """Executors start task attempts and report them finished.
 
-- ``LocalExecutor``: fork/exec on this machine with a pool of slots (one per core by
-  default, ``--jobs N`` otherwise) and a memory budget; a task takes as many slots as the
-  cores it asks for.
+- ``LocalExecutor``: the local launcher (:class:`fluxlite.execute.local.LocalLauncher`,
+  cleanup policy "group") with a pool of slots (one per core by default, ``--jobs N``
+  otherwise) and a memory budget; a task takes as many slots as the cores it asks for.
 - ``FluxExecutor`` (:mod:`fluxlite.cluster.flux_executor`): every attempt a Flux job.
 
 Tasks run concurrently, so nothing here may wait for or signal "every child of the
@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import os
 import selectors
-import shutil
 import signal
 import sys
 import time
@@ -25,14 +24,21 @@ from typing import Any
 
 from fluxlite.cluster.formats import Task
 from fluxlite.cluster.records import Attempt
-from fluxlite.execute.base import ExitStatus, rusage_dict
-from fluxlite.execute.local import become_subreaper
+from fluxlite.errors import FluxliteError
+from fluxlite.execute.base import ExitStatus
+from fluxlite.execute.local import (
+    GROUP,
+    LocalLauncher,
+    become_subreaper,
+    has_children,
+    kill_descendants,
+    reap_all,
+    reap_exited,
+    which,
+)
 
 logger = logging.getLogger(__name__)
 
-# Signals Python changes for itself that a task must get back at their defaults.
-_SIGDEF = tuple(s for s in (signal.SIGPIPE, getattr(signal, "SIGXFSZ", None),
-                            getattr(signal, "SIGXFZ", None)) if s is not None)
 _OUT_FLAGS = os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
 # PMC -f: forwarded data kept in memory up to this, then in a private file; appended to its
 # destination in writes of at most _FWD_CHUNK bytes each
@@ -52,8 +58,10 @@ class Executor:
     gpus = 0
     memory_mb = 0  # 0: not accounted
     where = "this executor"
+    uri: str | None = None  # the Flux instance the tasks run in, if any
 
     def fits(self, task: Task) -> bool:
+        """Whether ``task`` can start now (free slots, GPUs, memory, room in flight)."""
         raise NotImplementedError
 
     def start(self, a: Attempt) -> Attempt | None:
@@ -65,19 +73,29 @@ class Executor:
         raise NotImplementedError
 
     def running(self) -> int:
+        """How many attempts are running."""
         raise NotImplementedError
 
     def signal_all(self, signum: int, reason: str) -> None:
+        """Send ``signum`` to every running attempt, marking it stopped for ``reason``."""
         raise NotImplementedError
 
     def wakeup_fd(self) -> int | None:
+        """A descriptor readable when an attempt may have finished (None: poll instead)."""
+        return None
+
+    def info(self) -> dict[str, Any] | None:
+        """What the cluster's JSON report tells of the executor itself (a pool's workers);
+        None: nothing."""
         return None
 
     def close(self) -> None:
-        pass
+        """End every attempt still running and release what the executor holds."""
 
 
 def task_argv(a: Attempt, jobtask_files: tuple[str, str, str] | None) -> list[str]:
+    """The argv an attempt runs: its own, a pegasus-cluster line under /bin/sh, or a whole
+    fluxlite job run by ``fluxlite.cluster.jobtask`` on ``jobtask_files``."""
     t = a.task
     if t.job is not None:
         assert jobtask_files is not None
@@ -117,10 +135,13 @@ class TaskFiles:
         self._specs: dict[str, str] = {}
 
     def base(self, a: Attempt) -> str:
+        """The path prefix of an attempt's files (``.out``, ``.err``, forwarding)."""
         safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in a.task.id)[:80]
         return os.path.join(self.tmpdir, f"{a.task.seq}.{safe}.{a.number}")
 
     def jobtask(self, a: Attempt) -> tuple[str, str, str] | None:
+        """For a task that is a whole fluxlite job: its job.json and where its kickstart
+        and JSON records go; None for a command."""
         t = a.task
         if t.job is None:
             return None
@@ -136,6 +157,7 @@ class TaskFiles:
         return spec, b + ".ks.yml", b + ".rec.json"
 
     def collect_job_records(self, a: Attempt, files: tuple[str, str, str] | None) -> None:
+        """A job task's kickstart and JSON records into the attempt (then removed)."""
         if files is None:
             return
         import orjson
@@ -158,6 +180,8 @@ class TaskFiles:
             a.flux_id = a.flux_id or jid
 
     def read_tail(self, fd: int) -> tuple[bytes, bool, int]:
+        """The last ``stdio_bytes`` of the file open at ``fd``, whether that is less than
+        all of it, and its size."""
         size = os.fstat(fd).st_size
         limit = self.stdio_bytes
         if limit and size > limit:
@@ -285,11 +309,13 @@ class PipeForward:
         yield self.buf
 
     def close_write(self) -> None:
+        """Close this process's write end (the task holds its own copy)."""
         if self.wfd >= 0:
             os.close(self.wfd)
             self.wfd = -1
 
     def close(self) -> None:
+        """Close every descriptor of the pipe and drop what it held."""
         self.close_write()
         for attr in ("fd", "spool"):
             fd = getattr(self, attr)
@@ -302,6 +328,10 @@ class PipeForward:
 # ------------------------------------------------------------------------------ local
 
 class LocalExecutor(Executor):
+    """Tasks on this machine, each started by the local launcher under the group cleanup
+    policy (:data:`fluxlite.execute.local.GROUP`), as many at once as the slots, GPUs and
+    memory budget allow; PMC's forwarding (``-f``/``-F``) and the stdio tails are done here."""
+
     name = "local"
 
     def __init__(self, files: TaskFiles, jobs: int | None = None, memory_mb: int | None = None,
@@ -319,9 +349,10 @@ class LocalExecutor(Executor):
         self.free_gpu_ids = list(self.gpu_ids)
         self.sel = selectors.DefaultSelector()
         self.procs: dict[int, Attempt] = {}
-        self._pidfd = hasattr(os, "pidfd_open")
+        self.cwd = os.getcwd()
+        self._devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
         self._which: dict[str, str | None] = {}
-        self._signalled: set[int] = set()
+        self._unwatched = 0  # tasks without a pidfd: asked in rounds
         # processes a task put out of its group (setsid, daemons) re-parent to us instead of
         # init, so that close() finds them and nothing outlives the cluster
         self._subreaper = become_subreaper()
@@ -334,11 +365,14 @@ class LocalExecutor(Executor):
     def running(self) -> int:
         return len(self.procs)
 
+    def wakeup_fd(self) -> int | None:
+        """The selector's descriptor: readable when a task ended or forwarded data (None
+        without pidfds, when ended tasks are found by asking)."""
+        return None if self._unwatched else self.sel.fileno()
+
     def _resolve(self, exe: str) -> str | None:
-        if "/" in exe:
-            return exe
         if exe not in self._which:
-            self._which[exe] = shutil.which(exe, path=self.env.get("PATH", os.defpath))
+            self._which[exe] = which(exe, self.env)
         return self._which[exe]
 
     def start(self, a: Attempt) -> Attempt | None:
@@ -364,9 +398,6 @@ class LocalExecutor(Executor):
         fo = os.open(a.stdout_path, _OUT_FLAGS, 0o600)
         fe = os.open(a.stderr_path, _OUT_FLAGS, 0o600)
         pipes: list[PipeForward] = []
-        actions: list[tuple[Any, ...]] = [
-            (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-            (os.POSIX_SPAWN_DUP2, fo, 1), (os.POSIX_SPAWN_DUP2, fe, 2)]
         try:
             # PMC -f VAR=FILE: the task finds the number of a pipe's write end in $VAR (the
             # last -f for a VAR wins, as in PMC)
@@ -381,35 +412,31 @@ class LocalExecutor(Executor):
         # no copy overwrites an end still to be copied.
         taken = {pf.wfd for pf in pipes}
         low = 3
+        passed = []
         for pf in pipes:
             while low in taken:
                 low += 1
-            actions.append((os.POSIX_SPAWN_DUP2, pf.wfd, low))
+            passed.append((pf.wfd, low))
             extra[pf.var] = str(low)
             low += 1
-        env = {**self.env, **extra}
+        la = LocalLauncher(a.argv, self.cwd, {**self.env, **extra}, cleanup=GROUP,
+                           executable=exe, pass_fds=tuple(passed), stdin=self._devnull,
+                           stdout=fo, stderr=fe)
         try:
-            pid = os.posix_spawn(exe, a.argv, env, file_actions=actions,
-                                 setpgroup=0, setsigdef=_SIGDEF, setsigmask=())
-        except OSError as err:
-            return _abandon(a, fo, fe, pipes, f"cannot execute {exe}: {err.strerror or err}")
-        except ValueError as err:  # a NUL in an argument or the environment
-            return _abandon(a, fo, fe, pipes, f"cannot execute {exe}: {err}")
+            la.start()
+        except FluxliteError as err:
+            return _abandon(a, fo, fe, pipes, str(err))
         for pf in pipes:
             # only the task may hold the write end: the pipe ends when the task's side does
             pf.close_write()
             self.sel.register(pf.fd, selectors.EVENT_READ, pf)
-        a.pid = pid
-        pidfd = -1
-        if self._pidfd:
-            try:
-                pidfd = os.pidfd_open(pid)
-                self.sel.register(pidfd, selectors.EVENT_READ, pid)
-            except OSError:
-                self._pidfd = False
-                pidfd = -1
-        a.handle = (fo, fe, pidfd, jt, pipes)
-        self.procs[pid] = a
+        a.pid = la.result.pid
+        if la.fileno() >= 0:
+            self.sel.register(la.fileno(), selectors.EVENT_READ, la)
+        else:
+            self._unwatched += 1
+        a.handle = (fo, fe, la, jt, pipes)
+        self.procs[a.pid] = a
         self.free_cores -= t.cores
         self.free_gpus -= t.gpus
         del self.free_gpu_ids[: len(a.gpus)]
@@ -421,26 +448,27 @@ class LocalExecutor(Executor):
             if timeout > 0:
                 time.sleep(min(timeout, 0.05))
             return []
-        pids: list[int] = []
-        if self._pidfd:
-            for key, _ in self.sel.select(timeout):
+        ended: list[LocalLauncher] = []
+        end = time.monotonic() + timeout
+        while True:
+            # the launchers' descriptors (pidfds) and the forwarding pipes; without pidfds,
+            # the launchers are asked in short rounds
+            unwatched = self._unwatched > 0
+            for key, _ in self.sel.select(min(timeout, 0.002) if unwatched else timeout):
                 if isinstance(key.data, PipeForward):
                     self._read_pipe(key.data)
                 else:
-                    pids.append(key.data)
-        else:
-            end = time.monotonic() + timeout
-            while True:
-                for key, _ in self.sel.select(0.002):  # forwarding pipes only
-                    self._read_pipe(key.data)
-                pids = [p for p in self.procs if _exited(p)]
-                if pids or time.monotonic() >= end:
-                    break
-        done = [self._reap(pid) for pid in pids]
+                    ended.append(key.data)
+            if unwatched:
+                ended += [a.handle[2] for a in self.procs.values()
+                          if a.handle[2].fileno() < 0 and a.handle[2].ended()]
+            if ended or not unwatched or time.monotonic() >= end:
+                break
+        done = [self._reap(la) for la in ended]
         now = time.monotonic()
         if self._subreaper and now >= self._next_strays:
             self._next_strays = now + _STRAY_INTERVAL
-            self._reap_strays()
+            reap_exited(spare=self.procs)
         return done
 
     def _read_pipe(self, pf: PipeForward) -> None:
@@ -454,34 +482,15 @@ class LocalExecutor(Executor):
             os.close(pf.fd)
             pf.fd = -1
 
-    def _reap_strays(self) -> None:
-        """Reap processes that tasks left behind and that have exited: re-parented to this
-        process (the subreaper), they would stay zombies until the cluster ends. A pid that
-        is a current task is never touched: its status is for ``_reap`` to collect."""
-        for pid in _zombie_children():
-            if pid in self.procs:
-                continue
-            try:
-                os.waitpid(pid, os.WNOHANG)
-            except (ChildProcessError, InterruptedError):
-                pass
-
-    def _reap(self, pid: int) -> Attempt:
-        a = self.procs.pop(pid)
-        fo, fe, pidfd, jt, pipes = a.handle
-        # the leader is a zombie still (not reaped): its pid cannot have been reused, so the
-        # group it leads can be cleared of anything it left behind
-        try:
-            os.killpg(pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        _, status, ru = os.wait4(pid, 0)  # EINTR is retried by Python itself
-        a.duration = time.monotonic() - a.t0
-        a.status = ExitStatus.from_wait(status)
-        a.rusage = rusage_dict(ru)
-        if pidfd >= 0:
-            self.sel.unregister(pidfd)
-            os.close(pidfd)
+    def _reap(self, la: LocalLauncher) -> Attempt:
+        a = self.procs.pop(la.result.pid)
+        fo, fe, _, jt, pipes = a.handle
+        if la.fileno() >= 0:
+            self.sel.unregister(la.fileno())
+        else:
+            self._unwatched -= 1
+        res = la.poll() or la.wait()  # it has ended: its group killed, it reaped at once
+        a.duration, a.status, a.rusage = res.duration, res.status, res.rusage
         a.stdout, trunc, size = self.files.read_tail(fo)
         a.stdout_info = (trunc, size)
         a.stderr, trunc, size = self.files.read_tail(fe)
@@ -507,7 +516,6 @@ class LocalExecutor(Executor):
         if a.task.file_forward:
             forward_files(a, {})
         a.handle = None
-        self._signalled.discard(pid)
         t = a.task
         self.free_cores += t.cores
         self.free_gpus += t.gpus
@@ -516,23 +524,25 @@ class LocalExecutor(Executor):
         return a
 
     def signal_all(self, signum: int, reason: str) -> None:
-        for pid, a in self.procs.items():
+        for a in self.procs.values():
+            la = a.handle[2]
             if a.stopped is None:
-                if _exited(pid):
+                if la.ended():
                     continue  # it ended on its own before the signal: its status stands
                 a.stopped = reason
-            try:
-                os.killpg(pid, signum)
-            except (ProcessLookupError, PermissionError):
-                pass
+            la.send(signum, reason)
 
     def close(self) -> None:
         self.signal_all(signal.SIGKILL, "shutdown")
-        for pid in list(self.procs):
-            self._reap(pid)
+        for a in list(self.procs.values()):
+            self._reap(a.handle[2])
         self.sel.close()
-        if self._subreaper:
-            _kill_orphans()
+        os.close(self._devnull)
+        if self._subreaper and has_children():
+            # what tasks left outside their groups: every child of this process is one now
+            killed = kill_descendants("left behind by a task")
+            logger.info("killed %d process(es) tasks left behind", len(killed))
+            reap_all()
 
 
 def _abandon(a: Attempt, fo: int, fe: int, pipes: list[PipeForward], error: str) -> Attempt:
@@ -557,67 +567,6 @@ def gpu_ids(count: int, env: dict[str, str]) -> list[str]:
         if len(given) >= count and "-1" not in given:
             return given[:count]
     return [str(i) for i in range(count)]
-
-
-def _kill_orphans() -> None:
-    """Kill and reap what tasks left behind outside their process groups: every child of
-    this process is one of them once the tasks are reaped. Killing one re-parents its own
-    children here, hence the rounds."""
-    import psutil
-
-    me = psutil.Process()
-    for _ in range(16):
-        try:
-            kids = me.children()
-        except psutil.Error:
-            return
-        if not kids:
-            return
-        logger.info("killing %d process(es) tasks left behind", len(kids))
-        for k in kids:
-            try:
-                os.kill(k.pid, signal.SIGKILL)
-            except OSError:
-                pass
-        for k in kids:
-            try:
-                os.waitpid(k.pid, 0)
-            except (ChildProcessError, InterruptedError):
-                pass
-
-
-def _zombie_children() -> list[int]:
-    """Pids of this process's children that have exited and wait to be reaped."""
-    me = os.getpid()
-    kids: list[int] = []
-    try:
-        # every thread's children (CONFIG_PROC_CHILDREN): cheap, no scan of all processes
-        for tid in os.listdir(f"/proc/{me}/task"):
-            with open(f"/proc/{me}/task/{tid}/children", "rb") as fh:
-                kids += [int(x) for x in fh.read().split()]
-        scan = False
-    except OSError:
-        scan = True
-        kids = [int(d) for d in os.listdir("/proc") if d.isdigit()]
-    out = []
-    for pid in kids:
-        try:
-            with open(f"/proc/{pid}/stat", "rb") as fh:
-                fields = fh.read().rsplit(b")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if fields[0] == b"Z" and (not scan or int(fields[1]) == me):
-            out.append(pid)
-    return out
-
-
-def _exited(pid: int) -> bool:
-    # WNOWAIT: look without reaping, so that _reap still finds the zombie's group
-    try:
-        info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
-    except ChildProcessError:
-        return True
-    return info is not None
 
 
 def local_capacity(jobs: int | None, memory_mb: int | None,

@@ -16,6 +16,7 @@ import math
 import os
 import re
 import shlex
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -74,6 +75,8 @@ def one_line(text: str) -> str:
 
 @dataclass(slots=True)
 class Task:
+    """One task of a cluster, as its input describes it: what runs, what it needs, its edges."""
+
     id: str
     line: int = 0  # where it was defined (0 for JSON tasks: see ``where``)
     seq: int = 0  # order in the input: the tie-breaker after priority
@@ -99,6 +102,8 @@ class Task:
 
     @property
     def app(self) -> str:
+        """The program the task runs: the job's executable, argv[0], or the shell command's
+        first word."""
         if self.job is not None:
             return self.job.executable
         if self.argv:
@@ -107,6 +112,7 @@ class Task:
 
     @property
     def args(self) -> list[str]:
+        """The task's arguments after the program (``-c LINE`` for a shell command)."""
         if self.job is not None:
             return list(self.job.arguments)
         if self.argv:
@@ -116,6 +122,8 @@ class Task:
 
 @dataclass(slots=True)
 class TaskGraph:
+    """The tasks of one cluster input, by id, with the format and size it was read from."""
+
     path: str
     format: str
     tasks: dict[str, Task] = field(default_factory=dict)
@@ -176,6 +184,7 @@ def detect(text: str, path: str = "<input>") -> str:
 
 
 def load(path: str, fmt: str | None = None) -> TaskGraph:
+    """Read and parse a cluster input file; one-line errors name the file and line."""
     try:
         with open(path, "rb") as fh:
             raw = fh.read()
@@ -191,6 +200,7 @@ def load(path: str, fmt: str | None = None) -> TaskGraph:
 
 def parse(text: str, path: str = "<input>", fmt: str | None = None) -> TaskGraph:
     # a UTF-8 byte-order mark is no part of the content, whatever the format
+    """Parse a cluster input (its format given or recognised by content) into a TaskGraph."""
     text = text.removeprefix("\ufeff")
     nul = text.find("\0")
     if nul >= 0:
@@ -423,13 +433,13 @@ def _parse_list(text: str, path: str) -> TaskGraph:
 def _parse_json(text: str, path: str) -> TaskGraph:
     g = TaskGraph(path, "json", lines=len(lines(text)))
     try:
-        doc = json.loads(text, parse_constant=_no_constant, object_pairs_hook=_no_duplicates)
+        doc = json.loads(text, parse_constant=_no_constant, object_pairs_hook=_no_duplicates,
+                         parse_int=_int_literal)
     except json.JSONDecodeError as err:
         raise ClusterInputError(path, f"malformed JSON: {err.msg} (column {err.colno})",
                                 err.lineno) from err
-    except ValueError as err:  # NaN, a duplicate key, an integer of thousands of digits
-        msg = str(err) if "digits" not in str(err) else "an integer with too many digits"
-        raise ClusterInputError(path, f"malformed JSON: {msg}") from err
+    except _NotJSON as err:  # NaN, a duplicate key, an integer of thousands of digits
+        raise ClusterInputError(path, f"malformed JSON: {err.reason}") from err
     entries: Any = doc
     prefix = ""
     if isinstance(doc, dict):
@@ -499,8 +509,24 @@ def _json_int(entry: dict[str, Any], key: str, default: int, minimum: int, path:
     return v
 
 
+class _NotJSON(ValueError):
+    """What the parser's hooks refuse in a JSON job list, with the reason."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a number JSON allows")
+    raise _NotJSON(f"{name} is not a number JSON allows")
+
+
+def _int_literal(text: str) -> int:
+    # checked before int() is asked, which refuses such an integer in a message of its own
+    most = sys.get_int_max_str_digits()  # 0: no limit
+    if most and len(text.lstrip("-")) > most:
+        raise _NotJSON("an integer with too many digits")
+    return int(text)
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -508,7 +534,7 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     if len(d) != len(pairs):
         seen: set[str] = set()
         key = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
-        raise ValueError(f"duplicate key '{key}' in an object")
+        raise _NotJSON(f"duplicate key '{key}' in an object")
     return d
 
 

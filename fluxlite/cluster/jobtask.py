@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import sys
 
+from fluxlite.errors import EXIT_USAGE
+
 
 def main(argv: list[str]) -> int:
+    """Run the job of SPEC with its records written to the two files; its exit code."""
     if len(argv) != 3:
         sys.stderr.write("usage: python -m fluxlite.cluster.jobtask SPEC KICKSTART_OUT "
                          "JSON_OUT\n")
-        return 2
+        return EXIT_USAGE
     from fluxlite.cli import setup_logging
     from fluxlite.errors import FluxliteError
     from fluxlite.runner import RunOptions, run_job

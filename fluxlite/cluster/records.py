@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fluxlite.cluster.formats import Task
-from fluxlite.errors import EXIT_INFRA
+from fluxlite.errors import EXIT_INFRA, SIGNAL_BASE
 from fluxlite.execute.base import ExitStatus, TaskResult, rusage_dict
 from fluxlite.record import host, kickstart
 from fluxlite.record.model import Identity, Record, StdioFile
@@ -70,7 +70,7 @@ class Attempt:
     def code(self) -> int:
         """The attempt's exit code as the cluster reports it."""
         if self.status.ok and self.stopped is not None:
-            return 128 + signal.SIGTERM  # stopped: work not done, whatever it exited with
+            return SIGNAL_BASE + signal.SIGTERM  # stopped: work not done, whatever it exited with
         if self.status.ok and self.failure is not None:
             return EXIT_INFRA
         return self.status.code
@@ -157,19 +157,13 @@ class RecordWriter:
         if t.line:
             parts.append(f"line={t.line}")
         parts += [f"try={a.number}", f"pid={a.pid}", f"app={_q(t.app)}",
-                  f"hostname={_q(a.host or self.hostname)}", f"cpus={t.cores}"]
-        if t.gpus:
-            parts.append(f"gpus={t.gpus}")
-        if t.memory_mb:
-            parts.append(f"memory={t.memory_mb}")
-        if a.flux_id:
-            parts.append(f"flux_id={_q(a.flux_id)}")
+                  f"hostname={_q(a.host or self.hostname)}", f"cpus={t.cores}",
+                  *key_values(("gpus", t.gpus), ("memory", t.memory_mb),
+                              ("flux_id", a.flux_id and _q(a.flux_id)))]
         if a.rank is not None:
             parts.append(f"rank={a.rank}")
-        if a.stopped:
-            parts.append(f"stopped={_q(a.stopped)}")
-        if a.failure:
-            parts.append(f"error={_q(a.failure)}")
+        parts += key_values(("stopped", a.stopped and _q(a.stopped)),
+                            ("error", a.failure and _q(a.failure)))
         return "[cluster-task " + ", ".join(parts) + "]\n"
 
     def not_run_line(self, t: Task, reason: str) -> str:
@@ -182,6 +176,11 @@ class RecordWriter:
             parts.append(f"line={t.line}")
         parts.append(f"reason={_q(reason)}")
         return "[cluster-not-run " + ", ".join(parts) + "]\n"
+
+
+def key_values(*pairs: tuple[str, Any]) -> list[str]:
+    """``key=value`` for each pair whose value is set (not None, 0 or empty)."""
+    return [f"{k}={v}" for k, v in pairs if v]
 
 
 def summary_line(summary: dict[str, Any]) -> str:

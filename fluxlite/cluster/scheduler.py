@@ -31,18 +31,20 @@ from typing import IO, Any
 from fluxlite.cluster.executors import Executor
 from fluxlite.cluster.formats import TaskGraph, one_line
 from fluxlite.cluster.records import Attempt, RecordWriter, attempt_dict, summary_line
-from fluxlite.errors import EXIT_INFRA, FluxliteError, UsageError
-from fluxlite.execute.base import signal_name
+from fluxlite.errors import (
+    EXIT_INFRA,
+    EXIT_OK,
+    EXIT_TASK_FAILED,
+    EXIT_TIME_LIMIT,
+    SIGNAL_BASE,
+    FluxliteError,
+    UsageError,
+)
+from fluxlite.execute.base import Escalation, signal_name
 from fluxlite.record.host import iso
 from fluxlite.signals import Handlers
 
 logger = logging.getLogger(__name__)
-
-# Exit codes of `fluxlite cluster` (docs/cluster.md)
-EXIT_OK = 0
-EXIT_TASK_FAILED = 5  # as pegasus-cluster: at least one task failed (or never ran because
-#                       a parent failed)
-EXIT_TIME_LIMIT = 14  # as kickstart's -k timeout: stopped by the time limit; rerun continues
 
 # Signals that stop the cluster (SIGALRM: Flux's job shell at the time limit; SIGXCPU: a
 # CPU-time limit); SIGUSR1 is the warning that the time limit is near (Flux's --signal)
@@ -51,10 +53,8 @@ _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, s
 _WARNING_SIGNAL = signal.SIGUSR1
 HANDLED_SIGNALS = (*_STOP_SIGNALS, _WARNING_SIGNAL)
 _NAMED = re.compile(r" '[^']*'")  # a task named in a reason
-# stops that start nothing new but leave running tasks be (the time limit still acts)
 _UNRUN = ("waiting", "ready", "not-run")  # states of tasks that did not run (to the end)
 NOT_RUN_LINES = 10_000  # [cluster-not-run] lines at most; then one line says how many more
-_SOFT_STOPS = (None, "fail-fast", "output")
 
 
 def rescue_id(tid: str) -> str:
@@ -82,6 +82,8 @@ def parse_rescue_line(line: str) -> str | None:
 
 @dataclass(slots=True)
 class Options:
+    """How the scheduler runs a cluster: stops, retries, rescue file, time limit."""
+
     fail_fast: bool = False
     rescue: str | None = None
     max_wall_time: float | None = None  # seconds from the start of the cluster
@@ -94,6 +96,8 @@ class Options:
 
 @dataclass(slots=True)
 class TaskState:
+    """Where one task is in the cluster's run: its state, tries and attempts."""
+
     state: str = "waiting"  # waiting, ready, running, done, rescued, failed, not-run
     waiting_on: int = 0
     tries: int = 0
@@ -102,6 +106,9 @@ class TaskState:
 
 
 class Scheduler:
+    """Runs a TaskGraph on an executor: ready tasks by priority, retries, the rescue file and
+    the cluster's stop, writing each attempt's records as it ends."""
+
     def __init__(self, graph: TaskGraph, executor: Executor, writer: RecordWriter,
                  out: IO[bytes] | Output, options: Options) -> None:
         self.g = graph
@@ -116,8 +123,8 @@ class Scheduler:
         self.signum: int | None = None
         self.start = time.time()
         self._t0 = time.monotonic()
-        self._term_at: float | None = None
-        self._kill_at: float | None = None
+        # the cluster's TERM (at the time limit or a stop signal) and KILL, for all its tasks
+        self.escalation = Escalation(options.kill_grace)
         self._rescue_fh: IO[str] | None = None
         self._rescue_keep: int | None = None  # bytes of the rescue file that end in "\n"
         self._handlers = Handlers(HANDLED_SIGNALS, self._on_signal)
@@ -244,7 +251,7 @@ class Scheduler:
             # the records and the shutdown of an enclosing instance
             margin = max(min(60.0, 0.1 * limit), self.opt.kill_grace + 2.0)
         term = max(0.0, limit - margin)
-        self._term_at = self._t0 + term
+        self.escalation.term_at = self._t0 + term
         self.limit_source = source
         logger.info("time limit: %.1f s (%s); running tasks get SIGTERM after %.1f s",
                     limit, source, term)
@@ -255,8 +262,9 @@ class Scheduler:
         if signum == _WARNING_SIGNAL:
             self._warned = True
             return
-        if self.signum is not None:
-            self._kill_at = time.monotonic()  # a second stop signal: no more grace
+        if self.signum is not None:  # a second stop signal: no more grace
+            now = time.monotonic()
+            self.escalation.sooner(now, now)
         self.signum = self.signum or signum
 
     # -- the loop -------------------------------------------------------------------------
@@ -302,7 +310,7 @@ class Scheduler:
     def _launch(self) -> None:
         if self.stopping or not self.ready or self.signum is not None or self._warned:
             return
-        if getattr(self.out, "error", None) is not None:
+        if self._output_lost():
             self.stopping = "output"  # nothing more can be recorded: start nothing more
             return
         skipped: list[tuple[int, int, str]] = []
@@ -340,10 +348,9 @@ class Scheduler:
             now = time.monotonic()
             # short enough to notice signals and deadlines promptly
             timeout = 0.2
-            if self._term_at is not None and self.stopping in _SOFT_STOPS:
-                timeout = min(timeout, max(0.0, self._term_at - now))
-            if self._kill_at is not None:
-                timeout = min(timeout, max(0.0, self._kill_at - now))
+            due = self.escalation.next()
+            if due is not None:
+                timeout = min(timeout, max(0.0, due - now))
             for a in self.ex.poll(timeout):
                 self._completed(a)
             now = time.monotonic()
@@ -354,30 +361,34 @@ class Scheduler:
                 self._progress()
 
     def _check_stops(self, now: float) -> None:
+        e = self.escalation
         if self.signum is not None and self.stopping != "interrupted":
-            self._stop("interrupted", f"interrupted by {signal.Signals(self.signum).name}")
-        if self.stopping in _SOFT_STOPS and (self._warned or (
-                self._term_at is not None and now >= self._term_at)):
-            if self._warned:
-                logger.warning("SIGUSR1: the time limit is near")
-            self._stop("time limit", "time limit")
-        if self._kill_at is not None and now >= self._kill_at:
-            self._kill_at = None
+            self.stopping = "interrupted"
+            why = f"interrupted by {signal.Signals(self.signum).name}"
+            if e.stop(why) == "term":
+                self._term_all(why)
+            else:  # the tasks had their TERM (the time limit): no more grace
+                e.sooner(now, now)
+        if self._warned and not e.termed:
+            logger.warning("SIGUSR1: the time limit is near")
+            e.sooner(now)
+        act = e.due(now)
+        if act == "term":
+            self.stopping = "time limit"
+            self._term_all("time limit")
+        elif act == "kill" and e.kill_once():
             n = self.ex.running()
             if n:
                 logger.warning("sending SIGKILL to %d task(s) still running", n)
             self.ex.signal_all(signal.SIGKILL, self.stopping or "killed")
 
-    def _stop(self, state: str, reason: str) -> None:
-        """Start nothing new; TERM the running tasks, KILL them ``kill_grace`` later (never
-        later than a KILL already due)."""
-        self.stopping = state
+    def _term_all(self, reason: str) -> None:
+        """Start nothing new and TERM the running tasks (the escalation KILLs them
+        ``kill_grace`` later)."""
         n = self.ex.running()
         logger.warning("%s: starting no more tasks%s", reason,
                        f"; sending SIGTERM to {n} running" if n else "")
         self.ex.signal_all(signal.SIGTERM, reason)
-        kill_at = time.monotonic() + self.opt.kill_grace
-        self._kill_at = kill_at if self._kill_at is None else min(self._kill_at, kill_at)
 
     # -- completions ----------------------------------------------------------------------
     def _completed(self, a: Attempt) -> None:
@@ -514,13 +525,18 @@ class Scheduler:
             s["signal"] = signal.Signals(self.signum).name
         return s
 
+    def _output_lost(self) -> bool:
+        """Whether the output stream could take no more (only an ``Output`` tells)."""
+        return isinstance(self.out, Output) and self.out.error is not None
+
     def exit_code(self, summary: dict[str, Any]) -> int:
-        if getattr(self.out, "error", None) is not None:
+        """The cluster's exit code for its summary (errors.py's table)."""
+        if self._output_lost():
             return EXIT_INFRA  # the records are lost: no task can be judged
         if summary["stat"] == "ok":
             return EXIT_OK
         if self.signum is not None:
-            return 128 + self.signum
+            return SIGNAL_BASE + self.signum
         if self.stopping == "time limit":
             return EXIT_TIME_LIMIT
         return EXIT_TASK_FAILED
@@ -553,6 +569,7 @@ class Output:
         self.error: str | None = None
 
     def write(self, data: bytes) -> None:
+        """Write ``data``, or drop it once the stream has failed."""
         if self.error is None:
             try:
                 self.raw.write(data)
@@ -560,6 +577,7 @@ class Output:
                 self._failed(err)
 
     def flush(self) -> None:
+        """Flush what is buffered, unless the stream has failed."""
         if self.error is None:
             try:
                 self.raw.flush()
@@ -567,6 +585,7 @@ class Output:
                 self._failed(err)
 
     def close(self) -> None:
+        """Close the stream; a failure there counts as the stream's first."""
         try:
             self.raw.close()
         except OSError as err:
@@ -599,6 +618,7 @@ def _last_line(data: bytes | None, most: int = 200) -> str:
 
 
 def binary_out(path: str | None) -> Output:
+    """The cluster's output stream: the file at ``path``, or stdout for None and ``-``."""
     if path in (None, "-"):
         raw: IO[bytes] = io.BufferedWriter(io.FileIO(os.dup(sys.stdout.fileno()), "wb"),
                                            1 << 16)

@@ -10,10 +10,12 @@ from fluxlite.spec import JobSpec
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of ``fluxlite batch-script`` (those of ``fluxlite submit``)."""
     batch_options(p)
 
 
 def main(args: argparse.Namespace) -> int:
+    """Print the batch script that ``fluxlite submit`` would submit for the job."""
     from fluxlite.flux.submit import render_script
 
     spec = JobSpec.from_file(args.job)

@@ -23,6 +23,7 @@ logger = logging.getLogger(__name__)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of ``fluxlite cluster``."""
     p.add_argument("input", help="PMC DAG (TASK/EDGE lines), pegasus-cluster list (one "
                    "command per line) or JSON job list; recognised by content")
     p.add_argument("--format", choices=("auto", "pmc", "list", "json"), default="auto",
@@ -125,6 +126,7 @@ def check_numbers(args: argparse.Namespace) -> None:
 def main(args: argparse.Namespace) -> int:
     # From the start: a signal while a large input is read ends the command in one line
     # (exit 128+N, nothing ran), and one that comes later is never dropped
+    """``fluxlite cluster INPUT``: run the cluster; its exit code."""
     from fluxlite.errors import Interrupted
     from fluxlite.signals import Stop
 
@@ -240,10 +242,10 @@ def _main(args: argparse.Namespace, sigs: _Signals) -> int:
                 out.close()
         if args.json:
             doc = sched.report(summary)
-            doc["flux_uri"] = getattr(executor, "uri", None)
+            doc["flux_uri"] = executor.uri
             doc["nested"] = nested.info() if nested is not None else None
-            if hasattr(executor, "info"):
-                doc["pool"] = executor.info()
+            if (info := executor.info()) is not None:
+                doc["pool"] = info
             _write_json(args.json, doc)
         return sched.exit_code(summary)
     finally:
@@ -337,23 +339,14 @@ def _write_json(path: str, doc: dict[str, Any]) -> None:
 
 def _describe(graph: Any) -> None:
     from fluxlite.cluster.formats import one_line
+    from fluxlite.cluster.records import key_values
 
     w = sys.stdout.write
     w(f"{graph.path}: {graph.format}, {len(graph)} tasks\n")
     for t in graph.tasks.values():
-        extra = []
-        if t.cores != 1:
-            extra.append(f"cores={t.cores}")
-        if t.gpus:
-            extra.append(f"gpus={t.gpus}")
-        if t.memory_mb:
-            extra.append(f"memory={t.memory_mb}MB")
-        if t.tries:
-            extra.append(f"tries={t.tries}")
-        if t.priority:
-            extra.append(f"priority={t.priority}")
-        if t.parents:
-            extra.append("after=" + ",".join(t.parents))
+        extra = key_values(("cores", t.cores != 1 and t.cores), ("gpus", t.gpus),
+                           ("memory", t.memory_mb and f"{t.memory_mb}MB"), ("tries", t.tries),
+                           ("priority", t.priority), ("after", ",".join(t.parents)))
         cmd = t.command if t.command is not None else " ".join([t.app, *t.args])
         line = f"  {t.id}: {cmd}" + (f"  [{' '.join(extra)}]" if extra else "")
         w(one_line(line) + "\n")  # one line a task, whatever its id or command holds

@@ -16,7 +16,7 @@ import os
 import sys
 import time
 
-from fluxlite.errors import EXIT_USAGE
+from fluxlite.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 
 logger = logging.getLogger("fluxlite.pegasus.integrity")
 
@@ -64,17 +64,18 @@ def _setup_logging(debug: bool) -> None:
 
 
 def main_argv(argv: list[str]) -> int:
+    """``fluxlite integrity ARGS``: pegasus-integrity's command line; its exit code."""
     args = _parser().parse_args(argv)
     _setup_logging(args.debug)
     given = [m for m in _MODES if getattr(args, m) is not None]
     if len(given) != 1:
         logger.error("One, and only one, of --generate-* and --verify needs to be specified")
-        return 1
+        return EXIT_FAILED
     mode = given[0]
     if mode in ("generate_xmls", "generate_fullstat_xmls"):
         logger.error("--%s: XML kickstart records are not supported; use the YAML form "
                      "(--generate-yaml, --generate-fullstat-yaml)", mode.replace("_", "-"))
-        return 1
+        return EXIT_FAILED
     if mode == "verify":
         return _verify(args.verify, args.print_timings, args.debug)
     return _generate(mode, getattr(args, mode))
@@ -104,7 +105,7 @@ def _verify(files: str, print_timings: bool, debug: bool) -> int:
         duration = sum(c.seconds for c in checks) if len(checks) <= 1 else (
             time.perf_counter() - t0)
         pi.write_multipart(multipart, pi.attempts_yaml(checks, duration))
-    return 0 if all(c.ok for c in checks) else 1
+    return EXIT_OK if all(c.ok for c in checks) else EXIT_FAILED
 
 
 def _generate(mode: str, value: str) -> int:
@@ -117,11 +118,11 @@ def _generate(mode: str, value: str) -> int:
         pfns = [pfn for _, pfn in entries]
     checks = pi.hash_files(pfns)
     out: list[str] = []
-    rc = 0
+    rc = EXIT_OK
     for (lfn, _), c in zip(entries, checks, strict=True):
         if c.error:
             logger.error("%s", c.error)
-            rc = 1
+            rc = EXIT_FAILED
             break
         if mode == "generate":
             out.append(f"{c.actual}  {c.pfn}\n")
@@ -131,7 +132,7 @@ def _generate(mode: str, value: str) -> int:
             entry = pi.fullstat_yaml(lfn or c.pfn, c)
             if entry is None:
                 logger.error("cannot stat %s", c.pfn)
-                rc = 1
+                rc = EXIT_FAILED
                 break
             out.append(entry)
     side = os.environ.get("KICKSTART_INTEGRITY_DATA") if mode == "generate_fullstat_yaml" \
@@ -139,7 +140,7 @@ def _generate(mode: str, value: str) -> int:
     text = "".join(out)
     if side:
         if not pi.append_side_file(side, text):
-            return 1
+            return EXIT_FAILED
     else:
         sys.stdout.write(text + ("\n" if mode == "generate_fullstat_yaml" and text else ""))
     return rc

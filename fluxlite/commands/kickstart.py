@@ -1,8 +1,9 @@
 """fluxlite kickstart: pegasus-kickstart's command line and environment, fluxlite's runner.
 
 A front end only: it reads kickstart's flags and environment hooks into a JobSpec and
-RunOptions and hands them to the same Runner as ``fluxlite run`` (monitoring, time limits,
-signal forwarding, Flux job id, the kickstart 3.0 record). It creates no worker directory
+KickstartOptions and hands them to a KickstartRunner, the runner of ``fluxlite run`` with
+kickstart's strategy (monitoring, time limits, signal forwarding, Flux job id, the kickstart
+3.0 record). It creates no worker directory
 and stages nothing: like kickstart, it runs the application in the current directory (or
 the one given with -w/-W).
 """
@@ -17,7 +18,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from fluxlite import __version__
-from fluxlite.errors import EXIT_CANNOT_EXEC, EXIT_TIME_LIMIT
+from fluxlite.errors import EXIT_CANNOT_EXEC
 from fluxlite.kickstart_args import (
     USAGE,
     KickstartArgs,
@@ -28,7 +29,7 @@ from fluxlite.kickstart_args import (
 )
 
 if TYPE_CHECKING:
-    from fluxlite.runner import RunOptions
+    from fluxlite.pegasus.kickstart import KickstartOptions
     from fluxlite.spec import JobSpec
 
 logger = logging.getLogger(__name__)
@@ -60,7 +61,7 @@ def main_argv(argv: list[str]) -> int:
         return _usage(str(err), err.show_help)
     from fluxlite.pegasus.kickstart import KickstartRunner
 
-    return KickstartRunner(spec, opts, args.term_timeout, args.kill_timeout).run()
+    return KickstartRunner(spec, opts).run()
 
 
 def console_main() -> int:
@@ -78,9 +79,9 @@ def _usage(message: str, show_help: bool) -> int:
     return EXIT_CANNOT_EXEC
 
 
-def build(args: KickstartArgs, environ: dict[str, str]) -> tuple[JobSpec, RunOptions]:
-    """The JobSpec and RunOptions that make the runner do what kickstart would."""
-    from fluxlite.runner import RunOptions, Stdio
+def build(args: KickstartArgs, environ: dict[str, str]) -> tuple[JobSpec, KickstartOptions]:
+    """The JobSpec and KickstartOptions that make the runner do what kickstart would."""
+    from fluxlite.pegasus.kickstart import KickstartOptions, Stdio
     from fluxlite.spec import JobSpec, Limits, RecordsSpec, Workflow
 
     extra_env: dict[str, str] = {}
@@ -134,14 +135,13 @@ def build(args: KickstartArgs, environ: dict[str, str]) -> tuple[JobSpec, RunOpt
         monitor_interval=float(args.monitor_interval) if args.monitor_interval else 1.0,
         source="kickstart",
     )
-    opts = RunOptions(
+    opts = KickstartOptions(
         kickstart=record, json=None, full=args.full, compact=args.no_header,
         extra_env=extra_env, cwd=workdir, make_cwd=args.create_workdir, stdio=stdio,
         stat_before=_under(workdir, args.stat_before),
         stat_after=_under(workdir, args.stat_after),
         hooks=_hooks(environ, path_var), omit_data_on_success=args.omit_data,
-        timeout_exit_code=EXIT_TIME_LIMIT if k > 0 else None,
-        record_append=record != "-", protocol=False, stopped_task_fails=False)
+        term_timeout=k, kill_timeout=big_k)
     return spec, opts
 
 

@@ -13,6 +13,7 @@ logger = logging.getLogger(__name__)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of ``fluxlite pegasus-home``."""
     p.add_argument("directory", metavar="DIR", help="where the package goes (DIR/bin)")
     p.add_argument("--pegasus-version", required=True, metavar="X.Y.Z",
                    help="the planner's Pegasus version: PegasusLite uses the package only "
@@ -25,6 +26,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    """Write (or check) the worker package PegasusLite finds as PEGASUS_HOME."""
     from fluxlite.pegasus.home import make
 
     pkg = make(args.directory, args.pegasus_version, force=args.force, python=args.python)

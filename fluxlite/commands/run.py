@@ -9,6 +9,7 @@ from fluxlite.spec import JobSpec, check_ready, with_records
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of ``fluxlite run``."""
     p.add_argument("job", help="the job description (job.json)")
     p.add_argument("--kickstart-record", metavar="PATH",
                    help="where the kickstart YAML record goes ('-' for stdout; "
@@ -27,6 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    """``fluxlite run job.json``: check the job, then run it (or show its plan); its exit code."""
     spec = JobSpec.from_file(args.job)
     # what can be known to fail is refused before anything is created; a missing
     # executable is left to the runner, which reports it as kickstart does (127)

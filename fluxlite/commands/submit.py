@@ -36,12 +36,14 @@ def batch_options(p: argparse.ArgumentParser) -> None:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of ``fluxlite submit``: the batch options and ``--wait``."""
     batch_options(p)
     p.add_argument("--wait", action="store_true",
                    help="wait for the job to end and exit with fluxlite's exit code")
 
 
 def request(args: argparse.Namespace, spec: JobSpec):  # noqa: ANN201
+    """The batch request the command line makes for the job (``--env`` checked here)."""
     from fluxlite.errors import UsageError
     from fluxlite.flux.submit import request_from
 
@@ -58,6 +60,7 @@ def request(args: argparse.Namespace, spec: JobSpec):  # noqa: ANN201
 
 
 def main(args: argparse.Namespace) -> int:
+    """Submit the job to Flux and print its id; with ``--wait``, fluxlite's exit code."""
     from fluxlite.flux.submit import submit, wait_exit_code
 
     spec = JobSpec.from_file(args.job)

@@ -20,7 +20,7 @@ import threading
 import time
 from typing import Any
 
-from fluxlite.errors import UsageError
+from fluxlite.errors import EXIT_FAILED, EXIT_OK, UsageError
 from fluxlite.redact import deep as redact_deep
 from fluxlite.signals import Handlers
 from fluxlite.staging.base import (
@@ -162,7 +162,7 @@ def _run(args: argparse.Namespace, plan: TransferList, policy: Policy, threads: 
             logger.error("cannot write the record %s: %s", args.json_record,
                          err.strerror or err)
             failed += 1
-    return 1 if failed else 0
+    return EXIT_FAILED if failed else EXIT_OK
 
 
 def _write_multipart(directory: str, results: list[TransferResult],

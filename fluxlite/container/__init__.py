@@ -38,6 +38,9 @@ _GPU_VARS = ("CUDA_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICE
 
 @dataclass(slots=True)
 class Wrapped:
+    """The task's command line, environment and directory once wrapped by a runtime, and
+    what undoes the wrapping."""
+
     argv: list[str]
     env: dict[str, str]  # the runtime's own environment (the task's goes in by file)
     cwd: str
@@ -221,6 +224,7 @@ def gpu_kinds(spec: JobSpec, flux: Any) -> list[str]:
 
 
 def container_name(job: str) -> str:
+    """A unique container name for a job: the prefix, its name made safe, pid and a random tag."""
     safe = "".join(ch if ch.isalnum() or ch in "_.-" else "-" for ch in job)[:40].strip("-.")
     return f"{NAME_PREFIX}{safe or 'task'}-{os.getpid()}-{secrets.token_hex(3)}"
 

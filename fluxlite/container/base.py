@@ -105,6 +105,7 @@ class Runtime(ABC):
         spec promises (the user's uid inside)."""
 
     def tool(self, *args: str, timeout: float = _TOOL_TIMEOUT, stderr_too: bool = False) -> str:
+        """Run one command of the runtime's program (no shell); its output."""
         return run_tool([self.program, *args], self.env, timeout, self.type, stderr_too)
 
     def version(self) -> str:

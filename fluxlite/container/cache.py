@@ -49,6 +49,8 @@ def cache_dir() -> str:
 
 @dataclass(slots=True)
 class CachedImage:
+    """An image in the node's cache: its file, digest and format, and whether it was there."""
+
     path: str
     sha256: str
     format: str
@@ -61,6 +63,8 @@ class CachedImage:
 
 
 class ImageCache:
+    """The node's image cache: files named by their sha256, fetched once under a lock."""
+
     def __init__(self, root: str | None = None) -> None:
         self.root = root or cache_dir()
 

@@ -34,6 +34,7 @@ class Podman(Runtime):
     names_containers = True
 
     def check(self) -> None:
+        """Rootless podman needs subordinate ids to keep the user's uid inside: refused without."""
         if os.getuid() == 0:
             return
         # rootless: --userns=keep-id needs subordinate ids; without them podman maps the user
@@ -50,6 +51,7 @@ class Podman(Runtime):
                                  "inside", self.type)
 
     def prepare(self, image: CachedImage) -> str:
+        """The image loaded (an archive) or imported (a tarball) and tagged by its digest, once."""
         tag = f"{IMAGE_REPO}:{image.sha256}"
         if self._exists(tag):
             return tag
@@ -75,6 +77,7 @@ class Podman(Runtime):
         return True
 
     def pull(self, ref: str, cache: ImageCache) -> tuple[str, str | None]:
+        """``podman pull`` a docker:// reference: its name and the digest podman resolved."""
         if not ref.startswith("docker://"):
             raise ContainerError(f"{self.type} cannot pull '{ref}' (only docker://…)",
                                  self.type)
@@ -109,6 +112,7 @@ class Podman(Runtime):
         return out
 
     def command(self, inv: Invocation) -> list[str]:
+        """``podman run`` of the task: an init, the host's network, the user's uid, the env file."""
         multiline = {k: v for k, v in inv.env.items() if "\n" in v or "\r" in v}
         write_private(inv.env_file, "".join(f"{k}={v}\n" for k, v in inv.env.items()
                                             if k not in multiline))
@@ -127,6 +131,7 @@ class Podman(Runtime):
         return argv
 
     def remove(self, name: str) -> None:
+        """``podman rm --force --ignore``: gone, whether it was there or not."""
         try:
             self.tool("rm", "--force", "--ignore", name, timeout=120)
         except ContainerError as err:
@@ -143,6 +148,7 @@ class Podman(Runtime):
         return rows
 
     def remove_leftovers(self, alive: Any) -> list[str]:
+        """Remove the containers whose fluxlite is gone; their names."""
         gone = [name for name, owner in self._list() if not alive(owner)]
         for name in gone:
             logger.info("removing container %s left by an earlier fluxlite", name)
@@ -162,7 +168,7 @@ class Docker(Podman):
         return ref.removeprefix("docker://")  # docker takes the bare name
 
     def check(self) -> None:
-        pass  # the daemon maps nothing: --user keeps the uid
+        """Nothing to check: the daemon maps no ids, ``--user`` keeps the uid."""
 
     def _user(self, inv: Invocation) -> list[str]:
         return ["--user", f"{inv.uid}:{inv.gid}"]  # the daemon runs as root: never root inside
@@ -179,11 +185,22 @@ class Docker(Podman):
         return out
 
     def remove(self, name: str) -> None:
+        """``docker rm --force``; a failure is said only while the container is still listed."""
         try:
             self.tool("rm", "--force", name, timeout=120)
         except ContainerError as err:
-            if "no such container" not in str(err).lower():
+            # docker rm has no --ignore: a container already gone (docker run --rm took it)
+            # fails it too, and is what was wanted
+            if self._present(name):
                 logger.warning("%s", err)
+
+    def _present(self, name: str) -> bool:
+        """Whether a container of fluxlite's of that name is there (True when it cannot be
+        told)."""
+        try:
+            return any(n == name for n, _ in self._list())
+        except ContainerError:
+            return True
 
     def _list(self) -> list[tuple[str, str]]:
         out = self.tool("ps", "--all", "--filter", f"label={LABEL}", "--format",
@@ -200,6 +217,7 @@ class Apptainer(Runtime):
     programs = ("apptainer",)
 
     def prepare(self, image: CachedImage) -> str:
+        """A SIF or SquashFS file as it is; an archive built into a SIF once; a tarball unpacked."""
         if image.format in ("sif", "squashfs"):
             return image.path
         if image.format in ("docker-archive", "oci-archive"):
@@ -215,6 +233,7 @@ class Apptainer(Runtime):
         return _unpacked(image)  # a root filesystem tarball: a sandbox directory
 
     def pull(self, ref: str, cache: ImageCache) -> tuple[str, str | None]:
+        """``apptainer pull`` a hub reference into a SIF of the cache: its path and sha256."""
         import hashlib
 
         from fluxlite.integrity import file_sha256
@@ -233,6 +252,7 @@ class Apptainer(Runtime):
         return sif, f"sha256:{digest}"
 
     def command(self, inv: Invocation) -> list[str]:
+        """``apptainer exec`` of the task: a clean environment from the env file, the mounts."""
         write_private(inv.env_file, shell_quote_env(inv.env))
         argv = [self.program, "exec", "--cleanenv", "--no-home", "--no-mount", "cwd",
                 "--env-file", inv.env_file, "--pwd", inv.workdir]
@@ -246,6 +266,8 @@ class Apptainer(Runtime):
 
 
 class Singularity(Apptainer):
+    """singularity exec: Apptainer's command line under its older name."""
+
     type = "singularity"
     programs = ("singularity", "apptainer")  # apptainer installs a singularity command too
 
@@ -269,6 +291,7 @@ class Charliecloud(Runtime):
                 self.env["USER"] = str(os.getuid())
 
     def prepare(self, image: CachedImage) -> str:
+        """A SquashFS file as it is; a tarball converted to a directory image once."""
         if image.format == "squashfs":
             return image.path
         if image.format != "tar":
@@ -296,6 +319,7 @@ class Charliecloud(Runtime):
         return dest
 
     def pull(self, ref: str, cache: ImageCache) -> tuple[str, str | None]:
+        """``ch-image pull`` a docker:// reference and convert it into a directory of the cache."""
         if not ref.startswith("docker://"):
             raise ContainerError(f"charliecloud cannot pull '{ref}' (only docker://…)",
                                  self.type)
@@ -320,12 +344,14 @@ class Charliecloud(Runtime):
         return dest, None  # ch-image reports no digest for what it pulled
 
     def mountpoints(self, image: str, targets: list[tuple[str, bool]]) -> None:
+        """Create the mount targets in a directory image (ch-run cannot create them itself)."""
         if not os.path.isdir(image):
             return  # a SquashFS image: its mount points must be in it already
         for target, is_dir in targets:
             _ensure_path(image, target, directory=is_dir)
 
     def command(self, inv: Invocation) -> list[str]:
+        """``ch-run`` of the task: the environment from the env file, a private /tmp, the mounts."""
         write_private(inv.env_file, "".join(f"{k}={v}\n" for k, v in inv.env.items()))
         # --private-tmp: ch-run would otherwise show $TMPDIR (or the host's /tmp) there, and
         # it can create mount points in its own tmpfs but not below a bind mount

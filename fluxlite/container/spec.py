@@ -41,6 +41,8 @@ _OWN_FLAGS["singularity"] = _OWN_FLAGS["apptainer"]
 
 @dataclass(frozen=True, slots=True)
 class Mount:
+    """A directory (or file) of the host mounted in the container."""
+
     host: str
     target: str
     read_only: bool = False
@@ -59,6 +61,9 @@ class ImageFile:
 
 @dataclass(frozen=True, slots=True)
 class ContainerSpec:
+    """The container section of a job: runtime, image (a file or a hub reference), mounts,
+    working directory and the runtime's own options."""
+
     type: str
     image: ImageFile | None = None  # exactly one of image and hub
     hub: str | None = None
@@ -160,6 +165,7 @@ def _bad_path(p: str) -> str | None:
 
 
 def bad_target(p: str) -> str | None:
+    """Why ``p`` cannot be a mount target in the container, or None."""
     why = _bad_path(p)
     if why:
         return why

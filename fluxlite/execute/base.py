@@ -21,10 +21,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from fluxlite.errors import EXIT_CANNOT_EXEC, SIGNAL_BASE
 from fluxlite.execute.timelimit import Schedule, from_limits
 from fluxlite.spec import Limits
 
 logger = logging.getLogger(__name__)
+
+#: no TERM and no KILL of fluxlite's own (a cluster's task: the cluster stops them)
+NO_SCHEDULE = Schedule()
 
 
 def signal_name(signum: int) -> str:
@@ -47,25 +51,28 @@ class ExitStatus:
 
     @classmethod
     def from_wait(cls, status: int) -> ExitStatus:
+        """The status a wait status (``waitpid``'s, or a Flux job's) tells."""
         if os.WIFSIGNALED(status):
             return cls(status, None, os.WTERMSIG(status), os.WCOREDUMP(status))
         return cls(status, os.WEXITSTATUS(status))
 
     @classmethod
     def failed_to_start(cls, error: str) -> ExitStatus:
+        """The status of a task that never ran, and why (exit code 127)."""
         return cls(-1, None, None, False, error)
 
     @property
     def code(self) -> int:
         """The exit code a shell would report: N, 128+signal, or 127 when it never ran."""
         if self.error is not None:
-            return 127
+            return EXIT_CANNOT_EXEC
         if self.signal is not None:
-            return 128 + self.signal
+            return SIGNAL_BASE + self.signal
         return self.exitcode or 0
 
     @property
     def ok(self) -> bool:
+        """Whether the task ran and exited 0."""
         return self.error is None and self.signal is None and self.exitcode == 0
 
 
@@ -115,6 +122,72 @@ def rusage_dict(ru: object) -> dict[str, float]:
     return out
 
 
+class Escalation:
+    """The TERM/KILL escalation, its one copy: TERM when ``term_at`` comes or at a stop (a
+    terminating signal), KILL ``grace`` seconds after that TERM or at ``kill_at`` when that
+    is sooner, and KILL at once on a stop after the TERM. Times are ``time.monotonic()``.
+    Each launcher keeps one for its task, the cluster's scheduler one for all of its tasks;
+    what a TERM or KILL is (a signal to a group, a Flux kill, every task of a cluster) is
+    theirs."""
+
+    def __init__(self, grace: float) -> None:
+        # a grace that is not a finite number (the spec refuses one) must not spin or hang
+        self.grace = grace if math.isfinite(grace) and grace >= 0 else 5.0
+        self.term_at: float | None = None
+        self.kill_at: float | None = None
+        self.kill_why: str | None = None  # set when the KILL ends a stop's grace
+        self.termed = False
+        self.killed = False
+        self._lock = threading.Lock()
+
+    def next(self) -> float | None:
+        """When the next TERM or KILL is due (None: none is)."""
+        with self._lock:
+            cands = [t for t, done in ((self.term_at, self.termed), (self.kill_at, self.killed))
+                     if t is not None and not done]
+        return min(cands) if cands else None
+
+    def due(self, now: float) -> str | None:
+        """"kill" when the KILL is due (:meth:`kill_once` marks it done), else "term" when
+        the TERM is (marked done, and the grace starts), else None."""
+        with self._lock:
+            if self.kill_at is not None and not self.killed and now >= self.kill_at:
+                return "kill"
+            if self.term_at is not None and not self.termed and now >= self.term_at:
+                self.termed = True
+                if self.kill_at is None:
+                    self.kill_at = now + self.grace
+                return "term"
+        return None
+
+    def stop(self, why: str) -> str:
+        """A stop: "term" the first time (the KILL ``grace`` seconds later, never later than
+        one already due, with ``why`` as its reason), "kill" once a TERM has gone."""
+        with self._lock:
+            if self.termed:
+                return "kill"
+            self.termed = True
+            end = time.monotonic() + self.grace
+            if self.kill_at is None or self.kill_at > end:
+                self.kill_at, self.kill_why = end, why
+        return "term"
+
+    def sooner(self, term: float, kill: float | None = None) -> None:
+        """Move the TERM and the KILL to ``term`` and ``kill`` where that is sooner."""
+        with self._lock:
+            self.term_at = term if self.term_at is None else min(self.term_at, term)
+            if kill is not None and (self.kill_at is None or kill < self.kill_at):
+                self.kill_at, self.kill_why = kill, None
+
+    def kill_once(self) -> bool:
+        """True the first time only: the KILL is to be sent now."""
+        with self._lock:
+            if self.killed:
+                return False
+            self.killed = True
+        return True
+
+
 class Launcher(ABC):
     """Runs one task to its end: :meth:`start`, then :meth:`wait` for its
     :class:`TaskResult`; :meth:`on_signal` hands it a signal fluxlite received.
@@ -134,7 +207,8 @@ class Launcher(ABC):
     monitors_tree: bool = False
 
     def __init__(self, argv: list[str], cwd: str, env: dict[str, str], *, stdin: Any,
-                 stdout: Any, stderr: Any, schedule: Schedule, kill_grace: float = 5.0,
+                 stdout: Any, stderr: Any, schedule: Schedule = NO_SCHEDULE,
+                 kill_grace: float = 5.0,
                  usr1: str = "schedule", append: bool = False,
                  events: list[SignalEvent] | None = None) -> None:
         """``stdin``/``stdout``/``stderr`` are paths, or descriptors the caller keeps
@@ -145,19 +219,14 @@ class Launcher(ABC):
         self.stdin, self.stdout, self.stderr = stdin, stdout, stderr
         self.append = append
         self.schedule = schedule
-        # a grace that is not a finite number (the spec refuses one) must not spin or hang
-        self.kill_grace = kill_grace if math.isfinite(kill_grace) and kill_grace >= 0 else 5.0
+        self.escalation = Escalation(kill_grace)
+        self.kill_grace = self.escalation.grace
         self.usr1 = usr1
         self.events = events if events is not None else []
         self.result = TaskResult(argv=list(argv), cwd=cwd)
         self._done = threading.Event()
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # for what an implementation changes from a handler
         self._t0 = 0.0
-        self._term_at: float | None = None
-        self._kill_at: float | None = None
-        self._kill_why: str | None = None  # a KILL set by a stop signal's grace, not the schedule
-        self._termed = False
-        self._killed = False
         self._started = False
         self._warned: str | None = None  # why the schedule changed at a warning
         self._early: int | None = None  # a signal that came before the task existed
@@ -213,11 +282,11 @@ class Launcher(ABC):
 
     def _arm(self) -> None:
         """Start the clock of the schedule: the task has just been started."""
-        s = self.schedule
+        s, e = self.schedule, self.escalation
         if s.term_after is not None:
-            self._term_at = self._t0 + s.term_after
+            e.term_at = self._t0 + s.term_after
         if s.kill_after is not None:
-            self._kill_at = self._t0 + s.kill_after
+            e.kill_at = self._t0 + s.kill_after
         self._started = True
         if self._early is not None:
             # fluxlite was told to stop while the task was being started: tell the task now
@@ -225,32 +294,20 @@ class Launcher(ABC):
             self.send(self._early, "received before the task started")
 
     def _next_deadline(self) -> float | None:
-        with self._lock:
-            cands = []
-            if self._term_at is not None and not self._termed:
-                cands.append(self._term_at)
-            if self._kill_at is not None and not self._killed:
-                cands.append(self._kill_at)
-            return min(cands) if cands else None
+        return self.escalation.next()
 
     def _check_deadlines(self) -> None:
-        now = time.monotonic()
-        with self._lock:
-            term_due = self._term_at is not None and not self._termed and now >= self._term_at
-            kill_due = self._kill_at is not None and not self._killed and now >= self._kill_at
-        if kill_due:
-            if self._kill_why is None:  # the schedule's KILL, not a stop signal's grace
+        e = self.escalation
+        act = e.due(time.monotonic())
+        if act == "kill":
+            if e.kill_why is None:  # the schedule's KILL, not a stop signal's grace
                 self.result.timed_out = "kill"
             self.result.terminated_by = self.result.terminated_by or signal.SIGKILL
-            self.kill_tree(self._kill_why or "time limit: kill")
-        elif term_due:
+            self.kill_tree(e.kill_why or "time limit: kill")
+        elif act == "term":
             self.result.timed_out = self.result.timed_out or "term"
             self.result.terminated_by = self.result.terminated_by or signal.SIGTERM
             self.send(signal.SIGTERM, self._warned or "checkpoint time: terminate")
-            with self._lock:
-                self._termed = True
-                if self._kill_at is None:
-                    self._kill_at = now + self.kill_grace
 
     def _apply_signal(self, signum: int) -> None:
         """What a signal fluxlite received does to the running task."""
@@ -264,7 +321,8 @@ class Launcher(ABC):
                 self._time_limit_warning()
                 return
             signum = signal.SIGTERM
-        if self._termed:
+        why = f"{signal_name(signum)} not obeyed within {self.kill_grace:g} s"
+        if self.escalation.stop(why) == "kill":
             # a second terminating signal: no more grace
             self.kill_tree(f"second {signal_name(signum)}")
             return
@@ -273,12 +331,6 @@ class Launcher(ABC):
             self.send(signum, "forwarded")
         else:
             self._early = signum
-        with self._lock:
-            self._termed = True
-            grace_end = time.monotonic() + self.kill_grace
-            if self._kill_at is None or self._kill_at > grace_end:
-                self._kill_at = grace_end
-                self._kill_why = f"{signal_name(signum)} not obeyed within {self.kill_grace:g} s"
         self._interrupt_wait()
 
     def _time_limit_warning(self) -> None:
@@ -286,23 +338,20 @@ class Launcher(ABC):
         allows (never later), or the TERM is now when there is no schedule to move."""
         left = self.timeleft() if self.timeleft is not None else None
         now = time.monotonic()
-        with self._lock:
-            if self._termed:
-                return
-            if left is not None and math.isfinite(left):
-                s = from_limits(Limits(kill_grace=self.kill_grace), max(left, 0.0))
-                term, kill = now + (s.term_after or 0.0), now + (s.kill_after or 0.0)
-                self._term_at = term if self._term_at is None else min(self._term_at, term)
-                if self._kill_at is None or kill < self._kill_at:
-                    self._kill_at, self._kill_why = kill, None
-                why = f"time-limit warning: {left:.0f} s left"
-            elif self._term_at is None:
-                self._term_at = now
-                why = "time-limit warning: no time left known, TERM now"
-            else:
-                why = "time-limit warning: the schedule stands"
-            self._warned = why
-        logger.info("%s (TERM in %.1f s)", why, max(0.0, (self._term_at or now) - now))
+        e = self.escalation
+        if e.termed:
+            return
+        if left is not None and math.isfinite(left):
+            s = from_limits(Limits(kill_grace=self.kill_grace), max(left, 0.0))
+            e.sooner(now + (s.term_after or 0.0), now + (s.kill_after or 0.0))
+            why = f"time-limit warning: {left:.0f} s left"
+        elif e.term_at is None:
+            e.sooner(now)
+            why = "time-limit warning: no time left known, TERM now"
+        else:
+            why = "time-limit warning: the schedule stands"
+        self._warned = why
+        logger.info("%s (TERM in %.1f s)", why, max(0.0, (e.term_at or now) - now))
         self._interrupt_wait()
 
     def _note_received(self, signum: int) -> None:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
 
 @dataclass(slots=True)
 class ResourceUsage:
+    """What sampling the task's process tree saw: peaks and totals for the record."""
+
     samples: int = 0
     interval: float = 0.0
     peak_rss: int = 0  # bytes, summed over the tree at one sample
@@ -23,6 +24,7 @@ class ResourceUsage:
     pids: list[int] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, object]:
+        """The usage as the JSON record keeps it (the pids seen as a count)."""
         return {k: getattr(self, k) for k in self.__slots__ if k != "pids"} | {
             "pids_seen": len(self.pids)}
 
@@ -56,6 +58,7 @@ class Monitor:
         self._thread.start()
 
     def stop(self) -> ResourceUsage:
+        """Stop sampling (one last sample) and return what was seen."""
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join()
@@ -75,6 +78,7 @@ class Monitor:
             i += 1
 
     def sample(self) -> None:
+        """Take one sample of the process tree below fluxlite, helpers excluded."""
         import psutil
 
         if self._me is None:
@@ -104,7 +108,3 @@ class Monitor:
         u.peak_vms = max(u.peak_vms, vms)
         u.peak_threads = max(u.peak_threads, threads)
         u.peak_procs = max(u.peak_procs, len(procs))
-
-
-def now() -> float:
-    return time.time()

@@ -23,7 +23,6 @@ import logging
 import os
 import resource
 import signal
-import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -90,11 +89,13 @@ def make_subreaper() -> bool:
     return _subreaper
 
 
-def start(argv: list[str], cwd: str, env: dict[str, str], stdio: tuple[int, int, int],
+def start(exe: str, argv: list[str], cwd: str, env: dict[str, str],
+          stdio: tuple[int, int, int],
           on_orphaned: Callable[[], None] | None = None) -> Supervised:
-    """Fork the supervisor, which starts argv in a session of its own with the given
-    descriptors as its stdin, stdout and stderr. Call from the main thread (the parent-death
-    signal follows the thread that forks). Raises OSError when the task cannot be started."""
+    """Fork the supervisor, which starts ``exe`` (argv) in ``cwd``, in a session of its own,
+    with the given descriptors as its stdin, stdout and stderr and no other descriptor.
+    Call from the main thread (the parent-death signal follows the thread that forks).
+    Raises OSError when the task cannot be started."""
     parent = os.getpid()
     r, w = os.pipe()
     # no signal may reach the fork before it has handlers of its own (it would run
@@ -109,7 +110,7 @@ def start(argv: list[str], cwd: str, env: dict[str, str], stdio: tuple[int, int,
         raise
     if pid == 0:  # the supervisor: never returns
         os.close(r)
-        _supervise(parent, argv, cwd, env, stdio, w, on_orphaned, mask)
+        _supervise(parent, (exe, argv, cwd, env, stdio), w, on_orphaned, mask)
     signal.pthread_sigmask(signal.SIG_SETMASK, mask)
     os.close(w)
     first = _read_line(r)
@@ -123,13 +124,15 @@ def start(argv: list[str], cwd: str, env: dict[str, str], stdio: tuple[int, int,
         pass
     if len(words) >= 2 and words[0] == "E":
         code = int(words[1])
-        raise OSError(code, words[2] if len(words) > 2 else os.strerror(code))
+        raise OSError(code, words[2].strip() if len(words) > 2 else os.strerror(code))
     raise OSError(errno.ECHILD, "the task's supervisor ended before starting it")
 
 
-def _supervise(parent: int, argv: list[str], cwd: str, env: dict[str, str],
-               stdio: tuple[int, int, int], report: int,
-               on_orphaned: Callable[[], None] | None, mask: set[signal.Signals]) -> None:
+def _supervise(parent: int, task: tuple[str, list[str], str, dict[str, str],
+                                       tuple[int, int, int]],
+               report: int, on_orphaned: Callable[[], None] | None,
+               mask: set[signal.Signals]) -> None:
+    exe, argv, cwd, env, stdio = task
     code = 0
     gc.disable()  # a collection here would write to, and so copy, much of fluxlite's heap
     try:
@@ -144,17 +147,19 @@ def _supervise(parent: int, argv: list[str], cwd: str, env: dict[str, str],
             if os.getppid() != parent:
                 raise _Orphaned
             try:
-                proc = subprocess.Popen(  # noqa: S603 - argv list, never a shell
-                    argv, cwd=cwd, env=env, stdin=stdio[0], stdout=stdio[1], stderr=stdio[2],
-                    start_new_session=True, close_fds=True, restore_signals=True)
-            except OSError as err:
-                why = (err.strerror or str(err)).replace("\n", " ")
-                _write(report, f"E {err.errno or errno.EIO} {why}\n")
+                os.chdir(cwd)
+                _close_fds_but(report, *stdio)
+                pid = spawn(exe, argv, env, stdio, session=True)
+            except (OSError, ValueError) as err:  # ValueError: a NUL in argv or env
+                no = err.errno if isinstance(err, OSError) and err.errno else errno.EINVAL
+                why = (err.strerror if isinstance(err, OSError) and err.strerror
+                       else str(err)).replace("\n", " ")
+                _write(report, f"E {no} {why}\n")
                 return
-            _write(report, f"P {proc.pid}\n")
+            _write(report, f"P {pid}\n")
             while True:
-                pid, status, ru = os.wait4(-1, 0)
-                if pid == proc.pid:
+                got, status, ru = os.wait4(-1, 0)
+                if got == pid:
                     vals = " ".join(str(v) for v in ru)  # struct_rusage, in order
                     _write(report, f"S {status} {vals}\n")
                     return
@@ -167,6 +172,38 @@ def _supervise(parent: int, argv: list[str], cwd: str, env: dict[str, str],
         code = 1
     finally:
         os._exit(code)
+
+
+def _close_fds_but(*keep: int) -> None:
+    """Close every descriptor above 2 but ``keep`` (the task inherits none of fluxlite's),
+    and make the kept ones close-on-exec (the task gets them as 0, 1 and 2 only)."""
+    low = 3
+    for fd in sorted({k for k in keep if k >= 3}):
+        os.closerange(low, fd)
+        os.set_inheritable(fd, False)
+        low = fd + 1
+    os.closerange(low, max(low, os.sysconf("SC_OPEN_MAX")))
+
+
+#: the signals Python changes for itself that a task must get back at their defaults
+SIGDEF = tuple(s for s in (signal.SIGPIPE, getattr(signal, "SIGXFSZ", None),
+                           getattr(signal, "SIGXFZ", None)) if s is not None)
+
+
+def spawn(exe: str, argv: list[str], env: dict[str, str], stdio: tuple[int, int, int], *,
+          session: bool, extra: tuple[tuple[int, int], ...] = (),
+          sigmask: tuple[int, ...] | None = None) -> int:
+    """The one way fluxlite starts a local task: ``posix_spawn`` (no shell, no interpreter
+    between), ``stdio`` as its descriptors 0-2 and each ``(fd, number)`` of ``extra`` at that
+    number, in a session of its own (``session``) or a process group of its own, its signal
+    dispositions at their defaults and its signal mask ``sigmask`` (None: this process's).
+    The task's pid; OSError when it cannot be started, ValueError for a NUL in argv or env."""
+    actions = [(os.POSIX_SPAWN_DUP2, fd, n) for n, fd in enumerate(stdio)]
+    actions += [(os.POSIX_SPAWN_DUP2, fd, n) for fd, n in extra]
+    kw: dict[str, object] = {"setsid": True} if session else {"setpgroup": 0}
+    if sigmask is not None:
+        kw["setsigmask"] = sigmask
+    return os.posix_spawn(exe, argv, env, file_actions=actions, setsigdef=SIGDEF, **kw)
 
 
 def _on_death(parent: int) -> Callable[[int, object], None]:
@@ -199,24 +236,44 @@ def kill_all(timeout: float = 5.0) -> None:
         time.sleep(0.001)  # children being re-parented or dying
 
 
+def children(pid: int) -> list[int]:
+    """The children of every thread of ``pid``, from /proc/PID/task/TID/children (cheap: no
+    scan of every process). OSError when the kernel does not tell them."""
+    kids: list[int] = []
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{tid}/children") as fh:
+            kids += [int(x) for x in fh.read().split()]
+    return kids
+
+
+def proc_state(pid: int) -> tuple[str, str] | None:
+    """A process's name and state letter ("Z" a zombie) from /proc/PID/stat; None when it
+    is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            head, tail = fh.read().rsplit(b")", 1)
+    except (OSError, ValueError):
+        return None
+    return head.split(b"(", 1)[-1].decode("utf-8", "replace"), tail.split()[0].decode()
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` is a process that has not exited (a zombie has)."""
+    st = proc_state(pid)
+    return st is not None and st[1] != "Z"
+
+
 def descendants(pid: int) -> list[int]:
-    """Every process below pid, from /proc/PID/task/TID/children."""
+    """Every process below pid (the ones it can still see)."""
     out: list[int] = []
     todo = [pid]
     while todo:
-        p = todo.pop()
         try:
-            tids = os.listdir(f"/proc/{p}/task")
-        except OSError:
+            kids = children(todo.pop())
+        except (OSError, ValueError):
             continue
-        for tid in tids:
-            try:
-                with open(f"/proc/{p}/task/{tid}/children") as fh:
-                    kids = [int(x) for x in fh.read().split()]
-            except (OSError, ValueError):
-                continue
-            out.extend(kids)
-            todo.extend(kids)
+        out.extend(kids)
+        todo.extend(kids)
     return out
 
 

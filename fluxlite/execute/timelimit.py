@@ -18,6 +18,7 @@ class Schedule:
     walltime: float | None = None
 
     def as_dict(self) -> dict[str, object]:
+        """The schedule as the JSON record keeps it."""
         return {"term_after": self.term_after, "kill_after": self.kill_after,
                 "source": self.source, "walltime": self.walltime}
 

@@ -169,10 +169,8 @@ class FluxLauncher(Launcher):
 
     def kill_tree(self, reason: str) -> None:
         """SIGKILL every task of the job, then cancel it, so Flux reaps what is left."""
-        with self._lock:
-            if self._killed:
-                return
-            self._killed = True
+        if not self.escalation.kill_once():
+            return
         if self.job is None or self._done.is_set():
             return
         if self.nested:

@@ -1,6 +1,8 @@
 """What pegasus-kickstart does beyond running a task, on top of fluxlite's runner.
 
-``KickstartRunner`` is the runner ``fluxlite kickstart`` uses:
+``KickstartRunner`` is the runner ``fluxlite kickstart`` uses, driven by
+``KickstartOptions`` (the runner's options and kickstart's own: the given directory, the
+shared stdio, the hooks, ``-s``/``-S``, ``-q``, ``-k``/``-K``):
 
 - one ``-k``/``-K`` clock from kickstart's start across setup, prejob, main job and postjob
   (kickstart's ``alarm()``): whatever runs when it fires is TERMed, then KILLed, and what
@@ -24,6 +26,8 @@ import sys
 import tempfile
 import textwrap
 import time
+from contextlib import suppress
+from dataclasses import dataclass, field
 from typing import Any
 
 from fluxlite.errors import (
@@ -35,16 +39,45 @@ from fluxlite.errors import (
     WorkdirError,
 )
 from fluxlite.execute.base import ExitStatus, SignalEvent, TaskResult
+from fluxlite.execute.local import LocalLauncher
 from fluxlite.execute.timelimit import Schedule
 from fluxlite.record import host
 from fluxlite.record.model import OutputInfo, Phase, StdioFile, tail
-from fluxlite.runner import Runner, RunOptions, Stdio, _describe
+from fluxlite.runner import Runner, RunOptions, _describe
 from fluxlite.spec import JobSpec
 
 logger = logging.getLogger(__name__)
 
 METADATA_VAR = "KICKSTART_METADATA"
 INTEGRITY_VAR = "KICKSTART_INTEGRITY_DATA"
+
+
+@dataclass(frozen=True, slots=True)
+class Stdio:
+    """Where one standard stream of the task (and of the hooks) goes.
+
+    Neither path nor fd: a temporary file whose content is embedded in the record (and
+    removed afterwards), as pegasus-kickstart captures stdout and stderr.
+    """
+
+    path: str | None = None
+    append: bool = False
+    fd: int | None = None  # share this descriptor of fluxlite's own (kickstart's "-")
+
+
+@dataclass(slots=True)
+class KickstartOptions(RunOptions):
+    """What kickstart's command line and environment add to the runner's options."""
+
+    cwd: str | None = None  # run the task here (-w/-W): no worker directory is made
+    make_cwd: bool = False  # create ``cwd`` first (kickstart -W)
+    stdio: dict[str, Stdio] = field(default_factory=dict)  # stdin/stdout/stderr targets
+    stat_before: list[tuple[str | None, str]] = field(default_factory=list)  # -S (lfn, path)
+    stat_after: list[tuple[str | None, str]] = field(default_factory=list)  # -s, + sha256
+    hooks: dict[str, list[str]] = field(default_factory=dict)  # setup/prejob/postjob/cleanup
+    omit_data_on_success: bool = False  # kickstart -q
+    term_timeout: int = 0  # -k: TERM this many seconds after kickstart's start (0: none)
+    kill_timeout: int = 5  # -K: KILL this many seconds after that TERM
 
 
 class CannotExecute(ExecError):
@@ -106,13 +139,18 @@ class KickstartRunner(Runner):
     """The runner with pegasus-kickstart's strategy: shared stdio, hooks, a given
     working directory, -s/-S stat entries, the -k clock and the record appended to its file."""
 
-    def __init__(self, spec: JobSpec, options: RunOptions, term_timeout: int = 0,
-                 kill_timeout: int = 5) -> None:
+    protocol = False  # kickstart prints no protocol line: its stderr is the task's
+    stopped_task_fails = False  # a task that handled a forwarded TERM exits with its own code
+    appends_record = True  # -l appends: several records may share one file
+    opt: KickstartOptions
+
+    def __init__(self, spec: JobSpec, options: KickstartOptions) -> None:
         super().__init__(spec, options)
         self._ks_start = time.monotonic()  # kickstart's clock starts here
-        self.term_timeout = term_timeout
-        self.kill_timeout = kill_timeout
         self.alarmed = False
+        self._stdio_fds: tuple[int, int, int] | None = None  # opened once, then shared
+        self._owned_fds: list[int] = []
+        self._temp_files: list[str] = []
         self.record.signals = _AnnouncingEvents(self._fired)
         self._metadata = self._side_file("meta", METADATA_VAR)
         self._integrity = self._side_file("integrity", INTEGRITY_VAR)
@@ -156,8 +194,6 @@ class KickstartRunner(Runner):
                 fd = self._own(_open_fd(path, flags))
                 info = StdioFile(name, path, kind="file")
             else:
-                import tempfile
-
                 # kickstart's capture files, named as it names them, in $TMPDIR
                 fd, path = tempfile.mkstemp(prefix=f"ks.{name[3:]}.")
                 self._own(fd)
@@ -189,9 +225,41 @@ class KickstartRunner(Runner):
             for f in self.record.stdio:
                 f.data = None
 
-    def _before_records(self) -> None:
-        if self._stdio_fds is not None:
-            self._capture_stdio()
+    def _close_stdio(self) -> None:
+        """Close the descriptors and remove the capture and side files fluxlite made."""
+        for fd in self._owned_fds:
+            with suppress(OSError):
+                os.close(fd)
+        for path in self._temp_files:
+            with suppress(OSError):
+                os.unlink(path)
+        self._owned_fds.clear()
+        self._temp_files.clear()
+
+    def _task_stdio(self) -> tuple[tuple[str | int, str | int, str | int], list[StdioFile]]:
+        return self._open_stdio(), self.record.stdio
+
+    def _task_output(self) -> None:
+        """Nothing yet: the output is embedded at the end, with what the hooks wrote."""
+
+    def _run_task(self, exe: str) -> None:
+        """kickstart's order: the -S stats, the setup and prejob hooks, the main job unless
+        the -k time has passed, the postjob hook; the cleanup hook and the -s stats
+        whatever happened before."""
+        rec = self.record
+        self._stat_files(self.opt.stat_before, output=False)
+        try:
+            if self._run_hooks(Phase.SETUP, Phase.PREJOB):
+                if self._passed():
+                    logger.info("main job skipped: the -k time limit has passed")
+                else:
+                    super()._run_task(exe)
+                if (rec.task is not None and rec.task.status.ok and not rec.task.timed_out
+                        and self.signals.stop_signal is None):
+                    self._run_hooks(Phase.POSTJOB)  # nothing new starts once told to stop
+        finally:
+            self._run_hooks(Phase.CLEANUP)
+            self._stat_files(self.opt.stat_after, output=True)
 
     def _run_hooks(self, *names: Phase) -> bool:
         """Run kickstart's environment hooks; False when a prejob or postjob failed."""
@@ -210,14 +278,66 @@ class KickstartRunner(Runner):
                 return False
         return True
 
-    def _hook_failure(self) -> None:
+    def _run_hook(self, name: Phase, argv: list[str]) -> ExitStatus:
+        """Run one hook, on the task's stdio, under the -k clock (but the cleanup hook)."""
+        if name in (Phase.PREJOB, Phase.POSTJOB) and self._passed():
+            logger.info("%s skipped: the -k time limit has passed", name)
+            return ExitStatus(-1, error="skipped after the -k time limit")
+        rec = self.record
+        stdin, stdout, stderr = self._open_stdio()
+        ctl = LocalLauncher(list(argv), self.workdir.path, self._task_env(), stdin=stdin,
+                            stdout=stdout, stderr=stderr,
+                            schedule=Schedule() if name == Phase.CLEANUP else self._clock(),
+                            kill_grace=self.spec.limits.kill_grace, usr1=self.spec.usr1,
+                            events=rec.signals, on_orphaned=self._orphaned)
+        if self.flux is not None:
+            ctl.timeleft = self.flux.timeleft
+        with self._phase(name) as ph:
+            try:
+                self.controller = ctl
+                ctl.start()
+                res = ctl.wait()
+            except ExecError as err:
+                res = ctl.result
+                res.status = ExitStatus.failed_to_start(str(err))
+            finally:
+                self.controller = None
+            ph.ok = res.status.ok
+        logger.info("%s %s", name, _describe(res.status))
+        rec.extra_sections[name] = {
+            "start": res.start or time.time(), "duration": res.duration, "pid": res.pid,
+            "status": res.status, "executable": argv[0], "argv": list(argv)}
+        return res.status
+
+    def _judge(self) -> bool:
+        """The -k timeout decides (exit 14), then the task, then a failed prejob or
+        postjob."""
+        rec, task = self.record, self.record.task
+        decided = False
+        timed_out = task is not None and task.timed_out and self.opt.term_timeout > 0
+        if timed_out:
+            assert task is not None
+            # kickstart reports its own -k timeout with one code, whatever the task did
+            rec.error = rec.error or f"{_describe(task.status)} after the time limit"
+        else:
+            decided = super()._judge() or self._hook_failure()
+        if not (timed_out or self.alarmed):
+            return decided
+        rec.exit_code = EXIT_TIME_LIMIT
+        rec.error = rec.error or "the -k time limit fired"
+        rec.failed_phase = rec.failed_phase or Phase.TASK
+        return True
+
+    def _hook_failure(self) -> bool:
+        """A failed prejob or postjob decides the exit code (when the task did not)."""
         if self._failed_hook is None:
-            return
+            return False
         name, status = self._failed_hook
         rec = self.record
         rec.exit_code = status.code
         rec.error = rec.error or f"{name} {_describe(status)}"
         rec.failed_phase = rec.failed_phase or name
+        return True
 
     def _merge_integrity_data(self) -> None:
         """Entries ``pegasus-integrity --generate-fullstat-yaml`` appended: into ``files``
@@ -265,22 +385,19 @@ class KickstartRunner(Runner):
         self.alarmed = True
 
     def _left(self) -> float | None:
-        if self.term_timeout <= 0:
+        if self.opt.term_timeout <= 0:
             return None
-        return self.term_timeout - (time.monotonic() - self._ks_start)
+        return self.opt.term_timeout - (time.monotonic() - self._ks_start)
 
     def _clock(self) -> Schedule:
         left = self._left()
         if left is None:
             return Schedule()
         left = max(left, 0.001)
-        return Schedule(left, left + self.kill_timeout, "kickstart", None)
-
-    def _hook_schedule(self, name: Phase) -> Schedule:
-        return Schedule() if name == Phase.CLEANUP else self._clock()
+        return Schedule(left, left + self.opt.kill_timeout, "kickstart", None)
 
     def _schedule(self) -> Schedule:
-        return self._clock() if self.term_timeout > 0 else super()._schedule()
+        return self._clock() if self.opt.term_timeout > 0 else super()._schedule()
 
     def _passed(self) -> bool:
         left = self._left()
@@ -288,29 +405,11 @@ class KickstartRunner(Runner):
             self.alarmed = True
         return self.alarmed
 
-    def _run_hook(self, name: Phase, argv: list[str]) -> Any:
-        if name in (Phase.PREJOB, Phase.POSTJOB) and self._passed():
-            logger.info("%s skipped: the -k time limit has passed", name)
-            return ExitStatus(-1, error="skipped after the -k time limit")
-        return super()._run_hook(name, argv)
-
-    def _run_task(self, exe: str) -> None:
-        if self._passed():
-            logger.info("main job skipped: the -k time limit has passed")
-            return
-        super()._run_task(exe)
-
     # -- kickstart's own worker directory and stat entries ------------------------------
     def _make_workdir(self) -> Any:
         if self.opt.cwd is None:
             return super()._make_workdir()
         return _given_workdir(self.opt.cwd, self.opt.make_cwd)
-
-    def _before_task(self) -> None:
-        self._stat_files(self.opt.stat_before, output=False)
-
-    def _after_stage_out(self) -> None:
-        self._stat_files(self.opt.stat_after, output=True)
 
     def _stat_files(self, files: list[tuple[str | None, str]], output: bool) -> None:
         """kickstart -S/-s: stat files (and hash the ones written) into the record."""
@@ -350,14 +449,6 @@ class KickstartRunner(Runner):
         check_executable(exe)
         return exe
 
-    def _main(self) -> None:
-        super()._main()
-        if self.alarmed:
-            rec = self.record
-            rec.exit_code = EXIT_TIME_LIMIT
-            rec.error = rec.error or "the -k time limit fired"
-            rec.failed_phase = rec.failed_phase or Phase.TASK
-
     def _fail(self, err: FluxliteError, phase: Phase) -> None:
         super()._fail(err, phase)
         rec = self.record
@@ -387,8 +478,15 @@ class KickstartRunner(Runner):
             logger.warning("%s", err)
 
     def _finish(self) -> None:
+        self.phase = Phase.RECORDS  # a signal from here on is noted, not raised
         self._merge_integrity_data()
+        if self._stdio_fds is not None:
+            self._capture_stdio()  # everything has written it now, the hooks included
         super()._finish()
+
+    def _cleanup(self) -> None:
+        self._close_stdio()
+        super()._cleanup()
 
 
 def _float(v: object) -> float:

@@ -53,6 +53,7 @@ def stat_info(path: str, follow: bool = True) -> dict[str, Any] | None:
 
 
 def is_executable_file(path: str) -> bool:
+    """Whether ``path`` is a regular file this process may execute."""
     try:
         st = os.stat(path)
     except OSError:
@@ -61,6 +62,7 @@ def is_executable_file(path: str) -> bool:
 
 
 def process_info() -> dict[str, Any]:
+    """This process's pid, user, group and umask, as kickstart records them."""
     umask = os.umask(0o022)
     os.umask(umask)
     uid, gid = os.getuid(), os.getgid()
@@ -170,6 +172,7 @@ def _procs() -> dict[str, int]:
 
 
 def rlimits() -> dict[str, Any]:
+    """Every resource limit of this process, soft and hard, by name."""
     import resource
 
     out: dict[str, Any] = {}
@@ -187,12 +190,14 @@ def rlimits() -> dict[str, Any]:
 
 
 def is_secret_name(name: str) -> bool:
+    """Whether an environment variable's name says it holds a secret."""
     from fluxlite.redact import is_secret_name as _is_secret
 
     return _is_secret(name)
 
 
 def redacted_env(env: dict[str, str]) -> dict[str, str]:
+    """The environment with the values of secret-named variables redacted."""
     from fluxlite import redact
 
     return redact.env(env)

@@ -145,11 +145,6 @@ class Record:
         """True when the job succeeded."""
         return self.exit_code == 0
 
-    @property
-    def task_failed_to_start(self) -> bool:
-        """True when the task was never started (its executable or stdio failed)."""
-        return self.task is not None and self.task.status.error is not None
-
 
 def tail(path: str, limit: int) -> tuple[bytes, bool, int]:
     """The last ``limit`` bytes of a file: (data, truncated, size)."""

@@ -125,4 +125,5 @@ def _accepts_null(s: dict[str, Any]) -> bool:
 
 
 def render() -> str:
+    """The JSON Schema of job.json, as the shipped file holds it."""
     return json.dumps(build(), indent=2, ensure_ascii=False) + "\n"

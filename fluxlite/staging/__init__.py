@@ -49,6 +49,8 @@ def supported_schemes(direction: str) -> frozenset[str]:
 
 
 def backend_for(url: str) -> Backend:
+    """The backend of a URL's scheme (one instance per scheme); an unknown scheme is an error
+    that names it."""
     scheme = scheme_of(url)
     inst = _INSTANCES.get(scheme)
     if inst is not None:

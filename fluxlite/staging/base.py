@@ -54,6 +54,7 @@ class RateCheck:
         self.samples.append((time.monotonic(), 0))
 
     def update(self, total: int) -> str | None:
+        """Note ``total`` bytes so far; why the attempt is too slow, or None."""
         now = time.monotonic()
         if now - self.samples[-1][0] >= self.window / 30:
             self.samples.append((now, total))
@@ -75,19 +76,24 @@ class Reader(Protocol):
 
     size: int | None
 
-    def readinto(self, buf: bytearray) -> int: ...
+    def readinto(self, buf: bytearray) -> int:
+        """Read into ``buf``; the number of bytes read, 0 at the end."""
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Release the source."""
 
 
 class RemoteWriter(Protocol):
     """A destination that is not a local path (object stores): all-or-nothing on commit."""
 
-    def write(self, data: memoryview) -> None: ...
+    def write(self, data: memoryview) -> None:
+        """Send the next bytes."""
 
-    def commit(self) -> str: ...
+    def commit(self) -> str:
+        """Make the object appear whole at its destination; the URL it is at."""
 
-    def abort(self) -> None: ...
+    def abort(self) -> None:
+        """Leave nothing at the destination."""
 
 
 class Backend:

@@ -138,10 +138,14 @@ def open_confined(path: str, root: str, lfn: str) -> _FileReader:
 
 
 class FileBackend(Backend):
+    """file:// URLs and local paths."""
+
     def local_path(self, url: str) -> str | None:
+        """The local path a file URL names."""
         return local_path(url)
 
     def open_read(self, url: str, *, tls_verify: bool = True, timeout: float = 60.0,
                   cancel: threading.Event | None = None, min_rate: float = 0.0,
                   rate_window: float = 0.0) -> _FileReader:
+        """Open a local file for reading; anything but a regular file is refused at once."""
         return _FileReader(local_path(url))

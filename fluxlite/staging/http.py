@@ -410,6 +410,7 @@ class HTTPReader:
             conn.close()
 
     def close(self) -> None:
+        """Close the connection and stop watching the transfer."""
         _WATCHDOG.discard(self)
         self._drop()
 
@@ -436,9 +437,12 @@ def _describe(err: BaseException) -> str:
 
 
 class HTTPBackend(Backend):
+    """http:// and https:// sources (read only)."""
+
     def open_read(self, url: str, *, tls_verify: bool = True, timeout: float = 60.0,
                   cancel: threading.Event | None = None, min_rate: float = 0.0,
                   rate_window: float = 0.0) -> HTTPReader:
+        """Open an HTTP(S) source: a GET that resumes with Range after a dropped connection."""
         return HTTPReader(url, tls_verify, timeout, cancel, min_rate, rate_window)
 
 

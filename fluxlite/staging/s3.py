@@ -55,6 +55,7 @@ def parse(url: str) -> tuple[str | None, str, str]:
 
 
 def endpoint_url() -> str | None:
+    """The S3 endpoint named in the environment, or None for AWS's own."""
     for var in ("FLUXLITE_S3_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"):
         if os.environ.get(var):
             return os.environ[var]
@@ -84,11 +85,14 @@ def _wrap(url: str, what: str, err: Exception) -> S3Error:
 
 
 class S3Backend(Backend):
+    """s3:// URLs through boto3, one client per profile."""
+
     def __init__(self) -> None:
         self._clients: dict[str | None, Any] = {}
         self._lock = threading.Lock()
 
     def client(self, profile: str | None) -> Any:
+        """The boto3 S3 client of a profile (None: the default), made once."""
         with self._lock:
             c = self._clients.get(profile)
             if c is None:
@@ -106,6 +110,7 @@ class S3Backend(Backend):
     def open_read(self, url: str, *, tls_verify: bool = True, timeout: float = 60.0,
                   cancel: threading.Event | None = None, min_rate: float = 0.0,
                   rate_window: float = 0.0) -> _S3Reader:
+        """Open an S3 object for reading (GET), under the attempt's minimum rate."""
         profile, bucket, key = parse(url)
         client = self.client(profile)
         try:
@@ -116,6 +121,7 @@ class S3Backend(Backend):
         return _S3Reader(url, obj, cancel, rate)
 
     def open_write(self, url: str, size: int | None) -> _S3Writer:
+        """A writer that puts the object (multipart when large): visible only on commit."""
         profile, bucket, key = parse(url)
         if not key or key.endswith("/"):
             raise S3Error(f"{redact(url)}: no object key in the URL", permanent=True)
@@ -123,6 +129,7 @@ class S3Backend(Backend):
 
     # used by `fluxlite transfer` for its mkdir and remove entries
     def remove(self, url: str, recursive: bool = False) -> None:
+        """Delete an object, or every object under a prefix (``recursive``)."""
         profile, bucket, key = parse(url)
         client = self.client(profile)
         try:

@@ -6,5 +6,8 @@ from fluxlite.staging.file import FileBackend
 
 
 class SymlinkBackend(FileBackend):
+    """symlink:// URLs: a local file linked into the worker directory, never copied."""
+
     def link_only(self, url: str) -> bool:
+        """Always: a symlink:// source is linked, never copied."""
         return True

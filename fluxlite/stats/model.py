@@ -27,6 +27,8 @@ _MS = timedelta(milliseconds=1)
 
 @dataclass(slots=True)
 class Attempt:
+    """One attempt of one task, as the records tell it: times, exit, cause, resources, bytes."""
+
     key: tuple[Any, ...]  # (pid of the task, its start in ms since the epoch[, which task])
     task: tuple[Any, ...]  # which task this is a try of
     task_id: str
@@ -55,14 +57,17 @@ class Attempt:
 
     @property
     def ok(self) -> bool:
+        """Whether the attempt succeeded."""
         return self.cause == OK
 
     @property
     def end(self) -> float:
+        """When the attempt ended (seconds since the epoch)."""
         return self.start + self.duration
 
     @property
     def task_secs(self) -> float:
+        """Seconds the task itself ran (the whole attempt when that is not known)."""
         return self.runtime if self.runtime is not None else self.duration
 
 

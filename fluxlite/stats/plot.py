@@ -32,6 +32,7 @@ class PlotUnavailable(FluxliteError):
 
 
 def require() -> None:
+    """Raise PlotUnavailable unless matplotlib can be imported."""
     try:
         import matplotlib  # noqa: F401
     except ImportError as err:
@@ -39,6 +40,8 @@ def require() -> None:
 
 
 def timeline(doc: dict[str, Any], path: str, by: str = "transformation") -> None:
+    """Draw the attempts of a stats document as bars on their lanes, coloured by ``by``, into
+    the image file ``path``."""
     require()
     import matplotlib
 

@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 import yaml
 
+from fluxlite.errors import EXIT_CANNOT_EXEC, EXIT_INFRA, SIGNAL_BASE
 from fluxlite.record.multipart import SEPARATOR as MULTIPART
 from fluxlite.stats.model import EXIT, INFRA, OK, SIGNAL, TIMEOUT, Attempt, epoch_of, merge, ms_key
 
@@ -51,13 +52,16 @@ class Collection:
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
 
     def add(self, a: Attempt) -> None:
+        """Add an attempt; one already read under the same key is merged with it."""
         old = self.attempts.get(a.key)
         self.attempts[a.key] = a if old is None else merge(old, a)
 
     def add_cluster(self, cid: tuple[Any, ...], summary: dict[str, Any]) -> None:
+        """Add a cluster's summary (the first read of it is kept)."""
         self.clusters.setdefault(cid, summary)
 
     def skip(self, path: str, reason: str) -> None:
+        """Note a file that could not be read, and why."""
         self.skipped.append((path, reason))
 
 
@@ -105,6 +109,7 @@ def expand(paths: list[str], col: Collection) -> Iterator[str]:
 
 
 def read_paths(paths: list[str]) -> Collection:
+    """Read every record found in files, directories and globs."""
     col = Collection()
     for p in expand(paths, col):
         read_file(p, col)
@@ -112,6 +117,7 @@ def read_paths(paths: list[str]) -> Collection:
 
 
 def read_file(path: str, col: Collection) -> None:
+    """Read the records of one file into ``col`` (a file that holds none is noted as skipped)."""
     try:
         with open(path, "rb") as fh:
             head = fh.read(_SNIFF)
@@ -176,7 +182,7 @@ def _cause(code: int | None, sig: int | None, timed_out: bool, infra: bool) -> s
         return TIMEOUT
     if infra:
         return INFRA
-    if sig is not None or (code is not None and code > 128):
+    if sig is not None or (code is not None and code > SIGNAL_BASE):
         return SIGNAL
     return EXIT
 
@@ -201,7 +207,7 @@ def from_run(doc: dict[str, Any], source: str) -> Attempt:
         runtime, ru, sig, timed_out = None, {}, None, False
     code = doc.get("exit_code")
     phase = doc.get("failed_phase")
-    infra = phase not in (None, "task") or (code == 71 and phase != "task")
+    infra = phase not in (None, "task") or (code == EXIT_INFRA and phase != "task")
     phases = [(p["name"], float(p["start"]), float(p["duration"])) for p in doc.get("phases")
               or () if p.get("name") in ("stage-in", "task", "stage-out")]
     name = job.get("name") or os.path.basename(str((task or {}).get("executable") or "?"))
@@ -283,7 +289,7 @@ def _cluster_attempt(t: dict[str, Any], att: dict[str, Any], cid: tuple[Any, ...
         if code is not None and code != a.exit_code:
             a.exit_code = code
             a.cause = _cause(code, a.signal, a.cause == TIMEOUT or stopped == "time limit",
-                             code == 71)
+                             code == EXIT_INFRA)
     else:
         start = float(att["start_epoch"])
         sig = att.get("signal")
@@ -294,7 +300,7 @@ def _cluster_attempt(t: dict[str, Any], att: dict[str, Any], cid: tuple[Any, ...
                     name=str(t.get("name") or t.get("app") or tid), source=where, start=start,
                     duration=dur, rich=2, runtime=dur, exit_code=code, signal=sig,
                     cause=_cause(code, sig, stopped == "time limit",
-                                 code == 71 and sig is None),
+                                 code == EXIT_INFRA and sig is None),
                     reason=err or _describe(code, sig, stopped), utime=_num(ru.get("utime")),
                     stime=_num(ru.get("stime")),
                     maxrss_kb=_kb(ru))
@@ -440,6 +446,7 @@ def _one_line(err: BaseException) -> str:
 
 def from_kickstart(inv: dict[str, Any], parts: list[dict[str, Any]], source: str,
                    chunk: _Chunk | None = None) -> Attempt:
+    """The attempt a kickstart invocation record tells of, with its multipart sections."""
     main = inv.get("mainjob") or {}
     start = epoch_of(inv.get("start"))
     if start is None:
@@ -453,9 +460,9 @@ def from_kickstart(inv: dict[str, Any], parts: list[dict[str, Any]], source: str
     error = st.get("failure_error")
     code: int | None
     if sig is not None:
-        code = 128 + int(sig)
+        code = SIGNAL_BASE + int(sig)
     elif error is not None:
-        code = 127
+        code = EXIT_CANNOT_EXEC
     else:
         code = int(st.get("regular_exitcode", st.get("raw", 0)) or 0)
     machine = inv.get("machine") or {}
@@ -478,11 +485,11 @@ def from_kickstart(inv: dict[str, Any], parts: list[dict[str, Any]], source: str
                 if isinstance(f, dict))
     a.integrity_s = (a.integrity_s or 0.0) + integ
     if infra and (error is not None or code == 0):
-        code = a.exit_code = 71
+        code = a.exit_code = EXIT_INFRA
     a.cause = _cause(code, a.signal, timed_out, infra)
     reason = error or _describe(code, a.signal, "time limit" if timed_out else None)
     if infra and error is None:
-        reason = ("a transfer or a checksum failed" if code == 71
+        reason = ("a transfer or a checksum failed" if code == EXIT_INFRA
                   else f"{reason}; a transfer or a checksum failed")
     a.reason = reason
     return a
@@ -539,12 +546,12 @@ def _apply_task_line(a: Attempt, line: dict[str, str], cid: tuple[Any, ...]) -> 
     if raw.lstrip("-").isdigit():
         raw_i = int(raw)
         code = raw_i >> 8 if raw_i >= 0 and raw_i & 0x7F == 0 else (
-            128 + (raw_i & 0x7F) if raw_i > 0 else 127)
+            SIGNAL_BASE + (raw_i & 0x7F) if raw_i > 0 else EXIT_CANNOT_EXEC)
         if code != a.exit_code:
             sig = raw_i & 0x7F if raw_i > 0 and raw_i & 0x7F else None
             a.exit_code, a.signal = code, sig if sig is not None else a.signal
             stopped = line.get("stopped")
-            a.cause = _cause(code, sig, stopped == "time limit", code == 71)
+            a.cause = _cause(code, sig, stopped == "time limit", code == EXIT_INFRA)
             a.reason = _describe(code, sig, stopped) or a.reason
         elif line.get("stopped") == "time limit" and a.cause != OK:
             a.cause = TIMEOUT

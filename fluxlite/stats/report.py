@@ -125,6 +125,7 @@ def build(attempts: list[Attempt], stats: dict[str, Any], title: str) -> dict[st
 
 
 def render(doc: dict[str, Any]) -> bytes:
+    """The HTML report of a stats document: the template with the data embedded."""
     template = resources.files("fluxlite.stats").joinpath("report.html").read_text("utf-8")
     # inside <script>, "</" would end the element: JSON allows "<\/" for it
     data = orjson.dumps(doc).replace(b"</", b"<\\/")

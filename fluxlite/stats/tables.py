@@ -50,6 +50,7 @@ def _dist(values: list[float]) -> dict[str, float] | None:
 
 def compute(attempts: list[Attempt], clusters: dict[Any, dict[str, Any]] | None = None
             ) -> dict[str, Any]:
+    """The stats document of the attempts: the summary of the cluster or workflow and its tables."""
     last = final_attempts(attempts)
     failed_final = [a for a in last.values() if not a.ok]
     n_in = sum(a.bytes_in or 0 for a in attempts)
@@ -156,6 +157,7 @@ def _tx_cells(name: str, row: dict[str, Any]) -> list[str]:
 
 
 def text(doc: dict[str, Any]) -> str:
+    """The stats document as plain-text tables."""
     s = doc["summary"]
     lines = ["summary"]
     pairs = [

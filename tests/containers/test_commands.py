@@ -293,3 +293,19 @@ def test_dry_run_shows_the_container(fl: Fluxlite) -> None:
     assert p.returncode == 0, p.stderr.decode()
     assert (f"container podman file:///img.tar (sha256 {DIGEST[:12]}…); worker directory at "
             "/srv, /d:/d:ro") in p.stdout.decode()
+
+
+@pytest.mark.parametrize(("listed", "warned"), [("", False), ("fluxlite-t-1-abc h:1:2:3\n", True)])
+def test_docker_remove_warns_only_of_a_container_still_there(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture, listed: str, warned: bool) -> None:
+    """docker rm --force fails for a container docker run --rm took already: that one is
+    gone, as wanted; one still listed is worth a warning."""
+    rt = _runtime("docker", tmp_path)
+    (tmp_path / "ps.out").write_text(listed)
+    Path(rt.program).write_text(
+        "#!/bin/sh\n"
+        f'[ "$1" = ps ] && exec /bin/cat {tmp_path / "ps.out"}\n'
+        'echo "Error response from daemon: cannot remove container $3" >&2\nexit 1\n')
+    with caplog.at_level("WARNING", logger="fluxlite.container.runtimes"):
+        rt.remove("fluxlite-t-1-abc")
+    assert any("docker rm failed" in r.getMessage() for r in caplog.records) == warned

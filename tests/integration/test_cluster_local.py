@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 
+from fluxlite.execute.supervisor import alive as _alive
+
 from tests.conftest import Fluxlite, pegasus_cluster_parser, sha256_of
 
 TASK_LINE = re.compile(r"^\[cluster-task (.*)\]$", re.M)
@@ -358,14 +360,6 @@ def test_processes_that_left_their_group_are_not_left_behind(fl: Fluxlite) -> No
     while time.monotonic() < deadline and _alive(pid):
         time.sleep(0.05)
     assert not _alive(pid)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def test_progress_does_not_repeat_itself(fl: Fluxlite) -> None:

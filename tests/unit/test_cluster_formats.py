@@ -171,3 +171,15 @@ def test_input_errors_are_one_line_whatever_the_ids_and_names() -> None:
         parse(doc, "in\nput.json")
     text = str(err.value)
     assert text.isprintable() and "a\\nb\\u2028" in text and "in\\nput.json" in text
+
+
+@pytest.mark.parametrize(("doc", "why"), [
+    ('[{"id": "a", "executable": "/bin/true", "priority": ' + "9" * 5000 + "}]",
+     "an integer with too many digits"),
+    ('[{"id": "a", "executable": "/bin/true", "tries": NaN}]', "NaN is not a number JSON allows"),
+    ('[{"id": "a", "id": "b", "executable": "/bin/true"}]', "duplicate key 'id' in an object"),
+])
+def test_json_the_parser_refuses_says_why(doc: str, why: str) -> None:
+    with pytest.raises(ClusterInputError) as ei:
+        parse(doc, "n.json")
+    assert f"malformed JSON: {why}" in str(ei.value)

@@ -206,14 +206,20 @@ def test_retries_bounded_in_count_and_time(srv, tmp_path):
     assert "after 4 attempts" in str(ei.value)
 
 
-def test_cancel_interrupts_a_blocked_read(srv, tmp_path):
-    url = srv.add("/slow", BODY, ["slow:20"])
+def _cancelled_after(delay: float, req: Request) -> float:
+    """Transfer ``req`` with its cancel event set after ``delay`` seconds: the seconds until
+    the transfer stopped with Cancelled."""
     cancel = threading.Event()
-    threading.Timer(0.3, cancel.set).start()
+    threading.Timer(delay, cancel.set).start()
     t0 = time.monotonic()
     with pytest.raises(Cancelled):
-        transfer(_req(tmp_path, url), Policy(timeout=30), cancel)
-    assert time.monotonic() - t0 < 1.5
+        transfer(req, Policy(timeout=30), cancel)
+    return time.monotonic() - t0
+
+
+def test_cancel_interrupts_a_blocked_read(srv, tmp_path):
+    url = srv.add("/slow", BODY, ["slow:20"])
+    assert _cancelled_after(0.3, _req(tmp_path, url)) < 1.5
     _clean(tmp_path)
 
 
@@ -292,12 +298,7 @@ def test_large_body_with_two_drops_resumes(srv, tmp_path):
 
 def test_cancel_during_a_large_stalled_body(srv, tmp_path):
     url = srv.add("/L", LARGE, ["stall:9000000:20"])
-    cancel = threading.Event()
-    threading.Timer(0.5, cancel.set).start()
-    t0 = time.monotonic()
-    with pytest.raises(Cancelled):
-        transfer(_req(tmp_path, url, expected=None), Policy(timeout=30), cancel)
-    assert time.monotonic() - t0 < 2
+    assert _cancelled_after(0.5, _req(tmp_path, url, expected=None)) < 2
     _clean(tmp_path)
     assert not (tmp_path / "dst" / "f.dat").exists()
 

@@ -6,18 +6,14 @@ from __future__ import annotations
 
 import io
 import signal
+import time
 from pathlib import Path
 
 from fluxlite.cluster.executors import Executor
 from fluxlite.cluster.formats import Task, parse
 from fluxlite.cluster.records import Attempt, RecordWriter
-from fluxlite.cluster.scheduler import (
-    EXIT_OK,
-    EXIT_TASK_FAILED,
-    EXIT_TIME_LIMIT,
-    Options,
-    Scheduler,
-)
+from fluxlite.cluster.scheduler import Options, Scheduler
+from fluxlite.errors import EXIT_OK, EXIT_TASK_FAILED, EXIT_TIME_LIMIT
 from fluxlite.execute.base import ExitStatus
 
 
@@ -142,3 +138,59 @@ def test_time_limit_terms_running_tasks_and_starts_nothing_more(tmp_path: Path) 
     assert sched.states["sleeper"].reason == "stopped (time limit)"
     assert code == EXIT_TIME_LIMIT
     assert "DONE" not in rescue.read_text()  # nothing succeeded
+
+
+class StubbornExecutor(FakeExecutor):
+    """Its tasks ignore TERM and end only on KILL; ``signals_at[n]`` is a signal the
+    scheduler receives (as from its handler) at the n-th poll."""
+
+    def __init__(self, sched_signals: dict[int, int], **kw: object) -> None:
+        super().__init__(**kw)  # type: ignore[arg-type]
+        self.signals_at = sched_signals
+        self.sched: Scheduler | None = None
+        self.polls = 0
+        self.times: list[float] = []
+
+    def poll(self, timeout: float) -> list[Attempt]:
+        self.polls += 1
+        if self.polls in self.signals_at and self.sched is not None:
+            self.sched._on_signal(self.signals_at[self.polls])
+        if signal.SIGKILL not in self.signals:
+            time.sleep(min(timeout, 0.01))
+            return []
+        return super().poll(timeout)
+
+    def signal_all(self, signum: int, reason: str) -> None:
+        self.times.append(time.monotonic())
+        super().signal_all(signum, reason)
+
+
+def run_stubborn(ex: StubbornExecutor, **opts: object) -> tuple[dict, int]:
+    g = parse("TASK a /bin/true\n", "t.dag", "pmc")
+    ex.sched = Scheduler(g, ex, RecordWriter(), io.BytesIO(), Options(**opts))  # type: ignore[arg-type]
+    summary = ex.sched.run()
+    return summary, ex.sched.exit_code(summary)
+
+
+def test_a_stop_signal_terms_then_kills_after_the_grace() -> None:
+    ex = StubbornExecutor({2: signal.SIGTERM})
+    summary, code = run_stubborn(ex, kill_grace=0.3)
+    assert ex.signals == [signal.SIGTERM, signal.SIGKILL]
+    assert 0.25 <= ex.times[1] - ex.times[0] < 5
+    assert summary["stopped"] == "interrupted" and code == 128 + signal.SIGTERM
+
+
+def test_a_second_stop_signal_kills_at_once() -> None:
+    ex = StubbornExecutor({2: signal.SIGINT, 4: signal.SIGTERM})
+    summary, code = run_stubborn(ex, kill_grace=30.0)
+    assert ex.signals == [signal.SIGTERM, signal.SIGKILL]  # the tasks get TERM for any stop
+    assert ex.times[1] - ex.times[0] < 5  # not the 30 s grace
+    assert code == 128 + signal.SIGINT  # the first signal is the one told
+
+
+def test_a_stop_signal_after_the_time_limits_term_kills_at_once() -> None:
+    ex = StubbornExecutor({30: signal.SIGTERM})
+    summary, code = run_stubborn(ex, max_wall_time=0.2, time_margin=0.1, kill_grace=30.0)
+    assert ex.signals == [signal.SIGTERM, signal.SIGKILL]
+    assert ex.times[1] - ex.times[0] < 5
+    assert code == 128 + signal.SIGTERM

@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 from pathlib import Path
 from typing import ClassVar
 
+import pytest
+
+from fluxlite.errors import ExecError
 from fluxlite.execute.base import Launcher, TaskResult
-from fluxlite.execute.local import TaskController
+from fluxlite.execute.local import GROUP, LocalLauncher, reap_all
+from fluxlite.execute.supervisor import alive as _alive
 from fluxlite.execute.timelimit import Schedule
 from tests.launcher_contract import LauncherContract
 
 
-def controller(tmp_path: Path, argv: list[str], **kw: object) -> TaskController:
-    return TaskController(argv, str(tmp_path), {"PATH": "/usr/bin:/bin"}, stdin="/dev/null",
+def controller(tmp_path: Path, argv: list[str], **kw: object) -> LocalLauncher:
+    return LocalLauncher(argv, str(tmp_path), {"PATH": "/usr/bin:/bin"}, stdin="/dev/null",
                           stdout=str(tmp_path / "out"), stderr=str(tmp_path / "err"),
                           schedule=kw.pop("schedule", Schedule()), **kw)  # type: ignore[arg-type]
 
@@ -59,7 +64,7 @@ TRAPS = ["/bin/sh", "-c", "trap 'echo usr1 >> got; exit 0' USR1; "
          "trap 'echo term >> got; exit 0' TERM; sleep 30 & wait"]
 
 
-def signalled(ctl: TaskController, signum: int) -> tuple[TaskResult, float]:
+def signalled(ctl: LocalLauncher, signum: int) -> tuple[TaskResult, float]:
     """Start the task, signal it as fluxlite's handler would; its result and how long it
     took from the signal to its end."""
     ctl.start()
@@ -165,3 +170,89 @@ class TestLocalLauncherContract(LauncherContract):
 
     def make(self, tmp_path: Path, behaviour: str, **kw: object) -> Launcher:
         return controller(tmp_path, self.ARGV[behaviour], **kw)
+
+
+class TestGroupLauncherContract(LauncherContract):
+    """The same launcher under the cluster's cleanup policy keeps the contract too."""
+
+    @pytest.fixture(autouse=True)
+    def _in_tmp(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.chdir(tmp_path)  # a task of the group policy starts in the current dir
+
+    def make(self, tmp_path: Path, behaviour: str, **kw: object) -> Launcher:
+        return group(tmp_path, TestLocalLauncherContract.ARGV[behaviour], **kw)
+
+
+def group(tmp_path: Path, argv: list[str], **kw: object) -> LocalLauncher:
+    return LocalLauncher(argv, str(tmp_path), {"PATH": "/usr/bin:/bin"}, cleanup=GROUP,
+                         stdin="/dev/null", stdout=str(tmp_path / "out"),
+                         stderr=str(tmp_path / "err"), **kw)
+
+
+def test_group_policy_polls_and_kills_its_group_only(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    # the task leaves one process in its group and one that left it (setsid)
+    script = ("sleep 30 & echo $! > ingroup; setsid sleep 30 & echo $! > escaped; "
+              "read x < /dev/null; sleep 0.3")
+    la = group(tmp_path, ["/bin/sh", "-c", script])
+    la.start()
+    assert la.fileno() >= 0 and la.poll() is None and not la.ended()
+    t0 = time.monotonic()
+    while (res := la.poll()) is None:
+        assert time.monotonic() - t0 < 10
+        time.sleep(0.01)
+    assert res.status.exitcode == 0 and res.rusage and la.fileno() == -1
+    ingroup, escaped = (int((tmp_path / n).read_text()) for n in ("ingroup", "escaped"))
+    try:
+        time.sleep(0.05)
+        assert not _alive(ingroup)  # its group was killed with it
+        assert _alive(escaped)  # not the launcher's: the cluster reaps it at its end
+    finally:
+        os.kill(escaped, signal.SIGKILL)  # a pid this test started
+    reap_all()
+
+
+def test_group_policy_passes_the_descriptors_it_is_given(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    r, w = os.pipe()  # close-on-exec: the task gets it only as fd 5
+    try:
+        la = group(tmp_path, ["/bin/sh", "-c", "echo hello >&5"], pass_fds=((w, 5),))
+        la.start()
+        os.close(w)
+        assert la.wait().status.ok
+        assert os.read(r, 100) == b"hello\n"
+    finally:
+        os.close(r)
+
+
+def test_group_policy_refuses_another_directory(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="current directory"):
+        group(tmp_path / "elsewhere", ["/bin/true"]).start()
+
+
+def test_a_bare_name_is_found_on_the_tasks_path(tmp_path: Path) -> None:
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    prog = bindir / "myprog"
+    prog.write_text("#!/bin/sh\nexit 6\n")
+    prog.chmod(0o755)
+    ctl = LocalLauncher(["myprog"], str(tmp_path), {"PATH": f"{bindir}:/usr/bin:/bin"},
+                        stdin="/dev/null", stdout=str(tmp_path / "o"), stderr=str(tmp_path / "e"))
+    ctl.start()
+    assert ctl.wait().status.exitcode == 6
+    with pytest.raises(ExecError, match="cannot execute myprog: No such file or directory"):
+        controller(tmp_path, ["myprog"]).start()
+
+
+def test_a_single_job_inherits_no_descriptor_but_its_stdio(tmp_path: Path) -> None:
+    fd = os.open(os.devnull, os.O_RDONLY)
+    os.set_inheritable(fd, True)  # as a descriptor fluxlite itself was started with
+    try:
+        ctl = controller(tmp_path, ["/bin/sh", "-c", f"[ -e /proc/self/fd/{fd} ]"])
+        ctl.start()
+        res = ctl.wait()
+    finally:
+        os.close(fd)
+    assert res.status.exitcode == 1  # the descriptor is not there

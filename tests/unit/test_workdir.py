@@ -1,6 +1,9 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import sys
 import stat
 from pathlib import Path
 
@@ -40,3 +43,25 @@ def test_free_space_check(tmp_path: Path) -> None:
     with pytest.raises(WorkdirError) as ei:
         create(WorkdirSpec(base=str(tmp_path), min_free_mb=1e12), {"TMPDIR": str(tmp_path)})
     assert "no usable worker directory" in str(ei.value) and "MB needed" in str(ei.value)
+
+
+@pytest.mark.skipif(shutil.which("unshare") is None, reason="needs unshare(1)")
+def test_a_removal_that_fails_says_why(tmp_path: Path) -> None:
+    """In a private mount namespace, a tmpfs mounted inside the worker directory cannot be
+    removed (EBUSY): the warning names the path and the system's reason."""
+    code = (
+        "import logging, os, subprocess, sys\n"
+        "from fluxlite.spec import WorkdirSpec\n"
+        "from fluxlite.workdir import create\n"
+        "logging.basicConfig(level=logging.WARNING, stream=sys.stdout, format='%(message)s')\n"
+        f"wd = create(WorkdirSpec(base={str(tmp_path)!r}, min_free_mb=0), {{}})\n"
+        "m = os.path.join(wd.path, 'm')\n"
+        "os.mkdir(m)\n"
+        "subprocess.run(['mount', '-t', 'tmpfs', 'none', m], check=True)\n"
+        "print('removed', wd.remove())\n")
+    p = subprocess.run(["unshare", "-m", "--propagation", "private", sys.executable, "-c", code],
+                       capture_output=True, text=True, timeout=60)
+    if p.returncode != 0 and "removed" not in p.stdout:
+        pytest.skip(f"no private mount namespace here: {p.stderr.strip()[-200:]}")
+    assert "removed False" in p.stdout
+    assert "not fully removed" in p.stdout and "/m: Device or resource busy" in p.stdout

@@ -67,11 +67,8 @@ class LocalRunner:
         return self.ex.running()
 
     def fileno(self) -> int | None:
-        sel = getattr(self.ex, "sel", None)
-        try:
-            return int(sel.fileno()) if sel is not None else None
-        except (AttributeError, OSError, ValueError):
-            return None
+        """Readable when an attempt may have ended (None: collect on the tick instead)."""
+        return self.ex.wakeup_fd()
 
     def signal_all(self, signum: int, reason: str) -> None:
         self.ex.signal_all(signum, reason)

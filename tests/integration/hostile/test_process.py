@@ -261,7 +261,19 @@ def test_the_task_does_not_inherit_fluxlites_signal_handling(fl: Fluxlite, tmp_p
     (stdout,) = [f["tail"] for f in rec["task"]["stdio"] if f["name"] == "stdout"]
     mine = subprocess.run(["/bin/grep", "-E", "^Sig(Ign|Blk)", "/proc/self/status"],
                           capture_output=True, check=True).stdout.decode()
-    assert stdout == mine
+    assert _caller_signals(stdout) == _caller_signals(mine)
+
+
+def _caller_signals(status: str) -> dict[str, set[int]]:
+    """The ignored and blocked signals of a /proc status, of those a program can set: the C
+    library's own (32 and 33 with glibc) are left out, as glibc's posix_spawn leaves them
+    ignored in the new program and glibc sets their handlers itself when it uses them."""
+    valid = {int(s) for s in signal.valid_signals()}
+    out = {}
+    for line in status.splitlines():
+        name, mask = line.split(":")
+        out[name] = {n for n in range(1, 65) if int(mask, 16) >> (n - 1) & 1 and n in valid}
+    return out
 
 
 @pytest.mark.parametrize("code", [71, 126, 127, 137, 255])
