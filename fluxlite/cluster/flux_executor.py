@@ -110,10 +110,8 @@ class FluxExecutor(Executor):
 
     def _hand_over(self, a: Attempt) -> None:
         self.done.put(a)
-        try:
+        with contextlib.suppress(OSError):  # the pipe is full: the reader wakes anyway
             os.write(self._wfd, b"x")
-        except OSError:
-            pass  # the pipe is full: the reader wakes anyway
 
     def _check_lost(self) -> None:
         if self._lost is None or time.monotonic() < self._next_check:

@@ -46,6 +46,8 @@ class PoolStartError(FluxliteError):
 
 @dataclass(slots=True, eq=False)
 class Worker:
+    """A pool worker as the coordinator accounts for it."""
+
     index: int
     rank: int
     host: str = ""
@@ -67,13 +69,16 @@ class Worker:
 
     @property
     def name(self) -> str:
+        """w<index>, as records name the worker."""
         return f"w{self.index}"
 
     def fits(self, t: Task) -> bool:
+        """Whether the task fits in what the worker has free now."""
         return (t.cores <= self.free_cores and t.gpus <= self.free_gpus
                 and (self.memory_mb == 0 or t.memory_mb <= self.free_mem))
 
     def can_ever(self, t: Task) -> bool:
+        """Whether the task fits in the worker at all."""
         return (t.cores <= self.slots and t.gpus <= self.gpus
                 and (self.memory_mb == 0 or t.memory_mb <= self.memory_mb))
 
@@ -104,7 +109,6 @@ class PoolExecutor(Executor):
             self.share[r] = (max(1, node.ncores // self.wpn), node.ngpus // self.wpn)
         self.cores = max(c for c, _ in self.share.values())
         self.gpus = max(g for _, g in self.share.values())
-        self.memory_mb = 0
         self.where = "a pool worker"
         # the job shell sets each worker's own FLUX_URI
         self.env = jobspec.environment(os.environ if env is None else env, drop=jobspec.JOB)
@@ -125,11 +129,9 @@ class PoolExecutor(Executor):
         self.start_failed: dict[int, str] = {}  # worker -> why, for those that never said hello
         self.job_notes: list[str] = []
         self._closing = False
-        self._next_ping = 0.0
-        self._next_memo = 0.0
+        self._next_ping = self._next_memo = 0.0
         self._t0 = time.monotonic()
-        self.n_done = 0
-        self.n_failed = 0
+        self.n_done = self.n_failed = 0
         self.loop_time = 0.0  # seconds spent in the reactor
         self._extra_fds: list[Any] = []
         self._register()
@@ -233,10 +235,8 @@ class PoolExecutor(Executor):
                 raise PoolStartError(f"pool worker {first} on rank {r} did not start: {why}"
                                      + (f": {said}" if said else ""))
             self._run_reactor(0.2)
-        try:
+        with contextlib.suppress(OSError):
             self._output.cancel()  # only the startup's output is of interest
-        except OSError:
-            pass
         self._tolerate_lost_nodes()
         logger.info("pool up: %d worker(s), %s slots", n,
                     "+".join(str(w.slots) for w in self.workers.values()))
@@ -406,9 +406,11 @@ class PoolExecutor(Executor):
 
     # -- the executor interface -----------------------------------------------------------
     def live(self) -> list[Worker]:
+        """The workers not lost."""
         return [w for w in self.workers.values() if not w.lost]
 
     def can_ever(self, t: Task) -> bool:
+        """Whether some live worker could ever hold the task."""
         return any(w.can_ever(t) for w in self.live())
 
     def fits(self, task: Task) -> bool:
@@ -539,10 +541,8 @@ class PoolExecutor(Executor):
         for w in live:
             if w.want is not None:
                 msg, w.want = w.want, None
-                try:
+                with contextlib.suppress(OSError):
                     self.h.respond(msg, m.dumps({"stop": True}))
-                except OSError:
-                    pass
             self._tell(w, m.STOP, b"{}").then(_ignore)
         deadline = time.monotonic() + 15.0
         while self.job_ended is None and time.monotonic() < deadline:
@@ -554,14 +554,10 @@ class PoolExecutor(Executor):
         for w in self._watchers + self._extra_fds:
             w.stop()
         for fut in (self._events, self._exec_events):
-            try:
+            with contextlib.suppress(OSError):
                 fut.cancel()
-            except OSError:
-                pass
-        try:
+        with contextlib.suppress(OSError):
             self.h.service_unregister(self.service).get()
-        except OSError:
-            pass
 
     def _cancel_job(self) -> None:
         if self.jobid is None:
@@ -598,10 +594,8 @@ def _last_line(data: Any) -> str:
 
 
 def _ignore(fut: Any) -> None:
-    try:
+    with contextlib.suppress(OSError):  # the worker is gone: nothing of it is left to signal
         fut.get_str()
-    except OSError:
-        pass  # the worker is gone already: nothing of it is left to signal
 
 
 def _describe_status(status: int) -> str:

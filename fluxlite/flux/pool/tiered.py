@@ -32,10 +32,13 @@ class NodesFluxExecutor(FluxExecutor):
 
 
 def wants_flux(t: Task) -> bool:
+    """Whether a task is a Flux job of its own whatever the pool's workers could hold."""
     return t.nodes > 1 or t.placement == "flux"
 
 
 class TieredExecutor(Executor):
+    """The pool and the Flux-job tier as one executor (module docstring)."""
+
     name = "pool"
 
     def __init__(self, pool: PoolExecutor, flux: FluxExecutor) -> None:
@@ -49,6 +52,7 @@ class TieredExecutor(Executor):
             pool.add_fd(fd)
 
     def route(self, t: Task) -> Executor:
+        """The tier a task runs in."""
         return self.flux if wants_flux(t) or not self.pool.can_ever(t) else self.pool
 
     def fits(self, task: Task) -> bool:

@@ -14,6 +14,7 @@ task never outlives its worker and never runs twice at once when it is retried e
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -92,23 +93,22 @@ class Guard:
         self.pid = pid
 
     def add(self, pgid: int) -> None:
+        """A process group to kill should the worker die."""
         self._say(f"+{pgid}\n")
 
     def remove(self, pgid: int) -> None:
+        """A process group that is gone: not to be killed."""
         self._say(f"-{pgid}\n")
 
     def _say(self, line: str) -> None:
-        try:
+        with contextlib.suppress(OSError):
             os.write(self.wfd, line.encode())
-        except OSError:
-            pass
 
     def close(self) -> None:
+        """The worker ends: the guard kills what is left and is reaped."""
         os.close(self.wfd)
-        try:
+        with contextlib.suppress(ChildProcessError):
             os.waitpid(self.pid, 0)
-        except ChildProcessError:
-            pass
 
 
 def _guard_main(rfd: int) -> None:
@@ -131,10 +131,8 @@ def _guard_main(rfd: int) -> None:
             elif ln[:1] == b"-":
                 groups.discard(int(ln[1:]))
     for pgid in groups:
-        try:
+        with contextlib.suppress(OSError):
             os.killpg(pgid, signal.SIGKILL)
-        except OSError:
-            pass
 
 
 class Worker:
@@ -313,6 +311,7 @@ class Worker:
         self.h.reactor_stop()
 
     def run(self) -> int:
+        """Ask for work and run the reactor until told to stop; leave nothing behind."""
         self._ask()
         self.h.reactor_run()
         for w in self.watchers:
@@ -325,6 +324,7 @@ class Worker:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """A pool worker's process: SERVICE COORDINATOR_RANK STDIO_BYTES."""
     args = sys.argv[1:] if argv is None else argv
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     if len(args) != 3:
