@@ -141,7 +141,7 @@ class FluxLauncher(Launcher):
 
     def _next_deadline(self) -> float | None:
         lost = None if self._cancelled_at is None else self._cancelled_at + _LOST_AFTER
-        cancel = self._cancel_at  # one read: kill_tree sets it from the signal handler
+        cancel = self._cancel_at  # read once: kill_tree and _cancel change it
         cands = (super()._next_deadline(), lost, None if cancel is None else cancel[0])
         return min((d for d in cands if d is not None), default=None)
 
