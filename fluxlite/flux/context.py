@@ -27,6 +27,8 @@ PHASE_NAMES = {"workdir": "setup", "checkpoint-in": "stage-in", "task": "running
 
 @dataclass(slots=True)
 class FluxContext:
+    """The instance fluxlite runs in (a handle on it), and the job it runs as."""
+
     handle: Any
     uri: str
     level: int = 0
@@ -78,6 +80,15 @@ class FluxContext:
             logger.debug("flux timeleft unavailable: %s", err)
             return None
 
+    def where_job_is(self) -> Any:
+        """A handle on the instance the job fluxlite runs in was submitted to: the parent
+        for a batch job (FluxUnavailable when it cannot be reached), this one otherwise."""
+        if self.jobid_source == "instance" and self.parent_uri:
+            from fluxlite.flux.jobspec import connect
+
+            return connect(self.parent_uri, "the parent instance")
+        return self.handle
+
     def memo(self, memo: dict[str, Any]) -> None:
         """Post ``user.fluxlite.*`` memo keys on the job fluxlite runs in (best effort)."""
         if self.jobid_int is None or self._memo_failed:
@@ -88,13 +99,8 @@ class FluxContext:
             memo = {**memo, "phase": PHASE_NAMES[step], "step": step}
         try:
             if self._memo_handle is None:
-                import flux  # type: ignore[import-not-found]
-
                 # a batch job is a job of the parent instance: its memos live there
-                if self.jobid_source == "instance" and self.parent_uri:
-                    self._memo_handle = flux.Flux(self.parent_uri)
-                else:
-                    self._memo_handle = self.handle
+                self._memo_handle = self.where_job_is()
             self._memo_handle.rpc("job-manager.memo",
                                   {"id": self.jobid_int, "memo": {"fluxlite": memo}}).get()
         except Exception as err:  # noqa: BLE001 - progress reports must never fail a job
@@ -109,20 +115,13 @@ def detect(env: Mapping[str, str] | None = None, warn: bool = True) -> FluxConte
     uri = env.get("FLUX_URI")
     if not uri:
         return None
-    try:
-        from fluxlite.flux import import_flux
+    from fluxlite.flux.jobspec import connect
 
-        flux = import_flux()
+    try:
+        h = connect(uri)
     except FluxUnavailable as err:
         if warn:
             logger.warning("FLUX_URI is set but %s; running locally", err)
-        return None
-    try:
-        h = flux.Flux(uri)
-    except OSError as err:
-        if warn:
-            logger.warning("cannot connect to flux at %s (%s); running locally", uri,
-                           err.strerror or err)
         return None
     ctx = FluxContext(handle=h, uri=uri)
     _fill(ctx, h, env)
@@ -173,7 +172,6 @@ def _fill(ctx: FluxContext, h: Any, env: Mapping[str, str]) -> None:
 def _allocation(ctx: FluxContext, h: Any) -> dict[str, Any]:
     """The resources fluxlite may use: the whole instance for a batch job (it owns it),
     the job's own allocation for a job of an instance."""
-    import flux  # type: ignore[import-not-found]
     import flux.job  # type: ignore[import-not-found]
 
     out: dict[str, Any] = {}
@@ -191,10 +189,7 @@ def _allocation(ctx: FluxContext, h: Any) -> dict[str, Any]:
         return out
     # the job's own view (queue, allocation, expiration) lives where the job was submitted
     try:
-        where = h
-        if ctx.jobid_source == "instance" and ctx.parent_uri:
-            where = flux.Flux(ctx.parent_uri)
-        info = flux.job.get_job(where, ctx.jobid_int) or {}
+        info = flux.job.get_job(ctx.where_job_is(), ctx.jobid_int) or {}
     except Exception as err:  # noqa: BLE001 - informational only
         logger.debug("flux job info unavailable: %s", err)
         return out

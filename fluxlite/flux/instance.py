@@ -43,7 +43,7 @@ class NestedInstance:
                                 ("--gpus", gpus, 0)):
             if val is not None and val < least:
                 raise UsageError(f"{opt}: must be at least {least} for --nested")
-        self.flux = import_flux()
+        import_flux()  # one clear error when the bindings are missing
         self.parent_uri = uri or os.environ.get("FLUX_URI")
         if not self.parent_uri:
             raise FluxUnavailable("--nested needs a Flux instance to start the sub-instance "
@@ -72,9 +72,10 @@ class NestedInstance:
                 + (f", {rl.all.ngpus} GPU(s)" if rl.all.ngpus else "") + ")")
 
     def start(self, timeout: float = 120.0) -> str:
+        """Submit the sub-instance and wait until it answers; its URI."""
         import flux.job  # type: ignore[import-not-found]
 
-        self.h = self.flux.Flux(self.parent_uri)
+        self.h = jobspec.connect(self.parent_uri, "the Flux instance")
         nodes = self.nodes or 1
         cores = self.cores or nodes
         if cores < nodes:
@@ -186,23 +187,20 @@ class NestedInstance:
         return False
 
     def info(self) -> dict[str, Any]:
-        jid = self._f58
-        return {"jobid": jid, "uri": self.uri, "nodes": self.nodes or 1,
+        """The nested instance in the cluster's JSON record."""
+        return {"jobid": self._f58, "uri": self.uri, "nodes": self.nodes or 1,
                 "cores": self.cores or (self.nodes or 1), "gpus": self.gpus or 0,
                 "startup_seconds": round(self.startup, 3)}
 
     def _wait_ready(self, deadline: float) -> None:
         # the URI is published before the sub-instance has loaded its scheduler: ask for its
         # resources until it answers
-        import flux.resource  # type: ignore[import-not-found]
-
         last: Exception | None = None
         while time.monotonic() < deadline:
             try:
-                h = self.flux.Flux(self.uri)
-                flux.resource.resource_list(h).get()
+                jobspec.open_instance(self.uri, "the nested instance")
                 return
-            except OSError as err:
+            except FluxUnavailable as err:
                 last = err
                 time.sleep(0.1)
         raise FluxliteError(f"the nested instance at {self.uri} did not become ready: {last}")
@@ -217,10 +215,10 @@ class NestedInstance:
 
         if ok and self.uri and self._flux_cmd and self.lost() is None:
             try:
-                h = self.flux.Flux(self.uri)
+                h = jobspec.connect(self.uri, "the nested instance")
                 flux.kvs.put(h, self._DONE_KEY, 1)
                 flux.kvs.commit(h)
-            except OSError as err:
+            except (OSError, FluxUnavailable) as err:
                 logger.debug("nested instance %s: cannot end it: %s", self._f58, err)
             else:
                 if self._wait_inactive(10.0):

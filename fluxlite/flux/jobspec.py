@@ -1,4 +1,5 @@
-"""The one jobspec builder, its environment policy, and the one way of opening a handle.
+"""The one jobspec builder, its environment policy, and the one way of opening a handle
+(:func:`connect`; :func:`open_instance` for an executor, with the instance's resources).
 
 Every Flux job fluxlite submits is built here: a placed task (``"placement": "flux"`` or
 ``"nested"``), a cluster's task, a cluster's nested instance and ``fluxlite submit``'s
@@ -92,4 +93,21 @@ def connect(uri: str | None = None, what: str = "flux") -> Any:
     except OSError as err:
         where = f" at {uri}" if uri else ""
         raise FluxUnavailable(f"cannot connect to {what}{where}: "
+                              f"{err.strerror or err}") from err
+
+
+def open_instance(uri: str | None, needs: str) -> tuple[str, Any, Any]:
+    """The instance an executor works in: its uri (FLUX_URI's when None), a handle on it
+    and its resource list. FluxUnavailable, one line saying ``needs`` (what needs the
+    instance), when there is none to reach."""
+    uri = uri or os.environ.get("FLUX_URI")
+    if not uri:
+        raise FluxUnavailable(f"{needs} needs a Flux instance (FLUX_URI is unset)")
+    h = connect(uri, "Flux")
+    import flux.resource  # type: ignore[import-not-found]
+
+    try:
+        return uri, h, flux.resource.resource_list(h).get()
+    except OSError as err:
+        raise FluxUnavailable(f"cannot connect to Flux at {uri}: "
                               f"{err.strerror or err}") from err

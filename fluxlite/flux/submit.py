@@ -13,11 +13,13 @@ import math
 import os
 import re
 import shlex
+import shutil
 import sys
 from dataclasses import dataclass, field
 from typing import Any
 
 from fluxlite.errors import FluxliteError, FluxUnavailable, UsageError
+from fluxlite.execute.base import ExitStatus
 from fluxlite.execute.timelimit import from_limits
 from fluxlite.flux.jobspec import build, connect, environment
 from fluxlite.spec import JobSpec, Limits
@@ -283,19 +285,6 @@ def render_script(spec: JobSpec, job_path: str, req: BatchRequest, *,
     return "\n".join(lines) + "\n"
 
 
-def _connect() -> Any:
-    if not os.environ.get("FLUX_URI") and not _flux_on_path():
-        raise FluxUnavailable("no flux instance to submit to: FLUX_URI is not set and "
-                              "flux is not on PATH")
-    return connect()
-
-
-def _flux_on_path() -> bool:
-    import shutil
-
-    return shutil.which("flux") is not None
-
-
 def jobspec(spec: JobSpec, job_path: str, req: BatchRequest) -> Any:
     """The batch job's jobspec: a sub-instance whose initial program is the script."""
     script = render_script(spec, job_path, req, with_directives=False)
@@ -325,7 +314,10 @@ def jobspec(spec: JobSpec, job_path: str, req: BatchRequest) -> Any:
 
 def submit(spec: JobSpec, job_path: str, req: BatchRequest) -> tuple[Any, str]:
     """Submit the batch job; returns the handle and the job's F58 id."""
-    h = _connect()  # first: it says what is missing before anything imports flux
+    if not os.environ.get("FLUX_URI") and shutil.which("flux") is None:
+        raise FluxUnavailable("no flux instance to submit to: FLUX_URI is not set and "
+                              "flux is not on PATH")
+    h = connect()  # first: it says what is missing before anything imports flux
     import flux.job  # type: ignore[import-not-found]
 
     js = jobspec(spec, job_path, req)
@@ -347,7 +339,4 @@ def wait_exit_code(h: Any, jobid: str) -> int:
         note = info.get("exception_note")
         raise FluxliteError(f"flux job {jobid} did not run: {what}"
                             + (f": {note}" if note else ""))
-    status = int(info["waitstatus"])
-    if os.WIFSIGNALED(status):
-        return 128 + os.WTERMSIG(status)
-    return os.WEXITSTATUS(status)
+    return ExitStatus.from_wait(int(info["waitstatus"])).code

@@ -15,6 +15,7 @@ Flux job and spoken to over Flux's own messages (see ``messages``).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import secrets
@@ -27,8 +28,9 @@ from typing import Any
 from fluxlite.cluster.executors import Executor, TaskFiles
 from fluxlite.cluster.formats import Task
 from fluxlite.cluster.records import Attempt
-from fluxlite.errors import FluxliteError, FluxUnavailable
+from fluxlite.errors import FluxliteError
 from fluxlite.execute.base import ExitStatus
+from fluxlite.flux import jobspec
 from fluxlite.flux.pool import messages as m
 
 logger = logging.getLogger(__name__)
@@ -44,6 +46,8 @@ class PoolStartError(FluxliteError):
 
 @dataclass(slots=True, eq=False)
 class Worker:
+    """A pool worker as the coordinator accounts for it."""
+
     index: int
     rank: int
     host: str = ""
@@ -65,40 +69,33 @@ class Worker:
 
     @property
     def name(self) -> str:
+        """w<index>, as records name the worker."""
         return f"w{self.index}"
 
     def fits(self, t: Task) -> bool:
+        """Whether the task fits in what the worker has free now."""
         return (t.cores <= self.free_cores and t.gpus <= self.free_gpus
                 and (self.memory_mb == 0 or t.memory_mb <= self.free_mem))
 
     def can_ever(self, t: Task) -> bool:
+        """Whether the task fits in the worker at all."""
         return (t.cores <= self.slots and t.gpus <= self.gpus
                 and (self.memory_mb == 0 or t.memory_mb <= self.memory_mb))
 
 
 class PoolExecutor(Executor):
+    """The cluster's executor of pool workers (module docstring)."""
+
     name = "pool"
 
     def __init__(self, files: TaskFiles, uri: str | None = None, workers_per_node: int = 1,
                  env: dict[str, str] | None = None, startup_timeout: float = 120.0,
                  flux_context: Any = None, progress_interval: float = 10.0) -> None:
-        from fluxlite.flux import import_flux
-
-        import_flux()
-        import flux  # type: ignore[import-not-found]
+        self.files = files
+        self.uri, self.h, rl = jobspec.open_instance(uri, "the pool executor")
         import flux.job  # type: ignore[import-not-found]
-        import flux.resource  # type: ignore[import-not-found]
 
         self.flux = flux
-        self.files = files
-        self.uri = uri or os.environ.get("FLUX_URI")
-        if not self.uri:
-            raise FluxUnavailable("the pool executor needs a Flux instance (FLUX_URI is unset)")
-        try:
-            self.h = flux.Flux(self.uri)
-            rl = flux.resource.resource_list(self.h).get()
-        except OSError as err:
-            raise FluxUnavailable(f"cannot connect to Flux at {self.uri}: {err}") from err
         self.rank = self.h.get_rank()
         self.wpn = max(1, workers_per_node)
         # the nodes that are up (a down node would keep the pool's job from starting)
@@ -112,10 +109,9 @@ class PoolExecutor(Executor):
             self.share[r] = (max(1, node.ncores // self.wpn), node.ngpus // self.wpn)
         self.cores = max(c for c, _ in self.share.values())
         self.gpus = max(g for _, g in self.share.values())
-        self.memory_mb = 0
         self.where = "a pool worker"
-        self.env = dict(os.environ if env is None else env)
-        self.env.pop("FLUX_URI", None)  # the job shell sets each worker's own
+        # the job shell sets each worker's own FLUX_URI
+        self.env = jobspec.environment(os.environ if env is None else env, drop=jobspec.JOB)
         self.ctx = flux_context
         self.progress_interval = progress_interval
         self.service = f"fluxlite-pool-{os.getpid()}-{secrets.token_hex(3)}"
@@ -133,11 +129,9 @@ class PoolExecutor(Executor):
         self.start_failed: dict[int, str] = {}  # worker -> why, for those that never said hello
         self.job_notes: list[str] = []
         self._closing = False
-        self._next_ping = 0.0
-        self._next_memo = 0.0
+        self._next_ping = self._next_memo = 0.0
         self._t0 = time.monotonic()
-        self.n_done = 0
-        self.n_failed = 0
+        self.n_done = self.n_failed = 0
         self.loop_time = 0.0  # seconds spent in the reactor
         self._extra_fds: list[Any] = []
         self._register()
@@ -167,8 +161,6 @@ class PoolExecutor(Executor):
         self._watchers.append(self._timer)
 
     def _submit(self) -> None:
-        from fluxlite.flux import jobspec
-
         n = self.nnodes * self.wpn
         python = self.env.get("FLUXLITE_POOL_PYTHON") or sys.executable
         argv = [python, "-m", "fluxlite.flux.pool.worker", self.service,
@@ -186,16 +178,12 @@ class PoolExecutor(Executor):
                                  f"node(s)): {err.strerror or err}") from err
         self.job_f58 = self.flux.job.JobID(self.jobid).f58
         logger.info("pool job %s: %d worker(s) on %d node(s)", self.job_f58, n, self.nnodes)
-        fut = self.flux.job.event_watch_async(self.h, self.jobid)
-        fut.then(self._on_job_event)
-        self._events = fut
         # the job shells say when a task (a worker) exits, at once, with its status
-        ex = self.flux.job.event_watch_async(self.h, self.jobid, eventlog="guest.exec.eventlog")
-        ex.then(self._on_exec_event)
-        self._exec_events = ex
-        out = self.flux.job.event_watch_async(self.h, self.jobid, eventlog="guest.output")
-        out.then(self._on_output)
-        self._output = out
+        self._events, self._exec_events, self._output = (
+            self.flux.job.event_watch_async(self.h, self.jobid, eventlog=log).then(cb)
+            for log, cb in (("eventlog", self._on_job_event),
+                            ("guest.exec.eventlog", self._on_exec_event),
+                            ("guest.output", self._on_output)))
 
     def _on_exec_event(self, fut: Any) -> None:
         c = _event(fut, "shell.task-exit")
@@ -211,10 +199,7 @@ class PoolExecutor(Executor):
             self._lose(w, f"its process {status}")
 
     def _on_job_event(self, fut: Any) -> None:
-        try:
-            ev = fut.get_event()
-        except OSError:
-            return
+        ev = _event(fut)
         if ev is None:
             return
         if ev.name == "exception":
@@ -250,10 +235,8 @@ class PoolExecutor(Executor):
                 raise PoolStartError(f"pool worker {first} on rank {r} did not start: {why}"
                                      + (f": {said}" if said else ""))
             self._run_reactor(0.2)
-        try:
+        with contextlib.suppress(OSError):
             self._output.cancel()  # only the startup's output is of interest
-        except OSError:
-            pass
         self._tolerate_lost_nodes()
         logger.info("pool up: %d worker(s), %s slots", n,
                     "+".join(str(w.slots) for w in self.workers.values()))
@@ -267,8 +250,7 @@ class PoolExecutor(Executor):
                 c = ev.context
                 if (ev.name == "data" and c.get("stream") == "stderr" and c.get("data")
                         and str(c.get("rank")) == str(shell_rank)):
-                    lines = [x.strip() for x in str(c["data"]).splitlines() if x.strip()]
-                    last = lines[-1][:200] if lines else last
+                    last = _last_line(c["data"]) or last
         except OSError as err:
             logger.debug("pool job %s: no output: %s", self.job_f58, err)
         return last
@@ -279,10 +261,8 @@ class PoolExecutor(Executor):
         c = _event(fut, "data")
         if c is None:
             return
-        if c.get("stream") == "stderr" and c.get("data"):
-            lines = [x.strip() for x in str(c["data"]).splitlines() if x.strip()]
-            if lines:
-                self.start_stderr[str(c.get("rank"))] = lines[-1][:200]
+        if c.get("stream") == "stderr" and _last_line(c.get("data")):
+            self.start_stderr[str(c.get("rank"))] = _last_line(c["data"])
 
     def _tolerate_lost_nodes(self) -> None:
         """A node lost is a worker lost, not the pool: only the loss of the job's first
@@ -380,9 +360,12 @@ class PoolExecutor(Executor):
             if w.ping_out:
                 continue
             w.ping_out = True
-            f = self.h.rpc(f"{m.worker_service(self.service, w.index)}.{m.PING}", b"{}",
-                           nodeid=w.rank)
-            f.then(self._on_pong, w)
+            self._tell(w, m.PING, b"{}").then(self._on_pong, w)
+
+    def _tell(self, w: Worker, topic: str, payload: Any) -> Any:
+        """A request to a worker's own service; its future."""
+        return self.h.rpc(f"{m.worker_service(self.service, w.index)}.{topic}", payload,
+                          nodeid=w.rank)
 
     def _on_pong(self, fut: Any, w: Worker) -> None:
         w.ping_out = False
@@ -423,9 +406,11 @@ class PoolExecutor(Executor):
 
     # -- the executor interface -----------------------------------------------------------
     def live(self) -> list[Worker]:
+        """The workers not lost."""
         return [w for w in self.workers.values() if not w.lost]
 
     def can_ever(self, t: Task) -> bool:
+        """Whether some live worker could ever hold the task."""
         return any(w.can_ever(t) for w in self.live())
 
     def fits(self, task: Task) -> bool:
@@ -467,11 +452,10 @@ class PoolExecutor(Executor):
     def add_fd(self, fd: int) -> None:
         """Another descriptor whose readiness ends a poll (the Flux-job tier's)."""
         def ready(*_args: Any) -> None:
-            try:  # what woke it is the other tier's to take; the byte is only a bell
+            # what woke it is the other tier's to take; the byte is only a bell
+            with contextlib.suppress(OSError):
                 while os.read(fd, 4096):
                     pass
-            except OSError:
-                pass
             self.h.reactor_stop()
 
         w = self.h.fd_watcher_create(fd, ready, events=self.flux.constants.FLUX_POLLIN)
@@ -525,6 +509,7 @@ class PoolExecutor(Executor):
             "tasks_per_s": round(rate, 1)}})
 
     def signal_all(self, signum: int, reason: str) -> None:
+        """Every worker signals its attempts; those not sent to a worker yet never start."""
         for w in self.live():
             # not yet sent: never started; fails no try, a rerun runs it
             for d in w.outbox:
@@ -534,9 +519,8 @@ class PoolExecutor(Executor):
                 a.status = ExitStatus.failed_to_start(f"not started ({reason})")
                 self._finished(w, a, d["key"])
             w.outbox.clear()
-            f = self.h.rpc(f"{m.worker_service(self.service, w.index)}.{m.SIGNAL}",
-                           m.dumps({"signum": int(signum), "reason": reason}), nodeid=w.rank)
-            f.then(lambda fut: _ignore(fut))
+            self._tell(w, m.SIGNAL, m.dumps({"signum": int(signum), "reason": reason})).then(
+                _ignore)
 
     def info(self) -> dict[str, Any]:
         """The pool in the cluster's JSON record."""
@@ -548,6 +532,7 @@ class PoolExecutor(Executor):
                 "reactor_seconds": round(self.loop_time, 3)}
 
     def close(self) -> None:
+        """Stop every worker, and end the pool's job (cancelled if it does not end)."""
         self._memo(force=True)  # the last figures, beside the cluster's own
         self._closing = True
         live = self.live()
@@ -556,13 +541,9 @@ class PoolExecutor(Executor):
         for w in live:
             if w.want is not None:
                 msg, w.want = w.want, None
-                try:
+                with contextlib.suppress(OSError):
                     self.h.respond(msg, m.dumps({"stop": True}))
-                except OSError:
-                    pass
-            f = self.h.rpc(f"{m.worker_service(self.service, w.index)}.{m.STOP}", b"{}",
-                           nodeid=w.rank)
-            f.then(lambda fut: _ignore(fut))
+            self._tell(w, m.STOP, b"{}").then(_ignore)
         deadline = time.monotonic() + 15.0
         while self.job_ended is None and time.monotonic() < deadline:
             self._run_reactor(0.2)
@@ -573,14 +554,10 @@ class PoolExecutor(Executor):
         for w in self._watchers + self._extra_fds:
             w.stop()
         for fut in (self._events, self._exec_events):
-            try:
+            with contextlib.suppress(OSError):
                 fut.cancel()
-            except OSError:
-                pass
-        try:
+        with contextlib.suppress(OSError):
             self.h.service_unregister(self.service).get()
-        except OSError:
-            pass
 
     def _cancel_job(self) -> None:
         if self.jobid is None:
@@ -598,20 +575,27 @@ class PoolExecutor(Executor):
             self._run_reactor(0.2)
 
 
-def _event(fut: Any, name: str) -> dict[str, Any] | None:
-    """The context of the eventlog entry a watch future holds, if it is a ``name``."""
+def _event(fut: Any, name: str | None = None) -> Any:
+    """The eventlog entry a watch future holds (None at its end); with ``name``, only the
+    context of an entry of that name."""
     try:
         ev = fut.get_event()
     except OSError:
         return None
-    return ev.context if ev is not None and ev.name == name else None
+    if name is None or ev is None:
+        return ev
+    return ev.context if ev.name == name else None
+
+
+def _last_line(data: Any) -> str:
+    """The last line of output that is not blank, cut to 200 characters."""
+    lines = [x.strip() for x in str(data or "").splitlines() if x.strip()]
+    return lines[-1][:200] if lines else ""
 
 
 def _ignore(fut: Any) -> None:
-    try:
+    with contextlib.suppress(OSError):  # the worker is gone: nothing of it is left to signal
         fut.get_str()
-    except OSError:
-        pass  # the worker is gone already: nothing of it is left to signal
 
 
 def _describe_status(status: int) -> str:

@@ -36,10 +36,12 @@ SIGNAL, PING, STOP = "signal", "ping", "stop"
 
 
 def dumps(doc: dict[str, Any]) -> bytes:
+    """A message's payload."""
     return orjson.dumps(doc)
 
 
 def loads(text: str | None) -> dict[str, Any]:
+    """A payload's message: {} for an empty or non-object one."""
     if not text:
         return {}
     doc = orjson.loads(text)
@@ -47,6 +49,7 @@ def loads(text: str | None) -> dict[str, Any]:
 
 
 def worker_service(service: str, worker: int) -> str:
+    """The name of a worker's own service (what the coordinator asks it through)."""
     return f"{service}-w{worker}"
 
 
@@ -91,6 +94,7 @@ def decode_task(d: dict[str, Any]) -> tuple[int, Attempt]:
 
 
 def encode_result(key: int, a: Attempt) -> dict[str, Any]:
+    """An attempt that ended, as a worker reports it (:func:`apply_result` reads it)."""
     s = a.status
     d: dict[str, Any] = {
         "key": key, "argv": a.argv, "start": a.start, "duration": a.duration, "pid": a.pid,

@@ -23,25 +23,22 @@ class NodesFluxExecutor(FluxExecutor):
     """The flux executor, with ``-N`` honoured: a task of N nodes is a Flux job of N tasks,
     one per node (as ``flux run -N``), its cores split between them."""
 
-    def _jobspec(self, a: Attempt) -> Any:
-        js, jt, fwd = super()._jobspec(a)
-        t = a.task
-        if t.nodes > 1:
-            from fluxlite.flux import jobspec
-
-            per = max(1, -(-t.cores // t.nodes))
-            gpn = -(-t.gpus // t.nodes) if t.gpus else None
-            js = jobspec.build(a.argv, count=t.nodes, nodes=t.nodes, cores=per, gpus=gpn,
-                               cwd=js.cwd, env=js.environment, name=t.name or t.id,
-                               stdout=js.stdout, stderr=js.stderr)
-        return js, jt, fwd
+    @staticmethod
+    def _shape(t: Task) -> dict[str, Any]:
+        if t.nodes <= 1:
+            return FluxExecutor._shape(t)
+        return {"count": t.nodes, "nodes": t.nodes, "cores": max(1, -(-t.cores // t.nodes)),
+                "gpus": -(-t.gpus // t.nodes) if t.gpus else None}
 
 
 def wants_flux(t: Task) -> bool:
+    """Whether a task is a Flux job of its own whatever the pool's workers could hold."""
     return t.nodes > 1 or t.placement == "flux"
 
 
 class TieredExecutor(Executor):
+    """The pool and the Flux-job tier as one executor (module docstring)."""
+
     name = "pool"
 
     def __init__(self, pool: PoolExecutor, flux: FluxExecutor) -> None:
@@ -55,6 +52,7 @@ class TieredExecutor(Executor):
             pool.add_fd(fd)
 
     def route(self, t: Task) -> Executor:
+        """The tier a task runs in."""
         return self.flux if wants_flux(t) or not self.pool.can_ever(t) else self.pool
 
     def fits(self, task: Task) -> bool:

@@ -14,6 +14,7 @@ task never outlives its worker and never runs twice at once when it is retried e
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -25,6 +26,7 @@ from typing import Any
 
 from fluxlite.cluster.records import Attempt
 from fluxlite.execute.base import ExitStatus
+from fluxlite.flux import jobspec
 from fluxlite.flux.pool import messages as m
 
 logger = logging.getLogger(__name__)
@@ -97,23 +99,22 @@ class Guard:
         self.pid = pid
 
     def add(self, pgid: int) -> None:
+        """A process group to kill should the worker die."""
         self._say(f"+{pgid}\n")
 
     def remove(self, pgid: int) -> None:
+        """A process group that is gone: not to be killed."""
         self._say(f"-{pgid}\n")
 
     def _say(self, line: str) -> None:
-        try:
+        with contextlib.suppress(OSError):
             os.write(self.wfd, line.encode())
-        except OSError:
-            pass
 
     def close(self) -> None:
+        """The worker ends: the guard kills what is left and is reaped."""
         os.close(self.wfd)
-        try:
+        with contextlib.suppress(ChildProcessError):
             os.waitpid(self.pid, 0)
-        except ChildProcessError:
-            pass
 
 
 def _guard_main(rfd: int) -> None:
@@ -136,13 +137,13 @@ def _guard_main(rfd: int) -> None:
             elif ln[:1] == b"-":
                 groups.discard(int(ln[1:]))
     for pgid in groups:
-        try:
+        with contextlib.suppress(OSError):
             os.killpg(pgid, signal.SIGKILL)
-        except OSError:
-            pass
 
 
 class Worker:
+    """A pool worker: asks the coordinator for tasks, runs them, reports them."""
+
     def __init__(self, service: str, coord_rank: int, stdio_bytes: int) -> None:
         self.guard = Guard()  # before any Flux handle exists: the fork copies none
         import flux  # type: ignore[import-not-found]
@@ -150,7 +151,7 @@ class Worker:
         self.flux = flux
         self.service = service
         self.coord = coord_rank
-        self.h = flux.Flux()
+        self.h = jobspec.connect(what="the pool's instance")
         self.rank = self.h.get_rank()
         self.index = int(os.environ.get("FLUX_TASK_RANK", "0"))
         self.host = socket.gethostname()
@@ -247,10 +248,16 @@ class Worker:
 
     def _on_pong(self, fut: Any) -> None:
         self.ping_out = False
+        self._answered(fut)
+
+    def _answered(self, fut: Any) -> bool:
+        """Whether the coordinator answered the request; when it did not, it is gone."""
         try:
             fut.get_str()
         except OSError as err:
             self._coordinator_gone(err)
+            return False
+        return True
 
     def _collect(self) -> None:
         if not self.running:
@@ -277,12 +284,8 @@ class Worker:
 
     def _on_ack(self, fut: Any) -> None:
         self.done_out = False
-        try:
-            fut.get_str()
-        except OSError as err:
-            self._coordinator_gone(err)
-            return
-        self._send_results()
+        if self._answered(fut):
+            self._send_results()
 
     # -- requests from the coordinator ----------------------------------------------------
     def _on_signal(self, h: Any, _t: Any, msg: Any, _arg: Any) -> None:
@@ -314,6 +317,7 @@ class Worker:
         self.h.reactor_stop()
 
     def run(self) -> int:
+        """Ask for work and run the reactor until told to stop; leave nothing behind."""
         self._ask()
         self.h.reactor_run()
         for w in self.watchers:
@@ -326,6 +330,7 @@ class Worker:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """A pool worker's process: SERVICE COORDINATOR_RANK STDIO_BYTES."""
     args = sys.argv[1:] if argv is None else argv
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     if len(args) != 3:
