@@ -104,8 +104,9 @@ class FluxLauncher(Launcher):
             self.jobs.wait_submitted(self.job)
         except Exception as err:  # noqa: BLE001 - the submission's own error, in one line
             self.jobs.close(wait=False)
+            why = err.strerror if isinstance(err, OSError) and err.strerror else err
             raise ExecError(f"flux submit of {os.path.basename(self.argv[0])} failed: "
-                            f"{getattr(err, 'strerror', None) or err}") from err
+                            f"{why}") from err
         self.flux_jobid = self.job.f58
         self.flux_info = {"jobid": self.job.f58, "jobid_int": self.job.jobid,
                           "placement": "nested" if self.nested else "flux", "tasks": tasks,
