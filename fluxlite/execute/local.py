@@ -214,6 +214,13 @@ class LocalLauncher(Launcher):
             reap_all()
         return res
 
+    def close(self) -> None:
+        """A task started and abandoned (never waited for): killed, reaped and cleaned up
+        after. Nothing to do once it has been waited for."""
+        if self._pid and not self._done.is_set():
+            self.kill_tree("abandoned")
+            self._collect()
+
     # -- signals --------------------------------------------------------------------
     def _interrupt_wait(self) -> None:
         if self._wake_w < 0:

@@ -256,3 +256,18 @@ def test_a_single_job_inherits_no_descriptor_but_its_stdio(tmp_path: Path) -> No
     finally:
         os.close(fd)
     assert res.status.exitcode == 1  # the descriptor is not there
+
+
+@pytest.mark.parametrize("policy", ["descendants", "group"])
+def test_closing_an_abandoned_task_kills_and_reaps_it(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch,
+                                                     policy: str) -> None:
+    monkeypatch.chdir(tmp_path)
+    make = controller if policy == "descendants" else group
+    la = make(tmp_path, ["/bin/sleep", "30"])
+    la.start()
+    pid = la.result.pid
+    la.close()
+    assert la.result.status.signal == signal.SIGKILL and not _alive(pid)
+    assert la.fileno() == -1 and la.poll() is la.result
+    la.close()  # once only
