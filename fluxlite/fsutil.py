@@ -8,6 +8,14 @@ import secrets
 import stat
 
 
+def unlink_quietly(path: str) -> None:
+    """Remove a file fluxlite made, if it is still there (a failure is of no consequence)."""
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
 def write_atomic(path: str, data: bytes, *, fsync: bool = False, parents: bool = True) -> None:
     """Write ``data`` to ``path`` so that a reader sees the whole file or the old one.
 

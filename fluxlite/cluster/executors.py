@@ -22,6 +22,7 @@ import sys
 import time
 from typing import Any
 
+from fluxlite.fsutil import unlink_quietly
 from fluxlite.cluster.formats import Task
 from fluxlite.cluster.records import Attempt
 from fluxlite.errors import FluxliteError
@@ -174,7 +175,7 @@ class TaskFiles:
         except (OSError, orjson.JSONDecodeError):
             a.job_record = None
         for p in (ks, js):
-            _unlink(p)
+            unlink_quietly(p)
         if a.job_record is not None:
             jid = (a.job_record.get("jobids") or {}).get("flux")
             a.flux_id = a.flux_id or jid
@@ -189,13 +190,6 @@ class TaskFiles:
         if limit == 0:
             return b"", size > 0, size
         return (os.pread(fd, size, 0) if size else b""), False, size
-
-
-def _unlink(path: str) -> None:
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
 
 
 def forward_files(a: Attempt, env_paths: dict[str, str]) -> None:
@@ -222,7 +216,7 @@ def forward_files(a: Attempt, env_paths: dict[str, str]) -> None:
             except OSError as err:
                 a.failure = f"cannot forward {src} to {dest}: {err.strerror}"
                 continue
-        _unlink(src)
+        unlink_quietly(src)
 
 
 def append_whole(dest: str, chunks: Any) -> None:
@@ -293,7 +287,7 @@ class PipeForward:
         if self.spool < 0:
             self.spool = os.open(self.spill_path, os.O_RDWR | os.O_CREAT | os.O_EXCL
                                  | os.O_CLOEXEC, 0o600)
-            _unlink(self.spill_path)  # the descriptor is all that is needed
+            unlink_quietly(self.spill_path)  # the descriptor is all that is needed
         os.write(self.spool, self.buf)
         self.buf.clear()
 
@@ -497,8 +491,8 @@ class LocalExecutor(Executor):
         a.stderr_info = (trunc, size)
         os.close(fo)
         os.close(fe)
-        _unlink(a.stdout_path)
-        _unlink(a.stderr_path)
+        unlink_quietly(a.stdout_path)
+        unlink_quietly(a.stderr_path)
         self.files.collect_job_records(a, jt)
         for pf in pipes:
             # the task is gone and its group killed: take what is in the pipe and close the
@@ -551,8 +545,8 @@ def _abandon(a: Attempt, fo: int, fe: int, pipes: list[PipeForward], error: str)
         pf.close()
     os.close(fo)
     os.close(fe)
-    _unlink(a.stdout_path)
-    _unlink(a.stderr_path)
+    unlink_quietly(a.stdout_path)
+    unlink_quietly(a.stderr_path)
     a.status = ExitStatus.failed_to_start(error)
     return a
 

@@ -16,10 +16,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from fluxlite.fsutil import unlink_quietly
 from fluxlite.cluster.executors import (
     Executor,
     TaskFiles,
-    _unlink,
     forward_files,
     task_argv,
     task_env,
@@ -179,7 +179,7 @@ class FluxExecutor(Executor):
                 os.close(fd)
             setattr(a, attr, data)
             setattr(a, attr + "_info", (trunc, size))
-            _unlink(path)
+            unlink_quietly(path)
         self.files.collect_job_records(a, jt)
         if a.task.pipe_forward or a.task.file_forward:
             forward_files(a, fwd)

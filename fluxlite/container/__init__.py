@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from fluxlite.fsutil import unlink_quietly
 from fluxlite.container.base import NAME_PREFIX, ContainerError, Invocation
 from fluxlite.container.spec import ContainerSpec, Mount, bad_target, parse_container
 
@@ -105,7 +106,7 @@ def wrap(argv: list[str], env: dict[str, str], cwd: str, spec: JobSpec, *,
     try:
         cmd = rt.command(inv)
     except BaseException:
-        _unlink(env_file)
+        unlink_quietly(env_file)
         raise
     info.update(name=name, workdir=c.workdir, mounts=[str(m) for m in mounts], gpus=gpus,
                 rusage="the task's" if c.type in ("apptainer", "singularity", "charliecloud")
@@ -116,7 +117,7 @@ def wrap(argv: list[str], env: dict[str, str], cwd: str, spec: JobSpec, *,
         if done.is_set():
             return
         done.set()
-        _unlink(env_file)
+        unlink_quietly(env_file)
         if name is not None:
             rt.remove(name)
 
@@ -276,13 +277,6 @@ def _env_file(cwd: str) -> tuple[int, str]:
     except OSError as err:
         raise ContainerError(f"cannot write the container's environment file in {cwd}: "
                              f"{err.strerror}") from err
-
-
-def _unlink(path: str) -> None:
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
 
 
 __all__ = ["ContainerError", "ContainerSpec", "Wrapped", "parse_container", "wrap"]

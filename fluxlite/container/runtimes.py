@@ -6,6 +6,7 @@ import logging
 import os
 from typing import TYPE_CHECKING, Any
 
+from fluxlite.fsutil import unlink_quietly
 from fluxlite.container.base import (
     LABEL,
     NAME_PREFIX,
@@ -228,7 +229,7 @@ class Apptainer(Runtime):
                     self.tool("build", "--force", tmp, f"{image.format}:{image.path}")
                     os.replace(tmp, sif)
                 finally:
-                    _unlink(tmp)
+                    unlink_quietly(tmp)
             return sif
         return _unpacked(image)  # a root filesystem tarball: a sandbox directory
 
@@ -248,7 +249,7 @@ class Apptainer(Runtime):
             sif = os.path.join(blobs, f"{digest}.sif")
             os.replace(tmp, sif)
         finally:
-            _unlink(tmp)
+            unlink_quietly(tmp)
         return sif, f"sha256:{digest}"
 
     def command(self, inv: Invocation) -> list[str]:
@@ -415,13 +416,6 @@ def _loaded_ref(out: str) -> str | None:
             ref = line.split(":", 1)[1].strip().split(",")[0].strip()
             return ref or None
     return None
-
-
-def _unlink(path: str) -> None:
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
 
 
 RUNTIMES: dict[str, type[Runtime]] = {
