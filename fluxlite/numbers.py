@@ -53,16 +53,6 @@ def fmt(x: float) -> str:
     return str(int(x)) if float(x).is_integer() and abs(x) < 1e16 else f"{x:g}"
 
 
-def bounded(value: Any, *, minimum: float, maximum: float, integer: bool = False,
-            exclusive_minimum: bool = False) -> int | float:
-    """The number itself (an int when ``integer``), or ValueError with the reason."""
-    why = check_number(value, minimum=minimum, maximum=maximum, integer=integer,
-                       exclusive_minimum=exclusive_minimum)
-    if why:
-        raise ValueError(why)
-    return int(value) if integer else float(value)
-
-
 def parse_duration(value: Any, *, bare: float = 1.0, minimum: float = 0.0,
                    maximum: float = MAX_SECONDS, exclusive_minimum: bool = False) -> float:
     """A duration in seconds: a number, or text such as ``90``, ``90s``, ``30m``, ``2h``,
