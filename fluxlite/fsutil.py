@@ -8,6 +8,17 @@ import secrets
 import stat
 
 
+def read_tail(fd: int, limit: int) -> tuple[bytes, bool, int]:
+    """The last ``limit`` bytes of the file open at ``fd`` (0: none): (data, whether that
+    is less than all of it, its size)."""
+    size = os.fstat(fd).st_size
+    if limit and size > limit:
+        return os.pread(fd, limit, size - limit), True, size
+    if limit == 0:
+        return b"", size > 0, size
+    return (os.pread(fd, size, 0) if size else b""), False, size
+
+
 def unlink_quietly(path: str) -> None:
     """Remove a file fluxlite made, if it is still there (a failure is of no consequence)."""
     try:

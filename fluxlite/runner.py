@@ -12,7 +12,6 @@ import errno
 import logging
 import os
 import resource
-import shutil
 import signal
 import sys
 import threading
@@ -32,7 +31,7 @@ from fluxlite.errors import (
     StageError,
 )
 from fluxlite.execute.base import ExitStatus, Launcher, SignalEvent, rusage_dict, signal_name
-from fluxlite.execute.local import LocalLauncher
+from fluxlite.execute.local import LocalLauncher, which
 from fluxlite.execute.timelimit import Schedule, from_limits
 from fluxlite.execute.timelimit import describe as describe_schedule
 from fluxlite.integrity import verify
@@ -308,13 +307,10 @@ class Runner:
         if self.spec.container is not None:
             self.record.executable = exe
             return exe  # a program of the image: the runtime finds it inside
-        if os.path.isabs(exe):
-            path = exe
-        else:
-            path = shutil.which(exe, path=self._task_env().get("PATH", os.defpath)) or ""
-            if not path:
-                self.record.executable = exe
-                raise ExecError(f"executable '{exe}' not found on PATH")
+        path = which(exe, self._task_env())  # an absolute path is itself
+        if path is None:
+            self.record.executable = exe
+            raise ExecError(f"executable '{exe}' not found on PATH")
         self.record.executable = path
         self._check_exec(path)
         return path

@@ -22,7 +22,7 @@ import sys
 import time
 from typing import Any
 
-from fluxlite.fsutil import unlink_quietly
+from fluxlite.fsutil import read_tail, unlink_quietly
 from fluxlite.cluster.formats import Task
 from fluxlite.cluster.records import Attempt
 from fluxlite.errors import FluxliteError
@@ -183,13 +183,7 @@ class TaskFiles:
     def read_tail(self, fd: int) -> tuple[bytes, bool, int]:
         """The last ``stdio_bytes`` of the file open at ``fd``, whether that is less than
         all of it, and its size."""
-        size = os.fstat(fd).st_size
-        limit = self.stdio_bytes
-        if limit and size > limit:
-            return os.pread(fd, limit, size - limit), True, size
-        if limit == 0:
-            return b"", size > 0, size
-        return (os.pread(fd, size, 0) if size else b""), False, size
+        return read_tail(fd, self.stdio_bytes)
 
 
 def forward_files(a: Attempt, env_paths: dict[str, str]) -> None:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fluxlite.errors import SpecError, UsageError
-from fluxlite.spec import JobSpec
+from fluxlite.spec import JobSpec, one_line
 
 logger = logging.getLogger(__name__)
 
@@ -63,14 +63,6 @@ class ClusterInputError(UsageError):
         self.path = path
         self.line = line
         self.problem = problem
-
-
-def one_line(text: str) -> str:
-    """``text`` with every character that is not printable (line breaks, U+2028, NUL...)
-    written as its escape: an id or a file name cannot split a message in two."""
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
 
 
 @dataclass(slots=True)

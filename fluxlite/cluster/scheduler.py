@@ -29,7 +29,8 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 
 from fluxlite.cluster.executors import Executor
-from fluxlite.cluster.formats import TaskGraph, one_line
+from fluxlite.cluster.formats import TaskGraph
+from fluxlite.spec import one_line
 from fluxlite.cluster.records import Attempt, RecordWriter, attempt_dict, summary_line
 from fluxlite.errors import (
     EXIT_INFRA,

@@ -338,7 +338,7 @@ def _write_json(path: str, doc: dict[str, Any]) -> None:
 
 
 def _describe(graph: Any) -> None:
-    from fluxlite.cluster.formats import one_line
+    from fluxlite.spec import one_line
     from fluxlite.cluster.records import key_values
 
     w = sys.stdout.write

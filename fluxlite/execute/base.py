@@ -220,7 +220,6 @@ class Launcher(ABC):
         self.append = append
         self.schedule = schedule
         self.escalation = Escalation(kill_grace)
-        self.kill_grace = self.escalation.grace
         self.usr1 = usr1
         self.events = events if events is not None else []
         self.result = TaskResult(argv=list(argv), cwd=cwd)
@@ -266,6 +265,11 @@ class Launcher(ABC):
             return
         self._pending.append(signum)
         self._interrupt_wait()
+
+    @property
+    def kill_grace(self) -> float:
+        """Seconds from a TERM to the KILL that follows it (the escalation's)."""
+        return self.escalation.grace
 
     @property
     def helper_pids(self) -> tuple[int, ...]:

@@ -29,6 +29,7 @@ from typing import Any
 
 from fluxlite.errors import ExecError, FluxliteError
 from fluxlite.execute import supervisor
+from fluxlite.execute.supervisor import kill_descendants
 from fluxlite.execute.base import (
     ExitStatus,
     Launcher,
@@ -265,28 +266,6 @@ def _pidfd(pid: int) -> int:
         return os.pidfd_open(pid)
     except (AttributeError, OSError):
         return -1  # an older kernel: poll() looks with waitid instead
-
-
-def kill_descendants(reason: str, spare: tuple[int, ...] = ()) -> list[dict[str, object]]:
-    """SIGKILL every process below this one but ``spare``; return what was killed (pid,
-    name, signal, reason). Reaps nothing."""
-    killed: list[dict[str, object]] = []
-    seen: set[int] = set(spare)
-    for _ in range(5):  # new children may appear while we kill (a fork in flight)
-        found = [p for p in supervisor.descendants(os.getpid()) if p not in seen]
-        seen.update(found)
-        for pid in found:
-            st = supervisor.proc_state(pid)
-            if st is None or st[1] == "Z":
-                continue
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                continue
-            killed.append({"pid": pid, "name": st[0], "signal": "SIGKILL", "reason": reason})
-        if not found:
-            break
-    return killed
 
 
 def reap_exited(spare: Container[int] = ()) -> None:

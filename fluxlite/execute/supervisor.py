@@ -220,13 +220,8 @@ def kill_all(timeout: float = 5.0) -> None:
     This process is a subreaper: a descendant whose parent dies is re-parented here, so
     "no child left" means "no descendant left"."""
     deadline = time.monotonic() + timeout
-    me = os.getpid()
     while time.monotonic() < deadline:
-        for pid in descendants(me):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
+        kill_descendants("fluxlite died")
         try:
             while os.waitpid(-1, os.WNOHANG)[0] > 0:
                 pass
@@ -234,6 +229,28 @@ def kill_all(timeout: float = 5.0) -> None:
         except ChildProcessError:
             return
         time.sleep(0.001)  # children being re-parented or dying
+
+
+def kill_descendants(reason: str, spare: tuple[int, ...] = ()) -> list[dict[str, object]]:
+    """SIGKILL every process below this one but ``spare``; return what was killed (pid,
+    name, signal, reason). Reaps nothing."""
+    killed: list[dict[str, object]] = []
+    seen: set[int] = set(spare)
+    for _ in range(5):  # new children may appear while we kill (a fork in flight)
+        found = [p for p in descendants(os.getpid()) if p not in seen]
+        seen.update(found)
+        for pid in found:
+            st = proc_state(pid)
+            if st is None or st[1] == "Z":
+                continue
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                continue
+            killed.append({"pid": pid, "name": st[0], "signal": "SIGKILL", "reason": reason})
+        if not found:
+            break
+    return killed
 
 
 def children(pid: int) -> list[int]:

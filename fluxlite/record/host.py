@@ -189,13 +189,6 @@ def rlimits() -> dict[str, Any]:
     return out
 
 
-def is_secret_name(name: str) -> bool:
-    """Whether an environment variable's name says it holds a secret."""
-    from fluxlite.redact import is_secret_name as _is_secret
-
-    return _is_secret(name)
-
-
 def redacted_env(env: dict[str, str]) -> dict[str, str]:
     """The environment with the values of secret-named variables redacted."""
     from fluxlite import redact

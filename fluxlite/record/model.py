@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
@@ -148,14 +147,10 @@ class Record:
 
 def tail(path: str, limit: int) -> tuple[bytes, bool, int]:
     """The last ``limit`` bytes of a file: (data, truncated, size)."""
+    from fluxlite.fsutil import read_tail
+
     try:
         with open(path, "rb") as fh:
-            size = os.fstat(fh.fileno()).st_size
-            if limit and size > limit:
-                fh.seek(size - limit)
-                return fh.read(limit), True, size
-            if limit == 0:
-                return b"", size > 0, size
-            return fh.read(), False, size
+            return read_tail(fh.fileno(), limit)
     except OSError:
         return b"", False, 0

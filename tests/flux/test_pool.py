@@ -6,6 +6,7 @@ import itertools
 import json
 import os
 import signal
+import subprocess
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -155,12 +156,17 @@ def _worker_pid(fi: FluxInstance, task_rank: int) -> int:
     raise AssertionError(f"no worker of task rank {task_rank} in job {jobid}")
 
 
-def test_pool_worker_killed_mid_run(fi: FluxInstance, fl: Fluxlite) -> None:
-    body = 'echo s $PMC_TASK >> run.log; sleep 1.5; echo e $PMC_TASK >> run.log'
+def _pool_of(fi: FluxInstance, fl: Fluxlite, n: int, body: str) -> subprocess.Popen[bytes]:
+    """A pool cluster of ``n`` tasks that run ``body`` (two tries each), started."""
     (fl.tmp / "k.dag").write_text("".join(f"TASK t{i} -t 2 /bin/sh -c '{body}'\n"
-                                          for i in range(8)))
-    proc = fl.popen("cluster", "k.dag", "--executor", "pool", "-o", "c.out", "--json",
+                                          for i in range(n)))
+    return fl.popen("cluster", "k.dag", "--executor", "pool", "-o", "c.out", "--json",
                     "c.json", "--no-rescue", env=fi.env)
+
+
+def test_pool_worker_killed_mid_run(fi: FluxInstance, fl: Fluxlite) -> None:
+    proc = _pool_of(fi, fl, 8, 'echo s $PMC_TASK >> run.log; sleep 1.5; '
+                    'echo e $PMC_TASK >> run.log')
     try:
         _wait_for(fl.tmp / "run.log", 4)
         os.kill(_worker_pid(fi, 1), signal.SIGKILL)
@@ -358,11 +364,7 @@ def fi3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FluxInstance]:
 
 
 def test_pool_rank_lost_mid_run(fi3: FluxInstance, fl: Fluxlite) -> None:
-    body = "sleep 1.5; echo $PMC_TASK >> done.log"
-    (fl.tmp / "r.dag").write_text("".join(f"TASK t{i} -t 2 /bin/sh -c '{body}'\n"
-                                          for i in range(12)))
-    proc = fl.popen("cluster", "r.dag", "--executor", "pool", "-o", "c.out", "--json",
-                    "c.json", "--no-rescue", env=fi3.env)
+    proc = _pool_of(fi3, fl, 12, "sleep 1.5; echo $PMC_TASK >> done.log")
     try:
         deadline = time.monotonic() + 30
         while not _pool_busy(fi3) and time.monotonic() < deadline:
