@@ -37,11 +37,12 @@ def sha256_of(path: str | os.PathLike[str]) -> str:
     return h.hexdigest()
 
 
-def writing_into(pid: int, directory: str) -> bool:
+def writing_into(pid: int, directory: str, min_size: int = 0) -> bool:
     """Whether process pid has a file open inside directory (a destination being written,
-    named or not)."""
+    named or not) that holds at least ``min_size`` bytes."""
     try:
         return any(os.readlink(f"/proc/{pid}/fd/{fd}").startswith(directory + "/")
+                   and os.stat(f"/proc/{pid}/fd/{fd}").st_size >= min_size
                    for fd in os.listdir(f"/proc/{pid}/fd"))
     except OSError:
         return False

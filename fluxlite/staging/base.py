@@ -498,7 +498,7 @@ def _open_unnamed(ddir: str, dpath: str) -> tuple[int, str | None]:
             dev = os.stat(ddir).st_dev
         except OSError:
             dev = -1
-        if dev not in _no_tmpfile and (dev in _tmpfile_ok or _probe_tmpfile(ddir, dev)):
+        if dev not in _no_tmpfile and (dev in _tmpfile_ok or _probe_tmpfile(dpath, dev)):
             return os.open(ddir, _O_TMPFILE | os.O_WRONLY | os.O_CLOEXEC, 0o600), None
     return tempfile.mkstemp(prefix=f".{os.path.basename(dpath)}.tmp-", dir=ddir)
 
@@ -534,16 +534,19 @@ def _link_fd(fd: int, path: str) -> None:
     os.link(f"/proc/self/fd/{fd}", path, follow_symlinks=True)
 
 
-def _probe_tmpfile(ddir: str, dev: int) -> bool:
+def _probe_tmpfile(dpath: str, dev: int) -> bool:
     """Whether unnamed files can be made and then linked in this filesystem (tried once
-    per filesystem: some accept O_TMPFILE but refuse the link)."""
+    per filesystem: some accept O_TMPFILE but refuse the link). The probe is linked for a
+    moment under the destination's own temporary name, so that if fluxlite is killed just
+    then, a later transfer to it removes what is left (``remove_stale_temporaries``)."""
+    ddir = os.path.dirname(dpath) or "."
     try:
         fd = os.open(ddir, _O_TMPFILE | os.O_WRONLY | os.O_CLOEXEC, 0o600)
     except OSError as err:
         if err.errno in _UNSUPPORTED:
             _no_tmpfile.add(dev)
         return False  # else this directory's own trouble: the named temporary reports it
-    name = os.path.join(ddir, f".fluxlite-probe.tmp-{secrets.token_hex(4)}")
+    name = os.path.join(ddir, f".{os.path.basename(dpath)}.tmp-{secrets.token_hex(4)}")
     try:
         _link_fd(fd, name)
         os.unlink(name)

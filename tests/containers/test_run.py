@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -305,6 +306,14 @@ def nobody_home() -> Any:
 
     if os.getuid() != 0 or shutil.which("setpriv") is None or shutil.which("unshare") is None:
         pytest.skip("needs root, setpriv and unshare to run fluxlite as an ordinary user")
+    seen = subprocess.run(["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}",
+                           "--clear-groups", sys.executable, "-c", "import fluxlite, psutil"],
+                          env={"PYTHONPATH": os.pathsep.join(sys.path)}, cwd="/",
+                          capture_output=True, timeout=60)
+    if seen.returncode != 0:
+        pytest.skip("an ordinary user cannot read this checkout or its virtualenv (a 0700 "
+                    "directory above them, such as mktemp -d's): run the suite from a "
+                    "checkout others can read to run these")
     home = Path(tempfile.mkdtemp(prefix="fluxlite-ctr-user-"))
     home.chmod(0o755)
     try:

@@ -406,7 +406,7 @@ def test_sigkill_during_stage_out_leaves_no_temporary(fl):
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and proc.poll() is None:
-            if writing_into(proc.pid, str(out)):
+            if writing_into(proc.pid, str(out), min_size=1):  # the data, not a probe
                 break
             time.sleep(0.002)
         assert proc.poll() is None, "the stage-out was not seen under way"
