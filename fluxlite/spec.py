@@ -655,7 +655,7 @@ class _Validator:
         if d.get("container") is not None:
             from fluxlite.container.spec import parse_container
 
-            container = parse_container(self, d["container"])
+            container = parse_container(self, d["container"], env=env)
         stdio = {k: self.stdio_name(d, k) for k in ("stdin", "stdout", "stderr")}
         if ident["integrity"] == "required" and not meta:
             self.checksums_required(inputs, staged_exe, {})

@@ -12,7 +12,9 @@ that the runtime pulls itself.
 
 from __future__ import annotations
 
+import os
 import posixpath
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,10 +28,12 @@ _WORKDIR = Field("string", default=DEFAULT_WORKDIR)  # its shape is checked by b
 # task the host's devices or kernel interfaces.
 _RESERVED = ("/proc", "/sys", "/dev")
 # Flags fluxlite sets itself from the spec; given in ``options`` they would undo what the
-# spec promises (the uid kept, no host environment, only the mounts listed).
+# spec promises (the uid kept, no host environment, only the mounts listed, signals passed
+# on to the task).
 _OWN_FLAGS: dict[str, tuple[str, ...]] = {
     "podman": ("--privileged", "--user", "-u", "--userns", "--env-host", "--volume", "-v",
-               "--mount", "--name", "--rm", "--workdir", "-w", "--env-file", "--env", "-e"),
+               "--mount", "--name", "--rm", "--workdir", "-w", "--env-file", "--env", "-e",
+               "--sig-proxy"),
     "apptainer": ("--bind", "-B", "--mount", "--home", "-H", "--pwd", "--env", "--env-file",
                   "--cleanenv", "-e", "--no-home", "--userns", "-u", "--fakeroot", "-f"),
     "charliecloud": ("--bind", "-b", "--cd", "-c", "--set-env", "--unset-env", "--uid",
@@ -37,6 +41,21 @@ _OWN_FLAGS: dict[str, tuple[str, ...]] = {
 }
 _OWN_FLAGS["docker"] = _OWN_FLAGS["podman"]
 _OWN_FLAGS["singularity"] = _OWN_FLAGS["apptainer"]
+# Flags that would let the task write into the image itself: the image in the node's cache
+# is the one whose digest was verified, and the next job would run what the task left.
+# (Overlays on a tmpfs — apptainer's --writable-tmpfs, ch-run's --write-fake — leave the
+# image as it was and stay allowed.) podman and docker write into a container layer of
+# their own, never into the image.
+_WRITABLE: dict[str, tuple[str, ...]] = {
+    "apptainer": ("--writable", "-w"),
+    "charliecloud": ("--write", "-w"),
+}
+_WRITABLE["singularity"] = _WRITABLE["apptainer"]
+# ch-run reads its options with argp, which takes any unique prefix of a long option
+# ("--wri" is "--write"); the others (Go's pflag) take only the full name.
+_ABBREVIATES = ("charliecloud",)
+# What the runtimes' environment files can carry: a portable name, one line per variable.
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,8 +91,11 @@ class ContainerSpec:
     options: tuple[str, ...] = ()
 
 
-def parse_container(v: Any, value: Any, path: str = "container") -> ContainerSpec | None:
-    """Validate ``value`` with the spec's validator ``v`` (its problems list collects ours)."""
+def parse_container(v: Any, value: Any, path: str = "container",
+                    env: list[tuple[str, str]] | tuple[tuple[str, str], ...] = ()
+                    ) -> ContainerSpec | None:
+    """Validate ``value`` with the spec's validator ``v`` (its problems list collects ours);
+    ``env`` is the job's environment, which goes into the container through a file."""
     d = v.obj(value, path)
     if d is None:
         return None
@@ -104,16 +126,59 @@ def parse_container(v: Any, value: Any, path: str = "container") -> ContainerSpe
         if not isinstance(o, str) or not o or "\x00" in o:
             v.err(p, "must be a non-empty string")
             continue
-        flag = o.split("=", 1)[0]
-        if ctype is not None and flag in _OWN_FLAGS[ctype]:
-            v.err(p, f"'{flag}' is set by fluxlite from the spec (mounts, workdir, "
-                  "environment, the user's uid)")
-            continue
+        if ctype is not None:
+            flag = refused_flag(ctype, o, _OWN_FLAGS[ctype])
+            if flag:
+                v.err(p, f"'{flag}' is set by fluxlite from the spec (mounts, workdir, "
+                      "environment, signals, the user's uid)")
+                continue
+            flag = refused_flag(ctype, o, _WRITABLE.get(ctype, ()))
+            if flag:
+                v.err(p, f"'{flag}' would let the task write into the image, which is "
+                      "cached for later jobs under its verified digest")
+                continue
         options.append(o)
+    if ctype is not None:
+        for k, val in env:
+            _env_entry(v, ctype, k, val)
     if ctype is None or (image is None and hub is None):
         return None
     return ContainerSpec(ctype, image, hub, tuple(mounts), posixpath.normpath(workdir),
                          tuple(options))
+
+
+def refused_flag(ctype: str, option: str, refused: tuple[str, ...]) -> str | None:
+    """The flag of ``refused`` that ``option`` (one argv word) gives the runtime, read as the
+    runtime reads it: ``--name=value``, a cluster of short flags (``-vw``), and for argp
+    (ch-run) any unique prefix of a long option; None when it gives none."""
+    if option.startswith("--"):
+        name = option.split("=", 1)[0]
+        for f in refused:
+            if not f.startswith("--"):
+                continue
+            if name == f or (ctype in _ABBREVIATES and len(name) > 3 and f.startswith(name)):
+                return f
+        return None
+    if option.startswith("-") and len(option) > 1:
+        # a cluster of short flags; a flag's value may follow in the same word, so every
+        # letter counts (the long form is always there for a value that looks like one)
+        shorts = {f[1] for f in refused if len(f) == 2 and f[0] == "-" and f[1] != "-"}
+        for ch in option[1:].split("=", 1)[0]:
+            if ch in shorts:
+                return f"-{ch}"
+    return None
+
+
+def _env_entry(v: Any, ctype: str, name: str, value: str) -> None:
+    """A variable must survive the runtime's environment file exactly: a portable name
+    (a file line is NAME=value; a bare NAME there means "the host's value"), and for
+    ch-run, whose file has no escapes, a value of one line."""
+    if not ENV_NAME.fullmatch(name):
+        v.err(f"environment.{name!a}", "is not a valid variable name for a container "
+              "(letters, digits and '_', not starting with a digit)")
+    elif ctype == "charliecloud" and ("\n" in value or "\r" in value):
+        v.err(f"environment.{name}", "holds a line break, which charliecloud's "
+              "environment file cannot carry")
 
 
 def _image(v: Any, value: Any, path: str) -> tuple[ImageFile | None, str | None]:
@@ -164,6 +229,19 @@ def _bad_path(p: str) -> str | None:
     return None
 
 
+def bad_host(p: str) -> str | None:
+    """Why ``p`` cannot be mounted from the host, or None: judged on the path the kernel
+    would mount, with every link in it resolved (a link to '/' is '/')."""
+    why = _bad_path(p)
+    if why:
+        return why
+    real = os.path.realpath(p)
+    if real == "/":
+        return ("'/' would hand the whole host to the task" if posixpath.normpath(p) == "/"
+                else f"'{p}' leads to '/', which would hand the whole host to the task")
+    return None
+
+
 def bad_target(p: str) -> str | None:
     """Why ``p`` cannot be a mount target in the container, or None."""
     why = _bad_path(p)
@@ -191,8 +269,7 @@ def _mount(v: Any, value: Any, path: str, workdir: str) -> Mount | None:
     if mode not in ("ro", "rw"):
         v.err(path, f"mode must be ro or rw, not '{mode}'")
         return None
-    why = _bad_path(host) or (None if posixpath.normpath(host) != "/" else
-                              "'/' would hand the whole host to the task")
+    why = bad_host(host)
     if why:
         v.err(path, f"host path {why}")
         return None

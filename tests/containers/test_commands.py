@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from fluxlite.container import symlink_mounts
+from fluxlite.container import ContainerError, symlink_mounts
 from fluxlite.container.base import Invocation
 from fluxlite.container.runtimes import RUNTIMES
 from fluxlite.container.spec import Mount
@@ -196,7 +196,9 @@ def _flags(argv: list[str], image: str, skip: int) -> list[str]:
 @pytest.mark.parametrize("kind", list(RUNTIMES))
 def test_command_line_uses_documented_flags(kind: str, tmp_path: Path) -> None:
     rt = _runtime(kind, tmp_path)
-    inv = _invocation(tmp_path, options=())
+    # ch-run's environment file carries no line breaks (validate refuses them)
+    env = {"A": "1"} if kind == "charliecloud" else {"A": "1", "MULTI": "x\ny"}
+    inv = _invocation(tmp_path, options=(), env=env)
     argv = rt.command(inv)
     skip = 1 if kind == "charliecloud" else 2
     unknown = [f for f in _flags(argv, "IMAGE", skip) if f not in _documented(kind)]
@@ -242,12 +244,17 @@ def test_apptainer_command_line(tmp_path: Path) -> None:
 
 
 def test_charliecloud_command_line(tmp_path: Path) -> None:
-    inv = _invocation(tmp_path)
-    argv = _runtime("charliecloud", tmp_path).command(inv)
+    inv = _invocation(tmp_path, env={"A": "1", "Q": "'x'"})
+    rt = _runtime("charliecloud", tmp_path)
+    argv = rt.command(inv)
     assert argv[1:] == [
         "--unset-env=*", f"--set-env={inv.env_file}", "--env-no-expand", "--private-tmp",
         "--bind", "/wd:/srv", "--bind", "/data:/data", "--cd", "/srv", "--opt", "IMAGE",
         "--", "/bin/sh", "-c", "echo hi"]
+    # every value quoted: ch-run strips one pair of quotes, and the value is left as it was
+    assert Path(inv.env_file).read_text() == "A='1'\nQ=''x''\n"
+    with pytest.raises(ContainerError, match="cannot be passed through"):
+        rt.command(_invocation(tmp_path, env={"MULTI": "x\ny"}))
 
 
 def test_symlinked_inputs_get_their_targets_mounted(tmp_path: Path) -> None:
