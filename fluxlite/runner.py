@@ -537,7 +537,7 @@ class Runner:
         if sched.term_after is not None or sched.kill_after is not None:
             logger.info("time limit: %s", describe_schedule(sched))
         (stdin, stdout, stderr), stdio = self._task_stdio()
-        argv, env, cwd, undo = [exe, *spec.arguments], self._task_env(), wd, None
+        argv, env, cwd, undo, linger = [exe, *spec.arguments], self._task_env(), wd, None, None
         if spec.container is not None:  # the task runs inside an image (fluxlite.container)
             from fluxlite.container import wrap
 
@@ -545,13 +545,14 @@ class Runner:
                 w = wrap(argv, env, wd, spec, extra_env=self.opt.extra_env, flux=self.flux,
                          policy=self._policy(), cancel=self.signals.phase_cancel())
             argv, env, cwd, undo, rec.container = w.argv, w.env, w.cwd, w.cleanup, w.info
+            linger = w.linger
         ctl_cls: Any = LocalLauncher
         if spec.placement != "local":
             from fluxlite.flux.launcher import launcher_for
 
             ctl_cls = launcher_for(spec, self.flux)
         on_flux = ctl_cls is not LocalLauncher  # a Flux launcher: placement flux or nested
-        local = {} if on_flux else {"on_orphaned": self._orphaned}
+        local = {} if on_flux else {"on_orphaned": self._orphaned, "linger": linger}
         ctl = ctl_cls(argv, cwd, env, stdin=stdin, stdout=stdout, stderr=stderr,
                       schedule=sched, kill_grace=spec.limits.kill_grace, usr1=spec.usr1,
                       events=rec.signals, **local)

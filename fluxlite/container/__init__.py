@@ -47,6 +47,9 @@ class Wrapped:
     cwd: str
     cleanup: Callable[[], None]
     info: dict[str, Any] = field(default_factory=dict)  # for the record
+    # starts a process that ends with a container that outlived the runtime's client
+    # (None: no container left); see LocalLauncher's ``linger``
+    linger: Callable[[], Any] | None = None
 
 
 def wrap(argv: list[str], env: dict[str, str], cwd: str, spec: JobSpec, *,
@@ -72,11 +75,8 @@ def wrap(argv: list[str], env: dict[str, str], cwd: str, spec: JobSpec, *,
         rt.remove_leftovers(owner_alive)
     except ContainerError as err:  # a tidy-up of earlier jobs: never this job's failure
         logger.warning("cannot look for leftover containers: %s", err)
-    mounts = [Mount(cwd, c.workdir), *c.mounts,
-              *symlink_mounts(spec, cwd, c, files=rt.file_mounts)]
-    for m in mounts:
-        if not os.path.exists(m.host):
-            raise ContainerError(f"container mount {m}: {m.host} does not exist", c.type)
+    mounts = [_resolved(m, c.type) for m in (
+        Mount(cwd, c.workdir), *c.mounts, *symlink_mounts(spec, cwd, c, files=rt.file_mounts))]
     targets = [(m.target, os.path.isdir(m.host)) for m in mounts]
     image = _image(rt, c, policy or Policy(), cancel, info, targets)
 
@@ -122,7 +122,8 @@ def wrap(argv: list[str], env: dict[str, str], cwd: str, spec: JobSpec, *,
             rt.remove(name)
 
     logger.info("container: %s %s", c.type, image)
-    return Wrapped(cmd, rt.env, cwd, cleanup, info)
+    linger = None if name is None else (lambda: rt.waiter(name))
+    return Wrapped(cmd, rt.env, cwd, cleanup, info, linger)
 
 
 def _image(rt: Any, c: ContainerSpec, policy: Policy, cancel: threading.Event | None,
@@ -150,6 +151,20 @@ def _image(rt: Any, c: ContainerSpec, policy: Policy, cancel: threading.Event | 
         rt.mountpoints(ref, targets)
     info.update(image=c.hub, digest=digest, cache="pulled")
     return ref
+
+
+def _resolved(m: Mount, runtime: str) -> Mount:
+    """The mount with its host path resolved as the kernel will find it (every link
+    followed once, here), checked again on what it leads to: a path that was a link to
+    '/' when the job was validated, or became one since, is refused."""
+    from fluxlite.container.spec import bad_host
+
+    if not os.path.exists(m.host):
+        raise ContainerError(f"container mount {m}: {m.host} does not exist", runtime)
+    why = bad_host(m.host)
+    if why:
+        raise ContainerError(f"container mount {m}: host path {why}", runtime)
+    return Mount(os.path.realpath(m.host), m.target, m.read_only)
 
 
 def runtime_env(env: dict[str, str], spec: JobSpec, extra: dict[str, str] | None

@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -59,9 +60,11 @@ class Invocation:
 
 
 def run_tool(argv: list[str], env: dict[str, str] | None = None,
-             timeout: float = _TOOL_TIMEOUT, runtime: str = "", stderr_too: bool = False) -> str:
+             timeout: float = _TOOL_TIMEOUT, runtime: str = "", stderr_too: bool = False,
+             detail: Callable[[str], str] | None = None) -> str:
     """Run one runtime command (no shell) and return its stdout (and stderr, for tools that
-    answer there); a failure is one line."""
+    answer there); a failure is one line: the last line of stderr, or what ``detail``
+    makes of it."""
     try:
         out = subprocess.run(argv, env=env, capture_output=True, timeout=timeout,  # noqa: S603
                              check=False, stdin=subprocess.DEVNULL)
@@ -71,9 +74,14 @@ def run_tool(argv: list[str], env: dict[str, str] | None = None,
         raise ContainerError(f"{os.path.basename(argv[0])} {argv[1]}: no answer after "
                              f"{timeout:g} s", runtime) from err
     if out.returncode != 0:
-        why = out.stderr.decode("utf-8", "replace").strip().splitlines()
+        err = out.stderr.decode("utf-8", "replace")
+        if detail is not None:
+            why = detail(err)
+        else:
+            lines = err.strip().splitlines()
+            why = lines[-1] if lines else "no message"
         raise ContainerError(f"{os.path.basename(argv[0])} {argv[1]} failed (exit "
-                             f"{out.returncode}): {why[-1] if why else 'no message'}", runtime)
+                             f"{out.returncode}): {why}", runtime)
     text = out.stdout + (out.stderr if stderr_too else b"")
     return text.decode("utf-8", "replace")
 
@@ -133,6 +141,12 @@ class Runtime(ABC):
         """Create what the image needs for the mounts to land: (path, is a directory).
         Most runtimes create mount points themselves: nothing to do."""
 
+    def waiter(self, name: str) -> subprocess.Popen[bytes] | None:
+        """A process that ends when the named container has ended, started when the
+        container still runs after the runtime's client returned; None when it does not
+        (runtimes without a daemon keep no container: their task ended with the client)."""
+        return None
+
     def remove(self, name: str) -> None:  # noqa: B027 - does not apply to most runtimes
         """Remove the named container, running or not (runtimes without a daemon keep no
         container: their task is a process of fluxlite's, and ends with its tree)."""
@@ -143,10 +157,30 @@ class Runtime(ABC):
         return []
 
 
+def env_file_lines(env: dict[str, str], runtime: str, quote: str = "") -> str:
+    """NAME=value lines of an environment file that reads values literally, each value
+    between ``quote`` characters when the runtime strips one pair of them (ch-run). The
+    spec refuses what such a file cannot carry; this refuses it again for variables
+    fluxlite adds, rather than write a line the runtime would read otherwise."""
+    from fluxlite.container.spec import ENV_NAME
+
+    for k, v in env.items():
+        if not ENV_NAME.fullmatch(k) or "\n" in v or "\r" in v:
+            raise ContainerError(f"environment variable {k!a} cannot be passed through "
+                                 f"{runtime}'s environment file", runtime)
+    return "".join(f"{k}={quote}{v}{quote}\n" for k, v in env.items())
+
+
 def shell_quote_env(env: dict[str, str]) -> str:
     """KEY='value' lines, for env files that a shell-like reader evaluates."""
     import shlex
 
+    from fluxlite.container.spec import ENV_NAME
+
+    for k in env:
+        if not ENV_NAME.fullmatch(k):
+            raise ContainerError(f"environment variable {k!a} cannot be passed through an "
+                                 "environment file")
     return "".join(f"{k}={shlex.quote(v)}\n" for k, v in env.items())
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import sys
 import tarfile
 import threading
 from collections.abc import Iterator
@@ -163,6 +164,11 @@ def unpack_rootfs(tar_path: str, dest: str) -> None:
     import shutil
     import tempfile
 
+    if not hasattr(tarfile, "tar_filter"):  # Python 3.11.0–3.11.3: no extraction filters
+        raise ContainerError(
+            f"container image: this Python ({sys.version.split()[0]}) cannot unpack an image "
+            "safely (its tarfile has no extraction filters, from 3.11.4 on): use Python "
+            "3.11.4 or later, or give the runtime's own converter (ch-convert) or a SIF")
     parent = os.path.dirname(dest)
     tmp = tempfile.mkdtemp(prefix=".unpack-", dir=parent)
     try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import subprocess
 from typing import TYPE_CHECKING, Any
 
 from fluxlite.fsutil import unlink_quietly
@@ -13,6 +14,7 @@ from fluxlite.container.base import (
     ContainerError,
     Invocation,
     Runtime,
+    env_file_lines,
     run_tool,
     shell_quote_env,
     write_private,
@@ -115,8 +117,8 @@ class Podman(Runtime):
     def command(self, inv: Invocation) -> list[str]:
         """``podman run`` of the task: an init, the host's network, the user's uid, the env file."""
         multiline = {k: v for k, v in inv.env.items() if "\n" in v or "\r" in v}
-        write_private(inv.env_file, "".join(f"{k}={v}\n" for k, v in inv.env.items()
-                                            if k not in multiline))
+        write_private(inv.env_file, env_file_lines(
+            {k: v for k, v in inv.env.items() if k not in multiline}, self.type))
         argv = [self.program, "run", "--rm", "--init", "--pull=never", "--network=host",
                 "--label", f"{LABEL}={inv.owner}"]
         if inv.name:
@@ -130,6 +132,26 @@ class Podman(Runtime):
         argv += ["--workdir", inv.workdir, *self._gpus(inv), *inv.options, inv.image,
                  *inv.argv]
         return argv
+
+    def waiter(self, name: str) -> subprocess.Popen[bytes] | None:
+        """``podman wait`` for a container still running after ``podman run`` returned (a
+        client that returned at a signal, or was killed); None when it is gone."""
+        try:
+            running = self.tool("container", "inspect", "--format", "{{.State.Running}}",
+                                name, timeout=60).strip()
+        except ContainerError:
+            return None  # gone already: ``--rm`` took it with its end
+        if running != "true":
+            return None
+        logger.info("container %s still runs after %s run returned: waiting for its end",
+                    name, self.type)
+        try:
+            return subprocess.Popen([self.program, "wait", name], env=self.env,  # noqa: S603
+                                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.DEVNULL)
+        except OSError as err:
+            logger.warning("cannot wait for container %s: %s", name, err.strerror)
+            return None
 
     def remove(self, name: str) -> None:
         """``podman rm --force --ignore``: gone, whether it was there or not."""
@@ -300,24 +322,35 @@ class Charliecloud(Runtime):
                                  f"image, not a {image.format}", self.type)
         dest = image.derived("dir")
         if not os.path.isdir(dest):
-            tmp = f"{dest}.tmp-{os.getpid()}"
-            try:
-                convert = os.path.join(os.path.dirname(self.program), "ch-convert")
-                if os.access(convert, os.X_OK):
-                    run_tool([convert, "-i", "tar", "-o", "dir", image.path, tmp], self.env,
-                             runtime=self.type)
-                    os.replace(tmp, dest)
-                else:
-                    from fluxlite.container.cache import unpack_rootfs
+            convert = os.path.join(os.path.dirname(self.program), "ch-convert")
+            if os.access(convert, os.X_OK):
+                self._convert([convert, "-i", "tar", "-o", "dir", image.path], dest)
+            else:
+                from fluxlite.container.cache import unpack_rootfs
 
-                    unpack_rootfs(image.path, dest)
-            finally:
-                if os.path.isdir(tmp):
-                    import shutil
-
-                    shutil.rmtree(tmp, ignore_errors=True)  # our own partial conversion
+                unpack_rootfs(image.path, dest)
         _ensure_standard(dest)
         return dest
+
+    def _convert(self, argv: list[str], dest: str) -> None:
+        """Run ``ch-convert … <dest>`` into a private directory beside ``dest``: its output
+        there, renamed into place, and its own work files there too (TMPDIR), so that a
+        failed conversion leaves nothing; a failure names what the converter said."""
+        import shutil
+        import tempfile
+
+        work = tempfile.mkdtemp(prefix=".convert-", dir=os.path.dirname(dest))
+        try:
+            out = os.path.join(work, "image")
+            try:
+                run_tool([*argv, out], {**self.env, "TMPDIR": work}, runtime=self.type,
+                         detail=_converter_errors)
+            except ContainerError as err:
+                raise ContainerError(f"charliecloud: cannot convert the image: {err}",
+                                     self.type) from err
+            os.replace(out, dest)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)  # made above: ours alone
 
     def pull(self, ref: str, cache: ImageCache) -> tuple[str, str | None]:
         """``ch-image pull`` a docker:// reference and convert it into a directory of the cache."""
@@ -333,14 +366,11 @@ class Charliecloud(Runtime):
         os.makedirs(blobs, mode=0o700, exist_ok=True)
         dest = os.path.join(blobs, f"hub-{hashlib.sha256(ref.encode()).hexdigest()}.dir")
         convert = os.path.join(os.path.dirname(self.program), "ch-convert")
-        tmp = f"{dest}.tmp-{os.getpid()}"
-        run_tool([convert, "-i", "ch-image", "-o", "dir", name, tmp], self.env,
-                 runtime=self.type)
         if os.path.isdir(dest):
             import shutil
 
             shutil.rmtree(dest)  # the previous pull of this reference, ours
-        os.replace(tmp, dest)
+        self._convert([convert, "-i", "ch-image", "-o", "dir", name], dest)
         _ensure_standard(dest)
         return dest, None  # ch-image reports no digest for what it pulled
 
@@ -353,7 +383,9 @@ class Charliecloud(Runtime):
 
     def command(self, inv: Invocation) -> list[str]:
         """``ch-run`` of the task: the environment from the env file, a private /tmp, the mounts."""
-        write_private(inv.env_file, "".join(f"{k}={v}\n" for k, v in inv.env.items()))
+        # ch-run strips one pair of quotes around a value (single ones, and double ones
+        # in later versions) and knows no escapes: every value quoted reads back as it is
+        write_private(inv.env_file, env_file_lines(inv.env, self.type, quote="'"))
         # --private-tmp: ch-run would otherwise show $TMPDIR (or the host's /tmp) there, and
         # it can create mount points in its own tmpfs but not below a bind mount
         argv = [self.program, "--unset-env=*", f"--set-env={inv.env_file}",
@@ -406,6 +438,23 @@ def _unpacked(image: CachedImage) -> str:
     if not os.path.isdir(dest):
         unpack_rootfs(image.path, dest)
     return dest
+
+
+# ch-convert's own progress lines, around what the tools it runs say
+_CONVERT_PROGRESS = ("input:", "output:", "analyzing", "unpacking", "converting", "done",
+                     "copying", "flattening")
+
+
+def _converter_errors(stderr: str) -> str:
+    """What went wrong in a ch-convert run, in one line: each distinct message of the tools
+    it ran (tar's first complaint, not only its last "exiting now"), in order."""
+    seen: list[str] = []
+    for line in stderr.splitlines():
+        line = line.strip()
+        if line and not line.lower().startswith(_CONVERT_PROGRESS) and line not in seen:
+            seen.append(line)
+    text = "; ".join(seen) or "no message"
+    return text if len(text) <= 400 else text[:399] + "…"
 
 
 def _loaded_ref(out: str) -> str | None:

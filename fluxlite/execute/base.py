@@ -179,6 +179,14 @@ class Escalation:
             if kill is not None and (self.kill_at is None or kill < self.kill_at):
                 self.kill_at, self.kill_why = kill, None
 
+    def left(self, now: float) -> float:
+        """Seconds until the KILL once a TERM has gone: what the task may still take to end
+        by itself (none before a TERM, or once the KILL has gone)."""
+        with self._lock:
+            if not self.termed or self.killed or self.kill_at is None:
+                return 0.0
+            return max(0.0, self.kill_at - now)
+
     def kill_once(self) -> bool:
         """True the first time only: the KILL is to be sent now."""
         with self._lock:

@@ -23,6 +23,7 @@ import os
 import select
 import shutil
 import signal
+import subprocess
 import time
 from collections.abc import Callable, Container
 from typing import Any
@@ -73,6 +74,12 @@ class LocalLauncher(Launcher):
     killed when its leader has exited; ``pass_fds`` are ``(fd, number)`` pairs it gets on
     top of its stdio. Both start the task through :func:`supervisor.spawn`.
 
+    ``linger()``, when given, is asked once the task's leader has ended after a TERM and
+    before what it left behind is killed: what the leader started may still be the task (a
+    container whose runtime client returned before it), and ``linger`` starts a process
+    that ends when that has ended (or returns None: nothing is left). The task then gets
+    the rest of the grace, the signals fluxlite receives acted on as before.
+
     ``executable`` is argv[0] resolved already (else it is looked up on the env's PATH).
     :meth:`wait` blocks; :meth:`fileno` and :meth:`poll` let a caller wait for many.
     """
@@ -80,8 +87,11 @@ class LocalLauncher(Launcher):
     def __init__(self, argv: list[str], cwd: str, env: dict[str, str], *,
                  cleanup: str = DESCENDANTS, executable: str | None = None,
                  pass_fds: tuple[tuple[int, int], ...] = (),
-                 on_orphaned: Callable[[], None] | None = None, **kw: Any) -> None:
+                 on_orphaned: Callable[[], None] | None = None,
+                 linger: Callable[[], subprocess.Popen[bytes] | None] | None = None,
+                 **kw: Any) -> None:
         super().__init__(argv, cwd, env, **kw)
+        self.linger = linger
         self.cleanup = cleanup
         self.monitors_tree = cleanup == DESCENDANTS
         self.executable = executable
@@ -202,6 +212,8 @@ class LocalLauncher(Launcher):
             if self._fd >= 0:
                 os.close(self._fd)
         self._fd = -1
+        if self._task is not None and self.linger is not None and has_children():
+            self._linger(self.linger)
         self._done.set()
         res = self.result
         res.duration = time.monotonic() - self._t0
@@ -214,6 +226,26 @@ class LocalLauncher(Launcher):
             self.result.killed.extend(kill_descendants("left behind: task ended"))
             reap_all()
         return res
+
+    def _linger(self, linger: Callable[[], subprocess.Popen[bytes] | None]) -> None:
+        """The rest of the grace for what outlived the task's leader after a TERM: until it
+        ends, the KILL is due, or a second signal asks for it."""
+        e = self.escalation
+        if e.left(time.monotonic()) <= 0:
+            return
+        waiter = linger()
+        if waiter is None:
+            return
+        try:
+            while waiter.poll() is None and not e.killed:
+                self._handle_pending()
+                if e.left(time.monotonic()) <= 0:
+                    break
+                time.sleep(0.05)
+        finally:
+            if waiter.poll() is None:
+                waiter.kill()
+            waiter.wait()
 
     def close(self) -> None:
         """A task started and abandoned (never waited for): killed, reaped and cleaned up

@@ -330,7 +330,7 @@ def nobody_home() -> Any:
 
 
 def _run_as_nobody(home: Path, rt: RuntimeEnv, script: str, subids: bool = False,
-                   ) -> subprocess.CompletedProcess[bytes]:
+                   **extra: Any) -> subprocess.CompletedProcess[bytes]:
     """fluxlite run as nobody, in a private mount namespace where /etc/subuid and
     /etc/subgid give nobody subordinate ids when ``subids`` (the real files are untouched)."""
     import shutil
@@ -341,7 +341,7 @@ def _run_as_nobody(home: Path, rt: RuntimeEnv, script: str, subids: bool = False
     job = container_job(rt, home / "cache", script,
                         container={"image": {"url": image.as_uri(), "sha256": rt.image.sha256}},
                         outputs=[{"lfn": "who.txt", "urls": [(home / "who.txt").as_uri()]}],
-                        workdir={"base": str(home)})
+                        workdir={"base": str(home)}, **extra)
     (home / "job.json").write_text(json.dumps({"fluxlite": 1, **job}))
     env = {"PATH": "/usr/bin:/bin", "HOME": str(home), "USER": "nobody",
            "XDG_RUNTIME_DIR": str(home / "run"), "FLUXLITE_CACHE": str(home / "cache"),
@@ -387,6 +387,22 @@ def test_rootless_podman_without_subids_refuses(podman: RuntimeEnv, nobody_home:
     assert p.returncode == 71, err
     assert "cannot keep the user's uid inside" in err and "Traceback" not in err
     assert not list(nobody_home.glob("fluxlite.*/ran"))
+
+
+def test_rootless_podman_checkpoint_in_the_grace_is_staged(podman: RuntimeEnv,
+                                                          nobody_home: Path) -> None:
+    """Rootless podman: at the checkpoint TERM ``podman run`` may return before its
+    container has ended; the container's own end is awaited within kill_grace, so the
+    state the task saves in the grace is staged."""
+    saved = nobody_home / "saved.ckpt"
+    t0 = time.monotonic()
+    p = _run_as_nobody(nobody_home, podman,
+                       "trap 'sleep 2; echo state > state.ckpt; " + WHO + "; exit 0' TERM; "
+                       "while true; do sleep 0.2; done", subids=True,
+                       limits={"checkpoint_time": 1, "maxwalltime": 30, "kill_grace": 10},
+                       checkpoints=[{"lfn": "state.ckpt", "url": saved.as_uri()}])
+    assert saved.read_text() == "state\n", p.stderr.decode()
+    assert time.monotonic() - t0 < 60
 
 
 def _term_when(proc: subprocess.Popen[bytes], ready: Any) -> float:
@@ -441,3 +457,102 @@ def test_term_during_the_image_fetch_leaves_no_partial_file(charliecloud: Runtim
     assert proc.returncode == 128 + signal.SIGTERM
     assert took < 3.0
     assert list(blobs.iterdir()) == []  # neither the partial image nor anything else
+
+
+def test_checkpoint_written_in_the_grace_is_staged(runtime: RuntimeEnv, fl: Fluxlite,
+                                                   tmp_path: Path) -> None:
+    """At the checkpoint TERM the task takes two seconds to save its state and exits; the
+    container's own end is awaited (within kill_grace), and the checkpoint is staged."""
+    saved = tmp_path / "saved.ckpt"
+    job = container_job(
+        runtime, tmp_path / "cache",
+        "trap 'sleep 2; echo state > state.ckpt; exit 0' TERM; touch started; "
+        "while true; do sleep 0.2; done",
+        limits={"checkpoint_time": 1, "maxwalltime": 30, "kill_grace": 10},
+        checkpoints=[{"lfn": "state.ckpt", "url": saved.as_uri()}],
+        workdir={"base": str(tmp_path), "keep": "always"})
+    t0 = time.monotonic()
+    p = fl.run("run", str(fl.write_job(job)), env=_env(runtime, tmp_path), timeout=90)
+    took = time.monotonic() - t0
+    assert saved.read_text() == "state\n", p.stderr.decode()
+    rec = _record(tmp_path)
+    assert rec["task"]["duration"] >= 2.5, rec["task"]  # the container's own end
+    assert took < 25.0
+    assert runtime.containers() == []
+
+
+def test_checkpoint_saved_after_the_podman_client_is_gone(podman: RuntimeEnv, fl: Fluxlite,
+                                                          tmp_path: Path) -> None:
+    """``podman run`` may return before its container ends (a client that returns at the
+    TERM, or is killed): the container still gets the rest of kill_grace to save its state
+    and end, as a bare task would, and only then is it removed."""
+    import psutil
+
+    saved = tmp_path / "saved.ckpt"
+    job = container_job(
+        podman, tmp_path / "cache",
+        "trap 'touch got-term; sleep 2; echo state > state.ckpt; exit 0' TERM; "
+        "touch started; while true; do sleep 0.2; done",
+        limits={"checkpoint_time": 2, "maxwalltime": 40, "kill_grace": 15},
+        checkpoints=[{"lfn": "state.ckpt", "url": saved.as_uri()}],
+        workdir={"base": str(tmp_path), "keep": "always"})
+    proc = fl.popen("run", str(fl.write_job(job)), env=_env(podman, tmp_path))
+    try:
+        _wait_until(proc, lambda: bool(list(tmp_path.glob("fluxlite.*/got-term"))))
+        clients = [c for c in psutil.Process(proc.pid).children(recursive=True)
+                   if c.name() == "podman" and "run" in c.cmdline()]
+        assert clients, "no podman run below fluxlite"
+        for c in clients:  # below the fluxlite this test started
+            c.kill()
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert saved.exists() and saved.read_text() == "state\n", err.decode()
+    assert podman.containers() == []
+
+
+def test_environment_values_read_back_exactly(runtime: RuntimeEnv, fl: Fluxlite,
+                                              tmp_path: Path) -> None:
+    """Values that an environment file could read otherwise (quotes stripped, a comment
+    sign, spaces, '=' inside) reach the task as they were written."""
+    values = {"SQ": "'quoted'", "DQ": '"double"', "HASH": "#not a comment",
+              "SPACES": "  both  ", "EQ": "a=b=c", "EMPTY": "", "MIXED": "it's \"x\""}
+    script = "; ".join(f'printf "%s|" "${k}" >> seen.txt' for k in values)
+    job = container_job(runtime, tmp_path / "cache", script,
+                        environment={**values, "PATH": "/bin"},
+                        outputs=[{"lfn": "seen.txt", "urls": [(tmp_path / "seen.txt").as_uri()]}])
+    p = fl.run("run", str(fl.write_job(job)), env=_env(runtime, tmp_path))
+    assert p.returncode == 0, p.stderr.decode()
+    assert (tmp_path / "seen.txt").read_text() == "".join(f"{v}|" for v in values.values())
+
+
+def test_a_failed_conversion_says_why_and_leaves_nothing(charliecloud: RuntimeEnv,
+                                                         fl: Fluxlite, tmp_path: Path) -> None:
+    """An image tar cannot unpack (a hard link to nothing): ch-convert's
+    complaint (tar's first, not only its last line) in one line, exit 71, and neither its
+    work directory nor a partial image left behind."""
+    import tarfile
+
+    from tests.conftest import sha256_of
+
+    bad = tmp_path / "bad.tar"
+    with tarfile.open(bad, "w") as tf:
+        ti = tarfile.TarInfo("bin")
+        ti.type, ti.mode = tarfile.DIRTYPE, 0o755
+        tf.addfile(ti)
+        ti = tarfile.TarInfo("bin/sh")
+        ti.type, ti.linkname = tarfile.LNKTYPE, "nothere"
+        tf.addfile(ti)
+    work_tmp = tmp_path / "tmp"
+    work_tmp.mkdir()
+    job = container_job(charliecloud, tmp_path / "cache", "true",
+                        container={"image": {"url": bad.as_uri(), "sha256": sha256_of(bad)}})
+    p = fl.run("run", str(fl.write_job(job)), env=_env(charliecloud, tmp_path,
+                                                          TMPDIR=str(work_tmp)))
+    err = p.stderr.decode()
+    assert p.returncode == 71, err
+    assert "cannot convert the image" in err and "Cannot hard link" in err, err
+    assert "Traceback" not in err
+    assert list(work_tmp.iterdir()) == []  # ch-convert's own work files
+    blobs = tmp_path / "cache" / "images" / "sha256"
+    assert [p.name for p in blobs.iterdir() if ".dir" in p.name or "convert" in p.name] == []
