@@ -6,7 +6,7 @@ import json
 import subprocess
 from pathlib import Path
 
-from tests.conftest import Fluxlite
+from tests.conftest import Fluxlite, sha256_of
 
 CLEAN_ENV = {"PATH": "/usr/bin:/bin"}  # no virtualenv, no fluxlite on PATH
 
@@ -93,7 +93,7 @@ def test_refuses_a_directory_that_is_not_a_package(fl: Fluxlite, tmp_path: Path)
     f.write_text("x")
     assert _home(fl, f).returncode == 2
     bad = _home(fl, tmp_path / "new", "5.1")
-    assert bad.returncode == 2 and b"must be X.Y.Z" in bad.stderr
+    assert bad.returncode == 2 and b"must be a version as pegasus-version prints" in bad.stderr
     assert not (tmp_path / "new").exists()
 
 
@@ -105,7 +105,7 @@ def test_force_removes_only_files_of_the_package(fl: Fluxlite, tmp_path: Path) -
     canary.write_text("keep")
     marker = home / ".fluxlite-pegasus-home.json"
     doc = json.loads(marker.read_text())
-    doc["files"] += ["../canary", str(canary)]
+    doc["files"].update({"../canary": sha256_of(canary), str(canary): sha256_of(canary)})
     marker.write_text(json.dumps(doc))
     (home / "bin" / "mine").write_text("a user's file beside the tools")
     p = _home(fl, home, "5.1.2", "--force")
@@ -127,3 +127,21 @@ def test_an_interpreter_without_fluxlite_is_refused(fl: Fluxlite, tmp_path: Path
     assert p.returncode == 2
     assert "cannot import fluxlite" in p.stderr.decode()
     assert not d.exists()
+
+
+def test_versions_compare_as_pegasuslite_greps_them() -> None:
+    """PegasusVersion.accepts against grep -E with the pattern PegasusLite builds from the
+    planner's major, minor and patch (the dots of the patch match any character, the line
+    may start with anything)."""
+    from fluxlite.pegasus.home import PegasusVersion
+
+    planners = ["5.1.2", "5.1.3-dev.0", "5.1.3.dev0", "6.0.0-dev.0"]
+    printed = ["5.1.2", "15.1.2", "5.1.2 ", "5.1.3-dev.0", "5.1.3-devX0", "5.1.3.dev0",
+               "5.1.3xdev0", "5.1.3-dev.0\nx", "x\n5.1.2", "6.0.0-dev.0", "6.0.0.dev.0"]
+    for planner in planners:
+        v = PegasusVersion.parse(planner)
+        major, minor, patch = planner.split(".", 2)
+        for text in printed:
+            g = subprocess.run(["grep", "-E", f"{major}\\.{minor}\\.{patch}$"],
+                               input=(text + "\n").encode(), capture_output=True, timeout=10)
+            assert v.accepts(text) == (g.returncode == 0), (planner, text)
