@@ -256,19 +256,21 @@ def _parts(rel: str) -> list[str] | None:
     return parts
 
 
-def _open_parent(dfd: int, parts: list[str], create: bool = False) -> int:
+def _open_parent(dfd: int, parts: list[str], made: list[str] | None = None) -> int:
     """A descriptor of the directory holding ``parts[-1]``, reached from ``dfd`` one
     component at a time with O_NOFOLLOW: a link on the way is ELOOP/ENOTDIR, never
-    followed. ``create``: make missing directories (0755, under the umask)."""
+    followed. ``made``: create missing directories (0755, under the umask) and add their
+    names (relative to DIR) to it."""
     fd = os.dup(dfd)
     try:
-        for name in parts[:-1]:
+        for i, name in enumerate(parts[:-1]):
             try:
                 nfd = os.open(name, _DIR_FLAGS, dir_fd=fd)
             except FileNotFoundError:
-                if not create:
+                if made is None:
                     raise
                 os.mkdir(name, 0o755, dir_fd=fd)
+                made.append("/".join(parts[:i + 1]))
                 nfd = os.open(name, _DIR_FLAGS, dir_fd=fd)
             os.close(fd)
             fd = nfd
@@ -414,19 +416,37 @@ def make(directory: str, pegasus_version: str, force: bool = False,
         raise HomeError(f"{home}: cannot be examined: {_why(err)}", str(home)) from err
     if st is not None and not stat.S_ISDIR(st.st_mode):
         raise HomeError(f"{home}: exists and is not a directory", str(home))
+    made: list[Path] = []  # DIR and the parents made for it: removed again on a failure
     if st is None:
+        missing = [home, *(p for p in home.parents if not p.exists())]
         try:
-            os.makedirs(home, 0o755)
+            for d in reversed(missing):
+                os.mkdir(d, 0o755)
+                made.append(d)
         except OSError as err:
+            _rmdirs(made)
             raise HomeWriteError(str(home), _why(err)) from err
     try:
         dfd = os.open(home, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError as err:
+        _rmdirs(made)
         raise HomeError(f"{home}: cannot be opened: {_why(err)}", str(home)) from err
     try:
         return _make_in(dfd, home, version, python, files, force)
+    except FluxliteError:
+        _rmdirs(made)
+        raise
     finally:
         os.close(dfd)
+
+
+def _rmdirs(made: list[Path]) -> None:
+    """Remove the directories this run made, innermost first (rmdir: only when empty)."""
+    for d in reversed(made):
+        try:
+            os.rmdir(d)
+        except OSError:
+            return
 
 
 def _why(err: OSError) -> str:
@@ -436,7 +456,11 @@ def _why(err: OSError) -> str:
 def _make_in(dfd: int, home: Path, version: PegasusVersion, python: str,
              files: dict[str, bytes], force: bool) -> Package:
     marker = read_marker(dfd)
-    if marker is None and os.listdir(dfd):
+    try:
+        entries = os.listdir(dfd)
+    except OSError as err:
+        raise HomeError(f"{home}: cannot be read: {_why(err)}", str(home)) from err
+    if marker is None and entries:
         raise HomeError(f"{home}: not empty and not a worker package made by fluxlite; "
                         "refusing to write into it", str(home))
     if marker is not None:
@@ -474,13 +498,15 @@ def _write_all(dfd: int, home: Path, files: dict[str, bytes]) -> None:
     """Write every file under a temporary name first, then rename each over its place (the
     marker last): a failure before the renames changes nothing and leaves nothing."""
     staged: list[tuple[int, str, str]] = []  # (parent fd, temporary name, final name)
+    made: list[str] = []  # directories made inside DIR (bin): removed again on a failure
+    done = False
     try:
         for rel, data in files.items():
             parts = _parts(rel)
             assert parts is not None
             where = home / rel
             try:
-                pfd = _open_parent(dfd, parts, create=True)
+                pfd = _open_parent(dfd, parts, made)
             except OSError as err:
                 if err.errno in (errno.ELOOP, errno.ENOTDIR):
                     raise HomeError(f"{where.parent}: is a link or not a directory; "
@@ -507,6 +533,7 @@ def _write_all(dfd: int, home: Path, files: dict[str, bytes]) -> None:
             except OSError as err:
                 raise HomeWriteError(str(home / name), _why(err)) from err
             staged[i] = (pfd, "", name)
+        done = True
     finally:
         for pfd, tmp, _ in staged:
             if tmp:
@@ -515,6 +542,11 @@ def _write_all(dfd: int, home: Path, files: dict[str, bytes]) -> None:
                 except OSError:
                     pass
             os.close(pfd)
+        for rel in reversed(made if not done else []):
+            try:
+                os.rmdir(rel, dir_fd=dfd)
+            except OSError:
+                break
 
 
 def _unlink(dfd: int, home: Path, rel: str) -> None:

@@ -247,16 +247,20 @@ def test_a_full_filesystem_is_one_line_and_71_and_leaves_no_temporaries(fl: Flux
 dd if=/dev/zero of={mnt}/fill bs=1k count=4096 2>/dev/null
 {py} -m fluxlite pegasus-home {mnt}/pkg --pegasus-version 5.1.2 --force
 echo "rc=$?" >&2
+{py} -m fluxlite pegasus-home {mnt}/new/pkg --pegasus-version 5.1.3
+echo "rc=$?" >&2
+[ -e {mnt}/new ] && echo "new: left behind" >&2
 ls -A {mnt}/pkg {mnt}/pkg/bin >&2
 {mnt}/pkg/bin/pegasus-config --version >&2
 """, size="64k")
     err = p.stderr.decode()
     assert p.returncode == 0, err
     lines = err.splitlines()
-    assert "rc=71" in lines, err
+    assert [ln for ln in lines if ln.startswith("rc=")] == ["rc=71", "rc=71"], err
     assert "Traceback" not in err
     errors = [ln for ln in lines if ln.startswith("fluxlite:")]
-    assert len(errors) == 1 and "no space left on device" in errors[0], err
+    assert len(errors) == 2 and all("no space left on device" in e for e in errors), err
+    assert "new: left behind" not in lines  # the directories it made are gone again
     assert not any(".tmp-" in ln for ln in lines), err  # no temporary left behind
     assert lines[-1] == "5.1.3"  # the package as it was
 
