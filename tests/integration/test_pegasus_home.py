@@ -6,6 +6,8 @@ import json
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import Fluxlite, sha256_of
 
 CLEAN_ENV = {"PATH": "/usr/bin:/bin"}  # no virtualenv, no fluxlite on PATH
@@ -117,8 +119,6 @@ def test_force_removes_only_files_of_the_package(fl: Fluxlite, tmp_path: Path) -
 def test_an_interpreter_without_fluxlite_is_refused(fl: Fluxlite, tmp_path: Path) -> None:
     import shutil
 
-    import pytest
-
     system = shutil.which("python3", path="/usr/bin:/bin")
     if system is None:
         pytest.skip("no system python3 to try")
@@ -145,3 +145,26 @@ def test_versions_compare_as_pegasuslite_greps_them() -> None:
             g = subprocess.run(["grep", "-E", f"{major}\\.{minor}\\.{patch}$"],
                                input=(text + "\n").encode(), capture_output=True, timeout=10)
             assert v.accepts(text) == (g.returncode == 0), (planner, text)
+
+
+def test_an_interpreter_path_no_shebang_can_carry_gets_a_sh_launcher(fl: Fluxlite,
+                                                                      tmp_path: Path) -> None:
+    from tests.conftest import ROOT
+
+    venv = tmp_path / "with space" / "venv"
+    made = subprocess.run(["/usr/bin/python3", "-m", "venv", "--without-pip", str(venv)],
+                          capture_output=True, timeout=120)
+    site = list((venv / "lib").glob("python3*/site-packages"))
+    if made.returncode != 0 or not site:
+        pytest.skip("no /usr/bin/python3 that makes a virtualenv")
+    (site[0] / "fluxlite-checkout.pth").write_text(f"{ROOT}\n")
+    home = tmp_path / "home"
+    p = _home(fl, home, "5.1.3", "--python", str(venv / "bin" / "python"))
+    if p.returncode == 2 and b"fluxlite needs 3.11" in p.stderr:
+        pytest.skip("/usr/bin/python3 is older than 3.11")
+    assert p.returncode == 0, p.stderr
+    launcher = home / "bin" / "pegasus-kickstart"
+    assert launcher.read_text().startswith("#!/bin/sh\n")
+    k = subprocess.run([str(launcher), "/bin/true"], capture_output=True, env=CLEAN_ENV,
+                       cwd=tmp_path, timeout=60)
+    assert k.returncode == 0 and k.stdout.startswith(b"- invocation: True"), k.stderr
