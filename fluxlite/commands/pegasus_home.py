@@ -1,4 +1,4 @@
-"""fluxlite pegasus-home DIR --pegasus-version X.Y.Z: a Pegasus worker package of fluxlite.
+"""fluxlite pegasus-home DIR --pegasus-version VERSION: a Pegasus worker package of fluxlite.
 
 Point a site's ``env.PEGASUS_HOME`` profile at DIR and PegasusLite runs fluxlite's
 pegasus-kickstart, pegasus-transfer and pegasus-integrity (docs/pegasus-home.md).
@@ -15,14 +15,16 @@ logger = logging.getLogger(__name__)
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The options of ``fluxlite pegasus-home``."""
     p.add_argument("directory", metavar="DIR", help="where the package goes (DIR/bin)")
-    p.add_argument("--pegasus-version", required=True, metavar="X.Y.Z",
-                   help="the planner's Pegasus version: PegasusLite uses the package only "
-                        "when pegasus-config --version prints exactly this")
+    p.add_argument("--pegasus-version", required=True, metavar="VERSION",
+                   help="the planner's Pegasus version as pegasus-version prints it (5.1.2, "
+                        "5.1.3-dev.0): PegasusLite uses the package only when "
+                        "pegasus-config --version prints it")
     p.add_argument("--force", action="store_true",
                    help="replace a package made by fluxlite for another version or "
                         "interpreter")
     p.add_argument("--python", metavar="PATH", default=None,
-                   help="the interpreter the tools run with (default: this one)")
+                   help="the interpreter the tools run with, a Python >= 3.11 with fluxlite "
+                        "(default: this one)")
 
 
 def main(args: argparse.Namespace) -> int:

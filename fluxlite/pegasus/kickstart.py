@@ -248,11 +248,15 @@ class KickstartRunner(Runner):
         whatever happened before."""
         rec = self.record
         self._stat_files(self.opt.stat_before, output=False)
+        # until the main job is started, the record has no mainjob entry (as kickstart's,
+        # whose record tells a main job never tried from one that failed)
+        rec.main_skipped = True
         try:
             if self._run_hooks(Phase.SETUP, Phase.PREJOB):
                 if self._passed():
                     logger.info("main job skipped: the -k time limit has passed")
                 else:
+                    rec.main_skipped = False
                     super()._run_task(exe)
                 if (rec.task is not None and rec.task.status.ok and not rec.task.timed_out
                         and self.signals.stop_signal is None):

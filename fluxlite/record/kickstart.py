@@ -182,7 +182,8 @@ def render(rec: Record) -> str:
         if name in ("setup", "prejob"):
             _job_section(w, name, section)
 
-    _mainjob(w, rec)
+    if not rec.main_skipped:
+        _mainjob(w, rec)
 
     for name, section in rec.extra_sections.items():
         if name in ("postjob", "cleanup"):

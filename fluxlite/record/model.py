@@ -137,6 +137,9 @@ class Record:
     full: bool = False  # environment and limits even on success (kickstart -f)
     compact: bool = False  # no machine section (kickstart -H)
     extra_sections: dict[str, Any] = field(default_factory=dict)  # setup/prejob/... records
+    # the main job was never started (a setup or prejob hook failed or was stopped, or the
+    # -k time passed before it): kickstart's record then has no mainjob entry
+    main_skipped: bool = False
     container: dict[str, Any] | None = None  # runtime, version, image digest (containers)
 
     @property

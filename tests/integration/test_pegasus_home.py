@@ -6,7 +6,9 @@ import json
 import subprocess
 from pathlib import Path
 
-from tests.conftest import Fluxlite
+import pytest
+
+from tests.conftest import Fluxlite, sha256_of
 
 CLEAN_ENV = {"PATH": "/usr/bin:/bin"}  # no virtualenv, no fluxlite on PATH
 
@@ -93,7 +95,7 @@ def test_refuses_a_directory_that_is_not_a_package(fl: Fluxlite, tmp_path: Path)
     f.write_text("x")
     assert _home(fl, f).returncode == 2
     bad = _home(fl, tmp_path / "new", "5.1")
-    assert bad.returncode == 2 and b"must be X.Y.Z" in bad.stderr
+    assert bad.returncode == 2 and b"must be a version as pegasus-version prints" in bad.stderr
     assert not (tmp_path / "new").exists()
 
 
@@ -105,7 +107,7 @@ def test_force_removes_only_files_of_the_package(fl: Fluxlite, tmp_path: Path) -
     canary.write_text("keep")
     marker = home / ".fluxlite-pegasus-home.json"
     doc = json.loads(marker.read_text())
-    doc["files"] += ["../canary", str(canary)]
+    doc["files"].update({"../canary": sha256_of(canary), str(canary): sha256_of(canary)})
     marker.write_text(json.dumps(doc))
     (home / "bin" / "mine").write_text("a user's file beside the tools")
     p = _home(fl, home, "5.1.2", "--force")
@@ -117,8 +119,6 @@ def test_force_removes_only_files_of_the_package(fl: Fluxlite, tmp_path: Path) -
 def test_an_interpreter_without_fluxlite_is_refused(fl: Fluxlite, tmp_path: Path) -> None:
     import shutil
 
-    import pytest
-
     system = shutil.which("python3", path="/usr/bin:/bin")
     if system is None:
         pytest.skip("no system python3 to try")
@@ -127,3 +127,44 @@ def test_an_interpreter_without_fluxlite_is_refused(fl: Fluxlite, tmp_path: Path
     assert p.returncode == 2
     assert "cannot import fluxlite" in p.stderr.decode()
     assert not d.exists()
+
+
+def test_versions_compare_as_pegasuslite_greps_them() -> None:
+    """PegasusVersion.accepts against grep -E with the pattern PegasusLite builds from the
+    planner's major, minor and patch (the dots of the patch match any character, the line
+    may start with anything)."""
+    from fluxlite.pegasus.home import PegasusVersion
+
+    planners = ["5.1.2", "5.1.3-dev.0", "5.1.3.dev0", "6.0.0-dev.0"]
+    printed = ["5.1.2", "15.1.2", "5.1.2 ", "5.1.3-dev.0", "5.1.3-devX0", "5.1.3.dev0",
+               "5.1.3xdev0", "5.1.3-dev.0\nx", "x\n5.1.2", "6.0.0-dev.0", "6.0.0.dev.0"]
+    for planner in planners:
+        v = PegasusVersion.parse(planner)
+        major, minor, patch = planner.split(".", 2)
+        for text in printed:
+            g = subprocess.run(["grep", "-E", f"{major}\\.{minor}\\.{patch}$"],
+                               input=(text + "\n").encode(), capture_output=True, timeout=10)
+            assert v.accepts(text) == (g.returncode == 0), (planner, text)
+
+
+def test_an_interpreter_path_no_shebang_can_carry_gets_a_sh_launcher(fl: Fluxlite,
+                                                                      tmp_path: Path) -> None:
+    from tests.conftest import ROOT
+
+    venv = tmp_path / "with space" / "venv"
+    made = subprocess.run(["/usr/bin/python3", "-m", "venv", "--without-pip", str(venv)],
+                          capture_output=True, timeout=120)
+    site = list((venv / "lib").glob("python3*/site-packages"))
+    if made.returncode != 0 or not site:
+        pytest.skip("no /usr/bin/python3 that makes a virtualenv")
+    (site[0] / "fluxlite-checkout.pth").write_text(f"{ROOT}\n")
+    home = tmp_path / "home"
+    p = _home(fl, home, "5.1.3", "--python", str(venv / "bin" / "python"))
+    if p.returncode == 2 and b"fluxlite needs 3.11" in p.stderr:
+        pytest.skip("/usr/bin/python3 is older than 3.11")
+    assert p.returncode == 0, p.stderr
+    launcher = home / "bin" / "pegasus-kickstart"
+    assert launcher.read_text().startswith("#!/bin/sh\n")
+    k = subprocess.run([str(launcher), "/bin/true"], capture_output=True, env=CLEAN_ENV,
+                       cwd=tmp_path, timeout=60)
+    assert k.returncode == 0 and k.stdout.startswith(b"- invocation: True"), k.stderr

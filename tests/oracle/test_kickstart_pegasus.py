@@ -49,6 +49,37 @@ def test_the_clock_spans_the_prejob_and_cleanup_still_runs(fl: Fluxlite) -> None
     r.rejected()
 
 
+def test_a_prejob_stopped_by_k_leaves_no_mainjob_entry(fl: Fluxlite) -> None:
+    """The main job never started: the record has no mainjob (pegasus-kickstart's
+    test_timeout_pre), and Pegasus's parser still reads it as one failed invocation."""
+    r = ks(fl, "-k", "1", "/bin/echo", "Main job", env={"KICKSTART_PREJOB": "/bin/sleep 5"})
+    assert r.rc == 14, r.stderr
+    assert "sending SIGTERM" in r.stderr
+    assert "  mainjob:" not in r.out.read_text()
+    doc = r.yaml()
+    assert "mainjob" not in doc
+    assert doc["prejob"]["status"]["signalled_signal"] == 15
+    inv = r.inv()
+    assert inv["hostname"] and inv["invocation"]
+    r.rejected()
+
+
+def test_a_main_job_that_was_never_tried_has_no_mainjob_entry(fl: Fluxlite) -> None:
+    failed = ks(fl, "/bin/echo", "Main job", env={"KICKSTART_PREJOB": "/bin/false"},
+                name="false")
+    assert failed.rc == 1
+    assert "mainjob" not in failed.yaml() and failed.yaml()["prejob"]
+    failed.rejected()
+    late = ks(fl, "-k", "1", "/bin/echo", "Main job", name="setup",
+              env={"KICKSTART_SETUP": "/bin/sleep 5", "KICKSTART_PREJOB": "/bin/echo Pre"})
+    assert late.rc == 14
+    assert "mainjob" not in late.yaml() and "prejob" not in late.yaml()
+    late.rejected()
+    missing = ks(fl, str(fl.tmp / "no-such-program"), name="missing")  # tried: it is reported
+    assert missing.rc == 127
+    assert "No such file or directory" in missing.yaml()["mainjob"]["status"]["failure_error"]
+
+
 def test_the_clock_starts_with_kickstart_not_with_the_main_job(fl: Fluxlite) -> None:
     # setup takes 1.5 s of a 2 s limit: the main job has 0.5 s left, not 2
     env = {"KICKSTART_SETUP": "/bin/sleep 1.5"}
