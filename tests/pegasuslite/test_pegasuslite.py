@@ -56,8 +56,10 @@ def test_corrupted_input_fails_the_job_before_the_task(tmp_path: Path) -> None:
     with open(job.data / "f.a", "r+b") as fh:  # one byte changed after the .meta was made
         fh.write(b"X")
     rc, out, err = job.run(make_home(tmp_path, job.version))
-    assert rc == 71, err
-    assert "PegasusLite: exitcode 71, tool originally exited with exitcode 1" in err
+    # the code is PegasusLite's to choose (5.1 passes on the failed command's, 1): any
+    # failure, said on its own last line
+    assert rc != 0, err
+    assert err.rstrip().endswith(f"PegasusLite: exitcode {rc}"), err
     assert "does not match the calculated checksum" in err
     assert not (tmp_path / "task.pid").exists(), "the task never ran"
     with pytest.raises(Exception) as exc:  # noqa: PT011 - pegasus-exitcode's JobFailed
@@ -98,7 +100,8 @@ def test_package_of_another_version_is_not_used(tmp_path: Path) -> None:
     job = LiteJob(tmp_path, version="5.1.3")
     home = make_home(tmp_path, "5.1.2")
     rc, out, err = job.run(home)
-    assert rc == 71, err
+    assert rc != 0, err
+    assert err.rstrip().endswith(f"PegasusLite: exitcode {rc}"), err
     assert (f"Warning: Pegasus binaries in {home}/bin do not match Pegasus version used "
             "for current workflow") in err
     assert "- invocation" not in out
