@@ -353,10 +353,12 @@ class KickstartRunner(Runner):
             return
         import yaml
 
-        try:
-            doc = yaml.safe_load(textwrap.dedent(text))
+        from fluxlite.record import yamlload
+
+        try:  # anything may have written it: no aliases, bounded (the record comes first)
+            doc = yamlload.load(textwrap.dedent(text))
         except yaml.YAMLError as err:
-            logger.warning("%s: entries that are not YAML are left out: %s", INTEGRITY_VAR,
+            logger.warning("%s: its entries are left out: %s", INTEGRITY_VAR,
                            str(err).splitlines()[0])
             return
         if not isinstance(doc, dict):

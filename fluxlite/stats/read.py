@@ -21,13 +21,11 @@ import orjson
 import yaml
 
 from fluxlite.errors import EXIT_CANNOT_EXEC, EXIT_INFRA, SIGNAL_BASE
+from fluxlite.record import yamlload
 from fluxlite.record.multipart import SEPARATOR as MULTIPART
 from fluxlite.stats.model import EXIT, INFRA, OK, SIGNAL, TIMEOUT, Attempt, epoch_of, merge, ms_key
 
 logger = logging.getLogger(__name__)
-
-# the C loader parses records several times faster than the Python one
-_Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 _SNIFF = 1 << 16
 _GLOB_CHARS = re.compile(r"[*?\[]")
@@ -401,7 +399,7 @@ def _read_yaml(path: str, data: bytes, col: Collection) -> int:
     bad: list[str] = []
     for c in chunks:
         try:
-            docs = yaml.load("\n".join(c.text), Loader=_Loader)  # noqa: S506 - a safe loader
+            docs = yamlload.load("\n".join(c.text))
             inv = docs[0] if isinstance(docs, list) and docs and isinstance(docs[0], dict) \
                 else None
             if inv is None or inv.get("invocation") is not True:
@@ -409,7 +407,7 @@ def _read_yaml(path: str, data: bytes, col: Collection) -> int:
             parts = []
             for m in c.multipart:
                 try:
-                    got = yaml.load("\n".join(m), Loader=_Loader)  # noqa: S506
+                    got = yamlload.load("\n".join(m))
                 except yaml.YAMLError:
                     continue  # a broken section loses its figures, not the record
                 if isinstance(got, list):
