@@ -55,12 +55,67 @@ class Collection:
         self.attempts[a.key] = a if old is None else merge(old, a)
 
     def add_cluster(self, cid: tuple[Any, ...], summary: dict[str, Any]) -> None:
-        """Add a cluster's summary (the first read of it is kept)."""
+        """Add a cluster's summary (the first read of it is kept); ValueError when its
+        ``not_run`` count is not a count."""
+        not_run = summary.get("not_run")
+        if not_run is not None and not (_is_int(not_run) and 0 <= not_run < _INT_LIMIT):
+            raise ValueError(f"not_run is not a count: {_short(not_run)}")
         self.clusters.setdefault(cid, summary)
 
     def skip(self, path: str, reason: str) -> None:
         """Note a file that could not be read, and why."""
         self.skipped.append((path, reason))
+
+
+# -- what a record may say --------------------------------------------------------------------
+# A field outside these bounds, or of another type, makes its record skipped with one line:
+# every figure computed from the records is then finite and fits the output formats.
+_INT_LIMIT = 1 << 63  # what JSON readers (and orjson) take as an integer
+MAX_EPOCH = 32503680000.0  # 3000-01-01: a start or end beyond is no real record's
+MAX_SECONDS = 1e9  # about 31 years: longer than any attempt, phase or transfer
+_BAD_FIELD = (KeyError, TypeError, ValueError, AttributeError, OverflowError, IndexError)
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _short(v: Any) -> str:
+    text = repr(v)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _check_secs(name: str, v: Any, low: float = 0.0, high: float = MAX_SECONDS) -> None:
+    if v is None:
+        return
+    if not isinstance(v, (int, float)) or isinstance(v, bool) or not low <= v <= high:
+        raise ValueError(f"{name} out of range: {_short(v)}")  # NaN fails the comparison
+
+
+def checked(a: Attempt) -> Attempt:
+    """The attempt, when every field is of its type and within its bounds; else ValueError
+    naming the first that is not."""
+    _check_secs("start", a.start, 0.0, MAX_EPOCH)
+    for name in ("duration", "runtime", "utime", "stime", "secs_in", "secs_out",
+                 "integrity_s"):
+        _check_secs(name, getattr(a, name))
+    _check_secs("end", a.end, 0.0, MAX_EPOCH)
+    for name in ("exit_code", "signal", "maxrss_kb", "cores", "try_no", "bytes_in",
+                 "bytes_out"):
+        v = getattr(a, name)
+        if v is not None and not (_is_int(v) and -_INT_LIMIT <= v < _INT_LIMIT):
+            raise ValueError(f"{name} is not an integer in range: {_short(v)}")
+    for name in ("name", "task_id", "source", "host", "reason"):
+        v = getattr(a, name)
+        if v is not None and not isinstance(v, str):
+            raise ValueError(f"{name} is not a string: {_short(v)}")
+    for ph in a.phases:
+        if not isinstance(ph[0], str):
+            raise ValueError(f"phase name is not a string: {_short(ph[0])}")
+        _check_secs(f"{ph[0]} start", ph[1], 0.0, MAX_EPOCH)
+        _check_secs(f"{ph[0]} duration", ph[2])
+    hash((a.key, a.task))  # TypeError when a record put a list or a mapping in them
+    return a
 
 
 # -- finding files ---------------------------------------------------------------------------
@@ -154,8 +209,8 @@ def _read_json(path: str, data: bytes, col: Collection) -> int:
         raise NotARecord("not a record")
     if doc.get("fluxlite_record"):
         try:
-            col.add(from_run(doc, path))
-        except (KeyError, TypeError, ValueError, AttributeError) as err:
+            col.add(checked(from_run(doc, path)))
+        except _BAD_FIELD as err:
             raise NotARecord(f"not a fluxlite record ({type(err).__name__}: {err})") from None
         return 1
     if doc.get("fluxlite_cluster"):
@@ -252,8 +307,14 @@ def _job_task(wf: dict[str, Any], job_id: Any, key: tuple[Any, ...]) -> tuple[An
 
 def _read_cluster(doc: dict[str, Any], path: str, col: Collection) -> int:
     summary = doc.get("summary") or {}
-    cid = _cluster_id(summary, path)
-    col.add_cluster(cid, summary)
+    try:
+        if not isinstance(summary, dict):
+            raise TypeError(f"summary is not a mapping: {_short(summary)}")
+        cid = _cluster_id(summary, path)
+        col.add_cluster(cid, summary)
+    except _BAD_FIELD as err:
+        raise NotARecord(f"not a fluxlite cluster record ({type(err).__name__}: {err})") \
+            from None
     n = 0
     for i, t in enumerate(doc.get("tasks") or ()):
         if not isinstance(t, dict):
@@ -261,11 +322,10 @@ def _read_cluster(doc: dict[str, Any], path: str, col: Collection) -> int:
         for j, att in enumerate(t.get("attempts") or ()):
             where = f"{path}#tasks[{i}].attempts[{j}]"
             try:
-                a = _cluster_attempt(t, att, cid, where)
-            except (KeyError, TypeError, ValueError, AttributeError) as err:
+                col.add(checked(_cluster_attempt(t, att, cid, where)))
+            except _BAD_FIELD as err:
                 col.skip(where, f"not a cluster attempt ({type(err).__name__}: {err})")
                 continue
-            col.add(a)
             n += 1
     return max(n, 1)  # a cluster that ran nothing is still a record
 
@@ -394,7 +454,10 @@ def _read_yaml(path: str, data: bytes, col: Collection) -> int:
         s = summary or {}
         cid = (("cluster", s["start"], int(s["pid"])) if s.get("start") and
                s.get("pid", "").isdigit() else ("cluster", os.path.abspath(path)))
-        col.add_cluster(cid, {k: _int_or(v) for k, v in s.items()})
+        try:
+            col.add_cluster(cid, {k: _int_or(v) for k, v in s.items()})
+        except ValueError as err:
+            raise NotARecord(f"bad cluster summary line ({err})") from None
     n = 0
     bad: list[str] = []
     for c in chunks:
@@ -413,12 +476,12 @@ def _read_yaml(path: str, data: bytes, col: Collection) -> int:
                 if isinstance(got, list):
                     parts += [p for p in got if isinstance(p, dict)]
             a = from_kickstart(inv, parts, f"{path}:{c.line}", c)
-        except (yaml.YAMLError, ValueError, TypeError, KeyError, AttributeError) as err:
+            if cid is not None and c.task_line is not None:
+                _apply_task_line(a, c.task_line, cid)
+            col.add(checked(a))
+        except (yaml.YAMLError, *_BAD_FIELD) as err:
             bad.append(f"line {c.line}: {_one_line(err)}")
             continue
-        if cid is not None and c.task_line is not None:
-            _apply_task_line(a, c.task_line, cid)
-        col.add(a)
         n += 1
     if bad:
         what = f"{len(bad)} of {len(chunks)} kickstart records unreadable"

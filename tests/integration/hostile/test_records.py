@@ -145,3 +145,94 @@ def test_an_alias_bomb_in_kickstart_integrity_data_keeps_the_record(fl: Fluxlite
     assert "l8" not in (inv.get("files") or {})
     assert [ln for ln in err.splitlines() if "KICKSTART_INTEGRITY_DATA" in ln]
     assert [n for n in os.listdir(fl.wdbase) if n.startswith("ks.")] == []
+
+
+# -- absurd and mistyped fields --------------------------------------------------------------
+@pytest.fixture(scope="module")
+def real(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The JSON and kickstart records of one real run, to be spoilt one field at a time."""
+    tmp = tmp_path_factory.mktemp("real")
+    fl = Fluxlite(tmp)
+    job = fl.write_job({"name": "good", "id": "ID1", "executable": "/bin/true",
+                        "records": {"kickstart": "good.out", "json": "good.json"}})
+    p = fl.run("run", str(job))
+    assert p.returncode == 0, p.stderr
+    return {"json": json.loads((tmp / "good.json").read_text()),
+            "yaml": (tmp / "good.out").read_text()}
+
+
+def _set(doc: Any, path: str, value: Any) -> Any:
+    *parents, last = path.split(".")
+    for k in parents:
+        doc = doc[k]
+    doc[last] = value
+    return doc
+
+
+JSON_SPOILS = [("start_epoch", 1e300), ("duration", "nan"), ("duration", 1e308),
+               ("host", ["a", "b"]), ("host.hostname", ["a"]), ("task.pid", "abc"),
+               ("task.rusage.maxrss", 2**70), ("task.duration", -5), ("exit_code", "1"),
+               ("job.name", {"x": 1}), ("job.workflow", {"label": ["l"], "stamp": "s"})]
+YAML_SPOILS = [("  duration: ", "  duration: .inf\n"),
+               ("  start: ", "  start: 9999-12-31T23:59:59.000+00:00\n"),
+               ("    pid: ", "    pid: abc\n"), ("    duration: ", "    duration: 1.0e+308\n"),
+               ("      maxrss: ", f"      maxrss: {2**70}\n"),
+               ("    duration: ", "    duration: .nan\n")]
+
+
+def _spoil_yaml(text: str, prefix: str, line: str) -> str:
+    lines = text.splitlines(keepends=True)
+    i = next(i for i, ln in enumerate(lines) if ln.startswith(prefix))
+    lines[i] = line
+    return "".join(lines)
+
+
+def _check_skipped_one(fl: Fluxlite, tmp_path: Path, bad: Path, good: Path) -> None:
+    for command, extra in (("stats", ["--json"]), ("report", ["-o", str(tmp_path / "r.html")])):
+        p = _run(fl, command, str(good), str(bad), *extra)
+        err = _one_clean_error(p)
+        assert p.returncode == 0, err
+        skipped = [ln for ln in err.splitlines() if "skipped" in ln]
+        assert len(skipped) == 1 and str(bad) in skipped[0], err
+        if command == "stats":
+            assert json.loads(p.stdout)["summary"]["tasks"] == 1
+
+
+@pytest.mark.parametrize(("path", "value"), JSON_SPOILS,
+                         ids=[f"{p}={v!r}"[:40] for p, v in JSON_SPOILS])
+def test_a_json_record_with_an_absurd_field_is_skipped(fl: Fluxlite, tmp_path: Path,
+                                                       real: dict[str, Any], path: str,
+                                                       value: Any) -> None:
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps(real["json"]))
+    doc = json.loads(json.dumps(real["json"]))
+    doc["task"]["pid"] += 1  # another attempt, not a second record of the good one
+    _set(doc, path, value)
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(doc))
+    _check_skipped_one(fl, tmp_path, bad, good)
+
+
+@pytest.mark.parametrize(("prefix", "line"), YAML_SPOILS, ids=[ln.strip() for _, ln in
+                                                               YAML_SPOILS])
+def test_a_kickstart_record_with_an_absurd_field_is_skipped(fl: Fluxlite, tmp_path: Path,
+                                                            real: dict[str, Any], prefix: str,
+                                                            line: str) -> None:
+    good = tmp_path / "good.out"
+    good.write_text(real["yaml"])
+    text = _spoil_yaml(real["yaml"], "    pid: ", "    pid: 1\n")  # another attempt
+    bad = tmp_path / "bad.out"
+    bad.write_text(_spoil_yaml(text, prefix, line))
+    _check_skipped_one(fl, tmp_path, bad, good)
+
+
+def test_a_cluster_record_whose_summary_is_a_list_is_skipped(fl: Fluxlite, tmp_path: Path,
+                                                             real: dict[str, Any]) -> None:
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps(real["json"]))
+    bad = tmp_path / "cluster.json"
+    bad.write_text(json.dumps({"fluxlite_cluster": 1, "summary": [1, 2], "tasks": []}))
+    _check_skipped_one(fl, tmp_path, bad, good)
+    bad.write_text(json.dumps({"fluxlite_cluster": 1, "summary": {"not_run": "abc"},
+                               "tasks": []}))
+    _check_skipped_one(fl, tmp_path, bad, good)
