@@ -9,6 +9,7 @@ pegasus-mpi-cluster write them.
 
 from __future__ import annotations
 
+import fnmatch
 import glob
 import logging
 import os
@@ -28,6 +29,9 @@ from fluxlite.stats.model import EXIT, INFRA, OK, SIGNAL, TIMEOUT, Attempt, epoc
 logger = logging.getLogger(__name__)
 
 _SNIFF = 1 << 16
+# The most read of one file (docs/stats.md): a larger file is skipped, saying so, rather than
+# read into memory (a cluster's output of 100,000 kickstart records is about 450 MB).
+MAX_FILE_BYTES = 512 << 20
 _GLOB_CHARS = re.compile(r"[*?\[]")
 _LINE_FIELD = re.compile(r'(\w+)=("[^"]*"|[^,\]]*)')
 
@@ -121,7 +125,8 @@ def checked(a: Attempt) -> Attempt:
 # -- finding files ---------------------------------------------------------------------------
 def expand(paths: list[str], col: Collection) -> Iterator[str]:
     """Files named, found under directories (recursively) and matched by globs; each real
-    file once."""
+    file once. Links to directories are not followed inside a directory or a ``**`` (a
+    link to ``.`` would make the walk endless); a directory that cannot be read is noted."""
     seen: set[tuple[int, int]] = set()
 
     def once(p: str) -> bool:
@@ -137,19 +142,16 @@ def expand(paths: list[str], col: Collection) -> Iterator[str]:
 
     for arg in paths:
         if os.path.isdir(arg):
-            for root, dirs, files in os.walk(arg):
-                dirs.sort()
-                for name in sorted(files):
-                    p = os.path.join(root, name)
-                    if os.path.isfile(p) and once(p):
-                        yield p
+            for p in _walk(arg, col):
+                if os.path.isfile(p) and once(p):
+                    yield p
         elif os.path.exists(arg):
             if not os.path.isfile(arg):  # a FIFO or a device: reading could block or never end
                 col.skip(arg, "not a regular file")
             elif once(arg):
                 yield arg
         elif _GLOB_CHARS.search(arg):
-            matches = sorted(glob.glob(arg, recursive=True))
+            matches = _glob(arg, col)
             if not matches:
                 col.skip(arg, "no file matches")
             for m in matches:
@@ -159,6 +161,49 @@ def expand(paths: list[str], col: Collection) -> Iterator[str]:
                     yield m
         else:
             col.skip(arg, "no such file or directory")
+
+
+def _walk(top: str, col: Collection, with_dirs: bool = False) -> Iterator[str]:
+    """Every file (and directory) under ``top``, sorted, without following links to
+    directories (a link to a file is a file)."""
+    def unreadable(err: OSError) -> None:
+        col.skip(err.filename or top, f"cannot read the directory: {err.strerror}")
+
+    for root, dirs, files in os.walk(top, onerror=unreadable):
+        dirs.sort()
+        for name in sorted(files + (dirs if with_dirs else [])):
+            yield os.path.join(root, name)
+
+
+def _glob(pattern: str, col: Collection) -> list[str]:
+    """glob's matches; a ``**`` walks the directory itself (glob's would follow links to
+    directories without end)."""
+    if "**" not in pattern:
+        return sorted(glob.glob(pattern))
+    parts = pattern.split(os.sep)
+    fixed = next(i for i, part in enumerate(parts) if _GLOB_CHARS.search(part))
+    top = os.sep.join(parts[:fixed]) or (os.sep if pattern.startswith(os.sep) else ".")
+    out: list[str] = []
+    if not os.path.isdir(top):
+        return out
+    for path in _walk(top, col, with_dirs=True):
+        if _matches(os.path.relpath(path, top).split(os.sep), parts[fixed:]):
+            out.append(path if fixed else os.path.relpath(path))
+    return sorted(out)
+
+
+def _matches(names: list[str], parts: list[str]) -> bool:
+    """Whether path components match pattern components as glob's do: ``**`` any number of
+    them, a wildcard no name that starts with a dot."""
+    if not parts:
+        return not names
+    part = parts[0]
+    if part == "**":
+        return _matches(names, parts[1:]) or bool(
+            names and not names[0].startswith(".") and _matches(names[1:], parts))
+    if not names or (names[0].startswith(".") and not part.startswith(".")):
+        return False
+    return fnmatch.fnmatchcase(names[0], part) and _matches(names[1:], parts[1:])
 
 
 def read_paths(paths: list[str]) -> Collection:
@@ -171,13 +216,20 @@ def read_paths(paths: list[str]) -> Collection:
 
 def read_file(path: str, col: Collection) -> None:
     """Read the records of one file into ``col`` (a file that holds none is noted as skipped)."""
+    too_big = f"larger than {MAX_FILE_BYTES >> 20} MiB, the most read of one file"
     try:
         with open(path, "rb") as fh:
+            if os.fstat(fh.fileno()).st_size > MAX_FILE_BYTES:
+                col.skip(path, too_big)
+                return
             head = fh.read(_SNIFF)
             kind = _sniff(head)
-            data = head + fh.read() if kind else b""
+            data = _read_rest(fh, head) if kind else b""
     except OSError as err:
         col.skip(path, f"cannot read: {err.strerror}")
+        return
+    if len(data) > MAX_FILE_BYTES:  # it grew while being read
+        col.skip(path, too_big)
         return
     try:
         if kind is None:
@@ -188,6 +240,20 @@ def read_file(path: str, col: Collection) -> None:
         return
     if n:
         col.files += 1
+
+
+def _read_rest(fh: Any, head: bytes) -> bytes:
+    """The file from its head on, stopping past MAX_FILE_BYTES (a file that grows while it
+    is read); one read of a size would reserve that much memory at once."""
+    chunks = [head]
+    size = len(head)
+    while size <= MAX_FILE_BYTES:
+        chunk = fh.read(1 << 24)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
 
 
 def _sniff(head: bytes) -> str | None:
@@ -445,7 +511,8 @@ _UNUSED = re.compile(
 
 
 def _read_yaml(path: str, data: bytes, col: Collection) -> int:
-    text = _UNUSED.sub("", data.decode("utf-8", "replace"))
+    # each unused line becomes an empty one, so that lines keep their numbers
+    text = _UNUSED.sub("\n", data.decode("utf-8", "replace"))
     chunks, summary = _split(text)
     if not chunks:
         raise NotARecord("no kickstart record in it")

@@ -236,3 +236,90 @@ def test_a_cluster_record_whose_summary_is_a_list_is_skipped(fl: Fluxlite, tmp_p
     bad.write_text(json.dumps({"fluxlite_cluster": 1, "summary": {"not_run": "abc"},
                                "tasks": []}))
     _check_skipped_one(fl, tmp_path, bad, good)
+
+
+# -- what a tree of files can hold -------------------------------------------------------------
+def test_a_recursive_glob_through_links_to_dot_ends(fl: Fluxlite, tmp_path: Path,
+                                                    real: dict[str, Any]) -> None:
+    """Links to ``.`` and ``..`` in the tree: ``**`` does not follow them (glob's own would
+    visit 2^40 paths); the record is counted once."""
+    top = tmp_path / "logs"
+    (top / "a" / "b").mkdir(parents=True)
+    (top / "a" / "b" / "rec.json").write_text(json.dumps(real["json"]))
+    for where, name in [(top, "loop"), (top / "a", "again"), (top / "a" / "b", "self")]:
+        (where / name).symlink_to(".")
+    (top / "a" / "up").symlink_to("..")
+    for arg in (f"{top}/**/*.json", str(top), f"{top}/**"):
+        p = _run(fl, "stats", "--json", arg, timeout=30)
+        err = _one_clean_error(p)
+        assert p.returncode == 0, err
+        assert json.loads(p.stdout)["summary"]["tasks"] == 1
+        assert "skipped" not in err
+
+
+@pytest.mark.parametrize("head", [b"{", b"- invocation: True\n"])
+def test_a_huge_file_is_skipped_unread(fl: Fluxlite, tmp_path: Path, real: dict[str, Any],
+                                       head: bytes) -> None:
+    """A 2 GiB sparse file that looks like a record: skipped with one line, under a memory
+    limit half its size (reading it whole took 4.2 GB)."""
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps(real["json"]))
+    huge = tmp_path / "huge.rec"
+    with huge.open("wb") as fh:
+        fh.write(head)
+        fh.truncate(2 << 30)  # sparse: no disk space used
+    p = _run(fl, "stats", "--json", str(good), str(huge), timeout=60)
+    err = _one_clean_error(p)
+    assert p.returncode == 0, err
+    assert err.splitlines() == [f"fluxlite: skipped {huge}: larger than 512 MiB, the most "
+                                "read of one file"]
+    assert json.loads(p.stdout)["summary"]["tasks"] == 1
+
+
+def _unprivileged() -> list[str]:
+    """A command prefix under which file modes apply: as root, without the capabilities
+    that override them (root's own 000 directory is then closed to it)."""
+    import shutil
+
+    if os.getuid() != 0:
+        return []
+    if shutil.which("setpriv") is None:
+        pytest.skip("needs setpriv to drop root's CAP_DAC_OVERRIDE")
+    return ["setpriv", "--bounding-set=-dac_override,-dac_read_search"]
+
+
+def test_an_unreadable_directory_is_named(fl: Fluxlite, tmp_path: Path,
+                                          real: dict[str, Any]) -> None:
+    top = tmp_path / "logs"
+    closed = top / "closed"
+    closed.mkdir(parents=True)
+    (top / "rec.json").write_text(json.dumps(real["json"]))
+    (closed / "hidden.json").write_text(json.dumps(real["json"]))
+    closed.chmod(0)
+    try:
+        for arg in (str(top), f"{top}/**/*.json"):
+            p = subprocess.run([*_unprivileged(), sys.executable, "-m", "fluxlite", "stats",
+                                "--json", arg], env=fl.env(), cwd=tmp_path,
+                               capture_output=True, timeout=60)
+            err = _one_clean_error(p)
+            assert p.returncode == 0, err
+            assert err.splitlines() == [f"fluxlite: skipped {closed}: cannot read the "
+                                        "directory: Permission denied"], err
+    finally:
+        closed.chmod(0o755)
+
+
+def test_a_skipped_records_line_number_is_the_files(fl: Fluxlite, tmp_path: Path,
+                                                    real: dict[str, Any]) -> None:
+    """The line a skip message names is the line of the file, whatever lines the reader
+    leaves out before parsing."""
+    good = real["yaml"]
+    bad = _spoil_yaml(_spoil_yaml(good, "    pid: ", "    pid: 1\n"), "  duration: ",
+                      "  duration: [unclosed\n")
+    path = tmp_path / "two.out"
+    path.write_text(good + bad)
+    line = good.count("\n") + 1
+    p = _run(fl, "stats", "--json", str(path))
+    err = _one_clean_error(p)
+    assert p.returncode == 0, err
+    assert f"(line {line}: " in err, (line, err)
