@@ -124,11 +124,27 @@ def build(attempts: list[Attempt], stats: dict[str, Any], title: str) -> dict[st
             "summary": stats["summary"]}
 
 
+# Inside a script element, "</script" ends it and "<!--" followed by "<script" makes the
+# tokenizer skip to a second "</script>" (the page is then blank): no "<" may stand there.
+# ">" and "&" are escaped too, and U+2028/U+2029, which old JavaScript readers took for line
+# ends. Each can only occur inside a JSON string, where its \u escape means the same.
+_SCRIPT_ESCAPES = {b"<": b"\\u003c", b">": b"\\u003e", b"&": b"\\u0026",
+                   "\u2028".encode(): b"\\u2028", "\u2029".encode(): b"\\u2029"}
+
+
+def script_json(doc: Any) -> bytes:
+    """JSON that can stand inside an HTML script element whatever its strings hold."""
+    data = orjson.dumps(doc)
+    for raw, escaped in _SCRIPT_ESCAPES.items():
+        if raw in data:
+            data = data.replace(raw, escaped)
+    return data
+
+
 def render(doc: dict[str, Any]) -> bytes:
     """The HTML report of a stats document: the template with the data embedded."""
     template = resources.files("fluxlite.stats").joinpath("report.html").read_text("utf-8")
-    # inside <script>, "</" would end the element: JSON allows "<\/" for it
-    data = orjson.dumps(doc).replace(b"</", b"<\\/")
+    data = script_json(doc)
     head, tail = template.split("/*DATA*/", 1)
     title = (doc["title"].replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;"))
     return head.replace("{{TITLE}}", title).encode() + data + tail.encode()

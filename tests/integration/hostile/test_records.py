@@ -323,3 +323,41 @@ def test_a_skipped_records_line_number_is_the_files(fl: Fluxlite, tmp_path: Path
     err = _one_clean_error(p)
     assert p.returncode == 0, err
     assert f"(line {line}: " in err, (line, err)
+
+
+# -- strings in the report page ----------------------------------------------------------------
+HTML_HOSTILE = ["<!--<script>", "</script><script>alert(1)</script>", "a&amp;b<b>",
+                "\u2028\u2029", "]]>-->", "<\u2028/script>"]
+
+
+def test_no_string_breaks_out_of_the_reports_script(fl: Fluxlite, tmp_path: Path,
+                                                     real: dict[str, Any]) -> None:
+    """Names, reasons, hosts and paths holding ``<!--<script>`` and the like: the data
+    element holds no ``<``, ``>`` or ``&`` and reads back as the same strings."""
+    paths = []
+    for i, s in enumerate(HTML_HOSTILE):
+        doc = json.loads(json.dumps(real["json"]))
+        doc["task"]["pid"] += i + 1
+        doc["job"]["name"] = f"name{s}"
+        doc["host"]["hostname"] = f"host{s}"
+        doc["exit_code"], doc["error"] = 1, f"reason{s}"
+        d = tmp_path / f"rec{s}".replace("/", "_")
+        d.mkdir()
+        paths.append(d / "r.json")
+        paths[-1].write_text(json.dumps(doc))
+    out = tmp_path / "r.html"
+    p = _run(fl, "report", "-o", str(out), "--title", "title<!--<script>", *map(str, paths))
+    _one_clean_error(p)
+    assert p.returncode == 0, p.stderr
+    html = out.read_text("utf-8")
+    start = html.index('<script type="application/json" id="data">') + len(
+        '<script type="application/json" id="data">')
+    body = html[start:html.index("</script>", start)]
+    for ch in "<>&\u2028\u2029":
+        assert ch not in body, ch
+    data = json.loads(body)
+    assert sorted(data["txNames"]) == sorted(f"name{s}" for s in HTML_HOSTILE)
+    assert {f["reason"] for f in data["failures"]} == {f"reason{s}" for s in HTML_HOSTILE}
+    assert data["title"] == "title<!--<script>"
+    # the rest of the page: the title is text, and there are exactly the page's scripts
+    assert html.count("<script") == 2 and "title&lt;!--&lt;script&gt;" in html
