@@ -278,6 +278,9 @@ def _mainjob(w: _W, rec: Record) -> None:
     if task is not None and task.pid == 0 and status.error is None and status.raw == -1:
         status = ExitStatus.failed_to_start(rec.error or "task not run")
     _status(w, 2, status)
+    if task is not None and task.timed_out:
+        # a time limit's TERM (or KILL) is a signal to Pegasus; this says whose it was
+        w.kv(2, "timed_out", q(task.timed_out))
     w.key(2, "executable")
     w.kv(3, "file_name", q(rec.executable) if rec.executable else '""')
     if rec.executable_stat:

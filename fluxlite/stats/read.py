@@ -595,8 +595,10 @@ def from_kickstart(inv: dict[str, Any], parts: list[dict[str, Any]], source: str
         code = int(st.get("regular_exitcode", st.get("raw", 0)) or 0)
     machine = inv.get("machine") or {}
     host = inv.get("hostname") or machine.get("uname_nodename") or inv.get("hostaddr")
-    # pegasus-kickstart says so on its output before the record when its -k fired
-    timed_out = chunk is not None and any("timed out" in ln for ln in chunk.before)
+    # fluxlite's records say so; pegasus-kickstart says so on its output before the record
+    # when its -k fired
+    timed_out = bool(main.get("timed_out")) or (
+        chunk is not None and any("timed out" in ln for ln in chunk.before))
     a = Attempt(key=key, task=(), task_id=str(inv.get("derivation") or ""),
                 name=str(inv.get("transformation") or os.path.basename(
                     str((main.get("executable") or {}).get("file_name") or "?"))),
@@ -689,13 +691,16 @@ def _apply_task_line(a: Attempt, line: dict[str, str], cid: tuple[Any, ...]) -> 
 MAX_SKIP_LINES = 20
 
 
-def load(paths: list[str], err: Any) -> Collection:
+def load(paths: list[str], err: Any, quiet: bool = False) -> Collection:
     """Read the records under ``paths``; one line on ``err`` per file that held none (past
-    MAX_SKIP_LINES, one line for the rest)."""
+    MAX_SKIP_LINES, one line for the rest); ``quiet``: one line for them all."""
     col = read_paths(paths)
-    for path, reason in col.skipped[:MAX_SKIP_LINES]:
+    shown = 0 if quiet else MAX_SKIP_LINES
+    for path, reason in col.skipped[:shown]:
         err.write(f"fluxlite: skipped {path}: {reason}\n")
-    rest = len(col.skipped) - MAX_SKIP_LINES
+    rest = len(col.skipped) - shown
     if rest > 0:
-        err.write(f"fluxlite: skipped {rest} more files that hold no record\n")
+        more = "" if quiet else " more"
+        err.write(f"fluxlite: skipped {rest}{more} {'file' if rest == 1 else 'files'} "
+                  "that hold no record\n")
     return col
