@@ -111,8 +111,12 @@ def checked(a: Attempt) -> Attempt:
             raise ValueError(f"{name} is not an integer in range: {_short(v)}")
     for name in ("name", "task_id", "source", "host", "reason"):
         v = getattr(a, name)
-        if v is not None and not isinstance(v, str):
+        if v is None:
+            continue
+        if not isinstance(v, str):
             raise ValueError(f"{name} is not a string: {_short(v)}")
+        if not v.isascii():  # a lone surrogate (an undecodable byte) cannot be UTF-8 output
+            setattr(a, name, v.encode("utf-8", "backslashreplace").decode("utf-8"))
     for ph in a.phases:
         if not isinstance(ph[0], str):
             raise ValueError(f"phase name is not a string: {_short(ph[0])}")
@@ -373,19 +377,25 @@ def _job_task(wf: dict[str, Any], job_id: Any, key: tuple[Any, ...]) -> tuple[An
 
 def _read_cluster(doc: dict[str, Any], path: str, col: Collection) -> int:
     summary = doc.get("summary") or {}
+    tasks = doc.get("tasks") or []
     try:
         if not isinstance(summary, dict):
             raise TypeError(f"summary is not a mapping: {_short(summary)}")
+        if not isinstance(tasks, list):
+            raise TypeError(f"tasks is not a list: {_short(tasks)}")
         cid = _cluster_id(summary, path)
         col.add_cluster(cid, summary)
     except _BAD_FIELD as err:
         raise NotARecord(f"not a fluxlite cluster record ({type(err).__name__}: {err})") \
             from None
     n = 0
-    for i, t in enumerate(doc.get("tasks") or ()):
-        if not isinstance(t, dict):
+    for i, t in enumerate(tasks):
+        attempts = t.get("attempts") if isinstance(t, dict) else None
+        if not isinstance(attempts, list):
+            if attempts:
+                col.skip(f"{path}#tasks[{i}]", "not a cluster task (attempts is not a list)")
             continue
-        for j, att in enumerate(t.get("attempts") or ()):
+        for j, att in enumerate(attempts):
             where = f"{path}#tasks[{i}].attempts[{j}]"
             try:
                 col.add(checked(_cluster_attempt(t, att, cid, where)))
