@@ -147,6 +147,25 @@ def test_an_alias_bomb_in_kickstart_integrity_data_keeps_the_record(fl: Fluxlite
     assert [n for n in os.listdir(fl.wdbase) if n.startswith("ks.")] == []
 
 
+def test_a_huge_kickstart_integrity_data_keeps_the_record(fl: Fluxlite, tmp_path: Path) -> None:
+    """A task makes $KICKSTART_INTEGRITY_DATA a 2 GiB (sparse) file: left out with one
+    line, under a memory limit half its size; the record is written."""
+    task = tmp_path / "task.py"
+    task.write_text("import os\n"
+                    "with open(os.environ['KICKSTART_INTEGRITY_DATA'], 'r+b') as fh:\n"
+                    "    fh.truncate(2 << 30)\n")
+    p = _run(fl, "kickstart", sys.executable, str(task))
+    err = _one_clean_error(p)
+    assert p.returncode == 0, err
+    import yaml
+
+    inv = yaml.safe_load(p.stdout.decode())[0]
+    assert inv["mainjob"]["status"]["regular_exitcode"] == 0
+    assert [ln for ln in err.splitlines() if "KICKSTART_INTEGRITY_DATA" in ln
+            and "larger than" in ln]
+    assert [n for n in os.listdir(fl.wdbase) if n.startswith("ks.")] == []
+
+
 # -- absurd and mistyped fields --------------------------------------------------------------
 @pytest.fixture(scope="module")
 def real(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
