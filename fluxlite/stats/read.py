@@ -533,8 +533,8 @@ def _read_yaml(path: str, data: bytes, col: Collection) -> int:
                s.get("pid", "").isdigit() else ("cluster", os.path.abspath(path)))
         try:
             col.add_cluster(cid, {k: _int_or(v) for k, v in s.items()})
-        except ValueError as err:
-            raise NotARecord(f"bad cluster summary line ({err})") from None
+        except ValueError as err:  # the tasks' records still count
+            col.skip(path, f"cluster summary line left out ({err})")
     n = 0
     bad: list[str] = []
     for c in chunks:

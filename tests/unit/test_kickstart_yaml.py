@@ -116,3 +116,25 @@ def test_line_breaks_of_other_readers_never_stand_in_a_block(ch: str) -> None:
     rendered = block_or_quoted(f"one{ch}two\n", "  ")
     assert ch not in rendered and rendered.startswith('"')
     assert ch not in q(f"a{ch}b")
+
+
+@pytest.mark.parametrize(("text", "why"), [
+    ("a: &x [1]\nb: *x\n", "aliases are not allowed"),
+    ("a: &x [1, &y [2]]\nb: [*x, *x]\n", "aliases are not allowed"),
+    ("a: {<<: {b: 1}, c: 2}\n", "merge keys are not allowed"),
+    ("a: &x {b: 1}\nc: {<<: *x}\n", "not allowed"),
+])
+def test_records_are_read_without_aliases_or_merge_keys(text: str, why: str) -> None:
+    from fluxlite.record.yamlload import RefusedYAML, load
+
+    with pytest.raises(RefusedYAML, match=why):
+        load(text)
+
+
+def test_the_record_loader_reads_what_the_writer_writes() -> None:
+    from fluxlite.record.yamlload import load
+
+    # an anchor's name alone (no alias) is harmless; a lone surrogate's escape (which
+    # libyaml refuses) is read by the Python loader, as Pegasus's parser reads it
+    assert load(f"k: {q('a&b *c')}\nl: {q(chr(0xDC80))}\n") == {"k": "a&b *c", "l": "\udc80"}
+    assert load("") is None

@@ -252,6 +252,14 @@ def test_a_cluster_record_whose_summary_is_a_list_is_skipped(fl: Fluxlite, tmp_p
     bad.write_text(json.dumps({"fluxlite_cluster": 1, "summary": {"not_run": "abc"},
                                "tasks": []}))
     _check_skipped_one(fl, tmp_path, bad, good)
+    # a cluster output whose summary line is spoilt: the line is left out, its record kept
+    out = tmp_path / "cluster.out"
+    out.write_text(real["yaml"] + '[cluster-summary stat="ok", tasks=1, not_run=abc]\n')
+    p = _run(fl, "stats", "--json", str(out))
+    err = _one_clean_error(p)
+    assert p.returncode == 0 and json.loads(p.stdout)["summary"]["tasks"] == 1, err
+    assert err.splitlines() == [f"fluxlite: skipped {out}: cluster summary line left out "
+                                "(not_run is not a count: 'abc')"]
 
 
 # -- what a tree of files can hold -------------------------------------------------------------
