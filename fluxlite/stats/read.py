@@ -521,9 +521,13 @@ _UNUSED = re.compile(
 
 
 def _read_yaml(path: str, data: bytes, col: Collection) -> int:
-    # each unused line becomes an empty one, so that lines keep their numbers
-    text = _UNUSED.sub("\n", data.decode("utf-8", "replace"))
+    raw = data.decode("utf-8", "replace")
+    lines = list(_record_lines(raw))
+    text = _UNUSED.sub("", raw)
+    del raw  # before the split: one copy of the file's text at a time
     chunks, summary = _split(text)
+    for c, line in zip(chunks, lines, strict=False):
+        c.line = line  # the file's own line, before unused lines were dropped
     if not chunks:
         raise NotARecord("no kickstart record in it")
     cid: tuple[Any, ...] | None = None
@@ -566,6 +570,18 @@ def _read_yaml(path: str, data: bytes, col: Collection) -> int:
             raise NotARecord(f"{what} ({bad[0]})")
         col.skip(path, f"{what} ({bad[0]})")
     return n
+
+
+_RECORD_START = re.compile(r"^- invocation:", re.MULTILINE)
+
+
+def _record_lines(text: str) -> Iterator[int]:
+    """The line numbers of the records' first lines (the dropped lines never are one)."""
+    line, pos = 1, 0
+    for m in _RECORD_START.finditer(text):
+        line += text.count("\n", pos, m.start())
+        pos = m.start()
+        yield line
 
 
 def _int_or(v: str) -> Any:
