@@ -54,7 +54,8 @@ def _load_with(loader_class: Any, text: str) -> Any:
         node = loader.get_single_node()
         if node is None:
             return None
-        if "*" in text or "<<" in text:  # without them, no alias and no merge key
+        # an alias needs a "*"; a merge key "<<" or a tag that names "merge"
+        if "*" in text or "<<" in text or "merge" in text:
             _check(node)
         return loader.construct_document(node)
     finally:

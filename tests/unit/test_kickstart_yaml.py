@@ -123,6 +123,7 @@ def test_line_breaks_of_other_readers_never_stand_in_a_block(ch: str) -> None:
     ("a: &x [1, &y [2]]\nb: [*x, *x]\n", "aliases are not allowed"),
     ("a: {<<: {b: 1}, c: 2}\n", "merge keys are not allowed"),
     ("a: &x {b: 1}\nc: {<<: *x}\n", "not allowed"),
+    ("a: {!!merge m: {b: 1}}\n", "merge keys are not allowed"),
 ])
 def test_records_are_read_without_aliases_or_merge_keys(text: str, why: str) -> None:
     from fluxlite.record.yamlload import RefusedYAML, load
