@@ -49,7 +49,7 @@ def main(args: argparse.Namespace) -> int:
 
         plot = plot_module
         plot.require()  # before the reading, which may take a while
-    col = read.load(args.paths, sys.stderr)
+    col = read.load(args.paths, sys.stderr, quiet=args.quiet)
     if not col.attempts and not col.clusters:
         raise NoRecords(args.paths)
     attempts = list(col.attempts.values())

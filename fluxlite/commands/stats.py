@@ -27,7 +27,7 @@ def main(args: argparse.Namespace) -> int:
     """Print the tables of the records found; NoRecords when there are none."""
     from fluxlite.stats import read, tables
 
-    col = read.load(args.paths, sys.stderr)
+    col = read.load(args.paths, sys.stderr, quiet=args.quiet)
     if not col.attempts and not col.clusters:
         raise NoRecords(args.paths)
     doc = tables.compute(list(col.attempts.values()), col.clusters)

@@ -348,19 +348,26 @@ class KickstartRunner(Runner):
         (an lfn already there from -s gets the checksum; the others are added)."""
         if not self._integrity:
             return
+        limit = 64 << 20  # entries of a few hundred bytes each: far more than any job makes
         try:
             with open(self._integrity, encoding="utf-8", errors="replace") as fh:
-                text = fh.read()
+                text = fh.read(limit + 1)
         except OSError:
+            return
+        if len(text) > limit:
+            logger.warning("%s: its entries are left out: larger than %d MiB", INTEGRITY_VAR,
+                           limit >> 20)
             return
         if not text.strip():
             return
         import yaml
 
-        try:
-            doc = yaml.safe_load(textwrap.dedent(text))
+        from fluxlite.record import yamlload
+
+        try:  # anything may have written it: no aliases, bounded (the record comes first)
+            doc = yamlload.load(textwrap.dedent(text))
         except yaml.YAMLError as err:
-            logger.warning("%s: entries that are not YAML are left out: %s", INTEGRITY_VAR,
+            logger.warning("%s: its entries are left out: %s", INTEGRITY_VAR,
                            str(err).splitlines()[0])
             return
         if not isinstance(doc, dict):

@@ -18,11 +18,15 @@ from fluxlite.redact import text as redact_text
 from fluxlite.urls import redact
 
 
-# What PyYAML accepts unescaped in a double-quoted scalar or a block (its reader's set).
-# Compiled on first use of non-ASCII text: the character classes are slow to compile and
-# most records are plain ASCII.
-_PLAIN_BAD_SET = "[^\x20-\x7e\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]"
-_BLOCK_BAD_SET = "[^\t\n\x20-\x7e\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]"
+# What may stand unescaped in a double-quoted scalar or a block, for every YAML reader a
+# record meets (PyYAML's Python and C loaders, Pegasus's parser): printable characters
+# (the readers' set) less the ones any of them takes for a line break (NEL U+0085, U+2028,
+# U+2029: a block would end there and a quoted scalar fold) or skips (the byte order mark
+# U+FEFF, which libyaml drops at the start of a line). Compiled on first use of non-ASCII
+# text: the character classes are slow to compile and most records are plain ASCII.
+_SAFE = "\xa0-\u2027\u202a-\ud7ff\ue000-\ufefe\uff00-\ufffd\U00010000-\U0010ffff"
+_PLAIN_BAD_SET = f"[^\x20-\x7e{_SAFE}]"
+_BLOCK_BAD_SET = f"[^\t\n\x20-\x7e{_SAFE}]"
 _ASCII_BAD = re.compile("[^\x20-\x7e]")
 _ASCII_BLOCK_BAD = re.compile("[^\t\n\x20-\x7e]")
 _compiled: dict[str, re.Pattern[str]] = {}
@@ -36,8 +40,11 @@ def _bad(text: str, block: bool) -> re.Pattern[str]:
     if pat is None:
         pat = _compiled[key] = re.compile(key)
     return pat
+
+
 _ESC = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\t": "\\t", "\r": "\\r", "\x00": "\\0",
-        "\x07": "\\a", "\x08": "\\b", "\x0b": "\\v", "\x0c": "\\f", "\x1b": "\\e"}
+        "\x07": "\\a", "\x08": "\\b", "\x0b": "\\v", "\x0c": "\\f", "\x1b": "\\e",
+        "\x85": "\\N", "\u2028": "\\L", "\u2029": "\\P"}
 
 
 def _escape_char(m: re.Match[str]) -> str:
@@ -59,6 +66,18 @@ def q(value: object) -> str:
     if not (s.isascii() and s.isprintable()):
         s = _bad(s, False).sub(_escape_char, s)
     return f'"{s}"'
+
+
+# Words YAML 1.1 reads as booleans or null when unquoted.
+_WORDS = frozenset({"y", "yes", "n", "no", "true", "false", "on", "off", "null"})
+_PLAIN = re.compile(r"[A-Za-z][\w.-]*|\d{1,3}(?:\.\d{1,3}){3}")
+
+
+def plain(value: object) -> str:
+    """A name as kickstart writes it, unquoted (a host name, an address, a user), when YAML
+    reads it back as that very string; else quoted."""
+    s = str(value)
+    return s if _PLAIN.fullmatch(s) and s.lower() not in _WORDS else q(s)
 
 
 def decode(data: bytes) -> str:
@@ -146,7 +165,7 @@ class _W:
             elif k in ("mtime", "atime", "ctime"):
                 self.kv(depth, k, v)
             elif k in ("user", "group"):
-                self.kv(depth, k, str(v) if re.fullmatch(r"[A-Za-z_][\w.-]*", str(v)) else q(v))
+                self.kv(depth, k, plain(v))
             else:
                 self.kv(depth, k, str(v))
 
@@ -167,9 +186,9 @@ def render(rec: Record) -> str:
             w.kv(1, "wf-label", q(job.wf_label))
         if job.wf_stamp:
             w.kv(1, "wf-stamp", q(job.wf_stamp))
-    w.kv(1, "interface", rec.interface or "lo")
-    w.kv(1, "hostaddr", rec.hostaddr or "127.0.0.1")
-    w.kv(1, "hostname", rec.hostname or "localhost")
+    w.kv(1, "interface", plain(rec.interface or "lo"))
+    w.kv(1, "hostaddr", plain(rec.hostaddr or "127.0.0.1"))
+    w.kv(1, "hostname", plain(rec.hostname or "localhost"))
     p = rec.process
     w.kv(1, "pid", str(p.get("pid", 0)))
     w.kv(1, "uid", str(p.get("uid", 0)))
@@ -260,6 +279,9 @@ def _mainjob(w: _W, rec: Record) -> None:
     if task is not None and task.pid == 0 and status.error is None and status.raw == -1:
         status = ExitStatus.failed_to_start(rec.error or "task not run")
     _status(w, 2, status)
+    if task is not None and task.timed_out:
+        # a time limit's TERM (or KILL) is a signal to Pegasus; this says whose it was
+        w.kv(2, "timed_out", q(task.timed_out))
     w.key(2, "executable")
     w.kv(3, "file_name", q(rec.executable) if rec.executable else '""')
     if rec.executable_stat:

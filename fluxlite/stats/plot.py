@@ -10,14 +10,12 @@ import logging
 from typing import Any
 
 from fluxlite.errors import EXIT_USAGE, FluxliteError
+from fluxlite.stats.report import OTHER, OUTCOME
+from fluxlite.stats.report import PALETTE as _PAGE_PALETTE
 
 logger = logging.getLogger(__name__)
 
-PALETTE = ["#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1",
-           "#ff9da7", "#9c755f", "#bab0ac"]
-OUTCOME = {"ok": "#59a14f", "exit": "#e15759", "signal": "#f28e2b", "timeout": "#b07aa1",
-           "infrastructure": "#6b4c3b"}
-OTHER = "#9e9e9e"
+PALETTE = _PAGE_PALETTE[:10]  # the page's first ten: an image has no legend to scroll
 
 
 class PlotUnavailable(FluxliteError):

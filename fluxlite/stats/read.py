@@ -9,6 +9,7 @@ pegasus-mpi-cluster write them.
 
 from __future__ import annotations
 
+import fnmatch
 import glob
 import logging
 import os
@@ -21,15 +22,16 @@ import orjson
 import yaml
 
 from fluxlite.errors import EXIT_CANNOT_EXEC, EXIT_INFRA, SIGNAL_BASE
+from fluxlite.record import yamlload
 from fluxlite.record.multipart import SEPARATOR as MULTIPART
 from fluxlite.stats.model import EXIT, INFRA, OK, SIGNAL, TIMEOUT, Attempt, epoch_of, merge, ms_key
 
 logger = logging.getLogger(__name__)
 
-# the C loader parses records several times faster than the Python one
-_Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
 _SNIFF = 1 << 16
+# The most read of one file (docs/stats.md): a larger file is skipped, saying so, rather than
+# read into memory (a cluster's output of 100,000 kickstart records is about 450 MB).
+MAX_FILE_BYTES = 512 << 20
 _GLOB_CHARS = re.compile(r"[*?\[]")
 _LINE_FIELD = re.compile(r'(\w+)=("[^"]*"|[^,\]]*)')
 
@@ -57,7 +59,11 @@ class Collection:
         self.attempts[a.key] = a if old is None else merge(old, a)
 
     def add_cluster(self, cid: tuple[Any, ...], summary: dict[str, Any]) -> None:
-        """Add a cluster's summary (the first read of it is kept)."""
+        """Add a cluster's summary (the first read of it is kept); ValueError when its
+        ``not_run`` count is not a count."""
+        not_run = summary.get("not_run")
+        if not_run is not None and not (_is_int(not_run) and 0 <= not_run < _INT_LIMIT):
+            raise ValueError(f"not_run is not a count: {_short(not_run)}")
         self.clusters.setdefault(cid, summary)
 
     def skip(self, path: str, reason: str) -> None:
@@ -65,10 +71,66 @@ class Collection:
         self.skipped.append((path, reason))
 
 
+# -- what a record may say --------------------------------------------------------------------
+# A field outside these bounds, or of another type, makes its record skipped with one line:
+# every figure computed from the records is then finite and fits the output formats.
+_INT_LIMIT = 1 << 63  # what JSON readers (and orjson) take as an integer
+MAX_EPOCH = 32503680000.0  # 3000-01-01: a start or end beyond is no real record's
+MAX_SECONDS = 1e9  # about 31 years: longer than any attempt, phase or transfer
+_BAD_FIELD = (KeyError, TypeError, ValueError, AttributeError, OverflowError, IndexError)
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _short(v: Any) -> str:
+    text = repr(v)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _check_secs(name: str, v: Any, low: float = 0.0, high: float = MAX_SECONDS) -> None:
+    if v is None:
+        return
+    if not isinstance(v, (int, float)) or isinstance(v, bool) or not low <= v <= high:
+        raise ValueError(f"{name} out of range: {_short(v)}")  # NaN fails the comparison
+
+
+def checked(a: Attempt) -> Attempt:
+    """The attempt, when every field is of its type and within its bounds; else ValueError
+    naming the first that is not."""
+    _check_secs("start", a.start, 0.0, MAX_EPOCH)
+    for name in ("duration", "runtime", "utime", "stime", "secs_in", "secs_out",
+                 "integrity_s"):
+        _check_secs(name, getattr(a, name))
+    _check_secs("end", a.end, 0.0, MAX_EPOCH)
+    for name in ("exit_code", "signal", "maxrss_kb", "cores", "try_no", "bytes_in",
+                 "bytes_out"):
+        v = getattr(a, name)
+        if v is not None and not (_is_int(v) and -_INT_LIMIT <= v < _INT_LIMIT):
+            raise ValueError(f"{name} is not an integer in range: {_short(v)}")
+    for name in ("name", "task_id", "source", "host", "reason"):
+        v = getattr(a, name)
+        if v is None:
+            continue
+        if not isinstance(v, str):
+            raise ValueError(f"{name} is not a string: {_short(v)}")
+        if not v.isascii():  # a lone surrogate (an undecodable byte) cannot be UTF-8 output
+            setattr(a, name, v.encode("utf-8", "backslashreplace").decode("utf-8"))
+    for ph in a.phases:
+        if not isinstance(ph[0], str):
+            raise ValueError(f"phase name is not a string: {_short(ph[0])}")
+        _check_secs(f"{ph[0]} start", ph[1], 0.0, MAX_EPOCH)
+        _check_secs(f"{ph[0]} duration", ph[2])
+    hash((a.key, a.task))  # TypeError when a record put a list or a mapping in them
+    return a
+
+
 # -- finding files ---------------------------------------------------------------------------
 def expand(paths: list[str], col: Collection) -> Iterator[str]:
     """Files named, found under directories (recursively) and matched by globs; each real
-    file once."""
+    file once. Links to directories are not followed inside a directory or a ``**`` (a
+    link to ``.`` would make the walk endless); a directory that cannot be read is noted."""
     seen: set[tuple[int, int]] = set()
 
     def once(p: str) -> bool:
@@ -84,19 +146,16 @@ def expand(paths: list[str], col: Collection) -> Iterator[str]:
 
     for arg in paths:
         if os.path.isdir(arg):
-            for root, dirs, files in os.walk(arg):
-                dirs.sort()
-                for name in sorted(files):
-                    p = os.path.join(root, name)
-                    if os.path.isfile(p) and once(p):
-                        yield p
+            for p in _walk(arg, col):
+                if os.path.isfile(p) and once(p):
+                    yield p
         elif os.path.exists(arg):
             if not os.path.isfile(arg):  # a FIFO or a device: reading could block or never end
                 col.skip(arg, "not a regular file")
             elif once(arg):
                 yield arg
         elif _GLOB_CHARS.search(arg):
-            matches = sorted(glob.glob(arg, recursive=True))
+            matches = _glob(arg, col)
             if not matches:
                 col.skip(arg, "no file matches")
             for m in matches:
@@ -106,6 +165,49 @@ def expand(paths: list[str], col: Collection) -> Iterator[str]:
                     yield m
         else:
             col.skip(arg, "no such file or directory")
+
+
+def _walk(top: str, col: Collection, with_dirs: bool = False) -> Iterator[str]:
+    """Every file (and directory) under ``top``, sorted, without following links to
+    directories (a link to a file is a file)."""
+    def unreadable(err: OSError) -> None:
+        col.skip(err.filename or top, f"cannot read the directory: {err.strerror}")
+
+    for root, dirs, files in os.walk(top, onerror=unreadable):
+        dirs.sort()
+        for name in sorted(files + (dirs if with_dirs else [])):
+            yield os.path.join(root, name)
+
+
+def _glob(pattern: str, col: Collection) -> list[str]:
+    """glob's matches; a ``**`` walks the directory itself (glob's would follow links to
+    directories without end)."""
+    if "**" not in pattern:
+        return sorted(glob.glob(pattern))
+    parts = pattern.split(os.sep)
+    fixed = next(i for i, part in enumerate(parts) if _GLOB_CHARS.search(part))
+    top = os.sep.join(parts[:fixed]) or (os.sep if pattern.startswith(os.sep) else ".")
+    out: list[str] = []
+    if not os.path.isdir(top):
+        return out
+    for path in _walk(top, col, with_dirs=True):
+        if _matches(os.path.relpath(path, top).split(os.sep), parts[fixed:]):
+            out.append(path if fixed else os.path.relpath(path))
+    return sorted(out)
+
+
+def _matches(names: list[str], parts: list[str]) -> bool:
+    """Whether path components match pattern components as glob's do: ``**`` any number of
+    them, a wildcard no name that starts with a dot."""
+    if not parts:
+        return not names
+    part = parts[0]
+    if part == "**":
+        return _matches(names, parts[1:]) or bool(
+            names and not names[0].startswith(".") and _matches(names[1:], parts))
+    if not names or (names[0].startswith(".") and not part.startswith(".")):
+        return False
+    return fnmatch.fnmatchcase(names[0], part) and _matches(names[1:], parts[1:])
 
 
 def read_paths(paths: list[str]) -> Collection:
@@ -118,13 +220,20 @@ def read_paths(paths: list[str]) -> Collection:
 
 def read_file(path: str, col: Collection) -> None:
     """Read the records of one file into ``col`` (a file that holds none is noted as skipped)."""
+    too_big = f"larger than {MAX_FILE_BYTES >> 20} MiB, the most read of one file"
     try:
         with open(path, "rb") as fh:
+            if os.fstat(fh.fileno()).st_size > MAX_FILE_BYTES:
+                col.skip(path, too_big)
+                return
             head = fh.read(_SNIFF)
             kind = _sniff(head)
-            data = head + fh.read() if kind else b""
+            data = _read_rest(fh, head) if kind else b""
     except OSError as err:
         col.skip(path, f"cannot read: {err.strerror}")
+        return
+    if len(data) > MAX_FILE_BYTES:  # it grew while being read
+        col.skip(path, too_big)
         return
     try:
         if kind is None:
@@ -135,6 +244,20 @@ def read_file(path: str, col: Collection) -> None:
         return
     if n:
         col.files += 1
+
+
+def _read_rest(fh: Any, head: bytes) -> bytes:
+    """The file from its head on, stopping past MAX_FILE_BYTES (a file that grows while it
+    is read); one read of a size would reserve that much memory at once."""
+    chunks = [head]
+    size = len(head)
+    while size <= MAX_FILE_BYTES:
+        chunk = fh.read(1 << 24)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
 
 
 def _sniff(head: bytes) -> str | None:
@@ -156,8 +279,8 @@ def _read_json(path: str, data: bytes, col: Collection) -> int:
         raise NotARecord("not a record")
     if doc.get("fluxlite_record"):
         try:
-            col.add(from_run(doc, path))
-        except (KeyError, TypeError, ValueError, AttributeError) as err:
+            col.add(checked(from_run(doc, path)))
+        except _BAD_FIELD as err:
             raise NotARecord(f"not a fluxlite record ({type(err).__name__}: {err})") from None
         return 1
     if doc.get("fluxlite_cluster"):
@@ -254,20 +377,31 @@ def _job_task(wf: dict[str, Any], job_id: Any, key: tuple[Any, ...]) -> tuple[An
 
 def _read_cluster(doc: dict[str, Any], path: str, col: Collection) -> int:
     summary = doc.get("summary") or {}
-    cid = _cluster_id(summary, path)
-    col.add_cluster(cid, summary)
+    tasks = doc.get("tasks") or []
+    try:
+        if not isinstance(summary, dict):
+            raise TypeError(f"summary is not a mapping: {_short(summary)}")
+        if not isinstance(tasks, list):
+            raise TypeError(f"tasks is not a list: {_short(tasks)}")
+        cid = _cluster_id(summary, path)
+        col.add_cluster(cid, summary)
+    except _BAD_FIELD as err:
+        raise NotARecord(f"not a fluxlite cluster record ({type(err).__name__}: {err})") \
+            from None
     n = 0
-    for i, t in enumerate(doc.get("tasks") or ()):
-        if not isinstance(t, dict):
+    for i, t in enumerate(tasks):
+        attempts = t.get("attempts") if isinstance(t, dict) else None
+        if not isinstance(attempts, list):
+            if attempts:
+                col.skip(f"{path}#tasks[{i}]", "not a cluster task (attempts is not a list)")
             continue
-        for j, att in enumerate(t.get("attempts") or ()):
+        for j, att in enumerate(attempts):
             where = f"{path}#tasks[{i}].attempts[{j}]"
             try:
-                a = _cluster_attempt(t, att, cid, where)
-            except (KeyError, TypeError, ValueError, AttributeError) as err:
+                col.add(checked(_cluster_attempt(t, att, cid, where)))
+            except _BAD_FIELD as err:
                 col.skip(where, f"not a cluster attempt ({type(err).__name__}: {err})")
                 continue
-            col.add(a)
             n += 1
     return max(n, 1)  # a cluster that ran nothing is still a record
 
@@ -387,8 +521,13 @@ _UNUSED = re.compile(
 
 
 def _read_yaml(path: str, data: bytes, col: Collection) -> int:
-    text = _UNUSED.sub("", data.decode("utf-8", "replace"))
+    raw = data.decode("utf-8", "replace")
+    lines = list(_record_lines(raw))
+    text = _UNUSED.sub("", raw)
+    del raw  # before the split: one copy of the file's text at a time
     chunks, summary = _split(text)
+    for c, line in zip(chunks, lines, strict=False):
+        c.line = line  # the file's own line, before unused lines were dropped
     if not chunks:
         raise NotARecord("no kickstart record in it")
     cid: tuple[Any, ...] | None = None
@@ -396,12 +535,15 @@ def _read_yaml(path: str, data: bytes, col: Collection) -> int:
         s = summary or {}
         cid = (("cluster", s["start"], int(s["pid"])) if s.get("start") and
                s.get("pid", "").isdigit() else ("cluster", os.path.abspath(path)))
-        col.add_cluster(cid, {k: _int_or(v) for k, v in s.items()})
+        try:
+            col.add_cluster(cid, {k: _int_or(v) for k, v in s.items()})
+        except ValueError as err:  # the tasks' records still count
+            col.skip(path, f"cluster summary line left out ({err})")
     n = 0
     bad: list[str] = []
     for c in chunks:
         try:
-            docs = yaml.load("\n".join(c.text), Loader=_Loader)  # noqa: S506 - a safe loader
+            docs = yamlload.load("\n".join(c.text))
             inv = docs[0] if isinstance(docs, list) and docs and isinstance(docs[0], dict) \
                 else None
             if inv is None or inv.get("invocation") is not True:
@@ -409,18 +551,18 @@ def _read_yaml(path: str, data: bytes, col: Collection) -> int:
             parts = []
             for m in c.multipart:
                 try:
-                    got = yaml.load("\n".join(m), Loader=_Loader)  # noqa: S506
+                    got = yamlload.load("\n".join(m))
                 except yaml.YAMLError:
                     continue  # a broken section loses its figures, not the record
                 if isinstance(got, list):
                     parts += [p for p in got if isinstance(p, dict)]
             a = from_kickstart(inv, parts, f"{path}:{c.line}", c)
-        except (yaml.YAMLError, ValueError, TypeError, KeyError, AttributeError) as err:
+            if cid is not None and c.task_line is not None:
+                _apply_task_line(a, c.task_line, cid)
+            col.add(checked(a))
+        except (yaml.YAMLError, *_BAD_FIELD) as err:
             bad.append(f"line {c.line}: {_one_line(err)}")
             continue
-        if cid is not None and c.task_line is not None:
-            _apply_task_line(a, c.task_line, cid)
-        col.add(a)
         n += 1
     if bad:
         what = f"{len(bad)} of {len(chunks)} kickstart records unreadable"
@@ -428,6 +570,18 @@ def _read_yaml(path: str, data: bytes, col: Collection) -> int:
             raise NotARecord(f"{what} ({bad[0]})")
         col.skip(path, f"{what} ({bad[0]})")
     return n
+
+
+_RECORD_START = re.compile(r"^- invocation:", re.MULTILINE)
+
+
+def _record_lines(text: str) -> Iterator[int]:
+    """The line numbers of the records' first lines (the dropped lines never are one)."""
+    line, pos = 1, 0
+    for m in _RECORD_START.finditer(text):
+        line += text.count("\n", pos, m.start())
+        pos = m.start()
+        yield line
 
 
 def _int_or(v: str) -> Any:
@@ -467,8 +621,10 @@ def from_kickstart(inv: dict[str, Any], parts: list[dict[str, Any]], source: str
         code = int(st.get("regular_exitcode", st.get("raw", 0)) or 0)
     machine = inv.get("machine") or {}
     host = inv.get("hostname") or machine.get("uname_nodename") or inv.get("hostaddr")
-    # pegasus-kickstart says so on its output before the record when its -k fired
-    timed_out = chunk is not None and any("timed out" in ln for ln in chunk.before)
+    # fluxlite's records say so; pegasus-kickstart says so on its output before the record
+    # when its -k fired
+    timed_out = bool(main.get("timed_out")) or (
+        chunk is not None and any("timed out" in ln for ln in chunk.before))
     a = Attempt(key=key, task=(), task_id=str(inv.get("derivation") or ""),
                 name=str(inv.get("transformation") or os.path.basename(
                     str((main.get("executable") or {}).get("file_name") or "?"))),
@@ -561,13 +717,16 @@ def _apply_task_line(a: Attempt, line: dict[str, str], cid: tuple[Any, ...]) -> 
 MAX_SKIP_LINES = 20
 
 
-def load(paths: list[str], err: Any) -> Collection:
+def load(paths: list[str], err: Any, quiet: bool = False) -> Collection:
     """Read the records under ``paths``; one line on ``err`` per file that held none (past
-    MAX_SKIP_LINES, one line for the rest)."""
+    MAX_SKIP_LINES, one line for the rest); ``quiet``: one line for them all."""
     col = read_paths(paths)
-    for path, reason in col.skipped[:MAX_SKIP_LINES]:
+    shown = 0 if quiet else MAX_SKIP_LINES
+    for path, reason in col.skipped[:shown]:
         err.write(f"fluxlite: skipped {path}: {reason}\n")
-    rest = len(col.skipped) - MAX_SKIP_LINES
+    rest = len(col.skipped) - shown
     if rest > 0:
-        err.write(f"fluxlite: skipped {rest} more files that hold no record\n")
+        more = "" if quiet else " more"
+        err.write(f"fluxlite: skipped {rest}{more} {'file' if rest == 1 else 'files'} "
+                  "that hold no record\n")
     return col

@@ -28,6 +28,18 @@ MAX_FAILURES = 5000  # listed in full; beyond, counted
 MAX_DIST = 40  # transformations with a runtime and memory row (the most frequent)
 PHASES = ("stage-in", "task", "stage-out")
 
+# The page's colours. The staging phases are drawn over their attempt's bar, so they must
+# stand apart from every transformation's and outcome's colour for readers with any common
+# colour-vision deficiency: near-black and a deep violet do (tests/integration/
+# test_stats_report.py measures it); the transformations take Tableau's 20.
+PALETTE = ("#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1",
+           "#ff9da7", "#9c755f", "#bab0ac", "#1f77b4", "#aec7e8", "#ffbb78", "#98df8a",
+           "#c5b0d5", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
+OUTCOME = {"ok": "#59a14f", "exit": "#e15759", "signal": "#f28e2b", "timeout": "#b07aa1",
+           "infrastructure": "#6b4c3b"}
+PHASE_COLOURS = {"stage-in": "#1a1a1a", "stage-out": "#5511bb"}
+OTHER = "#9e9e9e"  # transformations past the palette's
+
 
 def lanes(attempts: list[Attempt]) -> tuple[list[int], list[str]]:
     """Each attempt's lane and the lanes' labels (host and slot)."""
@@ -121,14 +133,44 @@ def build(attempts: list[Attempt], stats: dict[str, Any], title: str) -> dict[st
             "id": [a.task_id for a in atts], "try": [a.try_no or 1 for a in atts],
             "phIdx": ph_idx, "ph": ph, "phases": list(PHASES),
             "failures": failures, "failuresTotal": len(fails), "dist": dist,
-            "summary": stats["summary"]}
+            "summary": stats["summary"], "figures": figures(stats["summary"]),
+            "colours": {"palette": PALETTE, "outcome": OUTCOME, "phase": PHASE_COLOURS,
+                        "other": OTHER}}
+
+
+def figures(s: dict[str, Any]) -> list[tuple[str, Any, str]]:
+    """The header's figures: (label, value, kind), kind "n" (a count), "s" (seconds),
+    "B" (bytes) or "t" (a time as text). The tasks' outcomes add up to the tasks: those
+    tried (succeeded and failed) and those never started."""
+    return [("tasks", s["tasks"] + s["not_run"], "n"), ("succeeded", s["succeeded"], "n"),
+            ("failed", s["failed"], "n"), ("not run", s["not_run"], "n"),
+            ("attempts", s["attempts"], "n"), ("retries", s["retries"], "n"),
+            ("wall", s["wall_s"], "s"), ("cumulative", s["cumulative_s"], "s"),
+            ("badput", s["badput_s"], "s"), ("staged in", s["bytes_in"], "B"),
+            ("staged out", s["bytes_out"], "B"), ("first start", s["first_start"] or "-", "t")]
+
+
+# Inside a script element, "</script" ends it and "<!--" followed by "<script" makes the
+# tokenizer skip to a second "</script>" (the page is then blank): no "<" may stand there.
+# ">" and "&" are escaped too, and U+2028/U+2029, which old JavaScript readers took for line
+# ends. Each can only occur inside a JSON string, where its \u escape means the same.
+_SCRIPT_ESCAPES = {b"<": b"\\u003c", b">": b"\\u003e", b"&": b"\\u0026",
+                   "\u2028".encode(): b"\\u2028", "\u2029".encode(): b"\\u2029"}
+
+
+def script_json(doc: Any) -> bytes:
+    """JSON that can stand inside an HTML script element whatever its strings hold."""
+    data = orjson.dumps(doc)
+    for raw, escaped in _SCRIPT_ESCAPES.items():
+        if raw in data:
+            data = data.replace(raw, escaped)
+    return data
 
 
 def render(doc: dict[str, Any]) -> bytes:
     """The HTML report of a stats document: the template with the data embedded."""
     template = resources.files("fluxlite.stats").joinpath("report.html").read_text("utf-8")
-    # inside <script>, "</" would end the element: JSON allows "<\/" for it
-    data = orjson.dumps(doc).replace(b"</", b"<\\/")
+    data = script_json(doc)
     head, tail = template.split("/*DATA*/", 1)
     title = (doc["title"].replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;"))
     return head.replace("{{TITLE}}", title).encode() + data + tail.encode()

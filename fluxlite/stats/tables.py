@@ -161,8 +161,10 @@ def text(doc: dict[str, Any]) -> str:
     s = doc["summary"]
     lines = ["summary"]
     pairs = [
-        ("tasks", f"{s['tasks']} ({s['succeeded']} succeeded, {s['failed']} failed"
-                  + (f", {s['not_run']} not run" if s["not_run"] else "") + ")"),
+        # tasks counts the tasks tried; the ones a cluster never started come after
+        ("tasks", f"{s['tasks']} ({s['succeeded']} succeeded, {s['failed']} failed)"
+                  if not s["not_run"] else f"{s['tasks']} tried ({s['succeeded']} succeeded, "
+                  f"{s['failed']} failed), {s['not_run']} not run"),
         ("attempts", f"{s['attempts']} ({s['retries']} retries, {s['failed_attempts']} failed)"),
         ("failed tasks by cause", f"{s['exited']} exit code, {s['signalled']} signal, "
                                   f"{s['timed_out']} time limit, {s['infrastructure']} "

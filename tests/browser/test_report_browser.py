@@ -142,3 +142,22 @@ def test_a_single_job_shows_its_phases(fl: Fluxlite, data: Path) -> None:
         rows = driver.find_elements("css selector", "#failures tbody tr")
         assert [r.find_elements("tag name", "td")[6].text for r in rows] == [
             "exit", "exit", "signal"]
+
+
+def test_strings_that_open_a_comment_in_a_script_leave_the_page_drawn(fl: Fluxlite,
+                                                                      tmp_path: Path) -> None:
+    """A transformation named ``<!--<script>`` and a reason ``</script>``: the page still
+    draws (the tokenizer never leaves the data element), with the names as written."""
+    job = fl.write_job({"name": "x<!--<script>", "executable": "/bin/sh",
+                        "arguments": ["-c", "exit 3"],
+                        "records": {"kickstart": "k.out", "json": "j.json"}})
+    assert fl.run("run", str(job)).returncode == 3
+    out = tmp_path / "r.html"
+    _report([fl.tmp / "j.json"], out)
+    with headless_chromium() as driver:
+        state = _open(driver, out)
+        assert state.get("ready") and not state.get("errors"), state
+        assert state["tasks"] == 1
+        legend = driver.find_element("id", "legend").text
+        assert "x<!--<script>" in legend, legend
+        assert not _severe(driver)

@@ -308,6 +308,144 @@ def test_report_of_nothing_and_bad_output(tmp_path: Path) -> None:
     assert p.returncode == 2 and p.stderr.decode().count("\n") == 1
 
 
+# -- a newcomer's first reading ------------------------------------------------------------
+def test_the_tasks_line_and_the_reports_header_add_up(runs: Path, tmp_path: Path) -> None:
+    """The outcomes split the tasks as written: succeeded and failed make the tasks tried,
+    and the report's header shows the ones never started among its tasks."""
+    p = subprocess.run([sys.executable, "-m", "fluxlite", "stats", str(runs)],
+                       capture_output=True, timeout=60)
+    assert p.returncode == 0, p.stderr.decode()
+    line = next(ln for ln in p.stdout.decode().splitlines() if ln.strip().startswith("tasks"))
+    m = re.fullmatch(r"\s*tasks\s+(\d+) tried \((\d+) succeeded, (\d+) failed\), "
+                     r"(\d+) not run", line)
+    assert m, line
+    tried, ok, failed, not_run = map(int, m.groups())
+    assert tried == ok + failed and not_run == 1, line
+    out = tmp_path / "r.html"
+    p = subprocess.run([sys.executable, "-m", "fluxlite", "report", str(runs), "-o", str(out)],
+                       capture_output=True, timeout=60)
+    assert p.returncode == 0, p.stderr.decode()
+    fig = {k: v for k, v, _ in _embedded(out.read_text())["figures"]}
+    assert fig["not run"] == 1
+    assert fig["tasks"] == fig["succeeded"] + fig["failed"] + fig["not run"] == tried + 1
+
+
+def test_a_kickstart_time_limit_counts_as_a_time_limit(fl: Fluxlite, tmp_path: Path) -> None:
+    """kickstart -k stops the task with TERM: its record alone says it was the time limit."""
+    out = tmp_path / "k.out"
+    with out.open("wb") as fh:
+        p = subprocess.run([sys.executable, "-m", "fluxlite", "kickstart", "-k", "1",
+                            "/bin/sleep", "30"], stdout=fh, stderr=subprocess.PIPE,
+                           env=fl.env(), timeout=60)
+    assert p.returncode == 14, p.stderr
+    rc, got, err = _stats(out)
+    assert rc == 0, err
+    s = got["summary"]
+    assert (s["failed"], s["timed_out"], s["signalled"]) == (1, 1, 0), s
+
+
+def test_quiet_says_the_skips_in_one_line(runs: Path, tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    for i in range(30):
+        (logs / f"note{i}.txt").write_text("not a record\n")
+    (logs / "ok.json").write_bytes((runs / "fail.json").read_bytes())
+    for command, extra in (("stats", []), ("report", ["-o", str(tmp_path / "r.html")])):
+        p = subprocess.run([sys.executable, "-m", "fluxlite", command, "-q", str(logs),
+                            *extra], capture_output=True, timeout=60)
+        assert p.returncode == 0, p.stderr.decode()
+        assert p.stderr.decode().splitlines() == [
+            "fluxlite: skipped 30 files that hold no record"], command
+        p = subprocess.run([sys.executable, "-m", "fluxlite", command, str(logs), *extra],
+                           capture_output=True, timeout=60)
+        assert len(p.stderr.decode().splitlines()) >= 21  # without -q: each named
+
+
+def _srgb_to_lab(rgb: tuple[float, float, float]) -> tuple[float, float, float]:
+    def lin(c: float) -> float:
+        c = min(1.0, max(0.0, c))
+        return c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4
+
+    r, g, b = (lin(c) for c in rgb)
+    x = (0.4124 * r + 0.3576 * g + 0.1805 * b) / 0.95047
+    y = 0.2126 * r + 0.7152 * g + 0.0722 * b
+    z = (0.0193 * r + 0.1192 * g + 0.9505 * b) / 1.08883
+
+    def f(t: float) -> float:
+        return t ** (1 / 3) if t > 0.008856 else 7.787 * t + 16 / 116
+
+    return 116 * f(y) - 16, 500 * (f(x) - f(y)), 200 * (f(y) - f(z))
+
+
+# Machado, Oliveira and Fernandes (2009), severity 1.0, on linear RGB
+CVD = {"normal": ((1, 0, 0), (0, 1, 0), (0, 0, 1)),
+       "protanopia": ((0.152286, 1.052583, -0.204868), (0.114503, 0.786281, 0.099216),
+                      (-0.003882, -0.048116, 1.051998)),
+       "deuteranopia": ((0.367322, 0.860646, -0.227968), (0.280085, 0.672501, 0.047413),
+                        (-0.011820, 0.042940, 0.968881)),
+       "tritanopia": ((1.255528, -0.076749, -0.178779), (-0.078411, 0.930809, 0.147602),
+                      (0.004733, 0.691367, 0.303900))}
+
+
+def _seen(colour: str, matrix: Any) -> tuple[float, float, float]:
+    def lin(c: float) -> float:
+        return c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4
+
+    def gamma(c: float) -> float:
+        c = min(1.0, max(0.0, c))
+        return 12.92 * c if c <= 0.0031308 else 1.055 * c ** (1 / 2.4) - 0.055
+
+    rgb = [lin(int(colour[i:i + 2], 16) / 255) for i in (1, 3, 5)]
+    out = [gamma(sum(m * c for m, c in zip(row, rgb, strict=True))) for row in matrix]
+    return _srgb_to_lab((out[0], out[1], out[2]))
+
+
+def test_staging_colours_stand_apart_for_every_reader(runs: Path, tmp_path: Path) -> None:
+    """Stage-in and stage-out, drawn over their attempt's bar, differ from every
+    transformation's and outcome's colour, from each other and from the page, by a CIE76
+    difference of at least 20 for normal vision and the three dichromacies."""
+    out = tmp_path / "r.html"
+    p = subprocess.run([sys.executable, "-m", "fluxlite", "report", str(runs), "-o", str(out)],
+                       capture_output=True, timeout=60)
+    assert p.returncode == 0, p.stderr.decode()
+    colours = _embedded(out.read_text())["colours"]
+    phases = list(colours["phase"].values())
+    others = [*colours["palette"], *colours["outcome"].values(), colours["other"], "#ffffff"]
+    for kind, matrix in CVD.items():
+        for i, ph in enumerate(phases):
+            for other in others + phases[i + 1:]:
+                d = math.dist(_seen(ph, matrix), _seen(other, matrix))
+                assert d >= 20, (kind, ph, other, d)
+
+
+def test_report_of_one_job_shows_its_throughput(fl: Fluxlite, tmp_path: Path) -> None:
+    """One short job: the throughput chart has a round bucket (not "per 0 ms") and its one
+    attempt in it. Needs the headless browser."""
+    from tests.stats_support import browser_missing, headless_chromium
+
+    job = fl.write_job({"executable": "/bin/true",
+                        "records": {"kickstart": "one.out", "json": "one.json"}})
+    assert fl.run("run", str(job)).returncode == 0
+    out = tmp_path / "one.html"
+    p = subprocess.run([sys.executable, "-m", "fluxlite", "report", str(tmp_path / "one.json"),
+                        "-o", str(out)], capture_output=True, timeout=60)
+    assert p.returncode == 0, p.stderr.decode()
+    why = browser_missing()
+    if why:
+        pytest.skip(why)
+    with headless_chromium() as driver:
+        driver.get(out.as_uri())
+        for _ in range(100):
+            if driver.execute_script("return window.fluxliteReport.ready"):
+                break
+            time.sleep(0.05)
+        r = driver.execute_script("return window.fluxliteReport")
+        info = driver.find_element("id", "thinfo").text
+    assert not r["errors"], r["errors"]
+    assert r["throughput"]["ended"] == 1 and r["throughput"]["bucketMs"] >= 1, r
+    assert "per 0 ms" not in info and info.startswith("attempts ended per "), info
+
+
 # -- the live progress line ----------------------------------------------------------------
 def _on_a_terminal(fl: Fluxlite, *args: str, timeout: float = 60) -> tuple[int, str, str]:
     """Run fluxlite with stderr on a pty; (exit code, what the terminal showed, stdout)."""
