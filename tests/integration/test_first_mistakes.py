@@ -29,3 +29,32 @@ def test_kickstart_long_help_is_help_not_a_run(fl: Fluxlite, tmp_path: Path) -> 
     p = fl.run("kickstart", "--", "/bin/touch", str(canary))
     assert p.returncode == 0, p.stderr.decode()
     assert canary.exists()
+
+
+@pytest.mark.parametrize(("where", "url"), [
+    ("inputs[0].urls[0]", "file:data/f"), ("inputs[0].urls[0]", "FILE:data/f"),
+    ("inputs[0].urls[0]", "file:/abs/f"), ("inputs[0].urls[0]", "symlink:data/f"),
+    ("inputs[0].urls[0]", "http:data/f"), ("outputs[0].urls[0]", "file:out/g"),
+    ("checkpoints[0].url", "file:ck/c")])
+def test_a_file_url_without_slashes_is_a_validate_error(fl: Fluxlite, tmp_path: Path,
+                                                        where: str, url: str) -> None:
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "f").write_text("x\n")
+    job: dict = {"executable": "/bin/true", "inputs": [{"lfn": "f", "urls": ["data/f"]}]}
+    section, _, _ = where.partition("[")
+    if section == "inputs":
+        job["inputs"] = [{"lfn": "f", "urls": [url]}]
+    elif section == "outputs":
+        job["outputs"] = [{"lfn": "g", "urls": [url]}]
+    else:
+        job["checkpoints"] = [{"lfn": "c", "url": url}]
+    path = fl.write_job(job)
+    hint = "HOST/PATH" if url.startswith("http") else "/ABSOLUTE/PATH or "
+    for command in (("validate",), ("run", "--dry-run")):
+        p = fl.run(*command, str(path))
+        err = p.stderr.decode().strip()
+        assert p.returncode == 2, (command, err)
+        assert (f"{path}: {where}: '{url}' is not a URL: write "
+                f"{url.partition(':')[0].lower()}://{hint}") in err, err
+        assert "\n" not in err and where in err
+    assert not (tmp_path / "file:data").exists()
