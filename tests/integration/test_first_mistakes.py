@@ -58,3 +58,58 @@ def test_a_file_url_without_slashes_is_a_validate_error(fl: Fluxlite, tmp_path: 
                 f"{url.partition(':')[0].lower()}://{hint}") in err, err
         assert "\n" not in err and where in err
     assert not (tmp_path / "file:data").exists()
+
+
+def _both(fl: Fluxlite, path: Path) -> list[tuple[int, str]]:
+    """validate's and run --dry-run's exit codes and stderr for one job file."""
+    out = []
+    for command in (("validate",), ("run", "--dry-run")):
+        p = fl.run(*command, str(path))
+        out.append((p.returncode, p.stderr.decode()))
+    return out
+
+
+def test_a_missing_local_source_is_named_as_a_warning(fl: Fluxlite, tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "there").write_text("x\n")
+    path = fl.write_job({"executable": "/bin/true", "inputs": [
+        {"lfn": "a", "urls": ["data/there"]},
+        {"lfn": "b", "urls": ["data/typo"]},
+        {"lfn": "c", "urls": [f"file://{tmp_path}/data/gone", "data/there"]},
+        {"lfn": "d", "urls": ["symlink:///no/such/dir/f"], "optional": True}]})
+    for rc, err in _both(fl, path):
+        assert rc == 0, err  # an earlier job may still write them: not an error
+        lines = [ln for ln in err.splitlines() if "warning" in ln]
+        assert len(lines) == 3 and len(err.splitlines()) == 3, err
+        assert (f"inputs[1].urls[0]: '{tmp_path}/data/typo' does not exist: stage-in fails "
+                "unless it appears before the job runs") in lines[0]
+        assert f"inputs[2].urls[0]: '{tmp_path}/data/gone' does not exist" in lines[1]
+        assert "inputs[3].urls[0]: '/no/such/dir/f' does not exist (optional" in lines[2]
+        assert "inputs[0]" not in err
+    assert fl.leftover_workdirs() == []
+
+
+@pytest.mark.parametrize("exe", ["./x", "bin/x", "./sub/../x"])
+def test_an_executable_nothing_stages_is_an_error(fl: Fluxlite, tmp_path: Path,
+                                                  exe: str) -> None:
+    (tmp_path / "x").write_text("#!/bin/sh\n")  # beside the job file: not where it runs
+    path = fl.write_job({"executable": exe,
+                         "inputs": [{"lfn": "y", "urls": [str(tmp_path / "x")]}]})
+    for rc, err in _both(fl, path):
+        assert rc == 2, err
+        assert len(err.splitlines()) == 1 and f"executable: '{exe}' names a file of the " \
+            "worker directory that nothing stages in" in err, err
+    assert fl.leftover_workdirs() == []
+
+
+def test_an_executable_that_is_staged_passes(fl: Fluxlite, tmp_path: Path) -> None:
+    (tmp_path / "x").write_text("#!/bin/sh\n")
+    path = fl.write_job({"executable": "./bin/x", "inputs": [
+        {"lfn": "bin/x", "urls": [str(tmp_path / "x")], "executable": True}]})
+    for rc, err in _both(fl, path):
+        assert rc == 0 and err == "", err
+    path = fl.write_job({"executable": "./x", "inputs": [
+        {"lfn": "x", "urls": [str(tmp_path / "x")], "optional": True}]})
+    for rc, err in _both(fl, path):
+        assert rc == 0, err
+        assert "executable: './x' is brought only by an optional input or a checkpoint" in err
