@@ -113,3 +113,24 @@ def test_an_executable_that_is_staged_passes(fl: Fluxlite, tmp_path: Path) -> No
     for rc, err in _both(fl, path):
         assert rc == 0, err
         assert "executable: './x' is brought only by an optional input or a checkpoint" in err
+
+
+def test_a_stage_in_failure_says_no_task_ran(fl: Fluxlite, tmp_path: Path) -> None:
+    canary = tmp_path / "ran"
+    path = fl.write_job({"executable": "/bin/touch", "arguments": [str(canary)],
+                         "inputs": [{"lfn": "f", "urls": [str(tmp_path / "missing")]}]})
+    p = fl.run("run", str(path))
+    lines = p.stderr.decode().splitlines()
+    assert p.returncode == 71, lines
+    assert not canary.exists()
+    assert lines[-1] == "PegasusLite: exitcode 71, no task ran (stage-in failed)"
+    assert not any("originally exited" in ln for ln in lines)
+
+
+def test_a_stage_out_failure_gives_the_tasks_own_code(fl: Fluxlite, tmp_path: Path) -> None:
+    path = fl.write_job({"executable": "/bin/sh", "arguments": ["-c", "exit 0"],
+                         "outputs": [{"lfn": "never-made", "urls": [str(tmp_path / "o")]}]})
+    p = fl.run("run", str(path))
+    lines = p.stderr.decode().splitlines()
+    assert p.returncode == 71, lines
+    assert lines[-1] == "PegasusLite: exitcode 71, tool originally exited with exitcode 0"
