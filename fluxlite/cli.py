@@ -183,15 +183,30 @@ def _main(argv: list[str] | None) -> int:
         sys.stderr.write(f"fluxlite: error: unknown command '{argv[0]}' "
                          f"(commands: {', '.join(COMMANDS)})\n")
         return EXIT_USAGE
-    module = importlib.import_module(f"fluxlite.commands.{name.replace('-', '_')}")
+    module = _module(name)
     if hasattr(module, "main_argv"):  # commands with a command line of their own
         return _guard(lambda: module.main_argv(argv[1:]))
-    parser = argparse.ArgumentParser(prog=f"fluxlite {name}", description=COMMANDS[name])
-    common_arguments(parser)
-    module.add_arguments(parser)
-    args = parser.parse_args(argv[1:])
+    args = command_parser(name).parse_args(argv[1:])
     setup_logging(-1 if args.quiet else args.verbose)
     return _guard(lambda: module.main(args))
+
+
+def _module(name: str):  # noqa: ANN202 - a command's module
+    return importlib.import_module(f"fluxlite.commands.{name.replace('-', '_')}")
+
+
+def command_parser(name: str) -> argparse.ArgumentParser:
+    """The parser of ``fluxlite NAME``'s options (not kickstart's: its command line is
+    pegasus-kickstart's own, read by fluxlite.kickstart_args). Options are never
+    abbreviated: a drop-in or a script that mistypes one hears of it."""
+    module = _module(name)
+    if hasattr(module, "parser"):  # a command line of its own, in argparse
+        return module.parser()
+    parser = argparse.ArgumentParser(prog=f"fluxlite {name}", description=COMMANDS[name],
+                                     allow_abbrev=False)
+    common_arguments(parser)
+    module.add_arguments(parser)
+    return parser
 
 
 def _guard(fn) -> int:  # noqa: ANN001

@@ -134,3 +134,18 @@ def test_a_stage_out_failure_gives_the_tasks_own_code(fl: Fluxlite, tmp_path: Pa
     lines = p.stderr.decode().splitlines()
     assert p.returncode == 71, lines
     assert lines[-1] == "PegasusLite: exitcode 71, tool originally exited with exitcode 0"
+
+
+@pytest.mark.parametrize("argv", [
+    ["run", "--overwrite", "{job}"], ["run", "--verbos", "{job}"],
+    ["validate", "--verbos", "{job}"], ["run", "--dry", "{job}"],
+    ["integrity", "--verif", "{job}"], ["transfer", "--multipart", "d", "{job}"]])
+def test_an_abbreviated_option_is_refused(fl: Fluxlite, tmp_path: Path,
+                                          argv: list[str]) -> None:
+    canary = tmp_path / "ran"
+    job = fl.write_job({"executable": "/bin/touch", "arguments": [str(canary)]})
+    p = fl.run(*[a.format(job=job) for a in argv])
+    err = p.stderr.decode()
+    assert p.returncode == 2, err
+    assert argv[1] in err and "Traceback" not in err
+    assert not canary.exists() and not (tmp_path / "d").exists()
