@@ -149,3 +149,16 @@ def test_an_abbreviated_option_is_refused(fl: Fluxlite, tmp_path: Path,
     assert p.returncode == 2, err
     assert argv[1] in err and "Traceback" not in err
     assert not canary.exists() and not (tmp_path / "d").exists()
+
+
+def test_a_retry_names_the_try_that_failed(fl: Fluxlite, tmp_path: Path) -> None:
+    script = tmp_path / "flaky.sh"  # fails with 4 on its first two tries
+    script.write_text('n=$(cat "$1" 2>/dev/null || echo 0); n=$((n + 1)); echo $n > "$1"\n'
+                      '[ "$n" -ge 3 ] || exit 4\n')
+    (tmp_path / "f.dag").write_text(f"TASK flaky /bin/sh {script} {tmp_path}/count\n")
+    p = fl.run("cluster", "f.dag", "--tries", "3", "--no-rescue", "-o", "c.out")
+    err = p.stderr.decode()
+    assert p.returncode == 0, err
+    retries = [ln.split(": ", 1)[1] for ln in err.splitlines() if "retrying" in ln]
+    assert retries == ["task flaky try 1 of 3 failed (exit 4), retrying",
+                       "task flaky try 2 of 3 failed (exit 4), retrying"], err
