@@ -162,3 +162,14 @@ def test_a_retry_names_the_try_that_failed(fl: Fluxlite, tmp_path: Path) -> None
     retries = [ln.split(": ", 1)[1] for ln in err.splitlines() if "retrying" in ln]
     assert retries == ["task flaky try 1 of 3 failed (exit 4), retrying",
                        "task flaky try 2 of 3 failed (exit 4), retrying"], err
+
+
+def test_a_pmc_awk_line_as_pmc_reads_it(fl: Fluxlite, tmp_path: Path) -> None:
+    (tmp_path / "in").write_text("1 a\n0 b\n2 c\n")
+    (tmp_path / "f.dag").write_text(
+        "TASK sh /bin/sh -c \"awk \\'\\$1 > 0 {print \\$2}\\' in > sh.out\"\n"
+        "TASK direct awk '$1 > 0 {print $2}' in\n")
+    p = fl.run("cluster", "f.dag", "--no-rescue", "-o", "c.out")
+    assert p.returncode == 0, p.stderr.decode()
+    assert (tmp_path / "sh.out").read_text() == "a\nc\n"
+    assert "warning" not in p.stderr.decode()
