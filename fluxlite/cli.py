@@ -113,9 +113,11 @@ def _watch_stdout() -> _WatchedStdout | None:
         return None
     out.flush()
     raw = _WatchedStdout(1, "w", closefd=False)
-    sys.stdout = io.TextIOWrapper(io.BufferedWriter(raw), encoding=out.encoding,
-                                  errors=out.errors, line_buffering=out.line_buffering,
-                                  write_through=False)
+    # buffered as before (python -u and PYTHONUNBUFFERED leave the bytes unbuffered)
+    binary = io.BufferedWriter(raw) if isinstance(out.buffer, io.BufferedWriter) else raw
+    sys.stdout = io.TextIOWrapper(binary, encoding=out.encoding, errors=out.errors,
+                                  line_buffering=out.line_buffering,
+                                  write_through=out.write_through)
     return raw
 
 
