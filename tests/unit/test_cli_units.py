@@ -103,3 +103,18 @@ def test_help_states_the_unit_the_parser_uses(name: str, action: argparse.Action
         assert said.group(1).startswith(unit), (
             f"fluxlite {name} {action.option_strings[-1]}: the help says a bare number is "
             f"{said.group(1)}, the parser reads {unit}s")
+
+
+# kickstart's own command line: option -> (the field it sets, the unit its usage must name)
+KICKSTART_UNITS = {"-k": ("term_timeout", "seconds"), "-K": ("kill_timeout", "seconds"),
+                   "-m": ("monitor_interval", "seconds"), "-B": ("data_size", "bytes")}
+
+
+@pytest.mark.parametrize("flag", sorted(KICKSTART_UNITS))
+def test_kickstart_usage_states_the_unit_the_parser_uses(flag: str) -> None:
+    from fluxlite.kickstart_args import USAGE, parse
+
+    field, unit = KICKSTART_UNITS[flag]
+    assert getattr(parse([flag, "90", "/bin/true"]), field) == 90  # kept as given: no scale
+    line = next(ln for ln in USAGE.splitlines() if ln.startswith(f" {flag} "))
+    assert unit in line.lower(), line
