@@ -131,7 +131,7 @@ def _discard_stdout() -> None:
         os.close(devnull)
 
 
-def _stdout_ending(rc: int, raw: _WatchedStdout | None, escaped: OSError | None) -> int:
+def _stdout_ending(rc: int, raw: _WatchedStdout | None, escaped: StdoutLost | None) -> int:
     """The exit code once standard output is flushed. A write failure that escaped the
     command, or that a command ending 0 met, lost output: 141 for a closed pipe (quietly),
     else one line and 71. A command that failed has said why: its own code stays."""
@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         rc = _main(argv)
     except SystemExit as stop:  # argparse's --help and usage errors
         rc = stop.code if isinstance(stop.code, int) else EXIT_USAGE if stop.code else 0
-    except (StdoutLost, BrokenPipeError) as err:
+    except StdoutLost as err:
         escaped = err
     finally:
         rc = _stdout_ending(rc, raw, escaped)
@@ -224,6 +224,11 @@ def _guard(fn) -> int:  # noqa: ANN001
     except KeyboardInterrupt:
         sys.stderr.write("fluxlite: interrupted\n")
         return SIGNAL_BASE + signal.SIGINT
+    except BrokenPipeError as err:
+        if isinstance(err, StdoutLost):
+            raise  # standard output's: main() ends it
+        sys.stderr.write(f"fluxlite: error: {err.strerror or err}\n")
+        return EXIT_INFRA
 
 
 if __name__ == "__main__":  # pragma: no cover
