@@ -3,13 +3,22 @@
 Each subcommand lives in ``fluxlite.commands.<name>`` with ``add_arguments(parser)`` and
 ``main(args) -> int``; only the module of the command being run is imported, so that
 ``fluxlite run`` starts fast.
+
+Standard output is watched here, for every command at once: a reader that went away
+(``fluxlite --help | head -3``) ends the command quietly with 141, 128+SIGPIPE, what a shell
+reports for any program its pipe's reader left; a write that fails otherwise (a full
+filesystem, ``>/dev/full``) is one line and 71. What is still buffered is flushed before
+the exit code is decided, never by the interpreter on its way out.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
+import io
 import logging
+import os
 import signal
 import sys
 
@@ -68,8 +77,102 @@ def common_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
 
 
+EXIT_PIPE_CLOSED = SIGNAL_BASE + signal.SIGPIPE  # 141, as a shell reports `yes | head`
+
+
+class StdoutLost(OSError):
+    """Standard output could not be written (its errno and text are the write's)."""
+
+
+class StdoutClosed(BrokenPipeError, StdoutLost):
+    """Standard output's reader went away."""
+
+
+class _WatchedStdout(io.FileIO):
+    """Descriptor 1, whose failed writes are told apart from every other OSError."""
+
+    lost: StdoutLost | None = None
+
+    def write(self, b):  # noqa: ANN001, ANN201 - io.FileIO's own signature
+        try:
+            return super().write(b)
+        except OSError as err:
+            cls = StdoutClosed if err.errno == errno.EPIPE else StdoutLost
+            lost = cls(err.errno, err.strerror)
+            self.lost = lost
+            raise lost from err
+
+
+def _watch_stdout() -> _WatchedStdout | None:
+    """Put a watched stream in place of sys.stdout (when it is descriptor 1 itself)."""
+    out = sys.stdout
+    try:
+        if out is None or out is not sys.__stdout__ or out.fileno() != 1:
+            return None  # closed, or not ours (a caller's capture): left as it is
+    except (OSError, ValueError):
+        return None
+    out.flush()
+    raw = _WatchedStdout(1, "w", closefd=False)
+    # buffered as before (python -u and PYTHONUNBUFFERED leave the bytes unbuffered)
+    binary = io.BufferedWriter(raw) if isinstance(out.buffer, io.BufferedWriter) else raw
+    sys.stdout = io.TextIOWrapper(binary, encoding=out.encoding, errors=out.errors,
+                                  line_buffering=out.line_buffering,
+                                  write_through=out.write_through)
+    return raw
+
+
+def _discard_stdout() -> None:
+    """Send what is still buffered for descriptor 1 nowhere, so that the interpreter's own
+    flush at exit finds nothing to fail on (Python's documented way with a closed pipe)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+    finally:
+        os.close(devnull)
+
+
+def _stdout_ending(rc: int, raw: _WatchedStdout | None, escaped: StdoutLost | None) -> int:
+    """The exit code once standard output is flushed. A write failure that escaped the
+    command, or that a command ending 0 met, lost output: 141 for a closed pipe (quietly),
+    else one line and 71. A command that failed has said why: its own code stays."""
+    lost = escaped
+    if lost is None and raw is not None:
+        try:
+            sys.stdout.flush()
+        except StdoutLost:
+            pass
+        lost = raw.lost
+    if lost is None:
+        return rc
+    _discard_stdout()
+    if escaped is None and rc != 0:
+        return rc
+    if isinstance(lost, BrokenPipeError):
+        return EXIT_PIPE_CLOSED
+    sys.stderr.write(f"fluxlite: error: cannot write to standard output: "
+                     f"{lost.strerror or lost}\n")
+    return EXIT_INFRA
+
+
 def main(argv: list[str] | None = None) -> int:
     """The ``fluxlite`` entry point: run one subcommand, return its exit code."""
+    saved = sys.stdout
+    raw = _watch_stdout()
+    rc, escaped = EXIT_INFRA, None
+    try:
+        rc = _main(argv)
+    except SystemExit as stop:  # argparse's --help and usage errors
+        rc = stop.code if isinstance(stop.code, int) else EXIT_USAGE if stop.code else 0
+    except StdoutLost as err:
+        escaped = err
+    finally:
+        rc = _stdout_ending(rc, raw, escaped)
+        if raw is not None:
+            sys.stdout = saved
+    return rc
+
+
+def _main(argv: list[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(_top_help())
@@ -82,15 +185,30 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(f"fluxlite: error: unknown command '{argv[0]}' "
                          f"(commands: {', '.join(COMMANDS)})\n")
         return EXIT_USAGE
-    module = importlib.import_module(f"fluxlite.commands.{name.replace('-', '_')}")
+    module = _module(name)
     if hasattr(module, "main_argv"):  # commands with a command line of their own
         return _guard(lambda: module.main_argv(argv[1:]))
-    parser = argparse.ArgumentParser(prog=f"fluxlite {name}", description=COMMANDS[name])
-    common_arguments(parser)
-    module.add_arguments(parser)
-    args = parser.parse_args(argv[1:])
+    args = command_parser(name).parse_args(argv[1:])
     setup_logging(-1 if args.quiet else args.verbose)
     return _guard(lambda: module.main(args))
+
+
+def _module(name: str):  # noqa: ANN202 - a command's module
+    return importlib.import_module(f"fluxlite.commands.{name.replace('-', '_')}")
+
+
+def command_parser(name: str) -> argparse.ArgumentParser:
+    """The parser of ``fluxlite NAME``'s options (not kickstart's: its command line is
+    pegasus-kickstart's own, read by fluxlite.kickstart_args). Options are never
+    abbreviated: a drop-in or a script that mistypes one hears of it."""
+    module = _module(name)
+    if hasattr(module, "parser"):  # a command line of its own, in argparse
+        return module.parser()
+    parser = argparse.ArgumentParser(prog=f"fluxlite {name}", description=COMMANDS[name],
+                                     allow_abbrev=False)
+    common_arguments(parser)
+    module.add_arguments(parser)
+    return parser
 
 
 def _guard(fn) -> int:  # noqa: ANN001
@@ -106,7 +224,10 @@ def _guard(fn) -> int:  # noqa: ANN001
     except KeyboardInterrupt:
         sys.stderr.write("fluxlite: interrupted\n")
         return SIGNAL_BASE + signal.SIGINT
-    except BrokenPipeError:
+    except BrokenPipeError as err:
+        if isinstance(err, StdoutLost):
+            raise  # standard output's: main() ends it
+        sys.stderr.write(f"fluxlite: error: {err.strerror or err}\n")
         return EXIT_INFRA
 
 

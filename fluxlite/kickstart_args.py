@@ -28,6 +28,7 @@ _WITH_VALUE = frozenset("BeiIlLnNoRSsTwWkKm")
 # interposition, which fluxlite replaces with its process-tree monitor.
 _FLAGS = frozenset("HfFqcXtzZ")
 _IGNORED = {"t": "ptrace tracing", "z": "system call tracing", "Z": "library call tracing"}
+_LONG = {"--help": "h", "--version": "V"}  # the only long options: -h and -V spelled out
 
 
 class KickstartUsage(FluxliteError):
@@ -178,9 +179,17 @@ def parse(argv: list[str]) -> KickstartArgs:
     while i < len(argv) and argv[i].startswith("-") and len(argv[i]) > 1:
         word = argv[i]
         c = word[1]
-        if c == "-":  # "--" ends the options
+        if word == "--":  # ends the options
             i += 1
             break
+        if c == "-":
+            # kickstart takes any word starting "--" for "--" and runs what follows, so a
+            # mistyped long option went unnoticed; only the two long options people try
+            # are understood, any other is reported by name
+            long_option = _LONG.get(word)
+            if long_option is None:
+                raise KickstartUsage(f"unknown option '{word}'")
+            c = long_option
         if c in ("h", "?"):
             a.help = True
             return a

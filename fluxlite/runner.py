@@ -646,10 +646,12 @@ class Runner:
         if rc != 0:
             for line in failure_summary(rec, written, self._kept_workdir):
                 logger.error("%s", line)
-        if rc == EXIT_INFRA:
-            tool_rc = rec.task.status.code if rec.task and rec.task.pid else 1
+        if rc == EXIT_INFRA and rec.task is not None and rec.task.status.raw != -1:
             _protocol(f"PegasusLite: exitcode {rc}, tool originally exited with exitcode "
-                      f"{tool_rc}")
+                      f"{rec.task.status.code}")
+        elif rc == EXIT_INFRA:  # monitord reads only the number: the rest is for people
+            _protocol(f"PegasusLite: exitcode {rc}, no task ran "
+                      f"({rec.failed_phase or 'job'} failed)")
         else:
             _protocol(f"PegasusLite: exitcode {rc}")
 

@@ -933,8 +933,16 @@ def executable_problem(spec: JobSpec) -> str | None:
     exe = spec.executable
     staged = {f.lfn for f in spec.inputs} | (
         {spec.staged_executable.lfn} if spec.staged_executable else set())
-    if exe in staged or (not os.path.isabs(exe) and "/" in exe):
+    if exe in staged:
         return None  # inside the worker directory, after stage-in
+    if not os.path.isabs(exe) and "/" in exe:
+        # a file of the worker directory, which fluxlite makes empty: only what is staged
+        # in (an input, or a checkpoint that exists; see preflight_warnings) can be there
+        lfn = posixpath.normpath(exe)
+        if lfn in staged or lfn in {c.lfn for c in spec.checkpoints}:
+            return None
+        return (f"'{exe}' names a file of the worker directory that nothing stages in "
+                f"(no input has lfn '{lfn}'): stage it as an input or give its absolute path")
     if not os.path.isabs(exe):
         found = shutil.which(exe, path=spec.env.get("PATH", os.environ.get("PATH", os.defpath)))
         if not found:
@@ -945,6 +953,36 @@ def executable_problem(spec: JobSpec) -> str | None:
     if not is_executable_file(exe):
         return f"'{exe}' is not an executable file"
     return None
+
+
+def preflight_warnings(spec: JobSpec) -> list[str]:
+    """What is likely to fail but may still be put right before the job runs: a local
+    source that does not exist (yet: an earlier job may write it), and an executable of the
+    worker directory that only an optional input or a checkpoint brings."""
+    warnings: list[str] = []
+    files = [(f"inputs[{i}].urls", f) for i, f in enumerate(spec.inputs)]
+    if spec.staged_executable is not None:
+        files.append(("executable.urls", spec.staged_executable))
+    for path, f in files:
+        for j, source in enumerate(f.sources):
+            if scheme_of(source.url) not in ("file", "symlink"):
+                continue
+            p = local_path(source.url)
+            if not os.path.lexists(p):
+                others = " (the other sources are tried)" if len(f.sources) > 1 else (
+                    " (optional: skipped without it)" if f.optional else
+                    ": stage-in fails unless it appears before the job runs")
+                warnings.append(f"{path}[{j}]: '{p}' does not exist{others}")
+    exe = spec.executable
+    if not os.path.isabs(exe) and "/" in exe:
+        lfn = posixpath.normpath(exe)
+        required = {f.lfn for f in spec.inputs if not f.optional}
+        if spec.staged_executable is not None:
+            required.add(spec.staged_executable.lfn)
+        if exe not in required and lfn not in required:
+            warnings.append(f"executable: '{exe}' is brought only by an optional input or a "
+                            "checkpoint: the task cannot start if neither exists")
+    return [one_line(w) for w in warnings]
 
 
 def with_records(spec: JobSpec, kickstart: str | None, json: str | None) -> JobSpec:

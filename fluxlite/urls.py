@@ -14,9 +14,24 @@ def scheme_of(url: str) -> str:
     return m.group(1).lower() if m else "file"
 
 
+# a scheme fluxlite knows, written without its '//': "file:data/f" is neither a URL (a file
+# URL is file:///abs or file://localhost/abs) nor, surely, a path meant to start "file:"
+_NO_SLASHES = re.compile(r"^(file|symlink|https?|s3):(?!//)", re.IGNORECASE)
+
+
 def local_path(url: str) -> str:
-    """The filesystem path of a ``file://`` or ``symlink://`` URL (or a bare path)."""
+    """The filesystem path of a ``file://`` or ``symlink://`` URL (or a bare path).
+
+    ValueError for a URL of another host, and for a known scheme without ``//``
+    (``file:data/f``, ``file:/abs``), which would otherwise be read as a relative path.
+    """
     if not _SCHEME.match(url):
+        m = _NO_SLASHES.match(url)
+        if m:
+            scheme = m.group(1).lower()
+            hint = (f"{scheme}:///ABSOLUTE/PATH or {scheme}://localhost/ABSOLUTE/PATH"
+                    if scheme in ("file", "symlink") else f"{scheme}://HOST/PATH")
+            raise ValueError(f"'{url}' is not a URL: write {hint}")
         return url
     parts = urlsplit(url)
     if parts.netloc not in ("", "localhost"):

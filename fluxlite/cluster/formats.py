@@ -15,7 +15,6 @@ import logging
 import math
 import os
 import re
-import shlex
 import sys
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,7 +26,7 @@ logger = logging.getLogger(__name__)
 
 FORMATS = ("pmc", "list", "json")
 # Characters with no special meaning to /bin/sh: a line made only of these means the same
-# split by shlex as run by the shell, so it is exec'd directly (one fork less per task).
+# split on blanks as run by the shell, so it is exec'd directly (one fork less per task).
 _SHELL_PLAIN = re.compile(r"[A-Za-z0-9_./:,+@%=\- \t]*")
 # ...unless its first word means something to the shell itself: a leading NAME=value is an
 # assignment, and builtins and keywords have no program on PATH to exec ('exit 0', 'cd d').
@@ -47,8 +46,9 @@ PLACEMENTS = ("auto", "flux")  # "flux": a Flux job of its own, even beside a po
 # U+2028, which str.split() and str.splitlines() would take for breaks
 _BLANKS = " \t"
 _BLANK_RUN = re.compile(r"[ \t]+")
-# A TASK line without quotes or backslashes splits like str.split on blanks (shlex is slow)
-_NEEDS_SHLEX = re.compile(r"['\"\\\r]")
+# A TASK line without quotes or backslashes splits like str.split on blanks (pmc_split is
+# slower)
+_NEEDS_PMC_SPLIT = re.compile(r"['\"\\\r]")
 # Bounds of the numbers a task may ask for (as PMC: integers; -m and -c may be decimal)
 LIMITS = {"cores": 1 << 20, "gpus": 1 << 20, "memory_mb": 1 << 40, "tries": 1_000_000,
           "priority": (1 << 31) - 1, "nodes": 1 << 20}
@@ -230,13 +230,56 @@ _PMC_ROUNDED = frozenset(("memory_mb", "cores"))  # numbers, rounded up (as PMC)
 _PMC_NONNEG = frozenset(("gpus", "tries", "nodes"))
 
 
+_PMC_SPACE = frozenset(" \t\n\v\f\r")  # C's isspace(), which PMC splits on
+
+
+def pmc_split(text: str, crossed: list[str] | None = None) -> list[str]:
+    """The words of a TASK line's command part as pegasus-mpi-cluster splits them
+    (``split_args`` in its strlib.cpp), not as a shell would: ``'`` and ``"`` are the same
+    quote, any quote closes the one open (quotes do not nest) and ends the word there, even
+    an empty one; a backslash takes the next character as it is, inside quotes too (a
+    backslash at the end stays); blanks outside quotes separate words; an unterminated quote
+    runs to the end of the line. ``crossed`` gets the pair (opening, closing quote) of each
+    quote closed by one of the other kind, which a shell would have nested."""
+    words: list[str] = []
+    word: list[str] = []
+    quoted = ""
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if c == "'" or c == '"':
+            if quoted:
+                words.append("".join(word))
+                word = []
+                if c != quoted and crossed is not None:
+                    crossed.append(quoted + c)
+                quoted = ""
+            else:
+                quoted = c
+        elif c == "\\":
+            if i + 1 < n:
+                i += 1
+            word.append(text[i])
+        elif c in _PMC_SPACE and not quoted:
+            if word:
+                words.append("".join(word))
+                word = []
+        else:
+            word.append(c)
+        i += 1
+    if word:
+        words.append("".join(word))
+    return words
+
+
 def _parse_pmc(text: str, path: str) -> TaskGraph:
     g = TaskGraph(path, "pmc")
     edges: list[tuple[str, str, int]] = []
     pending: tuple[str, str, str] | None = None  # from '#@ N TR ID': names the next TASK
     n = 0
     tasks = g.tasks
-    plain, blank_split = _NEEDS_SHLEX.search, _BLANK_RUN.split
+    plain, blank_split = _NEEDS_PMC_SPLIT.search, _BLANK_RUN.split
+    warned_quotes = False
     for n, raw in enumerate(lines(text), 1):
         s = raw.strip(" \t\r")
         if not s:
@@ -248,10 +291,20 @@ def _parse_pmc(text: str, path: str) -> TaskGraph:
         if plain(s) is None:
             words = blank_split(s)
         else:
-            try:
-                words = shlex.split(s)  # TASK lines are argv, never given to a shell
-            except ValueError as err:
-                raise ClusterInputError(path, f"cannot split line: {err}", n) from err
+            # as PMC: the kind and the task id are split on blanks alone, the rest of a
+            # TASK line by PMC's own rules (pmc_split); never given to a shell
+            words = blank_split(s, maxsplit=2)
+            if words[0] == "TASK" and len(words) == 3:
+                crossed: list[str] = []
+                words[2:] = pmc_split(words[2], crossed)
+                if crossed and not warned_quotes:
+                    warned_quotes = True
+                    logger.warning("%s:%d: a %s closes the %s before it: in a TASK line "
+                                   "' and \" are one quote and do not nest, as in "
+                                   "pegasus-mpi-cluster (write \\' or \\\" inside quotes)",
+                                   path, n, crossed[0][1], crossed[0][0])
+            else:
+                words = blank_split(s)
         kind = words[0]
         if kind == "TASK":
             if len(words) > 2 and words[2][0] != "-":

@@ -419,8 +419,9 @@ class Scheduler:
             return
         if st.tries < tries and not self.stopping:
             self.counts["retries"] += 1
-            logger.info("task %s failed (exit %d), try %d of %d", one_line(t.id), a.code,
-                        st.tries + 1, tries)
+            # the try that failed, never the next one: "try 2 of 3" read as a second failure
+            logger.info("task %s try %d of %d failed (%s), retrying", one_line(t.id),
+                        st.tries, tries, _describe(a))
             self._make_ready(t.id)
             return
         st.state = "failed"

@@ -31,9 +31,10 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(EXIT_USAGE)
 
 
-def _parser() -> argparse.ArgumentParser:
+def parser() -> argparse.ArgumentParser:
+    """pegasus-integrity's command line (long options, never abbreviated)."""
     p = _Parser(prog=PROG, description="Verify or generate sha256 checksums of files "
-                                       "(fluxlite's pegasus-integrity).")
+                                       "(fluxlite's pegasus-integrity).", allow_abbrev=False)
     p.add_argument("--generate", dest="generate", metavar="FILES",
                    help="print 'sha256  file' for each of FILES (';;;' separated)")
     p.add_argument("--generate-yaml", dest="generate_yaml", metavar="[LFN=]PFN...",
@@ -65,7 +66,7 @@ def _setup_logging(debug: bool) -> None:
 
 def main_argv(argv: list[str]) -> int:
     """``fluxlite integrity ARGS``: pegasus-integrity's command line; its exit code."""
-    args = _parser().parse_args(argv)
+    args = parser().parse_args(argv)
     _setup_logging(args.debug)
     given = [m for m in _MODES if getattr(args, m) is not None]
     if len(given) != 1:

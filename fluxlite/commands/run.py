@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from fluxlite.spec import JobSpec, check_ready, with_records
+from fluxlite.spec import JobSpec, check_ready, preflight_warnings, with_records
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -36,6 +36,9 @@ def main(args: argparse.Namespace) -> int:
                 executables=args.dry_run)
     if args.dry_run:
         from fluxlite.plan import describe
+
+        sys.stderr.write("".join(f"fluxlite: warning: {args.job}: {w}\n"
+                                 for w in preflight_warnings(spec)))
 
         sys.stdout.buffer.write(describe(spec).encode("utf-8", "backslashreplace"))
         sys.stdout.flush()

@@ -20,8 +20,8 @@ def batch_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("-g", "--gpus", type=int, metavar="N",
                    help="GPUs per slot (default: resources.gpus_per_task)")
     p.add_argument("-t", "--time-limit", metavar="FSD",
-                   help="time limit: 90s, 30m, 2h, 1d; a bare number is minutes "
-                        "(default: resources.time_limit, in seconds)")
+                   help="time limit: 90s, 30m, 2h, 1d; a bare number is seconds (not minutes, "
+                        "as for flux batch) (default: resources.time_limit)")
     p.add_argument("--queue", help="queue (default: resources.queue)")
     p.add_argument("-B", "--bank", help="bank (default: resources.bank)")
     p.add_argument("--exclusive", action="store_true", help="whole nodes")

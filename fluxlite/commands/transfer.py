@@ -2,7 +2,9 @@
 
 Reads pegasus-transfer's JSON list (transfer, mkdir and remove entries) from a file or
 standard input, runs it with fluxlite's staging (parallel, verified copies, failover,
-bounded retries) and exits 0 when everything worked, 1 otherwise, as pegasus-transfer does.
+bounded retries) and exits 0 when everything worked, 1 otherwise, as pegasus-transfer does
+(71 when every transfer worked but the attempts could not be written to the multipart
+directory).
 Attempts are written as YAML into ``$PEGASUS_MULTIPART_DIR`` (as pegasus-transfer does) and,
 on request, as JSON.
 """
@@ -20,7 +22,7 @@ import threading
 import time
 from typing import Any
 
-from fluxlite.errors import EXIT_FAILED, EXIT_OK, UsageError
+from fluxlite.errors import EXIT_FAILED, EXIT_INFRA, EXIT_OK, UsageError
 from fluxlite.redact import deep as redact_deep
 from fluxlite.signals import Handlers
 from fluxlite.staging.base import (
@@ -149,8 +151,8 @@ def _run(args: argparse.Namespace, plan: TransferList, policy: Policy, threads: 
     done = sum(1 for r in results if r.success)
     logger.info("%d of %d transfers done, %d bytes, in %.3f s", done, len(plan.transfers),
                 sum(r.bytes for r in results if r.success), time.time() - t0)
-    if args.multipart_dir:
-        _write_multipart(args.multipart_dir, results, plan.labels)
+    lost = bool(args.multipart_dir) and not _write_multipart(args.multipart_dir, results,
+                                                              plan.labels)
     side = os.environ.get("KICKSTART_INTEGRITY_DATA")
     if side and plan.checksum:
         _checksums_for_kickstart(side, plan, results)
@@ -162,12 +164,14 @@ def _run(args: argparse.Namespace, plan: TransferList, policy: Policy, threads: 
             logger.error("cannot write the record %s: %s", args.json_record,
                          err.strerror or err)
             failed += 1
-    return EXIT_FAILED if failed else EXIT_OK
+    # every transfer worked but kickstart's record will not tell of them: not a success
+    return EXIT_FAILED if failed else EXIT_INFRA if lost else EXIT_OK
 
 
 def _write_multipart(directory: str, results: list[TransferResult],
-                     labels: dict[str, tuple[dict[str, str], str]]) -> None:
-    """The ``- transfer_attempts:`` section pegasus-transfer leaves for pegasus-kickstart."""
+                     labels: dict[str, tuple[dict[str, str], str]]) -> bool:
+    """The ``- transfer_attempts:`` section pegasus-transfer leaves for pegasus-kickstart;
+    False (said on stderr, nothing left there) when it cannot be written."""
     from fluxlite.record import multipart
 
     items = []
@@ -184,7 +188,9 @@ def _write_multipart(directory: str, results: list[TransferResult],
         multipart.write_part(directory, "transfer", multipart.section("transfer_attempts",
                                                                       items))
     except OSError as err:
-        logger.error("cannot write the attempts to %s: %s", directory, err.strerror)
+        logger.error("cannot write the attempts to %s: %s", directory, err.strerror or err)
+        return False
+    return True
 
 
 def _checksums_for_kickstart(side: str, plan: TransferList,

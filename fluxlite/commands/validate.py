@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from fluxlite.errors import SpecError
-from fluxlite.spec import JobSpec, preflight
+from fluxlite.spec import JobSpec, preflight, preflight_warnings
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -16,7 +16,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """Every problem of every file, one line each: the document's, then what can be known
-    to fail before the job starts (meta files, destinations, the executable)."""
+    to fail before the job starts (meta files, destinations, the executable); then, for a
+    valid file, warnings of what may still be put right before it runs (exit code 0)."""
     failed: SpecError | None = None
     for path in args.job:
         try:
@@ -24,10 +25,12 @@ def main(args: argparse.Namespace) -> int:
             problems = preflight(spec)
             if problems:
                 raise SpecError(problems, source=path)
+            warnings = preflight_warnings(spec)
         except SpecError as err:
             sys.stderr.write("".join(line + "\n" for line in err.lines()))
             failed = err
             continue
+        sys.stderr.write("".join(f"{path}: warning: {w}\n" for w in warnings))
         if not args.quiet:
             sys.stdout.buffer.write(f"{path}: ok\n".encode("utf-8", "surrogateescape"))
     sys.stdout.flush()

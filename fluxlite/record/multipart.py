@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import time
 from collections.abc import Iterable
 
@@ -38,16 +39,31 @@ def text(lines: list[str]) -> str:
 
 def write_part(directory: str, kind: str, lines: list[str]) -> str:
     """``<epoch>-<kind>`` in the multipart directory, made if need be; a second part in the
-    same second gets a suffix (``.1``, ...) instead of replacing the first. Raises OSError."""
+    same second gets a suffix (``.1``, ...) instead of replacing the first. The part is
+    written under a hidden temporary name (PegasusLite's ``ls`` passes over it) and linked
+    into place whole, so a full filesystem leaves no empty or cut part for kickstart to
+    embed. Raises OSError."""
+    from fluxlite.fsutil import unlink_quietly
+
     os.makedirs(directory, exist_ok=True)
     base = os.path.join(directory, f"{int(time.time())}-{kind}")
-    for n in range(1000):
-        path = base if n == 0 else f"{base}.{n}"
+    tmp = os.path.join(directory, f".{kind}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                 0o644)
+    try:
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileExistsError:
-            continue
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text(lines))
-        return path
-    raise FileExistsError(f"{base}: too many parts in one second")
+            view = memoryview(text(lines).encode("utf-8"))
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
+        for n in range(1000):
+            path = base if n == 0 else f"{base}.{n}"
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                continue
+            return path
+        raise FileExistsError(f"{base}: too many parts in one second")
+    finally:
+        unlink_quietly(tmp)

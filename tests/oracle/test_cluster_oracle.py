@@ -8,9 +8,10 @@ import pytest
 
 from tests.conftest import Fluxlite, judge, parse_records
 
-DAG = """\
-TASK a /bin/echo a
-TASK b -c 1 /bin/sh -c "printf 'odd \\033 bytes \\377\\n'"
+# a TASK line splits as pegasus-mpi-cluster splits it: a backslash escapes the next
+# character, inside quotes too, and ' and " do not nest
+DAG = r"""TASK a /bin/echo a
+TASK b -c 1 /bin/sh -c "printf \'odd \\033 bytes \\377\\n\'"
 TASK c /bin/true
 EDGE a b
 EDGE a c
@@ -57,7 +58,8 @@ def test_pegasus_cluster_list_is_accepted(fl: Fluxlite) -> None:
 def test_nested_cluster_output_cannot_fool_the_oracle(fl: Fluxlite) -> None:
     # a task that prints a successful summary of its own must not decide for the cluster
     fake = '[cluster-summary stat=\\"ok\\", tasks=1, succeeded=1, failed=0]'
-    rc, out = _run(fl, f'TASK a /bin/sh -c "echo \'{fake}\'"\nTASK b /bin/false\n')
+    q = "\\'"  # a quote inside PMC's quotes
+    rc, out = _run(fl, f'TASK a /bin/sh -c "echo {q}{fake}{q}"\nTASK b /bin/false\n')
     assert rc == 5
     with pytest.raises(Exception, match="cluster-summary"):
         judge(out, message=None)

@@ -8,14 +8,13 @@ originals' flags, exempted here by name; every command that writes a JSON record
 from __future__ import annotations
 
 import argparse
-import importlib
 import re
 from collections import defaultdict
 from pathlib import Path
 
 import pytest
 
-from fluxlite.cli import COMMANDS, common_arguments
+from fluxlite.cli import COMMANDS, command_parser
 
 ROOT = Path(__file__).resolve().parents[2]
 CLI_DOC = ROOT / "docs" / "cli.md"
@@ -38,13 +37,7 @@ JSON_IS_A_FORMAT = {"stats"}  # `stats --json` prints JSON instead of tables; no
 
 def parser(name: str) -> argparse.ArgumentParser:
     """The parser `fluxlite NAME` parses its arguments with."""
-    module = importlib.import_module(f"fluxlite.commands.{name.replace('-', '_')}")
-    if hasattr(module, "add_arguments"):
-        p = argparse.ArgumentParser(prog=f"fluxlite {name}")
-        common_arguments(p)
-        module.add_arguments(p)
-        return p
-    return module._parser()
+    return command_parser(name)
 
 
 PARSED = [n for n in COMMANDS if n not in NOT_ARGPARSE]

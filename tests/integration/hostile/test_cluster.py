@@ -95,7 +95,7 @@ FLUXLITE = f"{shlex.quote(sys.executable)} -m fluxlite"
 
 def test_task_that_exits_0_after_the_time_limit_term_is_not_done(fl: Fluxlite) -> None:
     text = ('TASK quick /bin/true\n'
-            'TASK slow /bin/sh -c "trap \'exit 0\' TERM; echo started >> ran.log; '
+            'TASK slow /bin/sh -c "trap \\"exit 0\\" TERM; echo started >> ran.log; '
             'sleep 30 & wait"\n'
             'EDGE quick slow\n')
     p, out = cluster(fl, text, "--max-wall-time", "0.05", "--time-margin", "1",
@@ -246,9 +246,9 @@ def test_odd_task_ids_round_trip_through_the_rescue_file(fl: Fluxlite) -> None:
 
 def test_pmc_lines_end_only_at_newlines(fl: Fluxlite) -> None:
     # \x0c, \x85 and U+2028 are characters of a line (as in PMC), and \r\n ends one
-    text = ('TASK "a\x0cb" /bin/sh -c "echo one >> ran.log"\r\n'
+    text = ('TASK a\x0cb /bin/sh -c "echo one >> ran.log"\r\n'
             'TASK c\u2028d /bin/sh -c "echo two\x85 >> ran.log"\n'
-            'EDGE "a\x0cb" c\u2028d\r\n')
+            'EDGE a\x0cb c\u2028d\r\n')
     p, out = cluster(fl, text, "--no-rescue")
     assert p.returncode == 0, p.stderr.decode()
     assert [t["id"] for t in task_lines(out)] == ["a%0Cb", "c%E2%80%A8d"]
@@ -371,7 +371,7 @@ def _start(fl: Fluxlite, text: str, *args: str) -> subprocess.Popen[bytes]:
     return proc
 
 
-STUBBORN = ('TASK stubborn /bin/sh -c "trap \'\' TERM; touch started; '
+STUBBORN = ('TASK stubborn /bin/sh -c "trap \\"\\" TERM; touch started; '
             'while :; do sleep 0.1; done"\nTASK next /bin/true\nEDGE stubborn next\n')
 
 
