@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run tests as a machine without the optional parts sees them: no flux-core (nor its Python
-# bindings), no Pegasus sources or planner, no container runtime, no browser, no matplotlib,
-# no boto3. Every test needing one of them must skip, saying why; a failure, an error or an
+# bindings), no Pegasus sources or planner build (nor the variables naming them), no container
+# runtime, no browser, no matplotlib, no boto3. Every test needing one of them must skip, saying why; a failure, an error or an
 # empty collection fails this script.
 #
 #   bash scripts/hidden-parts.sh               the gated tiers (flux, containers, browser,
@@ -57,7 +57,8 @@ fi
 
 log="$hide/pytest.log"
 set +e
-env -u FLUX_URI -u FLUX_PREFIX -u PEGASUS_LITE_COMMON \
+env -u FLUX_URI -u FLUX_PREFIX -u PEGASUS_LITE_COMMON -u PEGASUS_PLANNER_HOME \
+    -u PEGASUS_CONDORIO_PLANNER_HOME -u BLAHP_SCRIPTS \
     PATH="$hide/bin" PYTHONPATH="$hide/block" LD_LIBRARY_PATH= \
     "$VENV/bin/python" -m pytest -q -p no:cacheprovider "$@" 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}
