@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -171,9 +172,8 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     src.mkdir()
     for name in ("pyproject.toml", "README.md"):
         (src / name).write_bytes((ROOT / name).read_bytes())
-    subprocess.run(["cp", "-a", str(ROOT / "fluxlite"), str(src)], check=True)
-    subprocess.run(["find", str(src), "-name", "__pycache__", "-prune", "-exec", "rm", "-rf",
-                    "{}", "+"], check=True)
+    shutil.copytree(ROOT / "fluxlite", src / "fluxlite",
+                    ignore=shutil.ignore_patterns("__pycache__"))
     p = subprocess.run([sys.executable, "-m", "build", "--no-isolation", "--outdir",
                         str(tmp / "dist"), str(src)], capture_output=True, text=True,
                        timeout=300, cwd=tmp)
@@ -213,8 +213,9 @@ def test_the_wheel_installed_in_a_fresh_virtualenv_runs_the_example(
     assert p.returncode == 0, p.stderr
     # the runtime dependencies, without a registry: the test virtualenv's, after the new
     # installation on sys.path (a .pth adds a directory, not the editable checkout it names)
-    _, test_site = _venv_paths(Path(sys.prefix))
-    (site / "zz-runtime-deps.pth").write_text(f"{test_site}\n")
+    ours = sysconfig.get_paths()
+    (site / "zz-runtime-deps.pth").write_text(
+        "".join(f"{d}\n" for d in dict.fromkeys((ours["purelib"], ours["platlib"]))))
     env = _env(vbin)
     cwd = tmp_path / "cwd"
     cwd.mkdir()
