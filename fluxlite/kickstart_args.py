@@ -93,7 +93,7 @@ Usage:\tfluxlite kickstart [-i fn] [-o fn] [-e fn] [-l fn] [-n xid] [-N did] \\
  -X\tMakes the application executable, no matter what.
  -w dir\tSets a different working directory dir for jobs.
  -W dir\tLike -w, but also creates the directory dir if necessary.
- -S l=p\tProvides filename pairs to stat after start, multi-option.
+ -S l=p\tProvides filename pairs to stat after start (before any hook and the job), multi-option.
  \tIf the arg is prefixed with '@', it is a list-of-filenames file.
  -s l=p\tProvides filename pairs to stat (and checksum) before exit, multi-option.
  \tIf the arg is prefixed with '@', it is a list-of-filenames file.

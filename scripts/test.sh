@@ -7,6 +7,11 @@ VENV=${FLUXLITE_VENV:-.venv}
 PY=${PYTHON:-python3}
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
 "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
+# a virtualenv made before the distribution was named fluxlite-runtime holds it as "fluxlite"
+# (on PyPI another project's name): removed first, so that one distribution owns the commands
+if "$VENV/bin/python" -m pip show -q fluxlite >/dev/null 2>&1; then
+  "$VENV/bin/python" -m pip uninstall -q -y fluxlite
+fi
 "$VENV/bin/python" -m pip install -q -e '.[test,s3]'
 # Pegasus's own parsers are the oracle for our records (installed without their dependencies).
 "$VENV/bin/python" -m pip install -q --no-deps 'pegasus-wms==5.1.3' 'pegasus-wms.common==5.1.3'

@@ -140,7 +140,7 @@ def judge(out: str | os.PathLike[str], message: str | None = "PegasusLite: exitc
 def flux_available() -> str | None:
     """Why the flux tier cannot run, or None when it can."""
     if shutil.which("flux") is None:
-        return "flux is not on PATH (see README: the Flux test tier)"
+        return "flux is not on PATH (README.md, Tests: the flux tier)"
     try:
         import flux  # noqa: F401
     except ImportError as err:

@@ -25,7 +25,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="the HTML file to write (default: report.html)")
     p.add_argument("--title", help="the report's title (default: the paths)")
     p.add_argument("--png", metavar="FILE", help="also write the timeline as a PNG image "
-                   "(needs matplotlib: pip install 'fluxlite[plot]')")
+                   "(needs matplotlib: pip install 'fluxlite-runtime[plot]')")
     p.add_argument("--svg", metavar="FILE", help="also write the timeline as an SVG image")
     p.add_argument("--colour", "--color", choices=("transformation", "outcome"),
                    default="transformation", help="the images' colours (default: by "

@@ -36,7 +36,7 @@ def _boto3() -> Any:
         import boto3
     except ImportError as err:
         raise StageError("s3:// needs boto3: install fluxlite with the s3 extra "
-                         "(pip install 'fluxlite[s3]')", permanent=True) from err
+                         "(pip install 'fluxlite-runtime[s3]')", permanent=True) from err
     return boto3
 
 

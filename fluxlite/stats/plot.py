@@ -1,6 +1,6 @@
 """The timeline as an image (PNG, SVG, PDF: matplotlib's choice by the file's suffix).
 
-matplotlib is an optional extra (``pip install 'fluxlite[plot]'``). All the bars of one
+matplotlib is an optional extra (``pip install 'fluxlite-runtime[plot]'``). All the bars of one
 colour are one collection, which keeps 100,000 attempts to a few seconds.
 """
 
@@ -25,7 +25,7 @@ class PlotUnavailable(FluxliteError):
 
     def __init__(self, reason: str) -> None:
         super().__init__("--png/--svg need matplotlib, which is not installed "
-                         f"(pip install 'fluxlite[plot]'): {reason}")
+                         f"(pip install 'fluxlite-runtime[plot]'): {reason}")
         self.reason = reason
 
 

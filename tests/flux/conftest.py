@@ -2,7 +2,8 @@
 
 One instance serves the whole session (its startup costs about 1.5 s); each test gets the
 environment to run commands inside it. Without flux on PATH or the Python bindings, every
-test of the tier is skipped with the reason.
+test of the tier is skipped with the reason, those that need no instance too (the bindings'
+own parsers): a test module imports ``flux`` only inside its tests.
 """
 
 from __future__ import annotations
@@ -23,6 +24,16 @@ import pytest
 from tests.conftest import flux_available
 
 TEST_SIZE = int(os.environ.get("FLUXLITE_TEST_FLUX_SIZE", "2"))
+
+
+def pytest_collection_modifyitems(config, items):  # noqa: ANN001, ANN201
+    here = Path(__file__).parent
+    tier = [item for item in items if item.path.is_relative_to(here)]
+    why = flux_available() if tier else None
+    if why:
+        skip = pytest.mark.skip(reason=f"flux tier skipped: {why}")
+        for item in tier:
+            item.add_marker(skip)
 
 
 @dataclass

@@ -403,7 +403,7 @@ def test_examples_needing_matplotlib(doc: Path, tmp_path: Path) -> None:
     todo = runnable(doc, "matplotlib")
     if not todo:
         return
-    pytest.importorskip("matplotlib", reason="fluxlite[plot] is not installed")
+    pytest.importorskip("matplotlib", reason="fluxlite-runtime[plot] is not installed")
     run_blocks(doc, "matplotlib", tmp_path)
 
 

@@ -276,7 +276,7 @@ def test_report_is_one_self_contained_file(runs: Path, tmp_path: Path) -> None:
 
 
 def test_report_images_and_without_matplotlib(runs: Path, tmp_path: Path) -> None:
-    pytest.importorskip("matplotlib", reason="matplotlib is not installed (fluxlite[plot])")
+    pytest.importorskip("matplotlib", reason="matplotlib is not installed (fluxlite-runtime[plot])")
     png, svg = tmp_path / "t.png", tmp_path / "t.svg"
     p = subprocess.run([sys.executable, "-m", "fluxlite", "report", str(runs), "-o",
                         str(tmp_path / "r.html"), "--png", str(png), "--svg", str(svg),
@@ -294,7 +294,7 @@ def test_report_images_and_without_matplotlib(runs: Path, tmp_path: Path) -> Non
                        capture_output=True, timeout=60, env=env)
     err = p.stderr.decode()
     assert p.returncode == 2 and err.count("\n") == 1 and "matplotlib" in err, err
-    assert "fluxlite[plot]" in err and not (tmp_path / "r2.html").exists()
+    assert "fluxlite-runtime[plot]" in err and not (tmp_path / "r2.html").exists()
 
 
 def test_report_of_nothing_and_bad_output(tmp_path: Path) -> None:
