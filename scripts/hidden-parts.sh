@@ -58,7 +58,7 @@ fi
 log="$hide/pytest.log"
 set +e
 env -u FLUX_URI -u FLUX_PREFIX -u PEGASUS_LITE_COMMON -u PEGASUS_PLANNER_HOME \
-    -u PEGASUS_CONDORIO_PLANNER_HOME -u BLAHP_SCRIPTS \
+    -u PEGASUS_CONDORIO_PLANNER_HOME -u BLAHP_SCRIPTS -u PEGASUS_KICKSTART_TESTS \
     PATH="$hide/bin" PYTHONPATH="$hide/block" LD_LIBRARY_PATH= \
     "$VENV/bin/python" -m pytest -q -p no:cacheprovider "$@" 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}

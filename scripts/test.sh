@@ -44,6 +44,12 @@ if [ -z "${PEGASUS_LITE_COMMON:-}" ] && [ -f "$PLC_DEFAULT" ]; then
   export PEGASUS_LITE_COMMON=$PLC_DEFAULT
 fi
 [ -n "${PEGASUS_LITE_COMMON:-}" ] || echo "note: PEGASUS_LITE_COMMON is not set: the pegasuslite tier will be skipped"
+# pegasus-kickstart's own test suite (packages/pegasus-kickstart/test in Pegasus's sources, with
+# release-tools/yaml-validator beside it), run against fluxlite's worker package.
+PKT_DEFAULT=/opt/pegasus-src/kickstart-test
+if [ -z "${PEGASUS_KICKSTART_TESTS:-}" ] && [ -f "$PKT_DEFAULT/test.sh" ]; then
+  export PEGASUS_KICKSTART_TESTS=$PKT_DEFAULT
+fi
 # The browser tier opens reports in Debian's chromium through its driver; as root with apt,
 # install them (a failure here only means that tier skips, saying why).
 if ! command -v chromedriver >/dev/null 2>&1; then
