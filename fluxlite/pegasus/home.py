@@ -118,18 +118,22 @@ class Package:
     left: tuple[str, ...] = ()  # entries the marker listed that were not fluxlite's: left
 
 
-def _launcher(python: str, command: str) -> str:
+def _launcher(python: str, command: str, python_dir: str) -> str:
     """A tool: a Python script run by ``python -I`` itself, so that the job's environment
     reaches fluxlite as it is (a shell in between drops variables whose names it cannot
-    hold, which kickstart records). An interpreter path no ``#!`` line can carry (blanks,
-    too long) gets a sh launcher."""
+    hold, which kickstart records). ``python_dir``, where fluxlite was found, goes first on
+    the path: the tool runs that fluxlite, also when it was installed with ``pip install
+    --prefix`` (which ``-I`` would not see). An interpreter path no ``#!`` line can carry
+    (blanks, too long) gets a sh launcher."""
     head = f"# pegasus worker tool made by fluxlite {__version__}: fluxlite {command}\n"
+    body = (f"import sys\n\nsys.path.insert(0, {python_dir!r})\n"
+            f"from fluxlite.cli import main  # noqa: E402\n\n"
+            f"sys.exit(main([{command!r}, *sys.argv[1:]]))\n")
     shebang = f"#!{python} -I"
     if len(shebang) <= _SHEBANG_MAX and not re.search(r"\s", python):
-        return (f"{shebang}\n{head}import sys\n\nfrom fluxlite.cli import main\n\n"
-                f"sys.exit(main([{command!r}, *sys.argv[1:]]))\n")
+        return f"{shebang}\n{head}{body}"
     return (f"#!/bin/sh\n{head}"
-            f"exec {shlex.quote(python)} -I -m fluxlite {command} \"$@\"\n")
+            f"exec {shlex.quote(python)} -I -c {shlex.quote(body)} \"$@\"\n")
 
 
 def _config_script(home: Path, pegasus_version: str, python_dir: str) -> str:
@@ -190,9 +194,12 @@ printf "%s$eol" "$value"
 
 
 # the probe --python must answer: it shows a Python of some version ran it (echo cannot
-# print 42 for 6 * 7) and where it imports fluxlite from; written for any Python
+# print 42 for 6 * 7) and where it imports fluxlite from (the directory given after -c
+# first on its path, as the launchers put it); written for any Python
 _PROBE = """import json, os, sys
 out = {"answer": 6 * 7, "python": list(sys.version_info[:2])}
+if len(sys.argv) > 1:
+    sys.path.insert(0, sys.argv[1])
 try:
     import fluxlite
     out["path"] = os.path.dirname(os.path.dirname(os.path.abspath(fluxlite.__file__)))
@@ -203,14 +210,30 @@ print(json.dumps(out))
 
 
 def _python_dir(python: str) -> str:
-    """The directory ``python`` imports fluxlite from (what PYTHONPATH would need), run as
-    the launchers run it. Anything that is not a Python >= 3.11 importing fluxlite is
-    refused (exit 2)."""
+    """The directory ``python`` imports fluxlite from, run as the launchers run it: its own
+    (a virtualenv, the system's), else, for the Python running this fluxlite, where this
+    fluxlite lies (an install with ``--prefix``). Anything that is not a Python >= 3.11
+    importing fluxlite is refused (exit 2)."""
+    import sys
+
+    own = str(Path(__file__).resolve().parents[2])  # the directory holding fluxlite/
+    same = os.path.realpath(python) == os.path.realpath(sys.executable)
+    path = _probe(python, [])
+    if path is None and same:
+        path = _probe(python, [own])
+    if path is None:
+        raise UsageError(f"--python {python}: cannot import fluxlite")
+    return path
+
+
+def _probe(python: str, first: list[str]) -> str | None:
+    """Run the probe with ``python -I`` (``first`` on its path): where it imports fluxlite
+    from, None when it cannot; a program that is not a Python >= 3.11 is refused."""
     import subprocess
 
     try:
-        p = subprocess.run([python, "-I", "-c", _PROBE], capture_output=True, timeout=60,
-                           env={"PATH": os.defpath}, stdin=subprocess.DEVNULL)
+        p = subprocess.run([python, "-I", "-c", _PROBE, *first], capture_output=True,
+                           timeout=60, env={"PATH": os.defpath}, stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired as err:
         raise UsageError(f"--python {python}: did not answer within 60 s") from err
     except OSError as err:
@@ -231,9 +254,7 @@ def _python_dir(python: str) -> str:
         raise UsageError(f"--python {python}: is Python {version[0]}.{version[1]}; "
                          f"fluxlite needs {MIN_PYTHON[0]}.{MIN_PYTHON[1]} or later")
     path = doc.get("path")
-    if not isinstance(path, str) or not path:
-        raise UsageError(f"--python {python}: cannot import fluxlite")
-    return path
+    return path if isinstance(path, str) and path else None
 
 
 def _sha256(data: bytes) -> str:
@@ -241,8 +262,9 @@ def _sha256(data: bytes) -> str:
 
 
 def _contents(home: Path, version: PegasusVersion, python: str) -> dict[str, bytes]:
-    files = {f"bin/{tool}": _launcher(python, cmd) for tool, cmd in TOOLS.items()}
-    files["bin/pegasus-config"] = _config_script(home, version.text, _python_dir(python))
+    python_dir = _python_dir(python)
+    files = {f"bin/{tool}": _launcher(python, cmd, python_dir) for tool, cmd in TOOLS.items()}
+    files["bin/pegasus-config"] = _config_script(home, version.text, python_dir)
     return {rel: text.encode() for rel, text in files.items()}
 
 

@@ -265,3 +265,40 @@ def test_the_wheel_installed_in_a_fresh_virtualenv_runs_the_example(
                            env=bare, cwd=cwd, capture_output=True, text=True, timeout=60)
         assert p.returncode == 0, p.stderr
         assert "installed" in p.stdout and "transformation: \"tr\"" in p.stdout
+
+
+def test_a_prefix_install_makes_a_worker_package_whose_tools_run(
+        wheel: Path, tmp_path: Path) -> None:
+    """``pip install --prefix``: the commands run with the prefix on PYTHONPATH, and the
+    worker package's tools, which start Python isolated (no PYTHONPATH in a job), still
+    find that installation."""
+    venv = tmp_path / "python"  # the site's interpreter, with the runtime dependencies only
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True,
+                   timeout=120)
+    vbin, site = _venv_paths(venv)
+    ours = sysconfig.get_paths()
+    (site / "zz-runtime-deps.pth").write_text(
+        "".join(f"{d}\n" for d in dict.fromkeys((ours["purelib"], ours["platlib"]))))
+    prefix = tmp_path / "prefix"
+    p = subprocess.run([sys.executable, "-m", "pip", "--python", str(vbin / "python"),
+                        "install", "-q", "--no-deps", "--no-index", "--prefix", str(prefix),
+                        str(wheel)], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    pbin, psite = _venv_paths(prefix)
+    env = _env(pbin)
+    env["PYTHONPATH"] = str(psite)
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    home = tmp_path / "pegasus-5.1.3"
+    p = subprocess.run(["fluxlite", "pegasus-home", str(home), "--pegasus-version", "5.1.3"],
+                       env=env, cwd=cwd, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    bare = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "TMPDIR": str(tmp_path)}
+    p = subprocess.run([str(home / "bin" / "pegasus-config"), "--python"], env=bare,
+                       capture_output=True, text=True, timeout=60)
+    assert Path(p.stdout.strip()) == psite, p.stderr
+    p = subprocess.run([str(home / "bin" / "pegasus-kickstart"), "-n", "tr", "-N", "ID1",
+                        "/bin/echo", "from the prefix"], env=bare, cwd=cwd,
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert "from the prefix" in p.stdout
