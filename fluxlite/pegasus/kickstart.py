@@ -430,6 +430,11 @@ class KickstartRunner(Runner):
         for lfn, pfn in files:
             path = os.path.join(wd, pfn)
             info = OutputInfo(lfn or pfn, path, host.stat_info(path), output=output)
+            if info.stat is None:  # recorded all the same, with why, as kickstart does
+                try:
+                    os.stat(path)
+                except OSError as err:
+                    info.error = err.errno
             if output and info.stat is not None and os.path.isfile(path):
                 try:
                     info.sha256, _, info.checksum_timing = file_sha256(path)

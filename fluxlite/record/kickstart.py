@@ -314,16 +314,21 @@ _RESERVED_KEYS = frozenset({"self", "stdin", "stdout", "stderr", "metadata"})
 
 
 def _files(w: _W, rec: Record) -> None:
-    outputs = [o for o in rec.outputs if o.stat is not None and o.lfn not in _RESERVED_KEYS]
+    outputs = [o for o in rec.outputs if (o.stat is not None or o.error is not None)
+               and o.lfn not in _RESERVED_KEYS]
     if not rec.stdio and not outputs:
         return  # an empty `files:` would be null, which Pegasus's parser cannot take
     w.key(1, "files")
     for out in outputs:
         w.key(2, q(out.lfn))
+        if out.stat is None:  # a -S/-s file that could not be stat'ed, as kickstart says it
+            w.kv(3, "error", str(out.error))
+            w.kv(3, "lfn", q(out.lfn))
+            w.kv(3, "file_name", q(out.path))
+            continue
         w.kv(3, "lfn", q(out.lfn))
         w.kv(3, "file_name", q(out.path))
-        if out.stat is not None:  # always, after the filter above (for the type checker)
-            w.statinfo(3, out.stat)
+        w.statinfo(3, out.stat)
         if out.output:  # without it, Pegasus counts the file as an input (kickstart -S)
             w.kv(3, "output", "True")
         if out.sha256:

@@ -96,6 +96,7 @@ class OutputInfo:
     checksum_timing: float = 0.0
     staged_to: str | None = None
     output: bool = True  # False: a file stat'ed before the task (kickstart -S)
+    error: int | None = None  # the errno of a kickstart -S/-s file that could not be stat'ed
 
 
 @dataclass(slots=True)

@@ -185,3 +185,17 @@ def test_transfers_marked_generate_checksum_land_in_the_record(fl: Fluxlite) -> 
         src / "raw.dat")
     assert r.yaml()["files"]["raw.dat"]["size"] == 50_000
     r.accepted()
+
+
+def test_files_that_cannot_be_stated_are_recorded_with_their_errno(fl: Fluxlite) -> None:
+    """-S and -s name files that are not there: pegasus-kickstart records each with
+    ``error: <errno>``, its lfn and its name, and Pegasus's parser reads the record."""
+    r = ks(fl, "-n", "tr", "-S", "in.x=missing-in", "-s", "out.x=missing-out", "/bin/true")
+    assert r.rc == 0, r.stderr
+    files = r.yaml()["files"]
+    for lfn, name in (("in.x", "missing-in"), ("out.x", "missing-out")):
+        assert files[lfn]["error"] == 2 and files[lfn]["lfn"] == lfn
+        assert files[lfn]["file_name"].endswith(name)
+        assert "output" not in files[lfn]
+    r.inv()
+    r.accepted()
