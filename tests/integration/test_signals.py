@@ -263,9 +263,16 @@ def test_usr1_kills_a_plain_program_only_when_asked_to_forward(fl: Fluxlite,
 
 
 def _kickstart_termed(fl: Fluxlite, *argv: str) -> tuple[int, bytes, bytes, float]:
-    """`fluxlite kickstart argv` sent one TERM: exit code, record, stderr, seconds to end."""
-    proc = fl.popen("kickstart", *argv)
-    time.sleep(1.5)  # kickstart says nothing on stderr: give it time to start the task
+    """`fluxlite kickstart argv` sent one TERM once its task, a shell script (the last
+    argument), has set its traps: exit code, record, stderr, seconds to end."""
+    ready = fl.tmp / "task-ready"
+    ready.unlink(missing_ok=True)
+    script = argv[-1].replace("; sleep 60", f"; touch {ready}; sleep 60", 1)
+    proc = fl.popen("kickstart", *argv[:-1], script)
+    deadline = time.monotonic() + 60
+    while not ready.exists():  # kickstart says nothing on stderr: the task says it is ready
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.02)
     t0 = time.monotonic()
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=30)
@@ -325,7 +332,7 @@ def test_term_during_stage_in(fl: Fluxlite, tmp_path: Path) -> None:
                "staging": {"attempts": 5, "backoff": 10, "max_backoff": 10},
                "records": records(tmp_path)}
         proc = fl.popen("run", str(fl.write_job(job)))
-        time.sleep(1.5)  # in its first backoff now
+        _wait_for(proc, b"attempt 1 failed")  # in its first backoff now
         t0 = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=30)
