@@ -154,9 +154,11 @@ class Podman(Runtime):
             return None
 
     def remove(self, name: str) -> None:
-        """``podman rm --force --ignore``: gone, whether it was there or not."""
+        """``podman rm --force --ignore --time=0``: gone, whether it was there or not, and
+        killed at once (rm's own stop would send a second TERM and wait ten seconds: the
+        grace was the task's, and it is over)."""
         try:
-            self.tool("rm", "--force", "--ignore", name, timeout=120)
+            self.tool("rm", "--force", "--ignore", "--time=0", name, timeout=120)
         except ContainerError as err:
             logger.warning("%s", err)
 
