@@ -11,6 +11,7 @@ same submit directory shape runs with Pegasus's own worker package (from the sam
 from __future__ import annotations
 
 import re
+import shlex
 import subprocess
 import sys
 import tarfile
@@ -31,6 +32,7 @@ from tests.planner.dagrun import Gridmanager, run_dag
 pytestmark = pytest.mark.planner
 
 HERE = Path(__file__).resolve().parent
+GUIDE = HERE.parents[1] / "docs" / "pegasus-on-flux.md"
 SYSTEM_PATH = "/usr/bin:/bin"
 # HTCondor is not needed to plan: the planner's last step runs `condor_submit_dag
 # -no_submit` only to write <dag>.condor.sub, which this stand-in writes
@@ -84,25 +86,33 @@ def _site_catalog(tmp: Path, flux_site: dict[str, object]) -> Path:
     return p
 
 
+def _guide(name: str) -> str:
+    """A block of docs/pegasus-on-flux.md marked for this tier."""
+    from tests.integration.test_docs_examples import blocks
+
+    (block,) = [b for b in blocks(GUIDE) if b.action == "skip" and
+                b.options.get("reason", "").startswith(f"planner tier: {name} ")]
+    return block.text
+
+
 def _plan(planner: Path, tmp: Path, config: str) -> subprocess.CompletedProcess[str]:
+    """Plan as the guide says: its properties and its pegasus-plan command line."""
     stub = tmp / "stub-bin"
     stub.mkdir()
     (stub / "condor_submit_dag").write_text(CONDOR_SUBMIT_DAG)
     (stub / "condor_submit_dag").chmod(0o755)
-    # the site's data.configuration profile alone leaves the default (condorio) in force
-    # for the worker package: the planner would add a job fetching Pegasus's own from
-    # download.pegasus.isi.edu although the site sets PEGASUS_HOME
-    (tmp / "pegasus.properties").write_text(f"pegasus.data.configuration = {config}\n"
-                                            "pegasus.integrity.checking = full\n"
-                                            "pegasus.transfer.links = false\n")
-    cmd = [str(planner / "bin" / "pegasus-plan"), "--conf", "pegasus.properties",
-           "--sites", "flux", "--output-sites", "local",
-           "--dir", "submit", "--relative-submit-dir", "run", "--cleanup", "leaf"]
-    if config == "nonsharedfs":
-        cmd += ["--staging-site", "flux=local"]
+    (tmp / "pegasus.properties").write_text(
+        _guide("pegasus.properties").replace("nonsharedfs", config))
+    cmd = shlex.split(_guide("pegasus-plan"), comments=True)
+    assert cmd[0] == "pegasus-plan"
+    cmd[0] = str(planner / "bin" / "pegasus-plan")
+    if config != "nonsharedfs":
+        i = cmd.index("--staging-site")
+        del cmd[i:i + 2]
+    cmd[-1:-1] = ["--relative-submit-dir", "run"]
     env = {"PATH": f"{stub}:{planner / 'bin'}:{SYSTEM_PATH}", "HOME": str(tmp / "home"),
            "PEGASUS_PYTHON": "/usr/bin/python3", "LANG": "C.UTF-8"}
-    return _run([*cmd, "workflow.yml"], cwd=tmp, env=env)
+    return _run(cmd, cwd=tmp, env=env)
 
 
 def _seed_checkpoint(submit: Path) -> bool:
@@ -126,13 +136,16 @@ def _stderr(out: Path | None) -> str:
 
 
 def _blah_config(tmp: Path, scripts: Path, flux_env: dict[str, str]) -> Path:
-    # the submit directory and the sandboxes are on a filesystem the Flux jobs see: every
-    # transfer_input_files entry is then copied into the job's directory, the .meta too
+    """The guide's blah.config with this machine's directories: the submit directory and
+    the sandboxes are on a filesystem the Flux jobs see, so every transfer_input_files
+    entry (the .meta files too) is copied into the job's directory."""
+    ours = {"supported_lrms": "flux", "flux_binpath": flux_env["PATH"].split(":")[0],
+            "blah_shared_directories": str(tmp), "blah_libexec_directory": str(scripts)}
+    keys = [line.split("=", 1)[0] for line in _guide("blah.config").splitlines()
+            if "=" in line and not line.startswith("#")]
+    assert sorted(keys) == sorted(ours), keys
     cfg = tmp / "blah.config"
-    cfg.write_text("supported_lrms=flux\n"
-                   f"flux_binpath={flux_env['PATH'].split(':')[0]}\n"
-                   f"blah_shared_directories={tmp}\n"
-                   f"blah_libexec_directory={scripts}\n")
+    cfg.write_text("".join(f"{k}={ours[k]}\n" for k in keys))
     return cfg
 
 
