@@ -93,8 +93,9 @@ class Submit:
                 name = m.group(1).lower()
                 if name in builtins:
                     return builtins[name]
-                if name in raw and depth < 10:
-                    return expand(raw[name], depth + 1)
+                for key in (name, "+" + name):  # +attr is also $(attr)
+                    if key in raw and depth < 10:
+                        return expand(raw[key], depth + 1)
                 return m.group(0)
             return MACRO_RE.sub(one, v)
         return cls(path, {k: expand(v) for k, v in raw.items()})
@@ -191,6 +192,7 @@ class Gridmanager:
         inputs = []
         for f in filter(None, (x.strip() for x in sub.get("transfer_input_files").split(","))):
             src = Path(f) if Path(f).is_absolute() else iwd / f
+            assert src.is_file(), f"{name}: transfer_input_files: no {src} (HTCondor holds the job)"
             shutil.copy2(src, box / src.name)
             inputs.append(src.name)
         stdin = sub.path_in("input", iwd)
@@ -280,7 +282,15 @@ def run_dag(dag: Path, grid: Gridmanager, post_env: dict[str, str]) -> list[Node
         else:
             raise AssertionError(f"{node.name}: universe {universe} "
                                  f"{sub.get('grid_resource')} is not run here")
-        post = [w.replace("$RETURN", str(rc)).replace("$JOB", node.name) for w in node.post]
+        # DAGMan's macros of a POST script (the 5.1 branch's planner passes $RETRY too);
+        # the longer names first, as $JOB is the start of $JOBID
+        macros = {"$RETURN": str(rc), "$RETRY": "0", "$JOBID": f"{cluster}.0",
+                  "$JOB": node.name}
+        post = []
+        for w in node.post:
+            for k, v in macros.items():
+                w = w.replace(k, v)
+            post.append(w)
         p = subprocess.run(post, cwd=dagdir, env=post_env, capture_output=True, text=True,
                            timeout=120) if post else None
         results.append(NodeResult(node.name, universe, rc, p.returncode if p else 0,

@@ -27,7 +27,7 @@ from tests.planner.conftest import (
     flux_job_env,
     planner_home,
 )
-from tests.planner.dagrun import Gridmanager, run_dag
+from tests.planner.dagrun import Gridmanager, Submit, run_dag
 
 pytestmark = pytest.mark.planner
 
@@ -117,14 +117,23 @@ def _plan(planner: Path, tmp: Path, config: str) -> subprocess.CompletedProcess[
 
 def _seed_checkpoint(submit: Path) -> bool:
     """A checkpoint from an earlier run where the planner stages it in from: the job
-    resumes from it. Without one, Pegasus's own pegasus-transfer retries the missing
-    file for minutes (its 5**(n+2) s back-off) before it lets the job go on."""
-    sh = submit / "00" / "00" / "keg_checkpointed.sh"
+    resumes from it. Without one, Pegasus's own pegasus-transfer retries the missing file
+    for minutes (its 5**(n+2) s back-off) before it lets the job go on (nonsharedfs), and
+    HTCondor's file transfer holds the job (condorio: the checkpoint is one of its
+    transfer_input_files)."""
+    job = submit / "00" / "00" / "keg_checkpointed"
+    sh = job.with_suffix(".sh")
     m = sh.exists() and re.search(r'"url": "file://([^"]*/state\.ckpt)", "checkpoint": "true"',
                                   sh.read_text())
-    if not m:
-        return False
-    ckpt = Path(m.group(1))
+    if m:
+        ckpt = Path(m.group(1))
+    else:
+        sub = Submit.read(job.with_suffix(".sub"), 0)
+        found = [f for f in sub.get("transfer_input_files").split(",")
+                 if Path(f).name == "state.ckpt"]
+        if not found:
+            return False
+        ckpt = sub.iwd(submit) / found[0]
     ckpt.parent.mkdir(parents=True, exist_ok=True)
     ckpt.write_text("1\n")
     return True
