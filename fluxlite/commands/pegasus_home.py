@@ -14,17 +14,8 @@ import logging
 logger = logging.getLogger(__name__)
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    """The options of ``fluxlite pegasus-home``."""
-    p.add_argument("directory", metavar="DIR", help="where the package goes (DIR/bin)")
-    p.add_argument("--pegasus-version", required=True, metavar="X.Y.Z",
-                   help="the planner's Pegasus version: PegasusLite uses the package only "
-                        "when pegasus-config --version prints exactly this")
-    p.add_argument("--force", action="store_true",
-                   help="replace a package made by fluxlite for another version or "
-                        "interpreter")
-    p.add_argument("--python", metavar="PATH", default=None,
-                   help="the interpreter the tools run with (default: this one)")
+def _site_catalog_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of ``--site-catalog`` (shown in a group of their own)."""
     from fluxlite.pegasus.sitecatalog import DATA_CONFIGURATIONS
 
     sc = p.add_argument_group("site catalog")
@@ -38,6 +29,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                                 "(default: nonsharedfs)")
     sc.add_argument("--shared-scratch", metavar="DIR", default=None,
                     help="the site's shared scratch directory (needed for sharedfs)")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of ``fluxlite pegasus-home``."""
+    _site_catalog_arguments(p)
+    p.add_argument("directory", metavar="DIR", help="where the package goes (DIR/bin)")
+    p.add_argument("--pegasus-version", required=True, metavar="X.Y.Z",
+                   help="the planner's Pegasus version: PegasusLite uses the package only "
+                        "when pegasus-config --version prints exactly this")
+    p.add_argument("--force", action="store_true",
+                   help="replace a package made by fluxlite for another version or "
+                        "interpreter")
+    p.add_argument("--python", metavar="PATH", default=None,
+                   help="the interpreter the tools run with (default: this one)")
 
 
 def main(args: argparse.Namespace) -> int:
