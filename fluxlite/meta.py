@@ -15,7 +15,11 @@ MAX_META_FILE = 256 << 20  # bytes
 
 def read_meta_files(paths: tuple[str, ...] | list[str], first: int = 0) -> dict[str, str]:
     """lfn -> expected sha256 from Pegasus .meta files (later files win); ``first``: the
-    index of the first path in the job's ``meta`` list, for the messages."""
+    index of the first path in the job's ``meta`` list, for the messages.
+
+    Every entry with a checksum counts, whatever its ``_type``, as in pegasus-integrity:
+    the planner's ``<job>.in.meta`` says ``data`` for inputs and ``executable`` for staged
+    executables, pegasus-integrity and pegasus-exitcode write ``file``."""
     out: dict[str, str] = {}
     for i, path in enumerate(paths, first):
         try:
@@ -29,7 +33,7 @@ def read_meta_files(paths: tuple[str, ...] | list[str], first: int = 0) -> dict[
         if not isinstance(doc, list):
             raise SpecError([f"meta[{i}]: {path} must hold a JSON list"])
         for j, entry in enumerate(doc):
-            if not isinstance(entry, dict) or entry.get("_type", "file") != "file":
+            if not isinstance(entry, dict):
                 continue
             attrs = entry.get("_attributes") or {}
             lfn = entry.get("_id")
