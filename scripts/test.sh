@@ -44,6 +44,19 @@ if [ -z "${PEGASUS_LITE_COMMON:-}" ] && [ -f "$PLC_DEFAULT" ]; then
   export PEGASUS_LITE_COMMON=$PLC_DEFAULT
 fi
 [ -n "${PEGASUS_LITE_COMMON:-}" ] || echo "note: PEGASUS_LITE_COMMON is not set: the pegasuslite tier will be skipped"
+# The planner tier runs Pegasus's own planner output into Flux through HTCondor's BLAHP
+# scripts; both are built or fetched by hand (docs/pegasus-on-flux.md), never part of this
+# repository. The 5.1 branch's planner is the one that accepts condorio with a glite site.
+if [ -z "${PEGASUS_PLANNER_HOME:-}" ] && [ -x /opt/pegasus/5.1.2/bin/pegasus-plan ]; then
+  export PEGASUS_PLANNER_HOME=/opt/pegasus/5.1.2
+fi
+if [ -z "${PEGASUS_CONDORIO_PLANNER_HOME:-}" ] && [ -x /opt/pegasus/5.1-branch/bin/pegasus-plan ]; then
+  export PEGASUS_CONDORIO_PLANNER_HOME=/opt/pegasus/5.1-branch
+fi
+if [ -z "${BLAHP_SCRIPTS:-}" ] && [ -f /opt/blahp/scripts/flux_submit.sh ]; then
+  export BLAHP_SCRIPTS=/opt/blahp/scripts
+fi
+[ -n "${PEGASUS_PLANNER_HOME:-}" ] || echo "note: PEGASUS_PLANNER_HOME is not set: the planner tier will be skipped"
 # pegasus-kickstart's own test suite (packages/pegasus-kickstart/test in Pegasus's sources, with
 # release-tools/yaml-validator beside it), run against fluxlite's worker package.
 PKT_DEFAULT=/opt/pegasus-src/kickstart-test
