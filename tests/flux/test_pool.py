@@ -131,12 +131,16 @@ def _wait_for(path: Path, count: int, timeout: float = 30) -> None:
     raise AssertionError(f"{path}: fewer than {count} lines after {timeout} s")
 
 
-def _worker_pid(fi: FluxInstance, task_rank: int) -> int:
-    """The pid of a worker of the pool job this test started (the only pool job running),
-    found through the job: its process with the job's id and that task rank."""
+def _pool_procs(fi: FluxInstance, task_rank: int) -> dict[str, int]:
+    """The worker and the guard of task rank ``task_rank`` of the pool job this test started
+    (the only pool job running), found through the job: its processes with the job's id and
+    that task rank. The worker is the one whose children are tasks; the guard the other."""
+    from flux.job import JobID
+
     running = [ln.split()[0] for ln in _pool_jobs(fi) if ln.endswith(" RUN")]
     assert len(running) == 1, running
     jobid = running[0]
+    found: dict[int, int] = {}  # pid -> parent pid
     for d in os.listdir("/proc"):
         if not d.isdigit():
             continue
@@ -145,15 +149,38 @@ def _worker_pid(fi: FluxInstance, task_rank: int) -> int:
                 env = dict(kv.split(b"=", 1) for kv in fh.read().split(b"\0") if b"=" in kv)
             with open(f"/proc/{d}/cmdline", "rb") as fh:
                 cmd = fh.read()
-        except OSError:
+            with open(f"/proc/{d}/stat", "rb") as fh:
+                ppid = int(fh.read().rsplit(b")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
             continue
-        from flux.job import JobID
-
         if (env.get(b"FLUX_JOB_ID", b"").decode() in (jobid, JobID(int(jobid)).f58)
                 and env.get(b"FLUX_TASK_RANK") == str(task_rank).encode()
                 and b"fluxlite.flux.pool.worker" in cmd):
-            return int(d)
-    raise AssertionError(f"no worker of task rank {task_rank} in job {jobid}")
+            found[int(d)] = ppid
+    assert found, f"no worker of task rank {task_rank} in job {jobid}"
+    parents = {_parent(p) for p in _all_pids() if _parent(p) in found
+               and p not in found}
+    worker = next((p for p in found if p in parents), None)
+    assert worker is not None, f"no worker with tasks among {sorted(found)}"
+    guard = next((p for p in found if p != worker), 0)
+    return {"worker": worker, "guard": guard}
+
+
+def _all_pids() -> list[int]:
+    return [int(d) for d in os.listdir("/proc") if d.isdigit()]
+
+
+def _parent(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return int(fh.read().rsplit(b")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _worker_pid(fi: FluxInstance, task_rank: int) -> int:
+    """The pid of a worker of the pool job this test started (see :func:`_pool_procs`)."""
+    return _pool_procs(fi, task_rank)["worker"]
 
 
 def _pool_of(fi: FluxInstance, fl: Fluxlite, n: int, body: str) -> subprocess.Popen[bytes]:
@@ -253,7 +280,7 @@ def test_pool_json_job_list_with_staging_and_flux_placement(fi: FluxInstance, fl
         {"id": "apart", "after": ["first"], "placement": "flux", "executable": "/bin/true"},
     ]
     (fl.tmp / "jobs.json").write_text(json.dumps({"tasks": jobs}))
-    p, _ = _run(fi, fl, "jobs.json", "--json", "c.json")
+    p, _ = _run(fi, fl, "jobs.json", "--json", "c.json", timeout=30)
     assert p.returncode == 0, p.stderr.decode()
     assert (res / "out.txt").read_text() == "payload\npayload\n"
     rec = _record(fl)
