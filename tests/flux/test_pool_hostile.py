@@ -54,19 +54,21 @@ def _log(path: Path) -> list[list[str]]:
 
 
 def _spans(path: Path) -> dict[str, list[tuple[float, float | None]]]:
-    """Each task's runs from its log lines ``s ID TIME`` and ``e ID TIME``, in order."""
-    runs: dict[str, list[tuple[float, float | None]]] = {}
-    for kind, tid, t, *_ in _log(path):
-        if kind == "s":
-            runs.setdefault(tid, []).append((float(t), None))
-        else:
-            s, _ = runs[tid].pop()
-            runs[tid].append((s, float(t)))
-    return runs
+    """Each task's runs, in order, from its log lines ``s|e ID PID TIME`` (the shell's pid
+    tells one try from another)."""
+    runs: dict[tuple[str, str], list[float | None]] = {}
+    for kind, tid, pid, t, *_ in _log(path):
+        run = runs.setdefault((tid, pid), [None, None])
+        run[0 if kind == "s" else 1] = float(t)
+    out: dict[str, list[tuple[float, float | None]]] = {}
+    for (tid, _), (s, e) in sorted(runs.items(), key=lambda kv: kv[1][0] or 0.0):
+        assert s is not None, (tid, s, e)
+        out.setdefault(tid, []).append((s, e))
+    return out
 
 
-_BODY = ('echo s $PMC_TASK $(date +%s.%N) >> run.log; sleep {secs}; '
-         'echo e $PMC_TASK $(date +%s.%N) >> run.log')
+_BODY = ('echo s $PMC_TASK $$ $(date +%s.%N) >> run.log; sleep {secs}; '
+         'echo e $PMC_TASK $$ $(date +%s.%N) >> run.log')
 
 
 def _never_twice_at_once(path: Path, n: int) -> None:
@@ -74,7 +76,7 @@ def _never_twice_at_once(path: Path, n: int) -> None:
     ended = Counter(tid for tid, rs in runs.items() for _, e in rs if e is not None)
     assert ended == {f"t{i}": 1 for i in range(n)}, runs  # each task's work ends once
     for tid, rs in runs.items():
-        # a try that never ended (killed) ended no later than the next one started
+        # a try ended before the next one started (one killed has no end line)
         for (_, e1), (s2, _) in itertools.pairwise(rs):
             assert e1 is None or e1 <= s2, (tid, rs)
 
@@ -92,8 +94,11 @@ def test_pool_stopped_worker_never_runs_a_task_twice(fi4: FluxInstance, fl: Flux
         t0 = time.monotonic()
         _until(lambda: sum(x[0] == "s" for x in _log(fl.tmp / "run.log")) > n, 40,
                "a retry started")
+        # were it still there, it would go on: its task ends by itself meanwhile (14 s),
+        # and what it reports then would be dropped, its task having run beside the retry
+        time.sleep(max(0.0, t0 + 15 - time.monotonic()))
         with contextlib.suppress(ProcessLookupError):
-            os.kill(stopped, signal.SIGCONT)  # were it still there, it would go on
+            os.kill(stopped, signal.SIGCONT)
         _, err = proc.communicate(timeout=90)
     finally:
         if stopped:
