@@ -131,39 +131,35 @@ def _wait_for(path: Path, count: int, timeout: float = 30) -> None:
     raise AssertionError(f"{path}: fewer than {count} lines after {timeout} s")
 
 
-def _pool_procs(fi: FluxInstance, task_rank: int) -> dict[str, int]:
-    """The worker and the guard of task rank ``task_rank`` of the pool job this test started
-    (the only pool job running), found through the job: its processes with the job's id and
-    that task rank. The worker is the one whose children are tasks; the guard the other."""
-    from flux.job import JobID
-
+def _pool_procs(fi: FluxInstance, rank: int) -> dict[str, int]:
+    """The worker and the guard of the pool job this test started (the only pool job
+    running) on broker ``rank`` of the test's own instance: the processes below that
+    broker whose command line is the pool worker's (their memory and environment are not
+    readable). The worker is the one whose children are tasks; the guard the other."""
     running = [ln.split()[0] for ln in _pool_jobs(fi) if ln.endswith(" RUN")]
     assert len(running) == 1, running
-    jobid = running[0]
-    found: dict[int, int] = {}  # pid -> parent pid
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open(f"/proc/{d}/environ", "rb") as fh:
-                env = dict(kv.split(b"=", 1) for kv in fh.read().split(b"\0") if b"=" in kv)
-            with open(f"/proc/{d}/cmdline", "rb") as fh:
-                cmd = fh.read()
-            with open(f"/proc/{d}/stat", "rb") as fh:
-                ppid = int(fh.read().rsplit(b")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            continue
-        if (env.get(b"FLUX_JOB_ID", b"").decode() in (jobid, JobID(int(jobid)).f58)
-                and env.get(b"FLUX_TASK_RANK") == str(task_rank).encode()
-                and b"fluxlite.flux.pool.worker" in cmd):
-            found[int(d)] = ppid
-    assert found, f"no worker of task rank {task_rank} in job {jobid}"
-    parents = {_parent(p) for p in _all_pids() if _parent(p) in found
-               and p not in found}
-    worker = next((p for p in found if p in parents), None)
+    broker = int(fi.flux("exec", "-r", str(rank), "flux", "getattr", "broker.pid").stdout)
+    parent = {p: _parent(p) for p in _all_pids()}
+    below, todo = set(), [broker]
+    while todo:
+        p = todo.pop()
+        kids = [c for c, pp in parent.items() if pp == p and c not in below]
+        below.update(kids)
+        todo.extend(kids)
+    found = [p for p in below if _cmdline_has(p, b"fluxlite.flux.pool.worker")]
+    assert found, f"no pool worker below the broker of rank {rank}"
+    worker = next((p for p in found
+                   if any(pp == p and c not in found for c, pp in parent.items())), None)
     assert worker is not None, f"no worker with tasks among {sorted(found)}"
-    guard = next((p for p in found if p != worker), 0)
-    return {"worker": worker, "guard": guard}
+    return {"worker": worker, "guard": next((p for p in found if p != worker), 0)}
+
+
+def _cmdline_has(pid: int, text: bytes) -> bool:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return text in fh.read()
+    except OSError:
+        return False
 
 
 def _all_pids() -> list[int]:
@@ -178,9 +174,10 @@ def _parent(pid: int) -> int:
         return 0
 
 
-def _worker_pid(fi: FluxInstance, task_rank: int) -> int:
-    """The pid of a worker of the pool job this test started (see :func:`_pool_procs`)."""
-    return _pool_procs(fi, task_rank)["worker"]
+def _worker_pid(fi: FluxInstance, rank: int) -> int:
+    """The pid of the worker on broker ``rank`` of the pool job this test started (see
+    :func:`_pool_procs`)."""
+    return _pool_procs(fi, rank)["worker"]
 
 
 def _pool_of(fi: FluxInstance, fl: Fluxlite, n: int, body: str) -> subprocess.Popen[bytes]:

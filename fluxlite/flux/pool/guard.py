@@ -2,6 +2,7 @@
 
     flux-shell -> guard (a child subreaper) -> worker -> tasks -> what the tasks start
 
+Neither can be read by the tasks (see :func:`hide_memory`), which run as the same user.
 The guard forks the worker before it opens any Flux handle, then only watches: the worker
 tells it, through a pipe, the pool's secret, then each attempt it starts and reaps (process
 group, key, start). Everything below the worker re-parents to the guard when its parent
@@ -42,15 +43,25 @@ _KILL_WAIT = 30.0  # seconds to get every process below the worker killed and re
 _GONE_WAIT = 10.0  # seconds the coordinator has to take the guard's word
 
 
-def set_parent_death_signal(signum: int) -> bool:
-    """Have the kernel send ``signum`` to this process when its parent dies (Linux)."""
+def _prctl(option: int, arg: int) -> bool:
     try:
         import ctypes
 
-        libc = ctypes.CDLL(None, use_errno=True)
-        return libc.prctl(1, int(signum), 0, 0, 0) == 0  # PR_SET_PDEATHSIG
+        return ctypes.CDLL(None, use_errno=True).prctl(option, arg, 0, 0, 0) == 0
     except (OSError, AttributeError):
         return False
+
+
+def set_parent_death_signal(signum: int) -> bool:
+    """Have the kernel send ``signum`` to this process when its parent dies (Linux)."""
+    return _prctl(1, int(signum))  # PR_SET_PDEATHSIG
+
+
+def hide_memory() -> bool:
+    """Keep processes of the same user (the tasks) from reading this one's memory, and so
+    the pool's secret: no ptrace, no /proc/PID/mem or environ (Linux; a task's exec gives
+    it back its own)."""
+    return _prctl(4, 0)  # PR_SET_DUMPABLE
 
 
 class Guard:
@@ -237,6 +248,7 @@ def main(service: str, coord_rank: int, stdio_bytes: int) -> int:
     from fluxlite.flux.pool import worker
 
     supervisor.make_subreaper()
+    hide_memory()  # the fork inherits it
     index = int(os.environ.get("FLUX_TASK_RANK", "0"))
     rfd, wfd = os.pipe()
     parent = os.getpid()

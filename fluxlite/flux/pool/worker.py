@@ -182,8 +182,11 @@ class Worker:
         tick = self.h.timer_watcher_create(_TICK, self._on_tick, repeat=_TICK)
         tick.start()
         self.watchers.append(tick)
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, GUARD_LOST):
-            sw = self.h.signal_watcher_create(sig, self._on_own_signal)
+        for sig, cb in ((signal.SIGTERM, self._on_own_signal),
+                        (signal.SIGINT, self._on_own_signal),
+                        (signal.SIGHUP, self._on_own_signal),
+                        (GUARD_LOST, lambda *_: self._check_guard())):
+            sw = self.h.signal_watcher_create(sig, cb)
             sw.start()
             self.watchers.append(sw)
         self._check_guard()  # it may have died before the watcher was there
@@ -337,8 +340,7 @@ class Worker:
         return {}
 
     def _on_own_signal(self, *_args: Any) -> None:
-        self._check_guard()
-        self._finish()  # Flux cancelled the pool (or the guard is gone): its tasks go too
+        self._finish()  # Flux cancelled the pool: its tasks go with it
 
     def _check_guard(self) -> None:
         if not self.guard_lost and not self.guard.alive():
