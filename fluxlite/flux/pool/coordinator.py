@@ -519,8 +519,9 @@ class PoolExecutor(Executor):
             if err.errno == errno.EHOSTUNREACH:  # its broker is gone: so is the node
                 self._confirm(w, w.lost_why, None, f"its node (rank {w.rank}) is lost")
             else:  # the guard is gone too: the worker itself says what it killed
-                logger.warning("pool worker %s: its guard did not answer: %s", w.name,
-                               err.strerror or err)
+                logger.warning("pool worker %s: its guard cannot be asked (%s): waiting for "
+                               "the word that its tasks ended", w.name,
+                               errno.errorcode.get(err.errno or 0, "error"))
             return
         self._confirm_from(w, doc)
 
@@ -543,11 +544,12 @@ class PoolExecutor(Executor):
             if k is not None:
                 a.pid, a.start = k["pid"], k["start"] or sent
                 a.duration = max(0.0, k["end"] - a.start)
-                what = f"task killed (pid {k['pid']}): {how}"
-            else:
-                a.start, a.duration = sent, max(0.0, now - sent)
-                what = how if killed is None else (
-                    f"task not running there (not started, or ended unreported): {how}")
+                self._fail_lost(w, key, a, f"{why}; task killed (pid {k['pid']}): {how}",
+                                killed=True)
+                continue
+            a.start, a.duration = sent, max(0.0, now - sent)
+            what = how if killed is None else (
+                f"task not running there (not started, or ended unreported): {how}")
             self._fail_lost(w, key, a, f"{why}; {what}")
         if self.completed:
             self.h.reactor_stop()
@@ -566,9 +568,13 @@ class PoolExecutor(Executor):
                 self._fail_lost(w, key, a,
                                 f"{w.lost_why}; nothing says the task ended: not retried")
 
-    def _fail_lost(self, w: Worker, key: int, a: Attempt, what: str) -> None:
-        a.status = ExitStatus.failed_to_start(
-            f"pool worker {w.name} on rank {w.rank} ({w.host or '?'}) was lost: {what}")
+    def _fail_lost(self, w: Worker, key: int, a: Attempt, what: str,
+                   killed: bool = False) -> None:
+        """A lost worker's attempt fails: killed by SIGKILL when that is known, else with
+        no status (-1), and why in its error."""
+        text = f"pool worker {w.name} on rank {w.rank} ({w.host or '?'}) was lost: {what}"
+        a.status = (ExitStatus(signal.SIGKILL, None, signal.SIGKILL, False, text) if killed
+                    else ExitStatus.failed_to_start(text))
         self.inflight.pop(key, None)
         w.inflight.pop(key)
         self._finished(w, a, key)
