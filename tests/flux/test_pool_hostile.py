@@ -332,3 +332,73 @@ def test_pool_sealed_requests_are_checked_field_by_field() -> None:
                        "memory_mb": 0, "argv": ["x"]})
     with pytest.raises(m.BadMessage):
         m.check_gone({"worker": 0, "by": "someone", "why": "", "killed": [], "left": 0}, 2)
+
+
+def test_pool_sealed_but_malformed_requests_are_dropped(flux_instance: FluxInstance,
+                                                        tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Requests that carry the pool's own seal (what a broken worker could send) are still
+    checked: a second hello for a worker index, a result from a worker that was not given
+    that attempt, a signal that does not exist, results that are not a list."""
+    import flux  # type: ignore[import-not-found]
+
+    from fluxlite.cluster.executors import TaskFiles
+    from fluxlite.cluster.formats import Task
+    from fluxlite.cluster.records import Attempt
+    from fluxlite.flux.pool import messages as m
+    from fluxlite.flux.pool.coordinator import PoolExecutor
+
+    monkeypatch.chdir(tmp_path)
+    pool = PoolExecutor(TaskFiles(str(tmp_path), 4096), uri=flux_instance.uri,
+                        env=flux_instance.env)
+    h = flux.Flux(flux_instance.uri)
+    try:
+        a = Attempt(task=Task(id="real", argv=["/bin/sh", "-c", "sleep 1; echo REAL"]),
+                    number=1)
+        assert pool.start(a) is None
+        given = int(a.worker[1:])
+        other = 1 - given
+
+        def ask(topic: str, doc: dict[str, Any], rank: int = 0) -> str:
+            fut = h.rpc(topic, pool.seal.seal(topic, doc), nodeid=rank)
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                pool.poll(0.05)  # the coordinator's reactor runs in its poll
+                with contextlib.suppress(OSError, TimeoutError):
+                    fut.wait_for(0.05)  # this handle's, in the future's wait
+                    break
+            try:
+                return f"accepted {fut.get_str()}"
+            except OSError as err:
+                return f"refused {err.strerror}"
+
+        svc = pool.service
+        pid0 = pool.workers[0].pid
+        fake = m.encode_result(a.handle, Attempt(task=a.task, number=1, pid=4242, start=1.0))
+        fake["stdout"] = "FORGED\n"
+        said = {
+            "hello again": ask(f"{svc}.hello", {"worker": 0, "rank": 0, "host": "again",
+                                                "pid": 4242, "guard": 4243, "memory_mb": 0}),
+            "not its attempt": ask(f"{svc}.done", {"worker": other, "results": [fake]}),
+            "results not a list": ask(f"{svc}.done", {"worker": given, "results": {}}),
+            "unknown field": ask(f"{svc}.want", {"worker": given, "more": 1}),
+            "worker out of range": ask(f"{svc}.done", {"worker": 7, "results": []}),
+        }
+        for w in (0, 1):
+            said[f"signal 999 w{w}"] = ask(f"{svc}-w{w}.signal", {"signum": 999}, w)
+            said[f"signal '9' w{w}"] = ask(f"{svc}-w{w}.signal", {"signum": "9"}, w)
+        done: list[Attempt] = []
+        deadline = time.monotonic() + 20
+        while not done and time.monotonic() < deadline:
+            done = pool.poll(0.2)
+        assert [x.task.id for x in done] == ["real"] and done[0].ok, done
+        assert done[0].pid != 4242 and done[0].stdout == b"REAL\n"
+        # "not its attempt" was taken in (answered) but its result dropped
+        assert said.pop("not its attempt") == "accepted {}"
+        assert all(v.startswith("refused") for v in said.values()), said
+        assert pool.workers[0].pid == pid0 and len(pool.workers) == 2
+        assert not any(w.lost for w in pool.workers.values())
+        assert pool.dropped >= 5
+    finally:
+        pool.close()
+    assert all("INACTIVE" in ln for ln in _pool_jobs(flux_instance) if ln)
