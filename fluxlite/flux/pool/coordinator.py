@@ -499,7 +499,7 @@ class PoolExecutor(Executor):
             self._finished(w, a, d["key"])
         w.outbox.clear()
         w.free_cores = w.free_gpus = w.free_mem = 0
-        if w.inflight and not self._closing:
+        if not self._closing:  # with tasks or not, a stopped worker would hold the job
             full = f"{m.guard_service(self.service, w.index)}.{m.KILL}"
             self.h.rpc(full, self.seal.seal(full, {"worker": w.index, "why": why}),
                        nodeid=w.rank).then(self._on_killed, w)
@@ -518,7 +518,7 @@ class PoolExecutor(Executor):
         except OSError as err:
             if err.errno == errno.EHOSTUNREACH:  # its broker is gone: so is the node
                 self._confirm(w, w.lost_why, None, f"its node (rank {w.rank}) is lost")
-            else:  # the guard is gone too: the worker itself says what it killed
+            elif w.inflight:  # the guard is gone too: the worker itself says what it killed
                 logger.warning("pool worker %s: its guard cannot be asked (%s): waiting for "
                                "the word that its tasks ended", w.name,
                                errno.errorcode.get(err.errno or 0, "error"))

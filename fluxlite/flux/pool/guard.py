@@ -203,7 +203,8 @@ class Guard:
 
     def _on_kill(self, h: Any, _t: Any, msg: Any, _arg: Any) -> None:
         try:
-            assert self.seal is not None
+            if self.seal is None:  # not served before the secret: cannot happen
+                raise m.BadMessage("the guard has no secret yet")
             doc = self.seal.open(f"{m.guard_service(self.service, self.index)}.{m.KILL}",
                                  m.payload(msg))
             why = m.check_kill(doc, self.index)
@@ -221,10 +222,9 @@ class Guard:
 
     def _end(self) -> int:
         """The worker is gone (or is to be): nothing below the guard survives it."""
-        clean = self.clean
         if self.status is None:
             self._reap_worker(kill=not self.eof)
-        if clean and not self.groups:
+        if self.clean:  # the worker killed and reaped its tasks itself (or was asked to)
             self._kill_below()  # what a task left outside its group, if anything
             return self._exit_code()
         doc = self._gone(self._why())
