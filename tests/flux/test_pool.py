@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -424,3 +425,14 @@ def test_pool_workers_per_node(fi: FluxInstance, fl: Fluxlite) -> None:
     assert len(workers) == 4 and all(w["slots"] == 1 for w in workers)
     assert sorted(w["rank"] for w in workers) == [0, 0, 1, 1]
     assert {a["worker"] for a in _attempts(rec)} == {"w0", "w1", "w2", "w3"}
+
+
+def test_pool_coordinator_run_as_a_job(fi: FluxInstance, fl: Fluxlite) -> None:
+    # a job's KVS is its own namespace: the workers find the pool's secret there
+    (fl.tmp / "j.dag").write_text("TASK a /bin/true\nTASK b /bin/true\n")
+    p = fi.flux("run", "-n1", sys.executable, "-m", "fluxlite", "cluster", "j.dag",
+                "--executor", "pool", "-o", "c.out", env=fl.env(fi.env), cwd=fl.tmp,
+                check=False, timeout=90)
+    assert p.returncode == 0, p.stderr
+    _, summary = cluster_lines((fl.tmp / "c.out").read_text())
+    assert summary["executor"] == "pool" and summary["succeeded"] == "2"

@@ -132,6 +132,9 @@ class PoolExecutor(Executor):
         self.seal = m.Seal(secret)
         self._secret_hex = secret.hex()
         self._secret_out = False
+        # the coordinator's own namespace: its job's when it runs as one (where its user
+        # may write even in an instance it does not own), else the instance's
+        self.kvs_ns = os.environ.get("FLUX_KVS_NAMESPACE") or "primary"
         self.n_workers = self.nnodes * self.wpn
         self.dropped = 0  # bad requests dropped
         self.workers: dict[int, Worker] = {}
@@ -189,7 +192,7 @@ class PoolExecutor(Executor):
 
         try:
             flux.kvs.put(self.h, m.secret_key(self.service), self._secret_hex)
-            flux.kvs.commit(self.h)
+            flux.kvs.commit(self.h, namespace=self.kvs_ns)
         except OSError as err:
             raise PoolStartError(f"cannot give the pool's workers their secret: "
                                  f"{err.strerror or err}") from err
@@ -202,7 +205,7 @@ class PoolExecutor(Executor):
 
         try:
             flux.kvs.put_unlink(self.h, m.secret_key(self.service))
-            flux.kvs.commit(self.h)
+            flux.kvs.commit(self.h, namespace=self.kvs_ns)
             self._secret_out = False
         except OSError as err:
             logger.warning("cannot remove the pool's secret from the KVS: %s",
@@ -212,7 +215,7 @@ class PoolExecutor(Executor):
         n = self.nnodes * self.wpn
         python = self.env.get("FLUXLITE_POOL_PYTHON") or sys.executable
         argv = [python, "-m", "fluxlite.flux.pool.worker", self.service,
-                str(self.rank), str(self.files.stdio_bytes)]
+                str(self.rank), str(self.files.stdio_bytes), self.kvs_ns]
         # one core each in Flux's eyes: the worker's own slots are its node's cores, and
         # Flux-job tasks of the same cluster can still be placed beside it
         js = jobspec.build(argv, count=n, nodes=self.nnodes, cores=1, cwd=os.getcwd(),

@@ -243,7 +243,7 @@ class Guard:
         return self._exit_code()
 
 
-def main(service: str, coord_rank: int, stdio_bytes: int) -> int:
+def main(service: str, coord_rank: int, stdio_bytes: int, kvs_ns: str) -> int:
     """Fork the worker below a guard, and be the guard; the exit code."""
     from fluxlite.flux.pool import worker
 
@@ -260,7 +260,7 @@ def main(service: str, coord_rank: int, stdio_bytes: int) -> int:
             os.close(rfd)
             set_parent_death_signal(GUARD_LOST)
             if os.getppid() == parent:
-                code = worker.run_worker(service, coord_rank, stdio_bytes,
+                code = worker.run_worker(service, coord_rank, stdio_bytes, kvs_ns,
                                          worker.GuardLink(wfd, parent))
         finally:
             sys.stdout.flush()

@@ -1,7 +1,7 @@
 """A pool worker: one task of the pool's Flux job, on one node (or a share of one).
 
-``python -m fluxlite.flux.pool.worker SERVICE RANK STDIO_BYTES`` says hello to the
-coordinator's service on broker RANK, then runs the tasks it is given with the local
+``python -m fluxlite.flux.pool.worker SERVICE RANK STDIO_BYTES KVS_NAMESPACE`` says hello to
+the coordinator's service on broker RANK, then runs the tasks it is given with the local
 executor's semantics (slots, memory, GPUs, process groups, forwarding, stdio captured) and
 sends their results back, many a message. Everything is driven by the Flux reactor: the
 executor's process descriptors, the RPC answers and the coordinator's requests.
@@ -128,7 +128,7 @@ class GuardLink:
 class Worker:
     """A pool worker: asks the coordinator for tasks, runs them, reports them."""
 
-    def __init__(self, service: str, coord_rank: int, stdio_bytes: int,
+    def __init__(self, service: str, coord_rank: int, stdio_bytes: int, kvs_ns: str,
                  guard: GuardLink) -> None:
         self.guard = guard
         import flux  # type: ignore[import-not-found]
@@ -143,9 +143,10 @@ class Worker:
         self.host = socket.gethostname()
         self.guard_lost = False
         try:
-            # the shell points a task's KVS at its job's namespace: the key is in the primary
+            # the shell points a task's KVS at its job's namespace: the key is in the
+            # coordinator's
             secret = bytes.fromhex(str(flux.kvs.get(self.h, m.secret_key(service),
-                                                    namespace="primary")))
+                                                    namespace=kvs_ns)))
             self.seal = m.Seal(secret)
         except (OSError, ValueError, m.BadMessage) as err:
             raise OSError(f"no pool secret: {getattr(err, 'strerror', None) or err}") from err
@@ -397,10 +398,11 @@ class Worker:
                            getattr(err, "strerror", None) or err)
 
 
-def run_worker(service: str, coord_rank: int, stdio_bytes: int, guard: GuardLink) -> int:
+def run_worker(service: str, coord_rank: int, stdio_bytes: int, kvs_ns: str,
+               guard: GuardLink) -> int:
     """The worker's process, below its guard: its exit code."""
     try:
-        worker = Worker(service, coord_rank, stdio_bytes, guard)
+        worker = Worker(service, coord_rank, stdio_bytes, kvs_ns, guard)
     except OSError as err:
         sys.stderr.write(f"error: pool worker on {socket.gethostname()}: cannot reach the "
                          f"coordinator: {err.strerror or err}\n")
@@ -410,13 +412,13 @@ def run_worker(service: str, coord_rank: int, stdio_bytes: int, guard: GuardLink
 
 
 def main(argv: list[str] | None = None) -> int:
-    """A pool worker's process: SERVICE COORDINATOR_RANK STDIO_BYTES (its guard, which
-    forks the worker itself: see ``guard``)."""
+    """A pool worker's process: SERVICE COORDINATOR_RANK STDIO_BYTES KVS_NAMESPACE (its
+    guard, which forks the worker itself: see ``guard``)."""
     args = sys.argv[1:] if argv is None else argv
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    if len(args) != 3:
+    if len(args) != 4:
         sys.stderr.write("usage: python -m fluxlite.flux.pool.worker SERVICE RANK "
-                         "STDIO_BYTES\n")
+                         "STDIO_BYTES KVS_NAMESPACE\n")
         return 2
     try:
         rank, stdio = int(args[1]), int(args[2])
@@ -425,7 +427,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from fluxlite.flux.pool import guard
 
-    return guard.main(args[0], rank, stdio)
+    return guard.main(args[0], rank, stdio, args[3])
 
 
 if __name__ == "__main__":
