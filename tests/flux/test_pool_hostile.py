@@ -353,11 +353,14 @@ def test_pool_sealed_but_malformed_requests_are_dropped(flux_instance: FluxInsta
                         env=flux_instance.env)
     h = flux.Flux(flux_instance.uri)
     try:
-        a = Attempt(task=Task(id="real", argv=["/bin/sh", "-c", "sleep 1; echo REAL"]),
-                    number=1)
-        assert pool.start(a) is None
+        tries = [Attempt(task=Task(id=f"real{i}", argv=["/bin/sh", "-c", "sleep 1; echo REAL"]),
+                         number=1) for i in range(2)]
+        assert all(pool.start(x) is None for x in tries)
+        # one a worker: the one on rank 1 is the target, w0 on rank 0 (where this test's
+        # requests come from) the forger
+        a = next(x for x in tries if x.rank == 1)
         given = int(a.worker[1:])
-        other = 1 - given
+        other = next(i for i, w in pool.workers.items() if w.rank == 0)
 
         def ask(topic: str, doc: dict[str, Any], rank: int = 0) -> str:
             fut = h.rpc(topic, pool.seal.seal(topic, doc), nodeid=rank)
@@ -383,16 +386,17 @@ def test_pool_sealed_but_malformed_requests_are_dropped(flux_instance: FluxInsta
             "results not a list": ask(f"{svc}.done", {"worker": given, "results": {}}),
             "unknown field": ask(f"{svc}.want", {"worker": given, "more": 1}),
             "worker out of range": ask(f"{svc}.done", {"worker": 7, "results": []}),
+            "from another rank": ask(f"{svc}.done", {"worker": given, "results": [fake]}),
         }
         for w in (0, 1):
             said[f"signal 999 w{w}"] = ask(f"{svc}-w{w}.signal", {"signum": 999}, w)
             said[f"signal '9' w{w}"] = ask(f"{svc}-w{w}.signal", {"signum": "9"}, w)
         done: list[Attempt] = []
         deadline = time.monotonic() + 20
-        while not done and time.monotonic() < deadline:
-            done = pool.poll(0.2)
-        assert [x.task.id for x in done] == ["real"] and done[0].ok, done
-        assert done[0].pid != 4242 and done[0].stdout == b"REAL\n"
+        while len(done) < 2 and time.monotonic() < deadline:
+            done += pool.poll(0.2)
+        assert sorted(x.task.id for x in done) == ["real0", "real1"], done
+        assert all(x.ok and x.pid != 4242 and x.stdout == b"REAL\n" for x in done), done
         # "not its attempt" was taken in (answered) but its result dropped
         assert said.pop("not its attempt") == "accepted {}"
         assert all(v.startswith("refused") for v in said.values()), said

@@ -156,6 +156,7 @@ class PoolExecutor(Executor):
         self.n_done = self.n_failed = 0
         self.loop_time = 0.0  # seconds spent in the reactor
         self._extra_fds: list[Any] = []
+        self.broker_rank = self._broker_uuids()
         self._register()
         try:
             self._put_secret()
@@ -184,6 +185,26 @@ class PoolExecutor(Executor):
             self._watchers.append(w)
         self._timer = self.h.timer_watcher_create(0.2, self._on_timer)
         self._watchers.append(self._timer)
+
+    def _broker_uuids(self) -> dict[str, int]:
+        """Each broker's uuid (as a request's route shows it: 8 characters) -> its rank,
+        to tell the rank a request was sent from."""
+        out: dict[str, int] = {}
+        futs = [(r, self.h.rpc("attr.get", {"name": "broker.uuid"}, nodeid=r))
+                for r in self.ranks]
+        for r, fut in futs:
+            try:
+                out[str(fut.get()["value"])[:8]] = r
+            except (OSError, KeyError, TypeError) as err:
+                logger.debug("broker.uuid of rank %d: %s", r, err)
+        return out
+
+    def _sent_from(self, msg: Any) -> int | None:
+        """The rank of the broker a request came in through (its first broker hop)."""
+        for hop in m.route(msg):
+            if hop in self.broker_rank:
+                return self.broker_rank[hop]
+        return None
 
     def _put_secret(self) -> None:
         """The secret where only the workers look for it while they start (the KVS, which
@@ -339,6 +360,7 @@ class PoolExecutor(Executor):
                 if msg.userid != os.getuid():
                     raise m.BadMessage(f"sent by user id {msg.userid}")
                 doc = self.seal.open(full, m.payload(msg))
+                self._check_rank(msg, doc)
                 cb(h, msg, doc)
             except m.BadMessage as err:
                 self.dropped += 1
@@ -346,6 +368,16 @@ class PoolExecutor(Executor):
                 m.refuse(h, msg, err)
 
         return handler
+
+    def _check_rank(self, msg: Any, doc: dict[str, Any]) -> None:
+        """A worker's request comes from the rank that worker was started on, as Flux
+        routed it (when the brokers' uuids are known)."""
+        idx = m.worker_of(doc, self.n_workers)
+        expect = self.ranks[idx // self.wpn]
+        sent = self._sent_from(msg)
+        if self.broker_rank and sent != expect:
+            raise m.BadMessage(f"worker w{idx} runs on rank {expect}: the request came "
+                               f"from rank {sent if sent is not None else '?'}")
 
     def _on_ping(self, h: Any, msg: Any, doc: dict[str, Any]) -> None:
         m.worker_of(doc, self.n_workers)

@@ -104,6 +104,32 @@ def payload(msg: Any) -> str | None:
         raise BadMessage("a payload that is not UTF-8 text") from err
 
 
+_libc: Any = None
+
+
+def route(msg: Any) -> list[str]:
+    """The hops a request came through as Flux records them (uuids cut to 8 characters:
+    the sender's connection first, then each broker on the way, this one last); [] when
+    they cannot be read."""
+    global _libc
+    try:
+        import ctypes
+
+        from _flux._core import ffi, lib  # type: ignore[import-not-found]
+
+        p = lib.flux_msg_route_string(msg.handle)
+        if p == ffi.NULL:
+            return []
+        try:
+            return ffi.string(p).decode("ascii", "replace").split("!")
+        finally:
+            if _libc is None:
+                _libc = ctypes.CDLL(None)
+            _libc.free(ctypes.c_void_p(int(ffi.cast("uintptr_t", p))))
+    except (ImportError, AttributeError, OSError):
+        return []
+
+
 def refuse(h: Any, msg: Any, err: BadMessage) -> None:
     """Answer a bad request with an error (EPROTO), so that its sender does not wait."""
     with contextlib.suppress(OSError, AttributeError, TypeError):
