@@ -362,10 +362,11 @@ class PoolExecutor(Executor):
                 doc = self.seal.open(full, m.payload(msg))
                 self._check_rank(msg, doc)
                 cb(h, msg, doc)
-            except m.BadMessage as err:
+            except m.MALFORMED as err:  # should a check miss, the request is dropped
+                why = m.as_bad(err)
                 self.dropped += 1
-                logger.warning("pool: dropped a bad %s request: %s", topic, err)
-                m.refuse(h, msg, err)
+                logger.warning("pool: dropped a bad %s request: %s", topic, why)
+                m.refuse(h, msg, why)
 
         return handler
 
@@ -736,7 +737,7 @@ class PoolExecutor(Executor):
         return {"job": self.job_f58, "service": self.service, "coordinator_rank": self.rank,
                 "workers_per_node": self.wpn,
                 "workers": [{"worker": w.name, "rank": w.rank, "host": w.host, "pid": w.pid,
-                             "slots": w.slots, "gpus": w.gpus, "tasks": w.done,
+                             "guard": w.guard, "slots": w.slots, "gpus": w.gpus, "tasks": w.done,
                              "lost": w.lost} for w in self.workers.values()],
                 "dropped_requests": self.dropped,
                 "reactor_seconds": round(self.loop_time, 3)}

@@ -210,9 +210,10 @@ class Guard:
             why = m.check_kill(doc, self.index)
             if msg.userid != os.getuid():
                 raise m.BadMessage(f"sent by user id {msg.userid}")
-        except m.BadMessage as err:
-            logger.warning("pool guard %d: dropped a bad kill request: %s", self.index, err)
-            m.refuse(h, msg, err)
+        except m.MALFORMED as err:
+            logger.warning("pool guard %d: dropped a bad kill request: %s", self.index,
+                           m.as_bad(err))
+            m.refuse(h, msg, m.as_bad(err))
             return
         self._answer = self._gone(why)
         with contextlib.suppress(OSError):

@@ -130,6 +130,16 @@ def route(msg: Any) -> list[str]:
         return []
 
 
+#: what a handler's checks raise; the last three only if a check missed something
+MALFORMED = (BadMessage, KeyError, TypeError, ValueError)
+
+
+def as_bad(err: Exception) -> BadMessage:
+    """A handler's error as the BadMessage it stands for."""
+    return err if isinstance(err, BadMessage) else BadMessage(
+        f"{type(err).__name__}: {str(err)[:80]}")
+
+
 def refuse(h: Any, msg: Any, err: BadMessage) -> None:
     """Answer a bad request with an error (EPROTO), so that its sender does not wait."""
     with contextlib.suppress(OSError, AttributeError, TypeError):

@@ -208,10 +208,11 @@ class Worker:
                 if msg.userid != os.getuid():
                     raise m.BadMessage(f"sent by user id {msg.userid}")
                 reply = cb(doc)
-            except m.BadMessage as err:
+            except m.MALFORMED as err:  # should a check miss, the request is dropped
+                why = m.as_bad(err)
                 logger.warning("pool worker %d: dropped a bad %s request: %s", self.index,
-                               topic, err)
-                m.refuse(h, msg, err)
+                               topic, why)
+                m.refuse(h, msg, why)
                 return
             h.respond(msg, m.dumps(reply))
 
