@@ -122,6 +122,40 @@ def test_pool_stopped_worker_never_runs_a_task_twice(fi4: FluxInstance, fl: Flux
     assert _left_behind("sleep 14") == []
 
 
+def test_pool_worker_and_guard_stopped_task_not_retried(fi4: FluxInstance,
+                                                        fl: Fluxlite) -> None:
+    # nothing can say the stopped worker's task ended: it is stopped, not retried
+    n = 4
+    proc = _start(fi4, fl, [f"TASK t{i} -t 2 /bin/sh -c '{_BODY.format(secs=8)}'\n"
+                            for i in range(n)])
+    procs: dict[str, int] = {}
+    try:
+        _until(lambda: len(_log(fl.tmp / "run.log")) >= n, 30, "every task started")
+        procs = _pool_procs(fi4, 1)
+        for pid in (procs["guard"], procs["worker"]):
+            os.kill(pid, signal.SIGSTOP)
+        _, err = proc.communicate(timeout=150)
+    finally:
+        for pid in procs.values():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+        proc.kill()
+    text = err.decode()
+    assert "nothing says its 1 task(s) ended: not retried" in text, text
+    attempts = _attempts(_record(fl))
+    lost = [a for a in attempts if a["rank"] == 1]
+    assert len(lost) == 1 and lost[0]["stopped"], attempts
+    assert "nothing says the task ended: not retried" in lost[0]["error"]
+    assert not [a for a in attempts if a["id"] == lost[0]["id"] and a["try"] == 2]
+    # its first try ran to its end, alone
+    _never_twice_at_once(fl.tmp / "run.log", n)
+    _, summary = cluster_lines((fl.tmp / "c.out").read_text())
+    assert summary["succeeded"] == str(n - 1) and summary["retries"] == "0", summary
+    # the pool's job, cancelled at the end, took the stopped worker and guard with it
+    _until(lambda: not any(os.path.exists(f"/proc/{p}") for p in procs.values()), 20,
+           "the stopped worker and guard gone")
+
+
 def test_pool_guard_killed_stops_its_worker(fi4: FluxInstance, fl: Fluxlite) -> None:
     n = 4
     proc = _start(fi4, fl, [f"TASK t{i} -t 2 /bin/sh -c '{_BODY.format(secs=4)}'\n"
