@@ -598,8 +598,11 @@ class PoolExecutor(Executor):
                 continue
             logger.error("error: pool worker %s on rank %d: nothing says its %d task(s) "
                          "ended: not retried", w.name, w.rank, len(w.inflight))
+            now = time.time()
             for key, a in list(w.inflight.items()):
-                a.start, a.duration = self.dispatched.get(key, time.time()), 0.0
+                # known: handed over then, unaccounted for since (its pid never came back)
+                a.start = self.dispatched.get(key, now)
+                a.duration = max(0.0, now - a.start)
                 a.stopped = f"pool worker {w.name} lost; the task may still run there"
                 self._fail_lost(w, key, a,
                                 f"{w.lost_why}; nothing says the task ended: not retried")
