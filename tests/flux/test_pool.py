@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -131,29 +132,53 @@ def _wait_for(path: Path, count: int, timeout: float = 30) -> None:
     raise AssertionError(f"{path}: fewer than {count} lines after {timeout} s")
 
 
-def _worker_pid(fi: FluxInstance, task_rank: int) -> int:
-    """The pid of a worker of the pool job this test started (the only pool job running),
-    found through the job: its process with the job's id and that task rank."""
+def _pool_procs(fi: FluxInstance, rank: int) -> dict[str, int]:
+    """The worker and the guard of the pool job this test started (the only pool job
+    running) on broker ``rank`` of the test's own instance: the processes below that
+    broker whose command line is the pool worker's (their memory and environment are not
+    readable). The worker is the one whose children are tasks; the guard the other."""
     running = [ln.split()[0] for ln in _pool_jobs(fi) if ln.endswith(" RUN")]
     assert len(running) == 1, running
-    jobid = running[0]
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open(f"/proc/{d}/environ", "rb") as fh:
-                env = dict(kv.split(b"=", 1) for kv in fh.read().split(b"\0") if b"=" in kv)
-            with open(f"/proc/{d}/cmdline", "rb") as fh:
-                cmd = fh.read()
-        except OSError:
-            continue
-        from flux.job import JobID
+    broker = int(fi.flux("exec", "-r", str(rank), "flux", "getattr", "broker.pid").stdout)
+    parent = {p: _parent(p) for p in _all_pids()}
+    below, todo = set(), [broker]
+    while todo:
+        p = todo.pop()
+        kids = [c for c, pp in parent.items() if pp == p and c not in below]
+        below.update(kids)
+        todo.extend(kids)
+    found = [p for p in below if _cmdline_has(p, b"fluxlite.flux.pool.worker")]
+    assert found, f"no pool worker below the broker of rank {rank}"
+    worker = next((p for p in found
+                   if any(pp == p and c not in found for c, pp in parent.items())), None)
+    assert worker is not None, f"no worker with tasks among {sorted(found)}"
+    return {"worker": worker, "guard": next((p for p in found if p != worker), 0)}
 
-        if (env.get(b"FLUX_JOB_ID", b"").decode() in (jobid, JobID(int(jobid)).f58)
-                and env.get(b"FLUX_TASK_RANK") == str(task_rank).encode()
-                and b"fluxlite.flux.pool.worker" in cmd):
-            return int(d)
-    raise AssertionError(f"no worker of task rank {task_rank} in job {jobid}")
+
+def _cmdline_has(pid: int, text: bytes) -> bool:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return text in fh.read()
+    except OSError:
+        return False
+
+
+def _all_pids() -> list[int]:
+    return [int(d) for d in os.listdir("/proc") if d.isdigit()]
+
+
+def _parent(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return int(fh.read().rsplit(b")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _worker_pid(fi: FluxInstance, rank: int) -> int:
+    """The pid of the worker on broker ``rank`` of the pool job this test started (see
+    :func:`_pool_procs`)."""
+    return _pool_procs(fi, rank)["worker"]
 
 
 def _pool_of(fi: FluxInstance, fl: Fluxlite, n: int, body: str) -> subprocess.Popen[bytes]:
@@ -253,7 +278,7 @@ def test_pool_json_job_list_with_staging_and_flux_placement(fi: FluxInstance, fl
         {"id": "apart", "after": ["first"], "placement": "flux", "executable": "/bin/true"},
     ]
     (fl.tmp / "jobs.json").write_text(json.dumps({"tasks": jobs}))
-    p, _ = _run(fi, fl, "jobs.json", "--json", "c.json")
+    p, _ = _run(fi, fl, "jobs.json", "--json", "c.json", timeout=30)
     assert p.returncode == 0, p.stderr.decode()
     assert (res / "out.txt").read_text() == "payload\npayload\n"
     rec = _record(fl)
@@ -400,3 +425,14 @@ def test_pool_workers_per_node(fi: FluxInstance, fl: Fluxlite) -> None:
     assert len(workers) == 4 and all(w["slots"] == 1 for w in workers)
     assert sorted(w["rank"] for w in workers) == [0, 0, 1, 1]
     assert {a["worker"] for a in _attempts(rec)} == {"w0", "w1", "w2", "w3"}
+
+
+def test_pool_coordinator_run_as_a_job(fi: FluxInstance, fl: Fluxlite) -> None:
+    # a job's KVS is its own namespace: the workers find the pool's secret there
+    (fl.tmp / "j.dag").write_text("TASK a /bin/true\nTASK b /bin/true\n")
+    p = fi.flux("run", "-n1", sys.executable, "-m", "fluxlite", "cluster", "j.dag",
+                "--executor", "pool", "-o", "c.out", env=fl.env(fi.env), cwd=fl.tmp,
+                check=False, timeout=90)
+    assert p.returncode == 0, p.stderr
+    _, summary = cluster_lines((fl.tmp / "c.out").read_text())
+    assert summary["executor"] == "pool" and summary["succeeded"] == "2"

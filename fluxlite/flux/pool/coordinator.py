@@ -10,12 +10,21 @@ Flux job and spoken to over Flux's own messages (see ``messages``).
 - The reactor of the Flux handle runs inside ``poll(timeout)``: a timer ends it, and so
   does a result (or a descriptor the tiered executor watches).
 - A worker that is gone (its service answers a ping with an error, or no answer within
-  ``LOST_AFTER``) fails the attempts it ran, once each; what it reports later is dropped.
+  ``LOST_AFTER``) is given up on: what it reports later is dropped. Its attempts are failed
+  (once each, for the scheduler to retry) only when they are known to be dead: its guard
+  killed every process below it (asked to, or on its own when the worker died), or the
+  worker did when it lost its guard, or its node or the pool's job is gone. Until then they
+  count as running; after ``CONFIRM_WAIT`` without that word they are stopped, not retried:
+  a task never runs twice at once.
+- Every request is sealed with the pool's secret and checked, field by field (see
+  ``messages``); one that is not is logged in one line and dropped. A result is taken only
+  from the worker its attempt was given to.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import secrets
@@ -37,6 +46,7 @@ logger = logging.getLogger(__name__)
 
 PING_INTERVAL = 1.0  # seconds between liveness checks of each worker
 LOST_AFTER = 10.0  # a worker that answers nothing for this long is lost
+CONFIRM_WAIT = 30.0  # seconds to wait for the word that a lost worker's tasks are dead
 JOB_NAME = "fluxlite-pool"
 
 
@@ -66,6 +76,9 @@ class Worker:
     last_seen: float = 0.0
     ping_out: bool = False
     done: int = 0
+    guard: int = 0  # its guard's pid
+    lost_why: str = ""
+    lost_at: float = 0.0  # monotonic
 
     @property
     def name(self) -> str:
@@ -115,6 +128,15 @@ class PoolExecutor(Executor):
         self.ctx = flux_context
         self.progress_interval = progress_interval
         self.service = f"fluxlite-pool-{os.getpid()}-{secrets.token_hex(3)}"
+        secret = secrets.token_bytes(32)
+        self.seal = m.Seal(secret)
+        self._secret_hex = secret.hex()
+        self._secret_out = False
+        # the coordinator's own namespace: its job's when it runs as one (where its user
+        # may write even in an instance it does not own), else the instance's
+        self.kvs_ns = os.environ.get("FLUX_KVS_NAMESPACE") or "primary"
+        self.n_workers = self.nnodes * self.wpn
+        self.dropped = 0  # bad requests dropped
         self.workers: dict[int, Worker] = {}
         self.inflight: dict[int, Attempt] = {}
         self.completed: list[Attempt] = []
@@ -134,8 +156,10 @@ class PoolExecutor(Executor):
         self.n_done = self.n_failed = 0
         self.loop_time = 0.0  # seconds spent in the reactor
         self._extra_fds: list[Any] = []
+        self.broker_rank = self._broker_uuids()
         self._register()
         try:
+            self._put_secret()
             self._submit()
             self._wait_started(startup_timeout)
         except BaseException:
@@ -153,18 +177,66 @@ class PoolExecutor(Executor):
                                 f"{err.strerror or err}") from err
         req = flux.constants.FLUX_MSGTYPE_REQUEST
         for topic, cb in ((m.HELLO, self._on_hello), (m.WANT, self._on_want),
-                          (m.DONE, self._on_done), (m.PING, self._on_ping)):
-            w = self.h.msg_watcher_create(cb, req, f"{self.service}.{topic}")
+                          (m.DONE, self._on_done), (m.PING, self._on_ping),
+                          (m.GONE, self._on_gone)):
+            w = self.h.msg_watcher_create(self._opened(topic, cb), req,
+                                          f"{self.service}.{topic}")
             w.start()
             self._watchers.append(w)
         self._timer = self.h.timer_watcher_create(0.2, self._on_timer)
         self._watchers.append(self._timer)
 
+    def _broker_uuids(self) -> dict[str, int]:
+        """Each broker's uuid (as a request's route shows it: 8 characters) -> its rank,
+        to tell the rank a request was sent from."""
+        out: dict[str, int] = {}
+        futs = [(r, self.h.rpc("attr.get", {"name": "broker.uuid"}, nodeid=r))
+                for r in self.ranks]
+        for r, fut in futs:
+            try:
+                out[str(fut.get()["value"])[:8]] = r
+            except (OSError, KeyError, TypeError) as err:
+                logger.debug("broker.uuid of rank %d: %s", r, err)
+        return out
+
+    def _sent_from(self, msg: Any) -> int | None:
+        """The rank of the broker a request came in through (its first broker hop)."""
+        for hop in m.route(msg):
+            if hop in self.broker_rank:
+                return self.broker_rank[hop]
+        return None
+
+    def _put_secret(self) -> None:
+        """The secret where only the workers look for it while they start (the KVS, which
+        no task reads before it is gone: tasks start after every hello)."""
+        import flux.kvs  # type: ignore[import-not-found]
+
+        try:
+            flux.kvs.put(self.h, m.secret_key(self.service), self._secret_hex)
+            flux.kvs.commit(self.h, namespace=self.kvs_ns)
+        except OSError as err:
+            raise PoolStartError(f"cannot give the pool's workers their secret: "
+                                 f"{err.strerror or err}") from err
+        self._secret_out = True
+
+    def _drop_secret(self) -> None:
+        if not self._secret_out:
+            return
+        import flux.kvs  # type: ignore[import-not-found]
+
+        try:
+            flux.kvs.put_unlink(self.h, m.secret_key(self.service))
+            flux.kvs.commit(self.h, namespace=self.kvs_ns)
+            self._secret_out = False
+        except OSError as err:
+            logger.warning("cannot remove the pool's secret from the KVS: %s",
+                           err.strerror or err)
+
     def _submit(self) -> None:
         n = self.nnodes * self.wpn
         python = self.env.get("FLUXLITE_POOL_PYTHON") or sys.executable
         argv = [python, "-m", "fluxlite.flux.pool.worker", self.service,
-                str(self.rank), str(self.files.stdio_bytes)]
+                str(self.rank), str(self.files.stdio_bytes), self.kvs_ns]
         # one core each in Flux's eyes: the worker's own slots are its node's cores, and
         # Flux-job tasks of the same cluster can still be placed beside it
         js = jobspec.build(argv, count=n, nodes=self.nnodes, cores=1, cwd=os.getcwd(),
@@ -190,6 +262,7 @@ class PoolExecutor(Executor):
         if c is None:
             return
         idx = int(c.get("rank", 0)) * self.wpn + int(c.get("localid", 0))
+        # the guard (the process Flux started) exited: after the worker, or killed
         status = _describe_status(int(c.get("wait_status", 0)))
         w = self.workers.get(idx)
         if w is None:
@@ -214,7 +287,9 @@ class PoolExecutor(Executor):
             self.job_ended = _describe_status(status)
             if not self._closing:
                 for w in self.workers.values():
-                    self._lose(w, f"the pool job {self.job_f58} ended ({self.job_ended})")
+                    why = f"the pool job {self.job_f58} ended ({self.job_ended})"
+                    self._lose(w, why)
+                    self._confirm(w, why, None, "its processes ended with the pool's job")
             self.h.reactor_stop()
 
     def _wait_started(self, timeout: float) -> None:
@@ -235,6 +310,7 @@ class PoolExecutor(Executor):
                 raise PoolStartError(f"pool worker {first} on rank {r} did not start: {why}"
                                      + (f": {said}" if said else ""))
             self._run_reactor(0.2)
+        self._drop_secret()  # every worker has it: no task will find it
         with contextlib.suppress(OSError):
             self._output.cancel()  # only the startup's output is of interest
         self._tolerate_lost_nodes()
@@ -273,47 +349,104 @@ class PoolExecutor(Executor):
             logger.debug("pool job %s: every node stays critical: %s", self.job_f58, err)
 
     # -- message handlers -----------------------------------------------------------------
-    def _on_ping(self, h: Any, _t: Any, msg: Any, _arg: Any) -> None:
+    def _opened(self, topic: str, cb: Any) -> Any:
+        """A request handler that gets the request's checked JSON, or never sees it: a
+        request not sealed with the pool's secret, not sent by the instance's owner, or
+        malformed, is logged in one line and answered with an error."""
+        full = f"{self.service}.{topic}"
+
+        def handler(h: Any, _t: Any, msg: Any, _arg: Any) -> None:
+            try:
+                if msg.userid != os.getuid():
+                    raise m.BadMessage(f"sent by user id {msg.userid}")
+                doc = self.seal.open(full, m.payload(msg))
+                self._check_rank(msg, doc)
+                cb(h, msg, doc)
+            except m.MALFORMED as err:  # should a check miss, the request is dropped
+                why = m.as_bad(err)
+                self.dropped += 1
+                logger.warning("pool: dropped a bad %s request: %s", topic, why)
+                m.refuse(h, msg, why)
+
+        return handler
+
+    def _check_rank(self, msg: Any, doc: dict[str, Any]) -> None:
+        """A worker's request comes from the rank that worker was started on, as Flux
+        routed it (when the brokers' uuids are known)."""
+        idx = m.worker_of(doc, self.n_workers)
+        expect = self.ranks[idx // self.wpn]
+        sent = self._sent_from(msg)
+        if self.broker_rank and sent != expect:
+            raise m.BadMessage(f"worker w{idx} runs on rank {expect}: the request came "
+                               f"from rank {sent if sent is not None else '?'}")
+
+    def _on_ping(self, h: Any, msg: Any, doc: dict[str, Any]) -> None:
+        m.worker_of(doc, self.n_workers)
         h.respond(msg, b"{}")
 
-    def _on_hello(self, h: Any, _t: Any, msg: Any, _arg: Any) -> None:
-        doc = m.loads(msg.payload_str)
-        idx, rank = int(doc["worker"]), int(doc["rank"])
+    def _on_hello(self, h: Any, msg: Any, doc: dict[str, Any]) -> None:
+        m.check_hello(doc, self.n_workers)
+        idx, rank = doc["worker"], doc["rank"]
+        if idx in self.workers:
+            raise m.BadMessage(f"worker w{idx} said hello again")
+        expect = self.ranks[idx // self.wpn]
+        if rank != expect:
+            raise m.BadMessage(f"worker w{idx} says it is on rank {rank}, not {expect}")
         cores, gpus = self.share.get(rank, (1, 0))
-        w = Worker(idx, rank, host=str(doc.get("host", "")), pid=int(doc.get("pid", 0)),
+        w = Worker(idx, rank, host=doc["host"], pid=doc["pid"], guard=doc["guard"],
                    slots=cores, gpus=gpus, free_cores=cores, free_gpus=gpus, ready=True,
                    last_seen=time.monotonic())
-        mem = int(doc.get("memory_mb") or 0) // self.wpn
+        mem = doc["memory_mb"] // self.wpn
         w.memory_mb = w.free_mem = mem
         self.workers[idx] = w
         h.respond(msg, m.dumps({"slots": cores, "gpus": gpus, "memory_mb": mem}))
 
-    def _on_want(self, h: Any, _t: Any, msg: Any, _arg: Any) -> None:
-        doc = m.loads(msg.payload_str)
-        w = self.workers.get(int(doc.get("worker", -1)))
-        if w is None or w.lost or self._closing:
+    def _sender(self, doc: dict[str, Any]) -> Worker | None:
+        """The worker a request names, when it said hello and is not given up on."""
+        w = self.workers.get(m.worker_of(doc, self.n_workers))
+        return None if w is None or w.lost else w
+
+    def _on_want(self, h: Any, msg: Any, doc: dict[str, Any]) -> None:
+        results = m.check_reports(doc, m.WANT_FIELDS, "want", self.n_workers)
+        w = self._sender(doc)
+        if w is None or self._closing:
             h.respond(msg, m.dumps({"stop": True}))
             return
+        if w.want is not None:
+            raise m.BadMessage(f"worker {w.name} asked for work twice at once")
         w.last_seen = time.monotonic()
         w.want = msg
-        self._take_results(w, doc.get("results", ()))
+        self._take_results(w, results)
         if w.outbox:
             self._send(w)
 
-    def _on_done(self, h: Any, _t: Any, msg: Any, _arg: Any) -> None:
-        doc = m.loads(msg.payload_str)
+    def _on_done(self, h: Any, msg: Any, doc: dict[str, Any]) -> None:
+        results = m.check_reports(doc, m.DONE_FIELDS, "done", self.n_workers)
         h.respond(msg, b"{}")
-        w = self.workers.get(int(doc.get("worker", -1)))
-        if w is None or w.lost:
-            return  # a worker given up on: its attempts were failed already
+        w = self._sender(doc)
+        if w is None:
+            return  # a worker given up on: its attempts are its guard's to account for
         w.last_seen = time.monotonic()
-        self._take_results(w, doc.get("results", ()))
+        self._take_results(w, results)
 
-    def _take_results(self, w: Worker, results: Any) -> None:
+    def _on_gone(self, h: Any, msg: Any, doc: dict[str, Any]) -> None:
+        m.check_gone(doc, self.n_workers)
+        h.respond(msg, b"{}")
+        w = self.workers.get(doc["worker"])
+        if w is None:
+            return
+        self._lose(w, doc["why"])
+        self._confirm_from(w, doc)
+
+    def _take_results(self, w: Worker, results: list[dict[str, Any]]) -> None:
         for r in results:
             a = w.inflight.pop(r["key"], None)
             if a is None:
-                continue  # reported already, or failed when its worker was given up on
+                # not an attempt this worker runs: reported already, or another's
+                logger.warning("pool: dropped a result of worker %s for attempt %d, which "
+                               "it does not run", w.name, r["key"])
+                self.dropped += 1
+                continue
             self.inflight.pop(r["key"], None)
             m.apply_result(a, r)
             self._finished(w, a, r["key"])
@@ -351,6 +484,7 @@ class PoolExecutor(Executor):
         if now < self._next_ping:
             return
         self._next_ping = now + PING_INTERVAL
+        self._unconfirmed()
         for w in self.workers.values():
             if w.lost:
                 continue
@@ -360,12 +494,12 @@ class PoolExecutor(Executor):
             if w.ping_out:
                 continue
             w.ping_out = True
-            self._tell(w, m.PING, b"{}").then(self._on_pong, w)
+            self._tell(w, m.PING, {}).then(self._on_pong, w)
 
-    def _tell(self, w: Worker, topic: str, payload: Any) -> Any:
-        """A request to a worker's own service; its future."""
-        return self.h.rpc(f"{m.worker_service(self.service, w.index)}.{topic}", payload,
-                          nodeid=w.rank)
+    def _tell(self, w: Worker, topic: str, doc: dict[str, Any]) -> Any:
+        """A sealed request to a worker's own service; its future."""
+        full = f"{m.worker_service(self.service, w.index)}.{topic}"
+        return self.h.rpc(full, self.seal.seal(full, doc), nodeid=w.rank)
 
     def _on_pong(self, fut: Any, w: Worker) -> None:
         w.ping_out = False
@@ -378,31 +512,111 @@ class PoolExecutor(Executor):
         w.last_seen = time.monotonic()
 
     def _lose(self, w: Worker, why: str) -> None:
-        """A worker is gone: each attempt it ran fails (once), for the scheduler to retry."""
+        """A worker is given up on: nothing more goes to it, what it reports is dropped, and
+        its guard is asked to kill it and everything below it. Its attempts fail (for the
+        scheduler to retry) only once they are known dead (:meth:`_confirm`)."""
         if w.lost:
             return
         w.lost = True
+        w.lost_why, w.lost_at = why, time.monotonic()
         w.want = None
         n = len(w.inflight)
         logger.warning("pool worker %s on rank %d (%s) lost: %s%s", w.name, w.rank,
                        w.host or "?", why,
-                       f"; {n} running task(s) fail this try" if n else "")
-        now = time.time()
-        for key, a in list(w.inflight.items()):
-            self.inflight.pop(key, None)
-            sent = self.dispatched.get(key, now)
-            a.start = a.start or sent
-            a.duration = max(0.0, now - a.start)
+                       f"; {n} running task(s) fail this try once known dead" if n else "")
+        # not sent yet: never started, free to run elsewhere at once
+        for d in w.outbox:
+            a = w.inflight.pop(d["key"])
+            self.inflight.pop(d["key"], None)
+            self.dispatched.pop(d["key"], None)
             a.status = ExitStatus.failed_to_start(
-                f"pool worker {w.name} on rank {w.rank} ({w.host or '?'}) was lost: {why}")
-            w.inflight.pop(key)
-            self._finished(w, a, key)
+                f"pool worker {w.name} on rank {w.rank} ({w.host or '?'}) was lost before "
+                f"the task reached it: {why}")
+            self._finished(w, a, d["key"])
         w.outbox.clear()
         w.free_cores = w.free_gpus = w.free_mem = 0
+        if not self._closing:  # with tasks or not, a stopped worker would hold the job
+            full = f"{m.guard_service(self.service, w.index)}.{m.KILL}"
+            self.h.rpc(full, self.seal.seal(full, {"worker": w.index, "why": why}),
+                       nodeid=w.rank).then(self._on_killed, w)
         if not self.live():
             logger.error("error: every pool worker was lost: the tasks left fail")
         if self.completed:
             self.h.reactor_stop()
+
+    def _on_killed(self, fut: Any, w: Worker) -> None:
+        """The guard's answer to 'kill': what it killed; or an error."""
+        try:
+            doc = m.check_gone(m.loads(fut.get_str()), self.n_workers)
+        except m.BadMessage as err:
+            logger.warning("pool: dropped a bad answer of the guard of %s: %s", w.name, err)
+            return
+        except OSError as err:
+            if err.errno == errno.EHOSTUNREACH:  # its broker is gone: so is the node
+                self._confirm(w, w.lost_why, None, f"its node (rank {w.rank}) is lost")
+            elif w.inflight:  # the guard is gone too: the worker itself says what it killed
+                logger.warning("pool worker %s: its guard cannot be asked (%s): waiting for "
+                               "the word that its tasks ended", w.name,
+                               errno.errorcode.get(err.errno or 0, "error"))
+            return
+        self._confirm_from(w, doc)
+
+    def _confirm_from(self, w: Worker, doc: dict[str, Any]) -> None:
+        """A guard's (or a worker's) word that the worker's processes are dead."""
+        who = "its guard" if doc["by"] == "guard" else "the worker itself, without its guard,"
+        left = (f"; {doc['left']} process(es) below it would not die" if doc["left"]
+                else "")
+        self._confirm(w, doc["why"], {k["key"]: k for k in doc["killed"]},
+                      f"{who} killed it and every process below it{left}")
+
+    def _confirm(self, w: Worker, why: str, killed: dict[int, dict[str, Any]] | None,
+                 how: str) -> None:
+        """The lost worker's attempts are dead: each fails, saying what is known (per
+        attempt when ``killed`` lists what was killed)."""
+        now = time.time()
+        for key, a in list(w.inflight.items()):
+            k = (killed or {}).get(key)
+            sent = self.dispatched.get(key, now)
+            if k is not None:
+                a.pid, a.start = k["pid"], k["start"] or sent
+                a.duration = max(0.0, k["end"] - a.start)
+                self._fail_lost(w, key, a, f"{why}; task killed (pid {k['pid']}): {how}",
+                                killed=True)
+                continue
+            a.start, a.duration = sent, max(0.0, now - sent)
+            what = how if killed is None else (
+                f"task not running there (not started, or ended unreported): {how}")
+            self._fail_lost(w, key, a, f"{why}; {what}")
+        if self.completed:
+            self.h.reactor_stop()
+
+    def _unconfirmed(self) -> None:
+        """Lost workers whose attempts nobody could say dead: stopped, not retried."""
+        now = time.monotonic()
+        for w in self.workers.values():
+            if not (w.lost and w.inflight and now - w.lost_at > CONFIRM_WAIT):
+                continue
+            logger.error("error: pool worker %s on rank %d: nothing says its %d task(s) "
+                         "ended: not retried", w.name, w.rank, len(w.inflight))
+            now = time.time()
+            for key, a in list(w.inflight.items()):
+                # known: handed over then, unaccounted for since (its pid never came back)
+                a.start = self.dispatched.get(key, now)
+                a.duration = max(0.0, now - a.start)
+                a.stopped = f"pool worker {w.name} lost; the task may still run there"
+                self._fail_lost(w, key, a,
+                                f"{w.lost_why}; nothing says the task ended: not retried")
+
+    def _fail_lost(self, w: Worker, key: int, a: Attempt, what: str,
+                   killed: bool = False) -> None:
+        """A lost worker's attempt fails: killed by SIGKILL when that is known, else with
+        no status (-1), and why in its error."""
+        text = f"pool worker {w.name} on rank {w.rank} ({w.host or '?'}) was lost: {what}"
+        a.status = (ExitStatus(signal.SIGKILL, None, signal.SIGKILL, False, text) if killed
+                    else ExitStatus.failed_to_start(text))
+        self.inflight.pop(key, None)
+        w.inflight.pop(key)
+        self._finished(w, a, key)
 
     # -- the executor interface -----------------------------------------------------------
     def live(self) -> list[Worker]:
@@ -519,22 +733,23 @@ class PoolExecutor(Executor):
                 a.status = ExitStatus.failed_to_start(f"not started ({reason})")
                 self._finished(w, a, d["key"])
             w.outbox.clear()
-            self._tell(w, m.SIGNAL, m.dumps({"signum": int(signum), "reason": reason})).then(
-                _ignore)
+            self._tell(w, m.SIGNAL, {"signum": int(signum), "reason": reason}).then(_ignore)
 
     def info(self) -> dict[str, Any]:
         """The pool in the cluster's JSON record."""
         return {"job": self.job_f58, "service": self.service, "coordinator_rank": self.rank,
                 "workers_per_node": self.wpn,
                 "workers": [{"worker": w.name, "rank": w.rank, "host": w.host, "pid": w.pid,
-                             "slots": w.slots, "gpus": w.gpus, "tasks": w.done,
+                             "guard": w.guard, "slots": w.slots, "gpus": w.gpus, "tasks": w.done,
                              "lost": w.lost} for w in self.workers.values()],
+                "dropped_requests": self.dropped,
                 "reactor_seconds": round(self.loop_time, 3)}
 
     def close(self) -> None:
         """Stop every worker, and end the pool's job (cancelled if it does not end)."""
         self._memo(force=True)  # the last figures, beside the cluster's own
         self._closing = True
+        self._drop_secret()
         live = self.live()
         if live and self.inflight:
             self.signal_all(signal.SIGKILL, "shutdown")
@@ -543,7 +758,7 @@ class PoolExecutor(Executor):
                 msg, w.want = w.want, None
                 with contextlib.suppress(OSError):
                     self.h.respond(msg, m.dumps({"stop": True}))
-            self._tell(w, m.STOP, b"{}").then(_ignore)
+            self._tell(w, m.STOP, {}).then(_ignore)
         deadline = time.monotonic() + 15.0
         while self.job_ended is None and time.monotonic() < deadline:
             self._run_reactor(0.2)
@@ -560,6 +775,7 @@ class PoolExecutor(Executor):
             self.h.service_unregister(self.service).get()
 
     def _cancel_job(self) -> None:
+        self._drop_secret()
         if self.jobid is None:
             return
         try:

@@ -1,15 +1,18 @@
 """A pool worker: one task of the pool's Flux job, on one node (or a share of one).
 
-``python -m fluxlite.flux.pool.worker SERVICE RANK STDIO_BYTES`` says hello to the
-coordinator's service on broker RANK, then runs the tasks it is given with the local
+``python -m fluxlite.flux.pool.worker SERVICE RANK STDIO_BYTES KVS_NAMESPACE`` says hello to
+the coordinator's service on broker RANK, then runs the tasks it is given with the local
 executor's semantics (slots, memory, GPUs, process groups, forwarding, stdio captured) and
 sends their results back, many a message. Everything is driven by the Flux reactor: the
 executor's process descriptors, the RPC answers and the coordinator's requests.
 
-A guard process, forked first, holds the read end of a pipe on which the worker names the
-process group of each task it starts and reaps: when the worker dies (killed, its node's
-broker gone) the pipe ends and the guard kills the groups that were still running, so a
-task never outlives its worker and never runs twice at once when it is retried elsewhere.
+The process Flux starts is the worker's guard (``guard``), which forks the worker and
+outlives it: the worker tells it, through a pipe, the process group, key and start of each
+task it starts and reaps. When the worker dies, or stops answering and the coordinator has
+its guard kill it, the guard kills every process below it before the coordinator retries
+its tasks elsewhere. When the guard dies, the worker kills its own tasks, says so, and
+stops. The pool's secret comes from the KVS (``messages``): every request the worker sends
+is sealed with it, and every request it gets must be.
 """
 
 from __future__ import annotations
@@ -22,12 +25,15 @@ import signal
 import socket
 import sys
 import tempfile
+import time
 from typing import Any
 
+from fluxlite.cluster.formats import Task
 from fluxlite.cluster.records import Attempt
 from fluxlite.execute.base import ExitStatus
 from fluxlite.flux import jobspec
 from fluxlite.flux.pool import messages as m
+from fluxlite.flux.pool.guard import GUARD_LOST
 
 logger = logging.getLogger(__name__)
 
@@ -84,69 +90,49 @@ class LocalRunner:
         self.ex.close()
 
 
-class Guard:
-    """The guard process (see the module's doc)."""
+class GuardLink:
+    """The worker's end of the pipe to its guard (its parent): the secret once, then a line
+    for each attempt it starts and reaps, and ``=`` at a clean end."""
 
-    def __init__(self) -> None:
-        rfd, self.wfd = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # the guard
-            os.close(self.wfd)
-            _guard_main(rfd)
-            os._exit(0)
-        os.close(rfd)
-        os.set_inheritable(self.wfd, False)
-        self.pid = pid
+    def __init__(self, fd: int, pid: int) -> None:
+        self.fd, self.pid = fd, pid
 
-    def add(self, pgid: int) -> None:
-        """A process group to kill should the worker die."""
-        self._say(f"+{pgid}\n")
+    def secret(self, secret: bytes) -> None:
+        """The pool's secret, for the guard to seal what it says and check what it hears."""
+        self._say(f"k{secret.hex()}\n")
+
+    def add(self, pgid: int, key: int, start: float) -> None:
+        """An attempt started: its process group, its key, its start."""
+        self._say(f"+{pgid} {key} {start!r}\n")
 
     def remove(self, pgid: int) -> None:
         """A process group that is gone: not to be killed."""
         self._say(f"-{pgid}\n")
 
+    def alive(self) -> bool:
+        """Whether the guard is still this process's parent."""
+        return os.getppid() == self.pid
+
     def _say(self, line: str) -> None:
         with contextlib.suppress(OSError):
-            os.write(self.wfd, line.encode())
+            os.write(self.fd, line.encode())
 
-    def close(self) -> None:
-        """The worker ends: the guard kills what is left and is reaped."""
-        os.close(self.wfd)
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(self.pid, 0)
-
-
-def _guard_main(rfd: int) -> None:
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1):
-        signal.signal(sig, signal.SIG_IGN)  # it ends when the worker does, not before
-    groups: set[int] = set()
-    buf = b""
-    while True:
-        try:
-            chunk = os.read(rfd, 4096)
-        except InterruptedError:
-            continue
-        if not chunk:
-            break
-        buf += chunk
-        *lines, buf = buf.split(b"\n")
-        for ln in lines:
-            if ln[:1] == b"+":
-                groups.add(int(ln[1:]))
-            elif ln[:1] == b"-":
-                groups.discard(int(ln[1:]))
-    for pgid in groups:
+    def close(self, clean: bool) -> None:
+        """The worker ends: ``clean`` when it killed and reaped everything itself."""
+        if clean:
+            self._say("=\n")
         with contextlib.suppress(OSError):
-            os.killpg(pgid, signal.SIGKILL)
+            os.close(self.fd)
 
 
 class Worker:
     """A pool worker: asks the coordinator for tasks, runs them, reports them."""
 
-    def __init__(self, service: str, coord_rank: int, stdio_bytes: int) -> None:
-        self.guard = Guard()  # before any Flux handle exists: the fork copies none
+    def __init__(self, service: str, coord_rank: int, stdio_bytes: int, kvs_ns: str,
+                 guard: GuardLink) -> None:
+        self.guard = guard
         import flux  # type: ignore[import-not-found]
+        import flux.kvs  # type: ignore[import-not-found]
 
         self.flux = flux
         self.service = service
@@ -155,11 +141,21 @@ class Worker:
         self.rank = self.h.get_rank()
         self.index = int(os.environ.get("FLUX_TASK_RANK", "0"))
         self.host = socket.gethostname()
+        self.guard_lost = False
+        try:
+            # the shell points a task's KVS at its job's namespace: the key is in the
+            # coordinator's
+            secret = bytes.fromhex(str(flux.kvs.get(self.h, m.secret_key(service),
+                                                    namespace=kvs_ns)))
+            self.seal = m.Seal(secret)
+        except (OSError, ValueError, m.BadMessage) as err:
+            raise OSError(f"no pool secret: {getattr(err, 'strerror', None) or err}") from err
+        guard.secret(secret)
         base = os.environ.get("FLUX_JOB_TMPDIR") or None
         self.tmpdir = tempfile.mkdtemp(prefix=f".fluxlite-pool-w{self.index}.", dir=base)
-        share = self._rpc_get(m.HELLO, {"worker": self.index, "rank": self.rank,
-                                        "host": self.host, "pid": os.getpid(),
-                                        "memory_mb": LocalRunner.node_memory_mb()})
+        share = m.loads(self._rpc(m.HELLO, {
+            "worker": self.index, "rank": self.rank, "host": self.host, "pid": os.getpid(),
+            "guard": guard.pid, "memory_mb": LocalRunner.node_memory_mb()}).get_str())
         self.runner = LocalRunner(self.tmpdir, stdio_bytes, int(share["slots"]),
                                   int(share.get("memory_mb") or 0), int(share.get("gpus") or 0))
         self.running: dict[int, tuple[int, Attempt]] = {}  # pid -> (key, attempt)
@@ -171,12 +167,12 @@ class Worker:
         self._ticks = 0
         self.ping_out = False
         self.watchers: list[Any] = []
-        name = m.worker_service(service, self.index)
-        self.h.service_register(name).get()
+        self.name = m.worker_service(service, self.index)
+        self.h.service_register(self.name).get()
         t = flux.constants.FLUX_MSGTYPE_REQUEST
         for topic, cb in ((m.SIGNAL, self._on_signal), (m.PING, self._on_ping),
                           (m.STOP, self._on_stop)):
-            w = self.h.msg_watcher_create(cb, t, f"{name}.{topic}")
+            w = self.h.msg_watcher_create(self._opened(topic, cb), t, f"{self.name}.{topic}")
             w.start()
             self.watchers.append(w)
         fd = self.runner.fileno()
@@ -187,14 +183,40 @@ class Worker:
         tick = self.h.timer_watcher_create(_TICK, self._on_tick, repeat=_TICK)
         tick.start()
         self.watchers.append(tick)
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-            sw = self.h.signal_watcher_create(sig, self._on_own_signal)
+        for sig, cb in ((signal.SIGTERM, self._on_own_signal),
+                        (signal.SIGINT, self._on_own_signal),
+                        (signal.SIGHUP, self._on_own_signal),
+                        (GUARD_LOST, lambda *_: self._check_guard())):
+            sw = self.h.signal_watcher_create(sig, cb)
             sw.start()
             self.watchers.append(sw)
+        self._check_guard()  # it may have died before the watcher was there
 
-    def _rpc_get(self, topic: str, doc: dict[str, Any]) -> dict[str, Any]:
-        return m.loads(self.h.rpc(f"{self.service}.{topic}", m.dumps(doc),
-                                  nodeid=self.coord).get_str())
+    def _rpc(self, topic: str, doc: dict[str, Any]) -> Any:
+        """A sealed request to the coordinator; its future."""
+        full = f"{self.service}.{topic}"
+        return self.h.rpc(full, self.seal.seal(full, doc), nodeid=self.coord)
+
+    def _opened(self, topic: str, cb: Any) -> Any:
+        """A request handler that gets the request's checked JSON, or never sees it: a
+        request not sealed with the pool's secret, or malformed, is logged and dropped."""
+        full = f"{self.name}.{topic}"
+
+        def handler(h: Any, _t: Any, msg: Any, _arg: Any) -> None:
+            try:
+                doc = self.seal.open(full, m.payload(msg))
+                if msg.userid != os.getuid():
+                    raise m.BadMessage(f"sent by user id {msg.userid}")
+                reply = cb(doc)
+            except m.MALFORMED as err:  # should a check miss, the request is dropped
+                why = m.as_bad(err)
+                logger.warning("pool worker %d: dropped a bad %s request: %s", self.index,
+                               topic, why)
+                m.refuse(h, msg, why)
+                return
+            h.respond(msg, m.dumps(reply))
+
+        return handler
 
     # -- asking for work and answering ---------------------------------------------------
     def _ask(self) -> None:
@@ -205,24 +227,35 @@ class Worker:
         if self.results and not self.done_out:
             # the results ride along: one message instead of two when the worker is busy
             doc["results"], self.results = self.results, []
-        f = self.h.rpc(f"{self.service}.{m.WANT}", m.dumps(doc), nodeid=self.coord)
-        f.then(self._on_tasks)
+        self._rpc(m.WANT, doc).then(self._on_tasks)
 
     def _on_tasks(self, fut: Any) -> None:
         self.want_out = False
         try:
             doc = m.loads(fut.get_str())
+            tasks = doc.get("tasks", [])
+            if not isinstance(tasks, list):
+                raise m.BadMessage(f"tasks: not a list: {tasks!r:.40}")
         except OSError as err:
             self._coordinator_gone(err)
+            return
+        except m.BadMessage as err:
+            logger.warning("pool worker %d: dropped a bad answer to want: %s", self.index, err)
+            self._finish()
             return
         if doc.get("stop"):
             self._finish()
             return
-        for d in doc.get("tasks", ()):
-            key, a = m.decode_task(d)
-            if self.stop_reason is not None:
-                a.stopped = self.stop_reason  # came after the stop: never started
-                a.status = ExitStatus.failed_to_start(f"not started ({self.stop_reason})")
+        for d in tasks:
+            try:
+                key, a = m.decode_task(d)
+            except m.BadMessage as err:
+                logger.warning("pool worker %d: dropped a bad task: %s", self.index, err)
+                self._refused(d, err)
+                continue
+            if self.stop_reason is not None or self.finished:
+                a.stopped = self.stop_reason or "worker stopping"  # never started
+                a.status = ExitStatus.failed_to_start(f"not started ({a.stopped})")
                 self._result(key, a)
                 continue
             failed = self.runner.start(a)
@@ -230,21 +263,31 @@ class Worker:
                 self._result(key, failed)
             else:
                 self.running[a.pid] = (key, a)
-                self.guard.add(a.pid)
+                self.guard.add(a.pid, key, a.start)
         self._ask()
         self._send_results()
+
+    def _refused(self, d: Any, err: m.BadMessage) -> None:
+        """A task it could not read fails, when its key can be read: the coordinator does
+        not wait for it for ever."""
+        key = d.get("key") if isinstance(d, dict) else None
+        if type(key) is not int or key < 1:
+            return
+        a = Attempt(task=Task(id=str(d.get("id"))[:200]), number=1)
+        a.status = ExitStatus.failed_to_start(f"the worker could not read the task: {err}")
+        self._result(key, a)
 
     def _on_ready(self, *_args: Any) -> None:
         self._collect()
 
     def _on_tick(self, *_args: Any) -> None:
+        self._check_guard()
         self._collect()
         self._ticks += 1
         if self._ticks % 4 == 0 and not self.ping_out and not self.finished:
             # an idle worker's only message may be a 'want' held by a coordinator that died
             self.ping_out = True
-            self.h.rpc(f"{self.service}.{m.PING}", b"{}", nodeid=self.coord).then(
-                self._on_pong)
+            self._rpc(m.PING, {"worker": self.index}).then(self._on_pong)
 
     def _on_pong(self, fut: Any) -> None:
         self.ping_out = False
@@ -277,10 +320,7 @@ class Worker:
             return
         batch, self.results = self.results, []
         self.done_out = True
-        f = self.h.rpc(f"{self.service}.{m.DONE}", m.dumps({"worker": self.index,
-                                                            "results": batch}),
-                       nodeid=self.coord)
-        f.then(self._on_ack)
+        self._rpc(m.DONE, {"worker": self.index, "results": batch}).then(self._on_ack)
 
     def _on_ack(self, fut: Any) -> None:
         self.done_out = False
@@ -288,22 +328,28 @@ class Worker:
             self._send_results()
 
     # -- requests from the coordinator ----------------------------------------------------
-    def _on_signal(self, h: Any, _t: Any, msg: Any, _arg: Any) -> None:
-        doc = m.loads(msg.payload_str)
-        signum, reason = int(doc["signum"]), str(doc.get("reason") or "stopped")
+    def _on_signal(self, doc: dict[str, Any]) -> dict[str, Any]:
+        signum, reason = m.check_signal(doc)
         self.stop_reason = self.stop_reason or reason
         self.runner.signal_all(signum, reason)
-        h.respond(msg, m.dumps({"running": self.runner.running()}))
+        return {"running": self.runner.running()}
 
-    def _on_ping(self, h: Any, _t: Any, msg: Any, _arg: Any) -> None:
-        h.respond(msg, m.dumps({"running": self.runner.running()}))
+    def _on_ping(self, _doc: dict[str, Any]) -> dict[str, Any]:
+        return {"running": self.runner.running()}
 
-    def _on_stop(self, h: Any, _t: Any, msg: Any, _arg: Any) -> None:
+    def _on_stop(self, _doc: dict[str, Any]) -> dict[str, Any]:
         self._finish()
-        h.respond(msg, m.dumps({}))
+        return {}
 
     def _on_own_signal(self, *_args: Any) -> None:
         self._finish()  # Flux cancelled the pool: its tasks go with it
+
+    def _check_guard(self) -> None:
+        if not self.guard_lost and not self.guard.alive():
+            self.guard_lost = True
+            logger.error("error: pool worker %d on rank %d: its guard is gone: it kills its "
+                         "tasks and stops", self.index, self.rank)
+            self._finish()
 
     def _coordinator_gone(self, err: OSError) -> None:
         logger.error("error: pool worker %d on rank %d: the coordinator is gone: %s",
@@ -319,31 +365,70 @@ class Worker:
     def run(self) -> int:
         """Ask for work and run the reactor until told to stop; leave nothing behind."""
         self._ask()
-        self.h.reactor_run()
+        try:
+            self.h.reactor_run()
+        except OSError as err:  # the broker is gone
+            logger.error("error: pool worker %d: lost its broker: %s", self.index,
+                         err.strerror or err)
         for w in self.watchers:
             w.stop()
+        self._check_guard()
+        running = list(self.running.values())
         self.runner.close()  # KILL and reap what still runs, and what it left behind
         self.running.clear()
-        self.guard.close()
+        if self.guard_lost:
+            self._say_gone(running)
+        self.guard.close(clean=not self.guard_lost)
         shutil.rmtree(self.tmpdir, ignore_errors=True)
         return 0
 
+    def _say_gone(self, running: list[tuple[int, Attempt]]) -> None:
+        """Without its guard the worker has killed its own tasks: tell the coordinator,
+        which may then retry them."""
+        from fluxlite.execute import supervisor
 
-def main(argv: list[str] | None = None) -> int:
-    """A pool worker's process: SERVICE COORDINATOR_RANK STDIO_BYTES."""
-    args = sys.argv[1:] if argv is None else argv
-    logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    if len(args) != 3:
-        sys.stderr.write("usage: python -m fluxlite.flux.pool.worker SERVICE RANK "
-                         "STDIO_BYTES\n")
-        return 2
+        end = time.time()
+        left = sum(1 for p in supervisor.descendants(os.getpid()) if supervisor.alive(p))
+        doc = {"worker": self.index, "by": "worker", "why": "its guard is gone",
+               "killed": [{"key": key, "pid": a.pid, "start": a.start, "end": end}
+                          for key, a in running], "left": left}
+        try:
+            self._rpc(m.GONE, doc).wait_for(10.0).get()
+        except (OSError, TimeoutError) as err:
+            logger.warning("pool worker %d: could not tell the coordinator: %s", self.index,
+                           getattr(err, "strerror", None) or err)
+
+
+def run_worker(service: str, coord_rank: int, stdio_bytes: int, kvs_ns: str,
+               guard: GuardLink) -> int:
+    """The worker's process, below its guard: its exit code."""
     try:
-        worker = Worker(args[0], int(args[1]), int(args[2]))
+        worker = Worker(service, coord_rank, stdio_bytes, kvs_ns, guard)
     except OSError as err:
         sys.stderr.write(f"error: pool worker on {socket.gethostname()}: cannot reach the "
                          f"coordinator: {err.strerror or err}\n")
+        guard.close(clean=True)
         return 1
     return worker.run()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """A pool worker's process: SERVICE COORDINATOR_RANK STDIO_BYTES KVS_NAMESPACE (its
+    guard, which forks the worker itself: see ``guard``)."""
+    args = sys.argv[1:] if argv is None else argv
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    if len(args) != 4:
+        sys.stderr.write("usage: python -m fluxlite.flux.pool.worker SERVICE RANK "
+                         "STDIO_BYTES KVS_NAMESPACE\n")
+        return 2
+    try:
+        rank, stdio = int(args[1]), int(args[2])
+    except ValueError:
+        sys.stderr.write("error: pool worker: RANK and STDIO_BYTES must be integers\n")
+        return 2
+    from fluxlite.flux.pool import guard
+
+    return guard.main(args[0], rank, stdio, args[3])
 
 
 if __name__ == "__main__":
