@@ -63,11 +63,12 @@ class ExitStatus:
 
     @property
     def code(self) -> int:
-        """The exit code a shell would report: N, 128+signal, or 127 when it never ran."""
-        if self.error is not None:
-            return EXIT_CANNOT_EXEC
+        """The exit code a shell would report: N, 128+signal (a task killed is that, whatever
+        else is said of it), or 127 when it never ran."""
         if self.signal is not None:
             return SIGNAL_BASE + self.signal
+        if self.error is not None:
+            return EXIT_CANNOT_EXEC
         return self.exitcode or 0
 
     @property

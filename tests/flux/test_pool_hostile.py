@@ -116,6 +116,7 @@ def test_pool_stopped_worker_never_runs_a_task_twice(fi4: FluxInstance, fl: Flux
         assert "no answer for 10 s" in a["error"] and "its guard killed it" in a["error"]
         assert a["pid"] > 0 and f"(pid {a['pid']})" in a["error"], a
         assert a["raw"] == a["signal"] == signal.SIGKILL, a
+        assert a["exit_code"] == 128 + signal.SIGKILL, a  # killed, not "never started"
         assert 10 <= a["duration"] < 14, a
     _, summary = cluster_lines((fl.tmp / "c.out").read_text())
     assert summary["succeeded"] == str(n) and summary["retries"] == "1", summary
