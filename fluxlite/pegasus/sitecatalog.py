@@ -18,8 +18,6 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import yaml
-
 from fluxlite.errors import UsageError
 
 DATA_CONFIGURATIONS = ("nonsharedfs", "sharedfs", "condorio")
@@ -58,6 +56,8 @@ def site_entry(home: str | Path, data_configuration: str = "nonsharedfs",
 
 def site_catalog_yaml(entry: dict[str, object]) -> str:
     """A site catalog holding just this site: add the local site (and others) beside it."""
+    import yaml  # only when a catalog is printed: making a package needs none
+
     doc = {"pegasus": "5.0", "sites": [entry]}
     return ("# the Flux site of a fluxlite worker package (fluxlite pegasus-home --site-catalog)\n"
             + yaml.safe_dump(doc, sort_keys=False, default_flow_style=False))

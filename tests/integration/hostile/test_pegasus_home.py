@@ -32,7 +32,8 @@ TOOLS = ["pegasus-config", "pegasus-integrity", "pegasus-kickstart", "pegasus-tr
 def sandbox() -> Iterator[Path]:
     """A directory nobody owns, outside the test's 0700 tree, with an interpreter nobody can
     run that imports this checkout's fluxlite (``venv/bin/python``: the system's python3
-    and a .pth file); skipped unless this runs as root with setpriv and that works."""
+    and a .pth file naming a copy of the package that nobody can read, wherever the checkout
+    lies); skipped unless this runs as root with setpriv and that works."""
     if os.getuid() != 0 or shutil.which("setpriv") is None:
         pytest.skip("needs root and setpriv to run fluxlite as an ordinary user")
     d = Path(tempfile.mkdtemp(prefix="fluxlite-home-hostile-"))
@@ -42,14 +43,19 @@ def sandbox() -> Iterator[Path]:
                                str(d / "venv")], capture_output=True, timeout=120)
         site = list((d / "venv" / "lib").glob("python3*/site-packages"))
         if venv.returncode == 0 and site:
-            (site[0] / "fluxlite-checkout.pth").write_text(f"{ROOT}\n")
+            shutil.copytree(ROOT / "fluxlite", d / "src" / "fluxlite",
+                            ignore=shutil.ignore_patterns("__pycache__"))
+            for p in (d / "src").rglob("*"):
+                p.chmod(0o755 if p.is_dir() else 0o644)
+            (d / "src").chmod(0o755)
+            (site[0] / "fluxlite-checkout.pth").write_text(f"{d / 'src'}\n")
         seen = subprocess.run(["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}",
                                "--clear-groups", str(d / "venv" / "bin" / "python"), "-c",
                                "import sys, fluxlite; assert sys.version_info >= (3, 11)"],
                               cwd="/", capture_output=True, timeout=60)
         if seen.returncode != 0:
-            pytest.skip("an ordinary user cannot run this checkout's fluxlite with "
-                        "/usr/bin/python3 (>= 3.11 and a checkout others can read needed)")
+            pytest.skip("an ordinary user cannot run fluxlite with /usr/bin/python3 (a "
+                        "Python 3.11 or later is needed there)")
         home = d / "sandbox"
         home.mkdir(mode=0o755)
         os.chown(home, NOBODY, NOBODY)
