@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import bisect
 import collections
+import contextlib
 import dataclasses
 import errno
 import hashlib
@@ -557,7 +558,21 @@ def _probe_tmpfile(dpath: str, dev: int) -> bool:
             _no_tmpfile.add(dev)
         return False
     finally:
+        _drop_if_ours(fd, name)  # a stop signal's exception between the link and the unlink
         os.close(fd)
+
+
+def _drop_if_ours(fd: int, name: str) -> None:
+    """Remove ``name`` when it is the very file open as ``fd``: a name linked here that an
+    exception (a stop signal's, raised between two steps) kept from being renamed away or
+    removed. Anything else there is another's and stays."""
+    try:
+        st, mine = os.lstat(name), os.fstat(fd)
+    except OSError:
+        return  # gone: renamed into place or removed, as it should be
+    if (st.st_dev, st.st_ino) == (mine.st_dev, mine.st_ino):
+        with contextlib.suppress(OSError):
+            os.unlink(name)
 
 
 # what says the filesystem (or the kernel) cannot make or link unnamed files at all
@@ -582,15 +597,11 @@ def _publish(fd: int, tmp: str | None, dpath: str) -> None:
         try:
             _link_fd(fd, name)
         except FileExistsError:
-            continue
+            continue  # another's name
         try:
             os.replace(name, dpath)
-        except OSError:
-            try:
-                os.unlink(name)
-            except OSError:
-                pass
-            raise
+        finally:
+            _drop_if_ours(fd, name)  # not renamed: a failure, or a stop signal's exception
         return
     raise FileExistsError(errno.EEXIST, "no free temporary name", dpath)
 

@@ -231,3 +231,60 @@ def test_without_unnamed_files_a_failed_copy_leaves_no_temporary(tmp_path, monke
         transfer(Request("g", ((str(src), True),), str(tmp_path / "out" / "g"),
                          expected="0" * 64), Policy(attempts=1))
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["f"]
+
+
+class _Stop(BaseException):
+    """What a stop signal's handler raises between two steps of the main thread."""
+
+
+def _raise_once(real, when):  # noqa: ANN001, ANN202 - a stand-in for os.unlink/os.replace
+    fired = []
+
+    def step(*args, **kw):  # noqa: ANN002, ANN003, ANN202
+        if not fired and when(*args):
+            fired.append(args)
+            raise _Stop
+        return real(*args, **kw)
+
+    return step, fired
+
+
+@pytest.mark.skipif(not hasattr(os, "O_TMPFILE"), reason="no O_TMPFILE on this system")
+def test_a_stop_between_the_probes_link_and_unlink_leaves_no_name(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The probe of unnamed files links one under the destination's temporary name for an
+    instant: a stop signal's exception in that instant still removes it."""
+    from fluxlite.staging import base
+
+    dst = tmp_path / "out" / "f.dat"
+    dst.parent.mkdir()
+    step, fired = _raise_once(os.unlink, lambda p, *a: ".f.dat.tmp-" in str(p))
+    monkeypatch.setattr(os, "unlink", step)
+    with pytest.raises(_Stop):
+        base._probe_tmpfile(str(dst), -42)
+    assert fired and os.listdir(dst.parent) == []
+
+
+@pytest.mark.skipif(not hasattr(os, "O_TMPFILE"), reason="no O_TMPFILE on this system")
+def test_a_stop_between_the_link_and_the_rename_over_a_file_leaves_no_name(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Publishing over an existing file links under a temporary name, then renames: a stop
+    in between leaves the old file as it was and no temporary."""
+    from fluxlite.staging import base
+
+    ddir = tmp_path / "out"
+    ddir.mkdir()
+    (ddir / "f.dat").write_text("old")
+    (ddir / ".f.dat.tmp-zzzzzzzz").write_text("another's")
+    fd = os.open(ddir, os.O_TMPFILE | os.O_WRONLY, 0o600)
+    try:
+        os.write(fd, b"new")
+        step, fired = _raise_once(os.replace, lambda src, *a: ".f.dat.tmp-" in str(src))
+        monkeypatch.setattr(os, "replace", step)
+        with pytest.raises(_Stop):
+            base._publish(fd, None, str(ddir / "f.dat"))
+    finally:
+        os.close(fd)
+    assert fired
+    assert sorted(os.listdir(ddir)) == [".f.dat.tmp-zzzzzzzz", "f.dat"]
+    assert (ddir / "f.dat").read_text() == "old"
