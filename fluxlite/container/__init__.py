@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from fluxlite.fsutil import unlink_quietly
 from fluxlite.container.base import NAME_PREFIX, ContainerError, Invocation
-from fluxlite.container.spec import ContainerSpec, Mount, bad_target, parse_container
+from fluxlite.container.spec import ContainerSpec, Mount, bad_host, bad_target, parse_container
 
 if TYPE_CHECKING:
     from fluxlite.spec import JobSpec
@@ -157,8 +157,6 @@ def _resolved(m: Mount, runtime: str) -> Mount:
     """The mount with its host path resolved as the kernel will find it (every link
     followed once, here), checked again on what it leads to: a path that was a link to
     '/' when the job was validated, or became one since, is refused."""
-    from fluxlite.container.spec import bad_host
-
     if not os.path.exists(m.host):
         raise ContainerError(f"container mount {m}: {m.host} does not exist", runtime)
     why = bad_host(m.host)

@@ -157,30 +157,30 @@ class Runtime(ABC):
         return []
 
 
-def env_file_lines(env: dict[str, str], runtime: str, quote: str = "") -> str:
-    """NAME=value lines of an environment file that reads values literally, each value
-    between ``quote`` characters when the runtime strips one pair of them (ch-run). The
-    spec refuses what such a file cannot carry; this refuses it again for variables
-    fluxlite adds, rather than write a line the runtime would read otherwise."""
+def _check_env(env: dict[str, str], runtime: str, one_line: bool) -> None:
+    """Refuse, again, what the spec refuses for an environment file (names it would read
+    otherwise; line breaks where its values are one line), for the variables fluxlite adds,
+    rather than write a line the runtime would read otherwise."""
     from fluxlite.container.spec import ENV_NAME
 
     for k, v in env.items():
-        if not ENV_NAME.fullmatch(k) or "\n" in v or "\r" in v:
+        if not ENV_NAME.fullmatch(k) or (one_line and ("\n" in v or "\r" in v)):
             raise ContainerError(f"environment variable {k!a} cannot be passed through "
                                  f"{runtime}'s environment file", runtime)
+
+
+def env_file_lines(env: dict[str, str], runtime: str, quote: str = "") -> str:
+    """NAME=value lines of an environment file that reads values literally, each value
+    between ``quote`` characters when the runtime strips one pair of them (ch-run)."""
+    _check_env(env, runtime, one_line=True)
     return "".join(f"{k}={quote}{v}{quote}\n" for k, v in env.items())
 
 
-def shell_quote_env(env: dict[str, str]) -> str:
+def shell_quote_env(env: dict[str, str], runtime: str) -> str:
     """KEY='value' lines, for env files that a shell-like reader evaluates."""
     import shlex
 
-    from fluxlite.container.spec import ENV_NAME
-
-    for k in env:
-        if not ENV_NAME.fullmatch(k):
-            raise ContainerError(f"environment variable {k!a} cannot be passed through an "
-                                 "environment file")
+    _check_env(env, runtime, one_line=False)
     return "".join(f"{k}={shlex.quote(v)}\n" for k, v in env.items())
 
 

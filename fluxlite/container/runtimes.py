@@ -278,7 +278,7 @@ class Apptainer(Runtime):
 
     def command(self, inv: Invocation) -> list[str]:
         """``apptainer exec`` of the task: a clean environment from the env file, the mounts."""
-        write_private(inv.env_file, shell_quote_env(inv.env))
+        write_private(inv.env_file, shell_quote_env(inv.env, self.type))
         argv = [self.program, "exec", "--cleanenv", "--no-home", "--no-mount", "cwd",
                 "--env-file", inv.env_file, "--pwd", inv.workdir]
         for m in inv.mounts:

@@ -459,18 +459,26 @@ def test_term_during_the_image_fetch_leaves_no_partial_file(charliecloud: Runtim
     assert list(blobs.iterdir()) == []  # neither the partial image nor anything else
 
 
+def _checkpointing_job(rt: RuntimeEnv, tmp: Path, first: str,
+                       **limits: float) -> tuple[dict, Path]:
+    """A task that, at the TERM, runs ``first`` then takes two seconds to save its state
+    and exits 0; the checkpoint's destination."""
+    saved = tmp / "saved.ckpt"
+    job = container_job(
+        rt, tmp / "cache",
+        f"trap '{first}sleep 2; echo state > state.ckpt; exit 0' TERM; touch started; "
+        "while true; do sleep 0.2; done",
+        limits=limits, checkpoints=[{"lfn": "state.ckpt", "url": saved.as_uri()}],
+        workdir={"base": str(tmp), "keep": "always"})
+    return job, saved
+
+
 def test_checkpoint_written_in_the_grace_is_staged(runtime: RuntimeEnv, fl: Fluxlite,
                                                    tmp_path: Path) -> None:
     """At the checkpoint TERM the task takes two seconds to save its state and exits; the
     container's own end is awaited (within kill_grace), and the checkpoint is staged."""
-    saved = tmp_path / "saved.ckpt"
-    job = container_job(
-        runtime, tmp_path / "cache",
-        "trap 'sleep 2; echo state > state.ckpt; exit 0' TERM; touch started; "
-        "while true; do sleep 0.2; done",
-        limits={"checkpoint_time": 1, "maxwalltime": 30, "kill_grace": 10},
-        checkpoints=[{"lfn": "state.ckpt", "url": saved.as_uri()}],
-        workdir={"base": str(tmp_path), "keep": "always"})
+    job, saved = _checkpointing_job(runtime, tmp_path, "", checkpoint_time=1, maxwalltime=30,
+                                    kill_grace=10)
     t0 = time.monotonic()
     p = fl.run("run", str(fl.write_job(job)), env=_env(runtime, tmp_path), timeout=90)
     took = time.monotonic() - t0
@@ -488,14 +496,8 @@ def test_checkpoint_saved_after_the_podman_client_is_gone(podman: RuntimeEnv, fl
     and end, as a bare task would, and only then is it removed."""
     import psutil
 
-    saved = tmp_path / "saved.ckpt"
-    job = container_job(
-        podman, tmp_path / "cache",
-        "trap 'touch got-term; sleep 2; echo state > state.ckpt; exit 0' TERM; "
-        "touch started; while true; do sleep 0.2; done",
-        limits={"checkpoint_time": 2, "maxwalltime": 40, "kill_grace": 15},
-        checkpoints=[{"lfn": "state.ckpt", "url": saved.as_uri()}],
-        workdir={"base": str(tmp_path), "keep": "always"})
+    job, saved = _checkpointing_job(podman, tmp_path, "touch got-term; ", checkpoint_time=2,
+                                    maxwalltime=40, kill_grace=15)
     proc = fl.popen("run", str(fl.write_job(job)), env=_env(podman, tmp_path))
     try:
         _wait_until(proc, lambda: bool(list(tmp_path.glob("fluxlite.*/got-term"))))
