@@ -21,7 +21,7 @@ from pathlib import Path
 from fluxlite.errors import UsageError
 
 DATA_CONFIGURATIONS = ("nonsharedfs", "sharedfs", "condorio")
-SITE_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+SITE_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
 
 
 def site_entry(home: str | Path, data_configuration: str = "nonsharedfs",
@@ -30,7 +30,7 @@ def site_entry(home: str | Path, data_configuration: str = "nonsharedfs",
     if data_configuration not in DATA_CONFIGURATIONS:
         raise UsageError(f"--data-configuration {data_configuration!r}: must be one of "
                          f"{', '.join(DATA_CONFIGURATIONS)}")
-    if not SITE_NAME_RE.match(site):
+    if not SITE_NAME_RE.fullmatch(site):  # not match: '$' would let a newline end it
         raise UsageError(f"--site {site!r}: not a site name (letters, digits, _ . -)")
     if data_configuration == "sharedfs" and shared_scratch is None:
         raise UsageError("--shared-scratch: needed for a sharedfs site (the directory the "

@@ -46,6 +46,7 @@ def test_without_a_scratch_directory_only_sharedfs_is_refused(tmp_path: Path) ->
 @pytest.mark.parametrize(("kw", "msg"), [
     ({"data_configuration": "shared"}, "--data-configuration 'shared': must be one of"),
     ({"site": "a site"}, "--site 'a site': not a site name"),
+    ({"site": "flux\n"}, "--site 'flux\\\\n': not a site name"),
 ])
 def test_bad_options_are_named(kw: dict[str, str], msg: str, tmp_path: Path) -> None:
     with pytest.raises(UsageError, match=msg):
