@@ -70,6 +70,9 @@ class FakeExecutor(Executor):
         for a, _ in self.inflight.values():
             a.stopped = a.stopped or reason
 
+    def close(self) -> None:
+        self.inflight.clear()  # nothing runs: nothing to kill
+
 
 def run(text: str, ex: FakeExecutor, **opts: object) -> tuple[Scheduler, dict, int]:
     g = parse(text, "t.dag", "pmc")
