@@ -37,8 +37,6 @@ from fluxlite.spec import one_line
 
 logger = logging.getLogger(__name__)
 
-EXECUTORS = ("auto", "local", "flux", "pool")
-
 
 @dataclass(frozen=True, slots=True)
 class Settings:
@@ -46,7 +44,7 @@ class Settings:
 
     input: str
     format: str | None = None  # None: recognised by content
-    executor: str = "auto"  # one of EXECUTORS
+    executor: str = "auto"  # "local", "flux", "pool"; "auto": flux in a Flux instance, else local
     workers_per_node: int = 1
     nested: bool = False  # the tasks run in a Flux sub-instance of nodes/cores/gpus
     nodes: int | None = None

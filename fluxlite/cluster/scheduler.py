@@ -618,7 +618,7 @@ def finishing(signum: int) -> None:
     """The cluster's signal policy once its tasks are over or stopped (its summary, records
     and shutdown under way), or when it failed to start: a signal is logged and what is
     under way completes."""
-    if signum == _WARNING_SIGNAL:
+    if signum == signal.SIGUSR1:  # the warning that the time limit is near
         logger.warning("SIGUSR1 during the cluster's shutdown")
         return
     logger.warning("%s during the cluster's shutdown: finishing it first",
