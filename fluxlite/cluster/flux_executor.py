@@ -39,16 +39,6 @@ logger = logging.getLogger(__name__)
 _LOST_INTERVAL = 1.0
 
 
-@dataclass(slots=True, eq=False)
-class Submitted:
-    """What the flux executor holds for an attempt it submitted, until it is collected."""
-
-    attempt: Attempt
-    job: Job
-    jobtask: tuple[str, str, str] | None  # a job task's files (TaskFiles.jobtask)
-    forward: dict[str, str]  # PMC -f VAR=FILE: the file each VAR names
-
-
 class FluxExecutor(Executor):
     """Each attempt a Flux job; submissions pipelined through :class:`FluxJobs`."""
 
@@ -225,3 +215,13 @@ def settle(a: Attempt, out: Outcome) -> None:
     """An attempt's status, start, duration and Flux id, from how its job ended."""
     a.status, a.start, a.duration = out.status, out.start, out.duration
     a.flux_id = out.f58
+
+
+@dataclass(slots=True, eq=False)
+class Submitted:
+    """What the flux executor holds for an attempt it submitted, until it is collected."""
+
+    attempt: Attempt
+    job: Job
+    jobtask: tuple[str, str, str] | None  # a job task's files (TaskFiles.jobtask)
+    forward: dict[str, str]  # PMC -f VAR=FILE: the file each VAR names
