@@ -37,7 +37,9 @@ class Handlers:
 
     Installing is a no-op outside the main thread (Python delivers signals there only);
     a signal that cannot be handled here (not valid on this system) is skipped. Also a
-    context manager: installed on entry, restored on exit."""
+    context manager: installed on entry, restored on exit. A command whose parts take turns
+    (a cluster's startup, its scheduler, its shutdown) keeps one and hands the policy from
+    one part to the next (:meth:`hand_over`)."""
 
     def __init__(self, signals: Iterable[int], policy: Policy) -> None:
         self.signals = tuple(signals)
@@ -63,6 +65,12 @@ class Handlers:
             except (OSError, ValueError):
                 pass
         self.old.clear()
+
+    def hand_over(self, policy: Policy) -> None:
+        """Make ``policy`` decide from now on. The handlers stay installed: a signal that
+        comes in the change is the old policy's or the new one's, never lost, never
+        handled by Python's default."""
+        self.policy = policy
 
     def _handle(self, signum: int, _frame: object) -> None:
         self.policy(signum)

@@ -20,6 +20,8 @@ import selectors
 import signal
 import sys
 import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
 from typing import Any
 
 from fluxlite.fsutil import read_tail, unlink_quietly
@@ -51,47 +53,81 @@ _STRAY_INTERVAL = 1.0
 _LOST_INTERVAL = 1.0
 
 
-class Executor:
-    """The interface the scheduler drives."""
+class Executor(ABC):
+    """Runs the attempts of a cluster's tasks, many at once, for the scheduler
+    (:class:`fluxlite.cluster.scheduler.Scheduler`), which calls it from its one thread:
+    :meth:`fits` and then :meth:`start` for each attempt it starts, :meth:`poll` in its loop
+    until every attempt it started has come back, :meth:`signal_all` at the cluster's stop
+    (TERM, then KILL after the grace: the escalation is the scheduler's), :meth:`close`
+    once at the end, after an error too.
+
+    An implementation keeps its own record of what each running attempt holds (its
+    launcher, its Flux job, the key a pool worker knows it by); an :class:`Attempt` carries
+    only what the records say of it. Before it hands an attempt back it fills in how the
+    attempt ended: ``status``, ``start``, ``duration``, and what it knows of ``rusage``,
+    the stdio tails, ``host``, ``flux_id``, a job task's own records.
+
+    What it has, for the input check and the records: ``name`` (the records' executor),
+    ``cores``, ``gpus`` and ``memory_mb`` (0: not accounted) that one task can have at the
+    most, ``where`` (those resources, as an error names them), ``uri`` (the Flux instance
+    its tasks run in, None for none).
+    """
 
     name = "base"
     cores = 1
     gpus = 0
-    memory_mb = 0  # 0: not accounted
+    memory_mb = 0
     where = "this executor"
-    uri: str | None = None  # the Flux instance the tasks run in, if any
+    uri: str | None = None
 
+    @abstractmethod
     def fits(self, task: Task) -> bool:
-        """Whether ``task`` can start now (free slots, GPUs, memory, room in flight)."""
-        raise NotImplementedError
+        """Whether ``task`` can start now (free slots, GPUs, memory, room in flight); asked
+        before each :meth:`start`, answered from what the executor accounts for, never by
+        waiting."""
 
+    @abstractmethod
     def start(self, a: Attempt) -> Attempt | None:
-        """Start an attempt; return it at once when it could not be started."""
-        raise NotImplementedError
+        """Start attempt ``a`` of a task that :meth:`fits`, setting ``a.start`` and
+        ``a.t0``: None once it is under way (it comes back from :meth:`poll`), or ``a``
+        itself at once, its status saying why (``ExitStatus.failed_to_start``), when it
+        cannot be started. A task's own failure is never raised; a
+        :class:`~fluxlite.errors.FluxliteError` says the executor itself failed, and ends
+        the cluster."""
 
+    @abstractmethod
     def poll(self, timeout: float) -> list[Attempt]:
-        """Attempts that have finished, waiting at most ``timeout`` seconds for one."""
-        raise NotImplementedError
+        """The attempts that have ended since the last call, each once, complete (see the
+        class) and no longer held: waits at most ``timeout`` seconds for one (0: not at
+        all). Raises :class:`~fluxlite.errors.FluxliteError` (``NestedInstanceLost``) when
+        the place its tasks run is gone."""
 
+    @abstractmethod
     def running(self) -> int:
-        """How many attempts are running."""
-        raise NotImplementedError
+        """How many attempts were started and have not come back from :meth:`poll`."""
 
+    @abstractmethod
     def signal_all(self, signum: int, reason: str) -> None:
-        """Send ``signum`` to every running attempt, marking it stopped for ``reason``."""
-        raise NotImplementedError
+        """Send ``signum`` to every running attempt now, without waiting, and mark each
+        ``stopped`` for ``reason`` (but one that had ended on its own: its status stands);
+        each still comes back from :meth:`poll`."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Kill what still runs and collect it, then release all the executor holds
+        (descriptors, Flux handles, a pool's job); called once, at the end of the cluster,
+        also when it ends by an error or before any task started."""
 
     def wakeup_fd(self) -> int | None:
-        """A descriptor readable when an attempt may have finished (None: poll instead)."""
+        """A descriptor readable when an attempt may have ended, for a caller that waits on
+        more than this executor (a pool worker, the tiered executor); None where there is
+        none (the caller then polls with a timeout)."""
         return None
 
     def info(self) -> dict[str, Any] | None:
-        """What the cluster's JSON report tells of the executor itself (a pool's workers);
-        None: nothing."""
+        """What the cluster's JSON record tells of the executor itself (a pool's workers);
+        None where there is nothing beyond its name and ``uri``."""
         return None
-
-    def close(self) -> None:
-        """End every attempt still running and release what the executor holds."""
 
 
 def task_argv(a: Attempt, jobtask_files: tuple[str, str, str] | None) -> list[str]:
@@ -315,6 +351,18 @@ class PipeForward:
 
 # ------------------------------------------------------------------------------ local
 
+@dataclass(slots=True, eq=False)
+class LocalRun:
+    """What the local executor holds for an attempt it runs, until it is reaped."""
+
+    attempt: Attempt
+    launcher: LocalLauncher
+    stdout_fd: int  # the attempt's stdout and stderr files, open from its start
+    stderr_fd: int
+    jobtask: tuple[str, str, str] | None  # a job task's files (TaskFiles.jobtask)
+    pipes: list[PipeForward] = field(default_factory=list)  # PMC -f VAR=FILE
+
+
 class LocalExecutor(Executor):
     """Tasks on this machine, each started by the local launcher under the group cleanup
     policy (:data:`fluxlite.execute.local.GROUP`), as many at once as the slots, GPUs and
@@ -336,7 +384,7 @@ class LocalExecutor(Executor):
         self.gpu_ids = gpu_ids(gpus, self.env)
         self.free_gpu_ids = list(self.gpu_ids)
         self.sel = selectors.DefaultSelector()
-        self.procs: dict[int, Attempt] = {}
+        self.procs: dict[int, LocalRun] = {}  # by the pid of the task
         self.cwd = os.getcwd()
         self._devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
         self._which: dict[str, str | None] = {}
@@ -419,12 +467,12 @@ class LocalExecutor(Executor):
             pf.close_write()
             self.sel.register(pf.fd, selectors.EVENT_READ, pf)
         a.pid = la.result.pid
+        run = LocalRun(a, la, fo, fe, jt, pipes)
         if la.fileno() >= 0:
-            self.sel.register(la.fileno(), selectors.EVENT_READ, la)
+            self.sel.register(la.fileno(), selectors.EVENT_READ, run)
         else:
             self._unwatched += 1
-        a.handle = (fo, fe, la, jt, pipes)
-        self.procs[a.pid] = a
+        self.procs[a.pid] = run
         self.free_cores -= t.cores
         self.free_gpus -= t.gpus
         del self.free_gpu_ids[: len(a.gpus)]
@@ -436,7 +484,7 @@ class LocalExecutor(Executor):
             if timeout > 0:
                 time.sleep(min(timeout, 0.05))
             return []
-        ended: list[LocalLauncher] = []
+        ended: list[LocalRun] = []
         end = time.monotonic() + timeout
         while True:
             # the launchers' descriptors (pidfds) and the forwarding pipes; without pidfds,
@@ -448,11 +496,11 @@ class LocalExecutor(Executor):
                 else:
                     ended.append(key.data)
             if unwatched:
-                ended += [a.handle[2] for a in self.procs.values()
-                          if a.handle[2].fileno() < 0 and a.handle[2].ended()]
+                ended += [r for r in self.procs.values()
+                          if r.launcher.fileno() < 0 and r.launcher.ended()]
             if ended or not unwatched or time.monotonic() >= end:
                 break
-        done = [self._reap(la) for la in ended]
+        done = [self._reap(r) for r in ended]
         now = time.monotonic()
         if self._subreaper and now >= self._next_strays:
             self._next_strays = now + _STRAY_INTERVAL
@@ -470,9 +518,9 @@ class LocalExecutor(Executor):
             os.close(pf.fd)
             pf.fd = -1
 
-    def _reap(self, la: LocalLauncher) -> Attempt:
-        a = self.procs.pop(la.result.pid)
-        fo, fe, _, jt, pipes = a.handle
+    def _reap(self, run: LocalRun) -> Attempt:
+        a, la, fo, fe = run.attempt, run.launcher, run.stdout_fd, run.stderr_fd
+        del self.procs[a.pid]
         if la.fileno() >= 0:
             self.sel.unregister(la.fileno())
         else:
@@ -487,8 +535,8 @@ class LocalExecutor(Executor):
         os.close(fe)
         unlink_quietly(a.stdout_path)
         unlink_quietly(a.stderr_path)
-        self.files.collect_job_records(a, jt)
-        for pf in pipes:
+        self.files.collect_job_records(a, run.jobtask)
+        for pf in run.pipes:
             # the task is gone and its group killed: take what is in the pipe and close the
             # read end (a leftover outside the group that still writes gets SIGPIPE)
             try:
@@ -503,7 +551,6 @@ class LocalExecutor(Executor):
             pf.close()
         if a.task.file_forward:
             forward_files(a, {})
-        a.handle = None
         t = a.task
         self.free_cores += t.cores
         self.free_gpus += t.gpus
@@ -512,8 +559,8 @@ class LocalExecutor(Executor):
         return a
 
     def signal_all(self, signum: int, reason: str) -> None:
-        for a in self.procs.values():
-            la = a.handle[2]
+        for run in self.procs.values():
+            a, la = run.attempt, run.launcher
             if a.stopped is None:
                 if la.ended():
                     continue  # it ended on its own before the signal: its status stands
@@ -522,8 +569,8 @@ class LocalExecutor(Executor):
 
     def close(self) -> None:
         self.signal_all(signal.SIGKILL, "shutdown")
-        for a in list(self.procs.values()):
-            self._reap(a.handle[2])
+        for run in list(self.procs.values()):
+            self._reap(run)
         self.sel.close()
         os.close(self._devnull)
         if self._subreaper and has_children():

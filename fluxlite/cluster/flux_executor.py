@@ -14,6 +14,7 @@ import queue
 import signal
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from fluxlite.fsutil import unlink_quietly
@@ -30,7 +31,7 @@ from fluxlite.errors import FluxUnavailable
 from fluxlite.execute.base import ExitStatus
 from fluxlite.flux import jobspec
 from fluxlite.flux.instance import NestedInstanceLost
-from fluxlite.flux.jobs import FluxJobs, Outcome
+from fluxlite.flux.jobs import FluxJobs, Job, Outcome
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ class FluxExecutor(Executor):
         self.env = jobspec.environment(os.environ if env is None else env, drop=jobspec.JOB)
         self.cwd = os.getcwd()
         self.done: queue.SimpleQueue[Attempt] = queue.SimpleQueue()
-        self.inflight: dict[int, Attempt] = {}
+        self.inflight: dict[int, Submitted] = {}  # by id() of the attempt
         self._rfd, self._wfd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._lost = lost
         self._gone: str | None = None
@@ -103,9 +104,9 @@ class FluxExecutor(Executor):
         except (ValueError, TypeError, OSError) as err:
             a.status = ExitStatus.failed_to_start(f"invalid Flux job: {err}")
             return a
-        self.inflight[id(a)] = a
         # the job is handed over through the queue once, when it is over
-        a.handle = (self.jobs.submit(js, lambda job, a=a: self._hand_over(a)), jt, fwd)
+        job = self.jobs.submit(js, lambda job, a=a: self._hand_over(a))
+        self.inflight[id(a)] = Submitted(a, job, jt, fwd)
         return None
 
     def _hand_over(self, a: Attempt) -> None:
@@ -139,7 +140,8 @@ class FluxExecutor(Executor):
         with contextlib.suppress(OSError):  # the pipe is empty: every bell has been heard
             while os.read(self._rfd, 4096):
                 pass
-        if self._lost is not None and any(a.handle[0].status is None for a in out):
+        if self._lost is not None and any(self.inflight[id(a)].job.status is None
+                                          for a in out):
             self._check_reachable()
         return [self._finish(a) for a in out]
 
@@ -165,9 +167,8 @@ class FluxExecutor(Executor):
         raise NestedInstanceLost(gone)
 
     def _finish(self, a: Attempt) -> Attempt:
-        job, jt, fwd = a.handle
-        self.inflight.pop(id(a), None)
-        settle(a, job.outcome())
+        sub = self.inflight.pop(id(a))
+        settle(a, sub.job.outcome())
         for path, attr in ((a.stdout_path, "stdout"), (a.stderr_path, "stderr")):
             try:
                 fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
@@ -180,17 +181,16 @@ class FluxExecutor(Executor):
             setattr(a, attr, data)
             setattr(a, attr + "_info", (trunc, size))
             unlink_quietly(path)
-        self.files.collect_job_records(a, jt)
+        self.files.collect_job_records(a, sub.jobtask)
         if a.task.pipe_forward or a.task.file_forward:
-            forward_files(a, fwd)
-        a.handle = None
+            forward_files(a, sub.forward)
         return a
 
     def signal_all(self, signum: int, reason: str) -> None:
         """KILL every job, or for any other signal cancel it (Flux's TERM, then KILL)."""
-        for a in self.inflight.values():
-            a.stopped = a.stopped or reason
-        jobs = [a.handle[0] for a in self.inflight.values()]
+        for sub in self.inflight.values():
+            sub.attempt.stopped = sub.attempt.stopped or reason
+        jobs = [sub.job for sub in self.inflight.values()]
         if signum == signal.SIGKILL:
             self.jobs.kill(jobs, signum)
         else:
@@ -215,3 +215,13 @@ def settle(a: Attempt, out: Outcome) -> None:
     """An attempt's status, start, duration and Flux id, from how its job ended."""
     a.status, a.start, a.duration = out.status, out.start, out.duration
     a.flux_id = out.f58
+
+
+@dataclass(slots=True, eq=False)
+class Submitted:
+    """What the flux executor holds for an attempt it submitted, until it is collected."""
+
+    attempt: Attempt
+    job: Job
+    jobtask: tuple[str, str, str] | None  # a job task's files (TaskFiles.jobtask)
+    forward: dict[str, str]  # PMC -f VAR=FILE: the file each VAR names

@@ -57,7 +57,6 @@ class Attempt:
     record_text: str | None = None  # JSON job tasks: the record the job wrote itself
     job_record: dict[str, Any] | None = None  # JSON job tasks: their JSON record
     t0: float = 0.0  # monotonic start, for the executors
-    handle: Any = None  # executor-private state (pid fds, futures)
 
     @property
     def ok(self) -> bool:

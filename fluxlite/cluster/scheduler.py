@@ -111,7 +111,11 @@ class Scheduler:
     the cluster's stop, writing each attempt's records as it ends."""
 
     def __init__(self, graph: TaskGraph, executor: Executor, writer: RecordWriter,
-                 out: IO[bytes] | Output, options: Options) -> None:
+                 out: IO[bytes] | Output, options: Options,
+                 handlers: Handlers | None = None) -> None:
+        """``handlers``: the command's own, installed already; the scheduler takes over
+        their policy while it runs and hands it to :func:`finishing` at its end. Without
+        them it installs handlers of its own for the run and restores what was there."""
         self.g = graph
         self.ex = executor
         self.w = writer
@@ -128,7 +132,8 @@ class Scheduler:
         self.escalation = Escalation(options.kill_grace)
         self._rescue_fh: IO[str] | None = None
         self._rescue_keep: int | None = None  # bytes of the rescue file that end in "\n"
-        self._handlers = Handlers(HANDLED_SIGNALS, self._on_signal)
+        self._own_handlers = handlers is None
+        self._handlers = handlers or Handlers(HANDLED_SIGNALS, self._on_signal)
         self._last_progress = 0.0
         self._last_flush = 0.0
         self._progress_key: tuple[int, ...] = ()
@@ -271,8 +276,11 @@ class Scheduler:
     # -- the loop -------------------------------------------------------------------------
     def run(self, pending: Any = None) -> dict[str, Any]:
         """Run the cluster. ``pending()`` gives the signals that came before this
-        scheduler's handlers were in place (they are installed first of all)."""
-        self._handlers.install()
+        scheduler's policy was in place (it takes over first of all)."""
+        if self._own_handlers:
+            self._handlers.install()
+        else:
+            self._handlers.hand_over(self._on_signal)
         for signum in (pending() if pending is not None else ()):
             self._on_signal(signum)
         rescued = self._rescued
@@ -292,7 +300,10 @@ class Scheduler:
         try:
             self._loop()
         finally:
-            self._handlers.restore()
+            if self._own_handlers:
+                self._handlers.restore()
+            else:  # a signal from here on must not cut the summary or the shutdown short
+                self._handlers.hand_over(finishing)
             if self._live is not None:
                 self._live.erase()  # what follows (an error too) starts on a clean line
             self._close_rescue()
@@ -601,6 +612,17 @@ class Output:
             self.raw.close()  # what is buffered cannot go anywhere either
         except OSError:
             pass
+
+
+def finishing(signum: int) -> None:
+    """The cluster's signal policy once its tasks are over or stopped (its summary, records
+    and shutdown under way), or when it failed to start: a signal is logged and what is
+    under way completes."""
+    if signum == signal.SIGUSR1:  # the warning that the time limit is near
+        logger.warning("SIGUSR1 during the cluster's shutdown")
+        return
+    logger.warning("%s during the cluster's shutdown: finishing it first",
+                   signal.Signals(signum).name)
 
 
 def _describe(a: Attempt) -> str:

@@ -12,11 +12,9 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
-import time
 
-from fluxlite.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from fluxlite.errors import EXIT_FAILED, EXIT_USAGE
 
 logger = logging.getLogger("fluxlite.pegasus.integrity")
 
@@ -77,71 +75,8 @@ def main_argv(argv: list[str]) -> int:
         logger.error("--%s: XML kickstart records are not supported; use the YAML form "
                      "(--generate-yaml, --generate-fullstat-yaml)", mode.replace("_", "-"))
         return EXIT_FAILED
+    from fluxlite.pegasus import integrity as pi
+
     if mode == "verify":
-        return _verify(args.verify, args.print_timings, args.debug)
-    return _generate(mode, getattr(args, mode))
-
-
-def _verify(files: str, print_timings: bool, debug: bool) -> int:
-    from fluxlite.pegasus import integrity as pi
-
-    t0 = time.perf_counter()
-    expected = pi.load_meta(".")
-    if debug:
-        for lfn, digest in sorted(expected.items()):
-            logger.debug("expected %s %s", digest, lfn)
-    text = sys.stdin.read() if files == "stdin" else files
-    entries = pi.split_entries(text, expected)
-    checks = pi.verify(entries, expected)
-    for c in checks:
-        if c.error:
-            logger.error("%s", c.error)
-        elif not c.ok:
-            logger.error("%s: Expected checksum (%s) does not match the calculated checksum "
-                         "(%s) (timing: %.3f)", c.pfn, c.expected, c.actual, c.seconds)
-        else:
-            logger.debug("%s: verified (%s, %.3f s)", c.pfn, c.actual, c.seconds)
-    multipart = os.environ.get("PEGASUS_MULTIPART_DIR")
-    if print_timings and multipart:
-        duration = sum(c.seconds for c in checks) if len(checks) <= 1 else (
-            time.perf_counter() - t0)
-        pi.write_multipart(multipart, pi.attempts_yaml(checks, duration))
-    return EXIT_OK if all(c.ok for c in checks) else EXIT_FAILED
-
-
-def _generate(mode: str, value: str) -> int:
-    from fluxlite.pegasus import integrity as pi
-
-    entries = pi.split_entries(value)
-    if mode == "generate":
-        pfns = [f"{lfn}={pfn}" if lfn is not None else pfn for lfn, pfn in entries]
-    else:
-        pfns = [pfn for _, pfn in entries]
-    checks = pi.hash_files(pfns)
-    out: list[str] = []
-    rc = EXIT_OK
-    for (lfn, _), c in zip(entries, checks, strict=True):
-        if c.error:
-            logger.error("%s", c.error)
-            rc = EXIT_FAILED
-            break
-        if mode == "generate":
-            out.append(f"{c.actual}  {c.pfn}\n")
-        elif mode == "generate_yaml":
-            out.append(pi.short_yaml(c) + "\n")
-        else:
-            entry = pi.fullstat_yaml(lfn or c.pfn, c)
-            if entry is None:
-                logger.error("cannot stat %s", c.pfn)
-                rc = EXIT_FAILED
-                break
-            out.append(entry)
-    side = os.environ.get("KICKSTART_INTEGRITY_DATA") if mode == "generate_fullstat_yaml" \
-        else None
-    text = "".join(out)
-    if side:
-        if not pi.append_side_file(side, text):
-            return EXIT_FAILED
-    else:
-        sys.stdout.write(text + ("\n" if mode == "generate_fullstat_yaml" and text else ""))
-    return rc
+        return pi.run_verify(args.verify, args.print_timings, args.debug)
+    return pi.run_generate(mode, getattr(args, mode))

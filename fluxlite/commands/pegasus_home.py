@@ -53,19 +53,17 @@ def main(args: argparse.Namespace) -> int:
 
     from fluxlite.pegasus.home import make
 
-    entry = None
-    if args.site_catalog:  # refused options end the command before the package is written
-        from fluxlite.pegasus.sitecatalog import site_entry
+    from fluxlite.pegasus.sitecatalog import site_catalog_yaml, site_entry
 
-        entry = site_entry(args.directory, args.data_configuration, args.site,
-                           args.shared_scratch)
+    def entry(home: str) -> dict[str, object]:
+        return site_entry(home, args.data_configuration, args.site, args.shared_scratch)
+
+    if args.site_catalog:  # refused options end the command before the package is written
+        entry(args.directory)
     pkg = make(args.directory, args.pegasus_version, force=args.force, python=args.python)
     state = "written" if pkg.changed else "already up to date"
     print(f"{pkg.path}: worker package for Pegasus {pkg.pegasus_version} {state}; "
-          f"set PEGASUS_HOME={pkg.path}", file=sys.stderr if entry else sys.stdout)
-    if entry is not None:
-        from fluxlite.pegasus.sitecatalog import site_catalog_yaml
-
-        entry["profiles"]["env"]["PEGASUS_HOME"] = str(pkg.path)  # type: ignore[index]
-        sys.stdout.write(site_catalog_yaml(entry))
+          f"set PEGASUS_HOME={pkg.path}", file=sys.stderr if args.site_catalog else sys.stdout)
+    if args.site_catalog:  # the entry of the package as it was made
+        sys.stdout.write(site_catalog_yaml(entry(str(pkg.path))))
     return 0

@@ -7,13 +7,6 @@ Exit codes: 0 when the report was written, 1 when no record was found, 2 for bad
 from __future__ import annotations
 
 import argparse
-import logging
-import os
-import sys
-
-from fluxlite.errors import NoRecords
-
-logger = logging.getLogger(__name__)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -34,38 +27,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """Write the HTML report of the records found; NoRecords when there are none."""
-    from fluxlite.errors import FluxliteError, UsageError
-    from fluxlite.fsutil import write_atomic
-    from fluxlite.stats import read, report, tables
+    from fluxlite.stats.report import write
 
-    images = [p for p in (args.png, args.svg) if p]
-    for path in [args.output, *images]:
-        d = os.path.dirname(os.path.abspath(path))
-        if not os.path.isdir(d):
-            raise UsageError(f"cannot write {path}: no directory {d}")
-    plot = None
-    if images:
-        from fluxlite.stats import plot as plot_module
-
-        plot = plot_module
-        plot.require()  # before the reading, which may take a while
-    col = read.load(args.paths, sys.stderr, quiet=args.quiet)
-    if not col.attempts and not col.clusters:
-        raise NoRecords(args.paths)
-    attempts = list(col.attempts.values())
-    stats = tables.compute(attempts, col.clusters)
-    doc = report.build(attempts, stats, args.title or "fluxlite report: " + " ".join(args.paths))
-    try:
-        write_atomic(args.output, report.render(doc), parents=False)
-    except OSError as err:
-        raise FluxliteError(f"cannot write the report {args.output}: {err.strerror}") from err
-    logger.info("report %s: %d attempts of %d tasks in %d lanes", args.output, doc["n"],
-                stats["summary"]["tasks"], len(doc["lanes"]))
-    if plot is not None:
-        for path in images:
-            try:
-                plot.timeline(doc, path, by=args.colour)
-            except OSError as err:
-                raise FluxliteError(f"cannot write the image {path}: {err.strerror}") from err
-            logger.info("timeline image %s", path)
+    write(args.paths, args.output, title=args.title, png=args.png, svg=args.svg,
+          colour=args.colour, quiet=args.quiet)
     return 0

@@ -8,8 +8,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-from fluxlite.errors import NoRecords
-
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The command line of ``fluxlite stats``."""
@@ -28,8 +26,6 @@ def main(args: argparse.Namespace) -> int:
     from fluxlite.stats import read, tables
 
     col = read.load(args.paths, sys.stderr, quiet=args.quiet)
-    if not col.attempts and not col.clusters:
-        raise NoRecords(args.paths)
     doc = tables.compute(list(col.attempts.values()), col.clusters)
     if args.json:
         import orjson

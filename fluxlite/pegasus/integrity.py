@@ -1,5 +1,6 @@
 """pegasus-integrity's work: verify files against the ``*.meta`` checksums of the current
-directory, or generate checksums in the forms kickstart and PegasusLite read.
+directory, or generate checksums in the forms kickstart and PegasusLite read
+(:func:`run_verify`, :func:`run_generate`: what ``fluxlite integrity`` runs).
 
 Hashing is fluxlite's (``fluxlite.integrity.file_sha256``: large reads, one pass, hashlib
 releasing the GIL), and several files are hashed at once, one thread each.
@@ -10,11 +11,12 @@ from __future__ import annotations
 import glob
 import logging
 import os
+import sys
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from fluxlite.errors import SpecError
+from fluxlite.errors import EXIT_FAILED, EXIT_OK, SpecError
 from fluxlite.integrity import file_sha256
 from fluxlite.record import multipart
 from fluxlite.record.host import group_name, iso, user_name
@@ -208,3 +210,72 @@ def append_side_file(side_file: str, text: str) -> bool:
                      err.strerror)
         return False
     return True
+
+
+def run_verify(files: str, print_timings: bool = False, debug: bool = False) -> int:
+    """pegasus-integrity ``--verify=FILES`` (``stdin``: the list read from standard input):
+    each entry checked against the ``*.meta`` files of the current directory, a line for
+    each that fails; with ``print_timings`` the attempts go to ``$PEGASUS_MULTIPART_DIR``.
+    0 when every file verified, else 1."""
+    t0 = time.perf_counter()
+    expected = load_meta(".")
+    if debug:
+        for lfn, digest in sorted(expected.items()):
+            logger.debug("expected %s %s", digest, lfn)
+    text = sys.stdin.read() if files == "stdin" else files
+    entries = split_entries(text, expected)
+    checks = verify(entries, expected)
+    for c in checks:
+        if c.error:
+            logger.error("%s", c.error)
+        elif not c.ok:
+            logger.error("%s: Expected checksum (%s) does not match the calculated checksum "
+                         "(%s) (timing: %.3f)", c.pfn, c.expected, c.actual, c.seconds)
+        else:
+            logger.debug("%s: verified (%s, %.3f s)", c.pfn, c.actual, c.seconds)
+    parts = os.environ.get("PEGASUS_MULTIPART_DIR")
+    if print_timings and parts:
+        duration = sum(c.seconds for c in checks) if len(checks) <= 1 else (
+            time.perf_counter() - t0)
+        write_multipart(parts, attempts_yaml(checks, duration))
+    return EXIT_OK if all(c.ok for c in checks) else EXIT_FAILED
+
+
+def run_generate(mode: str, value: str) -> int:
+    """pegasus-integrity ``--generate`` (``mode`` "generate"), ``--generate-yaml``
+    ("generate_yaml") or ``--generate-fullstat-yaml`` ("generate_fullstat_yaml") of the
+    entries in ``value``: printed, or appended to ``$KICKSTART_INTEGRITY_DATA`` for the
+    last when it is set. 0 when every file was hashed, else 1."""
+    entries = split_entries(value)
+    if mode == "generate":
+        pfns = [f"{lfn}={pfn}" if lfn is not None else pfn for lfn, pfn in entries]
+    else:
+        pfns = [pfn for _, pfn in entries]
+    checks = hash_files(pfns)
+    out: list[str] = []
+    rc = EXIT_OK
+    for (lfn, _), c in zip(entries, checks, strict=True):
+        if c.error:
+            logger.error("%s", c.error)
+            rc = EXIT_FAILED
+            break
+        if mode == "generate":
+            out.append(f"{c.actual}  {c.pfn}\n")
+        elif mode == "generate_yaml":
+            out.append(short_yaml(c) + "\n")
+        else:
+            entry = fullstat_yaml(lfn or c.pfn, c)
+            if entry is None:
+                logger.error("cannot stat %s", c.pfn)
+                rc = EXIT_FAILED
+                break
+            out.append(entry)
+    side = os.environ.get("KICKSTART_INTEGRITY_DATA") if mode == "generate_fullstat_yaml" \
+        else None
+    text = "".join(out)
+    if side:
+        if not append_side_file(side, text):
+            return EXIT_FAILED
+    else:
+        sys.stdout.write(text + ("\n" if mode == "generate_fullstat_yaml" and text else ""))
+    return rc

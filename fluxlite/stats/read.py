@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 import yaml
 
-from fluxlite.errors import EXIT_CANNOT_EXEC, EXIT_INFRA, SIGNAL_BASE
+from fluxlite.errors import EXIT_CANNOT_EXEC, EXIT_INFRA, SIGNAL_BASE, NoRecords
 from fluxlite.record import yamlload
 from fluxlite.record.multipart import SEPARATOR as MULTIPART
 from fluxlite.stats.model import EXIT, INFRA, OK, SIGNAL, TIMEOUT, Attempt, epoch_of, merge, ms_key
@@ -719,7 +719,8 @@ MAX_SKIP_LINES = 20
 
 def load(paths: list[str], err: Any, quiet: bool = False) -> Collection:
     """Read the records under ``paths``; one line on ``err`` per file that held none (past
-    MAX_SKIP_LINES, one line for the rest); ``quiet``: one line for them all."""
+    MAX_SKIP_LINES, one line for the rest); ``quiet``: one line for them all.
+    :class:`~fluxlite.errors.NoRecords` when not one record was found."""
     col = read_paths(paths)
     shown = 0 if quiet else MAX_SKIP_LINES
     for path, reason in col.skipped[:shown]:
@@ -729,4 +730,6 @@ def load(paths: list[str], err: Any, quiet: bool = False) -> Collection:
         more = "" if quiet else " more"
         err.write(f"fluxlite: skipped {rest}{more} {'file' if rest == 1 else 'files'} "
                   "that hold no record\n")
+    if not col.attempts and not col.clusters:
+        raise NoRecords(paths)
     return col

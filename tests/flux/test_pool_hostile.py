@@ -412,7 +412,8 @@ def test_pool_sealed_but_malformed_requests_are_dropped(flux_instance: FluxInsta
 
         svc = pool.service
         pid0 = pool.workers[0].pid
-        fake = m.encode_result(a.handle, Attempt(task=a.task, number=1, pid=4242, start=1.0))
+        key = next(k for k, x in pool.inflight.items() if x is a)  # as the messages name it
+        fake = m.encode_result(key, Attempt(task=a.task, number=1, pid=4242, start=1.0))
         fake["stdout"] = "FORGED\n"
         said = {
             "hello again": ask(f"{svc}.hello", {"worker": 0, "rank": 0, "host": "again",

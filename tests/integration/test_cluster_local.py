@@ -6,6 +6,8 @@ import itertools
 import json
 import re
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -564,3 +566,33 @@ def test_pmc_task_lines_carry_the_planners_task_number(fl: Fluxlite) -> None:
     # pegasus-monitord matches task lines to the '#@ N' comments by their id
     assert [(t["id"], t["task"], t["name"]) for t in tasks] == [
         ("1", "pre", "diamond::preprocess"), ("2", "ana", "diamond::analyze")]
+
+
+LIBRARY_RUN = """
+import json, signal, sys
+from fluxlite.cluster.run import Settings, run
+sigs = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGHUP)
+before = [signal.getsignal(s) for s in sigs]
+code = run(Settings(input="d.dag", executor="local", jobs=2, output="c.out", json="c.json",
+                    rescue="d.rescue", use_flux=False))
+after = [signal.getsignal(s) for s in sigs]
+print(json.dumps({"code": code, "handlers_restored": before == after}))
+"""
+
+
+def test_a_cluster_run_from_the_library_without_the_command_line(fl: Fluxlite) -> None:
+    # settings in, an exit code out: the run's executor, records, JSON record and rescue
+    # file as the command's; its signal handlers gone and its private directory removed
+    (fl.tmp / "d.dag").write_text(DIAMOND)
+    p = subprocess.run([sys.executable, "-c", LIBRARY_RUN], env=fl.env(), cwd=fl.tmp,
+                       capture_output=True, timeout=120)
+    assert p.returncode == 0, p.stderr.decode()
+    assert json.loads(p.stdout) == {"code": 0, "handlers_restored": True}
+    _, summary = cluster_lines((fl.tmp / "c.out").read_text())
+    assert summary["succeeded"] == "4"
+    doc = json.loads((fl.tmp / "c.json").read_text())
+    assert doc["executor"] == "local" and doc["summary"]["succeeded"] == 4
+    assert doc["flux_uri"] is None and doc["nested"] is None and "pool" not in doc
+    assert sorted((fl.tmp / "d.rescue").read_text().split("\n")[1:]) == [
+        "", "DONE a", "DONE b", "DONE c", "DONE d"]
+    assert not [p for d in (fl.tmp, fl.wdbase) for p in d.glob(".fluxlite-cluster.*")]

@@ -260,7 +260,8 @@ def test_the_cluster_executor_hands_each_job_over_once_as_it_ended(
     for e in (ev("start"), ev("finish", status=0), ev("clean")):
         job.event(e)
     assert ex.poll(1.0) == [ran] and ex.poll(0) == []  # once, at its finish
-    assert ran.status.ok and ran.flux_id == "ƒfive" and ran.handle is None
+    assert ran.status.ok and ran.flux_id == "ƒfive"
+    assert [sub.attempt for sub in ex.inflight.values()] == [waits]  # it holds ran no more
     fake.jobs[1].identify(6, "ƒsix")
     ex.signal_all(signal.SIGTERM, "time limit")  # a cancel: the job was still pending
     assert fake.calls == [("cancel", "time limit", 1)]

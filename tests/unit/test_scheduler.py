@@ -70,6 +70,9 @@ class FakeExecutor(Executor):
         for a, _ in self.inflight.values():
             a.stopped = a.stopped or reason
 
+    def close(self) -> None:
+        self.inflight.clear()  # nothing runs: nothing to kill
+
 
 def run(text: str, ex: FakeExecutor, **opts: object) -> tuple[Scheduler, dict, int]:
     g = parse(text, "t.dag", "pmc")
@@ -194,3 +197,53 @@ def test_a_stop_signal_after_the_time_limits_term_kills_at_once() -> None:
     assert ex.signals == [signal.SIGTERM, signal.SIGKILL]
     assert ex.times[1] - ex.times[0] < 5
     assert code == 128 + signal.SIGTERM
+
+
+class Signalled(FakeExecutor):
+    """Its first poll brings a TERM, as the system hands it to the handler installed."""
+
+    handed = False
+
+    def poll(self, timeout: float) -> list[Attempt]:
+        if not self.signals and not self.handed:
+            self.handed = True
+            signal.getsignal(signal.SIGTERM)(signal.SIGTERM, None)  # type: ignore[operator]
+        return super().poll(timeout)
+
+
+def test_the_scheduler_takes_over_the_policy_of_the_commands_one_set_of_handlers() -> None:
+    import logging
+
+    from fluxlite.cluster.scheduler import HANDLED_SIGNALS, finishing
+    from fluxlite.signals import Handlers
+
+    startup: list[int] = []
+    handlers = Handlers(HANDLED_SIGNALS, startup.append)
+    ex = Signalled(hang=("a",))
+    g = parse("TASK a /bin/true\nTASK b /bin/true\nEDGE a b\n", "t.dag", "pmc")
+    said: list[logging.LogRecord] = []
+    log = logging.getLogger("fluxlite.cluster.scheduler")
+    catch = logging.Handler(logging.WARNING)
+    catch.emit = said.append  # type: ignore[method-assign]
+    log.addHandler(catch)
+    outside = signal.getsignal(signal.SIGTERM)
+    try:
+        with handlers:
+            installed = signal.getsignal(signal.SIGTERM)
+            sched = Scheduler(g, ex, RecordWriter(), io.BytesIO(), Options(kill_grace=0.1),
+                              handlers=handlers)
+            summary = sched.run(pending=lambda: [])
+            # the same handlers stay installed, with the shutdown's policy: a signal now is
+            # said, and ends nothing
+            assert signal.getsignal(signal.SIGTERM) == installed
+            assert handlers.policy is finishing
+            installed(signal.SIGINT, None)  # type: ignore[operator]
+    finally:
+        log.removeHandler(catch)
+    assert signal.getsignal(signal.SIGTERM) == outside
+    assert startup == []  # every signal went to the policy of the part that ran
+    assert summary["signal"] == "SIGTERM" and sched.exit_code(summary) == 128 + signal.SIGTERM
+    # the TERM stopped the cluster: its running task TERMed, its child never started
+    assert ex.started == ["a"] and ex.signals == [signal.SIGTERM]
+    assert "SIGINT during the cluster's shutdown: finishing it first" in [
+        r.getMessage() for r in said]

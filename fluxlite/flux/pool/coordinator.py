@@ -138,7 +138,7 @@ class PoolExecutor(Executor):
         self.n_workers = self.nnodes * self.wpn
         self.dropped = 0  # bad requests dropped
         self.workers: dict[int, Worker] = {}
-        self.inflight: dict[int, Attempt] = {}
+        self.inflight: dict[int, Attempt] = {}  # by the key the messages name it by
         self.completed: list[Attempt] = []
         self.dispatched: dict[int, float] = {}  # key -> epoch handed to a worker
         self._seq = 0
@@ -656,7 +656,6 @@ class PoolExecutor(Executor):
         best.free_mem -= t.memory_mb
         a.host, a.rank, a.worker = best.host, best.rank, best.name
         a.flux_id = self.job_f58
-        a.handle = key
         best.inflight[key] = a
         self.inflight[key] = a
         self.dispatched[key] = a.start
