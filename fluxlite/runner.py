@@ -23,33 +23,20 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from fluxlite.errors import (
-    EXIT_INFRA,
-    ExecError,
-    FluxliteError,
-    Interrupted,
-    StageError,
-)
-from fluxlite.execute.base import (
-    ExitStatus,
-    Launcher,
-    SignalEvent,
-    TaskCommand,
-    TaskResult,
-    rusage_dict,
-    signal_name,
-)
+from fluxlite.errors import EXIT_INFRA, ExecError, FluxliteError, Interrupted, StageError
+from fluxlite.execute.base import ExitStatus, SignalEvent, TaskCommand, rusage_dict, signal_name
 from fluxlite.execute.resolve import resolve
 from fluxlite.execute.timelimit import Schedule, from_limits
 from fluxlite.execute.timelimit import describe as describe_schedule
 from fluxlite.pegasus.lite import STDIO_DIR, PegasusLite, failure_cause
 from fluxlite.record import host
 from fluxlite.record.model import Identity, OutputInfo, Phase, PhaseTiming, Record
-from fluxlite.signals import Handlers
+from fluxlite.signals import Handlers, Stop
 from fluxlite.spec import JobSpec
 from fluxlite.staging import job as staging
 
 if TYPE_CHECKING:
+    from fluxlite.execute.base import Launcher, TaskResult
     from fluxlite.execute.monitor import Monitor
     from fluxlite.staging.base import Request
     from fluxlite.staging.phases import StageResult
@@ -76,6 +63,20 @@ class RunOptions:
     append_record: bool = False
 
 
+class _Stopped(Stop):
+    """A stop signal outside the task, raised wherever the main thread is: a BaseException,
+    so that no ``except Exception`` on the way (logging's ``emit``, a retry loop) swallows
+    it; the runner turns it into :class:`Interrupted` of the phase it stopped."""
+
+    def __init__(self, signum: int, phase: Phase) -> None:
+        super().__init__(signum)
+        self.phase = phase
+
+    def interrupted(self) -> Interrupted:
+        """The job's error: interrupted by the signal during the phase."""
+        return Interrupted(self.signum, self.phase)
+
+
 class _Signals:
     """fluxlite's own signal handling: forward to the task, or stop the current phase."""
 
@@ -95,10 +96,11 @@ class _Signals:
         return self.cancel
 
     def handle(self, signum: int) -> None:
-        """The policy: to the running task or hook, else stop the phase (once)."""
+        """The policy: to the running task (or a program beside it), else stop the phase
+        (once)."""
         r = self.r
         ctl = r.controller
-        if ctl is not None:  # set only while a task or a hook runs
+        if ctl is not None:  # set only while the task or a program beside it runs
             ctl.on_signal(signum)  # records the event itself
             if signum != signal.SIGUSR1 and self.stop_signal is None:
                 self.stop_signal = signum
@@ -114,7 +116,7 @@ class _Signals:
             return  # already stopping: the first signal decides
         self.stop_signal = signum
         self.cancel.set()
-        raise Interrupted(signum, r.phase)
+        raise _Stopped(signum, r.phase)
 
 
 class Runner:
@@ -159,8 +161,11 @@ class Runner:
             yield ph
         except BaseException as err:
             ph.ok = False
-            ph.error = str(err) or type(err).__name__
+            stop = err.interrupted() if isinstance(err, _Stopped) else None
+            ph.error = str(stop or err) or type(err).__name__
             self._failing_phase = self._failing_phase or name
+            if stop is not None:
+                raise stop from None
             raise
         finally:
             ph.duration = time.perf_counter() - t0
@@ -184,9 +189,10 @@ class Runner:
                 # must still end in a record
                 self._setup()
                 self._main()
-            except Interrupted as err:
+            except (Interrupted, _Stopped) as err:
+                stop = err.interrupted() if isinstance(err, _Stopped) else err
                 self._ending()
-                self._fail(err, err.phase)
+                self._fail(stop, stop.phase)
             except FluxliteError as err:
                 self._fail(err, self._ending())
             except Exception as err:  # noqa: BLE001 - a bug must still end in a record
@@ -315,8 +321,7 @@ class Runner:
                     logger.warning("checkpoint stage-in: %s", err)
                 if ck_st is not None:
                     rec.stage_in.append(ck_st)
-                    ph.files = ck_st.files
-                    ph.bytes = ck_st.bytes
+                    ph.files, ph.bytes = ck_st.files, ck_st.bytes
                     found = [r.lfn for r in ck_st.results if r.success]
                     logger.info("checkpoint stage-in: %s", ", ".join(found) or "none present")
 
@@ -485,9 +490,9 @@ class Runner:
 
     def run_command(self, phase: Phase, argv: list[str], stdio: tuple[Any, Any, Any],
                     schedule: Schedule) -> TaskResult:
-        """Run a program beside the task (kickstart's hooks) as ``phase``: locally, in the
-        worker directory, in the task's environment, on ``stdio``, under ``schedule``. One
-        that cannot be started is a result that says so (exit code 127)."""
+        """Run a program beside the task (a strategy's, before or after it) as ``phase``:
+        locally, in the worker directory, in the task's environment, on ``stdio``, under
+        ``schedule``. One that cannot be started is a result that says so (exit 127)."""
         ctl = self._launcher(self.command(list(argv)), stdio, schedule)
         with self._phase(phase) as ph:
             try:
