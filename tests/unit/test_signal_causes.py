@@ -23,16 +23,20 @@ def sent(la: LocalLauncher) -> list[tuple[str, Cause | None]]:
 
 
 def test_the_schedules_term_and_kill_are_the_time_limit(tmp_path: Path) -> None:
-    la = launcher(tmp_path, "trap '' TERM; sleep 30", schedule=Schedule(0.2, 0.6, "spec"))
+    # a second before the TERM: the shell has set its trap by then, even on a loaded machine
+    la = launcher(tmp_path, "trap '' TERM; sleep 30", schedule=Schedule(1.0, 1.5, "spec"))
     la.start()
     la.wait()
     assert sent(la) == [("SIGTERM", Cause.TIME_LIMIT), ("SIGKILL", Cause.TIME_LIMIT)]
 
 
 def test_what_fluxlite_was_told_is_a_stop(tmp_path: Path) -> None:
-    la = launcher(tmp_path, "trap '' TERM; sleep 30", kill_grace=0.3,
+    la = launcher(tmp_path, "trap '' TERM; touch ready; sleep 30", kill_grace=0.3,
                   schedule=Schedule(30, 60, "spec"))
     la.start()
+    deadline = time.monotonic() + 10
+    while not (tmp_path / "ready").exists() and time.monotonic() < deadline:
+        time.sleep(0.01)  # the TERM must find its trap set
     la.on_signal(signal.SIGTERM)
     la.wait()
     # the KILL that ends the grace is the stop's, even with a schedule that has not fired
