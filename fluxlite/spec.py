@@ -12,7 +12,6 @@ import logging
 import os
 import posixpath
 import re
-import shutil
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
@@ -928,31 +927,20 @@ def check_ready(spec: JobSpec, executables: bool = True) -> None:
 
 def executable_problem(spec: JobSpec) -> str | None:
     """Why the executable cannot be started, when that is known before staging."""
-    from fluxlite.record.host import is_executable_file
+    from fluxlite.execute.resolve import in_workdir, resolve
 
     exe = spec.executable
     staged = {f.lfn for f in spec.inputs} | (
         {spec.staged_executable.lfn} if spec.staged_executable else set())
-    if exe in staged:
-        return None  # inside the worker directory, after stage-in
-    if not os.path.isabs(exe) and "/" in exe:
+    if in_workdir(exe, staged):
         # a file of the worker directory, which fluxlite makes empty: only what is staged
         # in (an input, or a checkpoint that exists; see preflight_warnings) can be there
         lfn = posixpath.normpath(exe)
-        if lfn in staged or lfn in {c.lfn for c in spec.checkpoints}:
+        if exe in staged or lfn in staged or lfn in {c.lfn for c in spec.checkpoints}:
             return None
         return (f"'{exe}' names a file of the worker directory that nothing stages in "
                 f"(no input has lfn '{lfn}'): stage it as an input or give its absolute path")
-    if not os.path.isabs(exe):
-        found = shutil.which(exe, path=spec.env.get("PATH", os.environ.get("PATH", os.defpath)))
-        if not found:
-            return f"'{exe}' not found on PATH"
-        exe = found
-    if not os.path.exists(exe):
-        return f"'{exe}' does not exist"
-    if not is_executable_file(exe):
-        return f"'{exe}' is not an executable file"
-    return None
+    return resolve(exe, spec.env.get("PATH", os.environ.get("PATH", os.defpath))).problem
 
 
 def preflight_warnings(spec: JobSpec) -> list[str]:

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from fluxlite.execute.base import TaskCommand
 from fluxlite.fsutil import unlink_quietly
 from fluxlite.container.base import NAME_PREFIX, ContainerError, Invocation
 from fluxlite.container.spec import ContainerSpec, Mount, bad_host, bad_target, parse_container
@@ -39,12 +40,10 @@ _GPU_VARS = ("CUDA_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICE
 
 @dataclass(slots=True)
 class Wrapped:
-    """The task's command line, environment and directory once wrapped by a runtime, and
-    what undoes the wrapping."""
+    """The task's command once wrapped by a runtime (the runtime's command line, in its own
+    environment: the task's goes in by file), and what undoes the wrapping."""
 
-    argv: list[str]
-    env: dict[str, str]  # the runtime's own environment (the task's goes in by file)
-    cwd: str
+    command: TaskCommand
     cleanup: Callable[[], None]
     info: dict[str, Any] = field(default_factory=dict)  # for the record
     # starts a process that ends with a container that outlived the runtime's client
@@ -52,22 +51,21 @@ class Wrapped:
     linger: Callable[[], Any] | None = None
 
 
-def wrap(argv: list[str], env: dict[str, str], cwd: str, spec: JobSpec, *,
-         extra_env: dict[str, str] | None = None, flux: Any = None,
-         policy: Policy | None = None, cancel: threading.Event | None = None) -> Wrapped:
-    """Turn the bare task (argv, env, cwd) into the runtime's command line.
+def wrap(task: TaskCommand, spec: JobSpec, *, flux: Any = None, policy: Policy | None = None,
+         cancel: threading.Event | None = None) -> Wrapped:
+    """Turn the bare task's command into the runtime's, for the container ``spec`` has.
 
-    ``env`` is the environment the bare task would get; only what the spec (and
-    ``extra_env``) set goes inside. Raises ContainerError (exit 71) or a StageError before
-    anything runs; the returned ``cleanup`` must be called once the task has ended, however
-    it ended.
+    Only what the job sets of the task's environment (``task.inner``) goes inside. Raises
+    ContainerError (exit 71) or a StageError before anything runs; the returned ``cleanup``
+    must be called once the task has ended, however it ended.
     """
     from fluxlite.container.runtimes import RUNTIMES
     from fluxlite.staging.base import Policy
 
     c = spec.container
     assert c is not None
-    rt = RUNTIMES[c.type](c, runtime_env(env, spec, extra_env))
+    argv, env, cwd = task.argv, task.env, task.cwd
+    rt = RUNTIMES[c.type](c, runtime_env(task))
     info: dict[str, Any] = {"runtime": c.type, "program": rt.program,
                             "version": rt.version()}
     rt.check()
@@ -80,8 +78,7 @@ def wrap(argv: list[str], env: dict[str, str], cwd: str, spec: JobSpec, *,
     targets = [(m.target, os.path.isdir(m.host)) for m in mounts]
     image = _image(rt, c, policy or Policy(), cancel, info, targets)
 
-    inner = dict(spec.env)
-    inner.update(extra_env or {})
+    inner = dict(task.inner)
     inner["FLUXLITE_WORKDIR"] = c.workdir
     gpus = gpu_kinds(spec, flux)
     if gpus:
@@ -123,7 +120,7 @@ def wrap(argv: list[str], env: dict[str, str], cwd: str, spec: JobSpec, *,
 
     logger.info("container: %s %s", c.type, image)
     linger = None if name is None else (lambda: rt.waiter(name))
-    return Wrapped(cmd, rt.env, cwd, cleanup, info, linger)
+    return Wrapped(TaskCommand(cmd, cwd, rt.env), cleanup, info, linger)
 
 
 def _image(rt: Any, c: ContainerSpec, policy: Policy, cancel: threading.Event | None,
@@ -165,13 +162,12 @@ def _resolved(m: Mount, runtime: str) -> Mount:
     return Mount(os.path.realpath(m.host), m.target, m.read_only)
 
 
-def runtime_env(env: dict[str, str], spec: JobSpec, extra: dict[str, str] | None
-                ) -> dict[str, str]:
-    """The environment of the runtime's own processes: the host's, without what the spec set
+def runtime_env(task: TaskCommand) -> dict[str, str]:
+    """The environment of the runtime's own processes: the host's, without what the job set
     for the task and without the variables a runtime would carry into the container."""
-    task_only = set(spec.env) | set(extra or {}) | {"FLUXLITE_WORKDIR"}
+    task_only = set(task.inner) | {"FLUXLITE_WORKDIR"}
     host = os.environ
-    out = {k: v for k, v in env.items()
+    out = {k: v for k, v in task.env.items()
            if (k not in task_only or host.get(k) == v) and not k.startswith(_INJECTING)}
     for k in task_only:  # a spec variable that shadowed the host's: the host's value
         if k in host and k not in out and not k.startswith(_INJECTING):

@@ -19,6 +19,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 
 from fluxlite.errors import EXIT_CANNOT_EXEC, SIGNAL_BASE
@@ -76,6 +77,28 @@ class ExitStatus:
         """Whether the task ran and exited 0."""
         return self.error is None and self.signal is None and self.exitcode == 0
 
+    def describe(self, subject: str = "") -> str:
+        """How it ended, in words: ``exited with code 3``, ``killed by SIGKILL``, ``could not
+        start: why``; with a ``subject``, a sentence (``its broker was killed by SIGKILL``)."""
+        if self.error is not None:
+            text = f"could not start: {self.error}"
+        elif self.signal is not None:
+            text = ("was " if subject else "") + f"killed by {signal_name(self.signal)}"
+        elif self.exitcode is not None:
+            text = f"exited with code {self.exitcode}"
+        else:
+            text = "ended, its status unknown"
+        return f"{subject} {text}" if subject else text
+
+
+class Cause(Enum):
+    """Why fluxlite sent a signal to a task (``reason`` says it in words, for people)."""
+
+    STOP = "stop"  # told to stop: a signal fluxlite received (forwarded, or the KILL after
+    # its grace or on a second one), a cluster's stop, an abandoned task
+    TIME_LIMIT = "time limit"  # the checkpoint schedule: its TERM, or its KILL
+    WARNING = "warning"  # a time-limit warning: forwarded, or the TERM it brought forward
+
 
 @dataclass(slots=True)
 class SignalEvent:
@@ -86,6 +109,7 @@ class SignalEvent:
     direction: str  # "received" (by fluxlite) or "sent" (to the task)
     target: str = ""
     reason: str = ""
+    cause: Cause | None = None  # why it was sent (None: received); not in the record
 
     def as_dict(self) -> dict[str, object]:
         """The event as the JSON record keeps it."""
@@ -108,6 +132,18 @@ class TaskResult:
     timed_out: str | None = None  # "term" or "kill" when the schedule fired
     terminated_by: int | None = None  # the first terminating signal sent to the task, if any
     killed: list[dict[str, object]] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class TaskCommand:
+    """What a task runs: its argv, in its directory, with its environment; ``inner`` is
+    what the job sets of that environment on top of fluxlite's own (what a container
+    carries inside)."""
+
+    argv: list[str]
+    cwd: str
+    env: dict[str, str]
+    inner: dict[str, str] = field(default_factory=dict)
 
 
 RUSAGE_FIELDS = ("utime", "stime", "maxrss", "minflt", "majflt", "nswap", "inblock", "outblock",
@@ -252,12 +288,23 @@ class Launcher(ABC):
         :meth:`on_signal`; then leave nothing of it behind and return its result."""
 
     @abstractmethod
-    def send(self, signum: int, reason: str) -> None:
-        """Deliver ``signum`` to the whole task now (noted in ``events``)."""
+    def send(self, signum: int, reason: str, cause: Cause = Cause.STOP) -> None:
+        """Deliver ``signum`` to the whole task now (noted in ``events`` with ``reason``
+        and ``cause``)."""
 
     @abstractmethod
-    def kill_tree(self, reason: str) -> None:
+    def kill_tree(self, reason: str, cause: Cause = Cause.STOP) -> None:
         """SIGKILL every process of the task, once."""
+
+    @abstractmethod
+    def job_ids(self) -> dict[str, str]:
+        """The ids of the task's own job in a resource manager, by kind, for the record's
+        ``jobids`` (``{}`` when the task has none)."""
+
+    @abstractmethod
+    def job_info(self) -> dict[str, Any]:
+        """What the record keeps of the task's own job beside its id, filled in further as
+        the task ends (``{}`` when the task has none)."""
 
     def close(self) -> None:  # noqa: B027 - nothing to release for most launchers
         """Release what the launcher holds; :meth:`wait` has released it already, so this
@@ -304,7 +351,7 @@ class Launcher(ABC):
         if self._early is not None:
             # fluxlite was told to stop while the task was being started: tell the task now
             # rather than let it run until the KILL after the grace
-            self.send(self._early, "received before the task started")
+            self.send(self._early, "received before the task started", Cause.STOP)
 
     def _next_deadline(self) -> float | None:
         return self.escalation.next()
@@ -313,14 +360,21 @@ class Launcher(ABC):
         e = self.escalation
         act = e.due(time.monotonic())
         if act == "kill":
-            if e.kill_why is None:  # the schedule's KILL, not a stop signal's grace
+            why = e.kill_why
+            if why is None:  # the schedule's KILL, not a stop signal's grace
                 self.result.timed_out = "kill"
             self.result.terminated_by = self.result.terminated_by or signal.SIGKILL
-            self.kill_tree(e.kill_why or "time limit: kill")
+            if why is None:
+                self.kill_tree("time limit: kill", Cause.TIME_LIMIT)
+            else:
+                self.kill_tree(why, Cause.STOP)
         elif act == "term":
             self.result.timed_out = self.result.timed_out or "term"
             self.result.terminated_by = self.result.terminated_by or signal.SIGTERM
-            self.send(signal.SIGTERM, self._warned or "checkpoint time: terminate")
+            if self._warned:  # a schedule a time-limit warning brought forward
+                self.send(signal.SIGTERM, self._warned, Cause.WARNING)
+            else:
+                self.send(signal.SIGTERM, "checkpoint time: terminate", Cause.TIME_LIMIT)
 
     def _apply_signal(self, signum: int) -> None:
         """What a signal fluxlite received does to the running task."""
@@ -328,7 +382,7 @@ class Launcher(ABC):
             return
         if signum == signal.SIGUSR1:
             if self.usr1 == "forward":
-                self.send(signal.SIGUSR1, "checkpoint warning forwarded")
+                self.send(signal.SIGUSR1, "checkpoint warning forwarded", Cause.WARNING)
                 return
             if self.usr1 == "schedule":
                 self._time_limit_warning()
@@ -337,11 +391,11 @@ class Launcher(ABC):
         why = f"{signal_name(signum)} not obeyed within {self.kill_grace:g} s"
         if self.escalation.stop(why) == "kill":
             # a second terminating signal: no more grace
-            self.kill_tree(f"second {signal_name(signum)}")
+            self.kill_tree(f"second {signal_name(signum)}", Cause.STOP)
             return
         self.result.terminated_by = self.result.terminated_by or signum
         if self._started:
-            self.send(signum, "forwarded")
+            self.send(signum, "forwarded", Cause.STOP)
         else:
             self._early = signum
         self._interrupt_wait()

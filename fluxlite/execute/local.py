@@ -32,6 +32,7 @@ from fluxlite.errors import ExecError, FluxliteError
 from fluxlite.execute import supervisor
 from fluxlite.execute.supervisor import kill_descendants
 from fluxlite.execute.base import (
+    Cause,
     ExitStatus,
     Launcher,
     SignalEvent,
@@ -263,14 +264,14 @@ class LocalLauncher(Launcher):
         except OSError:
             pass  # full: already awake
 
-    def send(self, signum: int, reason: str) -> None:
+    def send(self, signum: int, reason: str, cause: Cause = Cause.STOP) -> None:
         """TERM (or any signal) to the task's process group."""
         if not self._pid or self._done.is_set() or not _killpg(self._pid, signum):
             return
         self.events.append(SignalEvent(time.time(), signal_name(signum), "sent",
-                                       f"process group {self._pid}", reason))
+                                       f"process group {self._pid}", reason, cause))
 
-    def kill_tree(self, reason: str) -> None:
+    def kill_tree(self, reason: str, cause: Cause = Cause.STOP) -> None:
         """SIGKILL the task's process group and, under the descendants policy, every
         descendant of fluxlite."""
         if not self.escalation.kill_once():
@@ -282,7 +283,15 @@ class LocalLauncher(Launcher):
         if self._pid and not self._done.is_set():
             _killpg(self._pid, signal.SIGKILL)  # in case one escaped the scan
         self.events.append(SignalEvent(time.time(), "SIGKILL", "sent",
-                                       "the task's process tree", reason))
+                                       "the task's process tree", reason, cause))
+
+    def job_ids(self) -> dict[str, str]:
+        """``{}``: the task is a process tree of fluxlite, not a job of its own."""
+        return {}
+
+    def job_info(self) -> dict[str, Any]:
+        """``{}``: the task is a process tree of fluxlite, not a job of its own."""
+        return {}
 
 
 def _killpg(pgid: int, signum: int) -> bool:

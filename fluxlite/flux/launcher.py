@@ -13,19 +13,25 @@ and fluxlite's own signals reach it through ``flux.job.kill`` (then cancel).
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from fluxlite.errors import ExecError, FluxUnavailable
-from fluxlite.execute.base import Launcher, SignalEvent, TaskResult, signal_name
+from fluxlite.execute.base import (
+    Cause,
+    Launcher,
+    SignalEvent,
+    TaskCommand,
+    TaskResult,
+    signal_name,
+)
 from fluxlite.execute.local import LocalLauncher
-from fluxlite.flux.jobs import FluxJobs
-from fluxlite.spec import JobSpec, Resources
+from fluxlite.spec import Resources
 
 logger = logging.getLogger(__name__)
 
@@ -35,18 +41,34 @@ _LOST_AFTER = 120.0
 _CANCEL_AFTER_KILL = 2.0
 
 
-def launcher_for(spec: JobSpec, ctx: Any) -> Any:
-    """A launcher class for ``spec.placement``, called like LocalLauncher."""
-    if spec.placement == "local":
-        return LocalLauncher
-    if ctx is None:
+def launcher_for(cmd: TaskCommand, stdio: tuple[Any, Any, Any], *, placement: str = "local",
+                 ctx: Any = None, resources: Resources | None = None, name: str = "",
+                 on_orphaned: Callable[[], None] | None = None,
+                 linger: Callable[[], Any] | None = None, **kw: Any) -> Launcher:
+    """The launcher of a task, the one way one is made for a job: a :class:`LocalLauncher`
+    for ``placement`` "local" (given ``on_orphaned`` and ``linger``), a
+    :class:`FluxLauncher` for "flux" and "nested" (given ``resources`` and ``name``) when
+    ``ctx``, the Flux context, is there, else a local one with a warning. ``stdio`` is the
+    task's stdin, stdout and stderr; ``kw`` the contract's own (``schedule``,
+    ``kill_grace``, ``usr1``, ``events``). With a Flux context, the launcher re-derives its
+    schedule from the time Flux says is left (``usr1`` "schedule")."""
+    stdin, stdout, stderr = stdio
+    la: Launcher
+    if placement != "local" and ctx is None:
         logger.warning("placement '%s' needs a flux instance (FLUX_URI and the flux python "
-                       "bindings); running the task locally", spec.placement)
-        return LocalLauncher
-    if spec.placement not in ("flux", "nested"):
-        raise FluxUnavailable(f"placement: unknown placement '{spec.placement}'")
-    return functools.partial(FluxLauncher, ctx=ctx, resources=spec.resources,
-                             nested=spec.placement == "nested", name=spec.name)
+                       "bindings); running the task locally", placement)
+    elif placement != "local" and placement not in ("flux", "nested"):
+        raise FluxUnavailable(f"placement: unknown placement '{placement}'")
+    if placement == "local" or ctx is None:
+        la = LocalLauncher(cmd.argv, cmd.cwd, cmd.env, stdin=stdin, stdout=stdout,
+                           stderr=stderr, on_orphaned=on_orphaned, linger=linger, **kw)
+    else:
+        la = FluxLauncher(cmd.argv, cmd.cwd, cmd.env, stdin=stdin, stdout=stdout,
+                          stderr=stderr, ctx=ctx, resources=resources or Resources(),
+                          nested=placement == "nested", name=name, **kw)
+    if ctx is not None:
+        la.timeleft = ctx.timeleft
+    return la
 
 
 class FluxLauncher(Launcher):
@@ -84,6 +106,8 @@ class FluxLauncher(Launcher):
         duration = None if kill_after is None else kill_after + self.kill_grace + 60.0
         res = self.resources
         if self.jobs is None:
+            from fluxlite.flux.jobs import FluxJobs  # only a task placed on Flux needs it
+
             self.jobs = FluxJobs(self.ctx.uri, self.ctx.handle)
         tasks = max(res.tasks, res.nodes or 1)
         try:
@@ -115,6 +139,14 @@ class FluxLauncher(Launcher):
         logger.info("task submitted to flux as job %s (%s)", self.job.f58,
                     "in a sub-instance of its own" if self.nested else "in this instance")
         self._arm()
+
+    def job_ids(self) -> dict[str, str]:
+        """The job's F58 id as ``flux-task``, once it is submitted."""
+        return {"flux-task": self.flux_jobid} if self.flux_jobid else {}
+
+    def job_info(self) -> dict[str, Any]:
+        """The job's ids, placement and size; its exception and start as it ends."""
+        return self.flux_info
 
     # -- drive ---------------------------------------------------------------------
     def wait(self) -> TaskResult:
@@ -160,15 +192,15 @@ class FluxLauncher(Launcher):
     def _interrupt_wait(self) -> None:
         self._wake.set()
 
-    def send(self, signum: int, reason: str) -> None:
+    def send(self, signum: int, reason: str, cause: Cause = Cause.STOP) -> None:
         """``flux job kill`` of the job with ``signum``."""
         # the job may have ended between the check and the RPC: then nothing was sent
         if self.job is None or self._done.is_set() or not self.jobs.kill([self.job], signum):
             return
         self.events.append(SignalEvent(time.time(), signal_name(signum), "sent",
-                                       f"flux job {self.flux_jobid}", reason))
+                                       f"flux job {self.flux_jobid}", reason, cause))
 
-    def kill_tree(self, reason: str) -> None:
+    def kill_tree(self, reason: str, cause: Cause = Cause.STOP) -> None:
         """SIGKILL every task of the job, then cancel it, so Flux reaps what is left."""
         if not self.escalation.kill_once():
             return
@@ -180,7 +212,7 @@ class FluxLauncher(Launcher):
             # kill-timeout
             self._cancel(reason)
             return
-        self.send(signal.SIGKILL, reason)
+        self.send(signal.SIGKILL, reason, cause)
         # the cancel follows a moment later: sent at once, it would have the job shell
         # TERMed before it has delivered the KILL
         with self._lock:

@@ -1,6 +1,6 @@
-"""What pegasus-kickstart does beyond running a task, on top of fluxlite's runner.
+"""What pegasus-kickstart does beyond running a task: its strategy over fluxlite's runner.
 
-``KickstartRunner`` is the runner ``fluxlite kickstart`` uses, driven by
+``KickstartStrategy`` is how ``fluxlite kickstart`` runs a job, driven by
 ``KickstartOptions`` (the runner's options and kickstart's own: the given directory, the
 shared stdio, the hooks, ``-s``/``-S``, ``-q``, ``-k``/``-K``):
 
@@ -21,14 +21,13 @@ from __future__ import annotations
 import errno
 import logging
 import os
-import stat
 import sys
 import tempfile
 import textwrap
 import time
 from contextlib import suppress
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fluxlite.errors import (
     EXIT_CANNOT_EXEC,
@@ -38,13 +37,18 @@ from fluxlite.errors import (
     Interrupted,
     WorkdirError,
 )
-from fluxlite.execute.base import ExitStatus, SignalEvent, TaskResult
-from fluxlite.execute.local import LocalLauncher
+from fluxlite.execute.base import Cause, ExitStatus, SignalEvent, TaskResult
+from fluxlite.execute.resolve import resolve
 from fluxlite.execute.timelimit import Schedule
+from fluxlite.pegasus.lite import fresh_workdir
 from fluxlite.record import host
 from fluxlite.record.model import OutputInfo, Phase, StdioFile, tail
-from fluxlite.runner import Runner, RunOptions, _describe
-from fluxlite.spec import JobSpec
+from fluxlite.runner import Runner, RunOptions
+from fluxlite.strategy import RunStrategy, TaskStdio, judge_task
+
+if TYPE_CHECKING:
+    from fluxlite.spec import JobSpec
+    from fluxlite.workdir import Workdir
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +82,7 @@ class KickstartOptions(RunOptions):
     omit_data_on_success: bool = False  # kickstart -q
     term_timeout: int = 0  # -k: TERM this many seconds after kickstart's start (0: none)
     kill_timeout: int = 5  # -K: KILL this many seconds after that TERM
+    append_record: bool = True  # -l appends: several records may share one file
 
 
 class CannotExecute(ExecError):
@@ -96,15 +101,11 @@ class CannotExecute(ExecError):
 
 
 def check_executable(path: str) -> None:
-    """kickstart's check: the file exists and is readable and executable by us."""
-    if not os.path.isabs(path):
-        raise CannotExecute(path, errno.ENOENT)
-    try:
-        st = os.stat(path)
-    except OSError as err:
-        raise CannotExecute(path, err.errno or errno.ENOENT) from err
-    if stat.S_ISDIR(st.st_mode) or not os.access(path, os.R_OK | os.X_OK):
-        raise CannotExecute(path, errno.EACCES)
+    """kickstart's check: the file is given by its absolute path (kickstart's command line
+    looked for it), and is a regular file we may read and execute."""
+    why = resolve(path, None, os.R_OK | os.X_OK).errno if os.path.isabs(path) else errno.ENOENT
+    if why:
+        raise CannotExecute(path, why)
 
 
 class _AnnouncingEvents(list[SignalEvent]):
@@ -117,9 +118,7 @@ class _AnnouncingEvents(list[SignalEvent]):
 
     def append(self, event: SignalEvent) -> None:
         super().append(event)
-        reason = event.reason or ""
-        if event.direction == "sent" and (reason.startswith("checkpoint time")
-                                          or reason.startswith("time limit")):
+        if event.direction == "sent" and event.cause is Cause.TIME_LIMIT:
             self._on_alarm()
             if event.signal == "SIGKILL":
                 _say("Job still running, sending SIGKILL")
@@ -135,23 +134,24 @@ def _say(line: str) -> None:
         pass
 
 
-class KickstartRunner(Runner):
-    """The runner with pegasus-kickstart's strategy: shared stdio, hooks, a given
-    working directory, -s/-S stat entries, the -k clock and the record appended to its file."""
+class KickstartStrategy(RunStrategy):
+    """pegasus-kickstart's strategy: a given working directory, stdio shared by the hooks
+    and the task, the hooks around the task under the -k clock, -s/-S stat entries, the
+    record appended to its file; failures said as they happen (its stderr is the task's)."""
 
-    protocol = False  # kickstart prints no protocol line: its stderr is the task's
-    stopped_task_fails = False  # a task that handled a forwarded TERM exits with its own code
-    appends_record = True  # -l appends: several records may share one file
     opt: KickstartOptions
 
-    def __init__(self, spec: JobSpec, options: KickstartOptions) -> None:
-        super().__init__(spec, options)
+    def attach(self, job: Runner) -> None:
+        """Start kickstart's clock, and make the side files the task is told of."""
+        super().attach(job)
+        assert isinstance(job.opt, KickstartOptions)
+        self.opt = job.opt
         self._ks_start = time.monotonic()  # kickstart's clock starts here
         self.alarmed = False
         self._stdio_fds: tuple[int, int, int] | None = None  # opened once, then shared
         self._owned_fds: list[int] = []
         self._temp_files: list[str] = []
-        self.record.signals = _AnnouncingEvents(self._fired)
+        job.record.signals = _AnnouncingEvents(self._fired)
         self._metadata = self._side_file("meta", METADATA_VAR)
         self._integrity = self._side_file("integrity", INTEGRITY_VAR)
         self._failed_hook: tuple[Phase, Any] | None = None
@@ -169,18 +169,51 @@ class KickstartRunner(Runner):
         self.opt.extra_env[var] = path
         return path
 
+    # -- before anything is created ------------------------------------------------------
+    def prepare(self) -> str | None:
+        """The -w/-W directory entered (made first with -W), and the application checked
+        as kickstart checks it: failures that still end in a record."""
+        wd = self.opt.cwd
+        if wd is not None:
+            if self.opt.make_cwd:
+                try:
+                    os.makedirs(wd, exist_ok=True)
+                except OSError as err:
+                    raise WorkdirError(f"cannot create directory {wd}: {err.strerror}") from err
+            if not os.path.isdir(wd):
+                why = os.strerror(errno.ENOENT if not os.path.exists(wd) else errno.ENOTDIR)
+                raise WorkdirError(f"cannot change to directory {wd}: {why}")
+            if not os.access(wd, os.X_OK):
+                raise WorkdirError(f"cannot change to directory {wd}: "
+                                   f"{os.strerror(errno.EACCES)}")
+        exe = self.job.spec.executable
+        self.job.record.executable = exe
+        check_executable(exe)
+        return exe
+
+    def workdir(self) -> Workdir:
+        """The directory given with -w/-W, used as it is (else a fresh one)."""
+        if self.opt.cwd is None:
+            return fresh_workdir(self.job.spec)
+        return _given_workdir(self.opt.cwd, self.opt.make_cwd)
+
     # -- shared stdio, environment hooks -------------------------------------------------
+    def stdio(self) -> TaskStdio:
+        """The task's stdio, opened once and shared with the hooks."""
+        return self._open_stdio(), self.job.record.stdio
+
     def _open_stdio(self) -> tuple[int, int, int]:
         """Open the task's stdio once: the hooks and the task write to the same files."""
         fds = self._open_stdio_once()
-        if self._metadata and not any(f.name == "metadata" for f in self.record.stdio):
-            self.record.stdio.append(StdioFile("metadata", self._metadata))
+        rec = self.job.record
+        if self._metadata and not any(f.name == "metadata" for f in rec.stdio):
+            rec.stdio.append(StdioFile("metadata", self._metadata))
         return fds
 
     def _open_stdio_once(self) -> tuple[int, int, int]:
         if self._stdio_fds is not None:
             return self._stdio_fds
-        wd = self.workdir.path if self.workdir is not None else os.getcwd()
+        wd = self.job.workdir.path if self.job.workdir is not None else os.getcwd()
         fds: list[int] = []
         infos: list[StdioFile] = []
         for name in ("stdin", "stdout", "stderr"):
@@ -201,7 +234,7 @@ class KickstartRunner(Runner):
                 info = StdioFile(name, path)
             fds.append(fd)
             infos.append(info)
-        self.record.stdio = infos
+        self.job.record.stdio = infos
         self._stdio_fds = (fds[0], fds[1], fds[2])
         return self._stdio_fds
 
@@ -211,18 +244,19 @@ class KickstartRunner(Runner):
 
     def _capture_stdio(self) -> None:
         """Embed the captured output (hooks' included) once everything has written it."""
-        for f in self.record.stdio[1:]:
+        rec, limit = self.job.record, self.job.spec.records.stdio_bytes
+        for f in rec.stdio[1:]:
             if f.kind == "temp":
-                f.data, f.truncated, f.size = tail(f.path, self.spec.records.stdio_bytes)
+                f.data, f.truncated, f.size = tail(f.path, limit)
                 if f.size == 0:
                     f.data = None  # kickstart writes no data for an empty stream
-        for f in self.record.stdio:
+        for f in rec.stdio:
             if f.name == "metadata":  # always reported with its data, as kickstart does
-                f.data, f.truncated, f.size = tail(f.path, self.spec.records.stdio_bytes)
+                f.data, f.truncated, f.size = tail(f.path, limit)
                 if f.size == 0:
                     f.data = None
-        if self.opt.omit_data_on_success and self.record.exit_code == 0:
-            for f in self.record.stdio:
+        if self.opt.omit_data_on_success and rec.exit_code == 0:
+            for f in rec.stdio:
                 f.data = None
 
     def _close_stdio(self) -> None:
@@ -236,17 +270,12 @@ class KickstartRunner(Runner):
         self._owned_fds.clear()
         self._temp_files.clear()
 
-    def _task_stdio(self) -> tuple[tuple[str | int, str | int, str | int], list[StdioFile]]:
-        return self._open_stdio(), self.record.stdio
-
-    def _task_output(self) -> None:
-        """Nothing yet: the output is embedded at the end, with what the hooks wrote."""
-
-    def _run_task(self, exe: str) -> None:
+    def around_task(self, exe: str) -> None:
         """kickstart's order: the -S stats, the setup and prejob hooks, the main job unless
         the -k time has passed, the postjob hook; the cleanup hook and the -s stats
-        whatever happened before."""
-        rec = self.record
+        whatever happened before. The output is embedded at the end, with what the hooks
+        wrote."""
+        rec = self.job.record
         self._stat_files(self.opt.stat_before, output=False)
         # until the main job is started, the record has no mainjob entry (as kickstart's,
         # whose record tells a main job never tried from one that failed)
@@ -257,9 +286,10 @@ class KickstartRunner(Runner):
                     logger.info("main job skipped: the -k time limit has passed")
                 else:
                     rec.main_skipped = False
-                    super()._run_task(exe)
+                    self.job.run_task(exe, self._clock() if self.opt.term_timeout > 0
+                                      else None)
                 if (rec.task is not None and rec.task.status.ok and not rec.task.timed_out
-                        and self.signals.stop_signal is None):
+                        and self.job.stop_signal is None):
                     self._run_hooks(Phase.POSTJOB)  # nothing new starts once told to stop
         finally:
             self._run_hooks(Phase.CLEANUP)
@@ -272,7 +302,7 @@ class KickstartRunner(Runner):
             if not argv:
                 continue
             status = self._run_hook(name, argv)
-            stop = self.signals.stop_signal
+            stop = self.job.stop_signal
             if stop is not None and name != Phase.CLEANUP:
                 # the signal was forwarded to the hook; the job ends here, as it would have
                 # if the signal had come during the task
@@ -287,44 +317,26 @@ class KickstartRunner(Runner):
         if name in (Phase.PREJOB, Phase.POSTJOB) and self._passed():
             logger.info("%s skipped: the -k time limit has passed", name)
             return ExitStatus(-1, error="skipped after the -k time limit")
-        rec = self.record
-        stdin, stdout, stderr = self._open_stdio()
-        ctl = LocalLauncher(list(argv), self.workdir.path, self._task_env(), stdin=stdin,
-                            stdout=stdout, stderr=stderr,
-                            schedule=Schedule() if name == Phase.CLEANUP else self._clock(),
-                            kill_grace=self.spec.limits.kill_grace, usr1=self.spec.usr1,
-                            events=rec.signals, on_orphaned=self._orphaned)
-        if self.flux is not None:
-            ctl.timeleft = self.flux.timeleft
-        with self._phase(name) as ph:
-            try:
-                self.controller = ctl
-                ctl.start()
-                res = ctl.wait()
-            except ExecError as err:
-                res = ctl.result
-                res.status = ExitStatus.failed_to_start(str(err))
-            finally:
-                self.controller = None
-            ph.ok = res.status.ok
-        logger.info("%s %s", name, _describe(res.status))
-        rec.extra_sections[name] = {
+        res = self.job.run_command(name, argv, self._open_stdio(),
+                                   Schedule() if name == Phase.CLEANUP else self._clock())
+        logger.info("%s %s", name, res.status.describe())
+        self.job.record.extra_sections[name] = {
             "start": res.start or time.time(), "duration": res.duration, "pid": res.pid,
             "status": res.status, "executable": argv[0], "argv": list(argv)}
         return res.status
 
-    def _judge(self) -> bool:
-        """The -k timeout decides (exit 14), then the task, then a failed prejob or
-        postjob."""
-        rec, task = self.record, self.record.task
+    def judge(self) -> bool:
+        """The -k timeout decides (exit 14), then the task (its own exit code, even after
+        a forwarded TERM), then a failed prejob or postjob."""
+        rec, task = self.job.record, self.job.record.task
         decided = False
         timed_out = task is not None and task.timed_out and self.opt.term_timeout > 0
         if timed_out:
             assert task is not None
             # kickstart reports its own -k timeout with one code, whatever the task did
-            rec.error = rec.error or f"{_describe(task.status)} after the time limit"
+            rec.error = rec.error or f"{task.status.describe()} after the time limit"
         else:
-            decided = super()._judge() or self._hook_failure()
+            decided = judge_task(rec, stopped_fails=False) or self._hook_failure()
         if not (timed_out or self.alarmed):
             return decided
         rec.exit_code = EXIT_TIME_LIMIT
@@ -337,9 +349,9 @@ class KickstartRunner(Runner):
         if self._failed_hook is None:
             return False
         name, status = self._failed_hook
-        rec = self.record
+        rec = self.job.record
         rec.exit_code = status.code
-        rec.error = rec.error or f"{name} {_describe(status)}"
+        rec.error = rec.error or f"{name} {status.describe()}"
         rec.failed_phase = rec.failed_phase or name
         return True
 
@@ -372,8 +384,9 @@ class KickstartRunner(Runner):
             return
         if not isinstance(doc, dict):
             return
-        wd = self.workdir.path if self.workdir is not None else os.getcwd()
-        by_lfn = {o.lfn: o for o in self.record.outputs}
+        rec = self.job.record
+        wd = self.job.workdir.path if self.job.workdir is not None else os.getcwd()
+        by_lfn = {o.lfn: o for o in rec.outputs}
         for lfn, entry in doc.items():
             if not isinstance(entry, dict):
                 continue
@@ -388,7 +401,7 @@ class KickstartRunner(Runner):
                 continue
             info = OutputInfo(lfn, pfn, host.stat_info(pfn), str(sha) if sha else None,
                               timing, output=bool(entry.get("output", True)))
-            self.record.outputs.append(info)
+            rec.outputs.append(info)
             by_lfn[lfn] = info
 
     # -- the -k/-K clock -----------------------------------------------------------------
@@ -407,26 +420,18 @@ class KickstartRunner(Runner):
         left = max(left, 0.001)
         return Schedule(left, left + self.opt.kill_timeout, "kickstart", None)
 
-    def _schedule(self) -> Schedule:
-        return self._clock() if self.opt.term_timeout > 0 else super()._schedule()
-
     def _passed(self) -> bool:
         left = self._left()
         if left is not None and left <= 0:
             self.alarmed = True
         return self.alarmed
 
-    # -- kickstart's own worker directory and stat entries ------------------------------
-    def _make_workdir(self) -> Any:
-        if self.opt.cwd is None:
-            return super()._make_workdir()
-        return _given_workdir(self.opt.cwd, self.opt.make_cwd)
-
+    # -- kickstart's stat entries --------------------------------------------------------
     def _stat_files(self, files: list[tuple[str | None, str]], output: bool) -> None:
         """kickstart -S/-s: stat files (and hash the ones written) into the record."""
         from fluxlite.integrity import file_sha256
 
-        wd = self.workdir.path if self.workdir is not None else os.getcwd()
+        wd = self.job.workdir.path if self.job.workdir is not None else os.getcwd()
         for lfn, pfn in files:
             path = os.path.join(wd, pfn)
             info = OutputInfo(lfn or pfn, path, host.stat_info(path), output=output)
@@ -440,43 +445,22 @@ class KickstartRunner(Runner):
                     info.sha256, _, info.checksum_timing = file_sha256(path)
                 except OSError as err:
                     logger.warning("cannot checksum %s: %s", path, err.strerror)
-            self.record.outputs.append(info)
+            self.job.record.outputs.append(info)
 
-    # -- failures that still end in a record -----------------------------------------
-    def _setup(self) -> None:
-        super()._setup()
-        wd = self.opt.cwd
-        if wd is None:
-            return
-        if self.opt.make_cwd:
-            try:
-                os.makedirs(wd, exist_ok=True)
-            except OSError as err:
-                raise WorkdirError(f"cannot create directory {wd}: {err.strerror}") from err
-        if not os.path.isdir(wd):
-            why = os.strerror(errno.ENOENT if not os.path.exists(wd) else errno.ENOTDIR)
-            raise WorkdirError(f"cannot change to directory {wd}: {why}")
-        if not os.access(wd, os.X_OK):
-            raise WorkdirError(f"cannot change to directory {wd}: {os.strerror(errno.EACCES)}")
-
-    def _precheck_executable(self) -> str | None:
-        exe = self.spec.executable
-        self.record.executable = exe
-        check_executable(exe)
-        return exe
-
-    def _fail(self, err: FluxliteError, phase: Phase) -> None:
-        super()._fail(err, phase)
-        rec = self.record
+    # -- the ending --------------------------------------------------------------------
+    def failed(self, line: str, err: FluxliteError | None = None) -> None:
+        """Said now; an application that could not be started, or a directory that could
+        not be entered, still gets its mainjob and stdio entries (exit 127)."""
+        logger.error("%s", line)
+        rec, cwd = self.job.record, self.opt.cwd or os.getcwd()
         if isinstance(err, CannotExecute) and (rec.task is None or not rec.task.pid):
-            rec.task = TaskResult(argv=[err.path, *self.spec.arguments],
-                                  cwd=self.opt.cwd or os.getcwd(),
+            rec.task = TaskResult(argv=[err.path, *self.job.spec.arguments], cwd=cwd,
                                   status=ExitStatus(-127, error=err.failure_error))
         if isinstance(err, (ExecError, WorkdirError)) and not (rec.task and rec.task.pid):
             rec.exit_code = EXIT_CANNOT_EXEC  # kickstart's code for anything that kept
             # the application from starting
             if isinstance(err, CannotExecute):
-                rec.cwd = rec.cwd or self.opt.cwd or os.getcwd()
+                rec.cwd = rec.cwd or cwd
             self._stdio_for_the_record(named_ok=not isinstance(err, WorkdirError))
 
     def _stdio_for_the_record(self, named_ok: bool) -> None:
@@ -493,16 +477,21 @@ class KickstartRunner(Runner):
         except FluxliteError as err:
             logger.warning("%s", err)
 
-    def _finish(self) -> None:
-        self.phase = Phase.RECORDS  # a signal from here on is noted, not raised
+    def ending(self) -> None:
+        """The integrity entries merged, the output embedded (the hooks' included)."""
         self._merge_integrity_data()
         if self._stdio_fds is not None:
             self._capture_stdio()  # everything has written it now, the hooks included
-        super()._finish()
 
-    def _cleanup(self) -> None:
+    def finished(self, written: list[str], kept: str | None) -> None:
+        """No line of its own (its stderr is the task's): the stdio is closed, the capture
+        and side files removed."""
         self._close_stdio()
-        super()._cleanup()
+
+
+def run_kickstart(spec: JobSpec, options: KickstartOptions) -> int:
+    """Run the job as pegasus-kickstart would; its exit code."""
+    return Runner(spec, options, KickstartStrategy()).run()
 
 
 def _float(v: object) -> float:

@@ -79,10 +79,10 @@ class _FakeFlux:
 def test_inside_flux_the_record_carries_the_job_id(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The front end goes through the runner's Flux detection like `fluxlite run` does."""
-    from fluxlite.commands.kickstart import build
     from fluxlite.flux import context
     from fluxlite.kickstart_args import parse
-    from fluxlite.pegasus.kickstart import KickstartRunner
+    from fluxlite.pegasus.kickstart import run_kickstart
+    from fluxlite.pegasus.kickstart_job import build
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("FLUX_URI", "local:///nonexistent")
@@ -90,7 +90,7 @@ def test_inside_flux_the_record_carries_the_job_id(
     spec, opts = build(parse(["-n", "tr", "-H", "/bin/true"]), {"PATH": "/usr/bin:/bin"})
     buf = io.BytesIO()
     opts.stdout = buf
-    assert KickstartRunner(spec, opts).run() == 0
+    assert run_kickstart(spec, opts) == 0
     doc = yaml.safe_load(buf.getvalue().decode())[0]
     assert doc["jobids"] == {"flux": "f2fLfcPmZ3"}
 

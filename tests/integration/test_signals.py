@@ -7,7 +7,10 @@ two-core machine.
 from __future__ import annotations
 
 import http.server
+import io
 import json
+import logging
+import os
 import shutil
 import signal
 import subprocess
@@ -347,6 +350,52 @@ def test_term_during_stage_in(fl: Fluxlite, tmp_path: Path) -> None:
         srv.shutdown()
     require_oracle()
     assert [r for r in parse_records(tmp_path / "job.out") if r.get("invocation")]
+
+
+# A stop signal that lands while a log line is being written must still stop the job:
+# logging's emit catches every Exception, so a stop raised as an ordinary error there was
+# lost, the stage-in ending as if nothing had happened and the task running without its
+# input. The signal is sent from inside the log stream's write, at the retry line.
+class _SignalOnRetry(io.StringIO):
+    """A log stream that sends this process SIGTERM as it writes the retry line."""
+
+    def write(self, text: str) -> int:
+        if "retrying in" in text:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return super().write(text)
+
+
+def test_a_stop_signal_inside_a_log_line_stops_the_stage_in(tmp_path: Path) -> None:
+    from fluxlite.runner import RunOptions, Runner
+    from fluxlite.spec import JobSpec
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Always503)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    marker = tmp_path / "task-ran"
+    spec = JobSpec.from_dict({
+        "fluxlite": 1, "executable": "/bin/touch", "arguments": [str(marker)],
+        "inputs": [{"lfn": "f", "urls": [f"http://127.0.0.1:{srv.server_address[1]}/f"]}],
+        "staging": {"attempts": 5, "backoff": 10, "max_backoff": 10},
+        "workdir": {"base": str(tmp_path), "keep": "never", "min_free_mb": 0}})
+    log = logging.getLogger("fluxlite")
+    handler = logging.StreamHandler(_SignalOnRetry())
+    old_level = log.level
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    try:
+        runner = Runner(spec, RunOptions(kickstart=None, json=None, use_flux=False))
+        t0 = time.monotonic()
+        rc = runner.run()
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(old_level)
+        srv.shutdown()
+    assert time.monotonic() - t0 < 5  # not the 10 s backoffs
+    rec = runner.record
+    assert rc == 128 + signal.SIGTERM, rec.error
+    assert rec.failed_phase == "stage-in" and rec.error == "interrupted by SIGTERM during stage-in"
+    assert rec.task is None and not marker.exists()
+    assert [p.error for p in rec.phases if p.name == "stage-in"] == [rec.error]
 
 
 def test_term_during_stage_out_leaves_nothing_partial(fl: Fluxlite, tmp_path: Path) -> None:

@@ -163,7 +163,7 @@ def test_a_rerun_keeps_the_records_of_the_earlier_attempt(fl: Fluxlite, tmp_path
 
 
 def test_only_a_regular_file_is_kept_as_an_earlier_record(tmp_path: Path) -> None:
-    from fluxlite.runner import keep_earlier
+    from fluxlite.record.write import keep_earlier
 
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
