@@ -411,7 +411,7 @@ def _to_local(reader: Reader, dpath: str, req: Request, res: TransferResult, att
               cancel: threading.Event, url: str) -> None:
     ddir = os.path.dirname(dpath) or "."
     try:
-        os.makedirs(ddir, exist_ok=True)
+        dev = _directory(ddir)
     except OSError as err:
         raise _dst_error(req, dpath, err) from err
     remove_stale_temporaries(dpath)
@@ -420,7 +420,7 @@ def _to_local(reader: Reader, dpath: str, req: Request, res: TransferResult, att
         _check_room(reader.size if extents is None else sum(e - b for b, e in extents),
                     ddir, url, req, dpath, local=getattr(reader, "mode", None) is not None)
     try:
-        fd, tmp = _open_unnamed(ddir, dpath)
+        fd, tmp = _open_unnamed(ddir, dpath, dev)
     except OSError as err:
         raise _dst_error(req, dpath, err) from err
     ok = False
@@ -467,6 +467,18 @@ def _to_local(reader: Reader, dpath: str, req: Request, res: TransferResult, att
                 pass
 
 
+def _directory(ddir: str) -> int:
+    """Make the destination directory where it is missing; the device it is on."""
+    try:
+        st = os.stat(ddir)
+        if stat.S_ISDIR(st.st_mode):
+            return st.st_dev  # there already: one call where makedirs makes three
+    except FileNotFoundError:
+        pass
+    os.makedirs(ddir, exist_ok=True)
+    return os.stat(ddir).st_dev
+
+
 def _dst_mode(src_mode: int | None, executable: bool) -> int:
     """The permission bits of a new destination file, as cp gives them: the source's bits
     (0666 for a source without any) under the umask, never more. An executable input also
@@ -486,7 +498,7 @@ _swept: dict[str, dict[str, list[str]]] = {}  # directory -> its temporaries not
 _swept_lock = threading.Lock()
 
 
-def _open_unnamed(ddir: str, dpath: str) -> tuple[int, str | None]:
+def _open_unnamed(ddir: str, dpath: str, dev: int) -> tuple[int, str | None]:
     """A new file for the destination's bytes: (fd, its temporary name or None).
 
     Where the filesystem allows it the file has no name at all (O_TMPFILE) until it is
@@ -494,13 +506,9 @@ def _open_unnamed(ddir: str, dpath: str) -> tuple[int, str | None]:
     it is ``.NAME.tmp-XXXXXXXX`` beside the destination, which a later transfer to the same
     destination removes if it is left over (``remove_stale_temporaries``).
     """
-    if _O_TMPFILE:
-        try:
-            dev = os.stat(ddir).st_dev
-        except OSError:
-            dev = -1
-        if dev not in _no_tmpfile and (dev in _tmpfile_ok or _probe_tmpfile(dpath, dev)):
-            return os.open(ddir, _O_TMPFILE | os.O_WRONLY | os.O_CLOEXEC, 0o600), None
+    if _O_TMPFILE and dev not in _no_tmpfile and (dev in _tmpfile_ok
+                                                  or _probe_tmpfile(dpath, dev)):
+        return os.open(ddir, _O_TMPFILE | os.O_WRONLY | os.O_CLOEXEC, 0o600), None
     return tempfile.mkstemp(prefix=f".{os.path.basename(dpath)}.tmp-", dir=ddir)
 
 
@@ -607,16 +615,39 @@ def _publish(fd: int, tmp: str | None, dpath: str) -> None:
 
 
 def _job_start() -> float:
-    """When the running job (this process) started."""
+    """When the running job (this process) started, in seconds since the epoch."""
+    global _START
+    if _START is None:
+        _START = _process_start()
+    return _START
+
+
+def _process_start() -> float:
+    """This process's start: its start in clock ticks after boot (field 22 of
+    /proc/self/stat) plus the boot time (btime in /proc/stat), as psutil computes it.
+    psutil (12 ms to import) is asked only where there is no /proc."""
+    try:
+        with open("/proc/self/stat", "rb") as fh:
+            # the fields after the command name, which is in parentheses and may itself
+            # hold spaces and parentheses: field 22 is the 20th of them
+            ticks = int(fh.read().rpartition(b")")[2].split()[19])
+        with open("/proc/stat", "rb") as fh:
+            btime = next(float(line.split()[1]) for line in fh if line.startswith(b"btime "))
+        return float(ticks) / os.sysconf("SC_CLK_TCK") + btime
+    except FileNotFoundError:
+        pass
+    except (OSError, ValueError, IndexError, StopIteration):
+        return _IMPORTED
     try:
         import psutil
 
         return float(psutil.Process().create_time())
-    except Exception:  # noqa: BLE001 - psutil missing or /proc unreadable
+    except Exception:  # noqa: BLE001 - psutil missing, or it cannot tell either
         return _IMPORTED
 
 
 _IMPORTED = time.time()
+_START: float | None = None
 
 
 def remove_stale_temporaries(dpath: str) -> list[str]:
@@ -633,6 +664,8 @@ def remove_stale_temporaries(dpath: str) -> list[str]:
         if found is None:
             found = _swept[ddir] = _temporaries(ddir)
         candidates = found.pop(base, [])
+    if not candidates:
+        return []
     removed: list[str] = []
     start = _job_start()
     for path in candidates:
@@ -836,62 +869,75 @@ def _fsync_dir(path: str) -> None:
         os.close(dfd)
 
 
+# A verified copy of a smaller source is one thread: read, hash, write, in turn. From this
+# size on (and once this many bytes of a source of unknown size have arrived) a reader
+# thread and a writer thread overlap with the hashing. Measured with
+# scripts/bench/b5_threshold.py: see PIPELINE_MIN's figures there.
+PIPELINE_MIN = 8 * 1024 * 1024
+
+
 def pump(reader: Reader, write, hasher, cancel: threading.Event) -> tuple[int, float]:  # noqa: ANN001
     """Copy reader to write() hashing on the way; return (bytes, seconds spent hashing).
 
-    A small source is copied inline with one buffer of its size. From the first full chunk
-    on, three stages overlap: a reader thread fills buffer k+1 while this thread hashes
-    buffer k and a writer thread writes buffer k-1. hashlib, reads and writes release the
-    GIL on large buffers, so on two cores the copy costs little more than the hash alone.
+    A source smaller than PIPELINE_MIN is copied by this thread alone, a small one with
+    one buffer of its size. A larger one, or one of unknown size once more than that has
+    arrived, goes through three overlapping stages: a reader thread fills buffer k+1 while
+    this thread hashes buffer k and a writer thread writes buffer k-1. hashlib, reads and
+    writes release the GIL on large buffers, so on two cores the copy of a large file costs
+    little more than the hash alone; for a small one, the threads would cost more than the
+    overlap saves.
     """
-    # A source of known small size gets a buffer of its size, not two of CHUNK bytes:
-    # zero-filling 8 MiB costs more than copying a small file.
     size = reader.size
-    first = CHUNK if size is None or size >= CHUNK else max(size + 1, 1)
-    bufs = [bytearray(first)]
+    if size is not None and size >= PIPELINE_MIN:
+        return _pipeline(reader, write, hasher, cancel)
+    # A source of known small size gets a buffer of its size (one more byte, so that the
+    # first read already finds the end), not one of CHUNK bytes: zero-filling 4 MiB costs
+    # more than copying a small file.
+    buf = bytearray(CHUNK if size is None or size >= CHUNK else size + 1)
+    view = memoryview(buf)
     total = 0
     hsecs = 0.0
-    k = 0
     while True:
         if cancel.is_set():
             raise Cancelled()
-        if k == 1 and len(bufs) == 1:
-            bufs.append(bytearray(len(bufs[0])))
-        buf = bufs[k & 1]
         n = _fill(reader, buf)
         if n == 0:
             break
-        view = memoryview(buf)[:n]
-        if n == CHUNK:
-            # a large source: the rest goes through the pipeline
-            n2, h2 = _pipeline(reader, write, hasher, cancel, buf, n)
-            return total + n2, hsecs + h2
-        write(view)
+        chunk = view[:n]
+        write(chunk)
         h0 = time.perf_counter()
-        hasher.update(view)
+        hasher.update(chunk)
         hsecs += time.perf_counter() - h0
         total += n
-        k += 1
+        if n < len(buf):
+            break  # _fill stops short only where the source ends
+        if total >= PIPELINE_MIN:
+            # a large source of unknown size: the rest goes through the pipeline
+            n2, h2 = _pipeline(reader, write, hasher, cancel, buf if len(buf) == CHUNK else None)
+            return total + n2, hsecs + h2
     return total, hsecs
 
 
-_DONE = object()
+_END = (bytearray(), 0)
 
 
 def _pipeline(reader: Reader, write, hasher, cancel: threading.Event,  # noqa: ANN001
-              buf: bytearray, n: int) -> tuple[int, float]:
-    """Read, hash and write in three threads; ``buf`` holds the first n bytes already read.
+              spare: bytearray | None = None) -> tuple[int, float]:
+    """Read, hash and write in three threads, from where the source is now.
 
-    Three buffers circulate: one being filled, one being hashed, one being written.
+    Three buffers circulate (``spare``, a buffer of CHUNK bytes no longer used, is one of
+    them): one being filled, one being hashed, one being written.
     """
     import queue
 
     free: queue.SimpleQueue[bytearray | None] = queue.SimpleQueue()
     filled: queue.SimpleQueue[tuple[bytearray, int] | BaseException] = queue.SimpleQueue()
     towrite: queue.SimpleQueue[tuple[bytearray, int] | None] = queue.SimpleQueue()
+    # a source of known smaller size gets buffers of its size (and one byte more)
+    size = CHUNK if reader.size is None else min(CHUNK, reader.size + 1)
+    free.put(spare if spare is not None else bytearray(size))
     for _ in range(2):
-        free.put(bytearray(CHUNK))
-    filled.put((buf, n))
+        free.put(bytearray(size))
     werr: list[BaseException] = []
 
     def read_ahead() -> None:
@@ -905,7 +951,9 @@ def _pipeline(reader: Reader, write, hasher, cancel: threading.Event,  # noqa: A
                 filled.put(err)
                 return
             filled.put((b, got))
-            if got == 0:
+            if got < len(b):  # _fill stops short only where the source ends
+                if got:
+                    filled.put(_END)
                 return
 
     def write_behind() -> None:
