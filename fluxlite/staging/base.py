@@ -893,12 +893,12 @@ def pump(reader: Reader, write, hasher, cancel: threading.Event) -> tuple[int, f
     one buffer of its size. A larger one, or one of unknown size once more than that has
     arrived, goes through three overlapping stages: a reader thread fills buffer k+1 while
     this thread hashes buffer k and a writer thread writes buffer k-1. hashlib, reads and
-    writes release the GIL on large buffers, so on two cores the copy of a large file costs
-    little more than the hash alone; for a small one, the threads would cost more than the
-    overlap saves.
+    writes release the GIL on large buffers, so on two free cores the copy of a large file
+    costs little more than the hash alone; for a small one, or in a process bound to one
+    CPU, the threads would cost more than the overlap saves.
     """
     size = reader.size
-    if size is not None and size >= PIPELINE_MIN:
+    if size is not None and size >= PIPELINE_MIN and _several_cpus():
         return _pipeline(reader, write, hasher, cancel)
     # A source of known small size gets a buffer of its size (one more byte, so that the
     # first read already finds the end), not one of CHUNK bytes: zero-filling 4 MiB costs
@@ -921,11 +921,26 @@ def pump(reader: Reader, write, hasher, cancel: threading.Event) -> tuple[int, f
         total += n
         if n < len(buf):
             break  # _fill stops short only where the source ends
-        if total >= PIPELINE_MIN:
+        if total >= PIPELINE_MIN and _several_cpus():
             # a large source of unknown size: the rest goes through the pipeline
             n2, h2 = _pipeline(reader, write, hasher, cancel, buf if len(buf) == CHUNK else None)
             return total + n2, hsecs + h2
     return total, hsecs
+
+
+_CPUS: int | None = None
+
+
+def _several_cpus() -> bool:
+    """Whether the pipeline's threads can run at once: this process may use more than one
+    CPU (a job bound to one core copies faster alone, with no hand-overs)."""
+    global _CPUS
+    if _CPUS is None:
+        try:
+            _CPUS = len(os.sched_getaffinity(0))
+        except (AttributeError, OSError):
+            _CPUS = os.cpu_count() or 1
+    return _CPUS > 1
 
 
 _END = (bytearray(), 0)

@@ -343,6 +343,10 @@ def test_a_copy_below_the_threshold_is_one_thread_and_reads_twice(tmp_path: Path
     assert len(src.reads) == 2 and writes == [(me, 65536)]
 
 
+_ONE_CPU = hasattr(os, "sched_getaffinity") and len(os.sched_getaffinity(0)) < 2
+
+
+@pytest.mark.skipif(_ONE_CPU, reason="this process may use one CPU only: no pipeline")
 def test_a_copy_from_the_threshold_on_overlaps_in_threads(tmp_path: Path) -> None:
     make(tmp_path / "src", PIPELINE_MIN)
     src, writes = _pump(tmp_path / "src")
@@ -350,6 +354,29 @@ def test_a_copy_from_the_threshold_on_overlaps_in_threads(tmp_path: Path) -> Non
     assert set(src.reads) == {"fluxlite-reader"}
 
 
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="no CPU affinity here")
+def test_a_process_bound_to_one_cpu_copies_in_one_thread(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    make(tmp_path / "src", PIPELINE_MIN + 1)
+    probe = (
+        "import os, threading\n"
+        "os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})\n"
+        "from fluxlite.staging.base import Policy, Request, transfer\n"
+        "seen = set()\n"
+        "real = threading.Thread.start\n"
+        "threading.Thread.start = lambda self: (seen.add(self.name), real(self))[1]\n"
+        f"res = transfer(Request('f', (({str(tmp_path / 'src')!r}, True),), "
+        f"{str(tmp_path / 'f')!r}), Policy(attempts=1))\n"
+        "print(res.bytes, sorted(seen))\n")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         check=True, timeout=60)
+    assert out.stdout.split(" ", 1) == [str(PIPELINE_MIN + 1), "[]\n"]
+    assert (tmp_path / "f").read_bytes() == (tmp_path / "src").read_bytes()
+
+
+@pytest.mark.skipif(_ONE_CPU, reason="this process may use one CPU only: no pipeline")
 def test_a_source_of_unknown_size_switches_to_threads_past_the_threshold(
         tmp_path: Path) -> None:
     make(tmp_path / "src", 2 * PIPELINE_MIN + 5)
