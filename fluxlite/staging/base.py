@@ -880,10 +880,20 @@ def _fsync_dir(path: str) -> None:
 
 
 # A verified copy of a smaller source is one thread: read, hash, write, in turn. From this
-# size on (and once this many bytes of a source of unknown size have arrived) a reader
-# thread and a writer thread overlap with the hashing. Measured with
-# scripts/bench/b5_threshold.py: see PIPELINE_MIN's figures there.
-PIPELINE_MIN = 8 * 1024 * 1024
+# size on (and once this many bytes of a source of unknown size have arrived) a second
+# thread hashes while the first one writes and reads on. Measured with
+# scripts/bench/b5_threshold.py (TOP_MIB=256; file:// into ext4, 2 cores shared with other
+# work at a load of 9-15, the benchmark's own share raised): the wall time per file of the
+# pipeline over that of one thread, in three runs,
+#   size      8 MiB  16 MiB  32 MiB  64 MiB  128 MiB  256 MiB
+#   run 1     1.18   1.08    0.93    0.98    0.77     0.74
+#   run 2     1.36   1.19    1.07    0.95    0.90     0.91
+#   run 3     1.29   1.24    1.00    1.02    0.93     0.99
+# Below 8 MiB the second thread only costs (1 MiB: 2-3x, 64 KiB: 6-8x, starting and
+# joining it takes 1-2 ms here); it costs 5-25% more CPU at every size. Where the
+# pipeline starts to win depends on how free the second core is: 32, 64 and 128 MiB in
+# those runs; the middle one is taken.
+PIPELINE_MIN = 64 * 1024 * 1024
 
 
 def pump(reader: Reader, write, hasher, cancel: threading.Event) -> tuple[int, float]:  # noqa: ANN001
@@ -891,11 +901,11 @@ def pump(reader: Reader, write, hasher, cancel: threading.Event) -> tuple[int, f
 
     A source smaller than PIPELINE_MIN is copied by this thread alone, a small one with
     one buffer of its size. A larger one, or one of unknown size once more than that has
-    arrived, goes through three overlapping stages: a reader thread fills buffer k+1 while
-    this thread hashes buffer k and a writer thread writes buffer k-1. hashlib, reads and
-    writes release the GIL on large buffers, so on two free cores the copy of a large file
-    costs little more than the hash alone; for a small one, or in a process bound to one
-    CPU, the threads would cost more than the overlap saves.
+    arrived, is hashed by a second thread while this one writes it and reads what
+    follows (``_pipeline``). hashlib, reads and writes release the GIL, so on two free
+    cores the copy of a large file costs little more than the hash alone; for a small
+    one, or in a process bound to one CPU, the second thread would cost more than the
+    overlap saves.
     """
     size = reader.size
     if size is not None and size >= PIPELINE_MIN and _several_cpus():
@@ -943,96 +953,63 @@ def _several_cpus() -> bool:
     return _CPUS > 1
 
 
-_END = (bytearray(), 0)
-
-
 def _pipeline(reader: Reader, write, hasher, cancel: threading.Event,  # noqa: ANN001
               spare: bytearray | None = None) -> tuple[int, float]:
-    """Read, hash and write in three threads, from where the source is now.
+    """Read and write in this thread while another one hashes, from where the source is
+    now: the bytes of a buffer are hashed while they are written and the next ones read.
 
     Three buffers circulate (``spare``, a buffer of CHUNK bytes no longer used, is one of
-    them): one being filled, one being hashed, one being written.
+    them); one is filled again only once its bytes are written and hashed. The hashing
+    thread holds the GIL only to take a buffer and give it back, so the writes (many short
+    calls) seldom wait for it.
     """
     import queue
 
-    free: queue.SimpleQueue[bytearray | None] = queue.SimpleQueue()
-    filled: queue.SimpleQueue[tuple[bytearray, int] | BaseException] = queue.SimpleQueue()
-    towrite: queue.SimpleQueue[tuple[bytearray, int] | None] = queue.SimpleQueue()
     # a source of known smaller size gets buffers of its size (and one byte more)
     size = CHUNK if reader.size is None else min(CHUNK, reader.size + 1)
-    free.put(spare if spare is not None else bytearray(size))
-    for _ in range(2):
-        free.put(bytearray(size))
-    werr: list[BaseException] = []
+    free = [spare if spare is not None else bytearray(size), bytearray(size),
+            bytearray(size)]
+    todo: queue.SimpleQueue[tuple[bytearray, int] | None] = queue.SimpleQueue()
+    hashed: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
+    herr: list[BaseException] = []
+    hsecs = [0.0]
 
-    def read_ahead() -> None:
-        while True:
-            b = free.get()
-            if b is None:
-                return
-            try:
-                got = _fill(reader, b)
-            except BaseException as err:  # noqa: BLE001 - handed to the hashing thread
-                filled.put(err)
-                return
-            filled.put((b, got))
-            if got < len(b):  # _fill stops short only where the source ends
-                if got:
-                    filled.put(_END)
-                return
-
-    def write_behind() -> None:
-        while True:
-            item = towrite.get()
-            if item is None:
-                return
+    def hash_behind() -> None:
+        while (item := todo.get()) is not None:
             b, got = item
-            if not werr:
+            if not herr:
                 try:
-                    write(memoryview(b)[:got])
-                except BaseException as err:  # noqa: BLE001 - handed to the hashing thread
-                    werr.append(err)
-            free.put(b)
+                    h0 = time.perf_counter()
+                    hasher.update(memoryview(b)[:got])
+                    hsecs[0] += time.perf_counter() - h0
+                except BaseException as err:  # noqa: BLE001 - handed to the copying thread
+                    herr.append(err)
+            hashed.put(b)  # always given back: the copying thread may be waiting for it
 
-    rt = threading.Thread(target=read_ahead, name="fluxlite-reader", daemon=True)
-    wt = threading.Thread(target=write_behind, name="fluxlite-writer", daemon=True)
-    rt.start()
-    wt.start()
+    ht = threading.Thread(target=hash_behind, name="fluxlite-hasher", daemon=True)
+    ht.start()
     total = 0
-    hsecs = 0.0
     try:
         while True:
-            item = filled.get()
-            if isinstance(item, BaseException):
-                raise item
-            b, got = item
-            if got == 0:
-                break
             if cancel.is_set():
                 raise Cancelled()
-            if werr:
-                raise werr[0]
-            h0 = time.perf_counter()
-            hasher.update(memoryview(b)[:got])
-            hsecs += time.perf_counter() - h0
-            # handed over only once hashed: the writer frees it for the reader to refill
-            towrite.put((b, got))
+            b = free.pop() if free else hashed.get()
+            if herr:
+                raise herr[0]
+            got = _fill(reader, b)
+            if got == 0:
+                break
+            todo.put((b, got))
+            write(memoryview(b)[:got])
             total += got
-        towrite.put(None)
-        wt.join()
-        if werr:
-            raise werr[0]
+            if got < len(b):
+                break  # _fill stops short only where the source ends
     finally:
-        towrite.put(None)
-        free.put(None)
-        wt.join()
-        if rt.is_alive():
-            # a reader blocked on a socket is woken up rather than waited for
-            interrupt = getattr(reader, "interrupt", None)
-            if interrupt is not None:
-                interrupt()
-            rt.join()
-    return total, hsecs
+        todo.put(None)
+        ht.join()
+    if herr:
+        raise herr[0]
+    return total, hsecs[0]
 
 
 def _fill(reader: Reader, buf: bytearray) -> int:

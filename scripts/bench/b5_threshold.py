@@ -9,8 +9,9 @@ system) per file, the resource a loaded machine is short of. The threshold is th
 size from which the pipeline is faster at every larger size measured; it belongs in
 ``PIPELINE_MIN`` in fluxlite/staging/base.py, with these figures beside it.
 
-ROUNDS (default 5) and MIB (bytes copied per size, way and round; default 64) can be
-changed; BENCH_DIR chooses the filesystem (default: the system's temporary directory).
+ROUNDS (default 5), MIB (bytes copied per size, way and round, at least two files;
+default 64) and TOP_MIB (the largest size; default 64) can be changed; BENCH_DIR chooses
+the filesystem (default: the system's temporary directory).
 """
 
 from __future__ import annotations
@@ -31,8 +32,8 @@ from common import median  # noqa: E402
 
 ROUNDS = int(os.environ.get("ROUNDS", "5"))
 MIB = int(os.environ.get("MIB", "64"))
-SIZES = [4 << 10, 16 << 10, 64 << 10, 256 << 10, 1 << 20, 2 << 20, 4 << 20, 8 << 20,
-         16 << 20, 32 << 20, 64 << 20]
+TOP = int(os.environ.get("TOP_MIB", "64"))  # the largest size, in MiB (a power of two)
+SIZES = [4 << 10, 16 << 10, 64 << 10, 256 << 10] + [1 << (20 + k) for k in range(TOP.bit_length())]
 WAYS = {"one thread": 1 << 62, "pipeline": 0}  # PIPELINE_MIN for each way
 
 
@@ -66,7 +67,7 @@ def main() -> int:
             d = os.path.join(tmp, f"src-{size}")
             os.mkdir(d)
             files = []
-            for i in range(max(4, min(256, (MIB << 20) // size))):
+            for i in range(max(2, min(256, (MIB << 20) // size))):
                 body = os.urandom(size)
                 path = os.path.join(d, f"f{i:03d}")
                 with open(path, "wb") as fh:

@@ -311,7 +311,29 @@ class _WatchedFile:
         self.inner.close()
 
 
-def _pump(path: Path, hide_size: bool = False) -> tuple[_WatchedFile, list[tuple[str, int]]]:
+class _WatchedHash:
+    """sha256, noting the thread of each update."""
+
+    def __init__(self) -> None:
+        self.inner = hashlib.sha256()
+        self.updates: list[str] = []
+
+    def update(self, data: memoryview) -> None:
+        self.updates.append(threading.current_thread().name)
+        self.inner.update(data)
+
+
+@pytest.fixture
+def threshold(monkeypatch: pytest.MonkeyPatch) -> int:
+    """A lower PIPELINE_MIN (two buffers), so that these tests copy less."""
+    from fluxlite.staging import base
+
+    monkeypatch.setattr(base, "PIPELINE_MIN", 2 * CHUNK)
+    return 2 * CHUNK
+
+
+def _pump(path: Path, hide_size: bool = False) -> tuple[_WatchedFile, list[tuple[str, int]],
+                                                       list[str]]:
     from fluxlite.staging.base import pump
 
     src = _WatchedFile(path, hide_size)
@@ -322,36 +344,40 @@ def _pump(path: Path, hide_size: bool = False) -> tuple[_WatchedFile, list[tuple
         writes.append((threading.current_thread().name, len(view)))
         out.extend(view)
 
-    h = hashlib.sha256()
+    h = _WatchedHash()
     try:
         n, _ = pump(src, write, h, threading.Event())
     finally:
         src.close()
     data = path.read_bytes()
-    assert n == len(data) and bytes(out) == data and h.hexdigest() == hashlib.sha256(data).hexdigest()
-    return src, writes
+    assert n == len(data) and bytes(out) == data
+    assert h.inner.hexdigest() == hashlib.sha256(data).hexdigest()
+    return src, writes, h.updates
 
 
-def test_a_copy_below_the_threshold_is_one_thread_and_reads_twice(tmp_path: Path) -> None:
-    make(tmp_path / "src", PIPELINE_MIN - 1)
-    src, writes = _pump(tmp_path / "src")
+def test_a_copy_below_the_threshold_is_one_thread_and_reads_twice(tmp_path: Path,
+                                                                  threshold: int) -> None:
+    make(tmp_path / "src", threshold - 1)
+    src, writes, hashed = _pump(tmp_path / "src")
     me = threading.current_thread().name
-    assert {t for t, _ in writes} == {me} and set(src.reads) == {me}
+    assert {t for t, _ in writes} == set(src.reads) == set(hashed) == {me}
     make(tmp_path / "small", 65536)
-    src, writes = _pump(tmp_path / "small")
+    src, writes, hashed = _pump(tmp_path / "small")
     # one read brings the whole file, the next finds its end: no third read, one write
-    assert len(src.reads) == 2 and writes == [(me, 65536)]
+    assert len(src.reads) == 2 and writes == [(me, 65536)] and hashed == [me]
 
 
 _ONE_CPU = hasattr(os, "sched_getaffinity") and len(os.sched_getaffinity(0)) < 2
 
 
 @pytest.mark.skipif(_ONE_CPU, reason="this process may use one CPU only: no pipeline")
-def test_a_copy_from_the_threshold_on_overlaps_in_threads(tmp_path: Path) -> None:
-    make(tmp_path / "src", PIPELINE_MIN)
-    src, writes = _pump(tmp_path / "src")
-    assert {t for t, _ in writes} == {"fluxlite-writer"}
-    assert set(src.reads) == {"fluxlite-reader"}
+def test_a_copy_from_the_threshold_on_is_hashed_by_a_second_thread(tmp_path: Path,
+                                                                   threshold: int) -> None:
+    make(tmp_path / "src", threshold)
+    src, writes, hashed = _pump(tmp_path / "src")
+    me = threading.current_thread().name
+    assert {t for t, _ in writes} == set(src.reads) == {me}
+    assert set(hashed) == {"fluxlite-hasher"}
 
 
 @pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="no CPU affinity here")
@@ -359,10 +385,12 @@ def test_a_process_bound_to_one_cpu_copies_in_one_thread(tmp_path: Path) -> None
     import subprocess
     import sys
 
-    make(tmp_path / "src", PIPELINE_MIN + 1)
+    make(tmp_path / "src", 2 * CHUNK + 1)
     probe = (
         "import os, threading\n"
         "os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})\n"
+        "from fluxlite.staging import base\n"
+        f"base.PIPELINE_MIN = {2 * CHUNK}\n"
         "from fluxlite.staging.base import Policy, Request, transfer\n"
         "seen = set()\n"
         "real = threading.Thread.start\n"
@@ -372,20 +400,67 @@ def test_a_process_bound_to_one_cpu_copies_in_one_thread(tmp_path: Path) -> None
         "print(res.bytes, sorted(seen))\n")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                          check=True, timeout=60)
-    assert out.stdout.split(" ", 1) == [str(PIPELINE_MIN + 1), "[]\n"]
+    assert out.stdout.split(" ", 1) == [str(2 * CHUNK + 1), "[]\n"]
     assert (tmp_path / "f").read_bytes() == (tmp_path / "src").read_bytes()
 
 
 @pytest.mark.skipif(_ONE_CPU, reason="this process may use one CPU only: no pipeline")
 def test_a_source_of_unknown_size_switches_to_threads_past_the_threshold(
-        tmp_path: Path) -> None:
-    make(tmp_path / "src", 2 * PIPELINE_MIN + 5)
-    src, writes = _pump(tmp_path / "src", hide_size=True)
+        tmp_path: Path, threshold: int) -> None:
+    make(tmp_path / "src", 2 * threshold + 5)
+    src, writes, hashed = _pump(tmp_path / "src", hide_size=True)
     me = threading.current_thread().name
-    alone = [n for t, n in writes if t == me]
-    assert sum(alone) == PIPELINE_MIN  # one thread until the threshold, then the pipeline
-    assert sum(n for t, n in writes if t == "fluxlite-writer") == PIPELINE_MIN + 5
-    assert writes[: len(alone)] == [(me, n) for n in alone]
+    # one thread until the threshold, then the hashing moves to the second thread
+    alone = threshold // CHUNK
+    assert hashed[:alone] == [me] * alone and set(hashed[alone:]) == {"fluxlite-hasher"}
+    assert sum(n for _, n in writes[:alone]) == threshold
+    assert {t for t, _ in writes} == set(src.reads) == {me}
+
+
+def _no_hasher_left() -> bool:
+    return not any(t.name == "fluxlite-hasher" for t in threading.enumerate())
+
+
+@pytest.mark.skipif(_ONE_CPU, reason="this process may use one CPU only: no pipeline")
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full here")
+def test_a_full_device_in_the_pipeline_is_its_oserror_and_no_thread_stays(
+        tmp_path: Path, threshold: int) -> None:
+    from fluxlite.staging.base import pump
+    from fluxlite.staging.file import _FileReader
+
+    make(tmp_path / "src", 3 * threshold)
+    src = _FileReader(str(tmp_path / "src"))
+    fd = os.open("/dev/full", os.O_WRONLY)
+    try:
+        with pytest.raises(OSError) as err:
+            pump(src, lambda view: os.write(fd, view), hashlib.sha256(), threading.Event())
+    finally:
+        os.close(fd)
+        src.close()
+    assert err.value.errno == errno.ENOSPC and _no_hasher_left()
+
+
+@pytest.mark.skipif(_ONE_CPU, reason="this process may use one CPU only: no pipeline")
+def test_a_cancel_in_the_pipeline_stops_it_and_no_thread_stays(tmp_path: Path,
+                                                                threshold: int) -> None:
+    from fluxlite.staging.base import Cancelled, pump
+    from fluxlite.staging.file import _FileReader
+
+    make(tmp_path / "src", 3 * threshold)
+    src = _FileReader(str(tmp_path / "src"))
+    cancel = threading.Event()
+    wrote: list[int] = []
+
+    def write(view: memoryview) -> None:
+        wrote.append(len(view))
+        cancel.set()  # a stop signal arriving during the first write
+
+    try:
+        with pytest.raises(Cancelled):
+            pump(src, write, hashlib.sha256(), cancel)
+    finally:
+        src.close()
+    assert wrote == [CHUNK] and _no_hasher_left()
 
 
 # --------------------------------------------------------------------------- the job's start
