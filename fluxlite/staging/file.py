@@ -13,6 +13,9 @@ from fluxlite.urls import local_path
 
 # Past this many data extents a sparse file is copied as if it were dense.
 MAX_EXTENTS = 65536
+# A file no larger than the kernel's default read-ahead window (128 KiB) is read whole in
+# one go anyway: no advice asked for it.
+_READAHEAD = 128 * 1024
 
 
 class _FileReader:
@@ -36,10 +39,11 @@ class _FileReader:
         # the data extents of a sparse file, so that its holes stay holes in the copy
         self.extents: list[tuple[int, int]] | None = (
             _extents(self._fd, st.st_size) if st.st_blocks * 512 < st.st_size else None)
-        try:  # sequential read-ahead
-            os.posix_fadvise(self._fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
-        except (AttributeError, OSError):
-            pass
+        if st.st_size > _READAHEAD:
+            try:  # a larger read-ahead window
+                os.posix_fadvise(self._fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
+            except (AttributeError, OSError):
+                pass
 
     def readinto(self, buf: bytearray) -> int:
         return os.readv(self._fd, [buf])

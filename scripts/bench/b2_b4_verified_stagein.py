@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -53,14 +54,18 @@ def main() -> int:
         stage: list[float] = []
         rss: list[int] = []
         cpu: list[tuple[float, float]] = []
+        cpu_hash: list[tuple[float, float]] = []
         t_copy: list[float] = []
         for _ in range(ROUNDS):
             # dirty pages left by the previous round would be written back during the next
             # one and charged to whichever side runs then: start each timing clean
             os.sync()
+            r0 = resource.getrusage(resource.RUSAGE_SELF)
             t0 = time.perf_counter()
             assert hashlib_sha256(src) == digest
             t_hash.append(time.perf_counter() - t0)
+            r1 = resource.getrusage(resource.RUSAGE_SELF)
+            cpu_hash.append((r1.ru_utime - r0.ru_utime, r1.ru_stime - r0.ru_stime))
             os.sync()
             t0 = time.perf_counter()
             kernel_copy(src, os.path.join(wd, "copy.dat"))
@@ -98,6 +103,14 @@ def main() -> int:
               + "; ".join(f"{w:.2f} / {u:.2f} / {s:.2f}" for w, (u, s) in zip(t_fl, cpu))
               + " — system time is the kernel writing the copy; it varies with the host's "
               "page allocation, the user time (hashing) does not")
+        fl_cpu = median([u + s for u, s in cpu])
+        h_cpu = median([u + s for u, s in cpu_hash])
+        print(f"B2 CPU (user + system, the part the machine's load does not stretch): fluxlite "
+              f"median {fl_cpu:.2f} s (user {median([u for u, _ in cpu]):.2f}, system "
+              f"{min(s for _, s in cpu):.2f}–{max(s for _, s in cpu):.2f}) vs hashlib "
+              f"{h_cpu:.2f} s (user {median([u for u, _ in cpu_hash]):.2f}, system "
+              f"{min(s for _, s in cpu_hash):.2f}–{max(s for _, s in cpu_hash):.2f}): ratio "
+              f"{fl_cpu / h_cpu:.2f}x; load {os.getloadavg()[0]:.2f}")
         peak = max(rss) / 1024
         ok4 = peak <= 64
         print(f"B4 memory: fluxlite peak RSS during B2 {peak:.1f} MiB (target <= 64 MiB) "

@@ -10,7 +10,7 @@ import pytest
 
 from fluxlite.errors import IntegrityError, StageError
 from fluxlite.integrity import CHUNK
-from fluxlite.staging.base import Policy, Request, backoff_delay, transfer
+from fluxlite.staging.base import PIPELINE_MIN, Policy, Request, backoff_delay, transfer
 
 FAST = Policy(attempts=2, backoff=0.01, max_backoff=0.02)
 
@@ -21,7 +21,8 @@ def make(path: Path, n: int) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-@pytest.mark.parametrize("size", [0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 3 * CHUNK + 17])
+@pytest.mark.parametrize("size", [0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 3 * CHUNK + 17,
+                                  PIPELINE_MIN - 1, PIPELINE_MIN, PIPELINE_MIN + 1])
 def test_copy_hashes_while_copying(tmp_path: Path, size: int) -> None:
     digest = make(tmp_path / "src", size)
     res = transfer(Request("f", ((f"file://{tmp_path}/src", True),), str(tmp_path / "d" / "f"),
@@ -288,3 +289,225 @@ def test_a_stop_between_the_link_and_the_rename_over_a_file_leaves_no_name(
     assert fired
     assert sorted(os.listdir(ddir)) == [".f.dat.tmp-zzzzzzzz", "f.dat"]
     assert (ddir / "f.dat").read_text() == "old"
+
+
+# --------------------------------------------------------------------------- one thread or three
+class _WatchedFile:
+    """A real file read through the file backend's reader, noting the thread of each read;
+    ``hide_size`` makes it a source of unknown size, as a server without Content-Length."""
+
+    def __init__(self, path: Path, hide_size: bool = False) -> None:
+        from fluxlite.staging.file import _FileReader
+
+        self.inner = _FileReader(str(path))
+        self.size = None if hide_size else self.inner.size
+        self.reads: list[str] = []
+
+    def readinto(self, buf: bytearray) -> int:
+        self.reads.append(threading.current_thread().name)
+        return self.inner.readinto(buf)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+class _WatchedHash:
+    """sha256, noting the thread of each update."""
+
+    def __init__(self) -> None:
+        self.inner = hashlib.sha256()
+        self.updates: list[str] = []
+
+    def update(self, data: memoryview) -> None:
+        self.updates.append(threading.current_thread().name)
+        self.inner.update(data)
+
+
+@pytest.fixture
+def threshold(monkeypatch: pytest.MonkeyPatch) -> int:
+    """A lower PIPELINE_MIN (two buffers), so that these tests copy less."""
+    from fluxlite.staging import base
+
+    monkeypatch.setattr(base, "PIPELINE_MIN", 2 * CHUNK)
+    return 2 * CHUNK
+
+
+def _pump(path: Path, hide_size: bool = False) -> tuple[_WatchedFile, list[tuple[str, int]],
+                                                       list[str]]:
+    from fluxlite.staging.base import pump
+
+    src = _WatchedFile(path, hide_size)
+    writes: list[tuple[str, int]] = []
+    out = bytearray()
+
+    def write(view: memoryview) -> None:
+        writes.append((threading.current_thread().name, len(view)))
+        out.extend(view)
+
+    h = _WatchedHash()
+    try:
+        n, _ = pump(src, write, h, threading.Event())
+    finally:
+        src.close()
+    data = path.read_bytes()
+    assert n == len(data) and bytes(out) == data
+    assert h.inner.hexdigest() == hashlib.sha256(data).hexdigest()
+    return src, writes, h.updates
+
+
+def test_a_copy_below_the_threshold_is_one_thread_and_reads_twice(tmp_path: Path,
+                                                                  threshold: int) -> None:
+    make(tmp_path / "src", threshold - 1)
+    src, writes, hashed = _pump(tmp_path / "src")
+    me = threading.current_thread().name
+    assert {t for t, _ in writes} == set(src.reads) == set(hashed) == {me}
+    make(tmp_path / "small", 65536)
+    src, writes, hashed = _pump(tmp_path / "small")
+    # one read brings the whole file, the next finds its end: no third read, one write
+    assert len(src.reads) == 2 and writes == [(me, 65536)] and hashed == [me]
+
+
+_ONE_CPU = hasattr(os, "sched_getaffinity") and len(os.sched_getaffinity(0)) < 2
+
+
+@pytest.mark.skipif(_ONE_CPU, reason="this process may use one CPU only: no pipeline")
+def test_a_copy_from_the_threshold_on_is_hashed_by_a_second_thread(tmp_path: Path,
+                                                                   threshold: int) -> None:
+    make(tmp_path / "src", threshold)
+    src, writes, hashed = _pump(tmp_path / "src")
+    me = threading.current_thread().name
+    assert {t for t, _ in writes} == set(src.reads) == {me}
+    assert set(hashed) == {"fluxlite-hasher"}
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="no CPU affinity here")
+def test_a_process_bound_to_one_cpu_copies_in_one_thread(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    make(tmp_path / "src", 2 * CHUNK + 1)
+    probe = (
+        "import os, threading\n"
+        "os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})\n"
+        "from fluxlite.staging import base\n"
+        f"base.PIPELINE_MIN = {2 * CHUNK}\n"
+        "from fluxlite.staging.base import Policy, Request, transfer\n"
+        "seen = set()\n"
+        "real = threading.Thread.start\n"
+        "threading.Thread.start = lambda self: (seen.add(self.name), real(self))[1]\n"
+        f"res = transfer(Request('f', (({str(tmp_path / 'src')!r}, True),), "
+        f"{str(tmp_path / 'f')!r}), Policy(attempts=1))\n"
+        "print(res.bytes, sorted(seen))\n")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         check=True, timeout=60)
+    assert out.stdout.split(" ", 1) == [str(2 * CHUNK + 1), "[]\n"]
+    assert (tmp_path / "f").read_bytes() == (tmp_path / "src").read_bytes()
+
+
+@pytest.mark.skipif(_ONE_CPU, reason="this process may use one CPU only: no pipeline")
+def test_a_source_of_unknown_size_switches_to_threads_past_the_threshold(
+        tmp_path: Path, threshold: int) -> None:
+    make(tmp_path / "src", 2 * threshold + 5)
+    src, writes, hashed = _pump(tmp_path / "src", hide_size=True)
+    me = threading.current_thread().name
+    # one thread until the threshold, then the hashing moves to the second thread
+    alone = threshold // CHUNK
+    assert hashed[:alone] == [me] * alone and set(hashed[alone:]) == {"fluxlite-hasher"}
+    assert sum(n for _, n in writes[:alone]) == threshold
+    assert {t for t, _ in writes} == set(src.reads) == {me}
+
+
+def _no_hasher_left() -> bool:
+    return not any(t.name == "fluxlite-hasher" for t in threading.enumerate())
+
+
+@pytest.mark.skipif(_ONE_CPU, reason="this process may use one CPU only: no pipeline")
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full here")
+def test_a_full_device_in_the_pipeline_is_its_oserror_and_no_thread_stays(
+        tmp_path: Path, threshold: int) -> None:
+    from fluxlite.staging.base import pump
+    from fluxlite.staging.file import _FileReader
+
+    make(tmp_path / "src", 3 * threshold)
+    src = _FileReader(str(tmp_path / "src"))
+    fd = os.open("/dev/full", os.O_WRONLY)
+    try:
+        with pytest.raises(OSError) as err:
+            pump(src, lambda view: os.write(fd, view), hashlib.sha256(), threading.Event())
+    finally:
+        os.close(fd)
+        src.close()
+    assert err.value.errno == errno.ENOSPC and _no_hasher_left()
+
+
+@pytest.mark.skipif(_ONE_CPU, reason="this process may use one CPU only: no pipeline")
+def test_a_cancel_in_the_pipeline_stops_it_and_no_thread_stays(tmp_path: Path,
+                                                                threshold: int) -> None:
+    from fluxlite.staging.base import Cancelled, pump
+    from fluxlite.staging.file import _FileReader
+
+    make(tmp_path / "src", 3 * threshold)
+    src = _FileReader(str(tmp_path / "src"))
+    cancel = threading.Event()
+    wrote: list[int] = []
+
+    def write(view: memoryview) -> None:
+        wrote.append(len(view))
+        cancel.set()  # a stop signal arriving during the first write
+
+    try:
+        with pytest.raises(Cancelled):
+            pump(src, write, hashlib.sha256(), cancel)
+    finally:
+        src.close()
+    assert wrote == [CHUNK] and _no_hasher_left()
+
+
+# --------------------------------------------------------------------------- the job's start
+_START_PROBE = r"""
+import ctypes, json, sys
+ctypes.CDLL(None).prctl(15, b"a) b (c ) 1 2", 0, 0, 0)  # PR_SET_NAME: a name that parses badly
+import psutil
+from fluxlite.staging import base
+print(json.dumps([base._process_start(), psutil.Process().create_time(),
+                  open("/proc/self/comm").read().strip()]))
+"""
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="no /proc on this system")
+def test_the_job_start_from_proc_is_psutils(tmp_path: Path) -> None:
+    import json
+    import subprocess
+    import sys
+
+    pytest.importorskip("psutil", reason="psutil is not installed")
+    out = subprocess.run([sys.executable, "-c", _START_PROBE], capture_output=True, text=True,
+                         check=True, timeout=60)
+    ours, theirs, comm = json.loads(out.stdout)
+    assert comm == "a) b (c ) 1 2"
+    # the same ticks and boot time: equal, but for a boot time the clock moved meanwhile
+    assert ours == pytest.approx(theirs, abs=1.0)
+
+
+def test_a_copy_imports_no_psutil(tmp_path: Path) -> None:
+    """psutil (slow to import) is not on a transfer's path, stale temporaries or not."""
+    import subprocess
+    import sys
+
+    make(tmp_path / "src", 1000)
+    (tmp_path / "out").mkdir()
+    stale = tmp_path / "out" / ".f.tmp-ab12cd34"
+    stale.write_text("left by a killed run")
+    os.utime(stale, (1, 1))
+    probe = (
+        "import sys\n"
+        "from fluxlite.staging.base import Policy, Request, transfer\n"
+        f"transfer(Request('g', (({str(tmp_path / 'src')!r}, True),), "
+        f"{str(tmp_path / 'out' / 'g')!r}), Policy(attempts=1))\n"
+        f"transfer(Request('f', (({str(tmp_path / 'src')!r}, True),), "
+        f"{str(tmp_path / 'out' / 'f')!r}), Policy(attempts=1))\n"
+        "print('psutil' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         check=True, timeout=60)
+    assert out.stdout.strip() == "False"
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["f", "g"]
