@@ -209,7 +209,7 @@ def _main(args: argparse.Namespace, sigs: _Signals) -> int:
                 uri = nested.start()
                 sigs.check()
             if kind == "pool":
-                from fluxlite.flux.pool.tiered import make_pool
+                from fluxlite.cluster.tiered import make_pool
 
                 executor = make_pool(graph, files, uri, args.workers_per_node, ctx,
                                      max(0.5, args.progress))

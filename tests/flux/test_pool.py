@@ -147,7 +147,7 @@ def _pool_procs(fi: FluxInstance, rank: int) -> dict[str, int]:
         kids = [c for c, pp in parent.items() if pp == p and c not in below]
         below.update(kids)
         todo.extend(kids)
-    found = [p for p in below if _cmdline_has(p, b"fluxlite.flux.pool.worker")]
+    found = [p for p in below if _cmdline_has(p, b"fluxlite.cluster.pool.worker")]
     assert found, f"no pool worker below the broker of rank {rank}"
     worker = next((p for p in found
                    if any(pp == p and c not in found for c, pp in parent.items())), None)

@@ -14,7 +14,7 @@ from fluxlite.cluster.executors import Executor, TaskFiles
 from fluxlite.cluster.flux_executor import FluxExecutor
 from fluxlite.cluster.formats import ClusterInputError, Task, TaskGraph
 from fluxlite.cluster.records import Attempt
-from fluxlite.flux.pool.coordinator import PoolExecutor
+from fluxlite.cluster.pool.coordinator import PoolExecutor
 
 logger = logging.getLogger(__name__)
 

@@ -32,7 +32,7 @@ from typing import Any
 
 from fluxlite.execute import supervisor
 from fluxlite.flux import jobspec
-from fluxlite.flux.pool import messages as m
+from fluxlite.cluster.pool import messages as m
 
 logger = logging.getLogger(__name__)
 
@@ -246,7 +246,7 @@ class Guard:
 
 def main(service: str, coord_rank: int, stdio_bytes: int, kvs_ns: str) -> int:
     """Fork the worker below a guard, and be the guard; the exit code."""
-    from fluxlite.flux.pool import worker
+    from fluxlite.cluster.pool import worker
 
     supervisor.make_subreaper()
     hide_memory()  # the fork inherits it

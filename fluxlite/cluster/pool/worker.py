@@ -1,6 +1,6 @@
 """A pool worker: one task of the pool's Flux job, on one node (or a share of one).
 
-``python -m fluxlite.flux.pool.worker SERVICE RANK STDIO_BYTES KVS_NAMESPACE`` says hello to
+``python -m fluxlite.cluster.pool.worker SERVICE RANK STDIO_BYTES KVS_NAMESPACE`` says hello to
 the coordinator's service on broker RANK, then runs the tasks it is given with the local
 executor's semantics (slots, memory, GPUs, process groups, forwarding, stdio captured) and
 sends their results back, many a message. Everything is driven by the Flux reactor: the
@@ -32,8 +32,8 @@ from fluxlite.cluster.formats import Task
 from fluxlite.cluster.records import Attempt
 from fluxlite.execute.base import ExitStatus
 from fluxlite.flux import jobspec
-from fluxlite.flux.pool import messages as m
-from fluxlite.flux.pool.guard import GUARD_LOST
+from fluxlite.cluster.pool import messages as m
+from fluxlite.execute.guard import GUARD_LOST
 
 logger = logging.getLogger(__name__)
 
@@ -418,7 +418,7 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     if len(args) != 4:
-        sys.stderr.write("usage: python -m fluxlite.flux.pool.worker SERVICE RANK "
+        sys.stderr.write("usage: python -m fluxlite.cluster.pool.worker SERVICE RANK "
                          "STDIO_BYTES KVS_NAMESPACE\n")
         return 2
     try:
@@ -426,7 +426,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError:
         sys.stderr.write("error: pool worker: RANK and STDIO_BYTES must be integers\n")
         return 2
-    from fluxlite.flux.pool import guard
+    from fluxlite.execute import guard
 
     return guard.main(args[0], rank, stdio, args[3])
 

@@ -40,7 +40,7 @@ from fluxlite.cluster.records import Attempt
 from fluxlite.errors import FluxliteError
 from fluxlite.execute.base import ExitStatus
 from fluxlite.flux import jobspec
-from fluxlite.flux.pool import messages as m
+from fluxlite.cluster.pool import messages as m
 
 logger = logging.getLogger(__name__)
 
@@ -235,7 +235,7 @@ class PoolExecutor(Executor):
     def _submit(self) -> None:
         n = self.nnodes * self.wpn
         python = self.env.get("FLUXLITE_POOL_PYTHON") or sys.executable
-        argv = [python, "-m", "fluxlite.flux.pool.worker", self.service,
+        argv = [python, "-m", "fluxlite.cluster.pool.worker", self.service,
                 str(self.rank), str(self.files.stdio_bytes), self.kvs_ns]
         # one core each in Flux's eyes: the worker's own slots are its node's cores, and
         # Flux-job tasks of the same cluster can still be placed beside it
