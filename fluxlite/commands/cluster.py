@@ -188,7 +188,7 @@ def _main(args: argparse.Namespace, sigs: _Signals) -> int:
             ctx.warn_if_queued_behind_itself(nested=args.nested)
 
     from fluxlite.cluster.executors import LocalExecutor, TaskFiles
-    from fluxlite.cluster.flux_executor import FluxExecutor
+    from fluxlite.cluster.flux_jobs import FluxJobsExecutor
     from fluxlite.flux.instance import NestedInstance
     from fluxlite.cluster.records import RecordWriter
     from fluxlite.cluster.scheduler import Options, Scheduler, binary_out
@@ -214,7 +214,7 @@ def _main(args: argparse.Namespace, sigs: _Signals) -> int:
                 executor = make_pool(graph, files, uri, args.workers_per_node, ctx,
                                      max(0.5, args.progress))
             else:
-                executor = FluxExecutor(files, uri=uri, lost=nested.lost if nested else None)
+                executor = FluxJobsExecutor(files, uri=uri, lost=nested.lost if nested else None)
                 graph.check_fits(executor.cores, executor.gpus, 0, executor.where)
         rescue = None if args.no_rescue else (args.rescue or args.input + ".rescue")
         opts = Options(fail_fast=args.fail_fast, rescue=rescue,

@@ -38,7 +38,7 @@ logger = logging.getLogger(__name__)
 _LOST_INTERVAL = 1.0
 
 
-class FluxExecutor(Executor):
+class FluxJobsExecutor(Executor):
     """Each attempt a Flux job; submissions pipelined through :class:`FluxJobs`."""
 
     name = "flux"
