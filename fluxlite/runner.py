@@ -268,7 +268,7 @@ class Runner:
                                       f" ({'time limit' if task.timed_out else 'signal'})")
         elif not task.status.ok:
             rec.exit_code = task.status.code
-            rec.error = rec.error or _describe(task.status)
+            rec.error = rec.error or task.status.describe()
         else:
             return False
         rec.failed_phase = rec.failed_phase or Phase.TASK
@@ -586,7 +586,7 @@ class Runner:
             rec.task = res
             ph.ok = res.status.ok
             self._task_output()
-            msg = _describe(res.status)
+            msg = res.status.describe()
             logger.info("task %s after %.3f s", msg, res.duration)
             if res.killed:
                 logger.info("killed %d leftover process%s of the task", len(res.killed),
@@ -798,7 +798,7 @@ def _time_limit_cause(rec: Record) -> str:
           else "")
     steps = [f"{sig} at {sent[sig]:.0f} s" for sig in ("SIGTERM", "SIGKILL") if sig in sent]
     text = "time limit: " + (", ".join(s[3:] for s in steps) or "stopped") + of
-    return text + "; " + _describe(task.status)
+    return text + "; " + task.status.describe()
 
 
 def _stderr_tail(rec: Record, lines: int = 3, width: int = 300) -> str:
@@ -841,14 +841,6 @@ def _emit(dest: str, data: bytes, stdout: Any, append: bool = False) -> None:
 def _protocol(line: str) -> None:
     sys.stderr.write(line + "\n")
     sys.stderr.flush()
-
-
-def _describe(status: Any) -> str:
-    if status.error is not None:
-        return f"could not start: {status.error}"
-    if status.signal is not None:
-        return f"killed by {signal_name(status.signal)}"
-    return f"exited with code {status.exitcode}"
 
 
 def _mb(n: int) -> str:

@@ -51,7 +51,8 @@ class ExitStatus:
 
     @classmethod
     def from_wait(cls, status: int) -> ExitStatus:
-        """The status a wait status (``waitpid``'s, or a Flux job's) tells."""
+        """The status a wait status (``waitpid``'s, or a Flux job's) tells: the one decoder
+        of wait statuses in fluxlite."""
         if os.WIFSIGNALED(status):
             return cls(status, None, os.WTERMSIG(status), os.WCOREDUMP(status))
         return cls(status, os.WEXITSTATUS(status))
@@ -75,6 +76,19 @@ class ExitStatus:
     def ok(self) -> bool:
         """Whether the task ran and exited 0."""
         return self.error is None and self.signal is None and self.exitcode == 0
+
+    def describe(self, subject: str = "") -> str:
+        """How it ended, in words: ``exited with code 3``, ``killed by SIGKILL``, ``could not
+        start: why``; with a ``subject``, a sentence (``its broker was killed by SIGKILL``)."""
+        if self.error is not None:
+            text = f"could not start: {self.error}"
+        elif self.signal is not None:
+            text = ("was " if subject else "") + f"killed by {signal_name(self.signal)}"
+        elif self.exitcode is not None:
+            text = f"exited with code {self.exitcode}"
+        else:
+            text = "ended, its status unknown"
+        return f"{subject} {text}" if subject else text
 
 
 @dataclass(slots=True)

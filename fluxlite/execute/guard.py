@@ -31,6 +31,7 @@ import time
 from typing import Any
 
 from fluxlite.execute import supervisor
+from fluxlite.execute.base import ExitStatus
 from fluxlite.flux import jobspec
 from fluxlite.cluster.pool import messages as m
 
@@ -138,19 +139,18 @@ class Guard:
         return {"worker": self.index, "by": "guard", "why": why, "killed": killed,
                 "left": left}
 
-    def _why(self) -> str:
+    def _ended(self) -> ExitStatus | None:
+        """How the worker ended, once reaped (None: it is gone, its status unknown)."""
         st = self.status if self.status is not None else -1
-        if st >= 0 and os.WIFSIGNALED(st):
-            return f"its process was killed by {signal.Signals(os.WTERMSIG(st)).name}"
-        if st >= 0 and os.WIFEXITED(st):
-            return f"its process exited {os.WEXITSTATUS(st)}"
-        return "its process is gone"
+        return ExitStatus.from_wait(st) if st >= 0 else None
+
+    def _why(self) -> str:
+        st = self._ended()
+        return "its process is gone" if st is None else st.describe("its process")
 
     def _exit_code(self) -> int:
-        st = self.status if self.status is not None else -1
-        if st >= 0 and os.WIFEXITED(st):
-            return os.WEXITSTATUS(st)
-        return 1
+        st = self._ended()
+        return st.exitcode if st is not None and st.exitcode is not None else 1
 
     # -- the reactor ----------------------------------------------------------------------
     def run(self) -> int:

@@ -10,7 +10,8 @@ import signal
 import time
 from typing import Any
 
-from fluxlite.errors import FluxliteError, FluxUnavailable
+from fluxlite.errors import SIGNAL_BASE, FluxliteError, FluxUnavailable
+from fluxlite.execute.base import ExitStatus
 from fluxlite.flux import jobspec
 
 logger = logging.getLogger(__name__)
@@ -131,12 +132,13 @@ class NestedInstance:
         status = getattr(job, "waitstatus", None)
         if kind or note:
             why = f"{kind}: {note}" if kind and note else (note or kind)
-        elif isinstance(status, int) and (os.WIFSIGNALED(status) or os.WIFEXITED(status)):
+        elif isinstance(status, int) and status >= 0:
+            st = ExitStatus.from_wait(status)
             # a job shell reports a task killed by signal N as exit code 128+N
-            sig = os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status) - 128
-            why = (f"its broker was killed by {signal.Signals(sig).name}"
-                   if sig in signal.valid_signals() else
-                   f"its broker exited {os.WEXITSTATUS(status)}")
+            sig = (st.exitcode or 0) - SIGNAL_BASE
+            if st.signal is None and sig > 0 and sig in signal.valid_signals():
+                st = ExitStatus(status, None, sig)
+            why = st.describe("its broker")
         else:
             why = f"result {job.result}"
         return f"the nested instance {self._f58} ended: {why}"

@@ -43,7 +43,7 @@ from fluxlite.execute.local import LocalLauncher
 from fluxlite.execute.timelimit import Schedule
 from fluxlite.record import host
 from fluxlite.record.model import OutputInfo, Phase, StdioFile, tail
-from fluxlite.runner import Runner, RunOptions, _describe
+from fluxlite.runner import Runner, RunOptions
 from fluxlite.spec import JobSpec
 
 logger = logging.getLogger(__name__)
@@ -307,7 +307,7 @@ class KickstartRunner(Runner):
             finally:
                 self.controller = None
             ph.ok = res.status.ok
-        logger.info("%s %s", name, _describe(res.status))
+        logger.info("%s %s", name, res.status.describe())
         rec.extra_sections[name] = {
             "start": res.start or time.time(), "duration": res.duration, "pid": res.pid,
             "status": res.status, "executable": argv[0], "argv": list(argv)}
@@ -322,7 +322,7 @@ class KickstartRunner(Runner):
         if timed_out:
             assert task is not None
             # kickstart reports its own -k timeout with one code, whatever the task did
-            rec.error = rec.error or f"{_describe(task.status)} after the time limit"
+            rec.error = rec.error or f"{task.status.describe()} after the time limit"
         else:
             decided = super()._judge() or self._hook_failure()
         if not (timed_out or self.alarmed):
@@ -339,7 +339,7 @@ class KickstartRunner(Runner):
         name, status = self._failed_hook
         rec = self.record
         rec.exit_code = status.code
-        rec.error = rec.error or f"{name} {_describe(status)}"
+        rec.error = rec.error or f"{name} {status.describe()}"
         rec.failed_phase = rec.failed_phase or name
         return True
 

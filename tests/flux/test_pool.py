@@ -346,7 +346,7 @@ def test_pool_worker_that_cannot_start(fi: FluxInstance, fl: Fluxlite) -> None:
     assert p.returncode != 0
     err = p.stderr.decode().strip().splitlines()
     assert "Traceback" not in p.stderr.decode()
-    assert err[-1] == ("fluxlite: error: pool worker 1 on rank 1 did not start: it exited 3: "
+    assert err[-1] == ("fluxlite: error: pool worker 1 on rank 1 did not start: it exited with code 3: "
                        "python: cannot start here"), err
     assert not (fl.tmp / "ran.log").exists()
     assert all("INACTIVE" in ln for ln in _pool_jobs(fi) if ln)

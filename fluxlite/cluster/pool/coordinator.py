@@ -145,7 +145,7 @@ class PoolExecutor(Executor):
         self._watchers: list[Any] = []
         self.jobid: int | None = None
         self.job_f58 = ""
-        self.job_ended: str | None = None
+        self.job_ended: ExitStatus | None = None  # the job's, at its finish
         self.job_clean = False
         self.start_stderr: dict[str, str] = {}  # shell rank -> last stderr line at startup
         self.start_failed: dict[int, str] = {}  # worker -> why, for those that never said hello
@@ -263,13 +263,13 @@ class PoolExecutor(Executor):
             return
         idx = int(c.get("rank", 0)) * self.wpn + int(c.get("localid", 0))
         # the guard (the process Flux started) exited: after the worker, or killed
-        status = _describe_status(int(c.get("wait_status", 0)))
+        status = ExitStatus.from_wait(int(c.get("wait_status", 0)))
         w = self.workers.get(idx)
         if w is None:
-            self.start_failed.setdefault(idx, f"it {status}")
+            self.start_failed.setdefault(idx, status.describe("it"))
             self.h.reactor_stop()
         elif not self._closing:
-            self._lose(w, f"its process {status}")
+            self._lose(w, status.describe("its process"))
 
     def _on_job_event(self, fut: Any) -> None:
         ev = _event(fut)
@@ -283,11 +283,10 @@ class PoolExecutor(Executor):
             self.job_clean = True
             self.h.reactor_stop()
         elif ev.name == "finish":
-            status = int(ev.context.get("status", 0))
-            self.job_ended = _describe_status(status)
+            self.job_ended = ExitStatus.from_wait(int(ev.context.get("status", 0)))
             if not self._closing:
                 for w in self.workers.values():
-                    why = f"the pool job {self.job_f58} ended ({self.job_ended})"
+                    why = f"the pool job {self.job_f58} ended ({self.job_ended.describe()})"
                     self._lose(w, why)
                     self._confirm(w, why, None, "its processes ended with the pool's job")
             self.h.reactor_stop()
@@ -301,8 +300,9 @@ class PoolExecutor(Executor):
                 missing = [i for i in range(n) if i not in self.workers] or [0]
                 first = min(self.start_failed) if self.start_failed else missing[0]
                 r = self.ranks[min(first // self.wpn, len(self.ranks) - 1)]
+                ended = self.job_ended
                 why = self.start_failed.get(first) or "; ".join(dict.fromkeys(
-                    self.job_notes)) or (f"it {self.job_ended}" if self.job_ended else
+                    self.job_notes)) or (ended.describe("it") if ended is not None else
                                          f"no hello within {timeout:.0f} s")
                 self._cancel_job()
                 said = self.start_stderr.get(str(first // self.wpn)) or self._stderr_of(
@@ -812,11 +812,3 @@ def _last_line(data: Any) -> str:
 def _ignore(fut: Any) -> None:
     with contextlib.suppress(OSError):  # the worker is gone: nothing of it is left to signal
         fut.get_str()
-
-
-def _describe_status(status: int) -> str:
-    if os.WIFSIGNALED(status):
-        return f"killed by {signal.Signals(os.WTERMSIG(status)).name}"
-    if os.WIFEXITED(status):
-        return f"exited {os.WEXITSTATUS(status)}"
-    return f"status {status}"
