@@ -45,7 +45,7 @@ from fluxlite.record.model import (
     StdioFile,
     tail,
 )
-from fluxlite.signals import Handlers
+from fluxlite.signals import HANDLED_SIGNALS, Handlers
 from fluxlite.spec import JobSpec
 from fluxlite.staging.base import Policy, Request
 from fluxlite.staging.file import check_local_source
@@ -56,7 +56,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("fluxlite")
 
-TERMINATING = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGXCPU, signal.SIGQUIT)
 STDIO_DIR = ".fluxlite"
 
 
@@ -83,7 +82,7 @@ class _Signals:
 
     def __init__(self, runner: Runner) -> None:
         self.r = runner
-        self.handlers = Handlers((*TERMINATING, signal.SIGUSR1), self.handle)
+        self.handlers = Handlers(HANDLED_SIGNALS, self.handle)
         self.stop_signal: int | None = None
         self.cancel = threading.Event()
 

@@ -276,8 +276,7 @@ class _Signals:
         self.phase = "startup"
         self.signum: int | None = None
         self.received: list[int] = []  # in the handover to the scheduler
-        from fluxlite.cluster.scheduler import HANDLED_SIGNALS
-        from fluxlite.signals import Handlers
+        from fluxlite.signals import HANDLED_SIGNALS, Handlers
 
         self.handlers = Handlers(HANDLED_SIGNALS, self._on_signal)
 

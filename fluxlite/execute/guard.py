@@ -17,7 +17,7 @@ dies (setsid and double-forked descendants too), so the guard can always find an
   when none is left, so that a retry elsewhere never runs beside the first try.
 - The guard dies: the worker gets its parent-death signal, kills its tasks and says
   ``gone`` itself (see ``worker``).
-- TERM, INT or HUP to the guard (Flux cancelling the pool) go on to the worker.
+- A stop signal to the guard (TERM: Flux cancelling the pool) goes on to the worker.
 """
 
 from __future__ import annotations
@@ -33,13 +33,13 @@ from typing import Any
 from fluxlite.execute import supervisor
 from fluxlite.execute.base import ExitStatus
 from fluxlite.flux import jobspec
+from fluxlite.signals import STOP_SIGNALS
 from fluxlite.cluster.pool import messages as m
 
 logger = logging.getLogger(__name__)
 
 #: the worker's parent-death signal: its guard is gone
 GUARD_LOST = signal.SIGUSR2
-_FORWARD = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 _KILL_WAIT = 30.0  # seconds to get every process below the worker killed and reaped
 _GONE_WAIT = 10.0  # seconds the coordinator has to take the guard's word
 
@@ -155,7 +155,7 @@ class Guard:
     # -- the reactor ----------------------------------------------------------------------
     def run(self) -> int:
         """Watch the worker until it ends (or the coordinator has it killed); the exit code."""
-        for sig in _FORWARD:
+        for sig in STOP_SIGNALS:
             signal.signal(sig, self._forward)
         while self.seal is None and not self.eof:  # no Flux handle before the secret
             self._read()
@@ -182,7 +182,7 @@ class Guard:
             h.msg_watcher_create(self._on_kill, flux.constants.FLUX_MSGTYPE_REQUEST,
                                  f"{name}.{m.KILL}"),
             h.fd_watcher_create(self.rfd, self._on_pipe, events=flux.constants.FLUX_POLLIN),
-            *(h.signal_watcher_create(sig, self._on_signal) for sig in _FORWARD)]
+            *(h.signal_watcher_create(sig, self._on_signal) for sig in STOP_SIGNALS)]
         for w in watchers:
             w.start()
         try:

@@ -27,6 +27,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from fluxlite.signals import HANDLED_SIGNALS
+
 logger = logging.getLogger(__name__)
 
 _PR_SET_PDEATHSIG = 1
@@ -34,8 +36,7 @@ _PR_SET_CHILD_SUBREAPER = 36
 # the supervisor's parent-death signal; the handler checks that fluxlite is really gone
 DEATH_SIGNAL = signal.SIGTERM
 # fluxlite's own handlers are Python functions: they mean nothing in the supervisor
-_RESET = (signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGXCPU, signal.SIGUSR1,
-          signal.SIGUSR2, signal.SIGALRM)
+_RESET = tuple(s for s in (*HANDLED_SIGNALS, signal.SIGUSR2) if s != DEATH_SIGNAL)
 _libc = None
 _subreaper = False
 

@@ -13,14 +13,9 @@ from typing import Any
 from fluxlite.errors import SIGNAL_BASE, FluxliteError, FluxUnavailable
 from fluxlite.execute.base import ExitStatus
 from fluxlite.flux import jobspec
+from fluxlite.signals import HANDLED_SIGNALS
 
 logger = logging.getLogger(__name__)
-
-
-# signals that end the cluster: held back while the nested instance is being submitted, so
-# that its job id is known (and the instance cancelled) whatever arrives
-_STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGALRM,
-                 signal.SIGXCPU, signal.SIGUSR1}
 
 
 class NestedInstanceLost(FluxliteError):
@@ -95,7 +90,9 @@ class NestedInstance:
                            nodes=nodes if self.nodes else None, cwd=os.getcwd(), env=env,
                            name="fluxlite-cluster")
         t0 = time.monotonic()
-        held = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+        # the signals that end the cluster are held back while the instance is submitted,
+        # so that its job id is known (and the instance cancelled) whatever arrives
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED_SIGNALS)
         try:
             self.jobid = flux.job.submit(self.h, js)
         except OSError as err:

@@ -21,7 +21,6 @@ import contextlib
 import logging
 import os
 import shutil
-import signal
 import socket
 import sys
 import tempfile
@@ -34,6 +33,7 @@ from fluxlite.execute.base import ExitStatus
 from fluxlite.flux import jobspec
 from fluxlite.cluster.pool import messages as m
 from fluxlite.execute.guard import GUARD_LOST
+from fluxlite.signals import STOP_SIGNALS
 
 logger = logging.getLogger(__name__)
 
@@ -183,9 +183,7 @@ class Worker:
         tick = self.h.timer_watcher_create(_TICK, self._on_tick, repeat=_TICK)
         tick.start()
         self.watchers.append(tick)
-        for sig, cb in ((signal.SIGTERM, self._on_own_signal),
-                        (signal.SIGINT, self._on_own_signal),
-                        (signal.SIGHUP, self._on_own_signal),
+        for sig, cb in (*((s, self._on_own_signal) for s in STOP_SIGNALS),
                         (GUARD_LOST, lambda *_: self._check_guard())):
             sw = self.h.signal_watcher_create(sig, cb)
             sw.start()
