@@ -54,7 +54,7 @@ class GuardLink:
         self.fd, self.pid = fd, pid
 
     def secret(self, secret: bytes) -> None:
-        """The pool's secret, for the guard to seal what it says and check what it hears."""
+        """The secret the guard seals what it says and checks what it hears with."""
         self._say(f"k{secret.hex()}\n")
 
     def add(self, pgid: int, key: int, start: float) -> None:
@@ -146,7 +146,7 @@ class Guard:
             elif ln == "=":
                 self.clean = True
         except (ValueError, FluxliteError):
-            logger.warning("pool guard %d: a line it does not know from its worker: %.40r",
+            logger.warning("guard %d: a line it does not know from its worker: %.40r",
                            self.index, ln)
 
     def take_secret(self, secret: bytes) -> None:

@@ -1,7 +1,8 @@
 """Which module may do what, read from the sources' syntax trees (imports inside functions
-included): ``fluxlite.flux`` is a leaf adapter that imports nothing of ``fluxlite.cluster``;
-every Flux job verb (submit, the eventlog watches, kill, cancel, the result, job-list) is
-called in ``flux/jobs.py`` only; every local fork and kill is ``execute/``'s."""
+included): ``fluxlite.flux`` is a leaf adapter that imports nothing of ``fluxlite.cluster``,
+and ``execute`` neither of them; every Flux job verb (submit, the eventlog watches, kill,
+cancel, the result, job-list) is called in ``flux/jobs.py`` only; every local fork and kill
+is ``execute/``'s."""
 
 from __future__ import annotations
 
@@ -76,15 +77,26 @@ def test_the_check_of_job_verbs_sees_every_spelling() -> None:
         "line 4", "line 5", "line 6", "line 7", "line 8"]
 
 
-def test_flux_imports_nothing_of_cluster() -> None:
+def _imports_of(package: str, above: tuple[str, ...]) -> list[str]:
+    """Where a subpackage imports one of the packages ``above`` it."""
     bad: list[str] = []
-    for rel, tree in _sources(PACKAGE / "flux"):
+    for rel, tree in _sources(PACKAGE / package):
         for node in ast.walk(tree):
             names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
                      [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
             bad += [f"{rel}:{node.lineno}: {n}" for n in names
-                    if n == "fluxlite.cluster" or n.startswith("fluxlite.cluster.")]
-    assert bad == [], "fluxlite.flux is a leaf adapter: it imports nothing of cluster"
+                    if any(n == p or n.startswith(p + ".") for p in above)]
+    return bad
+
+
+def test_flux_imports_nothing_of_cluster() -> None:
+    assert _imports_of("flux", ("fluxlite.cluster",)) == [], (
+        "fluxlite.flux is a leaf adapter: it imports nothing of cluster")
+
+
+def test_execute_imports_neither_flux_nor_cluster() -> None:
+    assert _imports_of("execute", ("fluxlite.flux", "fluxlite.cluster")) == [], (
+        "execute/ (the local processes) sits below flux/ and cluster/")
 
 
 def test_every_local_fork_and_kill_is_in_execute() -> None:
