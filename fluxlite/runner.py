@@ -31,7 +31,7 @@ from fluxlite.execute.timelimit import describe as describe_schedule
 from fluxlite.pegasus.lite import STDIO_DIR, PegasusLite, failure_cause
 from fluxlite.record import host
 from fluxlite.record.model import Identity, OutputInfo, Phase, PhaseTiming, Record
-from fluxlite.signals import Handlers, Stop
+from fluxlite.signals import HANDLED_SIGNALS, Handlers, Stop
 from fluxlite.spec import JobSpec
 from fluxlite.staging import job as staging
 
@@ -43,8 +43,6 @@ if TYPE_CHECKING:
     from fluxlite.strategy import RunStrategy
 
 logger = logging.getLogger("fluxlite")
-
-TERMINATING = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGXCPU, signal.SIGQUIT)
 
 
 @dataclass(slots=True)
@@ -82,7 +80,7 @@ class _Signals:
 
     def __init__(self, runner: Runner) -> None:
         self.r = runner
-        self.handlers = Handlers((*TERMINATING, signal.SIGUSR1), self.handle)
+        self.handlers = Handlers(HANDLED_SIGNALS, self.handle)
         self.stop_signal: int | None = None
         self.cancel = threading.Event()
 
@@ -470,7 +468,7 @@ class Runner:
                     undo()  # no container is left, however the task ended
             rec.task = res
             ph.ok = res.status.ok
-            msg = _describe(res.status)
+            msg = res.status.describe()
             logger.info("task %s after %.3f s", msg, res.duration)
             if res.killed:
                 logger.info("killed %d leftover process%s of the task", len(res.killed),
@@ -569,14 +567,6 @@ class Runner:
             self._kept_workdir = wd.path
             return
         wd.remove()
-
-
-def _describe(status: Any) -> str:
-    if status.error is not None:
-        return f"could not start: {status.error}"
-    if status.signal is not None:
-        return f"killed by {signal_name(status.signal)}"
-    return f"exited with code {status.exitcode}"
 
 
 def _mb(n: int) -> str:

@@ -20,6 +20,18 @@ from fluxlite.errors import SIGNAL_BASE
 
 logger = logging.getLogger(__name__)
 
+#: The signals that stop a command, its one set (run, kickstart, cluster, transfer, a nested
+#: instance being started, a pool worker and its guard): TERM, INT and HUP (a cancel, ^C, a
+#: lost terminal), QUIT, ALRM (Flux's job shell at the time limit) and XCPU (a CPU-time
+#: limit).
+STOP_SIGNALS: tuple[signal.Signals, ...] = (
+    signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGALRM,
+    signal.SIGXCPU)
+#: Flux's warning that the time limit is near (``--signal``): each command's own, not a stop
+WARNING_SIGNAL = signal.SIGUSR1
+#: every signal a command that must not die half-way handles
+HANDLED_SIGNALS = (*STOP_SIGNALS, WARNING_SIGNAL)
+
 Policy = Callable[[int], None]
 
 

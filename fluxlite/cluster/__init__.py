@@ -2,6 +2,8 @@
 
 ``formats`` turns a PMC DAG, a pegasus-cluster list or a JSON job list into a ``TaskGraph``;
 ``scheduler`` decides what runs next (dependencies, priorities, retries, rescue file, time
-limit); ``executors`` start tasks (fork/exec slot pool, or Flux jobs in an instance);
-``records`` writes a compact kickstart record and a ``[cluster-task ...]`` line per task.
+limit); ``executors`` start tasks (the fork/exec slot pool), ``flux_jobs`` as Flux jobs in
+an instance, ``pool`` on pool workers across the nodes, ``tiered`` the pool beside Flux
+jobs; ``records`` writes a compact kickstart record and a ``[cluster-task ...]`` line per
+task.
 """

@@ -3,7 +3,7 @@
 - ``LocalExecutor``: the local launcher (:class:`fluxlite.execute.local.LocalLauncher`,
   cleanup policy "group") with a pool of slots (one per core by default, ``--jobs N``
   otherwise) and a memory budget; a task takes as many slots as the cores it asks for.
-- ``FluxExecutor`` (:mod:`fluxlite.cluster.flux_executor`): every attempt a Flux job.
+- ``FluxJobsExecutor`` (:mod:`fluxlite.cluster.flux_jobs`): every attempt a Flux job.
 
 Tasks run concurrently, so nothing here may wait for or signal "every child of the
 process" (as the single-job controller does): each attempt is its own process group,

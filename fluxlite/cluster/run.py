@@ -24,15 +24,9 @@ from fluxlite.cluster import formats
 from fluxlite.cluster.executors import Executor, LocalExecutor, TaskFiles, local_capacity
 from fluxlite.cluster.formats import TaskGraph
 from fluxlite.cluster.records import RecordWriter, key_values
-from fluxlite.cluster.scheduler import (
-    HANDLED_SIGNALS,
-    Options,
-    Scheduler,
-    binary_out,
-    finishing,
-)
+from fluxlite.cluster.scheduler import Options, Scheduler, binary_out, finishing
 from fluxlite.errors import EXIT_OK, FluxliteError, Interrupted, UsageError
-from fluxlite.signals import Handlers, Stop
+from fluxlite.signals import HANDLED_SIGNALS, Handlers, Stop
 from fluxlite.spec import one_line
 
 logger = logging.getLogger(__name__)
@@ -203,15 +197,15 @@ class ClusterRun:
             uri = self.nested.start()
             self.startup.check()
         if self.kind == "pool":
-            from fluxlite.flux.pool.tiered import make_pool
+            from fluxlite.cluster.tiered import make_pool
 
             self.executor = make_pool(graph, files, uri, s.workers_per_node, self.ctx,
                                       max(0.5, s.progress))
             return self.executor
-        from fluxlite.cluster.flux_executor import FluxExecutor
+        from fluxlite.cluster.flux_jobs import FluxJobsExecutor
 
         lost = self.nested.lost if self.nested is not None else None
-        self.executor = ex = FluxExecutor(files, uri=uri, lost=lost)
+        self.executor = ex = FluxJobsExecutor(files, uri=uri, lost=lost)
         graph.check_fits(ex.cores, ex.gpus, 0, ex.where)
         return ex
 

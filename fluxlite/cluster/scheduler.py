@@ -43,16 +43,10 @@ from fluxlite.errors import (
 )
 from fluxlite.execute.base import Escalation, signal_name
 from fluxlite.record.host import iso
-from fluxlite.signals import Handlers
+from fluxlite.signals import HANDLED_SIGNALS, WARNING_SIGNAL, Handlers
 
 logger = logging.getLogger(__name__)
 
-# Signals that stop the cluster (SIGALRM: Flux's job shell at the time limit; SIGXCPU: a
-# CPU-time limit); SIGUSR1 is the warning that the time limit is near (Flux's --signal)
-_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGALRM,
-                 signal.SIGXCPU)
-_WARNING_SIGNAL = signal.SIGUSR1
-HANDLED_SIGNALS = (*_STOP_SIGNALS, _WARNING_SIGNAL)
 _NAMED = re.compile(r" '[^']*'")  # a task named in a reason
 _UNRUN = ("waiting", "ready", "not-run")  # states of tasks that did not run (to the end)
 NOT_RUN_LINES = 10_000  # [cluster-not-run] lines at most; then one line says how many more
@@ -265,7 +259,7 @@ class Scheduler:
     def _on_signal(self, signum: int) -> None:
         """The policy: USR1 is the time-limit warning; a stop signal stops, a second one
         ends the grace."""
-        if signum == _WARNING_SIGNAL:
+        if signum == WARNING_SIGNAL:
             self._warned = True
             return
         if self.signum is not None:  # a second stop signal: no more grace

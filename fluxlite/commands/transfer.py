@@ -24,7 +24,7 @@ from typing import Any
 
 from fluxlite.errors import EXIT_FAILED, EXIT_INFRA, EXIT_OK, UsageError
 from fluxlite.redact import deep as redact_deep
-from fluxlite.signals import Handlers
+from fluxlite.signals import STOP_SIGNALS, Handlers
 from fluxlite.staging.base import (
     DEFAULT_MIN_RATE,
     DEFAULT_RATE_WINDOW,
@@ -129,16 +129,16 @@ def _bad_option(args: argparse.Namespace) -> str | None:
 
 
 def _on_signals(cancel: threading.Event, signalled: threading.Event) -> Handlers:
-    """TERM, INT and HUP stop the transfers through the cancel event, so that partial
-    files are removed and the attempts still written, instead of the default handler
-    ending the process with temporary files left in the destinations."""
+    """A stop signal stops the transfers through the cancel event, so that partial files
+    are removed and the attempts still written, instead of the default handler ending the
+    process with temporary files left in the destinations."""
     def stop(signum: int) -> None:
         if not signalled.is_set():
             logger.error("%s received: stopping the transfers", signal.Signals(signum).name)
         signalled.set()
         cancel.set()
 
-    return Handlers((signal.SIGTERM, signal.SIGINT, signal.SIGHUP), stop)
+    return Handlers(STOP_SIGNALS, stop)
 
 
 def _run(args: argparse.Namespace, plan: TransferList, policy: Policy, threads: int,

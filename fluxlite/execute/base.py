@@ -52,7 +52,8 @@ class ExitStatus:
 
     @classmethod
     def from_wait(cls, status: int) -> ExitStatus:
-        """The status a wait status (``waitpid``'s, or a Flux job's) tells."""
+        """The status a wait status (``waitpid``'s, or a Flux job's) tells: the one decoder
+        of wait statuses in fluxlite."""
         if os.WIFSIGNALED(status):
             return cls(status, None, os.WTERMSIG(status), os.WCOREDUMP(status))
         return cls(status, os.WEXITSTATUS(status))

@@ -13,6 +13,11 @@ While fluxlite lives, the supervisor only waits: it reports the task's pid, then
 status and rusage, through a pipe, and exits as soon as the task has been reaped. What the
 task left behind is then re-parented to fluxlite (a subreaper as well), which kills it as
 before. It is a fork, not a new interpreter: starting it costs about a millisecond.
+
+This module also holds the primitives every local fork and kill of fluxlite goes through
+(:func:`fork`, :func:`kill`, :func:`kill_descendants`, :func:`kill_all`, the ``prctl``
+settings), for the supervisor and for a guard (``guard``, the other mechanism: a parent
+that outlives the worker it forked below itself).
 """
 
 from __future__ import annotations
@@ -23,19 +28,22 @@ import logging
 import os
 import resource
 import signal
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from fluxlite.signals import HANDLED_SIGNALS
+
 logger = logging.getLogger(__name__)
 
 _PR_SET_PDEATHSIG = 1
+_PR_SET_DUMPABLE = 4
 _PR_SET_CHILD_SUBREAPER = 36
 # the supervisor's parent-death signal; the handler checks that fluxlite is really gone
 DEATH_SIGNAL = signal.SIGTERM
 # fluxlite's own handlers are Python functions: they mean nothing in the supervisor
-_RESET = (signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGXCPU, signal.SIGUSR1,
-          signal.SIGUSR2, signal.SIGALRM)
+_RESET = tuple(s for s in (*HANDLED_SIGNALS, signal.SIGUSR2) if s != DEATH_SIGNAL)
 _libc = None
 _subreaper = False
 
@@ -80,6 +88,55 @@ def _prctl(option: int, arg: int) -> bool:
         return False
 
 
+def set_parent_death_signal(signum: int) -> bool:
+    """Have the kernel send ``signum`` to this process when its parent dies (Linux)."""
+    return _prctl(_PR_SET_PDEATHSIG, int(signum))
+
+
+def hide_memory() -> bool:
+    """Keep processes of the same user (the tasks) from reading this one's memory: no
+    ptrace, no /proc/PID/mem or environ (Linux; a task's exec gives it back its own)."""
+    return _prctl(_PR_SET_DUMPABLE, 0)
+
+
+def fork(child: Callable[[], int]) -> int:
+    """The one fork of fluxlite: the child runs ``child()`` and exits with the code it
+    returns, 1 when it raises (nothing escapes into a copy of fluxlite; it never returns).
+    What Python holds buffered for stdout and stderr is written first, so that the child
+    does not write it a second time. The child's pid; OSError when it cannot fork."""
+    _flush()
+    pid = os.fork()
+    if pid:
+        return pid
+    code = 1
+    try:
+        code = child()
+    except BaseException:  # noqa: BLE001 - a copy of fluxlite must not go on running
+        code = 1
+    finally:
+        try:
+            _flush()
+        finally:
+            os._exit(code)
+
+
+def _flush() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (AttributeError, OSError, ValueError):  # none, or closed
+            pass
+
+
+def kill(pid: int, signum: int) -> bool:
+    """``signum`` to one process; False when it is gone (or not this user's)."""
+    try:
+        os.kill(pid, signum)
+    except OSError:
+        return False
+    return True
+
+
 def make_subreaper() -> bool:
     """Make this process a child subreaper (Linux); False where unsupported. Also loads
     libc for the forked supervisor, which then loads nothing."""
@@ -102,15 +159,13 @@ def start(exe: str, argv: list[str], cwd: str, env: dict[str, str],
     # fluxlite's): held back from the fork until then, and in fluxlite until it has forked
     mask = signal.pthread_sigmask(signal.SIG_BLOCK, (*_RESET, DEATH_SIGNAL))
     try:
-        pid = os.fork()
+        pid = fork(lambda: _supervise(parent, (exe, argv, cwd, env, stdio), (r, w),
+                                      on_orphaned, mask))
     except OSError:
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         os.close(r)
         os.close(w)
         raise
-    if pid == 0:  # the supervisor: never returns
-        os.close(r)
-        _supervise(parent, (exe, argv, cwd, env, stdio), w, on_orphaned, mask)
     signal.pthread_sigmask(signal.SIG_SETMASK, mask)
     os.close(w)
     first = _read_line(r)
@@ -130,48 +185,46 @@ def start(exe: str, argv: list[str], cwd: str, env: dict[str, str],
 
 def _supervise(parent: int, task: tuple[str, list[str], str, dict[str, str],
                                        tuple[int, int, int]],
-               report: int, on_orphaned: Callable[[], None] | None,
-               mask: set[signal.Signals]) -> None:
+               pipe: tuple[int, int], on_orphaned: Callable[[], None] | None,
+               mask: set[signal.Signals]) -> int:
+    """The supervisor, in the fork: start the task, report it, end it if orphaned."""
     exe, argv, cwd, env, stdio = task
-    code = 0
     gc.disable()  # a collection here would write to, and so copy, much of fluxlite's heap
+    os.close(pipe[0])
+    report = pipe[1]
     try:
+        os.setpgid(0, 0)
+        for sig in _RESET:
+            signal.signal(sig, signal.SIG_DFL)
+        signal.signal(DEATH_SIGNAL, _on_death(parent))
+        _prctl(_PR_SET_CHILD_SUBREAPER, 1)
+        set_parent_death_signal(DEATH_SIGNAL)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # the task gets fluxlite's mask
+        if os.getppid() != parent:
+            raise _Orphaned
         try:
-            os.setpgid(0, 0)
-            for sig in _RESET:
-                signal.signal(sig, signal.SIG_DFL)
-            signal.signal(DEATH_SIGNAL, _on_death(parent))
-            _prctl(_PR_SET_CHILD_SUBREAPER, 1)
-            _prctl(_PR_SET_PDEATHSIG, int(DEATH_SIGNAL))
-            signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # the task gets fluxlite's mask
-            if os.getppid() != parent:
-                raise _Orphaned
-            try:
-                os.chdir(cwd)
-                _close_fds_but(report, *stdio)
-                pid = spawn(exe, argv, env, stdio, session=True)
-            except (OSError, ValueError) as err:  # ValueError: a NUL in argv or env
-                no = err.errno if isinstance(err, OSError) and err.errno else errno.EINVAL
-                why = (err.strerror if isinstance(err, OSError) and err.strerror
-                       else str(err)).replace("\n", " ")
-                _write(report, f"E {no} {why}\n")
-                return
-            _write(report, f"P {pid}\n")
-            while True:
-                got, status, ru = os.wait4(-1, 0)
-                if got == pid:
-                    vals = " ".join(str(v) for v in ru)  # struct_rusage, in order
-                    _write(report, f"S {status} {vals}\n")
-                    return
-        except _Orphaned:
-            signal.signal(DEATH_SIGNAL, signal.SIG_IGN)
-            kill_all()
-            if on_orphaned is not None:
-                on_orphaned()
-    except BaseException:  # noqa: BLE001 - nothing may escape into a copy of fluxlite
-        code = 1
-    finally:
-        os._exit(code)
+            os.chdir(cwd)
+            _close_fds_but(report, *stdio)
+            pid = spawn(exe, argv, env, stdio, session=True)
+        except (OSError, ValueError) as err:  # ValueError: a NUL in argv or env
+            no = err.errno if isinstance(err, OSError) and err.errno else errno.EINVAL
+            why = (err.strerror if isinstance(err, OSError) and err.strerror
+                   else str(err)).replace("\n", " ")
+            _write(report, f"E {no} {why}\n")
+            return 0
+        _write(report, f"P {pid}\n")
+        while True:
+            got, status, ru = os.wait4(-1, 0)
+            if got == pid:
+                vals = " ".join(str(v) for v in ru)  # struct_rusage, in order
+                _write(report, f"S {status} {vals}\n")
+                return 0
+    except _Orphaned:
+        signal.signal(DEATH_SIGNAL, signal.SIG_IGN)
+        kill_all()
+        if on_orphaned is not None:
+            on_orphaned()
+    return 0
 
 
 def _close_fds_but(*keep: int) -> None:
@@ -243,9 +296,7 @@ def kill_descendants(reason: str, spare: tuple[int, ...] = ()) -> list[dict[str,
             st = proc_state(pid)
             if st is None or st[1] == "Z":
                 continue
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
+            if not kill(pid, signal.SIGKILL):
                 continue
             killed.append({"pid": pid, "name": st[0], "signal": "SIGKILL", "reason": reason})
         if not found:

@@ -10,16 +10,13 @@ import signal
 import time
 from typing import Any
 
-from fluxlite.errors import FluxliteError, FluxUnavailable
+from fluxlite.errors import SIGNAL_BASE, FluxliteError, FluxUnavailable
+from fluxlite.execute.base import ExitStatus
 from fluxlite.flux import jobspec
+from fluxlite.flux.jobs import FluxJobs, Job
+from fluxlite.signals import HANDLED_SIGNALS
 
 logger = logging.getLogger(__name__)
-
-
-# signals that end the cluster: held back while the nested instance is being submitted, so
-# that its job id is known (and the instance cancelled) whatever arrives
-_STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGALRM,
-                 signal.SIGXCPU, signal.SIGUSR1}
 
 
 class NestedInstanceLost(FluxliteError):
@@ -49,11 +46,12 @@ class NestedInstance:
             raise FluxUnavailable("--nested needs a Flux instance to start the sub-instance "
                                   "in (FLUX_URI is unset)")
         self.nodes, self.cores, self.gpus = nodes, cores, gpus
-        self.jobid: int | None = None
+        self.job: Job | None = None  # until the instance has ended
         self._f58: str | None = None
         self.startup = 0.0
         self.uri: str | None = None
         self.h: Any = None
+        self.jobs: FluxJobs | None = None
         self._flux_cmd = shutil.which("flux")
 
     def _want(self) -> str:
@@ -73,9 +71,8 @@ class NestedInstance:
 
     def start(self, timeout: float = 120.0) -> str:
         """Submit the sub-instance and wait until it answers; its URI."""
-        import flux.job  # type: ignore[import-not-found]
-
         self.h = jobspec.connect(self.parent_uri, "the Flux instance")
+        self.jobs = FluxJobs(self.parent_uri, self.h)
         nodes = self.nodes or 1
         cores = self.cores or nodes
         if cores < nodes:
@@ -94,16 +91,18 @@ class NestedInstance:
                            nodes=nodes if self.nodes else None, cwd=os.getcwd(), env=env,
                            name="fluxlite-cluster")
         t0 = time.monotonic()
-        held = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+        # the signals that end the cluster are held back while the instance is submitted,
+        # so that its job id is known (and the instance cancelled) whatever arrives
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED_SIGNALS)
         try:
-            self.jobid = flux.job.submit(self.h, js)
+            self.job = self.jobs.submit_sync(js)
         except OSError as err:
             raise FluxliteError(f"the nested instance ({self._want()}) cannot be started in "
                                 f"{self._have()}: {err.strerror or err}") from err
         finally:
             # a stop signal that came meanwhile is handled now, with the job id known
             signal.pthread_sigmask(signal.SIG_SETMASK, held)
-        self._f58 = flux.job.JobID(self.jobid).f58
+        self._f58 = self.job.f58
         logger.info("nested instance %s: %s; waiting for it to start", self._f58, self._want())
         self.uri = self._wait_running(t0 + timeout, timeout)
         self._wait_ready(t0 + timeout)
@@ -113,14 +112,9 @@ class NestedInstance:
 
     def _job(self) -> Any:
         """The nested instance's job as the parent lists it; None when not listed yet."""
-        from flux.job import job_list_id  # type: ignore[import-not-found]
-
-        try:
-            return job_list_id(self.h, self.jobid, attrs=[
-                "state", "result", "annotations", "exception_type", "exception_note",
-                "waitstatus"]).get_jobinfo()
-        except FileNotFoundError:
-            return None  # job-list has not seen the submission yet
+        assert self.jobs is not None and self.job is not None
+        return self.jobs.info(self.job, ("state", "result", "annotations", "exception_type",
+                                         "exception_note", "waitstatus"))
 
     def _ended(self, job: Any) -> str:
         note = getattr(job, "exception_note", "") or ""
@@ -131,12 +125,13 @@ class NestedInstance:
         status = getattr(job, "waitstatus", None)
         if kind or note:
             why = f"{kind}: {note}" if kind and note else (note or kind)
-        elif isinstance(status, int) and (os.WIFSIGNALED(status) or os.WIFEXITED(status)):
+        elif isinstance(status, int) and status >= 0:
+            st = ExitStatus.from_wait(status)
             # a job shell reports a task killed by signal N as exit code 128+N
-            sig = os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status) - 128
-            why = (f"its broker was killed by {signal.Signals(sig).name}"
-                   if sig in signal.valid_signals() else
-                   f"its broker exited {os.WEXITSTATUS(status)}")
+            sig = (st.exitcode or 0) - SIGNAL_BASE
+            if st.signal is None and sig > 0 and sig in signal.valid_signals():
+                st = ExitStatus(status, None, sig)
+            why = st.describe("its broker")
         else:
             why = f"result {job.result}"
         return f"the nested instance {self._f58} ended: {why}"
@@ -162,7 +157,7 @@ class NestedInstance:
 
     def lost(self) -> str | None:
         """Why the nested instance is gone (its job ended), or None while it runs."""
-        if self.jobid is None:
+        if self.job is None:
             return None
         try:
             job = self._job()
@@ -208,9 +203,8 @@ class NestedInstance:
     def stop(self, ok: bool = True) -> None:
         """End the nested instance: as a completed job after a cluster that ran (``ok``),
         cancelled otherwise; waits (a few seconds at most) for it to be gone."""
-        if self.jobid is None or self.h is None:
+        if self.job is None or self.jobs is None:
             return
-        import flux.job  # type: ignore[import-not-found]
         import flux.kvs  # type: ignore[import-not-found]
 
         if ok and self.uri and self._flux_cmd and self.lost() is None:
@@ -222,11 +216,8 @@ class NestedInstance:
                 logger.debug("nested instance %s: cannot end it: %s", self._f58, err)
             else:
                 if self._wait_inactive(10.0):
-                    self.jobid = None
+                    self.job = None
                     return
-        try:
-            flux.job.cancel(self.h, self.jobid, "fluxlite cluster done")
-        except OSError as err:
-            logger.debug("cancel nested instance: %s", err)
+        self.jobs.cancel([self.job], "fluxlite cluster done")
         self._wait_inactive(30.0)
-        self.jobid = None
+        self.job = None

@@ -1,5 +1,7 @@
 """The one way fluxlite submits and follows Flux jobs, and the one reading of how they ended,
-for the Flux launcher (one placed task) and the cluster's Flux executor (many).
+for the Flux launcher (one placed task), the cluster's Flux executor (many), the pool's job,
+a nested instance and ``fluxlite submit``'s batch job: no other module calls the job verbs of
+``flux.job`` (submit, the eventlog watches, kill, cancel, the result, job-list).
 
 :class:`Job` is a job as its eventlog tells it, and the one translation of that into an
 :class:`Outcome`. :class:`FluxJobs` submits through ``flux.job.FluxExecutor`` (pipelined:
@@ -7,6 +9,12 @@ many jobs in flight from one thread), feeds each job's events to its Job, kills 
 A job is over at its finish event (its wait status), at a fatal exception before it started
 (no finish follows), at its clean event, or when its eventlog or submission is lost: its
 ``on_end`` is called then, once, in the executor's thread.
+
+A job of its own kind — the pool's workers, a nested instance, a batch job — is submitted
+at once from the calling thread (:meth:`FluxJobs.submit_sync`) and followed by its caller:
+its eventlogs watched in the handle's reactor (:meth:`FluxJobs.watch`) or read to their end
+(:meth:`FluxJobs.events`), its state asked of job-list (:meth:`FluxJobs.info`), its result
+waited for (:meth:`FluxJobs.result`); it is cancelled, with a reason, as any other.
 """
 
 from __future__ import annotations
@@ -15,7 +23,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -107,6 +115,18 @@ class Job:
         return Outcome(status, start, max(0.0, end - start), self.exception, self.f58)
 
 
+@dataclass(slots=True)
+class Watch:
+    """One eventlog of a job followed in a handle's reactor (:meth:`FluxJobs.watch`)."""
+
+    fut: Any
+
+    def stop(self) -> None:
+        """Stop following it (nothing when it has ended, or its instance is gone)."""
+        with contextlib.suppress(OSError):
+            self.fut.cancel()
+
+
 class FluxJobs:
     """Submits and follows jobs of the instance at ``uri``; kills and cancels them, on
     ``handle`` (a handle of the calling thread; :func:`jobspec.connect`'s when None)."""
@@ -114,14 +134,22 @@ class FluxJobs:
     #: the jobspec of a job (:func:`fluxlite.flux.jobspec.build`)
     jobspec = staticmethod(jobspec.build)
 
-    def __init__(self, uri: str, handle: Any = None) -> None:
+    def __init__(self, uri: str | None, handle: Any = None) -> None:
         flux = import_flux()
         self.uri = uri
         self.h = handle if handle is not None else jobspec.connect(uri, "Flux")
         self._job = flux.job
         self._fatal = flux.job.event.JobException
-        self._ex = flux.job.FluxExecutor(poll_interval=0.01, handle_args=(uri,))
-        _quiet_executor_threads()
+        self._executor: Any = None
+
+    @property
+    def _ex(self) -> Any:
+        """The executor of :meth:`submit`, started with the first job handed to it."""
+        if self._executor is None:
+            self._executor = import_flux().job.FluxExecutor(poll_interval=0.01,
+                                                            handle_args=(self.uri,))
+            _quiet_executor_threads()
+        return self._executor
 
     def submit(self, js: Any, on_end: Callable[[Job], None] | None = None) -> Job:
         """Hand the jobspec to the executor's thread (it does not wait for Flux)."""
@@ -151,6 +179,63 @@ class FluxJobs:
         if err is not None and not isinstance(err, self._fatal):
             job.lost(str(err) or type(err).__name__)
 
+    # -- one job, from the calling thread: the pool's job, a nested instance, a batch job ----
+    def submit_sync(self, js: Any) -> Job:
+        """Submit a prebuilt jobspec now and wait until Flux has accepted it: its Job, with
+        its id (OSError when Flux refuses it). Its events are its caller's to follow."""
+        job = Job()
+        job.identify(*self._ids(self._job.submit(self.h, js)))
+        return job
+
+    def by_id(self, jobid: int | str) -> Job:
+        """The Job of an id Flux gave, in any form Flux writes one (a number, F58...)."""
+        job = Job()
+        job.identify(*self._ids(jobid))
+        return job
+
+    def _ids(self, jobid: int | str) -> tuple[int, str]:
+        jid = self._job.JobID(jobid)
+        return int(jid), jid.f58
+
+    def watch(self, job: Job, eventlog: str, on_event: Callable[[Any], None]) -> Watch:
+        """Follow one of the job's eventlogs (``eventlog``, ``guest.exec.eventlog``,
+        ``guest.output``) in the handle's reactor: ``on_event(entry)`` for each entry (its
+        ``name``, ``timestamp``, ``context``), ``on_event(None)`` at its end or when it
+        cannot be read."""
+        def got(fut: Any) -> None:
+            try:
+                ev = fut.get_event()
+            except OSError:
+                ev = None
+            on_event(ev)
+
+        return Watch(self._job.event_watch_async(self.h, job.jobid, eventlog=eventlog)
+                     .then(got))
+
+    def events(self, job: Job, eventlog: str) -> Iterator[Any]:
+        """Every entry of one of the job's eventlogs, read now to its end (the job's, for
+        an eventlog that is complete); OSError when it cannot be read."""
+        return iter(self._job.event_watch(self.h, job.jobid, eventlog))
+
+    def info(self, job: Job, attrs: Iterable[str]) -> Any:
+        """The job as job-list lists it, with ``attrs``; None while job-list has not seen
+        it yet. OSError when the instance cannot be asked."""
+        try:
+            return self._job.job_list_id(self.h, job.jobid, attrs=list(attrs)).get_jobinfo()
+        except FileNotFoundError:
+            return None
+
+    def result(self, job: Job) -> dict[str, Any]:
+        """Wait until the job is over: Flux's summary of it (``waitstatus``, ``t_run``,
+        ``result``, ``exception_type`` and ``exception_note``)."""
+        return dict(self._job.result_async(self.h, job.jobid).get_dict())
+
+    def critical_ranks(self, job: Job, ranks: str) -> None:
+        """Only the job's shells on ``ranks`` are critical: the loss of another node ends
+        its tasks there, not the job. OSError when Flux refuses it."""
+        self.h.rpc("job-exec.critical-ranks", {"id": job.jobid, "ranks": ranks}).get()
+
+    # -- signals, for a job of either kind ------------------------------------------------
     def kill(self, jobs: Iterable[Job], signum: int) -> int:
         """``signum`` to every task of each job (one not yet Flux's is dropped); how many."""
         return self._each(jobs, lambda jid: self._job.kill_async(self.h, jid, signum))
@@ -183,7 +268,8 @@ class FluxJobs:
     def close(self, wait: bool = True, abandon: bool = False) -> None:
         """Stop the executor: ``wait`` for the jobs' events to end; ``abandon`` what was
         not handed to Flux yet (an instance that is gone)."""
-        self._ex.shutdown(wait=wait, cancel_futures=abandon)
+        if self._executor is not None:
+            self._executor.shutdown(wait=wait, cancel_futures=abandon)
 
 
 def _quiet_executor_threads() -> None:

@@ -21,6 +21,7 @@ from typing import Any
 from fluxlite.errors import FluxliteError, FluxUnavailable, UsageError
 from fluxlite.execute.base import ExitStatus
 from fluxlite.execute.timelimit import from_limits
+from fluxlite.flux.jobs import FluxJobs
 from fluxlite.flux.jobspec import build, connect, environment
 from fluxlite.spec import JobSpec, Limits
 
@@ -318,22 +319,19 @@ def submit(spec: JobSpec, job_path: str, req: BatchRequest) -> tuple[Any, str]:
         raise FluxUnavailable("no flux instance to submit to: FLUX_URI is not set and "
                               "flux is not on PATH")
     h = connect()  # first: it says what is missing before anything imports flux
-    import flux.job  # type: ignore[import-not-found]
-
     js = jobspec(spec, job_path, req)
     try:
-        jid = flux.job.JobID(flux.job.submit(h, js))
+        job = FluxJobs(None, h).submit_sync(js)
     except OSError as err:
         raise FluxliteError(f"flux submit failed: {err.strerror or err}") from err
-    logger.debug("submitted %s as flux job %s", job_path, jid.f58)
-    return h, jid.f58
+    logger.debug("submitted %s as flux job %s", job_path, job.f58)
+    return h, str(job.f58)
 
 
 def wait_exit_code(h: Any, jobid: str) -> int:
     """Wait for the batch job to end; its exit code is fluxlite's."""
-    import flux.job  # type: ignore[import-not-found]
-
-    info = flux.job.result_async(h, flux.job.JobID(jobid)).get_dict()
+    jobs = FluxJobs(None, h)
+    info = jobs.result(jobs.by_id(jobid))
     if info.get("waitstatus") is None or "t_run" not in info:
         what = info.get("exception_type") or info.get("result") or "ended"
         note = info.get("exception_note")

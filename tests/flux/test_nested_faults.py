@@ -159,8 +159,8 @@ def test_term_during_the_nested_submission_keeps_its_id(fi: FluxInstance,
     try:
         with pytest.raises(Stop):
             nested.start()
-        jid = nested.jobid
-        assert jid is not None  # known, so the way out cancels it
+        assert nested.job is not None  # known, so the way out cancels it
+        jid = nested.job.jobid
         nested.stop(ok=False)
     finally:
         signal.signal(signal.SIGTERM, old)

@@ -147,7 +147,7 @@ def _pool_procs(fi: FluxInstance, rank: int) -> dict[str, int]:
         kids = [c for c, pp in parent.items() if pp == p and c not in below]
         below.update(kids)
         todo.extend(kids)
-    found = [p for p in below if _cmdline_has(p, b"fluxlite.flux.pool.worker")]
+    found = [p for p in below if _cmdline_has(p, b"fluxlite.cluster.pool.worker")]
     assert found, f"no pool worker below the broker of rank {rank}"
     worker = next((p for p in found
                    if any(pp == p and c not in found for c, pp in parent.items())), None)
@@ -346,7 +346,7 @@ def test_pool_worker_that_cannot_start(fi: FluxInstance, fl: Fluxlite) -> None:
     assert p.returncode != 0
     err = p.stderr.decode().strip().splitlines()
     assert "Traceback" not in p.stderr.decode()
-    assert err[-1] == ("fluxlite: error: pool worker 1 on rank 1 did not start: it exited 3: "
+    assert err[-1] == ("fluxlite: error: pool worker 1 on rank 1 did not start: it exited with code 3: "
                        "python: cannot start here"), err
     assert not (fl.tmp / "ran.log").exists()
     assert all("INACTIVE" in ln for ln in _pool_jobs(fi) if ln)

@@ -216,8 +216,8 @@ for d in os.listdir("/proc"):
         cmd = open(f"/proc/{d}/cmdline", "rb").read().split(b"\0")
     except OSError:
         continue
-    if b"fluxlite.flux.pool.worker" in cmd:
-        svc = cmd[cmd.index(b"fluxlite.flux.pool.worker") + 1].decode()
+    if b"fluxlite.cluster.pool.worker" in cmd:
+        svc = cmd[cmd.index(b"fluxlite.cluster.pool.worker") + 1].decode()
         break
 log = open("forge.log", "a")
 
@@ -327,7 +327,7 @@ def test_pool_malformed_requests_are_dropped(flux_instance: FluxInstance, fl: Fl
 
 # -- the checks themselves, on sealed requests a forger could not build -------------------
 def test_pool_sealed_requests_are_checked_field_by_field() -> None:
-    from fluxlite.flux.pool import messages as m
+    from fluxlite.cluster.pool import messages as m
 
     seal = m.Seal(os.urandom(32))
     other = m.Seal(os.urandom(32))
@@ -380,8 +380,8 @@ def test_pool_sealed_but_malformed_requests_are_dropped(flux_instance: FluxInsta
     from fluxlite.cluster.executors import TaskFiles
     from fluxlite.cluster.formats import Task
     from fluxlite.cluster.records import Attempt
-    from fluxlite.flux.pool import messages as m
-    from fluxlite.flux.pool.coordinator import PoolExecutor
+    from fluxlite.cluster.pool import messages as m
+    from fluxlite.cluster.pool.coordinator import PoolExecutor
 
     monkeypatch.chdir(tmp_path)
     pool = PoolExecutor(TaskFiles(str(tmp_path), 4096), uri=flux_instance.uri,

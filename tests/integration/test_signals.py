@@ -21,6 +21,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from fluxlite.signals import STOP_SIGNALS
 from tests.conftest import Fluxlite, judge, parse_records, require_oracle, writing_into
 from tests.jobs import partial_files, script
 
@@ -200,6 +201,22 @@ def test_term_during_the_task_is_forwarded_and_checkpoints_leave(
     rec = load(tmp_path)
     assert any(e["direction"] == "received" and e["signal"] == "SIGTERM" for e in rec["signals"])
     assert sent(rec, "SIGTERM")
+    assert fl.leftover_workdirs() == []
+
+
+@pytest.mark.parametrize("signum", STOP_SIGNALS, ids=lambda s: s.name)
+def test_every_stop_signal_is_forwarded_and_the_record_written(
+        fl: Fluxlite, tmp_path: Path, signum: signal.Signals) -> None:
+    """The one set of stop signals: each reaches the task and ends the job with a record
+    (ALRM, Flux's job shell at the time limit, as TERM does)."""
+    job = {"executable": "/bin/sleep", "arguments": ["60"], "records": records(tmp_path)}
+    proc, err, took = _run_signalled(fl, job, signum)
+    assert proc.returncode == 128 + signum, err
+    assert took < 10
+    rec = load(tmp_path)
+    assert any(e["direction"] == "received" and e["signal"] == signum.name
+               for e in rec["signals"])
+    assert sent(rec, signum.name)
     assert fl.leftover_workdirs() == []
 
 

@@ -204,7 +204,9 @@ def test_unwritable_json_record_is_one_line_exit_1(fl, data):
     assert not list((fl.tmp).glob("nodir*"))
 
 
-def test_term_during_a_transfer_leaves_nothing_and_exits_1(fl):
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGQUIT"])
+def test_term_during_a_transfer_leaves_nothing_and_exits_1(fl, signame):
+    """A stop signal (any of the one set: TERM, QUIT...) cancels the transfers."""
     import signal
     import subprocess
     import sys
@@ -226,7 +228,7 @@ def test_term_during_a_transfer_leaves_nothing_and_exits_1(fl):
                 time.sleep(0.05)
             assert srv.hits("/big"), "the transfer never started"
             time.sleep(0.3)
-            p.send_signal(signal.SIGTERM)
+            p.send_signal(getattr(signal, signame))
             _, err = p.communicate(timeout=20)
         finally:
             if p.poll() is None:

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from fluxlite.cluster.flux_executor import settle
+from fluxlite.cluster.flux_jobs import settle
 from fluxlite.cluster.formats import Task
 from fluxlite.cluster.records import Attempt
 from fluxlite.execute.base import Launcher
@@ -244,15 +244,15 @@ class ClusterJobs:
 
 def test_the_cluster_executor_hands_each_job_over_once_as_it_ended(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from fluxlite.cluster import flux_executor
+    from fluxlite.cluster import flux_jobs
     from fluxlite.cluster.executors import TaskFiles
 
     fake = ClusterJobs()
     one_node = SimpleNamespace(all=SimpleNamespace(nnodes=1, ncores=4, ngpus=0))
-    monkeypatch.setattr(flux_executor.jobspec, "open_instance",
+    monkeypatch.setattr(flux_jobs.jobspec, "open_instance",
                         lambda uri, needs: ("fake://", None, one_node))
-    monkeypatch.setattr(flux_executor, "FluxJobs", lambda uri, h: fake)
-    ex = flux_executor.FluxExecutor(TaskFiles(str(tmp_path), 1024), env={"PATH": "/bin"})
+    monkeypatch.setattr(flux_jobs, "FluxJobs", lambda uri, h: fake)
+    ex = flux_jobs.FluxJobsExecutor(TaskFiles(str(tmp_path), 1024), env={"PATH": "/bin"})
     ran, waits = (Attempt(task=Task(id=i, argv=["/bin/true"]), number=1) for i in "ab")
     assert ex.start(ran) is None and ex.start(waits) is None and ex.running() == 2
     job = fake.jobs[0]

@@ -10,7 +10,7 @@ from fluxlite.cluster import formats
 from fluxlite.cluster.formats import ClusterInputError, Task
 from fluxlite.cluster.records import Attempt, RecordWriter, attempt_dict
 from fluxlite.execute.base import ExitStatus
-from fluxlite.flux.pool import messages as m
+from fluxlite.cluster.pool import messages as m
 
 
 def test_task_and_result_round_trip() -> None:

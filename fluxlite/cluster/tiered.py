@@ -11,22 +11,22 @@ import logging
 from typing import Any
 
 from fluxlite.cluster.executors import Executor, TaskFiles
-from fluxlite.cluster.flux_executor import FluxExecutor
+from fluxlite.cluster.flux_jobs import FluxJobsExecutor
 from fluxlite.cluster.formats import ClusterInputError, Task, TaskGraph
 from fluxlite.cluster.records import Attempt
-from fluxlite.flux.pool.coordinator import PoolExecutor
+from fluxlite.cluster.pool.coordinator import PoolExecutor
 
 logger = logging.getLogger(__name__)
 
 
-class NodesFluxExecutor(FluxExecutor):
+class NodesFluxJobsExecutor(FluxJobsExecutor):
     """The flux executor, with ``-N`` honoured: a task of N nodes is a Flux job of N tasks,
     one per node (as ``flux run -N``), its cores split between them."""
 
     @staticmethod
     def _shape(t: Task) -> dict[str, Any]:
         if t.nodes <= 1:
-            return FluxExecutor._shape(t)
+            return FluxJobsExecutor._shape(t)
         return {"count": t.nodes, "nodes": t.nodes, "cores": max(1, -(-t.cores // t.nodes)),
                 "gpus": -(-t.gpus // t.nodes) if t.gpus else None}
 
@@ -41,7 +41,7 @@ class TieredExecutor(Executor):
 
     name = "pool"
 
-    def __init__(self, pool: PoolExecutor, flux: FluxExecutor) -> None:
+    def __init__(self, pool: PoolExecutor, flux: FluxJobsExecutor) -> None:
         self.pool, self.flux = pool, flux
         self.cores, self.gpus = pool.cores, pool.gpus
         self.where = "a pool worker or a Flux job"
@@ -99,7 +99,7 @@ def make_pool(graph: TaskGraph, files: TaskFiles, uri: str | None, workers_per_n
         tier = [t for t in graph.tasks.values() if wants_flux(t) or not pool.can_ever(t)]
         if not tier:
             return pool
-        flux = NodesFluxExecutor(files, uri=pool.uri)
+        flux = NodesFluxJobsExecutor(files, uri=pool.uri)
         # the pool's job holds one core a worker: a Flux job gets what is left of a node
         beside = max(0, flux.cores - pool.wpn)
         for t in tier:

@@ -1,14 +1,15 @@
 """A pool worker: one task of the pool's Flux job, on one node (or a share of one).
 
-``python -m fluxlite.flux.pool.worker SERVICE RANK STDIO_BYTES KVS_NAMESPACE`` says hello to
+``python -m fluxlite.cluster.pool.worker SERVICE RANK STDIO_BYTES KVS_NAMESPACE`` says hello to
 the coordinator's service on broker RANK, then runs the tasks it is given with the local
 executor's semantics (slots, memory, GPUs, process groups, forwarding, stdio captured) and
 sends their results back, many a message. Everything is driven by the Flux reactor: the
 executor's process descriptors, the RPC answers and the coordinator's requests.
 
-The process Flux starts is the worker's guard (``guard``), which forks the worker and
-outlives it: the worker tells it, through a pipe, the process group, key and start of each
-task it starts and reaps. When the worker dies, or stops answering and the coordinator has
+The process Flux starts is the worker's guard (:mod:`fluxlite.cluster.pool.guard`, the
+mechanism :mod:`fluxlite.execute.guard`'s), which forks the worker and outlives it: the
+worker tells it, through a pipe, the process group, key and start of each task it starts
+and reaps. When the worker dies, or stops answering and the coordinator has
 its guard kill it, the guard kills every process below it before the coordinator retries
 its tasks elsewhere. When the guard dies, the worker kills its own tasks, says so, and
 stops. The pool's secret comes from the KVS (``messages``): every request the worker sends
@@ -17,11 +18,9 @@ is sealed with it, and every request it gets must be.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import shutil
-import signal
 import socket
 import sys
 import tempfile
@@ -32,8 +31,9 @@ from fluxlite.cluster.formats import Task
 from fluxlite.cluster.records import Attempt
 from fluxlite.execute.base import ExitStatus
 from fluxlite.flux import jobspec
-from fluxlite.flux.pool import messages as m
-from fluxlite.flux.pool.guard import GUARD_LOST
+from fluxlite.cluster.pool import messages as m
+from fluxlite.execute.guard import GUARD_LOST, GuardLink
+from fluxlite.signals import STOP_SIGNALS
 
 logger = logging.getLogger(__name__)
 
@@ -88,41 +88,6 @@ class LocalRunner:
     def close(self) -> None:
         """End what still runs and what the attempts left behind."""
         self.ex.close()
-
-
-class GuardLink:
-    """The worker's end of the pipe to its guard (its parent): the secret once, then a line
-    for each attempt it starts and reaps, and ``=`` at a clean end."""
-
-    def __init__(self, fd: int, pid: int) -> None:
-        self.fd, self.pid = fd, pid
-
-    def secret(self, secret: bytes) -> None:
-        """The pool's secret, for the guard to seal what it says and check what it hears."""
-        self._say(f"k{secret.hex()}\n")
-
-    def add(self, pgid: int, key: int, start: float) -> None:
-        """An attempt started: its process group, its key, its start."""
-        self._say(f"+{pgid} {key} {start!r}\n")
-
-    def remove(self, pgid: int) -> None:
-        """A process group that is gone: not to be killed."""
-        self._say(f"-{pgid}\n")
-
-    def alive(self) -> bool:
-        """Whether the guard is still this process's parent."""
-        return os.getppid() == self.pid
-
-    def _say(self, line: str) -> None:
-        with contextlib.suppress(OSError):
-            os.write(self.fd, line.encode())
-
-    def close(self, clean: bool) -> None:
-        """The worker ends: ``clean`` when it killed and reaped everything itself."""
-        if clean:
-            self._say("=\n")
-        with contextlib.suppress(OSError):
-            os.close(self.fd)
 
 
 class Worker:
@@ -183,9 +148,7 @@ class Worker:
         tick = self.h.timer_watcher_create(_TICK, self._on_tick, repeat=_TICK)
         tick.start()
         self.watchers.append(tick)
-        for sig, cb in ((signal.SIGTERM, self._on_own_signal),
-                        (signal.SIGINT, self._on_own_signal),
-                        (signal.SIGHUP, self._on_own_signal),
+        for sig, cb in (*((s, self._on_own_signal) for s in STOP_SIGNALS),
                         (GUARD_LOST, lambda *_: self._check_guard())):
             sw = self.h.signal_watcher_create(sig, cb)
             sw.start()
@@ -414,11 +377,11 @@ def run_worker(service: str, coord_rank: int, stdio_bytes: int, kvs_ns: str,
 
 def main(argv: list[str] | None = None) -> int:
     """A pool worker's process: SERVICE COORDINATOR_RANK STDIO_BYTES KVS_NAMESPACE (its
-    guard, which forks the worker itself: see ``guard``)."""
+    guard, which forks the worker itself: see :mod:`fluxlite.cluster.pool.guard`)."""
     args = sys.argv[1:] if argv is None else argv
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     if len(args) != 4:
-        sys.stderr.write("usage: python -m fluxlite.flux.pool.worker SERVICE RANK "
+        sys.stderr.write("usage: python -m fluxlite.cluster.pool.worker SERVICE RANK "
                          "STDIO_BYTES KVS_NAMESPACE\n")
         return 2
     try:
@@ -426,7 +389,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError:
         sys.stderr.write("error: pool worker: RANK and STDIO_BYTES must be integers\n")
         return 2
-    from fluxlite.flux.pool import guard
+    from fluxlite.cluster.pool import guard
 
     return guard.main(args[0], rank, stdio, args[3])
 

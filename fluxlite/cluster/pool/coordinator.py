@@ -40,7 +40,8 @@ from fluxlite.cluster.records import Attempt
 from fluxlite.errors import FluxliteError
 from fluxlite.execute.base import ExitStatus
 from fluxlite.flux import jobspec
-from fluxlite.flux.pool import messages as m
+from fluxlite.flux.jobs import FluxJobs, Job
+from fluxlite.cluster.pool import messages as m
 
 logger = logging.getLogger(__name__)
 
@@ -109,6 +110,7 @@ class PoolExecutor(Executor):
         import flux.job  # type: ignore[import-not-found]
 
         self.flux = flux
+        self.jobs = FluxJobs(self.uri, self.h)  # the pool's job, in this handle's reactor
         self.rank = self.h.get_rank()
         self.wpn = max(1, workers_per_node)
         # the nodes that are up (a down node would keep the pool's job from starting)
@@ -143,9 +145,9 @@ class PoolExecutor(Executor):
         self.dispatched: dict[int, float] = {}  # key -> epoch handed to a worker
         self._seq = 0
         self._watchers: list[Any] = []
-        self.jobid: int | None = None
+        self.job: Job | None = None
         self.job_f58 = ""
-        self.job_ended: str | None = None
+        self.job_ended: ExitStatus | None = None  # the job's, at its finish
         self.job_clean = False
         self.start_stderr: dict[str, str] = {}  # shell rank -> last stderr line at startup
         self.start_failed: dict[int, str] = {}  # worker -> why, for those that never said hello
@@ -235,7 +237,7 @@ class PoolExecutor(Executor):
     def _submit(self) -> None:
         n = self.nnodes * self.wpn
         python = self.env.get("FLUXLITE_POOL_PYTHON") or sys.executable
-        argv = [python, "-m", "fluxlite.flux.pool.worker", self.service,
+        argv = [python, "-m", "fluxlite.cluster.pool.worker", self.service,
                 str(self.rank), str(self.files.stdio_bytes), self.kvs_ns]
         # one core each in Flux's eyes: the worker's own slots are its node's cores, and
         # Flux-job tasks of the same cluster can still be placed beside it
@@ -244,35 +246,34 @@ class PoolExecutor(Executor):
         js.setattr_shell_option("exit-timeout", "none")  # one worker lost is not the pool
         js.setattr_shell_option("cpu-affinity", "off")
         try:
-            self.jobid = self.flux.job.submit(self.h, js)
+            self.job = job = self.jobs.submit_sync(js)
         except OSError as err:
             raise PoolStartError(f"cannot start the pool's workers ({n} on {self.nnodes} "
                                  f"node(s)): {err.strerror or err}") from err
-        self.job_f58 = self.flux.job.JobID(self.jobid).f58
+        self.job_f58 = job.f58 or ""
         logger.info("pool job %s: %d worker(s) on %d node(s)", self.job_f58, n, self.nnodes)
         # the job shells say when a task (a worker) exits, at once, with its status
         self._events, self._exec_events, self._output = (
-            self.flux.job.event_watch_async(self.h, self.jobid, eventlog=log).then(cb)
+            self.jobs.watch(job, log, cb)
             for log, cb in (("eventlog", self._on_job_event),
                             ("guest.exec.eventlog", self._on_exec_event),
                             ("guest.output", self._on_output)))
 
-    def _on_exec_event(self, fut: Any) -> None:
-        c = _event(fut, "shell.task-exit")
+    def _on_exec_event(self, ev: Any) -> None:
+        c = _context(ev, "shell.task-exit")
         if c is None:
             return
         idx = int(c.get("rank", 0)) * self.wpn + int(c.get("localid", 0))
         # the guard (the process Flux started) exited: after the worker, or killed
-        status = _describe_status(int(c.get("wait_status", 0)))
+        status = ExitStatus.from_wait(int(c.get("wait_status", 0)))
         w = self.workers.get(idx)
         if w is None:
-            self.start_failed.setdefault(idx, f"it {status}")
+            self.start_failed.setdefault(idx, status.describe("it"))
             self.h.reactor_stop()
         elif not self._closing:
-            self._lose(w, f"its process {status}")
+            self._lose(w, status.describe("its process"))
 
-    def _on_job_event(self, fut: Any) -> None:
-        ev = _event(fut)
+    def _on_job_event(self, ev: Any) -> None:
         if ev is None:
             return
         if ev.name == "exception":
@@ -283,11 +284,10 @@ class PoolExecutor(Executor):
             self.job_clean = True
             self.h.reactor_stop()
         elif ev.name == "finish":
-            status = int(ev.context.get("status", 0))
-            self.job_ended = _describe_status(status)
+            self.job_ended = ExitStatus.from_wait(int(ev.context.get("status", 0)))
             if not self._closing:
                 for w in self.workers.values():
-                    why = f"the pool job {self.job_f58} ended ({self.job_ended})"
+                    why = f"the pool job {self.job_f58} ended ({self.job_ended.describe()})"
                     self._lose(w, why)
                     self._confirm(w, why, None, "its processes ended with the pool's job")
             self.h.reactor_stop()
@@ -301,8 +301,9 @@ class PoolExecutor(Executor):
                 missing = [i for i in range(n) if i not in self.workers] or [0]
                 first = min(self.start_failed) if self.start_failed else missing[0]
                 r = self.ranks[min(first // self.wpn, len(self.ranks) - 1)]
+                ended = self.job_ended
                 why = self.start_failed.get(first) or "; ".join(dict.fromkeys(
-                    self.job_notes)) or (f"it {self.job_ended}" if self.job_ended else
+                    self.job_notes)) or (ended.describe("it") if ended is not None else
                                          f"no hello within {timeout:.0f} s")
                 self._cancel_job()
                 said = self.start_stderr.get(str(first // self.wpn)) or self._stderr_of(
@@ -311,8 +312,7 @@ class PoolExecutor(Executor):
                                      + (f": {said}" if said else ""))
             self._run_reactor(0.2)
         self._drop_secret()  # every worker has it: no task will find it
-        with contextlib.suppress(OSError):
-            self._output.cancel()  # only the startup's output is of interest
+        self._output.stop()  # only the startup's output is of interest
         self._tolerate_lost_nodes()
         logger.info("pool up: %d worker(s), %s slots", n,
                     "+".join(str(w.slots) for w in self.workers.values()))
@@ -322,7 +322,7 @@ class PoolExecutor(Executor):
         it has ended (the live watch may not have seen it)."""
         last = ""
         try:
-            for ev in self.flux.job.event_watch(self.h, self.jobid, "guest.output"):
+            for ev in self.jobs.events(self.job, "guest.output"):
                 c = ev.context
                 if (ev.name == "data" and c.get("stream") == "stderr" and c.get("data")
                         and str(c.get("rank")) == str(shell_rank)):
@@ -331,10 +331,10 @@ class PoolExecutor(Executor):
             logger.debug("pool job %s: no output: %s", self.job_f58, err)
         return last
 
-    def _on_output(self, fut: Any) -> None:
+    def _on_output(self, ev: Any) -> None:
         """What the workers write to stderr while the pool starts: the last line of each
         node's, for the error that says why a worker did not start."""
-        c = _event(fut, "data")
+        c = _context(ev, "data")
         if c is None:
             return
         if c.get("stream") == "stderr" and _last_line(c.get("data")):
@@ -344,7 +344,7 @@ class PoolExecutor(Executor):
         """A node lost is a worker lost, not the pool: only the loss of the job's first
         shell (its leader) ends the job, as Flux does for a sub-instance."""
         try:
-            self.h.rpc("job-exec.critical-ranks", {"id": self.jobid, "ranks": "0"}).get()
+            self.jobs.critical_ranks(self.job, "0")
         except OSError as err:
             logger.debug("pool job %s: every node stays critical: %s", self.job_f58, err)
 
@@ -767,39 +767,28 @@ class PoolExecutor(Executor):
         self._wait_clean(15.0)
         for w in self._watchers + self._extra_fds:
             w.stop()
-        for fut in (self._events, self._exec_events):
-            with contextlib.suppress(OSError):
-                fut.cancel()
+        for watch in (self._events, self._exec_events):
+            watch.stop()
         with contextlib.suppress(OSError):
             self.h.service_unregister(self.service).get()
 
     def _cancel_job(self) -> None:
         self._drop_secret()
-        if self.jobid is None:
+        if self.job is None:
             return
-        try:
-            self.flux.job.cancel(self.h, self.jobid, "fluxlite cluster done")
-        except OSError as err:
-            logger.debug("cancel pool job: %s", err)
+        self.jobs.cancel([self.job], "fluxlite cluster done")
         self._wait_clean(15.0)
 
     def _wait_clean(self, timeout: float) -> None:
         """Until every worker's job shell is gone (the job's 'clean' event)."""
         deadline = time.monotonic() + timeout
-        while self.jobid is not None and not self.job_clean and time.monotonic() < deadline:
+        while self.job is not None and not self.job_clean and time.monotonic() < deadline:
             self._run_reactor(0.2)
 
 
-def _event(fut: Any, name: str | None = None) -> Any:
-    """The eventlog entry a watch future holds (None at its end); with ``name``, only the
-    context of an entry of that name."""
-    try:
-        ev = fut.get_event()
-    except OSError:
-        return None
-    if name is None or ev is None:
-        return ev
-    return ev.context if ev.name == name else None
+def _context(ev: Any, name: str) -> Any:
+    """The context of an eventlog entry named ``name`` (None for another, or at the end)."""
+    return ev.context if ev is not None and ev.name == name else None
 
 
 def _last_line(data: Any) -> str:
@@ -811,11 +800,3 @@ def _last_line(data: Any) -> str:
 def _ignore(fut: Any) -> None:
     with contextlib.suppress(OSError):  # the worker is gone: nothing of it is left to signal
         fut.get_str()
-
-
-def _describe_status(status: int) -> str:
-    if os.WIFSIGNALED(status):
-        return f"killed by {signal.Signals(os.WTERMSIG(status)).name}"
-    if os.WIFEXITED(status):
-        return f"exited {os.WEXITSTATUS(status)}"
-    return f"status {status}"

@@ -1,8 +1,10 @@
-"""The cluster's Flux executor: every attempt a Flux job in an instance, submitted
-asynchronously so that many submissions are in flight at once; Flux places them on the
-instance's cores and GPUs. Submitting, following and reading how each job ended are
-:class:`fluxlite.flux.jobs.FluxJobs`'s, as for the Flux launcher. A nested instance
-(hierarchical scheduling) is :class:`fluxlite.flux.instance.NestedInstance`."""
+"""The cluster's Flux executor (``FluxJobsExecutor``, a name of its own beside flux-core's
+``flux.job.FluxExecutor``, which :mod:`fluxlite.flux.jobs` submits through): every attempt
+a Flux job in an instance, submitted asynchronously so that many submissions are in flight
+at once; Flux places them on the instance's cores and GPUs. Submitting, following and
+reading how each job ended are :class:`fluxlite.flux.jobs.FluxJobs`'s, as for the Flux
+launcher. A nested instance (hierarchical scheduling) is
+:class:`fluxlite.flux.instance.NestedInstance`."""
 
 from __future__ import annotations
 
@@ -39,7 +41,7 @@ logger = logging.getLogger(__name__)
 _LOST_INTERVAL = 1.0
 
 
-class FluxExecutor(Executor):
+class FluxJobsExecutor(Executor):
     """Each attempt a Flux job; submissions pipelined through :class:`FluxJobs`."""
 
     name = "flux"

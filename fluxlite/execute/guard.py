@@ -1,0 +1,197 @@
+"""A guard: the parent a worker process is forked below, which outlives it, so that nothing
+the worker started outlives the worker; and the pipe between them.
+
+    (a Flux job shell) -> guard (a child subreaper) -> worker -> tasks -> what they start
+
+The second of ``execute``'s two mechanisms by which a task dies with the process that
+runs it:
+
+- the supervisor (``supervisor``) is forked by fluxlite for one task, *between* fluxlite
+  and the task: it ends the task, and everything below it, when fluxlite dies (its
+  parent-death signal), even by SIGKILL;
+- a guard forks a long-lived worker *below* itself (:func:`fork_worker`) and only watches:
+  when the worker dies, the guard kills every process below it (it is a subreaper, so what
+  the worker started re-parents to it, setsid and double-forked descendants too); when the
+  guard dies, the worker gets ``GUARD_LOST`` (its parent-death signal) and ends its own
+  tasks. A worker given up on (stopped, hung) is KILLed by its guard, with everything
+  below it, on request (:meth:`Guard._gone`).
+
+The guard forks the worker before it opens anything else; the worker then tells it,
+through a pipe (:class:`GuardLink`, the worker's end), a secret once, then the process
+group, key and start of each task it starts and reaps, and ``=`` at a clean end. Neither
+can be read by the tasks, which run as the same user (``supervisor.hide_memory``). Every
+fork and kill here is the supervisor's (``supervisor.fork``, ``kill``, ``kill_all``). Whom
+the guard tells of an end, and how, is its subclass's: the pool's, over Flux, is
+``fluxlite.cluster.pool.guard``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import time
+from collections.abc import Callable
+from typing import Any
+
+from fluxlite.errors import FluxliteError
+from fluxlite.execute import supervisor
+from fluxlite.execute.base import ExitStatus
+
+logger = logging.getLogger(__name__)
+
+#: the worker's parent-death signal: its guard is gone
+GUARD_LOST = signal.SIGUSR2
+_KILL_WAIT = 30.0  # seconds to get every process below the worker killed and reaped
+
+
+class GuardLink:
+    """The worker's end of the pipe to its guard (its parent): the secret once, then a line
+    for each attempt it starts and reaps, and ``=`` at a clean end."""
+
+    def __init__(self, fd: int, pid: int) -> None:
+        self.fd, self.pid = fd, pid
+
+    def secret(self, secret: bytes) -> None:
+        """The secret the guard seals what it says and checks what it hears with."""
+        self._say(f"k{secret.hex()}\n")
+
+    def add(self, pgid: int, key: int, start: float) -> None:
+        """An attempt started: its process group, its key, its start."""
+        self._say(f"+{pgid} {key} {start!r}\n")
+
+    def remove(self, pgid: int) -> None:
+        """A process group that is gone: not to be killed."""
+        self._say(f"-{pgid}\n")
+
+    def alive(self) -> bool:
+        """Whether the guard is still this process's parent."""
+        return os.getppid() == self.pid
+
+    def _say(self, line: str) -> None:
+        with contextlib.suppress(OSError):
+            os.write(self.fd, line.encode())
+
+    def close(self, clean: bool) -> None:
+        """The worker ends: ``clean`` when it killed and reaped everything itself."""
+        if clean:
+            self._say("=\n")
+        with contextlib.suppress(OSError):
+            os.close(self.fd)
+
+
+def fork_worker(run: Callable[[GuardLink], int]) -> tuple[int, int]:
+    """Make this process a guard (a child subreaper whose memory the tasks cannot read) and
+    fork the worker below it: ``run(link)`` in the worker, whose exit code it is, with
+    ``GUARD_LOST`` as its parent-death signal. The worker's pid and the guard's end of the
+    pipe."""
+    supervisor.make_subreaper()
+    supervisor.hide_memory()  # the fork inherits it
+    rfd, wfd = os.pipe()
+    parent = os.getpid()
+
+    def worker() -> int:
+        os.close(rfd)
+        supervisor.set_parent_death_signal(GUARD_LOST)
+        if os.getppid() != parent:  # the guard died before the signal was set
+            return 1
+        return run(GuardLink(wfd, parent))
+
+    pid = supervisor.fork(worker)
+    os.close(wfd)
+    os.set_inheritable(rfd, False)
+    return pid, rfd
+
+
+class Guard:
+    """The guard's side (the module's doc): what the worker says, the worker's end, and
+    the kill of everything below it. A subclass serves it (:meth:`_forward` for a stop
+    signal, :meth:`_read` when the pipe is readable) and tells of the end."""
+
+    def __init__(self, index: int, rfd: int, worker: int) -> None:
+        self.index, self.rfd, self.worker = index, rfd, worker
+        self.groups: dict[int, tuple[int, float]] = {}  # pgid -> (key, start)
+        self.buf = b""
+        self.secret: bytes | None = None
+        self.clean = False
+        self.eof = False
+        self.status: int | None = None  # the worker's wait status once reaped
+
+    # -- the pipe -------------------------------------------------------------------------
+    def _read(self) -> None:
+        try:
+            chunk = os.read(self.rfd, 65536)
+        except InterruptedError:
+            return
+        except OSError:
+            chunk = b""
+        if not chunk:
+            self.eof = True
+            return
+        self.buf += chunk
+        *lines, self.buf = self.buf.split(b"\n")
+        for ln in lines:
+            self._line(ln.decode("ascii", "replace"))
+
+    def _line(self, ln: str) -> None:
+        try:
+            if ln[:1] == "+":
+                pgid, key, start = ln[1:].split()
+                self.groups[int(pgid)] = (int(key), float(start))
+            elif ln[:1] == "-":
+                self.groups.pop(int(ln[1:]), None)
+            elif ln[:1] == "k" and self.secret is None:
+                self.take_secret(bytes.fromhex(ln[1:]))
+            elif ln == "=":
+                self.clean = True
+        except (ValueError, FluxliteError):
+            logger.warning("guard %d: a line it does not know from its worker: %.40r",
+                           self.index, ln)
+
+    def take_secret(self, secret: bytes) -> None:
+        """The secret the worker told; a FluxliteError when it is not one."""
+        self.secret = secret
+
+    # -- ending ---------------------------------------------------------------------------
+    def _forward(self, signum: int, _frame: Any = None) -> None:
+        supervisor.kill(self.worker, signum)
+
+    def _reap_worker(self, kill: bool) -> None:
+        if self.status is not None:
+            return
+        if kill:
+            supervisor.kill(self.worker, signal.SIGKILL)  # a stopped process dies of it too
+        try:
+            self.status = os.waitpid(self.worker, 0)[1]
+        except ChildProcessError:
+            self.status = -1
+
+    def _kill_below(self) -> int:
+        """KILL and reap every process below the guard; how many could not be."""
+        supervisor.kill_all(_KILL_WAIT)
+        return sum(1 for p in supervisor.descendants(os.getpid()) if supervisor.alive(p))
+
+    def _gone(self, why: str) -> dict[str, Any]:
+        """Kill the worker and everything below it; what was killed, for the coordinator."""
+        self._reap_worker(kill=True)
+        left = self._kill_below()
+        end = time.time()
+        killed = [{"key": key, "pid": pgid, "start": start, "end": end}
+                  for pgid, (key, start) in self.groups.items()]
+        self.groups.clear()
+        return {"worker": self.index, "by": "guard", "why": why, "killed": killed,
+                "left": left}
+
+    def _ended(self) -> ExitStatus | None:
+        """How the worker ended, once reaped (None: it is gone, its status unknown)."""
+        st = self.status if self.status is not None else -1
+        return ExitStatus.from_wait(st) if st >= 0 else None
+
+    def _why(self) -> str:
+        st = self._ended()
+        return "its process is gone" if st is None else st.describe("its process")
+
+    def _exit_code(self) -> int:
+        st = self._ended()
+        return st.exitcode if st is not None and st.exitcode is not None else 1
