@@ -137,6 +137,10 @@ class PoolExecutor(Executor):
         self.kvs_ns = os.environ.get("FLUX_KVS_NAMESPACE") or "primary"
         self.n_workers = self.nnodes * self.wpn
         self.dropped = 0  # bad requests dropped
+        # the requests of the task flow the workers sent ('want', 'done') and the results
+        # they brought: round trips per task = requests / results
+        self.requests = {m.WANT: 0, m.DONE: 0}
+        self.results_in = 0
         self.workers: dict[int, Worker] = {}
         self.inflight: dict[int, Attempt] = {}
         self.completed: list[Attempt] = []
@@ -414,6 +418,7 @@ class PoolExecutor(Executor):
             return
         if w.want is not None:
             raise m.BadMessage(f"worker {w.name} asked for work twice at once")
+        self.requests[m.WANT] += 1
         w.last_seen = time.monotonic()
         w.want = msg
         self._take_results(w, results)
@@ -426,6 +431,7 @@ class PoolExecutor(Executor):
         w = self._sender(doc)
         if w is None:
             return  # a worker given up on: its attempts are its guard's to account for
+        self.requests[m.DONE] += 1
         w.last_seen = time.monotonic()
         self._take_results(w, results)
 
@@ -448,6 +454,7 @@ class PoolExecutor(Executor):
                 self.dropped += 1
                 continue
             self.inflight.pop(r["key"], None)
+            self.results_in += 1
             m.apply_result(a, r)
             self._finished(w, a, r["key"])
         if self.completed:
@@ -743,11 +750,21 @@ class PoolExecutor(Executor):
                              "guard": w.guard, "slots": w.slots, "gpus": w.gpus, "tasks": w.done,
                              "lost": w.lost} for w in self.workers.values()],
                 "dropped_requests": self.dropped,
+                "messages": self.messages(),
                 "reactor_seconds": round(self.loop_time, 3)}
+
+    def messages(self) -> dict[str, Any]:
+        """The task flow's requests: how many of each, the results they brought, and the
+        round trips per task (requests per result)."""
+        n = sum(self.requests.values())
+        return {**self.requests, "results": self.results_in,
+                "round_trips_per_task": round(n / self.results_in, 3) if self.results_in
+                else None}
 
     def close(self) -> None:
         """Stop every worker, and end the pool's job (cancelled if it does not end)."""
         self._memo(force=True)  # the last figures, beside the cluster's own
+        logger.debug("pool messages: %s", self.messages())
         self._closing = True
         self._drop_secret()
         live = self.live()
