@@ -352,6 +352,59 @@ def test_pool_worker_that_cannot_start(fi: FluxInstance, fl: Fluxlite) -> None:
     assert all("INACTIVE" in ln for ln in _pool_jobs(fi) if ln)
 
 
+def _cores_per_node(fi: FluxInstance) -> int:
+    return max(int(n) for n in fi.flux("resource", "list", "-n", "-o", "{ncores}",
+                                        "--states=up").stdout.split())
+
+
+def test_pool_job_flux_refuses_fails_at_once(fi: FluxInstance, fl: Fluxlite) -> None:
+    # more workers a node than a node has cores: Flux refuses the pool's job at once, and
+    # so does the cluster, with Flux's reason in one line (not after its startup timeout)
+    (fl.tmp / "a.dag").write_text("TASK a /bin/sh -c 'echo a >> ran.log'\n")
+    t0 = time.monotonic()
+    p = fl.run("cluster", "a.dag", "--executor", "pool", "-o", "c.out", "--workers-per-node",
+               str(_cores_per_node(fi) + 1), env=fi.env, timeout=100)
+    assert time.monotonic() - t0 < 10
+    text = p.stderr.decode()
+    assert p.returncode == 71, text
+    assert "Traceback" not in text
+    last = text.strip().splitlines()[-1]
+    assert last.startswith("fluxlite: error: pool job "), last
+    assert "did not start: unsatisfiable request" in last, last
+    assert last.endswith("(Flux exception 'alloc')"), last
+    assert not (fl.tmp / "ran.log").exists()
+    assert all("INACTIVE" in ln for ln in _pool_jobs(fi) if ln)
+
+
+def test_pool_job_cancelled_before_it_starts_fails_at_once(fi: FluxInstance,
+                                                          fl: Fluxlite) -> None:
+    # the instance is full: the pool's job waits; cancelled there, the cluster ends at once
+    hold = fi.flux("submit", f"-N{fi.size}", "--exclusive", "sleep", "300").stdout.strip()
+    try:
+        (fl.tmp / "a.dag").write_text("TASK a /bin/sh -c 'echo a >> ran.log'\n")
+        proc = fl.popen("cluster", "a.dag", "--executor", "pool", "-o", "c.out", env=fi.env)
+        try:
+            deadline = time.monotonic() + 30
+            while not (pending := [ln.split()[0] for ln in _pool_jobs(fi)
+                                   if ln.endswith(" SCHED")]):
+                assert time.monotonic() < deadline and proc.poll() is None, "no pool job"
+                time.sleep(0.05)
+            t0 = time.monotonic()
+            fi.flux("cancel", "-m", "enough waiting", pending[0])
+            _, err = proc.communicate(timeout=60)
+        finally:
+            proc.kill()
+    finally:
+        fi.flux("cancel", hold)
+    assert time.monotonic() - t0 < 5
+    text = err.decode()
+    assert proc.returncode == 71, text
+    assert "Traceback" not in text
+    last = text.strip().splitlines()[-1]
+    assert "did not start: enough waiting (Flux exception 'cancel')" in last, last
+    assert not (fl.tmp / "ran.log").exists()
+
+
 def test_pool_progress_memo_on_the_batch_job(fi: FluxInstance, fl: Fluxlite) -> None:
     (fl.tmp / "p.dag").write_text("".join(f"TASK t{i} /bin/sleep 0.1\n" for i in range(12)))
     script = fl.tmp / "batch.sh"

@@ -154,6 +154,7 @@ class PoolExecutor(Executor):
         self.start_stderr: dict[str, str] = {}  # shell rank -> last stderr line at startup
         self.start_failed: dict[int, str] = {}  # worker -> why, for those that never said hello
         self.job_notes: list[str] = []
+        self.job_fatal: tuple[str, str] | None = None  # a fatal exception's type and note
         self._closing = False
         self._next_ping = self._next_memo = 0.0
         self._t0 = time.monotonic()
@@ -283,6 +284,10 @@ class PoolExecutor(Executor):
             note = ev.context.get("note", "") or ev.context.get("type", "")
             if note:
                 self.job_notes.append(str(note))
+            if ev.context.get("severity", 0) == 0 and self.job_fatal is None:
+                # the job is over (refused, cancelled...): a startup waits no longer
+                self.job_fatal = (str(ev.context.get("type") or "?"), str(note))
+                self.h.reactor_stop()
         elif ev.name == "clean":
             self.job_clean = True
             self.h.reactor_stop()
@@ -300,6 +305,13 @@ class PoolExecutor(Executor):
         n = self.nnodes * self.wpn
         deadline = time.monotonic() + timeout
         while sum(1 for w in self.workers.values() if w.ready) < n:
+            if self.job_fatal is not None and not self.start_failed:
+                kind, note = self.job_fatal
+                self._cancel_job()
+                raise PoolStartError(f"pool job {self.job_f58} ({n} worker(s) on "
+                                     f"{self.nnodes} node(s)) did not start: "
+                                     f"{_one_line(note) or 'no reason given'} "
+                                     f"(Flux exception '{_one_line(kind)}')")
             if (self.start_failed or self.job_ended is not None
                     or time.monotonic() >= deadline):
                 missing = [i for i in range(n) if i not in self.workers] or [0]
@@ -818,6 +830,11 @@ def _event(fut: Any, name: str | None = None) -> Any:
     if name is None or ev is None:
         return ev
     return ev.context if ev.name == name else None
+
+
+def _one_line(text: str) -> str:
+    """Text of Flux's as one line of at most 300 characters."""
+    return " ".join(text.split())[:300]
 
 
 def _last_line(data: Any) -> str:
