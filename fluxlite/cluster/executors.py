@@ -81,6 +81,12 @@ class Executor:
         """Send ``signum`` to every running attempt, marking it stopped for ``reason``."""
         raise NotImplementedError
 
+    def hold(self, reason: str) -> None:
+        """Start nothing more of what ``start`` took: an attempt that waits in the executor
+        (a pool worker's queue) comes back from ``poll`` stopped for ``reason``, never
+        started. An executor that starts every attempt in ``start`` has nothing waiting:
+        nothing to do."""
+
     def wakeup_fd(self) -> int | None:
         """A descriptor readable when an attempt may have finished (None: poll instead)."""
         return None

@@ -189,15 +189,22 @@ def _pool_of(fi: FluxInstance, fl: Fluxlite, n: int, body: str) -> subprocess.Po
                     "c.json", "--no-rescue", env=fi.env)
 
 
-def test_pool_worker_killed_mid_run(fi: FluxInstance, fl: Fluxlite) -> None:
-    proc = _pool_of(fi, fl, 8, 'echo s $PMC_TASK >> run.log; sleep 1.5; '
-                    'echo e $PMC_TASK >> run.log')
+def _kill_worker_1(fi: FluxInstance, fl: Fluxlite, proc: subprocess.Popen[bytes]) -> bytes:
+    """KILL the worker of rank 1 once 4 tasks have started (run.log); the cluster's
+    stderr once it ended."""
     try:
         _wait_for(fl.tmp / "run.log", 4)
         os.kill(_worker_pid(fi, 1), signal.SIGKILL)
         _, err = proc.communicate(timeout=60)
     finally:
         proc.kill()
+    return err
+
+
+def test_pool_worker_killed_mid_run(fi: FluxInstance, fl: Fluxlite) -> None:
+    proc = _pool_of(fi, fl, 8, 'echo s $PMC_TASK >> run.log; sleep 1.5; '
+                    'echo e $PMC_TASK >> run.log')
+    err = _kill_worker_1(fi, fl, proc)
     assert proc.returncode == 0, err.decode()
     assert b"lost" in err
     tasks, summary = cluster_lines((fl.tmp / "c.out").read_text())
@@ -214,6 +221,68 @@ def test_pool_worker_killed_mid_run(fi: FluxInstance, fl: Fluxlite) -> None:
     assert ends == {f"t{i}": 1 for i in range(8)}, log
     # the retries ran on the worker left
     assert all(a["rank"] == 0 for a in attempts if a["try"] == 2)
+
+
+def test_pool_round_trips_and_queues(fi: FluxInstance, fl: Fluxlite) -> None:
+    # small tasks: each worker keeps work queued beyond its slots, results come back in
+    # batches with the next tasks, far fewer than one round trip a task
+    n = 600
+    (fl.tmp / "q.dag").write_text("".join(f"TASK t{i} /bin/true\n" for i in range(n)))
+    p, out = _run(fi, fl, "q.dag", "--json", "c.json", "--no-rescue")
+    assert p.returncode == 0, p.stderr.decode()
+    _, summary = cluster_lines(out)
+    assert summary["succeeded"] == str(n)
+    pool = _record(fl)["pool"]
+    msgs = pool["messages"]
+    assert msgs["results"] == n and msgs["want"] + msgs["done"] < n / 4, msgs
+    assert msgs["round_trips_per_task"] < 0.25, msgs
+    assert all(w["queue"] > w["slots"] for w in pool["workers"]), pool["workers"]
+    assert sum(w["tasks"] for w in pool["workers"]) == n and pool["queued_again"] == 0
+
+
+def test_pool_worker_killed_with_tasks_queued(fi: FluxInstance, fl: Fluxlite) -> None:
+    # quick tasks first (the queues grow), then slow ones: the worker killed has 2 running
+    # and more waiting; those that waited never ran: they run elsewhere, no try spent
+    lines = [f"TASK q{i} -p 1 /bin/true\n" for i in range(60)]
+    lines += [f"TASK s{i} -t 2 /bin/sh -c 'echo s $PMC_TASK >> run.log; sleep 1; "
+              f"echo e $PMC_TASK >> run.log'\n" for i in range(12)]
+    (fl.tmp / "k.dag").write_text("".join(lines))
+    proc = fl.popen("cluster", "k.dag", "--executor", "pool", "-o", "c.out", "--json",
+                    "c.json", "--no-rescue", env=fi.env)
+    text = _kill_worker_1(fi, fl, proc).decode()
+    assert proc.returncode == 0, text
+    assert "task(s) that waited there and never started go to the other workers" in text
+    rec = _record(fl)
+    attempts = [a for a in _attempts(rec) if a["id"].startswith("s")]
+    lost = [a for a in attempts if a["error"] and "was lost" in a["error"]]
+    assert len(lost) == 2 and all(a["rank"] == 1 for a in lost), attempts  # its 2 slots
+    assert all("task killed" in a["error"] for a in lost), lost
+    assert rec["pool"]["queued_again"] >= 1, rec["pool"]
+    _, summary = cluster_lines((fl.tmp / "c.out").read_text())
+    assert summary["succeeded"] == "72" and summary["retries"] == "2", summary
+    assert len(attempts) == 14  # 12 tasks, 2 of them twice: the queued ones once
+    assert Counter(a["try"] for a in attempts) == {1: 12, 2: 2}
+    log = (fl.tmp / "run.log").read_text().split("\n")
+    ends = Counter(ln.split()[1] for ln in log if ln.startswith("e "))
+    assert ends == {f"s{i}": 1 for i in range(12)}, log
+    starts = Counter(ln.split()[1] for ln in log if ln.startswith("s "))
+    assert sum(starts.values()) == 14, log  # the queued ones started once, where they ran
+
+
+def test_pool_fail_fast_starts_nothing_queued(fi: FluxInstance, fl: Fluxlite) -> None:
+    # after the failure, what waits in the workers' queues comes back not started
+    lines = [f"TASK t{i} /bin/sh -c 'echo $PMC_TASK >> ran.log'\n" for i in range(400)]
+    lines[150] = "TASK t150 /bin/false\n"
+    (fl.tmp / "f.dag").write_text("".join(lines))
+    p, out = _run(fi, fl, "f.dag", "--fail-fast", "--json", "c.json", "--no-rescue")
+    assert p.returncode == 5, p.stderr.decode()
+    attempts = _attempts(_record(fl))
+    held = [a for a in attempts if a["stopped"] == "fail-fast"]
+    assert held and all(a["error"] == "not started (fail-fast)" for a in held), held
+    ran = set((fl.tmp / "ran.log").read_text().split())
+    assert not ran & {a["id"] for a in held}
+    _, summary = cluster_lines(out)
+    assert int(summary["succeeded"]) == len(ran) < 399, summary
 
 
 def test_pool_term_to_the_coordinator(fi: FluxInstance, fl: Fluxlite) -> None:

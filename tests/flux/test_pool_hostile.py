@@ -257,6 +257,7 @@ if MODE == "forge":
         post(f"kill g{w}", f"{svc}-g{w}.kill", json.dumps({"worker": w, "why": "x"}), w)
         post(f"stop w{w}", f"{svc}-w{w}.stop", "{}", w)
         post(f"signal w{w}", f"{svc}-w{w}.signal", json.dumps({"signum": 9}), w)
+        post(f"hold w{w}", f"{svc}-w{w}.hold", json.dumps({"reason": "x"}), w)
 else:
     post("not json", f"{svc}.hello", "{not json")
     post("a list", f"{svc}.want", "[1, 2]")
@@ -423,9 +424,13 @@ def test_pool_sealed_but_malformed_requests_are_dropped(flux_instance: FluxInsta
             "worker out of range": ask(f"{svc}.done", {"worker": 7, "results": []}),
             "from another rank": ask(f"{svc}.done", {"worker": given, "results": [fake]}),
         }
+        said["gone, queued not keys"] = ask(f"{svc}.gone", {
+            "worker": other, "by": "guard", "why": "x", "killed": [], "left": 0,
+            "queued": ["1"]})
         for w in (0, 1):
             said[f"signal 999 w{w}"] = ask(f"{svc}-w{w}.signal", {"signum": 999}, w)
             said[f"signal '9' w{w}"] = ask(f"{svc}-w{w}.signal", {"signum": "9"}, w)
+            said[f"hold, reason a number w{w}"] = ask(f"{svc}-w{w}.hold", {"reason": 5}, w)
         done: list[Attempt] = []
         deadline = time.monotonic() + 20
         while len(done) < 2 and time.monotonic() < deadline:

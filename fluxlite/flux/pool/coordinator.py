@@ -4,9 +4,19 @@ Flux job and spoken to over Flux's own messages (see ``messages``).
 
 - Accounting is the coordinator's: it knows each worker's slots, memory and GPUs and what
   it gave it, so ``fits`` and ``start`` never ask the network; a task is given to the
-  worker with the most free slots (spreading over the nodes).
+  worker with the most free room (spreading over the nodes).
+- A worker's queue: beyond its slots, a worker is given up to ``prefetch`` more cores of
+  tasks, which wait on the worker, in the order given, until its own accounting (the
+  local executor's: cores, memory, GPUs) has room to start them; so a worker never waits
+  on a round trip to start its next task, and a batch of results and the next tasks
+  travel in one message. GPUs and memory are never given beyond the worker's own: only
+  cores are queued for. The queue holds about ``LEAD`` seconds of work (from the mean
+  run time of the tasks so far, at most ``PREFETCH_PER_SLOT`` a slot; none before any
+  task ended, none for tasks longer than ``LEAD`` a slot): a task ready later, of a
+  higher priority, waits at most that long behind it, and a lost worker's queue runs
+  elsewhere (its tasks never started: they are queued again, no try spent).
 - Flow control: tasks go out only in answer to a worker's ``want``, batched (all that was
-  assigned to it since), never more than it has free.
+  assigned to it since).
 - The reactor of the Flux handle runs inside ``poll(timeout)``: a timer ends it, and so
   does a result (or a descriptor the tiered executor watches).
 - A worker that is gone (its service answers a ping with an error, or no answer within
@@ -47,6 +57,8 @@ logger = logging.getLogger(__name__)
 PING_INTERVAL = 1.0  # seconds between liveness checks of each worker
 LOST_AFTER = 10.0  # a worker that answers nothing for this long is lost
 CONFIRM_WAIT = 30.0  # seconds to wait for the word that a lost worker's tasks are dead
+LEAD = 0.1  # seconds of work a worker's queue holds beyond its slots
+PREFETCH_PER_SLOT = 16  # cores of queue a slot at most
 JOB_NAME = "fluxlite-pool"
 
 
@@ -65,9 +77,10 @@ class Worker:
     slots: int = 1
     gpus: int = 0
     memory_mb: int = 0
-    free_cores: int = 0
-    free_gpus: int = 0
-    free_mem: int = 0
+    prefetch: int = 0  # cores of queue beyond its slots
+    used_cores: int = 0  # what it was given and has not reported
+    used_gpus: int = 0
+    used_mem: int = 0
     want: Any = None  # the held 'want' request
     outbox: list[dict[str, Any]] = field(default_factory=list)
     inflight: dict[int, Attempt] = field(default_factory=dict)
@@ -85,10 +98,21 @@ class Worker:
         """w<index>, as records name the worker."""
         return f"w{self.index}"
 
+    @property
+    def room(self) -> int:
+        """Cores it may still be given: its free slots and the room left in its queue."""
+        return self.slots + self.prefetch - self.used_cores
+
     def fits(self, t: Task) -> bool:
-        """Whether the task fits in what the worker has free now."""
-        return (t.cores <= self.free_cores and t.gpus <= self.free_gpus
-                and (self.memory_mb == 0 or t.memory_mb <= self.free_mem))
+        """Whether the task may be given to the worker now (to start, or to wait there)."""
+        return (t.cores <= self.room and t.gpus <= self.gpus - self.used_gpus
+                and (self.memory_mb == 0 or t.memory_mb <= self.memory_mb - self.used_mem))
+
+    def take(self, t: Task, sign: int = 1) -> None:
+        """Account a task given to it (``sign`` -1: reported, or taken back)."""
+        self.used_cores += sign * t.cores
+        self.used_gpus += sign * t.gpus
+        self.used_mem += sign * t.memory_mb
 
     def can_ever(self, t: Task) -> bool:
         """Whether the task fits in the worker at all."""
@@ -141,6 +165,9 @@ class PoolExecutor(Executor):
         # they brought: round trips per task = requests / results
         self.requests = {m.WANT: 0, m.DONE: 0}
         self.results_in = 0
+        self.mean_run: float | None = None  # the tasks' mean run time (moving), seconds
+        self.requeue: list[Attempt] = []  # never started on a lost worker: to give again
+        self.requeued = 0
         self.workers: dict[int, Worker] = {}
         self.inflight: dict[int, Attempt] = {}
         self.completed: list[Attempt] = []
@@ -410,10 +437,9 @@ class PoolExecutor(Executor):
             raise m.BadMessage(f"worker w{idx} says it is on rank {rank}, not {expect}")
         cores, gpus = self.share.get(rank, (1, 0))
         w = Worker(idx, rank, host=doc["host"], pid=doc["pid"], guard=doc["guard"],
-                   slots=cores, gpus=gpus, free_cores=cores, free_gpus=gpus, ready=True,
-                   last_seen=time.monotonic())
+                   slots=cores, gpus=gpus, ready=True, last_seen=time.monotonic())
         mem = doc["memory_mb"] // self.wpn
-        w.memory_mb = w.free_mem = mem
+        w.memory_mb = mem
         self.workers[idx] = w
         h.respond(msg, m.dumps({"slots": cores, "gpus": gpus, "memory_mb": mem}))
 
@@ -469,14 +495,22 @@ class PoolExecutor(Executor):
             self.results_in += 1
             m.apply_result(a, r)
             self._finished(w, a, r["key"])
+            if a.pid:  # it ran: its run time tells how much work a queue holds
+                self.mean_run = a.duration if self.mean_run is None else (
+                    0.9 * self.mean_run + 0.1 * a.duration)
+        self._size_queue(w)
         if self.completed:
             self.h.reactor_stop()
 
+    def _size_queue(self, w: Worker) -> None:
+        """The worker's queue: about ``LEAD`` seconds of work (the module's doc)."""
+        if self.mean_run is None:
+            return
+        per_slot = LEAD / max(self.mean_run, 1e-4)
+        w.prefetch = int(min(PREFETCH_PER_SLOT, per_slot) * w.slots)
+
     def _finished(self, w: Worker, a: Attempt, key: int) -> None:
-        t = a.task
-        w.free_cores += t.cores
-        w.free_gpus += t.gpus
-        w.free_mem += t.memory_mb
+        w.take(a.task, -1)
         w.done += 1
         sent = self.dispatched.pop(key, None)
         if sent is not None and a.start:
@@ -545,15 +579,8 @@ class PoolExecutor(Executor):
                        f"; {n} running task(s) fail this try once known dead" if n else "")
         # not sent yet: never started, free to run elsewhere at once
         for d in w.outbox:
-            a = w.inflight.pop(d["key"])
-            self.inflight.pop(d["key"], None)
-            self.dispatched.pop(d["key"], None)
-            a.status = ExitStatus.failed_to_start(
-                f"pool worker {w.name} on rank {w.rank} ({w.host or '?'}) was lost before "
-                f"the task reached it: {why}")
-            self._finished(w, a, d["key"])
+            self._queue_again(w, d["key"])
         w.outbox.clear()
-        w.free_cores = w.free_gpus = w.free_mem = 0
         if not self._closing:  # with tasks or not, a stopped worker would hold the job
             full = f"{m.guard_service(self.service, w.index)}.{m.KILL}"
             self.h.rpc(full, self.seal.seal(full, {"worker": w.index, "why": why}),
@@ -585,8 +612,26 @@ class PoolExecutor(Executor):
         who = "its guard" if doc["by"] == "guard" else "the worker itself, without its guard,"
         left = (f"; {doc['left']} process(es) below it would not die" if doc["left"]
                 else "")
+        # what waited there and never started runs elsewhere, no try spent
+        again = [k for k in doc.get("queued", []) if k in w.inflight]
+        for key in again:
+            self._queue_again(w, key)
+        if again:
+            logger.warning("pool worker %s: %d task(s) that waited there and never started "
+                           "go to the other workers", w.name, len(again))
         self._confirm(w, doc["why"], {k["key"]: k for k in doc["killed"]},
                       f"{who} killed it and every process below it{left}")
+
+    def _queue_again(self, w: Worker, key: int) -> None:
+        """An attempt given to a lost worker that never started there: given again to
+        another worker, as it is (the same try)."""
+        a = w.inflight.pop(key)
+        self.inflight.pop(key, None)
+        self.dispatched.pop(key, None)
+        w.take(a.task, -1)
+        a.host, a.rank, a.worker, a.flux_id, a.handle = "", None, None, None, None
+        self.requeue.append(a)
+        self.requeued += 1
 
     def _confirm(self, w: Worker, why: str, killed: dict[int, dict[str, Any]] | None,
                  how: str) -> None:
@@ -649,18 +694,29 @@ class PoolExecutor(Executor):
     def fits(self, task: Task) -> bool:
         live = self.live()
         # no worker left: every task "fits", to fail at once in start() (its records say
-        # why, the summary and the rescue file are written), not to wait for ever
-        return not live or any(w.fits(task) for w in live)
+        # why, the summary and the rescue file are written), not to wait for ever; what a
+        # lost worker never started goes first
+        return not live or (not self.requeue and any(w.fits(task) for w in live))
 
     def running(self) -> int:
-        return len(self.inflight)
+        return len(self.inflight) + len(self.requeue)
+
+    def _best(self, t: Task) -> Worker | None:
+        """The live worker that the task fits with the most room (so that the work spreads
+        evenly, and what a worker's results freed mostly goes back to it in the answer to
+        the 'want' that brought them), of equals one whose 'want' is held."""
+        best: Worker | None = None
+        rank = (0, False)
+        for w in self.workers.values():
+            if w.lost or not w.fits(t):
+                continue
+            r = (w.room, w.want is not None)
+            if best is None or r > rank:
+                best, rank = w, r
+        return best
 
     def start(self, a: Attempt) -> Attempt | None:
-        t = a.task
-        best: Worker | None = None
-        for w in self.workers.values():
-            if not w.lost and w.fits(t) and (best is None or w.free_cores > best.free_cores):
-                best = w
+        best = self._best(a.task)
         a.start = time.time()
         a.t0 = time.monotonic()
         if best is None:
@@ -668,19 +724,39 @@ class PoolExecutor(Executor):
                 "every pool worker was lost" if not self.live() else
                 "no pool worker has room for it")
             return a
+        self._give(best, a)
+        return None
+
+    def _give(self, w: Worker, a: Attempt) -> None:
+        """Hand an attempt to a worker: it goes out with the answer to its next 'want'."""
         self._seq += 1
         key = self._seq
-        best.free_cores -= t.cores
-        best.free_gpus -= t.gpus
-        best.free_mem -= t.memory_mb
-        a.host, a.rank, a.worker = best.host, best.rank, best.name
+        w.take(a.task)
+        a.host, a.rank, a.worker = w.host, w.rank, w.name
         a.flux_id = self.job_f58
         a.handle = key
-        best.inflight[key] = a
+        w.inflight[key] = a
         self.inflight[key] = a
-        self.dispatched[key] = a.start
-        best.outbox.append(m.encode_task(key, a))
-        return None
+        self.dispatched[key] = time.time()
+        w.outbox.append(m.encode_task(key, a))
+
+    def _give_again(self) -> None:
+        """What lost workers never started, to the workers left, in its order; failed
+        when no worker left could ever hold it."""
+        keep: list[Attempt] = []
+        for a in self.requeue:
+            best = self._best(a.task)
+            if best is not None and not keep:
+                self._give(best, a)
+            elif not self.can_ever(a.task):
+                a.status = ExitStatus.failed_to_start(
+                    "every pool worker was lost" if not self.live() else
+                    "no pool worker left has room for it")
+                self.n_failed += 1
+                self.completed.append(a)
+            else:
+                keep.append(a)
+        self.requeue = keep
 
     def add_fd(self, fd: int) -> None:
         """Another descriptor whose readiness ends a poll (the Flux-job tier's)."""
@@ -696,6 +772,8 @@ class PoolExecutor(Executor):
         self._extra_fds.append(w)
 
     def poll(self, timeout: float) -> list[Attempt]:
+        if self.requeue:
+            self._give_again()
         for w in self.workers.values():
             if w.outbox and w.want is not None and not w.lost:
                 self._send(w)
@@ -742,17 +820,37 @@ class PoolExecutor(Executor):
             "tasks_per_s": round(rate, 1)}})
 
     def signal_all(self, signum: int, reason: str) -> None:
-        """Every worker signals its attempts; those not sent to a worker yet never start."""
+        """Every worker signals its attempts (and starts none of those waiting there);
+        those not sent to a worker yet never start."""
+        self._unsent(reason)
         for w in self.live():
-            # not yet sent: never started; fails no try, a rerun runs it
+            self._tell(w, m.SIGNAL, {"signum": int(signum), "reason": reason}).then(_ignore)
+
+    def hold(self, reason: str) -> None:
+        """Start nothing more: what waits on a worker, or here, comes back not started."""
+        self._unsent(reason)
+        for w in self.live():
+            self._tell(w, m.HOLD, {"reason": reason}).then(_ignore)
+
+    def _unsent(self, reason: str) -> None:
+        """What no worker has started, and is not sent yet, is stopped: it fails no try,
+        a rerun runs it."""
+        for w in self.live():
             for d in w.outbox:
                 a = w.inflight.pop(d["key"])
                 self.inflight.pop(d["key"], None)
-                a.stopped = reason
-                a.status = ExitStatus.failed_to_start(f"not started ({reason})")
+                self._not_started(a, reason)
                 self._finished(w, a, d["key"])
             w.outbox.clear()
-            self._tell(w, m.SIGNAL, {"signum": int(signum), "reason": reason}).then(_ignore)
+        for a in self.requeue:
+            self._not_started(a, reason)
+            self.completed.append(a)
+        self.requeue.clear()
+
+    @staticmethod
+    def _not_started(a: Attempt, reason: str) -> None:
+        a.stopped = reason
+        a.status = ExitStatus.failed_to_start(f"not started ({reason})")
 
     def info(self) -> dict[str, Any]:
         """The pool in the cluster's JSON record."""
@@ -760,8 +858,10 @@ class PoolExecutor(Executor):
                 "workers_per_node": self.wpn,
                 "workers": [{"worker": w.name, "rank": w.rank, "host": w.host, "pid": w.pid,
                              "guard": w.guard, "slots": w.slots, "gpus": w.gpus, "tasks": w.done,
-                             "lost": w.lost} for w in self.workers.values()],
+                             "queue": w.prefetch, "lost": w.lost}
+                            for w in self.workers.values()],
                 "dropped_requests": self.dropped,
+                "queued_again": self.requeued,
                 "messages": self.messages(),
                 "reactor_seconds": round(self.loop_time, 3)}
 
@@ -780,7 +880,7 @@ class PoolExecutor(Executor):
         self._closing = True
         self._drop_secret()
         live = self.live()
-        if live and self.inflight:
+        if live and (self.inflight or self.requeue):
             self.signal_all(signal.SIGKILL, "shutdown")
         for w in live:
             if w.want is not None:

@@ -4,14 +4,15 @@
 
 Neither can be read by the tasks (see :func:`hide_memory`), which run as the same user.
 The guard forks the worker before it opens any Flux handle, then only watches: the worker
-tells it, through a pipe, the pool's secret, then each attempt it starts and reaps (process
-group, key, start). Everything below the worker re-parents to the guard when its parent
-dies (setsid and double-forked descendants too), so the guard can always find and kill it.
+tells it, through a pipe, the pool's secret, then each attempt that waits in its queue,
+that starts (process group, key, start) and that it reaps. Everything below the worker
+re-parents to the guard when its parent dies (setsid and double-forked descendants too), so
+the guard can always find and kill it.
 
 - The worker ends cleanly (``=`` on the pipe): the guard reaps it and exits with its status.
 - The worker dies (killed, crashed): the guard kills every process below it at once, then
-  tells the coordinator (``gone``: which attempts were killed, their pids and starts), and
-  exits.
+  tells the coordinator (``gone``: which attempts were killed, their pids and starts, and
+  which waited in the worker's queue and never started), and exits.
 - The coordinator gives up on the worker (it stopped answering: SIGSTOP, a hang) and asks
   the guard to ``kill``: the guard KILLs the worker and everything below it and answers only
   when none is left, so that a retry elsewhere never runs beside the first try.
@@ -72,6 +73,7 @@ class Guard:
         self.service, self.coord, self.index = service, coord_rank, index
         self.rfd, self.worker = rfd, worker
         self.groups: dict[int, tuple[int, float]] = {}  # pgid -> (key, start)
+        self.queued: set[int] = set()  # keys of attempts that wait, never started
         self.buf = b""
         self.seal: m.Seal | None = None
         self.clean = False
@@ -100,8 +102,13 @@ class Guard:
             if ln[:1] == "+":
                 pgid, key, start = ln[1:].split()
                 self.groups[int(pgid)] = (int(key), float(start))
+                self.queued.discard(int(key))
             elif ln[:1] == "-":
                 self.groups.pop(int(ln[1:]), None)
+            elif ln[:1] == "q":
+                self.queued.add(int(ln[1:]))
+            elif ln[:1] == "s":  # about to start: from now on it may run
+                self.queued.discard(int(ln[1:]))
             elif ln[:1] == "k" and self.seal is None:
                 self.seal = m.Seal(bytes.fromhex(ln[1:]))
             elif ln == "=":
@@ -136,7 +143,7 @@ class Guard:
                   for pgid, (key, start) in self.groups.items()]
         self.groups.clear()
         return {"worker": self.index, "by": "guard", "why": why, "killed": killed,
-                "left": left}
+                "left": left, "queued": sorted(self.queued)}
 
     def _why(self) -> str:
         st = self.status if self.status is not None else -1

@@ -3,8 +3,11 @@
 ``python -m fluxlite.flux.pool.worker SERVICE RANK STDIO_BYTES KVS_NAMESPACE`` says hello to
 the coordinator's service on broker RANK, then runs the tasks it is given with the local
 executor's semantics (slots, memory, GPUs, process groups, forwarding, stdio captured) and
-sends their results back, many a message. Everything is driven by the Flux reactor: the
-executor's process descriptors, the RPC answers and the coordinator's requests.
+sends their results back, many a message. What it is given beyond its free slots waits in
+its queue, in the order given, and starts as soon as the local executor has room for the
+first of it (never past it: a big task is not overtaken for ever). Everything is driven by
+the Flux reactor: the executor's process descriptors, the RPC answers and the
+coordinator's requests.
 
 The process Flux starts is the worker's guard (``guard``), which forks the worker and
 outlives it: the worker tells it, through a pipe, the process group, key and start of each
@@ -19,6 +22,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections import deque
+from collections.abc import Iterable
 import os
 import shutil
 import signal
@@ -65,6 +70,18 @@ class LocalRunner:
         """Start an attempt; it back at once when it could not be started."""
         return self.ex.start(a)
 
+    def startable(self, tasks: Iterable[Task]) -> int:
+        """How many of ``tasks``, from the first, fit together in what is free now."""
+        ex = self.ex
+        cores, gpus, mem = ex.free_cores, ex.free_gpus, ex.free_mem
+        n = 0
+        for t in tasks:
+            if t.cores > cores or t.gpus > gpus or (ex.memory_mb and t.memory_mb > mem):
+                break
+            cores, gpus, mem = cores - t.cores, gpus - t.gpus, mem - t.memory_mb
+            n += 1
+        return n
+
     def collect(self) -> list[Attempt]:
         """The attempts that have ended, without waiting."""
         return self.ex.poll(0)
@@ -92,22 +109,40 @@ class LocalRunner:
 
 class GuardLink:
     """The worker's end of the pipe to its guard (its parent): the secret once, then a line
-    for each attempt it starts and reaps, and ``=`` at a clean end."""
+    for each attempt that waits in its queue, that is about to start (having waited), that
+    started and that was reaped, and ``=`` at a clean end. Lines are kept until
+    :meth:`flush`, which the worker calls before it starts what waited, and after a round
+    of starts: one write a round."""
 
     def __init__(self, fd: int, pid: int) -> None:
         self.fd, self.pid = fd, pid
+        self.lines: list[str] = []
 
     def secret(self, secret: bytes) -> None:
         """The pool's secret, for the guard to seal what it says and check what it hears."""
         self._say(f"k{secret.hex()}\n")
 
+    def queued(self, key: int) -> None:
+        """An attempt waits in the worker's queue: not started."""
+        self.lines.append(f"q{key}\n")
+
+    def starting(self, key: int) -> None:
+        """An attempt that waited is about to start (said before it does)."""
+        self.lines.append(f"s{key}\n")
+
     def add(self, pgid: int, key: int, start: float) -> None:
         """An attempt started: its process group, its key, its start."""
-        self._say(f"+{pgid} {key} {start!r}\n")
+        self.lines.append(f"+{pgid} {key} {start!r}\n")
 
     def remove(self, pgid: int) -> None:
         """A process group that is gone: not to be killed."""
-        self._say(f"-{pgid}\n")
+        self.lines.append(f"-{pgid}\n")
+
+    def flush(self) -> None:
+        """Say the lines kept."""
+        if self.lines:
+            text, self.lines = "".join(self.lines), []
+            self._say(text)
 
     def alive(self) -> bool:
         """Whether the guard is still this process's parent."""
@@ -119,6 +154,7 @@ class GuardLink:
 
     def close(self, clean: bool) -> None:
         """The worker ends: ``clean`` when it killed and reaped everything itself."""
+        self.flush()
         if clean:
             self._say("=\n")
         with contextlib.suppress(OSError):
@@ -159,10 +195,12 @@ class Worker:
         self.runner = LocalRunner(self.tmpdir, stdio_bytes, int(share["slots"]),
                                   int(share.get("memory_mb") or 0), int(share.get("gpus") or 0))
         self.running: dict[int, tuple[int, Attempt]] = {}  # pid -> (key, attempt)
+        self.waiting: deque[tuple[int, Attempt]] = deque()  # given, not started yet
         self.results: list[dict[str, Any]] = []
         self.want_out = False
         self.done_out = False
-        self.stop_reason: str | None = None
+        self.stop_reason: str | None = None  # signalled: nothing more starts
+        self.hold_reason: str | None = None  # held: nothing more starts, tasks still end
         self.finished = False
         self._ticks = 0
         self.ping_out = False
@@ -171,7 +209,7 @@ class Worker:
         self.h.service_register(self.name).get()
         t = flux.constants.FLUX_MSGTYPE_REQUEST
         for topic, cb in ((m.SIGNAL, self._on_signal), (m.PING, self._on_ping),
-                          (m.STOP, self._on_stop)):
+                          (m.STOP, self._on_stop), (m.HOLD, self._on_hold)):
             w = self.h.msg_watcher_create(self._opened(topic, cb), t, f"{self.name}.{topic}")
             w.start()
             self.watchers.append(w)
@@ -183,6 +221,10 @@ class Worker:
         tick = self.h.timer_watcher_create(_TICK, self._on_tick, repeat=_TICK)
         tick.start()
         self.watchers.append(tick)
+        # the results wait at most FLUSH_AFTER while work waits here (armed when needed)
+        self.flush_timer = self.h.timer_watcher_create(m.FLUSH_AFTER, self._on_flush_timer)
+        self.flush_armed = False
+        self.watchers.append(self.flush_timer)
         for sig, cb in ((signal.SIGTERM, self._on_own_signal),
                         (signal.SIGINT, self._on_own_signal),
                         (signal.SIGHUP, self._on_own_signal),
@@ -215,17 +257,18 @@ class Worker:
                 m.refuse(h, msg, why)
                 return
             h.respond(msg, m.dumps(reply))
+            self._report()  # what the request changed (results of tasks not started)
 
         return handler
 
     # -- asking for work and answering ---------------------------------------------------
     def _ask(self) -> None:
-        if self.want_out or self.stop_reason or self.finished or self.runner.free_slots() <= 0:
+        """A 'want', with the results gathered riding along."""
+        if self.want_out or self.stop_reason or self.finished:
             return
         self.want_out = True
         doc: dict[str, Any] = {"worker": self.index}
-        if self.results and not self.done_out:
-            # the results ride along: one message instead of two when the worker is busy
+        if self.results:
             doc["results"], self.results = self.results, []
         self._rpc(m.WANT, doc).then(self._on_tasks)
 
@@ -246,6 +289,7 @@ class Worker:
         if doc.get("stop"):
             self._finish()
             return
+        fresh: set[int] = set()
         for d in tasks:
             try:
                 key, a = m.decode_task(d)
@@ -253,19 +297,42 @@ class Worker:
                 logger.warning("pool worker %d: dropped a bad task: %s", self.index, err)
                 self._refused(d, err)
                 continue
-            if self.stop_reason is not None or self.finished:
-                a.stopped = self.stop_reason or "worker stopping"  # never started
-                a.status = ExitStatus.failed_to_start(f"not started ({a.stopped})")
-                self._result(key, a)
+            why = self.stop_reason or self.hold_reason or (
+                "worker stopping" if self.finished else None)
+            if why is not None:
+                self._not_started(key, a, why)
                 continue
-            failed = self.runner.start(a)
-            if failed is not None:
-                self._result(key, failed)
-            else:
-                self.running[a.pid] = (key, a)
-                self.guard.add(a.pid, key, a.start)
-        self._ask()
-        self._send_results()
+            self.waiting.append((key, a))
+            fresh.add(key)
+        self._start_waiting(fresh)
+        self._report()
+
+    def _start_waiting(self, fresh: set[int] | frozenset[int] = frozenset()) -> None:
+        """Start what waits, in order, as far as the first that does not fit; the guard
+        hears of each attempt that starts, and of each of ``fresh`` (just given) that
+        waits."""
+        while self.waiting and (n := self.runner.startable(a.task for _, a in self.waiting)):
+            starting = [self.waiting.popleft() for _ in range(n)]
+            for key, _ in starting:
+                if key not in fresh:  # the guard knew it as waiting: it starts now
+                    self.guard.starting(key)
+            self.guard.flush()
+            for key, a in starting:
+                failed = self.runner.start(a)
+                if failed is not None:
+                    self._result(key, failed)
+                else:
+                    self.running[a.pid] = (key, a)
+                    self.guard.add(a.pid, key, a.start)
+        for key, _ in self.waiting:
+            if key in fresh:
+                self.guard.queued(key)
+        self.guard.flush()
+
+    def _not_started(self, key: int, a: Attempt, why: str) -> None:
+        a.stopped = why
+        a.status = ExitStatus.failed_to_start(f"not started ({why})")
+        self._result(key, a)
 
     def _refused(self, d: Any, err: m.BadMessage) -> None:
         """A task it could not read fails, when its key can be read: the coordinator does
@@ -305,34 +372,79 @@ class Worker:
     def _collect(self) -> None:
         if not self.running:
             return
-        for a in self.runner.collect():
+        ended = self.runner.collect()
+        for a in ended:
             key, _ = self.running.pop(a.pid)
             self.guard.remove(a.pid)
             self._result(key, a)
-        self._ask()
-        self._send_results()
+        if ended:
+            self._start_waiting()
+            self._report()
 
     def _result(self, key: int, a: Attempt) -> None:
         self.results.append(m.encode_result(key, a))
 
-    def _send_results(self) -> None:
-        if self.done_out or not self.results or self.finished:
+    def _report(self) -> None:
+        """Send the results now, or soon (``messages``): at once when nothing waits here
+        any more (the next start depends on the coordinator), when it stops, or, with no
+        'want' out, when a third of what this worker holds has ended (the rest covers the
+        round trip that brings the next tasks); else after ``FLUSH_AFTER``. A worker with
+        room and nothing waiting asks for work."""
+        if self.finished:
             return
-        batch, self.results = self.results, []
-        self.done_out = True
-        self._rpc(m.DONE, {"worker": self.index, "results": batch}).then(self._on_ack)
+        if not self.results:
+            if not self.waiting and self.runner.free_slots() > 0:
+                self._ask()
+            return
+        held = len(self.running) + len(self.waiting) + len(self.results)
+        if (not self.waiting or self.stop_reason or self.hold_reason
+                or (not self.want_out and 3 * len(self.results) >= held)):
+            self._flush()
+        elif not self.flush_armed:
+            self.flush_armed = True
+            self.flush_timer.reset(after=m.FLUSH_AFTER, repeat=0.0)
+
+    def _on_flush_timer(self, *_args: Any) -> None:
+        self.flush_armed = False
+        self._flush()
+
+    def _flush(self) -> None:
+        """The results go: riding on a 'want' when none is out, else in a 'done' (one in
+        flight: the next batch gathers behind it)."""
+        if self.flush_armed:
+            self.flush_armed = False
+            self.flush_timer.stop()
+        if not self.results or self.finished:
+            return
+        if not self.want_out and self.stop_reason is None:
+            self._ask()
+        elif not self.done_out:
+            batch, self.results = self.results, []
+            self.done_out = True
+            self._rpc(m.DONE, {"worker": self.index, "results": batch}).then(self._on_ack)
 
     def _on_ack(self, fut: Any) -> None:
         self.done_out = False
         if self._answered(fut):
-            self._send_results()
+            self._report()
 
     # -- requests from the coordinator ----------------------------------------------------
     def _on_signal(self, doc: dict[str, Any]) -> dict[str, Any]:
         signum, reason = m.check_signal(doc)
         self.stop_reason = self.stop_reason or reason
         self.runner.signal_all(signum, reason)
+        self._drop_waiting(self.stop_reason)
         return {"running": self.runner.running()}
+
+    def _on_hold(self, doc: dict[str, Any]) -> dict[str, Any]:
+        self.hold_reason = self.hold_reason or m.check_hold(doc)
+        self._drop_waiting(self.hold_reason)
+        return {"running": self.runner.running()}
+
+    def _drop_waiting(self, why: str) -> None:
+        """What waits here never starts: it goes back as not started."""
+        while self.waiting:
+            self._not_started(*self.waiting.popleft(), why)
 
     def _on_ping(self, _doc: dict[str, Any]) -> dict[str, Any]:
         return {"running": self.runner.running()}
@@ -391,7 +503,8 @@ class Worker:
         left = sum(1 for p in supervisor.descendants(os.getpid()) if supervisor.alive(p))
         doc = {"worker": self.index, "by": "worker", "why": "its guard is gone",
                "killed": [{"key": key, "pid": a.pid, "start": a.start, "end": end}
-                          for key, a in running], "left": left}
+                          for key, a in running], "left": left,
+               "queued": [key for key, _ in self.waiting]}
         try:
             self._rpc(m.GONE, doc).wait_for(10.0).get()
         except (OSError, TimeoutError) as err:
