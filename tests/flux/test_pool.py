@@ -546,7 +546,7 @@ def test_pool_workers_per_node(fi: FluxInstance, fl: Fluxlite) -> None:
     workers = rec["pool"]["workers"]
     assert len(workers) == 4 and all(w["slots"] == 1 for w in workers)
     assert sorted(w["rank"] for w in workers) == [0, 0, 1, 1]
-    assert {a["worker"] for a in _attempts(rec)} == {"w0", "w1", "w2", "w3"}
+    assert {a["worker"] for a in _attempts(rec)} == {"w0", "w1", "w2", "w3"}, (p.stderr.decode()[-3000:], rec["pool"], _attempts(rec))
 
 
 def test_pool_coordinator_run_as_a_job(fi: FluxInstance, fl: Fluxlite) -> None:

@@ -128,6 +128,7 @@ class PoolExecutor(Executor):
     def __init__(self, files: TaskFiles, uri: str | None = None, workers_per_node: int = 1,
                  env: dict[str, str] | None = None, startup_timeout: float = 120.0,
                  flux_context: Any = None, progress_interval: float = 10.0) -> None:
+        born = time.monotonic()
         self.files = files
         self.uri, self.h, rl = jobspec.open_instance(uri, "the pool executor")
         import flux.job  # type: ignore[import-not-found]
@@ -185,6 +186,9 @@ class PoolExecutor(Executor):
         self._closing = False
         self._next_ping = self._next_memo = 0.0
         self._t0 = time.monotonic()
+        # seconds from the executor's start to each step of the pool's startup
+        self.startup: dict[str, float] = {}
+        self._born = born
         self.n_done = self.n_failed = 0
         self.loop_time = 0.0  # seconds spent in the reactor
         self._extra_fds: list[Any] = []
@@ -192,14 +196,20 @@ class PoolExecutor(Executor):
         self._register()
         try:
             self._put_secret()
+            self._step("submit")
             self._submit()
+            self._step("submitted")
             self._wait_started(startup_timeout)
+            self._step("up")
         except BaseException:
             # a signal or an error during the startup: no worker is left behind
             self._cancel_job()
             raise
 
     # -- setup ---------------------------------------------------------------------------
+    def _step(self, name: str) -> None:
+        self.startup.setdefault(name, round(time.monotonic() - self._born, 4))
+
     def _register(self) -> None:
         flux = self.flux
         try:
@@ -315,6 +325,8 @@ class PoolExecutor(Executor):
                 # the job is over (refused, cancelled...): a startup waits no longer
                 self.job_fatal = (str(ev.context.get("type") or "?"), str(note))
                 self.h.reactor_stop()
+        elif ev.name in ("alloc", "start"):
+            self._step(f"job_{ev.name}")
         elif ev.name == "clean":
             self.job_clean = True
             self.h.reactor_stop()
@@ -442,6 +454,9 @@ class PoolExecutor(Executor):
         w.memory_mb = mem
         self.workers[idx] = w
         h.respond(msg, m.dumps({"slots": cores, "gpus": gpus, "memory_mb": mem}))
+        self._step("first_hello")
+        if len(self.workers) == self.n_workers:
+            h.reactor_stop()  # the startup waits no longer
 
     def _sender(self, doc: dict[str, Any]) -> Worker | None:
         """The worker a request names, when it said hello and is not given up on."""
@@ -863,7 +878,7 @@ class PoolExecutor(Executor):
                 "dropped_requests": self.dropped,
                 "queued_again": self.requeued,
                 "messages": self.messages(),
-                "reactor_seconds": round(self.loop_time, 3)}
+                "reactor_seconds": round(self.loop_time, 3), "startup_seconds": self.startup}
 
     def messages(self) -> dict[str, Any]:
         """The task flow's requests: how many of each, the results they brought, and the
@@ -877,6 +892,7 @@ class PoolExecutor(Executor):
         """Stop every worker, and end the pool's job (cancelled if it does not end)."""
         self._memo(force=True)  # the last figures, beside the cluster's own
         logger.debug("pool messages: %s", self.messages())
+        t0 = time.monotonic()
         self._closing = True
         self._drop_secret()
         live = self.live()
@@ -894,7 +910,10 @@ class PoolExecutor(Executor):
         if self.job_ended is None:
             logger.warning("pool job %s did not end by itself: cancelling it", self.job_f58)
             self._cancel_job()
+        t1 = time.monotonic()
         self._wait_clean(15.0)
+        logger.debug("pool shutdown: the job ended in %.3f s, clean in %.3f s", t1 - t0,
+                     time.monotonic() - t0)
         for w in self._watchers + self._extra_fds:
             w.stop()
         for fut in (self._events, self._exec_events):

@@ -255,6 +255,13 @@ def main(service: str, coord_rank: int, stdio_bytes: int, kvs_ns: str) -> int:
     """Fork the worker below a guard, and be the guard; the exit code."""
     from fluxlite.flux.pool import worker
 
+    try:
+        # the bindings once, before the fork, for both (no handle is opened before it)
+        import flux.constants  # type: ignore[import-not-found]  # noqa: F401
+        import flux.kvs  # type: ignore[import-not-found]  # noqa: F401
+    except ImportError as err:
+        sys.stderr.write(f"error: pool worker: no Flux bindings here: {err}\n")
+        return 1
     supervisor.make_subreaper()
     hide_memory()  # the fork inherits it
     index = int(os.environ.get("FLUX_TASK_RANK", "0"))

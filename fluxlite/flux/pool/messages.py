@@ -62,7 +62,7 @@ HELLO, WANT, DONE, GONE = "hello", "want", "done", "gone"
 SIGNAL, PING, STOP, KILL, HOLD = "signal", "ping", "stop", "kill", "hold"
 
 #: seconds a worker keeps a result before it sends it, when it still has work waiting
-FLUSH_AFTER = 0.02
+FLUSH_AFTER = 0.1
 
 _MAC = 64  # hex digits of a SHA-256 MAC
 _INT_MAX = 2**63 - 1

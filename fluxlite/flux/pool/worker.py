@@ -545,4 +545,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    code = main()
+    # the guard's end: its worker reaped, nothing left below it; no teardown of the
+    # interpreter to wait for before the job shell sees it exit
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
