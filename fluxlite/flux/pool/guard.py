@@ -182,7 +182,7 @@ class Guard:
     def _serve(self) -> None:
         import flux  # type: ignore[import-not-found]
 
-        self.h = h = jobspec.connect(what="the pool's instance")
+        self.h = h = jobspec.connect(what="the pool's instance", job_api=False)
         name = m.guard_service(self.service, self.index)
         h.service_register(name).get()
         watchers = [

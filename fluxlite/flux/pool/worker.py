@@ -173,7 +173,7 @@ class Worker:
         self.flux = flux
         self.service = service
         self.coord = coord_rank
-        self.h = jobspec.connect(what="the pool's instance")
+        self.h = jobspec.connect(what="the pool's instance", job_api=False)
         self.rank = self.h.get_rank()
         self.index = int(os.environ.get("FLUX_TASK_RANK", "0"))
         self.host = socket.gethostname()
