@@ -94,6 +94,7 @@ def inside(tmp: str) -> int:
     cpu_big: list[float] = []
     cpu_small: list[float] = []
     trips: list[float] = []
+    starved: list[float] = []
     steady: list[float] = []
     loads: list[float] = []
     for _ in range(ROUNDS):
@@ -106,6 +107,8 @@ def inside(tmp: str) -> int:
         starts = [a["start_epoch"] for x in rec["tasks"] for a in x["attempts"]]
         ends = [a["start_epoch"] + a["duration"] for x in rec["tasks"] for a in x["attempts"]]
         steady.append(TASKS / max(1e-9, max(ends) - min(starts)))
+        starved.append(sum(w.get("starved_seconds", float("nan")) for w in rec["pool"]["workers"])
+                       / len(rec["pool"]["workers"]) / max(1e-9, max(ends) - min(starts)))
         t["local"].append(_cluster(tmp, big, env, "local")[0])
         _check(big + ".local")
         t0 = time.perf_counter()
@@ -136,7 +139,8 @@ def inside(tmp: str) -> int:
     msgs = rec["pool"]["messages"]
     print(f"B10 pool round trips per task: {median(trips):.3f} (last run: {msgs['want']} "
           f"want, {msgs['done']} done for {msgs['results']} results); steady rate "
-          f"{median(steady):.0f} tasks/s (first start to last end)")
+          f"{median(steady):.0f} tasks/s (first start to last end); a worker waited for work "
+          f"with free slots {median(starved):.0%} of that span")
     if FLUX_JOBS:
         base = FLUX_JOBS / median(t["flux"])
         print(f"B10 pool / flux submit --cc=1-{FLUX_JOBS} ({base:.1f} jobs/s): "

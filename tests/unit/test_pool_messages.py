@@ -70,6 +70,12 @@ def test_gone_names_the_attempts_that_never_started_and_hold_its_reason() -> Non
     for bad in ({}, "1,2", 5):
         with pytest.raises(m.BadMessage, match="queued"):
             m.check_gone({**doc, "queued": bad}, 2)
+    assert m.check_reports({"worker": 0, "starved": 0.25}, m.WANT_FIELDS, "want", 1) == []
+    for bad in (-1, "1", float("nan"), 1e300, None):
+        with pytest.raises(m.BadMessage, match="starved"):
+            m.check_reports({"worker": 0, "starved": bad}, m.WANT_FIELDS, "want", 1)
+    with pytest.raises(m.BadMessage, match="starved"):  # only a 'want' says it
+        m.check_reports({"worker": 0, "starved": 1.0}, m.DONE_FIELDS, "done", 1)
     assert m.check_hold({"reason": "fail-fast"}) == "fail-fast"
     assert m.check_hold({}) == "held"
     for bad in ({"reason": 5}, {"reason": "x" * 201}, {"reason": "r", "signum": 9}):

@@ -92,6 +92,7 @@ class Worker:
     guard: int = 0  # its guard's pid
     lost_why: str = ""
     lost_at: float = 0.0  # monotonic
+    starved: float = 0.0  # seconds it waited for work with free slots, as it says
 
     @property
     def name(self) -> str:
@@ -472,6 +473,7 @@ class PoolExecutor(Executor):
         if w.want is not None:
             raise m.BadMessage(f"worker {w.name} asked for work twice at once")
         self.requests[m.WANT] += 1
+        w.starved = doc.get("starved", w.starved)
         w.last_seen = time.monotonic()
         w.want = msg
         self._take_results(w, results)
@@ -873,7 +875,8 @@ class PoolExecutor(Executor):
                 "workers_per_node": self.wpn,
                 "workers": [{"worker": w.name, "rank": w.rank, "host": w.host, "pid": w.pid,
                              "guard": w.guard, "slots": w.slots, "gpus": w.gpus, "tasks": w.done,
-                             "queue": w.prefetch, "lost": w.lost}
+                             "queue": w.prefetch, "starved_seconds": round(w.starved, 3),
+                             "lost": w.lost}
                             for w in self.workers.values()],
                 "dropped_requests": self.dropped,
                 "queued_again": self.requeued,

@@ -6,10 +6,13 @@ The coordinator registers the service ``SERVICE`` on its broker; each worker reg
 
 - ``SERVICE.hello`` (worker → coordinator): ``{worker, rank, host, pid, guard, memory_mb}``;
   answered with the worker's share of its node: ``{slots, gpus, memory_mb}``.
-- ``SERVICE.want`` (worker → coordinator): the results the worker has gathered, and a
-  request for more work. Answered with ``{tasks: [...]}`` as soon as there is work that
-  fits what the coordinator gives that worker (its slots, and a bounded queue beyond them:
-  see ``coordinator``), or ``{stop: true}`` at the end; held until then (one per worker).
+- ``SERVICE.want`` (worker → coordinator): ``{worker, results: [...], starved}``: the
+  results the worker has gathered, and a request for more work (``starved``: the seconds
+  it has spent so far with free slots and nothing to start, waiting for the answer to a
+  'want' that brought tasks). Answered with ``{tasks: [...]}`` as soon as there is work
+  that fits what the coordinator gives that worker (its slots, and a bounded queue beyond
+  them: see ``coordinator``), or ``{stop: true}`` at the end; held until then (one per
+  worker).
 - ``SERVICE.done`` (worker → coordinator): ``{worker, results: [...]}``, answered at once;
   sent only while a ``want`` is held, one in flight per worker.
 
@@ -253,13 +256,15 @@ def check_reports(doc: dict[str, Any], fields: frozenset[str], what: str,
     """The results a 'want' or 'done' carries, each checked."""
     _known(doc, fields, what)
     worker_of(doc, workers)
+    if "starved" in doc:
+        _num(doc, "starved", 0.0, 1e9)
     results = doc.get("results", [])
     if not isinstance(results, list):
         raise BadMessage(f"results: not a list: {_show(results)}")
     return [check_result(r) for r in results]
 
 
-WANT_FIELDS = frozenset({"worker", "results"})
+WANT_FIELDS = frozenset({"worker", "results", "starved"})
 DONE_FIELDS = frozenset({"worker", "results"})
 _GONE = frozenset({"worker", "by", "why", "killed", "left", "queued"})
 

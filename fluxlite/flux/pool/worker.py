@@ -199,6 +199,10 @@ class Worker:
         self.results: list[dict[str, Any]] = []
         self.want_out = False
         self.done_out = False
+        # seconds with free slots and nothing to start while a 'want' was out, until it
+        # brought tasks (the coordinator's record shows it)
+        self.starved = 0.0
+        self.starved_since: float | None = None
         self.stop_reason: str | None = None  # signalled: nothing more starts
         self.hold_reason: str | None = None  # held: nothing more starts, tasks still end
         self.finished = False
@@ -267,10 +271,11 @@ class Worker:
         if self.want_out or self.stop_reason or self.finished:
             return
         self.want_out = True
-        doc: dict[str, Any] = {"worker": self.index}
+        doc: dict[str, Any] = {"worker": self.index, "starved": round(self.starved, 6)}
         if self.results:
             doc["results"], self.results = self.results, []
         self._rpc(m.WANT, doc).then(self._on_tasks)
+        self._starving()
 
     def _on_tasks(self, fut: Any) -> None:
         self.want_out = False
@@ -289,6 +294,9 @@ class Worker:
         if doc.get("stop"):
             self._finish()
             return
+        if tasks and self.starved_since is not None:
+            self.starved += time.monotonic() - self.starved_since
+        self.starved_since = None
         fresh: set[int] = set()
         for d in tasks:
             try:
@@ -392,6 +400,7 @@ class Worker:
         room and nothing waiting asks for work."""
         if self.finished:
             return
+        self._starving()
         if not self.results:
             if not self.waiting and self.runner.free_slots() > 0:
                 self._ask()
@@ -403,6 +412,12 @@ class Worker:
         elif not self.flush_armed:
             self.flush_armed = True
             self.flush_timer.reset(after=m.FLUSH_AFTER, repeat=0.0)
+
+    def _starving(self) -> None:
+        """Free slots, nothing to start, a 'want' out: from now on it waits for work."""
+        if (self.starved_since is None and self.want_out and not self.waiting
+                and self.runner.free_slots() > 0):
+            self.starved_since = time.monotonic()
 
     def _on_flush_timer(self, *_args: Any) -> None:
         self.flush_armed = False
