@@ -269,6 +269,51 @@ def test_pool_worker_killed_with_tasks_queued(fi: FluxInstance, fl: Fluxlite) ->
     assert sum(starts.values()) == 14, log  # the queued ones started once, where they ran
 
 
+def test_pool_queued_tasks_go_to_a_free_slot(flux_instance: FluxInstance, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tasks queued behind long ones on a worker whose results stop coming are given back
+    to a worker with free slots and nothing to start, and run there, once."""
+    from fluxlite.cluster.executors import TaskFiles
+    from fluxlite.cluster.formats import Task
+    from fluxlite.cluster.records import Attempt
+    from fluxlite.flux.pool.coordinator import PoolExecutor
+
+    monkeypatch.chdir(tmp_path)
+    pool = PoolExecutor(TaskFiles(str(tmp_path), 4096), uri=flux_instance.uri,
+                        env=flux_instance.env)
+    try:
+        busy, idle = list(pool.workers.values())  # the first said hello first: ties go to it
+        pool.mean_run = 0.001  # as after many small tasks: deep queues
+        for w in (busy, idle):
+            pool._size_queue(w)
+        idle.prefetch = 0  # what is not running goes to the busy one's queue
+
+        def attempt(tid: str, secs: float) -> Attempt:
+            return Attempt(task=Task(id=tid, argv=["/bin/sleep", str(secs)]), number=1)
+
+        t0 = time.time()
+        tries = [attempt("long0", 4), attempt("short0", 0.2), attempt("long1", 4),
+                 attempt("short1", 0.2), attempt("queued0", 0.5), attempt("queued1", 0.5)]
+        assert all(pool.start(a) is None for a in tries)
+        where = {a.task.id: a.worker for a in tries}
+        assert where["long0"] == where["long1"] == where["queued0"] == where["queued1"]
+        assert where["short0"] == where["short1"] == idle.name, where
+        done: list[Attempt] = []
+        deadline = time.monotonic() + 30
+        while len(done) < 6 and time.monotonic() < deadline:
+            done += pool.poll(0.2)
+        got = {a.task.id: a for a in done}
+        assert sorted(got) == sorted(where), got
+        assert all(a.ok for a in done)
+        # the queued ones ran on the idle worker, long before the long ones ended
+        assert got["queued0"].worker == got["queued1"].worker == idle.name, got
+        assert all(got[q].start < t0 + 2.5 for q in ("queued0", "queued1")), got
+        assert pool.given_back == 2 and pool.requeued == 0
+        assert pool.info()["given_back"] == 2
+    finally:
+        pool.close()
+
+
 def test_pool_fail_fast_starts_nothing_queued(fi: FluxInstance, fl: Fluxlite) -> None:
     # after the failure, what waits in the workers' queues comes back not started
     lines = [f"TASK t{i} /bin/sh -c 'echo $PMC_TASK >> ran.log'\n" for i in range(400)]

@@ -258,6 +258,7 @@ if MODE == "forge":
         post(f"stop w{w}", f"{svc}-w{w}.stop", "{}", w)
         post(f"signal w{w}", f"{svc}-w{w}.signal", json.dumps({"signum": 9}), w)
         post(f"hold w{w}", f"{svc}-w{w}.hold", json.dumps({"reason": "x"}), w)
+        post(f"give w{w}", f"{svc}-w{w}.give", json.dumps({"count": 5}), w)
 else:
     post("not json", f"{svc}.hello", "{not json")
     post("a list", f"{svc}.want", "[1, 2]")
@@ -431,6 +432,7 @@ def test_pool_sealed_but_malformed_requests_are_dropped(flux_instance: FluxInsta
             said[f"signal 999 w{w}"] = ask(f"{svc}-w{w}.signal", {"signum": 999}, w)
             said[f"signal '9' w{w}"] = ask(f"{svc}-w{w}.signal", {"signum": "9"}, w)
             said[f"hold, reason a number w{w}"] = ask(f"{svc}-w{w}.hold", {"reason": 5}, w)
+            said[f"give, count 0 w{w}"] = ask(f"{svc}-w{w}.give", {"count": 0}, w)
         done: list[Attempt] = []
         deadline = time.monotonic() + 20
         while len(done) < 2 and time.monotonic() < deadline:

@@ -76,6 +76,13 @@ def test_gone_names_the_attempts_that_never_started_and_hold_its_reason() -> Non
             m.check_reports({"worker": 0, "starved": bad}, m.WANT_FIELDS, "want", 1)
     with pytest.raises(m.BadMessage, match="starved"):  # only a 'want' says it
         m.check_reports({"worker": 0, "starved": 1.0}, m.DONE_FIELDS, "done", 1)
+    assert m.check_give({"count": 3}) == 3 and m.check_given({"keys": [4, 5]}) == [4, 5]
+    for bad in ({"count": 0}, {"count": "2"}, {"count": 2.0}, {}, {"count": 1, "x": 1}):
+        with pytest.raises(m.BadMessage):
+            m.check_give(bad)
+    for bad in ({"keys": [0]}, {"keys": "4"}, {}, {"keys": [1], "more": True}):
+        with pytest.raises(m.BadMessage):
+            m.check_given(bad)
     assert m.check_hold({"reason": "fail-fast"}) == "fail-fast"
     assert m.check_hold({}) == "held"
     for bad in ({"reason": 5}, {"reason": "x" * 201}, {"reason": "r", "signum": 9}):

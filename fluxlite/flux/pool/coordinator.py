@@ -14,7 +14,12 @@ Flux job and spoken to over Flux's own messages (see ``messages``).
   run time of the tasks so far, at most ``PREFETCH_PER_SLOT`` a slot; none before any
   task ended, none for tasks longer than ``LEAD`` a slot): a task ready later, of a
   higher priority, waits at most that long behind it, and a lost worker's queue runs
-  elsewhere (its tasks never started: they are queued again, no try spent).
+  elsewhere (its tasks never started: they are queued again, no try spent). A task goes
+  to free slots first (the most free), then to the queue with the most room. Should the
+  tasks turn out longer than that mean said (no result from a worker for ``GIVE_AFTER``
+  while it holds more than its slots), a worker with free slots and nothing to start has
+  the queued tasks given back and run there: nothing waits behind a long task while a
+  slot is free elsewhere.
 - Flow control: tasks go out only in answer to a worker's ``want``, batched (all that was
   assigned to it since).
 - The reactor of the Flux handle runs inside ``poll(timeout)``: a timer ends it, and so
@@ -59,6 +64,7 @@ LOST_AFTER = 10.0  # a worker that answers nothing for this long is lost
 CONFIRM_WAIT = 30.0  # seconds to wait for the word that a lost worker's tasks are dead
 LEAD = 0.1  # seconds of work a worker's queue holds beyond its slots
 PREFETCH_PER_SLOT = 16  # cores of queue a slot at most
+GIVE_AFTER = 0.3  # seconds without a result from a worker with a queue: it gives back
 JOB_NAME = "fluxlite-pool"
 
 
@@ -93,6 +99,9 @@ class Worker:
     lost_why: str = ""
     lost_at: float = 0.0  # monotonic
     starved: float = 0.0  # seconds it waited for work with free slots, as it says
+    giving: bool = False  # a 'give' in flight
+    last_result: float = 0.0  # monotonic: when results of its last came in
+    last_given: float = 0.0  # monotonic: when tasks last went to it
 
     @property
     def name(self) -> str:
@@ -103,6 +112,11 @@ class Worker:
     def room(self) -> int:
         """Cores it may still be given: its free slots and the room left in its queue."""
         return self.slots + self.prefetch - self.used_cores
+
+    @property
+    def free(self) -> int:
+        """Its slots not covered by what it was given (negative: tasks wait there)."""
+        return self.slots - self.used_cores
 
     def fits(self, t: Task) -> bool:
         """Whether the task may be given to the worker now (to start, or to wait there)."""
@@ -168,8 +182,11 @@ class PoolExecutor(Executor):
         self.requests = {m.WANT: 0, m.DONE: 0}
         self.results_in = 0
         self.mean_run: float | None = None  # the tasks' mean run time (moving), seconds
-        self.requeue: list[Attempt] = []  # never started on a lost worker: to give again
-        self.requeued = 0
+        self.requeue: list[Attempt] = []  # never started where given: to give again
+        self.requeued = 0  # of those, from lost workers
+        self.given_back = 0  # and given back by a worker whose queue did not move
+        self._held = False  # hold() or signal_all(): nothing more is given
+        self._held_why = ""
         self.workers: dict[int, Worker] = {}
         self.inflight: dict[int, Attempt] = {}
         self.completed: list[Attempt] = []
@@ -500,6 +517,8 @@ class PoolExecutor(Executor):
         self._confirm_from(w, doc)
 
     def _take_results(self, w: Worker, results: list[dict[str, Any]]) -> None:
+        if results:
+            w.last_result = time.monotonic()
         for r in results:
             a = w.inflight.pop(r["key"], None)
             if a is None:
@@ -539,6 +558,7 @@ class PoolExecutor(Executor):
         self.completed.append(a)
 
     def _send(self, w: Worker) -> None:
+        w.last_given = time.monotonic()
         msg, w.want = w.want, None
         batch, w.outbox = w.outbox, []
         try:
@@ -597,6 +617,7 @@ class PoolExecutor(Executor):
         # not sent yet: never started, free to run elsewhere at once
         for d in w.outbox:
             self._queue_again(w, d["key"])
+        self.requeued += len(w.outbox)
         w.outbox.clear()
         if not self._closing:  # with tasks or not, a stopped worker would hold the job
             full = f"{m.guard_service(self.service, w.index)}.{m.KILL}"
@@ -633,6 +654,7 @@ class PoolExecutor(Executor):
         again = [k for k in doc.get("queued", []) if k in w.inflight]
         for key in again:
             self._queue_again(w, key)
+        self.requeued += len(again)
         if again:
             logger.warning("pool worker %s: %d task(s) that waited there and never started "
                            "go to the other workers", w.name, len(again))
@@ -648,7 +670,6 @@ class PoolExecutor(Executor):
         w.take(a.task, -1)
         a.host, a.rank, a.worker, a.flux_id, a.handle = "", None, None, None, None
         self.requeue.append(a)
-        self.requeued += 1
 
     def _confirm(self, w: Worker, why: str, killed: dict[int, dict[str, Any]] | None,
                  how: str) -> None:
@@ -719,15 +740,16 @@ class PoolExecutor(Executor):
         return len(self.inflight) + len(self.requeue)
 
     def _best(self, t: Task) -> Worker | None:
-        """The live worker that the task fits with the most room (so that the work spreads
-        evenly, and what a worker's results freed mostly goes back to it in the answer to
-        the 'want' that brought them), of equals one whose 'want' is held."""
+        """The live worker that the task fits with the most free slots, then the most room
+        (so that the work spreads evenly, and what a worker's results freed mostly goes
+        back to it in the answer to the 'want' that brought them), of equals one whose
+        'want' is held."""
         best: Worker | None = None
-        rank = (0, False)
+        rank = (0, 0, False)
         for w in self.workers.values():
             if w.lost or not w.fits(t):
                 continue
-            r = (w.room, w.want is not None)
+            r = (max(w.free, 0), w.room, w.want is not None)
             if best is None or r > rank:
                 best, rank = w, r
         return best
@@ -775,6 +797,56 @@ class PoolExecutor(Executor):
                 keep.append(a)
         self.requeue = keep
 
+    def _balance(self) -> None:
+        """A worker with free slots and nothing to start (its 'want' held: nothing ready
+        fits it) takes what waits on a worker whose queue does not move (no result for
+        ``GIVE_AFTER``): that worker gives it back (``give``), and it is given again."""
+        if self._held or self.requeue or self._closing:
+            return
+        now = time.monotonic()
+        for thief in self.workers.values():
+            if thief.lost or thief.want is None or thief.outbox or thief.free <= 0:
+                continue
+            best: tuple[Worker, int] | None = None
+            for v in self.workers.values():
+                if (v.lost or v.giving or v.free >= 0
+                        or now - max(v.last_result, v.last_given) <= GIVE_AFTER):
+                    continue
+                n = _takeable(v, thief)
+                if n and (best is None or n > best[1]):
+                    best = (v, n)
+            if best is not None:
+                best[0].giving = True
+                self._tell(best[0], m.GIVE, {"count": best[1]}).then(self._on_given, best[0])
+
+    def _on_given(self, fut: Any, w: Worker) -> None:
+        """What a worker gave back: given again, as it is (it never started there)."""
+        w.giving = False
+        try:
+            got = m.check_given(m.loads(fut.get_str()))
+        except m.BadMessage as err:
+            logger.warning("pool: dropped a bad answer of %s to give: %s", w.name, err)
+            return
+        except OSError:
+            return  # it is gone: its guard or its node says what became of its tasks
+        if w.lost:
+            return
+        for key in got:
+            if key not in w.inflight:
+                continue
+            if self._held:  # stopped meanwhile: it never starts
+                a = w.inflight.pop(key)
+                self.inflight.pop(key, None)
+                self._not_started(a, self._held_why)
+                self._finished(w, a, key)
+                continue
+            self._queue_again(w, key)
+            self.given_back += 1
+        if got:
+            logger.debug("pool worker %s gave back %d task(s) that waited there", w.name,
+                         len(got))
+            self.h.reactor_stop()
+
     def add_fd(self, fd: int) -> None:
         """Another descriptor whose readiness ends a poll (the Flux-job tier's)."""
         def ready(*_args: Any) -> None:
@@ -794,6 +866,7 @@ class PoolExecutor(Executor):
         for w in self.workers.values():
             if w.outbox and w.want is not None and not w.lost:
                 self._send(w)
+        self._balance()
         if not self.completed:
             self._ping()
             self._run_reactor(timeout)
@@ -839,12 +912,14 @@ class PoolExecutor(Executor):
     def signal_all(self, signum: int, reason: str) -> None:
         """Every worker signals its attempts (and starts none of those waiting there);
         those not sent to a worker yet never start."""
+        self._held, self._held_why = True, reason
         self._unsent(reason)
         for w in self.live():
             self._tell(w, m.SIGNAL, {"signum": int(signum), "reason": reason}).then(_ignore)
 
     def hold(self, reason: str) -> None:
         """Start nothing more: what waits on a worker, or here, comes back not started."""
+        self._held, self._held_why = True, reason
         self._unsent(reason)
         for w in self.live():
             self._tell(w, m.HOLD, {"reason": reason}).then(_ignore)
@@ -879,7 +954,7 @@ class PoolExecutor(Executor):
                              "lost": w.lost}
                             for w in self.workers.values()],
                 "dropped_requests": self.dropped,
-                "queued_again": self.requeued,
+                "queued_again": self.requeued, "given_back": self.given_back,
                 "messages": self.messages(),
                 "reactor_seconds": round(self.loop_time, 3), "startup_seconds": self.startup}
 
@@ -940,6 +1015,23 @@ class PoolExecutor(Executor):
         deadline = time.monotonic() + timeout
         while self.jobid is not None and not self.job_clean and time.monotonic() < deadline:
             self._run_reactor(0.2)
+
+
+def _takeable(v: Worker, thief: Worker) -> int:
+    """How many of what waits on ``v`` (its last given, beyond its slots) ``thief`` could
+    start now, the last given first."""
+    cores, gpus, mem = thief.free, thief.gpus - thief.used_gpus, thief.memory_mb - thief.used_mem
+    waiting = -v.free
+    n = 0
+    for a in reversed(v.inflight.values()):
+        t = a.task
+        if (waiting <= 0 or t.cores > cores or t.gpus > gpus
+                or (thief.memory_mb and t.memory_mb > mem)):
+            break
+        cores, gpus, mem = cores - t.cores, gpus - t.gpus, mem - t.memory_mb
+        waiting -= t.cores
+        n += 1
+    return n
 
 
 def _event(fut: Any, name: str | None = None) -> Any:

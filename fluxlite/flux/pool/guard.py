@@ -107,7 +107,7 @@ class Guard:
                 self.groups.pop(int(ln[1:]), None)
             elif ln[:1] == "q":
                 self.queued.add(int(ln[1:]))
-            elif ln[:1] == "s":  # about to start: from now on it may run
+            elif ln[:1] in "sr":  # about to start (from now on it may run), or given back
                 self.queued.discard(int(ln[1:]))
             elif ln[:1] == "k" and self.seal is None:
                 self.seal = m.Seal(bytes.fromhex(ln[1:]))

@@ -30,6 +30,9 @@ The coordinator registers the service ``SERVICE`` on its broker; each worker reg
   with an error at once (its service went with its connection).
 - ``SERVICE-w<N>.hold`` (coordinator → worker): ``{reason}``: start nothing more of what
   waits on the worker; it comes back as not started (``--fail-fast``).
+- ``SERVICE-w<N>.give`` (coordinator → worker): ``{count}``: give back up to ``count`` of
+  the attempts that wait on the worker (the last given first), for a worker with free
+  slots; answered with their keys, ``{keys: [...]}``: they never started there.
 - ``SERVICE-w<N>.stop`` (coordinator → worker): kill what runs, clean up, exit.
 - ``SERVICE-g<N>.kill`` (coordinator → guard): kill the worker and every process below it,
   answered with ``{worker, by, why, killed}`` once none is left.
@@ -62,7 +65,7 @@ from fluxlite.errors import FluxliteError
 from fluxlite.execute.base import ExitStatus
 
 HELLO, WANT, DONE, GONE = "hello", "want", "done", "gone"
-SIGNAL, PING, STOP, KILL, HOLD = "signal", "ping", "stop", "kill", "hold"
+SIGNAL, PING, STOP, KILL, HOLD, GIVE = "signal", "ping", "stop", "kill", "hold", "give"
 
 #: seconds a worker keeps a result before it sends it, when it still has work waiting
 FLUSH_AFTER = 0.1
@@ -288,11 +291,28 @@ def check_gone(doc: dict[str, Any], workers: int) -> dict[str, Any]:
         _int(k, "pid", 0, 1 << 31)
         _num(k, "start", 0.0, 1e11)
         _num(k, "end", 0.0, 1e11)
-    queued = doc.get("queued", [])
-    if not isinstance(queued, list) or len(queued) > 1 << 20 or not all(
-            type(k) is int and 1 <= k <= _INT_MAX for k in queued):
-        raise BadMessage(f"queued: not a list of attempt keys: {_show(queued)}")
+    keys(doc.get("queued", []), "queued")
     return doc
+
+
+def keys(v: Any, name: str) -> list[int]:
+    """A list of attempt keys."""
+    if not isinstance(v, list) or len(v) > 1 << 20 or not all(
+            type(k) is int and 1 <= k <= _INT_MAX for k in v):
+        raise BadMessage(f"{name}: not a list of attempt keys: {_show(v)}")
+    return v
+
+
+def check_give(doc: dict[str, Any]) -> int:
+    """A give request's count."""
+    _known(doc, frozenset({"count"}), "give")
+    return _int(doc, "count", 1, 1 << 20)
+
+
+def check_given(doc: dict[str, Any]) -> list[int]:
+    """The keys a worker gave back."""
+    _known(doc, frozenset({"keys"}), "given")
+    return keys(doc.get("keys"), "keys")
 
 
 def check_kill(doc: dict[str, Any], index: int) -> str:

@@ -130,6 +130,10 @@ class GuardLink:
         """An attempt that waited is about to start (said before it does)."""
         self.lines.append(f"s{key}\n")
 
+    def returned(self, key: int) -> None:
+        """An attempt that waited went back to the coordinator."""
+        self.lines.append(f"r{key}\n")
+
     def add(self, pgid: int, key: int, start: float) -> None:
         """An attempt started: its process group, its key, its start."""
         self.lines.append(f"+{pgid} {key} {start!r}\n")
@@ -213,7 +217,8 @@ class Worker:
         self.h.service_register(self.name).get()
         t = flux.constants.FLUX_MSGTYPE_REQUEST
         for topic, cb in ((m.SIGNAL, self._on_signal), (m.PING, self._on_ping),
-                          (m.STOP, self._on_stop), (m.HOLD, self._on_hold)):
+                          (m.STOP, self._on_stop), (m.HOLD, self._on_hold),
+                          (m.GIVE, self._on_give)):
             w = self.h.msg_watcher_create(self._opened(topic, cb), t, f"{self.name}.{topic}")
             w.start()
             self.watchers.append(w)
@@ -455,6 +460,18 @@ class Worker:
         self.hold_reason = self.hold_reason or m.check_hold(doc)
         self._drop_waiting(self.hold_reason)
         return {"running": self.runner.running()}
+
+    def _on_give(self, doc: dict[str, Any]) -> dict[str, Any]:
+        """Give back what waits here, the last given first: a worker with free slots takes
+        it."""
+        count = m.check_give(doc)
+        given: list[int] = []
+        while self.waiting and len(given) < count:
+            key, _ = self.waiting.pop()
+            self.guard.returned(key)
+            given.append(key)
+        self.guard.flush()
+        return {"keys": given}
 
     def _drop_waiting(self, why: str) -> None:
         """What waits here never starts: it goes back as not started."""
