@@ -287,6 +287,9 @@ def test_pool_queued_tasks_go_to_a_free_slot(flux_instance: FluxInstance, tmp_pa
         for w in (busy, idle):
             pool._size_queue(w)
         idle.prefetch = 0  # what is not running goes to the busy one's queue
+        # a queue takes no task wider than the worker's slots: it could never start there
+        assert busy.room > busy.slots
+        assert not pool.fits(Task(id="wide", argv=["/bin/true"], cores=busy.slots + 1))
 
         def attempt(tid: str, secs: float) -> Attempt:
             return Attempt(task=Task(id=tid, argv=["/bin/sleep", str(secs)]), number=1)

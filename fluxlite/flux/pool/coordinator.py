@@ -119,8 +119,9 @@ class Worker:
         return self.slots - self.used_cores
 
     def fits(self, t: Task) -> bool:
-        """Whether the task may be given to the worker now (to start, or to wait there)."""
-        return (t.cores <= self.room and t.gpus <= self.gpus - self.used_gpus
+        """Whether the task may be given to the worker now (to start, or to wait there: never
+        a task it could not start when its slots are free)."""
+        return (t.cores <= min(self.room, self.slots) and t.gpus <= self.gpus - self.used_gpus
                 and (self.memory_mb == 0 or t.memory_mb <= self.memory_mb - self.used_mem))
 
     def take(self, t: Task, sign: int = 1) -> None:

@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections import deque
-from collections.abc import Iterable
 import os
 import shutil
 import signal
@@ -31,6 +29,8 @@ import socket
 import sys
 import tempfile
 import time
+from collections import deque
+from collections.abc import Iterable
 from typing import Any
 
 from fluxlite.cluster.formats import Task
