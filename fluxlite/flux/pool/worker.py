@@ -193,6 +193,10 @@ class Worker:
         guard.secret(secret)
         base = os.environ.get("FLUX_JOB_TMPDIR") or None
         self.tmpdir = tempfile.mkdtemp(prefix=f".fluxlite-pool-w{self.index}.", dir=base)
+        # its service before its hello: the coordinator may ping it as soon as it is
+        # known (what comes before the reactor runs waits for the handlers below)
+        self.name = m.worker_service(service, self.index)
+        self.h.service_register(self.name).get()
         share = m.loads(self._rpc(m.HELLO, {
             "worker": self.index, "rank": self.rank, "host": self.host, "pid": os.getpid(),
             "guard": guard.pid, "memory_mb": LocalRunner.node_memory_mb()}).get_str())
@@ -213,8 +217,6 @@ class Worker:
         self._ticks = 0
         self.ping_out = False
         self.watchers: list[Any] = []
-        self.name = m.worker_service(service, self.index)
-        self.h.service_register(self.name).get()
         t = flux.constants.FLUX_MSGTYPE_REQUEST
         for topic, cb in ((m.SIGNAL, self._on_signal), (m.PING, self._on_ping),
                           (m.STOP, self._on_stop), (m.HOLD, self._on_hold),
