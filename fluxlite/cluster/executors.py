@@ -118,6 +118,13 @@ class Executor(ABC):
         (descriptors, Flux handles, a pool's job); called once, at the end of the cluster,
         also when it ends by an error or before any task started."""
 
+    def hold(self, reason: str) -> None:
+        """Start nothing more of what ``start`` took: an attempt that waits in the executor
+        (a pool worker's queue) comes back from ``poll`` stopped for ``reason``, never
+        started. An executor that starts every attempt in ``start`` has nothing waiting:
+        nothing to do."""
+        return None
+
     def wakeup_fd(self) -> int | None:
         """A descriptor readable when an attempt may have ended, for a caller that waits on
         more than this executor (a pool worker, the tiered executor); None where there is

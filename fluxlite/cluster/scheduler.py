@@ -318,6 +318,7 @@ class Scheduler:
             return
         if self._output_lost():
             self.stopping = "output"  # nothing more can be recorded: start nothing more
+            self.ex.hold("the output could not be written")
             return
         skipped: list[tuple[int, int, str]] = []
         while self.ready and len(skipped) < 32:
@@ -439,6 +440,7 @@ class Scheduler:
             self.stopping = "fail-fast"
             self._fail_fast_by = t.id
             logger.warning("--fail-fast: starting no more tasks")
+            self.ex.hold("fail-fast")
 
     def _not_run(self) -> None:
         """Mark what did not run, say why on a line each (before the summary) and once on

@@ -80,6 +80,10 @@ class TieredExecutor(Executor):
         self.flux.signal_all(signum, reason)
         self.pool.signal_all(signum, reason)
 
+    def hold(self, reason: str) -> None:
+        self.flux.hold(reason)
+        self.pool.hold(reason)
+
     def info(self) -> dict[str, Any]:
         return self.pool.info()
 

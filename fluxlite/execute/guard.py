@@ -48,22 +48,44 @@ _KILL_WAIT = 30.0  # seconds to get every process below the worker killed and re
 
 class GuardLink:
     """The worker's end of the pipe to its guard (its parent): the secret once, then a line
-    for each attempt it starts and reaps, and ``=`` at a clean end."""
+    for each attempt that waits in its queue, that is about to start (having waited), that
+    started and that was reaped, and ``=`` at a clean end. Lines are kept until
+    :meth:`flush`, which the worker calls before it starts what waited, and after a round
+    of starts: one write a round."""
 
     def __init__(self, fd: int, pid: int) -> None:
         self.fd, self.pid = fd, pid
+        self.lines: list[str] = []
 
     def secret(self, secret: bytes) -> None:
-        """The secret the guard seals what it says and checks what it hears with."""
+        """The pool's secret, for the guard to seal what it says and check what it hears."""
         self._say(f"k{secret.hex()}\n")
+
+    def queued(self, key: int) -> None:
+        """An attempt waits in the worker's queue: not started."""
+        self.lines.append(f"q{key}\n")
+
+    def starting(self, key: int) -> None:
+        """An attempt that waited is about to start (said before it does)."""
+        self.lines.append(f"s{key}\n")
+
+    def returned(self, key: int) -> None:
+        """An attempt that waited went back to the coordinator."""
+        self.lines.append(f"r{key}\n")
 
     def add(self, pgid: int, key: int, start: float) -> None:
         """An attempt started: its process group, its key, its start."""
-        self._say(f"+{pgid} {key} {start!r}\n")
+        self.lines.append(f"+{pgid} {key} {start!r}\n")
 
     def remove(self, pgid: int) -> None:
         """A process group that is gone: not to be killed."""
-        self._say(f"-{pgid}\n")
+        self.lines.append(f"-{pgid}\n")
+
+    def flush(self) -> None:
+        """Say the lines kept."""
+        if self.lines:
+            text, self.lines = "".join(self.lines), []
+            self._say(text)
 
     def alive(self) -> bool:
         """Whether the guard is still this process's parent."""
@@ -75,6 +97,7 @@ class GuardLink:
 
     def close(self, clean: bool) -> None:
         """The worker ends: ``clean`` when it killed and reaped everything itself."""
+        self.flush()
         if clean:
             self._say("=\n")
         with contextlib.suppress(OSError):
@@ -112,6 +135,7 @@ class Guard:
     def __init__(self, index: int, rfd: int, worker: int) -> None:
         self.index, self.rfd, self.worker = index, rfd, worker
         self.groups: dict[int, tuple[int, float]] = {}  # pgid -> (key, start)
+        self.queued: set[int] = set()  # keys of attempts that wait, never started
         self.buf = b""
         self.secret: bytes | None = None
         self.clean = False
@@ -139,8 +163,13 @@ class Guard:
             if ln[:1] == "+":
                 pgid, key, start = ln[1:].split()
                 self.groups[int(pgid)] = (int(key), float(start))
+                self.queued.discard(int(key))
             elif ln[:1] == "-":
                 self.groups.pop(int(ln[1:]), None)
+            elif ln[:1] == "q":
+                self.queued.add(int(ln[1:]))
+            elif ln[:1] in ("s", "r"):  # about to start (from now on it may run), or given back
+                self.queued.discard(int(ln[1:]))
             elif ln[:1] == "k" and self.secret is None:
                 self.take_secret(bytes.fromhex(ln[1:]))
             elif ln == "=":
@@ -181,7 +210,7 @@ class Guard:
                   for pgid, (key, start) in self.groups.items()]
         self.groups.clear()
         return {"worker": self.index, "by": "guard", "why": why, "killed": killed,
-                "left": left}
+                "left": left, "queued": sorted(self.queued)}
 
     def _ended(self) -> ExitStatus | None:
         """How the worker ended, once reaped (None: it is gone, its status unknown)."""

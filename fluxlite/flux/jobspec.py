@@ -82,12 +82,13 @@ def build(argv: list[str] | str, *, kind: str = "command", count: int = 1, cores
     return js
 
 
-def connect(uri: str | None = None, what: str = "flux") -> Any:
+def connect(uri: str | None = None, what: str = "flux", job_api: bool = True) -> Any:
     """A handle on the instance at ``uri`` (FLUX_URI's when None); FluxUnavailable, one
-    line naming ``what`` needed it, when the bindings or the instance are not there."""
+    line naming ``what`` needed it, when the bindings or the instance are not there.
+    ``job_api`` False: ``flux.job`` is not imported (see :func:`import_flux`)."""
     from fluxlite.flux import import_flux
 
-    flux = import_flux()
+    flux = import_flux(job_api)
     try:
         return flux.Flux(uri) if uri else flux.Flux()
     except OSError as err:

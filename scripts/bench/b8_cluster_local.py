@@ -15,7 +15,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import PYTHON, fluxlite_env, interleaved, median, run_quiet  # noqa: E402
+from common import PYTHON, bare_loop, fluxlite_env, interleaved, median, run_quiet  # noqa: E402
 
 TASKS = int(os.environ.get("B8_TASKS", "1000"))
 ROUNDS = int(os.environ.get("B8_ROUNDS", "3"))
@@ -27,21 +27,6 @@ def slots() -> int:
         return len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         return os.cpu_count() or 1
-
-
-def bare_loop(n: int, width: int) -> None:
-    """fork/exec /bin/true n times, `width` at a time: the floor for any launcher."""
-    argv = ["/bin/true"]
-    env = dict(os.environ)
-    running = 0
-    started = 0
-    while started < n or running:
-        while running < width and started < n:
-            os.posix_spawn(argv[0], argv, env)
-            started += 1
-            running += 1
-        os.wait()
-        running -= 1
 
 
 def main() -> int:

@@ -42,6 +42,21 @@ def interleaved(a: Callable[[], object], b: Callable[[], object], rounds: int
     return ta, tb
 
 
+def bare_loop(n: int, width: int) -> None:
+    """posix_spawn /bin/true n times, ``width`` at a time, each reaped by wait: the floor
+    of any launcher."""
+    argv = ["/bin/true"]
+    env = dict(os.environ)
+    running = started = 0
+    while started < n or running:
+        while running < width and started < n:
+            os.posix_spawn(argv[0], argv, env)
+            started += 1
+            running += 1
+        os.wait()
+        running -= 1
+
+
 def make_file(path: str, mib: int) -> str:
     """Write ``mib`` MiB of random bytes to path; return their sha256 (the read warms the
     page cache, as the benchmarks want for their baseline)."""

@@ -189,15 +189,22 @@ def _pool_of(fi: FluxInstance, fl: Fluxlite, n: int, body: str) -> subprocess.Po
                     "c.json", "--no-rescue", env=fi.env)
 
 
-def test_pool_worker_killed_mid_run(fi: FluxInstance, fl: Fluxlite) -> None:
-    proc = _pool_of(fi, fl, 8, 'echo s $PMC_TASK >> run.log; sleep 1.5; '
-                    'echo e $PMC_TASK >> run.log')
+def _kill_worker_1(fi: FluxInstance, fl: Fluxlite, proc: subprocess.Popen[bytes]) -> bytes:
+    """KILL the worker of rank 1 once 4 tasks have started (run.log); the cluster's
+    stderr once it ended."""
     try:
         _wait_for(fl.tmp / "run.log", 4)
         os.kill(_worker_pid(fi, 1), signal.SIGKILL)
         _, err = proc.communicate(timeout=60)
     finally:
         proc.kill()
+    return err
+
+
+def test_pool_worker_killed_mid_run(fi: FluxInstance, fl: Fluxlite) -> None:
+    proc = _pool_of(fi, fl, 8, 'echo s $PMC_TASK >> run.log; sleep 1.5; '
+                    'echo e $PMC_TASK >> run.log')
+    err = _kill_worker_1(fi, fl, proc)
     assert proc.returncode == 0, err.decode()
     assert b"lost" in err
     tasks, summary = cluster_lines((fl.tmp / "c.out").read_text())
@@ -214,6 +221,116 @@ def test_pool_worker_killed_mid_run(fi: FluxInstance, fl: Fluxlite) -> None:
     assert ends == {f"t{i}": 1 for i in range(8)}, log
     # the retries ran on the worker left
     assert all(a["rank"] == 0 for a in attempts if a["try"] == 2)
+
+
+def test_pool_round_trips_and_queues(fi: FluxInstance, fl: Fluxlite) -> None:
+    # small tasks: each worker keeps work queued beyond its slots, results come back in
+    # batches with the next tasks, far fewer than one round trip a task
+    n = 600
+    (fl.tmp / "q.dag").write_text("".join(f"TASK t{i} /bin/true\n" for i in range(n)))
+    p, out = _run(fi, fl, "q.dag", "--json", "c.json", "--no-rescue")
+    assert p.returncode == 0, p.stderr.decode()
+    _, summary = cluster_lines(out)
+    assert summary["succeeded"] == str(n)
+    pool = _record(fl)["pool"]
+    msgs = pool["messages"]
+    assert msgs["results"] == n and msgs["want"] + msgs["done"] < n / 4, msgs
+    assert msgs["round_trips_per_task"] < 0.25, msgs
+    assert all(w["queue"] > w["slots"] for w in pool["workers"]), pool["workers"]
+    assert sum(w["tasks"] for w in pool["workers"]) == n and pool["queued_again"] == 0
+
+
+def test_pool_worker_killed_with_tasks_queued(fi: FluxInstance, fl: Fluxlite) -> None:
+    # quick tasks first (the queues grow), then slow ones: the worker killed has 2 running
+    # and more waiting; those that waited never ran: they run elsewhere, no try spent
+    lines = [f"TASK q{i} -p 1 /bin/true\n" for i in range(60)]
+    lines += [f"TASK s{i} -t 2 /bin/sh -c 'echo s $PMC_TASK >> run.log; sleep 1; "
+              f"echo e $PMC_TASK >> run.log'\n" for i in range(12)]
+    (fl.tmp / "k.dag").write_text("".join(lines))
+    proc = fl.popen("cluster", "k.dag", "--executor", "pool", "-o", "c.out", "--json",
+                    "c.json", "--no-rescue", env=fi.env)
+    text = _kill_worker_1(fi, fl, proc).decode()
+    assert proc.returncode == 0, text
+    assert "task(s) that waited there and never started go to the other workers" in text
+    rec = _record(fl)
+    attempts = [a for a in _attempts(rec) if a["id"].startswith("s")]
+    lost = [a for a in attempts if a["error"] and "was lost" in a["error"]]
+    assert len(lost) == 2 and all(a["rank"] == 1 for a in lost), attempts  # its 2 slots
+    assert all("task killed" in a["error"] for a in lost), lost
+    assert rec["pool"]["queued_again"] >= 1, rec["pool"]
+    _, summary = cluster_lines((fl.tmp / "c.out").read_text())
+    assert summary["succeeded"] == "72" and summary["retries"] == "2", summary
+    assert len(attempts) == 14  # 12 tasks, 2 of them twice: the queued ones once
+    assert Counter(a["try"] for a in attempts) == {1: 12, 2: 2}
+    log = (fl.tmp / "run.log").read_text().split("\n")
+    ends = Counter(ln.split()[1] for ln in log if ln.startswith("e "))
+    assert ends == {f"s{i}": 1 for i in range(12)}, log
+    starts = Counter(ln.split()[1] for ln in log if ln.startswith("s "))
+    assert sum(starts.values()) == 14, log  # the queued ones started once, where they ran
+
+
+def test_pool_queued_tasks_go_to_a_free_slot(flux_instance: FluxInstance, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tasks queued behind long ones on a worker whose results stop coming are given back
+    to a worker with free slots and nothing to start, and run there, once."""
+    from fluxlite.cluster.executors import TaskFiles
+    from fluxlite.cluster.formats import Task
+    from fluxlite.cluster.records import Attempt
+    from fluxlite.cluster.pool.coordinator import PoolExecutor
+
+    monkeypatch.chdir(tmp_path)
+    pool = PoolExecutor(TaskFiles(str(tmp_path), 4096), uri=flux_instance.uri,
+                        env=flux_instance.env)
+    try:
+        busy, idle = list(pool.workers.values())  # the first said hello first: ties go to it
+        pool.mean_run = 0.001  # as after many small tasks: deep queues
+        for w in (busy, idle):
+            pool._size_queue(w)
+        idle.prefetch = 0  # what is not running goes to the busy one's queue
+        # a queue takes no task wider than the worker's slots: it could never start there
+        assert busy.room > busy.slots
+        assert not pool.fits(Task(id="wide", argv=["/bin/true"], cores=busy.slots + 1))
+
+        def attempt(tid: str, secs: float) -> Attempt:
+            return Attempt(task=Task(id=tid, argv=["/bin/sleep", str(secs)]), number=1)
+
+        t0 = time.time()
+        tries = [attempt("long0", 4), attempt("short0", 0.2), attempt("long1", 4),
+                 attempt("short1", 0.2), attempt("queued0", 0.5), attempt("queued1", 0.5)]
+        assert all(pool.start(a) is None for a in tries)
+        where = {a.task.id: a.worker for a in tries}
+        assert where["long0"] == where["long1"] == where["queued0"] == where["queued1"]
+        assert where["short0"] == where["short1"] == idle.name, where
+        done: list[Attempt] = []
+        deadline = time.monotonic() + 30
+        while len(done) < 6 and time.monotonic() < deadline:
+            done += pool.poll(0.2)
+        got = {a.task.id: a for a in done}
+        assert sorted(got) == sorted(where), got
+        assert all(a.ok for a in done)
+        # the queued ones ran on the idle worker, long before the long ones ended
+        assert got["queued0"].worker == got["queued1"].worker == idle.name, got
+        assert all(got[q].start < t0 + 2.5 for q in ("queued0", "queued1")), got
+        assert pool.given_back == 2 and pool.requeued == 0
+        assert pool.info()["given_back"] == 2
+    finally:
+        pool.close()
+
+
+def test_pool_fail_fast_starts_nothing_queued(fi: FluxInstance, fl: Fluxlite) -> None:
+    # after the failure, what waits in the workers' queues comes back not started
+    lines = [f"TASK t{i} /bin/sh -c 'echo $PMC_TASK >> ran.log'\n" for i in range(400)]
+    lines[150] = "TASK t150 /bin/false\n"
+    (fl.tmp / "f.dag").write_text("".join(lines))
+    p, out = _run(fi, fl, "f.dag", "--fail-fast", "--json", "c.json", "--no-rescue")
+    assert p.returncode == 5, p.stderr.decode()
+    attempts = _attempts(_record(fl))
+    held = [a for a in attempts if a["stopped"] == "fail-fast"]
+    assert held and all(a["error"] == "not started (fail-fast)" for a in held), held
+    ran = set((fl.tmp / "ran.log").read_text().split())
+    assert not ran & {a["id"] for a in held}
+    _, summary = cluster_lines(out)
+    assert int(summary["succeeded"]) == len(ran) < 399, summary
 
 
 def test_pool_term_to_the_coordinator(fi: FluxInstance, fl: Fluxlite) -> None:
@@ -352,6 +469,59 @@ def test_pool_worker_that_cannot_start(fi: FluxInstance, fl: Fluxlite) -> None:
     assert all("INACTIVE" in ln for ln in _pool_jobs(fi) if ln)
 
 
+def _cores_per_node(fi: FluxInstance) -> int:
+    return max(int(n) for n in fi.flux("resource", "list", "-n", "-o", "{ncores}",
+                                        "--states=up").stdout.split())
+
+
+def test_pool_job_flux_refuses_fails_at_once(fi: FluxInstance, fl: Fluxlite) -> None:
+    # more workers a node than a node has cores: Flux refuses the pool's job at once, and
+    # so does the cluster, with Flux's reason in one line (not after its startup timeout)
+    (fl.tmp / "a.dag").write_text("TASK a /bin/sh -c 'echo a >> ran.log'\n")
+    t0 = time.monotonic()
+    p = fl.run("cluster", "a.dag", "--executor", "pool", "-o", "c.out", "--workers-per-node",
+               str(_cores_per_node(fi) + 1), env=fi.env, timeout=100)
+    assert time.monotonic() - t0 < 10
+    text = p.stderr.decode()
+    assert p.returncode == 71, text
+    assert "Traceback" not in text
+    last = text.strip().splitlines()[-1]
+    assert last.startswith("fluxlite: error: pool job "), last
+    assert "did not start: unsatisfiable request" in last, last
+    assert last.endswith("(Flux exception 'alloc')"), last
+    assert not (fl.tmp / "ran.log").exists()
+    assert all("INACTIVE" in ln for ln in _pool_jobs(fi) if ln)
+
+
+def test_pool_job_cancelled_before_it_starts_fails_at_once(fi: FluxInstance,
+                                                          fl: Fluxlite) -> None:
+    # the instance is full: the pool's job waits; cancelled there, the cluster ends at once
+    hold = fi.flux("submit", f"-N{fi.size}", "--exclusive", "sleep", "300").stdout.strip()
+    try:
+        (fl.tmp / "a.dag").write_text("TASK a /bin/sh -c 'echo a >> ran.log'\n")
+        proc = fl.popen("cluster", "a.dag", "--executor", "pool", "-o", "c.out", env=fi.env)
+        try:
+            deadline = time.monotonic() + 30
+            while not (pending := [ln.split()[0] for ln in _pool_jobs(fi)
+                                   if ln.endswith(" SCHED")]):
+                assert time.monotonic() < deadline and proc.poll() is None, "no pool job"
+                time.sleep(0.05)
+            t0 = time.monotonic()
+            fi.flux("cancel", "-m", "enough waiting", pending[0])
+            _, err = proc.communicate(timeout=60)
+        finally:
+            proc.kill()
+    finally:
+        fi.flux("cancel", hold)
+    assert time.monotonic() - t0 < 5
+    text = err.decode()
+    assert proc.returncode == 71, text
+    assert "Traceback" not in text
+    last = text.strip().splitlines()[-1]
+    assert "did not start: enough waiting (Flux exception 'cancel')" in last, last
+    assert not (fl.tmp / "ran.log").exists()
+
+
 def test_pool_progress_memo_on_the_batch_job(fi: FluxInstance, fl: Fluxlite) -> None:
     (fl.tmp / "p.dag").write_text("".join(f"TASK t{i} /bin/sleep 0.1\n" for i in range(12)))
     script = fl.tmp / "batch.sh"
@@ -424,7 +594,7 @@ def test_pool_workers_per_node(fi: FluxInstance, fl: Fluxlite) -> None:
     workers = rec["pool"]["workers"]
     assert len(workers) == 4 and all(w["slots"] == 1 for w in workers)
     assert sorted(w["rank"] for w in workers) == [0, 0, 1, 1]
-    assert {a["worker"] for a in _attempts(rec)} == {"w0", "w1", "w2", "w3"}
+    assert {a["worker"] for a in _attempts(rec)} == {"w0", "w1", "w2", "w3"}, (p.stderr.decode()[-3000:], rec["pool"], _attempts(rec))
 
 
 def test_pool_coordinator_run_as_a_job(fi: FluxInstance, fl: Fluxlite) -> None:

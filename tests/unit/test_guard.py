@@ -29,6 +29,7 @@ def worker(link):
     pid = supervisor.spawn("/bin/sh", ["sh", "-c", "setsid sleep 300 & sleep 300"],
                            dict(os.environ), (null, null, null), session=False)
     link.add(pid, 7, 1.5)
+    link.flush()  # the lines of a round go out together
     print(f"task {pid}", flush=True)
     time.sleep(300)
     return 0

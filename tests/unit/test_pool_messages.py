@@ -58,3 +58,33 @@ def test_nodes_and_placement_in_inputs(tmp_path) -> None:  # noqa: ANN001
     j.write_text(json.dumps([{"id": "x", "executable": "/bin/true", "placement": "moon"}]))
     with pytest.raises(ClusterInputError, match=r"\[0\]\.placement: must be one of auto, flux"):
         formats.load(str(j))
+
+
+def test_gone_names_the_attempts_that_never_started_and_hold_its_reason() -> None:
+    doc = {"worker": 1, "by": "guard", "why": "x", "killed": [], "left": 0, "queued": [3, 9]}
+    assert m.check_gone(doc, 2)["queued"] == [3, 9]
+    assert m.check_gone({k: v for k, v in doc.items() if k != "queued"}, 2)
+    for bad in (0, -1, "3", 3.0, True, None, 2**63, [4]):
+        with pytest.raises(m.BadMessage, match="queued"):
+            m.check_gone({**doc, "queued": [bad]}, 2)
+    for bad in ({}, "1,2", 5):
+        with pytest.raises(m.BadMessage, match="queued"):
+            m.check_gone({**doc, "queued": bad}, 2)
+    assert m.check_reports({"worker": 0, "starved": 0.25}, m.WANT_FIELDS, "want", 1) == []
+    for bad in (-1, "1", float("nan"), 1e300, None):
+        with pytest.raises(m.BadMessage, match="starved"):
+            m.check_reports({"worker": 0, "starved": bad}, m.WANT_FIELDS, "want", 1)
+    with pytest.raises(m.BadMessage, match="starved"):  # only a 'want' says it
+        m.check_reports({"worker": 0, "starved": 1.0}, m.DONE_FIELDS, "done", 1)
+    assert m.check_give({"count": 3}) == 3 and m.check_given({"keys": [4, 5]}) == [4, 5]
+    for bad in ({"count": 0}, {"count": "2"}, {"count": 2.0}, {}, {"count": 1, "x": 1}):
+        with pytest.raises(m.BadMessage):
+            m.check_give(bad)
+    for bad in ({"keys": [0]}, {"keys": "4"}, {}, {"keys": [1], "more": True}):
+        with pytest.raises(m.BadMessage):
+            m.check_given(bad)
+    assert m.check_hold({"reason": "fail-fast"}) == "fail-fast"
+    assert m.check_hold({}) == "held"
+    for bad in ({"reason": 5}, {"reason": "x" * 201}, {"reason": "r", "signum": 9}):
+        with pytest.raises(m.BadMessage):
+            m.check_hold(bad)

@@ -4,9 +4,24 @@ Flux job and spoken to over Flux's own messages (see ``messages``).
 
 - Accounting is the coordinator's: it knows each worker's slots, memory and GPUs and what
   it gave it, so ``fits`` and ``start`` never ask the network; a task is given to the
-  worker with the most free slots (spreading over the nodes).
+  worker with the most free room (spreading over the nodes).
+- A worker's queue: beyond its slots, a worker is given up to ``prefetch`` more cores of
+  tasks, which wait on the worker, in the order given, until its own accounting (the
+  local executor's: cores, memory, GPUs) has room to start them; so a worker never waits
+  on a round trip to start its next task, and a batch of results and the next tasks
+  travel in one message. GPUs and memory are never given beyond the worker's own: only
+  cores are queued for. The queue holds about ``LEAD`` seconds of work (from the mean
+  run time of the tasks so far, at most ``PREFETCH_PER_SLOT`` a slot; none before any
+  task ended, none for tasks longer than ``LEAD`` a slot): a task ready later, of a
+  higher priority, waits at most that long behind it, and a lost worker's queue runs
+  elsewhere (its tasks never started: they are queued again, no try spent). A task goes
+  to free slots first (the most free), then to the queue with the most room. Should the
+  tasks turn out longer than that mean said (no result from a worker for ``GIVE_AFTER``
+  while it holds more than its slots), a worker with free slots and nothing to start has
+  the queued tasks given back and run there: nothing waits behind a long task while a
+  slot is free elsewhere.
 - Flow control: tasks go out only in answer to a worker's ``want``, batched (all that was
-  assigned to it since), never more than it has free.
+  assigned to it since).
 - The reactor of the Flux handle runs inside ``poll(timeout)``: a timer ends it, and so
   does a result (or a descriptor the tiered executor watches).
 - A worker that is gone (its service answers a ping with an error, or no answer within
@@ -48,6 +63,9 @@ logger = logging.getLogger(__name__)
 PING_INTERVAL = 1.0  # seconds between liveness checks of each worker
 LOST_AFTER = 10.0  # a worker that answers nothing for this long is lost
 CONFIRM_WAIT = 30.0  # seconds to wait for the word that a lost worker's tasks are dead
+LEAD = 0.1  # seconds of work a worker's queue holds beyond its slots
+PREFETCH_PER_SLOT = 16  # cores of queue a slot at most
+GIVE_AFTER = 0.3  # seconds without a result from a worker with a queue: it gives back
 JOB_NAME = "fluxlite-pool"
 
 
@@ -66,9 +84,10 @@ class Worker:
     slots: int = 1
     gpus: int = 0
     memory_mb: int = 0
-    free_cores: int = 0
-    free_gpus: int = 0
-    free_mem: int = 0
+    prefetch: int = 0  # cores of queue beyond its slots
+    used_cores: int = 0  # what it was given and has not reported
+    used_gpus: int = 0
+    used_mem: int = 0
     want: Any = None  # the held 'want' request
     outbox: list[dict[str, Any]] = field(default_factory=list)
     inflight: dict[int, Attempt] = field(default_factory=dict)
@@ -80,16 +99,37 @@ class Worker:
     guard: int = 0  # its guard's pid
     lost_why: str = ""
     lost_at: float = 0.0  # monotonic
+    starved: float = 0.0  # seconds it waited for work with free slots, as it says
+    giving: bool = False  # a 'give' in flight
+    last_result: float = 0.0  # monotonic: when results of its last came in
+    last_given: float = 0.0  # monotonic: when tasks last went to it
 
     @property
     def name(self) -> str:
         """w<index>, as records name the worker."""
         return f"w{self.index}"
 
+    @property
+    def room(self) -> int:
+        """Cores it may still be given: its free slots and the room left in its queue."""
+        return self.slots + self.prefetch - self.used_cores
+
+    @property
+    def free(self) -> int:
+        """Its slots not covered by what it was given (negative: tasks wait there)."""
+        return self.slots - self.used_cores
+
     def fits(self, t: Task) -> bool:
-        """Whether the task fits in what the worker has free now."""
-        return (t.cores <= self.free_cores and t.gpus <= self.free_gpus
-                and (self.memory_mb == 0 or t.memory_mb <= self.free_mem))
+        """Whether the task may be given to the worker now (to start, or to wait there: never
+        a task it could not start when its slots are free)."""
+        return (t.cores <= min(self.room, self.slots) and t.gpus <= self.gpus - self.used_gpus
+                and (self.memory_mb == 0 or t.memory_mb <= self.memory_mb - self.used_mem))
+
+    def take(self, t: Task, sign: int = 1) -> None:
+        """Account a task given to it (``sign`` -1: reported, or taken back)."""
+        self.used_cores += sign * t.cores
+        self.used_gpus += sign * t.gpus
+        self.used_mem += sign * t.memory_mb
 
     def can_ever(self, t: Task) -> bool:
         """Whether the task fits in the worker at all."""
@@ -105,6 +145,7 @@ class PoolExecutor(Executor):
     def __init__(self, files: TaskFiles, uri: str | None = None, workers_per_node: int = 1,
                  env: dict[str, str] | None = None, startup_timeout: float = 120.0,
                  flux_context: Any = None, progress_interval: float = 10.0) -> None:
+        born = time.monotonic()
         self.files = files
         self.uri, self.h, rl = jobspec.open_instance(uri, "the pool executor")
         import flux.job  # type: ignore[import-not-found]
@@ -139,6 +180,16 @@ class PoolExecutor(Executor):
         self.kvs_ns = os.environ.get("FLUX_KVS_NAMESPACE") or "primary"
         self.n_workers = self.nnodes * self.wpn
         self.dropped = 0  # bad requests dropped
+        # the requests of the task flow the workers sent ('want', 'done') and the results
+        # they brought: round trips per task = requests / results
+        self.requests = {m.WANT: 0, m.DONE: 0}
+        self.results_in = 0
+        self.mean_run: float | None = None  # the tasks' mean run time (moving), seconds
+        self.requeue: list[Attempt] = []  # never started where given: to give again
+        self.requeued = 0  # of those, from lost workers
+        self.given_back = 0  # and given back by a worker whose queue did not move
+        self._held = False  # hold() or signal_all(): nothing more is given
+        self._held_why = ""
         self.workers: dict[int, Worker] = {}
         self.inflight: dict[int, Attempt] = {}  # by the key the messages name it by
         self.completed: list[Attempt] = []
@@ -152,9 +203,13 @@ class PoolExecutor(Executor):
         self.start_stderr: dict[str, str] = {}  # shell rank -> last stderr line at startup
         self.start_failed: dict[int, str] = {}  # worker -> why, for those that never said hello
         self.job_notes: list[str] = []
+        self.job_fatal: tuple[str, str] | None = None  # a fatal exception's type and note
         self._closing = False
         self._next_ping = self._next_memo = 0.0
         self._t0 = time.monotonic()
+        # seconds from the executor's start to each step of the pool's startup
+        self.startup: dict[str, float] = {}
+        self._born = born
         self.n_done = self.n_failed = 0
         self.loop_time = 0.0  # seconds spent in the reactor
         self._extra_fds: list[Any] = []
@@ -162,14 +217,20 @@ class PoolExecutor(Executor):
         self._register()
         try:
             self._put_secret()
+            self._step("submit")
             self._submit()
+            self._step("submitted")
             self._wait_started(startup_timeout)
+            self._step("up")
         except BaseException:
             # a signal or an error during the startup: no worker is left behind
             self._cancel_job()
             raise
 
     # -- setup ---------------------------------------------------------------------------
+    def _step(self, name: str) -> None:
+        self.startup.setdefault(name, round(time.monotonic() - self._born, 4))
+
     def _register(self) -> None:
         flux = self.flux
         try:
@@ -280,6 +341,12 @@ class PoolExecutor(Executor):
             note = ev.context.get("note", "") or ev.context.get("type", "")
             if note:
                 self.job_notes.append(str(note))
+            if ev.context.get("severity", 0) == 0 and self.job_fatal is None:
+                # the job is over (refused, cancelled...): a startup waits no longer
+                self.job_fatal = (str(ev.context.get("type") or "?"), str(note))
+                self.h.reactor_stop()
+        elif ev.name in ("alloc", "start"):
+            self._step(f"job_{ev.name}")
         elif ev.name == "clean":
             self.job_clean = True
             self.h.reactor_stop()
@@ -296,6 +363,13 @@ class PoolExecutor(Executor):
         n = self.nnodes * self.wpn
         deadline = time.monotonic() + timeout
         while sum(1 for w in self.workers.values() if w.ready) < n:
+            if self.job_fatal is not None and not self.start_failed:
+                kind, note = self.job_fatal
+                self._cancel_job()
+                raise PoolStartError(f"pool job {self.job_f58} ({n} worker(s) on "
+                                     f"{self.nnodes} node(s)) did not start: "
+                                     f"{_one_line(note) or 'no reason given'} "
+                                     f"(Flux exception '{_one_line(kind)}')")
             if (self.start_failed or self.job_ended is not None
                     or time.monotonic() >= deadline):
                 missing = [i for i in range(n) if i not in self.workers] or [0]
@@ -394,12 +468,14 @@ class PoolExecutor(Executor):
             raise m.BadMessage(f"worker w{idx} says it is on rank {rank}, not {expect}")
         cores, gpus = self.share.get(rank, (1, 0))
         w = Worker(idx, rank, host=doc["host"], pid=doc["pid"], guard=doc["guard"],
-                   slots=cores, gpus=gpus, free_cores=cores, free_gpus=gpus, ready=True,
-                   last_seen=time.monotonic())
+                   slots=cores, gpus=gpus, ready=True, last_seen=time.monotonic())
         mem = doc["memory_mb"] // self.wpn
-        w.memory_mb = w.free_mem = mem
+        w.memory_mb = mem
         self.workers[idx] = w
         h.respond(msg, m.dumps({"slots": cores, "gpus": gpus, "memory_mb": mem}))
+        self._step("first_hello")
+        if len(self.workers) == self.n_workers:
+            h.reactor_stop()  # the startup waits no longer
 
     def _sender(self, doc: dict[str, Any]) -> Worker | None:
         """The worker a request names, when it said hello and is not given up on."""
@@ -414,6 +490,8 @@ class PoolExecutor(Executor):
             return
         if w.want is not None:
             raise m.BadMessage(f"worker {w.name} asked for work twice at once")
+        self.requests[m.WANT] += 1
+        w.starved = doc.get("starved", w.starved)
         w.last_seen = time.monotonic()
         w.want = msg
         self._take_results(w, results)
@@ -426,6 +504,7 @@ class PoolExecutor(Executor):
         w = self._sender(doc)
         if w is None:
             return  # a worker given up on: its attempts are its guard's to account for
+        self.requests[m.DONE] += 1
         w.last_seen = time.monotonic()
         self._take_results(w, results)
 
@@ -439,6 +518,8 @@ class PoolExecutor(Executor):
         self._confirm_from(w, doc)
 
     def _take_results(self, w: Worker, results: list[dict[str, Any]]) -> None:
+        if results:
+            w.last_result = time.monotonic()
         for r in results:
             a = w.inflight.pop(r["key"], None)
             if a is None:
@@ -448,16 +529,25 @@ class PoolExecutor(Executor):
                 self.dropped += 1
                 continue
             self.inflight.pop(r["key"], None)
+            self.results_in += 1
             m.apply_result(a, r)
             self._finished(w, a, r["key"])
+            if a.pid:  # it ran: its run time tells how much work a queue holds
+                self.mean_run = a.duration if self.mean_run is None else (
+                    0.9 * self.mean_run + 0.1 * a.duration)
+        self._size_queue(w)
         if self.completed:
             self.h.reactor_stop()
 
+    def _size_queue(self, w: Worker) -> None:
+        """The worker's queue: about ``LEAD`` seconds of work (the module's doc)."""
+        if self.mean_run is None:
+            return
+        per_slot = LEAD / max(self.mean_run, 1e-4)
+        w.prefetch = int(min(PREFETCH_PER_SLOT, per_slot) * w.slots)
+
     def _finished(self, w: Worker, a: Attempt, key: int) -> None:
-        t = a.task
-        w.free_cores += t.cores
-        w.free_gpus += t.gpus
-        w.free_mem += t.memory_mb
+        w.take(a.task, -1)
         w.done += 1
         sent = self.dispatched.pop(key, None)
         if sent is not None and a.start:
@@ -469,6 +559,7 @@ class PoolExecutor(Executor):
         self.completed.append(a)
 
     def _send(self, w: Worker) -> None:
+        w.last_given = time.monotonic()
         msg, w.want = w.want, None
         batch, w.outbox = w.outbox, []
         try:
@@ -526,15 +617,9 @@ class PoolExecutor(Executor):
                        f"; {n} running task(s) fail this try once known dead" if n else "")
         # not sent yet: never started, free to run elsewhere at once
         for d in w.outbox:
-            a = w.inflight.pop(d["key"])
-            self.inflight.pop(d["key"], None)
-            self.dispatched.pop(d["key"], None)
-            a.status = ExitStatus.failed_to_start(
-                f"pool worker {w.name} on rank {w.rank} ({w.host or '?'}) was lost before "
-                f"the task reached it: {why}")
-            self._finished(w, a, d["key"])
+            self._queue_again(w, d["key"])
+        self.requeued += len(w.outbox)
         w.outbox.clear()
-        w.free_cores = w.free_gpus = w.free_mem = 0
         if not self._closing:  # with tasks or not, a stopped worker would hold the job
             full = f"{m.guard_service(self.service, w.index)}.{m.KILL}"
             self.h.rpc(full, self.seal.seal(full, {"worker": w.index, "why": why}),
@@ -566,8 +651,26 @@ class PoolExecutor(Executor):
         who = "its guard" if doc["by"] == "guard" else "the worker itself, without its guard,"
         left = (f"; {doc['left']} process(es) below it would not die" if doc["left"]
                 else "")
+        # what waited there and never started runs elsewhere, no try spent
+        again = [k for k in doc.get("queued", []) if k in w.inflight]
+        for key in again:
+            self._queue_again(w, key)
+        self.requeued += len(again)
+        if again:
+            logger.warning("pool worker %s: %d task(s) that waited there and never started "
+                           "go to the other workers", w.name, len(again))
         self._confirm(w, doc["why"], {k["key"]: k for k in doc["killed"]},
                       f"{who} killed it and every process below it{left}")
+
+    def _queue_again(self, w: Worker, key: int) -> None:
+        """An attempt given to a lost worker that never started there: given again to
+        another worker, as it is (the same try)."""
+        a = w.inflight.pop(key)
+        self.inflight.pop(key, None)
+        self.dispatched.pop(key, None)
+        w.take(a.task, -1)
+        a.host, a.rank, a.worker, a.flux_id = "", None, None, None
+        self.requeue.append(a)
 
     def _confirm(self, w: Worker, why: str, killed: dict[int, dict[str, Any]] | None,
                  how: str) -> None:
@@ -630,18 +733,30 @@ class PoolExecutor(Executor):
     def fits(self, task: Task) -> bool:
         live = self.live()
         # no worker left: every task "fits", to fail at once in start() (its records say
-        # why, the summary and the rescue file are written), not to wait for ever
-        return not live or any(w.fits(task) for w in live)
+        # why, the summary and the rescue file are written), not to wait for ever; what a
+        # lost worker never started goes first
+        return not live or (not self.requeue and any(w.fits(task) for w in live))
 
     def running(self) -> int:
-        return len(self.inflight)
+        return len(self.inflight) + len(self.requeue)
+
+    def _best(self, t: Task) -> Worker | None:
+        """The live worker that the task fits with the most free slots, then the most room
+        (so that the work spreads evenly, and what a worker's results freed mostly goes
+        back to it in the answer to the 'want' that brought them), of equals one whose
+        'want' is held."""
+        best: Worker | None = None
+        rank = (0, 0, False)
+        for w in self.workers.values():
+            if w.lost or not w.fits(t):
+                continue
+            r = (max(w.free, 0), w.room, w.want is not None)
+            if best is None or r > rank:
+                best, rank = w, r
+        return best
 
     def start(self, a: Attempt) -> Attempt | None:
-        t = a.task
-        best: Worker | None = None
-        for w in self.workers.values():
-            if not w.lost and w.fits(t) and (best is None or w.free_cores > best.free_cores):
-                best = w
+        best = self._best(a.task)
         a.start = time.time()
         a.t0 = time.monotonic()
         if best is None:
@@ -649,18 +764,88 @@ class PoolExecutor(Executor):
                 "every pool worker was lost" if not self.live() else
                 "no pool worker has room for it")
             return a
+        self._give(best, a)
+        return None
+
+    def _give(self, w: Worker, a: Attempt) -> None:
+        """Hand an attempt to a worker: it goes out with the answer to its next 'want'."""
         self._seq += 1
         key = self._seq
-        best.free_cores -= t.cores
-        best.free_gpus -= t.gpus
-        best.free_mem -= t.memory_mb
-        a.host, a.rank, a.worker = best.host, best.rank, best.name
+        w.take(a.task)
+        a.host, a.rank, a.worker = w.host, w.rank, w.name
         a.flux_id = self.job_f58
-        best.inflight[key] = a
+        w.inflight[key] = a
         self.inflight[key] = a
-        self.dispatched[key] = a.start
-        best.outbox.append(m.encode_task(key, a))
-        return None
+        self.dispatched[key] = time.time()
+        w.outbox.append(m.encode_task(key, a))
+
+    def _give_again(self) -> None:
+        """What lost workers never started, to the workers left, in its order; failed
+        when no worker left could ever hold it."""
+        keep: list[Attempt] = []
+        for a in self.requeue:
+            best = self._best(a.task)
+            if best is not None and not keep:
+                self._give(best, a)
+            elif not self.can_ever(a.task):
+                a.status = ExitStatus.failed_to_start(
+                    "every pool worker was lost" if not self.live() else
+                    "no pool worker left has room for it")
+                self.n_failed += 1
+                self.completed.append(a)
+            else:
+                keep.append(a)
+        self.requeue = keep
+
+    def _balance(self) -> None:
+        """A worker with free slots and nothing to start (its 'want' held: nothing ready
+        fits it) takes what waits on a worker whose queue does not move (no result for
+        ``GIVE_AFTER``): that worker gives it back (``give``), and it is given again."""
+        if self._held or self.requeue or self._closing:
+            return
+        now = time.monotonic()
+        for thief in self.workers.values():
+            if thief.lost or thief.want is None or thief.outbox or thief.free <= 0:
+                continue
+            best: tuple[Worker, int] | None = None
+            for v in self.workers.values():
+                if (v.lost or v.giving or v.free >= 0
+                        or now - max(v.last_result, v.last_given) <= GIVE_AFTER):
+                    continue
+                n = _takeable(v, thief)
+                if n and (best is None or n > best[1]):
+                    best = (v, n)
+            if best is not None:
+                best[0].giving = True
+                self._tell(best[0], m.GIVE, {"count": best[1]}).then(self._on_given, best[0])
+
+    def _on_given(self, fut: Any, w: Worker) -> None:
+        """What a worker gave back: given again, as it is (it never started there)."""
+        w.giving = False
+        try:
+            got = m.check_given(m.loads(fut.get_str()))
+        except m.BadMessage as err:
+            logger.warning("pool: dropped a bad answer of %s to give: %s", w.name, err)
+            return
+        except OSError:
+            return  # it is gone: its guard or its node says what became of its tasks
+        if w.lost:
+            return
+        for key in got:
+            if key not in w.inflight:
+                continue
+            if self._held:  # stopped meanwhile: it never starts
+                a = w.inflight.pop(key)
+                self.inflight.pop(key, None)
+                self._not_started(a, self._held_why)
+                self._finished(w, a, key)
+                continue
+            self._queue_again(w, key)
+            self.given_back += 1
+        if got:
+            logger.debug("pool worker %s gave back %d task(s) that waited there", w.name,
+                         len(got))
+            self.h.reactor_stop()
 
     def add_fd(self, fd: int) -> None:
         """Another descriptor whose readiness ends a poll (the Flux-job tier's)."""
@@ -676,9 +861,12 @@ class PoolExecutor(Executor):
         self._extra_fds.append(w)
 
     def poll(self, timeout: float) -> list[Attempt]:
+        if self.requeue:
+            self._give_again()
         for w in self.workers.values():
             if w.outbox and w.want is not None and not w.lost:
                 self._send(w)
+        self._balance()
         if not self.completed:
             self._ping()
             self._run_reactor(timeout)
@@ -722,17 +910,39 @@ class PoolExecutor(Executor):
             "tasks_per_s": round(rate, 1)}})
 
     def signal_all(self, signum: int, reason: str) -> None:
-        """Every worker signals its attempts; those not sent to a worker yet never start."""
+        """Every worker signals its attempts (and starts none of those waiting there);
+        those not sent to a worker yet never start."""
+        self._held, self._held_why = True, reason
+        self._unsent(reason)
         for w in self.live():
-            # not yet sent: never started; fails no try, a rerun runs it
+            self._tell(w, m.SIGNAL, {"signum": int(signum), "reason": reason}).then(_ignore)
+
+    def hold(self, reason: str) -> None:
+        """Start nothing more: what waits on a worker, or here, comes back not started."""
+        self._held, self._held_why = True, reason
+        self._unsent(reason)
+        for w in self.live():
+            self._tell(w, m.HOLD, {"reason": reason}).then(_ignore)
+
+    def _unsent(self, reason: str) -> None:
+        """What no worker has started, and is not sent yet, is stopped: it fails no try,
+        a rerun runs it."""
+        for w in self.live():
             for d in w.outbox:
                 a = w.inflight.pop(d["key"])
                 self.inflight.pop(d["key"], None)
-                a.stopped = reason
-                a.status = ExitStatus.failed_to_start(f"not started ({reason})")
+                self._not_started(a, reason)
                 self._finished(w, a, d["key"])
             w.outbox.clear()
-            self._tell(w, m.SIGNAL, {"signum": int(signum), "reason": reason}).then(_ignore)
+        for a in self.requeue:
+            self._not_started(a, reason)
+            self.completed.append(a)
+        self.requeue.clear()
+
+    @staticmethod
+    def _not_started(a: Attempt, reason: str) -> None:
+        a.stopped = reason
+        a.status = ExitStatus.failed_to_start(f"not started ({reason})")
 
     def info(self) -> dict[str, Any]:
         """The pool in the cluster's JSON record."""
@@ -740,17 +950,31 @@ class PoolExecutor(Executor):
                 "workers_per_node": self.wpn,
                 "workers": [{"worker": w.name, "rank": w.rank, "host": w.host, "pid": w.pid,
                              "guard": w.guard, "slots": w.slots, "gpus": w.gpus, "tasks": w.done,
-                             "lost": w.lost} for w in self.workers.values()],
+                             "queue": w.prefetch, "starved_seconds": round(w.starved, 3),
+                             "lost": w.lost}
+                            for w in self.workers.values()],
                 "dropped_requests": self.dropped,
-                "reactor_seconds": round(self.loop_time, 3)}
+                "queued_again": self.requeued, "given_back": self.given_back,
+                "messages": self.messages(),
+                "reactor_seconds": round(self.loop_time, 3), "startup_seconds": self.startup}
+
+    def messages(self) -> dict[str, Any]:
+        """The task flow's requests: how many of each, the results they brought, and the
+        round trips per task (requests per result)."""
+        n = sum(self.requests.values())
+        return {**self.requests, "results": self.results_in,
+                "round_trips_per_task": round(n / self.results_in, 3) if self.results_in
+                else None}
 
     def close(self) -> None:
         """Stop every worker, and end the pool's job (cancelled if it does not end)."""
         self._memo(force=True)  # the last figures, beside the cluster's own
+        logger.debug("pool messages: %s", self.messages())
+        t0 = time.monotonic()
         self._closing = True
         self._drop_secret()
         live = self.live()
-        if live and self.inflight:
+        if live and (self.inflight or self.requeue):
             self.signal_all(signal.SIGKILL, "shutdown")
         for w in live:
             if w.want is not None:
@@ -764,7 +988,10 @@ class PoolExecutor(Executor):
         if self.job_ended is None:
             logger.warning("pool job %s did not end by itself: cancelling it", self.job_f58)
             self._cancel_job()
+        t1 = time.monotonic()
         self._wait_clean(15.0)
+        logger.debug("pool shutdown: the job ended in %.3f s, clean in %.3f s", t1 - t0,
+                     time.monotonic() - t0)
         for w in self._watchers + self._extra_fds:
             w.stop()
         for watch in (self._events, self._exec_events):
@@ -789,6 +1016,28 @@ class PoolExecutor(Executor):
 def _context(ev: Any, name: str) -> Any:
     """The context of an eventlog entry named ``name`` (None for another, or at the end)."""
     return ev.context if ev is not None and ev.name == name else None
+
+
+def _takeable(v: Worker, thief: Worker) -> int:
+    """How many of what waits on ``v`` (its last given, beyond its slots) ``thief`` could
+    start now, the last given first."""
+    cores, gpus, mem = thief.free, thief.gpus - thief.used_gpus, thief.memory_mb - thief.used_mem
+    waiting = -v.free
+    n = 0
+    for a in reversed(v.inflight.values()):
+        t = a.task
+        if (waiting <= 0 or t.cores > cores or t.gpus > gpus
+                or (thief.memory_mb and t.memory_mb > mem)):
+            break
+        cores, gpus, mem = cores - t.cores, gpus - t.gpus, mem - t.memory_mb
+        waiting -= t.cores
+        n += 1
+    return n
+
+
+def _one_line(text: str) -> str:
+    """Text of Flux's as one line of at most 300 characters."""
+    return " ".join(text.split())[:300]
 
 
 def _last_line(data: Any) -> str:

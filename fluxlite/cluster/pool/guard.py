@@ -8,8 +8,8 @@ request and watches the pipe:
 
 - The worker ends cleanly (``=`` on the pipe): the guard reaps it and exits with its status.
 - The worker dies (killed, crashed): the guard kills every process below it at once, then
-  tells the coordinator (``gone``: which attempts were killed, their pids and starts), and
-  exits.
+  tells the coordinator (``gone``: which attempts were killed, their pids and starts, and
+  which waited in the worker's queue and never started), and exits.
 - The coordinator gives up on the worker (it stopped answering: SIGSTOP, a hang) and asks
   the guard to ``kill``: the guard KILLs the worker and everything below it and answers only
   when none is left, so that a retry elsewhere never runs beside the first try.
@@ -24,6 +24,7 @@ import contextlib
 import logging
 import os
 import signal
+import sys
 from typing import Any
 
 from fluxlite.cluster.pool import messages as m
@@ -70,7 +71,7 @@ class PoolGuard(Guard):
     def _serve(self) -> None:
         import flux  # type: ignore[import-not-found]
 
-        self.h = h = jobspec.connect(what="the pool's instance")
+        self.h = h = jobspec.connect(what="the pool's instance", job_api=False)
         name = m.guard_service(self.service, self.index)
         h.service_register(name).get()
         watchers = [
@@ -143,6 +144,13 @@ def main(service: str, coord_rank: int, stdio_bytes: int, kvs_ns: str) -> int:
     """Fork the worker below a guard, and be the guard; the exit code."""
     from fluxlite.cluster.pool import worker
 
+    try:
+        # the bindings once, before the fork, for both (no handle is opened before it)
+        import flux.constants  # type: ignore[import-not-found]  # noqa: F401
+        import flux.kvs  # type: ignore[import-not-found]  # noqa: F401
+    except ImportError as err:
+        sys.stderr.write(f"error: pool worker: no Flux bindings here: {err}\n")
+        return 1
     index = int(os.environ.get("FLUX_TASK_RANK", "0"))
     pid, rfd = fork_worker(lambda link: worker.run_worker(service, coord_rank, stdio_bytes,
                                                           kvs_ns, link))

@@ -6,19 +6,33 @@ The coordinator registers the service ``SERVICE`` on its broker; each worker reg
 
 - ``SERVICE.hello`` (worker → coordinator): ``{worker, rank, host, pid, guard, memory_mb}``;
   answered with the worker's share of its node: ``{slots, gpus, memory_mb}``.
-- ``SERVICE.want`` (worker → coordinator): the worker has free slots (and, when no
-  ``done`` of its is in flight, the results it has gathered ride along). Answered with
-  ``{tasks: [...]}`` as soon as there is work that fits what the coordinator knows to be
-  free on that worker, or ``{stop: true}`` at the end; held until then (one per worker).
+- ``SERVICE.want`` (worker → coordinator): ``{worker, results: [...], starved}``: the
+  results the worker has gathered, and a request for more work (``starved``: the seconds
+  it has spent so far with free slots and nothing to start, waiting for the answer to a
+  'want' that brought tasks). Answered with ``{tasks: [...]}`` as soon as there is work
+  that fits what the coordinator gives that worker (its slots, and a bounded queue beyond
+  them: see ``coordinator``), or ``{stop: true}`` at the end; held until then (one per
+  worker).
 - ``SERVICE.done`` (worker → coordinator): ``{worker, results: [...]}``, answered at once;
-  one in flight per worker, so results batch up behind it.
-- ``SERVICE.gone`` (guard or worker → coordinator): ``{worker, by, why, killed: [...]}``:
-  the worker is gone and every process of its attempts was killed (by its guard, or by the
-  worker itself when it lost its guard); ``killed`` says what is known of each attempt.
+  sent only while a ``want`` is held, one in flight per worker.
+
+  A worker sends its results in batches: when a third of what it was given has ended,
+  when nothing it holds waits to start any more, or ``FLUSH_AFTER`` after the first one;
+  so a busy worker's results and its next tasks travel in one round trip.
+- ``SERVICE.gone`` (guard or worker → coordinator): ``{worker, by, why, killed: [...],
+  queued: [...]}``: the worker is gone and every process of its attempts was killed (by
+  its guard, or by the worker itself when it lost its guard); ``killed`` says what is known
+  of each attempt that ran, ``queued`` names the attempts that waited on the worker and
+  never started.
 - ``SERVICE-w<N>.signal`` (coordinator → worker): ``{signum, reason}`` for every task the
   worker runs, and for those that reach it later.
 - ``SERVICE-w<N>.ping`` (coordinator → worker): liveness; a worker that is gone answers
   with an error at once (its service went with its connection).
+- ``SERVICE-w<N>.hold`` (coordinator → worker): ``{reason}``: start nothing more of what
+  waits on the worker; it comes back as not started (``--fail-fast``).
+- ``SERVICE-w<N>.give`` (coordinator → worker): ``{count}``: give back up to ``count`` of
+  the attempts that wait on the worker (the last given first), for a worker with free
+  slots; answered with their keys, ``{keys: [...]}``: they never started there.
 - ``SERVICE-w<N>.stop`` (coordinator → worker): kill what runs, clean up, exit.
 - ``SERVICE-g<N>.kill`` (coordinator → guard): kill the worker and every process below it,
   answered with ``{worker, by, why, killed}`` once none is left.
@@ -51,7 +65,10 @@ from fluxlite.errors import FluxliteError
 from fluxlite.execute.base import ExitStatus
 
 HELLO, WANT, DONE, GONE = "hello", "want", "done", "gone"
-SIGNAL, PING, STOP, KILL = "signal", "ping", "stop", "kill"
+SIGNAL, PING, STOP, KILL, HOLD, GIVE = "signal", "ping", "stop", "kill", "hold", "give"
+
+#: seconds a worker keeps a result before it sends it, when it still has work waiting
+FLUSH_AFTER = 0.1
 
 _MAC = 64  # hex digits of a SHA-256 MAC
 _INT_MAX = 2**63 - 1
@@ -242,15 +259,17 @@ def check_reports(doc: dict[str, Any], fields: frozenset[str], what: str,
     """The results a 'want' or 'done' carries, each checked."""
     _known(doc, fields, what)
     worker_of(doc, workers)
+    if "starved" in doc:
+        _num(doc, "starved", 0.0, 1e9)
     results = doc.get("results", [])
     if not isinstance(results, list):
         raise BadMessage(f"results: not a list: {_show(results)}")
     return [check_result(r) for r in results]
 
 
-WANT_FIELDS = frozenset({"worker", "results"})
+WANT_FIELDS = frozenset({"worker", "results", "starved"})
 DONE_FIELDS = frozenset({"worker", "results"})
-_GONE = frozenset({"worker", "by", "why", "killed", "left"})
+_GONE = frozenset({"worker", "by", "why", "killed", "left", "queued"})
 
 
 def check_gone(doc: dict[str, Any], workers: int) -> dict[str, Any]:
@@ -272,7 +291,28 @@ def check_gone(doc: dict[str, Any], workers: int) -> dict[str, Any]:
         _int(k, "pid", 0, 1 << 31)
         _num(k, "start", 0.0, 1e11)
         _num(k, "end", 0.0, 1e11)
+    keys(doc.get("queued", []), "queued")
     return doc
+
+
+def keys(v: Any, name: str) -> list[int]:
+    """A list of attempt keys."""
+    if not isinstance(v, list) or len(v) > 1 << 20 or not all(
+            type(k) is int and 1 <= k <= _INT_MAX for k in v):
+        raise BadMessage(f"{name}: not a list of attempt keys: {_show(v)}")
+    return v
+
+
+def check_give(doc: dict[str, Any]) -> int:
+    """A give request's count."""
+    _known(doc, frozenset({"count"}), "give")
+    return _int(doc, "count", 1, 1 << 20)
+
+
+def check_given(doc: dict[str, Any]) -> list[int]:
+    """The keys a worker gave back."""
+    _known(doc, frozenset({"keys"}), "given")
+    return keys(doc.get("keys"), "keys")
 
 
 def check_kill(doc: dict[str, Any], index: int) -> str:
@@ -290,6 +330,12 @@ def check_signal(doc: dict[str, Any]) -> tuple[int, str]:
     if signum not in {int(s) for s in signal.valid_signals()}:
         raise BadMessage(f"signum: not a signal: {signum}")
     return signum, _str(doc, "reason", 200, optional=True) or "stopped"
+
+
+def check_hold(doc: dict[str, Any]) -> str:
+    """A hold request's reason."""
+    _known(doc, frozenset({"reason"}), "hold")
+    return _str(doc, "reason", 200, optional=True) or "held"
 
 
 def worker_service(service: str, worker: int) -> str:

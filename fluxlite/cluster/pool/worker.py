@@ -3,8 +3,11 @@
 ``python -m fluxlite.cluster.pool.worker SERVICE RANK STDIO_BYTES KVS_NAMESPACE`` says hello to
 the coordinator's service on broker RANK, then runs the tasks it is given with the local
 executor's semantics (slots, memory, GPUs, process groups, forwarding, stdio captured) and
-sends their results back, many a message. Everything is driven by the Flux reactor: the
-executor's process descriptors, the RPC answers and the coordinator's requests.
+sends their results back, many a message. What it is given beyond its free slots waits in
+its queue, in the order given, and starts as soon as the local executor has room for the
+first of it (never past it: a big task is not overtaken for ever). Everything is driven by
+the Flux reactor: the executor's process descriptors, the RPC answers and the
+coordinator's requests.
 
 The process Flux starts is the worker's guard (:mod:`fluxlite.cluster.pool.guard`, the
 mechanism :mod:`fluxlite.execute.guard`'s), which forks the worker and outlives it: the
@@ -25,6 +28,8 @@ import socket
 import sys
 import tempfile
 import time
+from collections import deque
+from collections.abc import Iterable
 from typing import Any
 
 from fluxlite.cluster.formats import Task
@@ -65,6 +70,18 @@ class LocalRunner:
         """Start an attempt; it back at once when it could not be started."""
         return self.ex.start(a)
 
+    def startable(self, tasks: Iterable[Task]) -> int:
+        """How many of ``tasks``, from the first, fit together in what is free now."""
+        ex = self.ex
+        cores, gpus, mem = ex.free_cores, ex.free_gpus, ex.free_mem
+        n = 0
+        for t in tasks:
+            if t.cores > cores or t.gpus > gpus or (ex.memory_mb and t.memory_mb > mem):
+                break
+            cores, gpus, mem = cores - t.cores, gpus - t.gpus, mem - t.memory_mb
+            n += 1
+        return n
+
     def collect(self) -> list[Attempt]:
         """The attempts that have ended, without waiting."""
         return self.ex.poll(0)
@@ -102,7 +119,7 @@ class Worker:
         self.flux = flux
         self.service = service
         self.coord = coord_rank
-        self.h = jobspec.connect(what="the pool's instance")
+        self.h = jobspec.connect(what="the pool's instance", job_api=False)
         self.rank = self.h.get_rank()
         self.index = int(os.environ.get("FLUX_TASK_RANK", "0"))
         self.host = socket.gethostname()
@@ -118,25 +135,34 @@ class Worker:
         guard.secret(secret)
         base = os.environ.get("FLUX_JOB_TMPDIR") or None
         self.tmpdir = tempfile.mkdtemp(prefix=f".fluxlite-pool-w{self.index}.", dir=base)
+        # its service before its hello: the coordinator may ping it as soon as it is
+        # known (what comes before the reactor runs waits for the handlers below)
+        self.name = m.worker_service(service, self.index)
+        self.h.service_register(self.name).get()
         share = m.loads(self._rpc(m.HELLO, {
             "worker": self.index, "rank": self.rank, "host": self.host, "pid": os.getpid(),
             "guard": guard.pid, "memory_mb": LocalRunner.node_memory_mb()}).get_str())
         self.runner = LocalRunner(self.tmpdir, stdio_bytes, int(share["slots"]),
                                   int(share.get("memory_mb") or 0), int(share.get("gpus") or 0))
         self.running: dict[int, tuple[int, Attempt]] = {}  # pid -> (key, attempt)
+        self.waiting: deque[tuple[int, Attempt]] = deque()  # given, not started yet
         self.results: list[dict[str, Any]] = []
         self.want_out = False
         self.done_out = False
-        self.stop_reason: str | None = None
+        # seconds with free slots and nothing to start while a 'want' was out, until it
+        # brought tasks (the coordinator's record shows it)
+        self.starved = 0.0
+        self.starved_since: float | None = None
+        self.stop_reason: str | None = None  # signalled: nothing more starts
+        self.hold_reason: str | None = None  # held: nothing more starts, tasks still end
         self.finished = False
         self._ticks = 0
         self.ping_out = False
         self.watchers: list[Any] = []
-        self.name = m.worker_service(service, self.index)
-        self.h.service_register(self.name).get()
         t = flux.constants.FLUX_MSGTYPE_REQUEST
         for topic, cb in ((m.SIGNAL, self._on_signal), (m.PING, self._on_ping),
-                          (m.STOP, self._on_stop)):
+                          (m.STOP, self._on_stop), (m.HOLD, self._on_hold),
+                          (m.GIVE, self._on_give)):
             w = self.h.msg_watcher_create(self._opened(topic, cb), t, f"{self.name}.{topic}")
             w.start()
             self.watchers.append(w)
@@ -148,6 +174,10 @@ class Worker:
         tick = self.h.timer_watcher_create(_TICK, self._on_tick, repeat=_TICK)
         tick.start()
         self.watchers.append(tick)
+        # the results wait at most FLUSH_AFTER while work waits here (armed when needed)
+        self.flush_timer = self.h.timer_watcher_create(m.FLUSH_AFTER, self._on_flush_timer)
+        self.flush_armed = False
+        self.watchers.append(self.flush_timer)
         for sig, cb in (*((s, self._on_own_signal) for s in STOP_SIGNALS),
                         (GUARD_LOST, lambda *_: self._check_guard())):
             sw = self.h.signal_watcher_create(sig, cb)
@@ -178,19 +208,21 @@ class Worker:
                 m.refuse(h, msg, why)
                 return
             h.respond(msg, m.dumps(reply))
+            self._report()  # what the request changed (results of tasks not started)
 
         return handler
 
     # -- asking for work and answering ---------------------------------------------------
     def _ask(self) -> None:
-        if self.want_out or self.stop_reason or self.finished or self.runner.free_slots() <= 0:
+        """A 'want', with the results gathered riding along."""
+        if self.want_out or self.stop_reason or self.finished:
             return
         self.want_out = True
-        doc: dict[str, Any] = {"worker": self.index}
-        if self.results and not self.done_out:
-            # the results ride along: one message instead of two when the worker is busy
+        doc: dict[str, Any] = {"worker": self.index, "starved": round(self.starved, 6)}
+        if self.results:
             doc["results"], self.results = self.results, []
         self._rpc(m.WANT, doc).then(self._on_tasks)
+        self._starving()
 
     def _on_tasks(self, fut: Any) -> None:
         self.want_out = False
@@ -209,6 +241,10 @@ class Worker:
         if doc.get("stop"):
             self._finish()
             return
+        if tasks and self.starved_since is not None:
+            self.starved += time.monotonic() - self.starved_since
+        self.starved_since = None
+        fresh: set[int] = set()
         for d in tasks:
             try:
                 key, a = m.decode_task(d)
@@ -216,19 +252,42 @@ class Worker:
                 logger.warning("pool worker %d: dropped a bad task: %s", self.index, err)
                 self._refused(d, err)
                 continue
-            if self.stop_reason is not None or self.finished:
-                a.stopped = self.stop_reason or "worker stopping"  # never started
-                a.status = ExitStatus.failed_to_start(f"not started ({a.stopped})")
-                self._result(key, a)
+            why = self.stop_reason or self.hold_reason or (
+                "worker stopping" if self.finished else None)
+            if why is not None:
+                self._not_started(key, a, why)
                 continue
-            failed = self.runner.start(a)
-            if failed is not None:
-                self._result(key, failed)
-            else:
-                self.running[a.pid] = (key, a)
-                self.guard.add(a.pid, key, a.start)
-        self._ask()
-        self._send_results()
+            self.waiting.append((key, a))
+            fresh.add(key)
+        self._start_waiting(fresh)
+        self._report()
+
+    def _start_waiting(self, fresh: set[int] | frozenset[int] = frozenset()) -> None:
+        """Start what waits, in order, as far as the first that does not fit; the guard
+        hears of each attempt that starts, and of each of ``fresh`` (just given) that
+        waits."""
+        while self.waiting and (n := self.runner.startable(a.task for _, a in self.waiting)):
+            starting = [self.waiting.popleft() for _ in range(n)]
+            for key, _ in starting:
+                if key not in fresh:  # the guard knew it as waiting: it starts now
+                    self.guard.starting(key)
+            self.guard.flush()
+            for key, a in starting:
+                failed = self.runner.start(a)
+                if failed is not None:
+                    self._result(key, failed)
+                else:
+                    self.running[a.pid] = (key, a)
+                    self.guard.add(a.pid, key, a.start)
+        for key, _ in self.waiting:
+            if key in fresh:
+                self.guard.queued(key)
+        self.guard.flush()
+
+    def _not_started(self, key: int, a: Attempt, why: str) -> None:
+        a.stopped = why
+        a.status = ExitStatus.failed_to_start(f"not started ({why})")
+        self._result(key, a)
 
     def _refused(self, d: Any, err: m.BadMessage) -> None:
         """A task it could not read fails, when its key can be read: the coordinator does
@@ -268,34 +327,98 @@ class Worker:
     def _collect(self) -> None:
         if not self.running:
             return
-        for a in self.runner.collect():
+        ended = self.runner.collect()
+        for a in ended:
             key, _ = self.running.pop(a.pid)
             self.guard.remove(a.pid)
             self._result(key, a)
-        self._ask()
-        self._send_results()
+        if ended:
+            self._start_waiting()
+            self._report()
 
     def _result(self, key: int, a: Attempt) -> None:
         self.results.append(m.encode_result(key, a))
 
-    def _send_results(self) -> None:
-        if self.done_out or not self.results or self.finished:
+    def _report(self) -> None:
+        """Send the results now, or soon (``messages``): at once when nothing waits here
+        any more (the next start depends on the coordinator), when it stops, or, with no
+        'want' out, when a third of what this worker holds has ended (the rest covers the
+        round trip that brings the next tasks); else after ``FLUSH_AFTER``. A worker with
+        room and nothing waiting asks for work."""
+        if self.finished:
             return
-        batch, self.results = self.results, []
-        self.done_out = True
-        self._rpc(m.DONE, {"worker": self.index, "results": batch}).then(self._on_ack)
+        self._starving()
+        if not self.results:
+            if not self.waiting and self.runner.free_slots() > 0:
+                self._ask()
+            return
+        held = len(self.running) + len(self.waiting) + len(self.results)
+        if (not self.waiting or self.stop_reason or self.hold_reason
+                or (not self.want_out and 3 * len(self.results) >= held)):
+            self._flush()
+        elif not self.flush_armed:
+            self.flush_armed = True
+            self.flush_timer.reset(after=m.FLUSH_AFTER, repeat=0.0)
+
+    def _starving(self) -> None:
+        """Free slots, nothing to start, a 'want' out: from now on it waits for work."""
+        if (self.starved_since is None and self.want_out and not self.waiting
+                and self.runner.free_slots() > 0):
+            self.starved_since = time.monotonic()
+
+    def _on_flush_timer(self, *_args: Any) -> None:
+        self.flush_armed = False
+        self._flush()
+
+    def _flush(self) -> None:
+        """The results go: riding on a 'want' when none is out, else in a 'done' (one in
+        flight: the next batch gathers behind it)."""
+        if self.flush_armed:
+            self.flush_armed = False
+            self.flush_timer.stop()
+        if not self.results or self.finished:
+            return
+        if not self.want_out and self.stop_reason is None:
+            self._ask()
+        elif not self.done_out:
+            batch, self.results = self.results, []
+            self.done_out = True
+            self._rpc(m.DONE, {"worker": self.index, "results": batch}).then(self._on_ack)
 
     def _on_ack(self, fut: Any) -> None:
         self.done_out = False
         if self._answered(fut):
-            self._send_results()
+            self._report()
 
     # -- requests from the coordinator ----------------------------------------------------
     def _on_signal(self, doc: dict[str, Any]) -> dict[str, Any]:
         signum, reason = m.check_signal(doc)
         self.stop_reason = self.stop_reason or reason
         self.runner.signal_all(signum, reason)
+        self._drop_waiting(self.stop_reason)
         return {"running": self.runner.running()}
+
+    def _on_hold(self, doc: dict[str, Any]) -> dict[str, Any]:
+        self.hold_reason = self.hold_reason or m.check_hold(doc)
+        self._drop_waiting(self.hold_reason)
+        return {"running": self.runner.running()}
+
+    def _on_give(self, doc: dict[str, Any]) -> dict[str, Any]:
+        """Give back what waits here, the last given first: a worker with free slots takes
+        it."""
+        count = m.check_give(doc)
+        given: list[int] = []
+        while self.waiting and len(given) < count:
+            key, _ = self.waiting.pop()
+            self.guard.returned(key)
+            given.append(key)
+        self.guard.flush()
+        return {"keys": given}
+
+    def _drop_waiting(self, why: str) -> None:
+        """What waits here never starts: it goes back as not started."""
+        while self.waiting:
+            self._not_started(*self.waiting.popleft(), why)
 
     def _on_ping(self, _doc: dict[str, Any]) -> dict[str, Any]:
         return {"running": self.runner.running()}
@@ -354,7 +477,8 @@ class Worker:
         left = sum(1 for p in supervisor.descendants(os.getpid()) if supervisor.alive(p))
         doc = {"worker": self.index, "by": "worker", "why": "its guard is gone",
                "killed": [{"key": key, "pid": a.pid, "start": a.start, "end": end}
-                          for key, a in running], "left": left}
+                          for key, a in running], "left": left,
+               "queued": [key for key, _ in self.waiting]}
         try:
             self._rpc(m.GONE, doc).wait_for(10.0).get()
         except (OSError, TimeoutError) as err:
@@ -395,4 +519,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    code = main()
+    # the guard's end: its worker reaped, nothing left below it; no teardown of the
+    # interpreter to wait for before the job shell sees it exit
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
