@@ -21,7 +21,7 @@ from fluxlite.errors import EXIT_INFRA, FluxliteError
 
 if TYPE_CHECKING:
     from fluxlite.container.cache import CachedImage, ImageCache
-    from fluxlite.container.spec import ContainerSpec, Mount
+    from fluxlite.spec.container import ContainerSpec, Mount
 
 logger = logging.getLogger(__name__)
 
@@ -161,7 +161,7 @@ def _check_env(env: dict[str, str], runtime: str, one_line: bool) -> None:
     """Refuse, again, what the spec refuses for an environment file (names it would read
     otherwise; line breaks where its values are one line), for the variables fluxlite adds,
     rather than write a line the runtime would read otherwise."""
-    from fluxlite.container.spec import ENV_NAME
+    from fluxlite.spec.container import ENV_NAME
 
     for k, v in env.items():
         if not ENV_NAME.fullmatch(k) or (one_line and ("\n" in v or "\r" in v)):

@@ -28,7 +28,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from fluxlite.container.base import ContainerError
-from fluxlite.container.spec import ImageFile
+from fluxlite.spec.container import ImageFile
 from fluxlite.staging.base import Policy, Request, TransferResult, transfer
 
 logger = logging.getLogger(__name__)
