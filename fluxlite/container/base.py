@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from fluxlite.errors import EXIT_INFRA, FluxliteError
+from fluxlite.errors import ContainerError
 
 if TYPE_CHECKING:
     from fluxlite.container.cache import CachedImage, ImageCache
@@ -28,16 +28,6 @@ logger = logging.getLogger(__name__)
 NAME_PREFIX = "fluxlite-"
 LABEL = "io.fluxlite.owner"  # host:uid:pid:start-time of the fluxlite that made it
 _TOOL_TIMEOUT = 600.0  # loading or converting a large image takes a while
-
-
-class ContainerError(FluxliteError):
-    """The container could not be prepared or started: an infrastructure failure."""
-
-    exit_code = EXIT_INFRA
-
-    def __init__(self, message: str, runtime: str = "") -> None:
-        super().__init__(message)
-        self.runtime = runtime
 
 
 @dataclass(slots=True)

@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from fluxlite.container.base import ContainerError
+from fluxlite.errors import ContainerError
 from fluxlite.spec.container import ImageFile
 from fluxlite.staging.base import Policy, Request, TransferResult, transfer
 

@@ -28,6 +28,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 from fluxlite.execute import supervisor
@@ -244,10 +245,9 @@ class Guard:
         return self._exit_code()
 
 
-def main(service: str, coord_rank: int, stdio_bytes: int, kvs_ns: str) -> int:
-    """Fork the worker below a guard, and be the guard; the exit code."""
-    from fluxlite.flux.pool import worker
-
+def main(service: str, coord_rank: int, worker: Callable[[int, int], int]) -> int:
+    """Fork the worker below a guard, and be the guard; the exit code. ``worker(wfd,
+    guard_pid)`` is the worker's process, told its end of the pipe to the guard."""
     supervisor.make_subreaper()
     hide_memory()  # the fork inherits it
     index = int(os.environ.get("FLUX_TASK_RANK", "0"))
@@ -261,8 +261,7 @@ def main(service: str, coord_rank: int, stdio_bytes: int, kvs_ns: str) -> int:
             os.close(rfd)
             set_parent_death_signal(GUARD_LOST)
             if os.getppid() == parent:
-                code = worker.run_worker(service, coord_rank, stdio_bytes, kvs_ns,
-                                         worker.GuardLink(wfd, parent))
+                code = worker(wfd, parent)
         finally:
             sys.stdout.flush()
             sys.stderr.flush()

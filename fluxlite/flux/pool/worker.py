@@ -428,7 +428,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from fluxlite.flux.pool import guard
 
-    return guard.main(args[0], rank, stdio, args[3])
+    def below_the_guard(wfd: int, guard_pid: int) -> int:
+        return run_worker(args[0], rank, stdio, args[3], GuardLink(wfd, guard_pid))
+
+    return guard.main(args[0], rank, below_the_guard)
 
 
 if __name__ == "__main__":
