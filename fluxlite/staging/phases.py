@@ -7,10 +7,18 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 from fluxlite.errors import StageError
-from fluxlite.staging.base import Cancelled, Policy, Request, TransferResult, transfer
+from fluxlite.staging.base import (
+    Cancelled,
+    Policy,
+    Request,
+    RoundObserver,
+    TransferResult,
+    transfer,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -91,81 +99,97 @@ def run_transfers(direction: str, requests: list[Request], policy: Policy, threa
                   on_progress: Callable[[StageResult], None] | None = None) -> StageResult:
     """Run the transfers, in parallel where there are several; raise the first hard failure.
 
-    The StageResult is attached to any StageError raised (``err.stage``) so that the record
+    ``threads`` transfers at once (0: ``default_threads()``), never more than MAX_THREADS
+    nor than there are files; one at a time is the same pool with one worker. The
+    StageResult is attached to any StageError raised (``err.stage``) so that the record
     still shows every attempt. When ``stop_on_error`` is false, every transfer is tried and
-    the first failure is raised at the end. ``on_progress`` is called with the results so
-    far as transfers end (and every 0.2 s while they run in parallel).
+    the first failure is raised at the end; when it is true, the first failure sets
+    ``cancel`` and what has not started is not tried. ``on_progress`` is called with the
+    results so far as transfers end (and every 0.2 s while they run).
     """
     cancel = cancel or threading.Event()
     out = StageResult(direction, start=time.time())
     t0 = time.perf_counter()
-    first_err: BaseException | None = None
-    sequential = len(requests) <= 1 or threads == 1
-    workers = 1 if sequential else min(threads or default_threads(), len(requests))
+    workers = max(1, min(threads or default_threads(), MAX_THREADS, len(requests)))
     tally = _Tally(direction, len(requests), workers, cancel)
-    try:
-        if sequential:
-            for i, req in enumerate(requests):
-                try:
-                    out.results.append(transfer(req, policy, cancel, tally.observer(i)))
-                except StageError as err:
-                    _keep(out, req, err)
-                    first_err = first_err or err
-                    if stop_on_error:
-                        break
-                except Cancelled as stop:
-                    _keep_cancelled(out, stop)
-                    raise
-                if on_progress is not None:
-                    on_progress(out)
-        else:
-            from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
-
-            n = threads or default_threads()
-            # bounded whatever was asked: past a few dozen, threads only add contention
-            with ThreadPoolExecutor(max_workers=min(n, MAX_THREADS, len(requests)),
-                                    thread_name_prefix=f"fluxlite-{direction}") as pool:
-                futs: dict[Future[TransferResult], Request] = {
-                    pool.submit(transfer, r, policy, cancel, tally.observer(i)): r
-                    for i, r in enumerate(requests)}
-                pending = set(futs)
-                while pending:
-                    done, pending = wait(pending, timeout=0.2, return_when=FIRST_EXCEPTION)
-                    for f in done:
-                        exc = f.exception()
-                        if exc is None:
-                            out.results.append(f.result())
-                        elif isinstance(exc, StageError):
-                            _keep(out, futs[f], exc)
-                            if first_err is None:
-                                first_err = exc
-                                if stop_on_error:
-                                    cancel.set()
-                        elif isinstance(exc, Cancelled):
-                            out.interrupted = True
-                            _keep_cancelled(out, exc)
-                        else:
-                            first_err = first_err or exc
-                            cancel.set()
-                    if on_progress is not None:
-                        on_progress(out)
-    except Cancelled:
-        out.interrupted = True
+    phase = _Phase(out, cancel, stop_on_error)
+    with ThreadPoolExecutor(max_workers=workers,
+                            thread_name_prefix=f"fluxlite-{direction}") as pool:
+        running = {pool.submit(phase.transfer, r, policy, tally.observer(i)): (i, r)
+                   for i, r in enumerate(requests)}
+        try:
+            phase.collect(running, on_progress)
+        except BaseException:
+            cancel.set()  # fluxlite is leaving the phase (a signal): so do the transfers
+            raise
     out.duration = time.perf_counter() - t0
-    if tally.tripped is not None:
-        example = first_err or next((r.error for r in out.results if r.error), None)
-        short = StageError(tally.tripped + (f" (first: {example})" if example else ""),
-                           permanent=True, stage=out)
-        out.error = str(short)
-        out.interrupted = True
-        if isinstance(first_err, StageError) or first_err is None:
-            raise short
-    if first_err is not None:
-        out.error = str(first_err)
-        raise first_err.ending(out) if isinstance(first_err, StageError) else first_err
-    if cancel.is_set():
-        out.interrupted = True
-    return out
+    return phase.ending(tally.tripped)
+
+
+class _Phase:
+    """The outcome of a phase's transfers as they end: each file's result kept, the first
+    failure remembered (it cancels the rest when ``stop_on_error``)."""
+
+    def __init__(self, out: StageResult, cancel: threading.Event, stop_on_error: bool) -> None:
+        self.out = out
+        self.cancel = cancel
+        self.stop_on_error = stop_on_error
+        self.first_err: BaseException | None = None
+
+    def transfer(self, req: Request, policy: Policy, observer: RoundObserver) -> TransferResult:
+        """One file, in a worker; a failure that stops the phase cancels the others there and
+        then, so that a worker takes up no other file once it is known."""
+        try:
+            return transfer(req, policy, self.cancel, observer)
+        except StageError:
+            if self.stop_on_error:
+                self.cancel.set()
+            raise
+
+    def collect(self, running: dict[Future[TransferResult], tuple[int, Request]],
+                on_progress: Callable[[StageResult], None] | None) -> None:
+        """Wait for every transfer, keeping each outcome in the order the files were given."""
+        pending = set(running)
+        while pending:
+            done, pending = wait(pending, timeout=0.2, return_when=FIRST_EXCEPTION)
+            for f in sorted(done, key=lambda f: running[f][0]):
+                self.keep(f, running[f][1])
+            if on_progress is not None:
+                on_progress(self.out)
+
+    def keep(self, f: Future[TransferResult], req: Request) -> None:
+        """One transfer's outcome: its result, its failure, or its cancellation."""
+        exc = f.exception()
+        if exc is None:
+            self.out.results.append(f.result())
+        elif isinstance(exc, StageError):
+            _keep(self.out, req, exc)  # its worker cancelled the rest when it stops the phase
+            self.first_err = self.first_err or exc
+        elif isinstance(exc, Cancelled):
+            self.out.interrupted = True
+            _keep_cancelled(self.out, exc)
+        else:  # not a transfer's failure (a bug): the phase stops and it is raised
+            self.first_err = self.first_err or exc
+            self.cancel.set()
+
+    def ending(self, tripped: str | None) -> StageResult:
+        """The result of the phase, or the error that ended it (``tripped``: why it was
+        stopped early because most of its files were failing)."""
+        out, first_err = self.out, self.first_err
+        if tripped is not None:
+            example = first_err or next((r.error for r in out.results if r.error), None)
+            short = StageError(tripped + (f" (first: {example})" if example else ""),
+                               permanent=True, stage=out)
+            out.error = str(short)
+            out.interrupted = True
+            if isinstance(first_err, StageError) or first_err is None:
+                raise short
+        if first_err is not None:
+            out.error = str(first_err)
+            raise first_err.ending(out) if isinstance(first_err, StageError) else first_err
+        if self.cancel.is_set():
+            out.interrupted = True
+        return out
 
 
 def _keep(out: StageResult, req: Request, err: StageError) -> None:
