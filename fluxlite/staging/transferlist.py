@@ -12,6 +12,7 @@ import random
 import re
 import shutil
 import stat
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,6 +32,19 @@ class TransferListError(SpecError):
     """A transfer list that cannot be read or used; pegasus-transfer exits 1 for it."""
 
     exit_code = EXIT_FAILED
+
+
+def read(src: str) -> Any:
+    """The JSON document of the transfer list at ``src`` (a path, or "-": standard input)."""
+    try:
+        if src == "-":
+            raw = sys.stdin.buffer.read()
+        else:
+            with open(src, "rb") as fh:
+                raw = fh.read()
+    except OSError as err:
+        raise TransferListError([f"cannot read {src}: {err.strerror}"]) from err
+    return load(raw, "standard input" if src == "-" else src)
 
 
 def load(raw: bytes, name: str) -> Any:
