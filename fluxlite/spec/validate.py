@@ -51,6 +51,15 @@ def check_lfn(lfn: str) -> str | None:
     return None
 
 
+def one_line(text: str) -> str:
+    """A message that stays one line whatever names it quotes: characters that are not
+    printable (line and paragraph separators, controls, lone surrogates) are escaped."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
+                   for c in text)
+
+
 class Objects:
     """The JSON parser's object hook: dicts that remember the keys given twice."""
 
@@ -562,16 +571,6 @@ def job_fields(doc: Any, source: str = "", base_dir: str | None = None,
         raise SpecError(v.problems, source=source)
     assert fields is not None
     return fields
-
-
-def one_line(text: str) -> str:
-    """A message that stays one line whatever names it quotes: characters that are not
-    printable (line and paragraph separators, controls, lone surrogates) are escaped."""
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
-                   for c in text)
-
 
 
 def _destination_key(url: str) -> str:
