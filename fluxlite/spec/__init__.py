@@ -9,7 +9,8 @@ The modules, each importing only those listed before it:
 
 - ``fields``: the field table and the format's constants;
 - ``sections``: the dataclasses of the sections (``Limits``, ``InputFile``, ...);
-- ``container``: the ``container`` section, its dataclasses and its validation;
+- ``container``: the ``container`` section, its dataclasses and its validation (imported
+  only for a job that has one);
 - ``validate``: the validator, which reads a parsed document into a JobSpec's fields;
 - ``model``: ``JobSpec`` and its validating constructors (``from_file``, ``from_json``);
 - ``preflight``: what can be known to fail before the job starts.
@@ -20,7 +21,6 @@ import JobSpec`` stays the way in.
 
 from __future__ import annotations
 
-from fluxlite.spec.container import ContainerSpec, ImageFile, Mount
 from fluxlite.spec.fields import (
     CONTAINER_RUNTIMES,
     HUB_IMAGE_PATTERN,
@@ -68,13 +68,10 @@ __all__ = [
     "SPEC_VERSION",
     "USR1_ACTIONS",
     "Checkpoint",
-    "ContainerSpec",
     "Field",
-    "ImageFile",
     "InputFile",
     "JobSpec",
     "Limits",
-    "Mount",
     "OutputFile",
     "RecordsSpec",
     "Resources",

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fluxlite.errors import SpecError
-from fluxlite.spec.container import ContainerSpec
 from fluxlite.spec.sections import (
     Checkpoint,
     InputFile,
@@ -21,6 +20,9 @@ from fluxlite.spec.sections import (
     Workflow,
 )
 from fluxlite.spec.validate import Objects, job_fields, load_json
+
+if TYPE_CHECKING:  # the container section is read only when a job has one
+    from fluxlite.spec.container import ContainerSpec
 
 MAX_JOB_FILE = 256 << 20  # bytes; a job file is read whole
 

@@ -13,7 +13,6 @@ from typing import Any
 from fluxlite.errors import SpecError
 from fluxlite.numbers import check_number, parse_duration
 from fluxlite.numbers import kind as _tname
-from fluxlite.spec.container import parse_container
 from fluxlite.spec.fields import _S, RESERVED_DIR, SECTIONS, SHA256_RE, SPEC_VERSION, Field
 from fluxlite.spec.sections import (
     Checkpoint,
@@ -320,6 +319,8 @@ class Validator:
                  for key in ("name", "id", "site", "placement", "write_meta", "integrity")}
         container = None
         if d.get("container") is not None:
+            from fluxlite.spec.container import parse_container  # only a job that has one
+
             container = parse_container(self, d["container"], env=env)
         stdio = {k: self.stdio_name(d, k) for k in ("stdin", "stdout", "stderr")}
         if ident["integrity"] == "required" and not meta:
