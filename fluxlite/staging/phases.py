@@ -7,7 +7,6 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 from fluxlite.errors import StageError
@@ -15,7 +14,6 @@ from fluxlite.staging.base import (
     Cancelled,
     Policy,
     Request,
-    RoundObserver,
     TransferResult,
     transfer,
 )
@@ -99,78 +97,97 @@ def run_transfers(direction: str, requests: list[Request], policy: Policy, threa
                   on_progress: Callable[[StageResult], None] | None = None) -> StageResult:
     """Run the transfers, in parallel where there are several; raise the first hard failure.
 
-    ``threads`` transfers at once (0: ``default_threads()``), never more than MAX_THREADS
-    nor than there are files; one at a time is the same pool with one worker. The
-    StageResult is attached to any StageError raised (``err.stage``) so that the record
-    still shows every attempt. When ``stop_on_error`` is false, every transfer is tried and
-    the first failure is raised at the end; when it is true, the first failure sets
-    ``cancel`` and what has not started is not tried. ``on_progress`` is called with the
-    results so far as transfers end (and every 0.2 s while they run).
+    ``threads`` workers (0: ``default_threads()``, never more than MAX_THREADS nor than
+    there are files) take the files in the order given; the calling thread is one of them,
+    so one worker is no other thread at all. The StageResult is attached to any StageError
+    raised (``err.stage``) so that the record still shows every attempt. When
+    ``stop_on_error`` is false, every transfer is tried and the first failure is raised at
+    the end; when it is true, the first failure sets ``cancel`` and no worker takes up
+    another file. ``on_progress`` is called with the results so far as the calling thread
+    ends a file, and every 0.2 s while it waits for the others.
     """
     cancel = cancel or threading.Event()
     out = StageResult(direction, start=time.time())
     t0 = time.perf_counter()
     workers = max(1, min(threads or default_threads(), MAX_THREADS, len(requests)))
     tally = _Tally(direction, len(requests), workers, cancel)
-    phase = _Phase(out, cancel, stop_on_error)
-    with ThreadPoolExecutor(max_workers=workers,
-                            thread_name_prefix=f"fluxlite-{direction}") as pool:
-        running = {pool.submit(phase.transfer, r, policy, tally.observer(i)): (i, r)
-                   for i, r in enumerate(requests)}
-        try:
-            phase.collect(running, on_progress)
-        except BaseException:
-            cancel.set()  # fluxlite is leaving the phase (a signal): so do the transfers
-            raise
+    phase = _Phase(out, requests, policy, cancel, stop_on_error, tally)
+    helpers = [threading.Thread(target=phase.work, name=f"fluxlite-{direction}-{k}",
+                                daemon=True) for k in range(1, workers)]
+    try:
+        for t in helpers:
+            t.start()
+        phase.work(on_progress)
+        for t in helpers:
+            while t.is_alive():
+                t.join(0.2)
+                if on_progress is not None:
+                    phase.progress(on_progress)
+    except BaseException:
+        cancel.set()  # fluxlite is leaving the phase (a signal): so do the transfers
+        raise
+    finally:
+        for t in helpers:
+            if t.ident is not None:
+                t.join()
     out.duration = time.perf_counter() - t0
     return phase.ending(tally.tripped)
 
 
 class _Phase:
-    """The outcome of a phase's transfers as they end: each file's result kept, the first
-    failure remembered (it cancels the rest when ``stop_on_error``)."""
+    """The files of a phase, taken in order by its workers, and their outcomes: each file's
+    result kept, the first failure remembered (it cancels the rest when ``stop_on_error``)."""
 
-    def __init__(self, out: StageResult, cancel: threading.Event, stop_on_error: bool) -> None:
+    def __init__(self, out: StageResult, requests: list[Request], policy: Policy,
+                 cancel: threading.Event, stop_on_error: bool, tally: _Tally) -> None:
         self.out = out
+        self.todo = iter(enumerate(requests))
+        self.policy = policy
         self.cancel = cancel
         self.stop_on_error = stop_on_error
+        self.tally = tally
         self.first_err: BaseException | None = None
+        self.lock = threading.Lock()
 
-    def transfer(self, req: Request, policy: Policy, observer: RoundObserver) -> TransferResult:
-        """One file, in a worker; a failure that stops the phase cancels the others there and
-        then, so that a worker takes up no other file once it is known."""
-        try:
-            return transfer(req, policy, self.cancel, observer)
-        except StageError:
-            if self.stop_on_error:
-                self.cancel.set()
-            raise
-
-    def collect(self, running: dict[Future[TransferResult], tuple[int, Request]],
-                on_progress: Callable[[StageResult], None] | None) -> None:
-        """Wait for every transfer, keeping each outcome in the order the files were given."""
-        pending = set(running)
-        while pending:
-            done, pending = wait(pending, timeout=0.2, return_when=FIRST_EXCEPTION)
-            for f in sorted(done, key=lambda f: running[f][0]):
-                self.keep(f, running[f][1])
+    def work(self, on_progress: Callable[[StageResult], None] | None = None) -> None:
+        """A worker: the next file not taken yet, until there is none."""
+        while True:
+            with self.lock:
+                i, req = next(self.todo, (-1, None))
+            if req is None:
+                return
+            self.one(i, req)
             if on_progress is not None:
-                on_progress(self.out)
+                self.progress(on_progress)
 
-    def keep(self, f: Future[TransferResult], req: Request) -> None:
-        """One transfer's outcome: its result, its failure, or its cancellation."""
-        exc = f.exception()
-        if exc is None:
-            self.out.results.append(f.result())
-        elif isinstance(exc, StageError):
-            _keep(self.out, req, exc)  # its worker cancelled the rest when it stops the phase
-            self.first_err = self.first_err or exc
-        elif isinstance(exc, Cancelled):
-            self.out.interrupted = True
-            _keep_cancelled(self.out, exc)
-        else:  # not a transfer's failure (a bug): the phase stops and it is raised
-            self.first_err = self.first_err or exc
+    def one(self, i: int, req: Request) -> None:
+        """One file and its outcome: its result, its failure, or its cancellation."""
+        try:
+            res = transfer(req, self.policy, self.cancel, self.tally.observer(i))
+        except StageError as err:
+            if self.stop_on_error:
+                self.cancel.set()  # at once: no worker takes up another file
+            with self.lock:
+                _keep(self.out, req, err)
+                self.first_err = self.first_err or err
+        except Cancelled as stop:
+            with self.lock:
+                self.out.interrupted = True
+                _keep_cancelled(self.out, stop)
+        # not a transfer's failure (a bug, or a signal's exception in the calling thread):
+        # the phase stops, and it is raised when its workers have ended
+        except Exception as exc:  # noqa: BLE001 - kept and raised by ending()
             self.cancel.set()
+            with self.lock:
+                self.first_err = self.first_err or exc
+        else:
+            with self.lock:
+                self.out.results.append(res)
+
+    def progress(self, on_progress: Callable[[StageResult], None]) -> None:
+        """Tell ``on_progress`` the results so far."""
+        with self.lock:
+            on_progress(self.out)
 
     def ending(self, tripped: str | None) -> StageResult:
         """The result of the phase, or the error that ended it (``tripped``: why it was
