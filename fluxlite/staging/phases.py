@@ -98,36 +98,38 @@ def run_transfers(direction: str, requests: list[Request], policy: Policy, threa
     """Run the transfers, in parallel where there are several; raise the first hard failure.
 
     ``threads`` workers (0: ``default_threads()``, never more than MAX_THREADS nor than
-    there are files) take the files in the order given; the calling thread is one of them,
-    so one worker is no other thread at all. The StageResult is attached to any StageError
-    raised (``err.stage``) so that the record still shows every attempt. When
-    ``stop_on_error`` is false, every transfer is tried and the first failure is raised at
-    the end; when it is true, the first failure sets ``cancel`` and no worker takes up
-    another file. ``on_progress`` is called with the results so far as the calling thread
-    ends a file, and every 0.2 s while it waits for the others.
+    there are files) take the files in the order given, one at a time with one worker;
+    the calling thread only waits for them, so that a signal's exception lands in that
+    wait and never inside a transfer (nor inside its logging, which would swallow it).
+    The StageResult is attached to any StageError raised (``err.stage``) so that the record
+    still shows every attempt. When ``stop_on_error`` is false, every transfer is tried and
+    the first failure is raised at the end; when it is true, the first failure sets
+    ``cancel`` and no worker takes up another file. ``on_progress`` is called with the
+    results so far every 0.2 s while the transfers run, and once they have ended.
     """
     cancel = cancel or threading.Event()
     out = StageResult(direction, start=time.time())
     t0 = time.perf_counter()
     workers = max(1, min(threads or default_threads(), MAX_THREADS, len(requests)))
     tally = _Tally(direction, len(requests), workers, cancel)
-    phase = _Phase(out, requests, policy, cancel, stop_on_error, tally)
-    helpers = [threading.Thread(target=phase.work, name=f"fluxlite-{direction}-{k}",
-                                daemon=True) for k in range(1, workers)]
+    phase = _Phase(out, requests, policy, cancel, stop_on_error, tally, workers)
+    pool = [threading.Thread(target=phase.work, name=f"fluxlite-{direction}-{k}",
+                             daemon=True) for k in range(workers)]
     try:
-        for t in helpers:
+        for t in pool:
             t.start()
-        phase.work(on_progress)
-        for t in helpers:
-            while t.is_alive():
-                t.join(0.2)
-                if on_progress is not None:
-                    phase.progress(on_progress)
+        # an Event, not Thread.join: a join that a signal's exception interrupts can take
+        # a thread still running for ended (CPython 3.11)
+        while not phase.finished.wait(0.2):
+            if on_progress is not None:
+                phase.progress(on_progress)
+        if on_progress is not None:
+            phase.progress(on_progress)  # the last figures
     except BaseException:
         cancel.set()  # fluxlite is leaving the phase (a signal): so do the transfers
         raise
     finally:
-        for t in helpers:
+        for t in pool:
             if t.ident is not None:
                 t.join()
     out.duration = time.perf_counter() - t0
@@ -139,7 +141,8 @@ class _Phase:
     result kept, the first failure remembered (it cancels the rest when ``stop_on_error``)."""
 
     def __init__(self, out: StageResult, requests: list[Request], policy: Policy,
-                 cancel: threading.Event, stop_on_error: bool, tally: _Tally) -> None:
+                 cancel: threading.Event, stop_on_error: bool, tally: _Tally,
+                 workers: int) -> None:
         self.out = out
         self.todo = iter(enumerate(requests))
         self.policy = policy
@@ -148,17 +151,23 @@ class _Phase:
         self.tally = tally
         self.first_err: BaseException | None = None
         self.lock = threading.Lock()
+        self.working = workers
+        self.finished = threading.Event()  # set when the last worker has ended
 
-    def work(self, on_progress: Callable[[StageResult], None] | None = None) -> None:
+    def work(self) -> None:
         """A worker: the next file not taken yet, until there is none."""
-        while True:
+        try:
+            while True:
+                with self.lock:
+                    i, req = next(self.todo, (-1, None))
+                if req is None:
+                    return
+                self.one(i, req)
+        finally:
             with self.lock:
-                i, req = next(self.todo, (-1, None))
-            if req is None:
-                return
-            self.one(i, req)
-            if on_progress is not None:
-                self.progress(on_progress)
+                self.working -= 1
+                if self.working == 0:
+                    self.finished.set()
 
     def one(self, i: int, req: Request) -> None:
         """One file and its outcome: its result, its failure, or its cancellation."""
@@ -174,8 +183,8 @@ class _Phase:
             with self.lock:
                 self.out.interrupted = True
                 _keep_cancelled(self.out, stop)
-        # not a transfer's failure (a bug, or a signal's exception in the calling thread):
-        # the phase stops, and it is raised when its workers have ended
+        # not a transfer's failure (a bug): the phase stops, and it is raised when its
+        # workers have ended
         except Exception as exc:  # noqa: BLE001 - kept and raised by ending()
             self.cancel.set()
             with self.lock:
