@@ -5,6 +5,8 @@ ending the transfers with nothing partial left."""
 
 from __future__ import annotations
 
+import io
+import logging
 import os
 import signal
 import threading
@@ -118,3 +120,48 @@ def test_a_stop_in_the_main_thread_ends_the_transfers_and_leaves_nothing(
     assert cancel.is_set()
     assert not any(t.name.startswith("fluxlite-stage-in") for t in threading.enumerate())
     assert os.listdir(dst) == []  # no partial file, no temporary
+
+
+class _Boom(Exception):
+    """A signal policy's exception that is an Exception, as the runner's Interrupted is."""
+
+
+class _SignallingStream(io.StringIO):
+    """A log stream that, while a retry is being logged, has a signal delivered (as a TERM
+    arriving just then would be)."""
+
+    def write(self, s: str) -> int:
+        if "retrying" in s:
+            os.kill(os.getpid(), signal.SIGUSR2)
+            time.sleep(0.2)  # the policy runs here if this is the thread signals run in
+        return super().write(s)
+
+
+@pytest.mark.parametrize("threads", [1, 4])
+def test_a_signal_during_a_transfers_logging_is_not_lost(tmp_path: Path, threads: int) -> None:
+    """logging's StreamHandler swallows an Exception raised in its emit: a signal policy's
+    exception must land in the calling thread's wait, not in a transfer's log line."""
+    cancel = threading.Event()
+
+    def policy(_signum: int, _frame: object) -> None:
+        cancel.set()
+        raise _Boom
+
+    log = logging.getLogger("fluxlite.staging.base")
+    handler = logging.StreamHandler(_SignallingStream())
+    old_level, old = log.level, signal.signal(signal.SIGUSR2, policy)
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    try:
+        with FaultServer() as srv:
+            reqs = [Request(f"u{i}", ((srv.add(f"/u{i}", b"x", status=503), True),),
+                            str(tmp_path / f"u{i}")) for i in range(threads)]
+            t0 = time.monotonic()
+            with pytest.raises(_Boom):
+                run_transfers("stage-in", reqs, Policy(attempts=3, backoff=30.0,
+                                                       max_backoff=30.0), threads, cancel)
+            assert time.monotonic() - t0 < 10  # not after the retries
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(old_level)
+        signal.signal(signal.SIGUSR2, old)
