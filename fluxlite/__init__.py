@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
-from fluxlite.errors import FluxliteError, SpecError  # noqa: E402
+from fluxlite.errors import FluxliteError, SpecError
+from fluxlite.version import __version__
 
 __all__ = ["FluxliteError", "JobSpec", "SpecError", "__version__", "run_job"]
 

@@ -22,7 +22,7 @@ import os
 import signal
 import sys
 
-from fluxlite import __version__
+from fluxlite.version import __version__
 from fluxlite.errors import EXIT_INFRA, EXIT_USAGE, SIGNAL_BASE, FluxliteError
 
 COMMANDS: dict[str, str] = {

@@ -129,6 +129,16 @@ class Interrupted(FluxliteError):
         self.exit_code = SIGNAL_BASE + signum
 
 
+class ContainerError(FluxliteError):
+    """The container could not be prepared or started: an infrastructure failure."""
+
+    exit_code = EXIT_INFRA
+
+    def __init__(self, message: str, runtime: str = "") -> None:
+        super().__init__(message)
+        self.runtime = runtime
+
+
 class FluxUnavailable(FluxliteError):
     """A Flux feature was asked for without a Flux instance or the Python bindings."""
 

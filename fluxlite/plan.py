@@ -27,7 +27,8 @@ def describe(spec: JobSpec) -> str:
         from fluxlite.container import describe as describe_container
 
         lines.append(describe_container(spec.container))
-    s = from_limits(spec.limits)
+    s = from_limits(maxwalltime=spec.limits.maxwalltime,
+                    checkpoint_time=spec.limits.checkpoint_time, kill_grace=spec.limits.kill_grace)
     if s.term_after is not None:
         lines.append(f"limits    TERM after {s.term_after:g} s, KILL after {s.kill_after:g} s")
     for o in spec.outputs:

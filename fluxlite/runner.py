@@ -405,7 +405,10 @@ class Runner:
         if self.spec.limits.maxwalltime is None and self.flux is not None:
             timeleft = self.flux.timeleft_at_start
         elapsed = time.perf_counter() - self._t0
-        return from_limits(self.spec.limits, timeleft, elapsed)
+        return from_limits(maxwalltime=self.spec.limits.maxwalltime,
+                           checkpoint_time=self.spec.limits.checkpoint_time,
+                           kill_grace=self.spec.limits.kill_grace, timeleft=timeleft,
+                           elapsed=elapsed)
 
     def _launcher(self, cmd: TaskCommand, stdio: tuple[Any, Any, Any], schedule: Schedule,
                   **kw: Any) -> Launcher:

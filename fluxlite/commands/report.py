@@ -27,7 +27,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """Write the HTML report of the records found; NoRecords when there are none."""
-    from fluxlite.stats.report import write
+    from fluxlite.stats.write import write
 
     write(args.paths, args.output, title=args.title, png=args.png, svg=args.svg,
           colour=args.colour, quiet=args.quiet)

@@ -6,42 +6,21 @@ bounded retries) and exits 0 when everything worked, 1 otherwise, as pegasus-tra
 (71 when every transfer worked but the attempts could not be written to the multipart
 directory).
 Attempts are written as YAML into ``$PEGASUS_MULTIPART_DIR`` (as pegasus-transfer does) and,
-on request, as JSON.
+on request, as JSON (``fluxlite.staging.transfer_run``).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import math
 import os
-import signal
-import sys
 import threading
-import time
-from typing import Any
 
-from fluxlite.errors import EXIT_FAILED, EXIT_INFRA, EXIT_OK, UsageError
-from fluxlite.redact import deep as redact_deep
-from fluxlite.signals import STOP_SIGNALS, Handlers
-from fluxlite.staging.base import (
-    DEFAULT_MIN_RATE,
-    DEFAULT_RATE_WINDOW,
-    Policy,
-    TransferResult,
-)
-from fluxlite.staging.transferlist import (
-    TransferList,
-    TransferListError,
-    load,
-    parse_list,
-    run_list,
-)
-from fluxlite.urls import local_path, redact, scheme_of
-
-logger = logging.getLogger(__name__)
-
+from fluxlite.errors import UsageError
+from fluxlite.staging.base import DEFAULT_MIN_RATE, DEFAULT_RATE_WINDOW, Policy
+from fluxlite.staging.transfer_run import Leave, run, stop_handlers
+from fluxlite.staging.transferlist import TransferListError, parse_list, read
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -76,24 +55,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-d", "--debug", action="store_true", help="same as -v")
 
 
-def _read(args: argparse.Namespace) -> Any:
-    src = args.file or args.list or "-"
-    try:
-        if src == "-":
-            raw = sys.stdin.buffer.read()
-        else:
-            with open(src, "rb") as fh:
-                raw = fh.read()
-    except OSError as err:
-        raise TransferListError([f"cannot read {src}: {err.strerror}"]) from err
-    return load(raw, "standard input" if src == "-" else src)
-
-
 def main(args: argparse.Namespace) -> int:
     """Run the list; 0 when every entry worked, 1 otherwise (list problems included)."""
+    from fluxlite.progress import TransferProgress
+
     if args.debug:
         logging.getLogger("fluxlite").setLevel(logging.DEBUG)
-    plan = parse_list(_read(args), symlink=args.symlink)
+    plan = parse_list(read(args.file or args.list or "-"), symlink=args.symlink)
     if plan.problems:
         raise TransferListError(plan.problems)
     bad = _bad_option(args)
@@ -106,10 +74,12 @@ def main(args: argparse.Namespace) -> int:
     policy = Policy(attempts=args.attempts, backoff=args.backoff,
                     max_backoff=args.max_backoff, timeout=args.timeout,
                     min_rate=args.min_rate, rate_window=args.rate_window)
-    t0 = time.time()
+    leave = Leave(multipart_dir=args.multipart_dir, json_record=args.json_record,
+                  integrity_data=os.environ.get("KICKSTART_INTEGRITY_DATA"))
     cancel, signalled = threading.Event(), threading.Event()
-    with _on_signals(cancel, signalled):
-        return _run(args, plan, policy, threads, cancel, signalled, t0)
+    with stop_handlers(cancel, signalled):
+        return run(plan, policy, threads, leave, cancel, signalled,
+                   lambda n: TransferProgress("fluxlite transfer", n, threads))
 
 
 # the bounds of the command line's numbers (the threads used are at most MAX_THREADS)
@@ -126,113 +96,3 @@ def _bad_option(args: argparse.Namespace) -> str | None:
         if v is not None and not (math.isfinite(v) and lo <= v <= hi):
             return f"{flag} must be a number from {lo:g} to {hi:g}, not {v}"
     return None
-
-
-def _on_signals(cancel: threading.Event, signalled: threading.Event) -> Handlers:
-    """A stop signal stops the transfers through the cancel event, so that partial files
-    are removed and the attempts still written, instead of the default handler ending the
-    process with temporary files left in the destinations."""
-    def stop(signum: int) -> None:
-        if not signalled.is_set():
-            logger.error("%s received: stopping the transfers", signal.Signals(signum).name)
-        signalled.set()
-        cancel.set()
-
-    return Handlers(STOP_SIGNALS, stop)
-
-
-def _run(args: argparse.Namespace, plan: TransferList, policy: Policy, threads: int,
-         cancel: threading.Event, signalled: threading.Event, t0: float) -> int:
-    from fluxlite.progress import TransferProgress
-
-    out = run_list(plan, policy, threads, cancel, signalled,
-                   lambda n: TransferProgress("fluxlite transfer", n, threads))
-    results, stage_error, failed = out.results, out.error, out.failed
-    done = sum(1 for r in results if r.success)
-    logger.info("%d of %d transfers done, %d bytes, in %.3f s", done, len(plan.transfers),
-                sum(r.bytes for r in results if r.success), time.time() - t0)
-    lost = bool(args.multipart_dir) and not _write_multipart(args.multipart_dir, results,
-                                                              plan.labels)
-    side = os.environ.get("KICKSTART_INTEGRITY_DATA")
-    if side and plan.checksum:
-        _checksums_for_kickstart(side, plan, results)
-    if args.json_record:
-        try:
-            _write_json(args.json_record, results, stage_error, time.time() - t0)
-        except OSError as err:
-            # the attempts are what a caller asked for: not having them is a failure
-            logger.error("cannot write the record %s: %s", args.json_record,
-                         err.strerror or err)
-            failed += 1
-    # every transfer worked but kickstart's record will not tell of them: not a success
-    return EXIT_FAILED if failed else EXIT_INFRA if lost else EXIT_OK
-
-
-def _write_multipart(directory: str, results: list[TransferResult],
-                     labels: dict[str, tuple[dict[str, str], str]]) -> bool:
-    """The ``- transfer_attempts:`` section pegasus-transfer leaves for pegasus-kickstart;
-    False (said on stderr, nothing left there) when it cannot be written."""
-    from fluxlite.record import multipart
-
-    items = []
-    for r in results:
-        src_labels, dst_label = labels.get(r.lfn, ({}, ""))
-        items += [{"src_url": json.dumps(redact(a.src)),
-                   "src_label": json.dumps(src_labels.get(a.src, "")),
-                   "dst_url": json.dumps(_as_url(redact(a.dst))),
-                   "dst_label": json.dumps(dst_label), "success": str(a.success),
-                   "start": f"{a.start:.0f}", "duration": f"{a.duration:.1f}",
-                   "lfn": json.dumps(a.lfn), **({"bytes": str(a.bytes)} if a.bytes > 0 else {})}
-                  for a in r.attempts]
-    try:
-        multipart.write_part(directory, "transfer", multipart.section("transfer_attempts",
-                                                                      items))
-    except OSError as err:
-        logger.error("cannot write the attempts to %s: %s", directory, err.strerror or err)
-        return False
-    return True
-
-
-def _checksums_for_kickstart(side: str, plan: TransferList,
-                             results: list[TransferResult]) -> None:
-    """generate_checksum: the local end of each such transfer goes into kickstart's
-    record (the destination, or for a stage-out the local source), as pegasus-transfer
-    does through pegasus-integrity."""
-    from fluxlite.pegasus.integrity import append_fullstat
-
-    sources = {q.lfn: q.sources for q in plan.transfers}
-    files = []
-    for r in results:
-        if not r.success or r.lfn not in plan.checksum:
-            continue
-        if "://" not in r.dst:
-            files.append((r.lfn, r.dst, None if r.linked else r.sha256, r.hash_seconds))
-        else:
-            src = next((u for u, _ in sources.get(r.lfn, ()) if scheme_of(u) == "file"), None)
-            if src is not None:
-                files.append((r.lfn, local_path(src), r.sha256, r.hash_seconds))
-    append_fullstat(side, files)
-
-
-def _as_url(dst: str) -> str:
-    return dst if "://" in dst else "file://" + dst
-
-
-def _write_json(dest: str, results: list[TransferResult], error: str | None,
-                secs: float) -> None:
-    import dataclasses
-
-    doc: dict[str, Any] = {"transfers": [dataclasses.asdict(r) for r in results], "error": error,
-           "duration": round(secs, 6), "succeeded": sum(1 for r in results if r.success),
-           "failed": sum(1 for r in results if not r.success)}
-    for t in doc["transfers"]:
-        t["dst"] = redact(t["dst"])
-        for a in t["attempts"]:
-            a["src"], a["dst"] = redact(a["src"]), redact(a["dst"])
-    data = json.dumps(redact_deep(doc), indent=1) + "\n"
-    if dest == "-":
-        sys.stdout.write(data)
-        return
-    from fluxlite.fsutil import write_atomic
-
-    write_atomic(dest, data.encode("utf-8"), parents=False)

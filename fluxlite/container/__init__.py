@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from fluxlite.execute.base import TaskCommand
 from fluxlite.fsutil import unlink_quietly
 from fluxlite.container.base import NAME_PREFIX, ContainerError, Invocation
-from fluxlite.container.spec import ContainerSpec, Mount, bad_host, bad_target, parse_container
+from fluxlite.spec.container import ContainerSpec, Mount, bad_host, bad_target, parse_container
 
 if TYPE_CHECKING:
     from fluxlite.spec import JobSpec

@@ -17,27 +17,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from fluxlite.errors import EXIT_INFRA, FluxliteError
+from fluxlite.errors import ContainerError
 
 if TYPE_CHECKING:
     from fluxlite.container.cache import CachedImage, ImageCache
-    from fluxlite.container.spec import ContainerSpec, Mount
+    from fluxlite.spec.container import ContainerSpec, Mount
 
 logger = logging.getLogger(__name__)
 
 NAME_PREFIX = "fluxlite-"
 LABEL = "io.fluxlite.owner"  # host:uid:pid:start-time of the fluxlite that made it
 _TOOL_TIMEOUT = 600.0  # loading or converting a large image takes a while
-
-
-class ContainerError(FluxliteError):
-    """The container could not be prepared or started: an infrastructure failure."""
-
-    exit_code = EXIT_INFRA
-
-    def __init__(self, message: str, runtime: str = "") -> None:
-        super().__init__(message)
-        self.runtime = runtime
 
 
 @dataclass(slots=True)
@@ -161,7 +151,7 @@ def _check_env(env: dict[str, str], runtime: str, one_line: bool) -> None:
     """Refuse, again, what the spec refuses for an environment file (names it would read
     otherwise; line breaks where its values are one line), for the variables fluxlite adds,
     rather than write a line the runtime would read otherwise."""
-    from fluxlite.container.spec import ENV_NAME
+    from fluxlite.spec.container import ENV_NAME
 
     for k, v in env.items():
         if not ENV_NAME.fullmatch(k) or (one_line and ("\n" in v or "\r" in v)):

@@ -27,8 +27,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from fluxlite.container.base import ContainerError
-from fluxlite.container.spec import ImageFile
+from fluxlite.errors import ContainerError
+from fluxlite.spec.container import ImageFile
 from fluxlite.staging.base import Policy, Request, TransferResult, transfer
 
 logger = logging.getLogger(__name__)

@@ -24,7 +24,6 @@ from typing import Any
 
 from fluxlite.errors import EXIT_CANNOT_EXEC, SIGNAL_BASE
 from fluxlite.execute.timelimit import Schedule, from_limits
-from fluxlite.spec import Limits
 
 logger = logging.getLogger(__name__)
 
@@ -410,7 +409,7 @@ class Launcher(ABC):
         if e.termed:
             return
         if left is not None and math.isfinite(left):
-            s = from_limits(Limits(kill_grace=self.kill_grace), max(left, 0.0))
+            s = from_limits(kill_grace=self.kill_grace, timeleft=max(left, 0.0))
             e.sooner(now + (s.term_after or 0.0), now + (s.kill_after or 0.0))
             why = f"time-limit warning: {left:.0f} s left"
         elif e.term_at is None:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from fluxlite.spec import Limits
-
 
 @dataclass(frozen=True, slots=True)
 class Schedule:
@@ -23,17 +21,19 @@ class Schedule:
                 "source": self.source, "walltime": self.walltime}
 
 
-def from_limits(limits: Limits, timeleft: float | None = None, elapsed: float = 0.0) -> Schedule:
-    """The schedule from the spec's limits, or from Flux's time left when the spec has none.
+def from_limits(*, maxwalltime: float | None = None, checkpoint_time: float | None = None,
+                kill_grace: float = 5.0, timeleft: float | None = None,
+                elapsed: float = 0.0) -> Schedule:
+    """The schedule from a job's limits (seconds), or from Flux's time left when it has none.
 
     - checkpoint C and walltime W: TERM at C, KILL at C + (W - C) / 2;
     - W only: TERM at W - 300 s (W - 10 s when that is not positive), KILL halfway to W;
     - C only: TERM at C, KILL ``kill_grace`` seconds later.
     ``timeleft`` (seconds, measured ``elapsed`` seconds before the task starts) stands in for
-    W when the spec gives no walltime. A limit that is not a finite number is no limit.
+    W when the job gives no walltime. A limit that is not a finite number is no limit.
     """
-    c = _finite(limits.checkpoint_time)
-    w = _finite(limits.maxwalltime)  # an infinite limit is no limit
+    c = _finite(checkpoint_time)
+    w = _finite(maxwalltime)  # an infinite limit is no limit
     source = "spec"
     if w is None and timeleft is not None and math.isfinite(timeleft):
         w = max(timeleft - elapsed, 1.0)
@@ -48,7 +48,7 @@ def from_limits(limits: Limits, timeleft: float | None = None, elapsed: float = 
             term = w / 2.0
         return Schedule(term, term + (w - term) / 2.0, source, w)
     if c is not None:
-        grace = _finite(limits.kill_grace)
+        grace = _finite(kill_grace)
         return Schedule(c, c + (5.0 if grace is None else grace), "spec", None)
     return Schedule()
 

@@ -110,7 +110,8 @@ def warning_lead(spec: JobSpec, time_limit: float | None) -> float | None:
     # a walltime of the spec's own runs from the task's start, not from the batch job's:
     # the warning then only guards the batch job's limit
     limits = spec.limits if spec.limits.maxwalltime is None else Limits()
-    sched = from_limits(limits, time_limit)
+    sched = from_limits(maxwalltime=limits.maxwalltime, checkpoint_time=limits.checkpoint_time,
+                        kill_grace=limits.kill_grace, timeleft=time_limit)
     if sched.term_after is None or sched.term_after >= time_limit:
         return None
     # a margin the signal's way through the script and fluxlite cannot eat up, even for a

@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 
-from fluxlite import __version__
+from fluxlite.version import __version__
 from fluxlite.redact import deep as redact_deep
 from fluxlite.record.host import iso
 from fluxlite.record.model import Record

@@ -340,7 +340,7 @@ def _one_attempt(backend: Backend, url: str, tls: bool, req: Request, policy: Po
         return
     try:
         if req.confine is not None and src_path is not None:
-            from fluxlite.staging.file import open_confined
+            from fluxlite.staging.localfile import open_confined
 
             reader = open_confined(src_path, req.confine, req.lfn)
         else:

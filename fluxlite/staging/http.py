@@ -42,7 +42,7 @@ _MISSING = (404, 410)
 
 
 def _user_agent() -> str:
-    from fluxlite import __version__
+    from fluxlite.version import __version__
 
     return f"fluxlite/{__version__}"
 

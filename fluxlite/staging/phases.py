@@ -10,7 +10,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from fluxlite.errors import StageError
-from fluxlite.staging.base import Cancelled, Policy, Request, TransferResult, transfer
+from fluxlite.staging.base import (
+    Cancelled,
+    Policy,
+    Request,
+    TransferResult,
+    transfer,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -91,81 +97,125 @@ def run_transfers(direction: str, requests: list[Request], policy: Policy, threa
                   on_progress: Callable[[StageResult], None] | None = None) -> StageResult:
     """Run the transfers, in parallel where there are several; raise the first hard failure.
 
+    ``threads`` workers (0: ``default_threads()``, never more than MAX_THREADS nor than
+    there are files) take the files in the order given, one at a time with one worker;
+    the calling thread only waits for them, so that a signal's exception lands in that
+    wait and never inside a transfer (nor inside its logging, which would swallow it).
     The StageResult is attached to any StageError raised (``err.stage``) so that the record
     still shows every attempt. When ``stop_on_error`` is false, every transfer is tried and
-    the first failure is raised at the end. ``on_progress`` is called with the results so
-    far as transfers end (and every 0.2 s while they run in parallel).
+    the first failure is raised at the end; when it is true, the first failure sets
+    ``cancel`` and no worker takes up another file. ``on_progress`` is called with the
+    results so far every 0.2 s while the transfers run, and once they have ended.
     """
     cancel = cancel or threading.Event()
     out = StageResult(direction, start=time.time())
     t0 = time.perf_counter()
-    first_err: BaseException | None = None
-    sequential = len(requests) <= 1 or threads == 1
-    workers = 1 if sequential else min(threads or default_threads(), len(requests))
+    workers = max(1, min(threads or default_threads(), MAX_THREADS, len(requests)))
     tally = _Tally(direction, len(requests), workers, cancel)
+    phase = _Phase(out, requests, policy, cancel, stop_on_error, tally, workers)
+    pool = [threading.Thread(target=phase.work, name=f"fluxlite-{direction}-{k}",
+                             daemon=True) for k in range(workers)]
     try:
-        if sequential:
-            for i, req in enumerate(requests):
-                try:
-                    out.results.append(transfer(req, policy, cancel, tally.observer(i)))
-                except StageError as err:
-                    _keep(out, req, err)
-                    first_err = first_err or err
-                    if stop_on_error:
-                        break
-                except Cancelled as stop:
-                    _keep_cancelled(out, stop)
-                    raise
-                if on_progress is not None:
-                    on_progress(out)
-        else:
-            from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
-
-            n = threads or default_threads()
-            # bounded whatever was asked: past a few dozen, threads only add contention
-            with ThreadPoolExecutor(max_workers=min(n, MAX_THREADS, len(requests)),
-                                    thread_name_prefix=f"fluxlite-{direction}") as pool:
-                futs: dict[Future[TransferResult], Request] = {
-                    pool.submit(transfer, r, policy, cancel, tally.observer(i)): r
-                    for i, r in enumerate(requests)}
-                pending = set(futs)
-                while pending:
-                    done, pending = wait(pending, timeout=0.2, return_when=FIRST_EXCEPTION)
-                    for f in done:
-                        exc = f.exception()
-                        if exc is None:
-                            out.results.append(f.result())
-                        elif isinstance(exc, StageError):
-                            _keep(out, futs[f], exc)
-                            if first_err is None:
-                                first_err = exc
-                                if stop_on_error:
-                                    cancel.set()
-                        elif isinstance(exc, Cancelled):
-                            out.interrupted = True
-                            _keep_cancelled(out, exc)
-                        else:
-                            first_err = first_err or exc
-                            cancel.set()
-                    if on_progress is not None:
-                        on_progress(out)
-    except Cancelled:
-        out.interrupted = True
+        for t in pool:
+            t.start()
+        # an Event, not Thread.join: a join that a signal's exception interrupts can take
+        # a thread still running for ended (CPython 3.11)
+        while not phase.finished.wait(0.2):
+            if on_progress is not None:
+                phase.progress(on_progress)
+        if on_progress is not None:
+            phase.progress(on_progress)  # the last figures
+    except BaseException:
+        cancel.set()  # fluxlite is leaving the phase (a signal): so do the transfers
+        raise
+    finally:
+        for t in pool:
+            if t.ident is not None:
+                t.join()
     out.duration = time.perf_counter() - t0
-    if tally.tripped is not None:
-        example = first_err or next((r.error for r in out.results if r.error), None)
-        short = StageError(tally.tripped + (f" (first: {example})" if example else ""),
-                           permanent=True, stage=out)
-        out.error = str(short)
-        out.interrupted = True
-        if isinstance(first_err, StageError) or first_err is None:
-            raise short
-    if first_err is not None:
-        out.error = str(first_err)
-        raise first_err.ending(out) if isinstance(first_err, StageError) else first_err
-    if cancel.is_set():
-        out.interrupted = True
-    return out
+    return phase.ending(tally.tripped)
+
+
+class _Phase:
+    """The files of a phase, taken in order by its workers, and their outcomes: each file's
+    result kept, the first failure remembered (it cancels the rest when ``stop_on_error``)."""
+
+    def __init__(self, out: StageResult, requests: list[Request], policy: Policy,
+                 cancel: threading.Event, stop_on_error: bool, tally: _Tally,
+                 workers: int) -> None:
+        self.out = out
+        self.todo = iter(enumerate(requests))
+        self.policy = policy
+        self.cancel = cancel
+        self.stop_on_error = stop_on_error
+        self.tally = tally
+        self.first_err: BaseException | None = None
+        self.lock = threading.Lock()
+        self.working = workers
+        self.finished = threading.Event()  # set when the last worker has ended
+
+    def work(self) -> None:
+        """A worker: the next file not taken yet, until there is none."""
+        try:
+            while True:
+                with self.lock:
+                    i, req = next(self.todo, (-1, None))
+                if req is None:
+                    return
+                self.one(i, req)
+        finally:
+            with self.lock:
+                self.working -= 1
+                if self.working == 0:
+                    self.finished.set()
+
+    def one(self, i: int, req: Request) -> None:
+        """One file and its outcome: its result, its failure, or its cancellation."""
+        try:
+            res = transfer(req, self.policy, self.cancel, self.tally.observer(i))
+        except StageError as err:
+            if self.stop_on_error:
+                self.cancel.set()  # at once: no worker takes up another file
+            with self.lock:
+                _keep(self.out, req, err)
+                self.first_err = self.first_err or err
+        except Cancelled as stop:
+            with self.lock:
+                self.out.interrupted = True
+                _keep_cancelled(self.out, stop)
+        # not a transfer's failure (a bug): the phase stops, and it is raised when its
+        # workers have ended
+        except Exception as exc:  # noqa: BLE001 - kept and raised by ending()
+            self.cancel.set()
+            with self.lock:
+                self.first_err = self.first_err or exc
+        else:
+            with self.lock:
+                self.out.results.append(res)
+
+    def progress(self, on_progress: Callable[[StageResult], None]) -> None:
+        """Tell ``on_progress`` the results so far."""
+        with self.lock:
+            on_progress(self.out)
+
+    def ending(self, tripped: str | None) -> StageResult:
+        """The result of the phase, or the error that ended it (``tripped``: why it was
+        stopped early because most of its files were failing)."""
+        out, first_err = self.out, self.first_err
+        if tripped is not None:
+            example = first_err or next((r.error for r in out.results if r.error), None)
+            short = StageError(tripped + (f" (first: {example})" if example else ""),
+                               permanent=True, stage=out)
+            out.error = str(short)
+            out.interrupted = True
+            if isinstance(first_err, StageError) or first_err is None:
+                raise short
+        if first_err is not None:
+            out.error = str(first_err)
+            raise first_err.ending(out) if isinstance(first_err, StageError) else first_err
+        if self.cancel.is_set():
+            out.interrupted = True
+        return out
 
 
 def _keep(out: StageResult, req: Request, err: StageError) -> None:

@@ -12,6 +12,7 @@ import random
 import re
 import shutil
 import stat
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,6 +32,19 @@ class TransferListError(SpecError):
     """A transfer list that cannot be read or used; pegasus-transfer exits 1 for it."""
 
     exit_code = EXIT_FAILED
+
+
+def read(src: str) -> Any:
+    """The JSON document of the transfer list at ``src`` (a path, or "-": standard input)."""
+    try:
+        if src == "-":
+            raw = sys.stdin.buffer.read()
+        else:
+            with open(src, "rb") as fh:
+                raw = fh.read()
+    except OSError as err:
+        raise TransferListError([f"cannot read {src}: {err.strerror}"]) from err
+    return load(raw, "standard input" if src == "-" else src)
 
 
 def load(raw: bytes, name: str) -> Any:
@@ -101,48 +115,11 @@ def parse_list(doc: Any, symlink: bool = False, rng: random.Random | None = None
     if not isinstance(doc, list):
         out.problems.append("the transfer list must be a JSON list")
         return out
-    readable, writable = supported_schemes("stage-in"), supported_schemes("stage-out")
     out.problems += _infinite_numbers(doc, "")
     if out.problems:
         return out
-
-    def url_of(x: Any, path: str, schemes: frozenset[str], removing: bool = False
-               ) -> str | None:
-        raw = x.get("url") if isinstance(x, dict) else None
-        if not isinstance(raw, str) or not raw:
-            out.problems.append(f"{path}.url: is required")
-            return None
-        try:
-            url = expand(raw, empty_ok=not removing)
-        except ValueError as err:
-            out.problems.append(f"{path}.url: {err}")
-            return None
-        if "\x00" in url:
-            out.problems.append(f"{path}.url: must not contain a NUL byte")
-            return None
-        scheme = scheme_of(url)
-        if scheme not in schemes:
-            out.problems.append(f"{path}.url: unsupported scheme '{scheme}'")
-            return None
-        if scheme in ("file", "symlink"):
-            try:
-                p = local_path(url)
-            except ValueError as err:
-                out.problems.append(f"{path}.url: {err}")
-                return None
-            if not p.startswith("/"):
-                out.problems.append(f"{path}.url: '{redact(raw)}' must name an absolute path")
-                return None
-            try:
-                os.fsencode(p)
-            except UnicodeEncodeError:
-                out.problems.append(f"{path}.url: is not a path the system can take")
-                return None
-            if "\x00" in p:  # %00
-                out.problems.append(f"{path}.url: must not contain a NUL byte")
-                return None
-        return url
-
+    schemes = _Schemes(supported_schemes("stage-in"),
+                       supported_schemes("stage-out") | {"symlink"})
     for i, entry in enumerate(doc):
         path = f"[{i}]"
         if not isinstance(entry, dict):
@@ -150,74 +127,145 @@ def parse_list(doc: Any, symlink: bool = False, rng: random.Random | None = None
             continue
         kind = entry.get("type", "transfer")
         if kind in ("mkdir", "remove"):
-            target = entry.get("target")
-            if not isinstance(target, dict):
-                out.problems.append(f"{path}.target: is required")
-                continue
-            url = url_of(target, f"{path}.target", writable | {"symlink"},
-                         removing=kind == "remove")
-            if url is None:
-                continue
-            if kind == "mkdir":
-                out.mkdirs.append(url)
-            else:
-                rec = target.get("recursive", entry.get("recursive", False))
-                recursive = rec is True or str(rec).lower() == "true"
-                why = refuse_remove(url, recursive)
-                if why:
-                    out.problems.append(f"{path}.target.url: {why}")
-                    continue
-                out.removes.append((url, recursive))
-            continue
-        if kind != "transfer":
+            _target_entry(out, entry, path, kind, schemes.write)
+        elif kind == "transfer":
+            _transfer_entry(out, entry, i, schemes, symlink, rng)
+        else:
             out.problems.append(f"{path}.type: unknown entry type '{kind}'")
-            continue
-        srcs = entry.get("src_urls")
-        dsts = entry.get("dest_urls")
-        if not isinstance(srcs, list) or not srcs:
-            out.problems.append(f"{path}.src_urls: must be a non-empty list")
-            continue
-        if not isinstance(dsts, list) or not dsts:
-            out.problems.append(f"{path}.dest_urls: must be a non-empty list")
-            continue
-        ranked: list[tuple[int, int, str, str, bool]] = []
-        for j, s in enumerate(srcs):
-            url = url_of(s, f"{path}.src_urls[{j}]", readable)
-            if url is None:
-                continue
-            prio = s.get("priority")
-            if prio is None:
-                prio = rng.randint(1, 100)  # pegasus-transfer's rule for a missing priority
-            elif check_number(prio, minimum=PRIORITY_MIN, maximum=PRIORITY_MAX,
-                              integer=True) is not None:
-                out.problems.append(f"{path}.src_urls[{j}].priority: must be a whole number "
-                                    f"from {PRIORITY_MIN} to {PRIORITY_MAX}")
-                continue
-            tls = s.get("tls_verify", True) is not False  # the per-URL opt-out of job.json
-            ranked.append((-int(prio), j, url, str(s.get("site_label", "")), tls))
-        dst_urls = []
-        for j, d in enumerate(dsts):
-            url = url_of(d, f"{path}.dest_urls[{j}]", writable | {"symlink"})
-            if url is not None:
-                dst_urls.append((url, str(d.get("site_label", ""))))
-        if not ranked or len(dst_urls) != len(dsts) or len(ranked) != len(srcs):
-            continue
-        ranked.sort()
-        link = symlink or scheme_of(dst_urls[0][0]) == "symlink"
-        dests = [local_path(u) if scheme_of(u) in ("file", "symlink") else u
-                 for u, _ in dst_urls]
-        lfn = entry.get("lfn")
-        if not isinstance(lfn, str) or not lfn:
-            lfn = os.path.basename(dests[0].rstrip("/")) or f"transfer-{i}"
-        out.transfers.append(Request(
-            lfn=lfn, sources=tuple((r[2], r[4]) for r in ranked),
-            dst=dests[0], fallback_dsts=tuple(dests[1:]),
-            # a source that is not local is copied even when linking is asked for
-            symlink=link, fsync=True))
-        out.labels[lfn] = ({redact(r[2]): r[3] for r in ranked}, dst_urls[0][1])
-        if str(entry.get("generate_checksum", "")).lower() == "true":
-            out.checksum.add(lfn)
     return out
+
+
+@dataclass(frozen=True, slots=True)
+class _Schemes:
+    read: frozenset[str]  # of a source
+    write: frozenset[str]  # of a destination or a target (symlink:// included)
+
+
+def _target_entry(out: TransferList, entry: dict[str, Any], path: str, kind: str,
+                  schemes: frozenset[str]) -> None:
+    """A mkdir or remove entry: its target, and for a remove the checks of refuse_remove."""
+    target = entry.get("target")
+    if not isinstance(target, dict):
+        out.problems.append(f"{path}.target: is required")
+        return
+    url = _entry_url(out.problems, target, f"{path}.target", schemes,
+                     removing=kind == "remove")
+    if url is None:
+        return
+    if kind == "mkdir":
+        out.mkdirs.append(url)
+        return
+    rec = target.get("recursive", entry.get("recursive", False))
+    recursive = rec is True or str(rec).lower() == "true"
+    why = refuse_remove(url, recursive)
+    if why:
+        out.problems.append(f"{path}.target.url: {why}")
+        return
+    out.removes.append((url, recursive))
+
+
+def _transfer_entry(out: TransferList, entry: dict[str, Any], i: int, schemes: _Schemes,
+                    symlink: bool, rng: random.Random) -> None:
+    """A transfer entry as a request: its sources by priority, its destinations in order."""
+    path = f"[{i}]"
+    srcs = entry.get("src_urls")
+    dsts = entry.get("dest_urls")
+    if not isinstance(srcs, list) or not srcs:
+        out.problems.append(f"{path}.src_urls: must be a non-empty list")
+        return
+    if not isinstance(dsts, list) or not dsts:
+        out.problems.append(f"{path}.dest_urls: must be a non-empty list")
+        return
+    ranked = _ranked_sources(out.problems, srcs, path, schemes.read, rng)
+    dst_urls = []
+    for j, d in enumerate(dsts):
+        url = _entry_url(out.problems, d, f"{path}.dest_urls[{j}]", schemes.write)
+        if url is not None:
+            dst_urls.append((url, str(d.get("site_label", ""))))
+    if not ranked or len(dst_urls) != len(dsts) or len(ranked) != len(srcs):
+        return
+    link = symlink or scheme_of(dst_urls[0][0]) == "symlink"
+    dests = [local_path(u) if scheme_of(u) in ("file", "symlink") else u
+             for u, _ in dst_urls]
+    lfn = entry.get("lfn")
+    if not isinstance(lfn, str) or not lfn:
+        lfn = os.path.basename(dests[0].rstrip("/")) or f"transfer-{i}"
+    out.transfers.append(Request(
+        lfn=lfn, sources=tuple((r[2], r[4]) for r in ranked),
+        dst=dests[0], fallback_dsts=tuple(dests[1:]),
+        # a source that is not local is copied even when linking is asked for
+        symlink=link, fsync=True))
+    out.labels[lfn] = ({redact(r[2]): r[3] for r in ranked}, dst_urls[0][1])
+    if str(entry.get("generate_checksum", "")).lower() == "true":
+        out.checksum.add(lfn)
+
+
+def _ranked_sources(problems: list[str], srcs: list[Any], path: str,
+                    schemes: frozenset[str], rng: random.Random
+                    ) -> list[tuple[int, int, str, str, bool]]:
+    """The usable sources, highest priority first (then in list order), each as
+    (-priority, index, url, site label, tls_verify)."""
+    ranked: list[tuple[int, int, str, str, bool]] = []
+    for j, s in enumerate(srcs):
+        url = _entry_url(problems, s, f"{path}.src_urls[{j}]", schemes)
+        if url is None:
+            continue
+        prio = s.get("priority")
+        if prio is None:
+            prio = rng.randint(1, 100)  # pegasus-transfer's rule for a missing priority
+        elif check_number(prio, minimum=PRIORITY_MIN, maximum=PRIORITY_MAX,
+                          integer=True) is not None:
+            problems.append(f"{path}.src_urls[{j}].priority: must be a whole number "
+                            f"from {PRIORITY_MIN} to {PRIORITY_MAX}")
+            continue
+        tls = s.get("tls_verify", True) is not False  # the per-URL opt-out of job.json
+        ranked.append((-int(prio), j, url, str(s.get("site_label", "")), tls))
+    ranked.sort()
+    return ranked
+
+
+def _entry_url(problems: list[str], x: Any, path: str, schemes: frozenset[str],
+               removing: bool = False) -> str | None:
+    """The expanded URL of an entry's ``url``, or None with the problem kept."""
+    raw = x.get("url") if isinstance(x, dict) else None
+    if not isinstance(raw, str) or not raw:
+        problems.append(f"{path}.url: is required")
+        return None
+    try:
+        url = expand(raw, empty_ok=not removing)
+    except ValueError as err:
+        problems.append(f"{path}.url: {err}")
+        return None
+    if "\x00" in url:
+        problems.append(f"{path}.url: must not contain a NUL byte")
+        return None
+    scheme = scheme_of(url)
+    if scheme not in schemes:
+        problems.append(f"{path}.url: unsupported scheme '{scheme}'")
+        return None
+    if scheme in ("file", "symlink"):
+        why = _local_problem(url, raw)
+        if why:
+            problems.append(f"{path}.url: {why}")
+            return None
+    return url
+
+
+def _local_problem(url: str, raw: str) -> str | None:
+    """Why a file:// or symlink:// URL names no usable local path, or None."""
+    try:
+        p = local_path(url)
+    except ValueError as err:
+        return str(err)
+    if not p.startswith("/"):
+        return f"'{redact(raw)}' must name an absolute path"
+    try:
+        os.fsencode(p)
+    except UnicodeEncodeError:
+        return "is not a path the system can take"
+    if "\x00" in p:  # %00
+        return "must not contain a NUL byte"
+    return None
 
 
 PRIORITY_MIN, PRIORITY_MAX = -(2**31), 2**31 - 1

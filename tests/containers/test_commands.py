@@ -16,7 +16,7 @@ import pytest
 from fluxlite.container import ContainerError, symlink_mounts
 from fluxlite.container.base import Invocation
 from fluxlite.container.runtimes import RUNTIMES
-from fluxlite.container.spec import Mount
+from fluxlite.spec.container import Mount
 from fluxlite.errors import SpecError
 from fluxlite.spec import JobSpec
 from tests.conftest import Fluxlite

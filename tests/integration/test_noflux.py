@@ -128,7 +128,8 @@ def test_warning_comes_before_the_term() -> None:
     spec = JobSpec.from_dict({"fluxlite": 1, "executable": "/bin/true"})
     for limit in (20.0, 60.0, 600.0, 7200.0):
         lead = warning_lead(spec, limit)
-        term = from_limits(spec.limits, limit).term_after
+        term = from_limits(checkpoint_time=spec.limits.checkpoint_time,
+                           kill_grace=spec.limits.kill_grace, timeleft=limit).term_after
         assert lead is not None and term is not None
         assert limit - lead < term < limit  # USR1 first, then fluxlite's TERM, then the limit
 

@@ -297,9 +297,9 @@ class _WatchedFile:
     ``hide_size`` makes it a source of unknown size, as a server without Content-Length."""
 
     def __init__(self, path: Path, hide_size: bool = False) -> None:
-        from fluxlite.staging.file import _FileReader
+        from fluxlite.staging.localfile import FileReader
 
-        self.inner = _FileReader(str(path))
+        self.inner = FileReader(str(path))
         self.size = None if hide_size else self.inner.size
         self.reads: list[str] = []
 
@@ -426,10 +426,10 @@ def _no_hasher_left() -> bool:
 def test_a_full_device_in_the_pipeline_is_its_oserror_and_no_thread_stays(
         tmp_path: Path, threshold: int) -> None:
     from fluxlite.staging.base import pump
-    from fluxlite.staging.file import _FileReader
+    from fluxlite.staging.localfile import FileReader
 
     make(tmp_path / "src", 3 * threshold)
-    src = _FileReader(str(tmp_path / "src"))
+    src = FileReader(str(tmp_path / "src"))
     fd = os.open("/dev/full", os.O_WRONLY)
     try:
         with pytest.raises(OSError) as err:
@@ -444,10 +444,10 @@ def test_a_full_device_in_the_pipeline_is_its_oserror_and_no_thread_stays(
 def test_a_cancel_in_the_pipeline_stops_it_and_no_thread_stays(tmp_path: Path,
                                                                 threshold: int) -> None:
     from fluxlite.staging.base import Cancelled, pump
-    from fluxlite.staging.file import _FileReader
+    from fluxlite.staging.localfile import FileReader
 
     make(tmp_path / "src", 3 * threshold)
-    src = _FileReader(str(tmp_path / "src"))
+    src = FileReader(str(tmp_path / "src"))
     cancel = threading.Event()
     wrote: list[int] = []
 

@@ -25,10 +25,11 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from fluxlite.cluster.pool import messages as m
-from fluxlite.execute.guard import Guard, fork_worker
+from fluxlite.execute.guard import Guard, GuardLink, fork_worker
 from fluxlite.flux import jobspec
 from fluxlite.signals import STOP_SIGNALS
 
@@ -140,10 +141,9 @@ class PoolGuard(Guard):
         return self._exit_code()
 
 
-def main(service: str, coord_rank: int, stdio_bytes: int, kvs_ns: str) -> int:
-    """Fork the worker below a guard, and be the guard; the exit code."""
-    from fluxlite.cluster.pool import worker
-
+def main(service: str, coord_rank: int, worker: Callable[[GuardLink], int]) -> int:
+    """Fork the worker below a guard, and be the guard; the exit code. ``worker(link)`` is
+    the worker's process, given its end of the pipe to the guard."""
     try:
         # the bindings once, before the fork, for both (no handle is opened before it)
         import flux.constants  # type: ignore[import-not-found]  # noqa: F401
@@ -152,6 +152,5 @@ def main(service: str, coord_rank: int, stdio_bytes: int, kvs_ns: str) -> int:
         sys.stderr.write(f"error: pool worker: no Flux bindings here: {err}\n")
         return 1
     index = int(os.environ.get("FLUX_TASK_RANK", "0"))
-    pid, rfd = fork_worker(lambda link: worker.run_worker(service, coord_rank, stdio_bytes,
-                                                          kvs_ns, link))
+    pid, rfd = fork_worker(worker)
     return PoolGuard(service, coord_rank, index, rfd, pid).run()

@@ -515,7 +515,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from fluxlite.cluster.pool import guard
 
-    return guard.main(args[0], rank, stdio, args[3])
+    def below_the_guard(link: GuardLink) -> int:
+        return run_worker(args[0], rank, stdio, args[3], link)
+
+    return guard.main(args[0], rank, below_the_guard)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,8 @@
 
 ``image`` is either a file staged like an input (``url`` or ``urls``, and its ``sha256``,
 which keys the node's image cache) or a hub reference (``docker://…``, ``library://…``)
-that the runtime pulls itself.
+that the runtime pulls itself. The runtimes that run such a container are
+``fluxlite.container``'s.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from fluxlite.spec import CONTAINER_RUNTIMES, SECTIONS, Field, Source
+from fluxlite.spec.fields import CONTAINER_RUNTIMES, SECTIONS, Field
+from fluxlite.spec.sections import Source
 
 RUNTIMES = CONTAINER_RUNTIMES
 HUB_SCHEMES = ("docker", "library", "oras", "shub")
@@ -94,7 +96,7 @@ class ContainerSpec:
 def parse_container(v: Any, value: Any, path: str = "container",
                     env: list[tuple[str, str]] | tuple[tuple[str, str], ...] = ()
                     ) -> ContainerSpec | None:
-    """Validate ``value`` with the spec's validator ``v`` (its problems list collects ours);
+    """Validate ``value`` with the spec's ``Validator`` ``v`` (its problems list collects ours);
     ``env`` is the job's environment, which goes into the container through a file."""
     d = v.obj(value, path)
     if d is None:

@@ -1,387 +1,32 @@
-"""job.json: untrusted JSON turned into frozen, validated objects.
-
-Every problem is reported at once with its JSON path (``inputs[1].urls[0]: ...``);
-nothing downstream re-checks what is validated here. The field table (``SECTIONS``) is the
-one description of the format: the validator reads every field through it, and the shipped
-JSON Schema is generated from it (``python -m fluxlite.schema``).
+"""The validator of job.json: every field read through the field table, every problem kept
+with its JSON path (``inputs[1].urls[0]: ...``), and the checks across fields (lfns staged
+twice, a file below a staged one, two files sent to one destination, the limits' order).
 """
 
 from __future__ import annotations
 
-import logging
 import os
 import posixpath
-import re
 from collections import Counter
-from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any
 
 from fluxlite.errors import SpecError
-from fluxlite.numbers import MAX_SECONDS, check_number, parse_duration
+from fluxlite.numbers import check_number, parse_duration
 from fluxlite.numbers import kind as _tname
+from fluxlite.spec.fields import _S, RESERVED_DIR, SECTIONS, SHA256_RE, SPEC_VERSION, Field
+from fluxlite.spec.sections import (
+    Checkpoint,
+    InputFile,
+    Limits,
+    OutputFile,
+    RecordsSpec,
+    Resources,
+    Source,
+    StagingOptions,
+    WorkdirSpec,
+    Workflow,
+)
 from fluxlite.urls import local_path, scheme_of
-
-logger = logging.getLogger(__name__)
-
-if TYPE_CHECKING:
-    from fluxlite.container.spec import ContainerSpec
-
-SPEC_VERSION = 1
-SHA256_RE = re.compile(r"^[0-9a-fA-F]{64}$")
-KEEP_POLICIES = ("never", "always", "on-failure")
-PLACEMENTS = ("local", "flux", "nested")
-USR1_ACTIONS = ("schedule", "forward", "term")
-CONTAINER_RUNTIMES = ("apptainer", "singularity", "podman", "docker", "charliecloud")
-HUB_IMAGE_PATTERN = r"^(docker|library|oras|shub)://[^\s]+$"
-INTEGRITY = ("best-effort", "required")
-MAX_JOB_FILE = 256 << 20  # bytes; a job file is read whole
-# fluxlite's own area of the worker directory (captured stdout and stderr): no lfn may be in it
-RESERVED_DIR = ".fluxlite"
-
-
-@dataclass(frozen=True, slots=True)
-class Source:
-    """One place an input can be read from, and whether its TLS certificate is verified."""
-
-    url: str
-    tls_verify: bool = True
-
-
-@dataclass(frozen=True, slots=True)
-class InputFile:
-    """An input of the job: its lfn in the worker directory, its sources and checksum."""
-
-    lfn: str
-    sources: tuple[Source, ...]
-    sha256: str | None = None
-    executable: bool = False
-    symlink: bool = False
-    optional: bool = False  # used for checkpoint files: absence is not an error
-    verify: bool = True
-
-
-@dataclass(frozen=True, slots=True)
-class OutputFile:
-    """An output of the job: its lfn in the worker directory and where it goes."""
-
-    lfn: str
-    urls: tuple[str, ...]
-    optional: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Checkpoint:
-    """A checkpoint file: staged in if present, staged out after the task however it ended."""
-
-    lfn: str
-    url: str
-
-
-@dataclass(frozen=True, slots=True)
-class Limits:
-    """The task's time limits: walltime, the checkpoint TERM and the grace before KILL."""
-
-    maxwalltime: float | None = None
-    checkpoint_time: float | None = None
-    kill_grace: float = 5.0
-
-
-@dataclass(frozen=True, slots=True)
-class WorkdirSpec:
-    """Where the worker directory is made, when it is kept, and the free space it needs."""
-
-    base: str | None = None
-    keep: Literal["never", "always", "on-failure"] = "never"
-    min_free_mb: float = 1000.0
-
-
-@dataclass(frozen=True, slots=True)
-class RecordsSpec:
-    """Where the records go and how much of the task's stdout and stderr they embed."""
-
-    kickstart: str | None = "-"
-    json: str | None = None
-    stdio_bytes: int = 262144  # bytes of stdout/stderr embedded in the record (tail)
-
-
-@dataclass(frozen=True, slots=True)
-class StagingOptions:
-    """How transfers run: attempts, backoff, threads, timeouts and the minimum rate."""
-
-    attempts: int = 3
-    backoff: float = 1.0
-    max_backoff: float = 30.0
-    threads: int = 0  # 0: chosen from the machine
-    timeout: float = 60.0  # seconds without progress before a network transfer is abandoned
-    min_rate: float = 1024.0  # bytes/s a network attempt must move over rate_window (0: off)
-    rate_window: float = 60.0
-
-
-@dataclass(frozen=True, slots=True)
-class Resources:
-    """What the job asks of Flux when it is submitted: nodes, tasks, cores, GPUs, time, queue."""
-
-    nodes: int | None = None
-    tasks: int = 1
-    cores_per_task: int = 1
-    gpus_per_task: int = 0
-    time_limit: float | None = None
-    queue: str | None = None
-    bank: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Workflow:
-    """The workflow a job belongs to (Pegasus's label and timestamp)."""
-
-    label: str | None = None
-    stamp: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class JobSpec:
-    """One job, validated and frozen: what runs, what is staged in and out, its limits and
-    records. Built by ``from_file``, ``from_json`` or ``from_dict``."""
-
-    executable: str  # a path, a name on PATH, or the lfn of a staged executable
-    name: str = ""
-    id: str = ""
-    site: str = "local"
-    workflow: Workflow = field(default_factory=Workflow)
-    arguments: tuple[str, ...] = ()
-    environment: tuple[tuple[str, str], ...] = ()
-    stdin: str | None = None
-    stdout: str | None = None
-    stderr: str | None = None
-    inputs: tuple[InputFile, ...] = ()
-    outputs: tuple[OutputFile, ...] = ()
-    checkpoints: tuple[Checkpoint, ...] = ()
-    limits: Limits = field(default_factory=Limits)
-    workdir: WorkdirSpec = field(default_factory=WorkdirSpec)
-    records: RecordsSpec = field(default_factory=RecordsSpec)
-    staging: StagingOptions = field(default_factory=StagingOptions)
-    resources: Resources = field(default_factory=Resources)
-    placement: str = "local"
-    monitor_interval: float = 1.0
-    usr1: str = "schedule"
-    meta: tuple[str, ...] = ()
-    write_meta: str | None = None
-    integrity: str = "best-effort"
-    staged_executable: InputFile | None = None
-    source: str = ""
-    container: ContainerSpec | None = None  # the task runs inside this image
-
-    @property
-    def env(self) -> dict[str, str]:
-        """The task's extra environment variables, as a dictionary."""
-        return dict(self.environment)
-
-    @classmethod
-    def from_file(cls, path: str, relative_to_file: bool = True) -> JobSpec:
-        """Read a job file; relative paths in it resolve against its directory (against
-        the current directory with ``relative_to_file=False``: a copy written elsewhere,
-        as the cluster writes the jobs of a JSON job list)."""
-        from fluxlite.fsutil import read_small_file
-
-        try:
-            raw = read_small_file(path, MAX_JOB_FILE)
-        except OSError as err:
-            raise SpecError([f"cannot read job file: {err.strerror}"], source=path) from err
-        except ValueError as err:  # not a regular file, too large, a NUL byte in the name
-            raise SpecError([f"cannot read job file: {err}"], source=path) from err
-        base = os.path.dirname(os.path.abspath(path)) if relative_to_file else None
-        return cls.from_json(raw, source=path, base_dir=base)
-
-    @classmethod
-    def from_json(cls, raw: bytes | str, source: str = "",
-                  base_dir: str | None = None) -> JobSpec:
-        """Parse and validate a job description's text; a SpecError lists every problem."""
-        import json  # the stdlib parser: a job file is small and orjson costs more to import
-
-        seen = _Objects()
-        try:
-            doc = json.loads(raw, object_pairs_hook=seen.hook)
-        except (ValueError, RecursionError) as err:
-            # ValueError: JSONDecodeError, bad UTF-8 and numbers too long to convert;
-            # RecursionError: arrays or objects nested too deep to parse
-            why = "nested too deeply" if isinstance(err, RecursionError) else str(err)
-            raise SpecError([f"malformed JSON: {why}"], source=source) from err
-        return cls.from_dict(doc, source=source, base_dir=base_dir, _objects=seen)
-
-    @classmethod
-    def from_dict(cls, doc: Any, source: str = "", base_dir: str | None = None,
-                  _objects: _Objects | None = None) -> JobSpec:
-        """Validate a parsed document. ``base_dir``: where relative paths resolve (None:
-        they are kept relative, to the current directory)."""
-        v = _Validator(base_dir)
-        spec = v.job(doc, source)
-        if _objects is not None:
-            for obj in _objects.with_duplicates:
-                if id(obj) not in v.reported_objects:
-                    v.err("", f"duplicate key '{obj.duplicates[0]}' in an object")
-        if v.problems:
-            raise SpecError(v.problems, source=source)
-        assert spec is not None
-        return spec
-
-
-# --------------------------------------------------------------------------- field table
-
-
-@dataclass(frozen=True, slots=True)
-class Field:
-    """One field of job.json: its kind, default and bounds.
-
-    kinds: ``string`` (non-empty text), ``text`` (any text), ``path`` (a file path;
-    relative ones resolve against the job file's directory), ``record`` (a path or ``-``),
-    ``lfn``, ``sha256``, ``boolean``, ``integer``, ``number``, ``duration`` (seconds, or text
-    such as ``90s``, ``30m``, ``1h30m``), ``enum`` (one of ``options``), ``const``, and the
-    shapes checked in code: ``object`` (the section named ``section``), ``list`` (of
-    ``items``), ``custom`` (``schema`` gives its JSON Schema). A null value means the
-    default, except with ``null_is_none``, where null is a value of its own (None).
-    """
-
-    kind: str
-    default: Any = None
-    minimum: float = 0.0
-    maximum: float = MAX_SECONDS
-    exclusive_minimum: bool = False
-    options: tuple[Any, ...] = ()
-    required: bool = False
-    null_is_none: bool = False
-    section: str = ""
-    items: Field | None = None
-    schema: dict[str, Any] | None = None
-    doc: str = ""
-
-
-_S = Field("string")
-_URL_ITEM = Field("custom", schema={"oneOf": [
-    {"type": "string", "minLength": 1}, {"$section": "source"}]})
-
-# section name -> field name -> Field. "" is the top level; a section whose values all come
-# from this table is built straight into the dataclass of the same field names
-# (see _Validator.section).
-SECTIONS: dict[str, dict[str, Field]] = {
-    "": {
-        "fluxlite": Field("const", options=(SPEC_VERSION,), required=True,
-                          doc="the version of this format"),
-        "name": Field("string", doc="transformation name (kickstart -n)"),
-        "id": Field("string", doc="job id / derivation (kickstart -N)"),
-        "site": Field("string", default="local", doc="resource / site handle (kickstart -R)"),
-        "workflow": Field("object", section="workflow"),
-        "executable": Field("custom", required=True, schema={"oneOf": [
-            {"type": "string", "minLength": 1}, {"$section": "executable"}]}),
-        "arguments": Field("list", items=Field("text")),
-        "environment": Field("custom", schema={
-            "type": ["object", "null"], "propertyNames": {"minLength": 1, "not": {
-                "pattern": "[=\u0000]"}},
-            "additionalProperties": {"type": "string", "not": {"pattern": "\u0000"}}}),
-        "stdin": Field("lfn"),
-        "stdout": Field("lfn"),
-        "stderr": Field("lfn"),
-        "inputs": Field("list", items=Field("object", section="inputs")),
-        "outputs": Field("list", items=Field("object", section="outputs")),
-        "checkpoints": Field("list", items=Field("object", section="checkpoints")),
-        "limits": Field("object", section="limits"),
-        "workdir": Field("object", section="workdir"),
-        "records": Field("object", section="records"),
-        "staging": Field("object", section="staging"),
-        "resources": Field("object", section="resources"),
-        "placement": Field("enum", default="local", options=PLACEMENTS),
-        "monitor": Field("object", section="monitor"),
-        "signals": Field("object", section="signals"),
-        "meta": Field("list", items=Field("path")),
-        "write_meta": Field("path"),
-        "integrity": Field("enum", default="best-effort", options=INTEGRITY,
-                           doc="required: every input must have a sha256"),
-        "container": Field("object", section="container",
-                           doc="the task runs inside this image (docs/containers.md)"),
-    },
-    "container": {
-        "type": Field("enum", required=True, options=CONTAINER_RUNTIMES),
-        "image": Field("custom", required=True, schema={"oneOf": [
-            {"type": "string", "pattern": HUB_IMAGE_PATTERN}, {"$section": "container_image"}]}),
-        "mounts": Field("list", items=Field("custom", schema={
-            "type": "string", "pattern": "^/[^:,]*:/[^:,]*(:(ro|rw))?$"})),
-        "workdir": Field("custom", default="/srv", schema={"type": "string",
-                                                           "pattern": "^/[^:,]*$"}),
-        "options": Field("list", items=_S),
-    },
-    "container_image": {
-        "url": Field("custom", schema={"oneOf": [
-            {"type": "string", "minLength": 1}, {"$section": "source"}]}),
-        "urls": Field("list", items=_URL_ITEM),
-        "sha256": Field("sha256", required=True),
-    },
-    "workflow": {"label": _S, "stamp": _S},
-    "executable": {
-        "url": Field("custom", schema={"type": "string", "minLength": 1}),
-        "urls": Field("list", items=_URL_ITEM),
-        "sha256": Field("sha256"),
-        "lfn": Field("lfn"),
-    },
-    "source": {
-        "url": Field("custom", required=True, schema={"type": "string", "minLength": 1}),
-        "tls_verify": Field("boolean", default=True),
-    },
-    "inputs": {
-        "lfn": Field("lfn", required=True),
-        "urls": Field("list", required=True, items=_URL_ITEM),
-        "sha256": Field("sha256"),
-        "executable": Field("boolean", default=False),
-        "symlink": Field("boolean", default=False),
-        "optional": Field("boolean", default=False),
-    },
-    "outputs": {
-        "lfn": Field("lfn", required=True),
-        "urls": Field("list", required=True, items=Field(
-            "custom", schema={"type": "string", "minLength": 1})),
-        "optional": Field("boolean", default=False),
-    },
-    "checkpoints": {
-        "lfn": Field("lfn", required=True),
-        "url": Field("custom", required=True, schema={"type": "string", "minLength": 1}),
-    },
-    "limits": {
-        "maxwalltime": Field("duration", exclusive_minimum=True),
-        "checkpoint_time": Field("duration", exclusive_minimum=True),
-        "kill_grace": Field("duration", default=5.0, maximum=86400.0),
-    },
-    "workdir": {
-        "base": Field("path"),
-        "keep": Field("enum", default="never", options=KEEP_POLICIES),
-        "min_free_mb": Field("number", default=1000.0, maximum=1e9),
-    },
-    "records": {
-        "kickstart": Field("record", default="-", null_is_none=True),
-        "json": Field("record", null_is_none=True),
-        "stdio_bytes": Field("integer", default=262144, maximum=2**30),
-    },
-    "staging": {
-        "attempts": Field("integer", default=3, minimum=1, maximum=100),
-        "backoff": Field("duration", default=1.0, maximum=86400.0),
-        "max_backoff": Field("duration", default=30.0, maximum=86400.0),
-        "threads": Field("integer", default=0, maximum=1024),
-        "timeout": Field("duration", default=60.0, exclusive_minimum=True, maximum=86400.0),
-        "min_rate": Field("number", default=1024.0, maximum=1e12),
-        "rate_window": Field("duration", default=60.0, exclusive_minimum=True, maximum=86400.0),
-    },
-    "resources": {
-        "nodes": Field("integer", minimum=1, maximum=100_000),
-        "tasks": Field("integer", default=1, minimum=1, maximum=10_000_000),
-        "cores_per_task": Field("integer", default=1, minimum=1, maximum=100_000),
-        "gpus_per_task": Field("integer", default=0, maximum=10_000),
-        "time_limit": Field("duration", exclusive_minimum=True),
-        "queue": _S,
-        "bank": _S,
-    },
-    "monitor": {"interval": Field("duration", default=1.0, minimum=0.01, maximum=3600.0)},
-    "signals": {"usr1": Field("enum", default="schedule", options=USR1_ACTIONS)},
-}
-
-
-# --------------------------------------------------------------------------- validation
 
 
 def check_lfn(lfn: str) -> str | None:
@@ -405,13 +50,23 @@ def check_lfn(lfn: str) -> str | None:
     return None
 
 
-class _Objects:
+def one_line(text: str) -> str:
+    """A message that stays one line whatever names it quotes: characters that are not
+    printable (line and paragraph separators, controls, lone surrogates) are escaped."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
+                   for c in text)
+
+
+class Objects:
     """The JSON parser's object hook: dicts that remember the keys given twice."""
 
     def __init__(self) -> None:
         self.with_duplicates: list[_Dict] = []
 
     def hook(self, pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        """One object of the document, its repeated keys noted."""
         d = _Dict(pairs)
         if len(d) != len(pairs):
             counts = Counter(k for k, _ in pairs)
@@ -424,7 +79,11 @@ class _Dict(dict[str, Any]):
     duplicates: list[str] = []  # noqa: RUF012 - set per instance by the hook
 
 
-class _Validator:
+class Validator:
+    """Reads a parsed job.json through the field table, keeping every problem found
+    (``problems``, one line each, with its JSON path); a section's parser (the container's)
+    is handed the validator and uses its readers."""
+
     def __init__(self, base_dir: str | None = None) -> None:
         self.problems: list[str] = []
         self.staged: dict[str, str] = {}  # normalised lfn -> the JSON path staging it in
@@ -432,10 +91,12 @@ class _Validator:
         self.reported_objects: set[int] = set()
 
     def err(self, path: str, msg: str) -> None:
+        """Keep the problem ``msg`` of the value at ``path``."""
         self.problems.append(one_line(f"{path}: {msg}" if path else msg))
 
     # typed getters ---------------------------------------------------------------
     def obj(self, value: Any, path: str) -> dict[str, Any] | None:
+        """``value`` as an object (its repeated keys reported), or None (reported)."""
         if not isinstance(value, dict):
             self.err(path, f"must be an object, not {_tname(value)}")
             return None
@@ -463,6 +124,7 @@ class _Validator:
         return self.scalar(d[key], p, f)
 
     def scalar(self, val: Any, p: str, f: Field) -> Any:
+        """A value checked as its field's kind says; the field's default when it is wrong."""
         k = f.kind
         if val is None and f.null_is_none:
             return None
@@ -554,9 +216,11 @@ class _Validator:
         return cls(**self.section(d, key))
 
     def top(self, d: dict[str, Any], key: str) -> Any:
+        """A scalar field of the top level."""
         return self.value(d, key, "", SECTIONS[""][key])
 
     def list_of(self, d: dict[str, Any], key: str, path: str) -> list[Any]:
+        """The list ``d[key]`` (absent or null: empty; not a list: reported, empty)."""
         if key not in d or d[key] is None:
             return []
         if not isinstance(d[key], list):
@@ -565,6 +229,8 @@ class _Validator:
         return list(d[key])
 
     def url(self, value: Any, path: str, direction: str) -> str | None:
+        """A URL of a scheme staging supports in ``direction``; a plain relative path is
+        resolved against the job file's directory; None when it is refused (reported)."""
         from fluxlite.staging import supported_schemes
 
         if not isinstance(value, str) or not value:
@@ -593,7 +259,8 @@ class _Validator:
         return value
 
     # sections ----------------------------------------------------------------------
-    def job(self, doc: Any, source: str) -> JobSpec | None:
+    def job(self, doc: Any, source: str) -> dict[str, Any] | None:
+        """The fields of a JobSpec from the whole document; None when a problem was found."""
         d = self.obj(doc, "")
         if d is None:
             return None
@@ -652,7 +319,7 @@ class _Validator:
                  for key in ("name", "id", "site", "placement", "write_meta", "integrity")}
         container = None
         if d.get("container") is not None:
-            from fluxlite.container.spec import parse_container
+            from fluxlite.spec.container import parse_container  # only a job that has one
 
             container = parse_container(self, d["container"], env=env)
         stdio = {k: self.stdio_name(d, k) for k in ("stdin", "stdout", "stderr")}
@@ -660,7 +327,7 @@ class _Validator:
             self.checksums_required(inputs, staged_exe, {})
         if None in inputs or None in outputs or None in ckpts or self.problems:
             return None
-        return JobSpec(
+        return dict(
             executable=executable,
             name=ident["name"] or os.path.basename(executable) or "task",
             id=ident["id"] or "",
@@ -688,6 +355,7 @@ class _Validator:
         )
 
     def executable(self, exe_raw: Any) -> tuple[str, InputFile | None]:
+        """The executable (a path or name; for a staged one, its lfn) and its input."""
         if exe_raw is None:
             self.err("executable", "is required")
             return "", None
@@ -710,6 +378,7 @@ class _Validator:
         return (staged.lfn if staged else ""), staged
 
     def sources(self, value: Any, path: str, direction: str) -> list[Source]:
+        """A non-empty list of URLs, each a string or ``{"url", "tls_verify"}``."""
         if not isinstance(value, list) or not value:
             self.err(path, "must be a non-empty list of URLs")
             return []
@@ -729,6 +398,7 @@ class _Validator:
         return out
 
     def input_file(self, x: Any, path: str, url_key_path: str = "urls") -> InputFile | None:
+        """One entry of ``inputs`` (or the staged executable), None when it is wrong."""
         d = self.obj(x, path)
         if d is None:
             return None
@@ -743,6 +413,7 @@ class _Validator:
         return InputFile(lfn=lfn, sources=tuple(sources), sha256=sha, **flags)
 
     def output_file(self, x: Any, path: str) -> OutputFile | None:
+        """One entry of ``outputs``, None when it is wrong."""
         d = self.obj(x, path)
         if d is None:
             return None
@@ -755,6 +426,7 @@ class _Validator:
         return OutputFile(lfn, tuple(urls), self.value(d, "optional", path, t["optional"]))
 
     def checkpoint(self, x: Any, path: str) -> Checkpoint | None:
+        """One entry of ``checkpoints``: its URL must be readable back; None when wrong."""
         d = self.obj(x, path)
         if d is None:
             return None
@@ -773,6 +445,7 @@ class _Validator:
 
     def unique_lfns(self, inputs: list[InputFile | None], outputs: list[OutputFile | None],
                     ckpts: list[Checkpoint | None], exe: InputFile | None) -> None:
+        """No lfn staged in twice or listed twice as an output, none below a staged file."""
         seen: dict[str, str] = {}
         named: list[tuple[str, InputFile | Checkpoint | None]] = [
             (f"inputs[{i}]", x) for i, x in enumerate(inputs)]
@@ -833,6 +506,7 @@ class _Validator:
                          "\"required\" and neither the job nor its meta files give it")
 
     def not_below(self, path: str, lfn: str, staged: dict[str, str]) -> None:
+        """``lfn`` must not lie below a name of ``staged`` (it would be written through it)."""
         parts = posixpath.normpath(lfn).split("/")
         for n in range(1, len(parts)):
             parent = "/".join(parts[:n])
@@ -855,6 +529,7 @@ class _Validator:
         return name
 
     def limits(self, d: dict[str, Any]) -> Limits:
+        """The limits section; the checkpoint time must come 10 s or more before the walltime."""
         lim = self.build(Limits, d, "limits")
         w, c = lim.maxwalltime, lim.checkpoint_time
         if w is not None and c is not None:
@@ -867,133 +542,36 @@ class _Validator:
         return lim
 
 
-# --------------------------------------------------------------------------- before the job
+def load_json(raw: bytes | str, source: str = "") -> tuple[Any, Objects]:
+    """Parse a job description's text; the objects that give a key twice are remembered
+    for :func:`job_fields` to report."""
+    import json  # the stdlib parser: a job file is small and orjson costs more to import
+
+    seen = Objects()
+    try:
+        doc = json.loads(raw, object_pairs_hook=seen.hook)
+    except (ValueError, RecursionError) as err:
+        # ValueError: JSONDecodeError, bad UTF-8 and numbers too long to convert;
+        # RecursionError: arrays or objects nested too deep to parse
+        why = "nested too deeply" if isinstance(err, RecursionError) else str(err)
+        raise SpecError([f"malformed JSON: {why}"], source=source) from err
+    return doc, seen
 
 
-def preflight(spec: JobSpec, executables: bool = True) -> list[str]:
-    """What can be known to fail before the job starts, checked before anything is created:
-    the .meta files (readable, well-formed; with integrity "required", a checksum for every
-    input), where records, the .meta output and file:// outputs go, and (``executables``)
-    an executable given by path or looked up on PATH."""
-    from fluxlite.meta import read_meta_files
-
-    problems: list[str] = []
-    expected: dict[str, str] = {}
-    for i, path in enumerate(spec.meta):
-        try:
-            expected.update(read_meta_files([path], first=i))
-        except SpecError as err:
-            problems += err.problems
-    if spec.integrity == "required" and spec.meta and not problems:
-        v = _Validator()
-        v.checksums_required(list(spec.inputs), spec.staged_executable, expected)
-        problems += v.problems
-    where = [("records.kickstart", spec.records.kickstart), ("records.json", spec.records.json),
-             ("write_meta", spec.write_meta)]
-    for path, dest in where:
-        why = _unwritable(dest) if dest and dest != "-" else None
-        if why:
-            problems.append(f"{path}: cannot write {dest}: {why}")
-    staged_out = [(f"outputs[{i}].urls", o.lfn, o.urls) for i, o in enumerate(spec.outputs)]
-    staged_out += [(f"checkpoints[{i}].url", c.lfn, (c.url,))
-                   for i, c in enumerate(spec.checkpoints)]
-    for path, lfn, urls in staged_out:
-        local = [u for u in urls if scheme_of(u) == "file"]
-        whys = [w for w in (_unwritable(local_path(u)) for u in local) if w]
-        if local and len(local) == len(urls) and len(whys) == len(local):
-            problems.append(f"{path}: no destination of '{lfn}' can be written: {whys[0]}")
-    if executables:
-        why = executable_problem(spec)
-        if why:
-            problems.append(f"executable: {why}")
-    return [one_line(p) for p in problems]
-
-
-def one_line(text: str) -> str:
-    """A message that stays one line whatever names it quotes: characters that are not
-    printable (line and paragraph separators, controls, lone surrogates) are escaped."""
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
-                   for c in text)
-
-
-def check_ready(spec: JobSpec, executables: bool = True) -> None:
-    """Raise SpecError with every problem ``preflight`` finds."""
-    problems = preflight(spec, executables)
-    if problems:
-        raise SpecError(problems, source=spec.source)
-
-
-def executable_problem(spec: JobSpec) -> str | None:
-    """Why the executable cannot be started, when that is known before staging."""
-    from fluxlite.execute.resolve import in_workdir, resolve
-
-    exe = spec.executable
-    staged = {f.lfn for f in spec.inputs} | (
-        {spec.staged_executable.lfn} if spec.staged_executable else set())
-    if in_workdir(exe, staged):
-        # a file of the worker directory, which fluxlite makes empty: only what is staged
-        # in (an input, or a checkpoint that exists; see preflight_warnings) can be there
-        lfn = posixpath.normpath(exe)
-        if exe in staged or lfn in staged or lfn in {c.lfn for c in spec.checkpoints}:
-            return None
-        return (f"'{exe}' names a file of the worker directory that nothing stages in "
-                f"(no input has lfn '{lfn}'): stage it as an input or give its absolute path")
-    return resolve(exe, spec.env.get("PATH", os.environ.get("PATH", os.defpath))).problem
-
-
-def preflight_warnings(spec: JobSpec) -> list[str]:
-    """What is likely to fail but may still be put right before the job runs: a local
-    source that does not exist (yet: an earlier job may write it), and an executable of the
-    worker directory that only an optional input or a checkpoint brings."""
-    warnings: list[str] = []
-    files = [(f"inputs[{i}].urls", f) for i, f in enumerate(spec.inputs)]
-    if spec.staged_executable is not None:
-        files.append(("executable.urls", spec.staged_executable))
-    for path, f in files:
-        for j, source in enumerate(f.sources):
-            if scheme_of(source.url) not in ("file", "symlink"):
-                continue
-            p = local_path(source.url)
-            if not os.path.lexists(p):
-                others = " (the other sources are tried)" if len(f.sources) > 1 else (
-                    " (optional: skipped without it)" if f.optional else
-                    ": stage-in fails unless it appears before the job runs")
-                warnings.append(f"{path}[{j}]: '{p}' does not exist{others}")
-    exe = spec.executable
-    if not os.path.isabs(exe) and "/" in exe:
-        lfn = posixpath.normpath(exe)
-        required = {f.lfn for f in spec.inputs if not f.optional}
-        if spec.staged_executable is not None:
-            required.add(spec.staged_executable.lfn)
-        if exe not in required and lfn not in required:
-            warnings.append(f"executable: '{exe}' is brought only by an optional input or a "
-                            "checkpoint: the task cannot start if neither exists")
-    return [one_line(w) for w in warnings]
-
-
-def with_records(spec: JobSpec, kickstart: str | None, json: str | None) -> JobSpec:
-    """The spec with its record destinations replaced (None: as the spec says)."""
-    r = spec.records
-    return replace(spec, records=replace(
-        r, kickstart=r.kickstart if kickstart is None else kickstart,
-        json=r.json if json is None else json))
-
-
-def _unwritable(path: str) -> str | None:
-    """Why a file cannot be created at ``path`` (its missing parents are created), or None."""
-    path = os.path.abspath(path)
-    if os.path.isdir(path):
-        return f"'{path}' is a directory"
-    parent = os.path.dirname(path)
-    while not os.path.lexists(parent) and parent != "/":
-        parent = os.path.dirname(parent)
-    if not os.path.isdir(parent):
-        return f"'{parent}' is not a directory"
-    if not os.access(parent, os.W_OK | os.X_OK) and not os.path.exists(path):
-        return f"'{parent}' is not writable"
-    return None
+def job_fields(doc: Any, source: str = "", base_dir: str | None = None,
+               objects: Objects | None = None) -> dict[str, Any]:
+    """Validate a parsed document into the fields of a JobSpec; a SpecError lists every
+    problem. ``base_dir``: where relative paths resolve (None: they are kept relative)."""
+    v = Validator(base_dir)
+    fields = v.job(doc, source)
+    if objects is not None:
+        for obj in objects.with_duplicates:
+            if id(obj) not in v.reported_objects:
+                v.err("", f"duplicate key '{obj.duplicates[0]}' in an object")
+    if v.problems:
+        raise SpecError(v.problems, source=source)
+    assert fields is not None
+    return fields
 
 
 def _destination_key(url: str) -> str:
