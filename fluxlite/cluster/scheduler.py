@@ -417,7 +417,8 @@ class Scheduler:
             # what the JSON record says of it, as it says it: no dictionaries kept
             if st.attempts is None:
                 st.attempts = []
-            st.attempts.append(orjson.dumps(attempt_dict(a)))
+            # (a copy: orjson's own bytes hold 4 KB whatever their length)
+            st.attempts.append(bytes(memoryview(orjson.dumps(attempt_dict(a)))))
         if a.ok:
             st.state = "done"
             self.counts["done"] += 1
