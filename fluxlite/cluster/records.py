@@ -92,11 +92,17 @@ class Attempt:
         return self.failure
 
 
+# A record's own ``usage`` is the cluster process's (kickstart's is kickstart's), read at
+# most this often (seconds); Pegasus reads only the task's (``mainjob``)
+USAGE_EVERY = 0.1
+
+
 class RecordWriter:
     """Formats attempts. What is the same for every attempt of the cluster (the site and
     workflow, the host's and this process's facts, the cwd, the stat of the tasks' stdin) is
     rendered once, the host lines once per host (a pool's), the executable's statinfo once
-    per version of the file (:class:`StatCache`); an attempt adds only its own lines.
+    per version of the file (:class:`StatCache`), this process's own usage at most every
+    ``USAGE_EVERY`` seconds; an attempt adds only its own lines.
     :meth:`record` is the same record as a :class:`~fluxlite.record.model.Record`, which
     ``kickstart.render`` renders to the same text."""
 
@@ -119,6 +125,7 @@ class RecordWriter:
         self._hosts: dict[str, tuple[str, str]] = {}  # host -> (record lines, task line's)
         self._statuses: dict[tuple[Any, ...], str] = {}
         self._when = (-1.0, "")  # the last start and its text: a record and its task line
+        self._usage = (-USAGE_EVERY, "")  # when this process's usage was read, its lines
 
     def _iso(self, t: float) -> str:
         if t != self._when[0]:
@@ -142,6 +149,13 @@ class RecordWriter:
             if len(self._statuses) < 256:
                 self._statuses[key] = text
         return text
+
+    def _own_usage(self) -> str:
+        # getrusage costs this loaded process 10-30 µs: read at most every USAGE_EVERY
+        now = time.monotonic()
+        if now - self._usage[0] >= USAGE_EVERY:
+            self._usage = (now, usage_lines(resource.getrusage(resource.RUSAGE_SELF)))
+        return self._usage[1]
 
     def kickstart(self, a: Attempt) -> str:
         """The attempt's kickstart record: the task's own, or one rendered from the attempt."""
@@ -179,7 +193,7 @@ class RecordWriter:
         if a.rank is not None:
             parts.append(f"    flux_rank: {q(str(a.rank))}\n")
         parts += [self._cwd, "  usage:\n",
-                  _self_usage(),
+                  self._own_usage(),
                   "  files:\n", self._stdin,
                   _stdio("stdout", a.stdout_path, a.stdout, a.stdout_info[0]),
                   _stdio("stderr", a.stderr_path, a.stderr, a.stderr_info[0])]
@@ -332,11 +346,6 @@ class StatCache:
 
 _RUSAGE = operator.attrgetter(*("ru_oublock" if k == "outblock" else "ru_" + k
                                  for k in RUSAGE_FIELDS))
-
-
-def _self_usage() -> str:
-    """The ``usage`` lines of this process, now."""
-    return usage_lines(resource.getrusage(resource.RUSAGE_SELF))
 
 
 def usage_lines(ru: Any) -> str:
