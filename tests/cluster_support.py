@@ -19,8 +19,7 @@ from typing import Any
 
 from fluxlite.cluster.executors import Executor
 from fluxlite.cluster.formats import Task, TaskGraph
-from fluxlite.cluster.records import Attempt, RecordWriter
-from fluxlite.cluster.scheduler import Options, Scheduler
+from fluxlite.cluster.records import Attempt
 from fluxlite.execute.base import ExitStatus
 
 # what wait4 tells of a /bin/true
@@ -111,13 +110,3 @@ def instant_graph(n: int, path: str = "instant.dag") -> TaskGraph:
     from fluxlite.cluster.formats import parse
 
     return parse("".join(f"TASK t{i} /bin/true\n" for i in range(n)), path, "pmc")
-
-
-def run_instant(graph: TaskGraph, ex: InstantExecutor | None = None, out: Any = None,
-                json: bool = False, **opts: Any) -> tuple[Scheduler, dict[str, Any]]:
-    """Run ``graph`` on the instant executor through the real scheduler and record writer;
-    the scheduler (for what it kept) and the summary."""
-    sched = Scheduler(graph, ex or InstantExecutor(), RecordWriter(),
-                      out if out is not None else NullOut(),
-                      Options(progress_interval=1e9, keep_attempts=json, **opts))
-    return sched, sched.run()
