@@ -151,6 +151,9 @@ def pool(tmp: str) -> int:
         for i in range(n):
             fh.write(f"TASK t{i} /bin/true\n")
     out, rescue = dag + ".out", dag + ".rescue"
+    for stale in (out, rescue):  # a rescue file of an earlier run would skip its tasks
+        if os.path.exists(stale):
+            os.unlink(stale)
     env = dict(os.environ, TMPDIR=tmp, PYTHONPATH=_tree())
     cmd = [PYTHON, "-m", "fluxlite", "cluster", "-q", dag, "--executor", "pool", "-o", out,
            "--rescue", rescue, "--tmpdir", tmp]
