@@ -156,7 +156,7 @@ class ClusterRun:
         opts = Options(fail_fast=s.fail_fast, rescue=s.rescue, max_wall_time=s.max_wall_time,
                        time_margin=s.time_margin, kill_grace=s.kill_grace,
                        progress_interval=max(0.5, s.progress), default_tries=s.tries,
-                       flux_context=self.ctx)
+                       flux_context=self.ctx, keep_attempts=bool(s.json))
         writer = RecordWriter(site=s.site, wf_label=os.environ.get("PEGASUS_WF_LABEL"))
         out = binary_out(s.output)
         sched = Scheduler(graph, executor, writer, out, opts, handlers=self.handlers)

@@ -25,8 +25,10 @@ import re
 import signal
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import IO, Any
+
+import orjson
 
 from fluxlite.cluster.executors import Executor
 from fluxlite.cluster.formats import TaskGraph
@@ -87,16 +89,18 @@ class Options:
     progress_interval: float = 10.0
     default_tries: int = 1
     flux_context: Any = None  # FluxContext: time left and the memo on the enclosing job
+    keep_attempts: bool = False  # every attempt kept (serialized) for the JSON record
 
 
 @dataclass(slots=True)
 class TaskState:
-    """Where one task is in the cluster's run: its state, tries and attempts."""
+    """Where one task is in the cluster's run: its state and tries, why it did not run, and
+    (for the JSON record only) its attempts, each as the JSON it is written as."""
 
     state: str = "waiting"  # waiting, ready, running, done, rescued, failed, not-run
     waiting_on: int = 0
     tries: int = 0
-    attempts: list[dict[str, Any]] = field(default_factory=list)
+    attempts: list[bytes] | None = None
     reason: str = ""  # why it did not run (or not to its end) this time
 
 
@@ -404,7 +408,12 @@ class Scheduler:
         self.counts["running"] -= 1
         self.out.write(self.w.kickstart(a).encode("utf-8", "backslashreplace"))
         self.out.write(self.w.task_line(a).encode("utf-8", "backslashreplace"))
-        st.attempts.append(attempt_dict(a))
+        if self.opt.keep_attempts:
+            # what the JSON record says of it, as it says it: no dictionaries kept
+            if st.attempts is None:
+                st.attempts = []
+            # (a copy: orjson's own bytes hold 4 KB whatever their length)
+            st.attempts.append(bytes(memoryview(orjson.dumps(attempt_dict(a)))))
         if a.ok:
             st.state = "done"
             self.counts["done"] += 1
@@ -551,15 +560,25 @@ class Scheduler:
         return EXIT_TASK_FAILED
 
     def report(self, summary: dict[str, Any]) -> dict[str, Any]:
-        """The JSON record of the cluster: every task, every attempt."""
-        tasks = []
+        """The JSON record of the cluster: every task, every attempt (kept only with
+        ``keep_attempts``). Its ``tasks`` are serialized already, one task a line (an
+        ``orjson.Fragment``): a cluster of a million tasks is never a million dictionaries
+        at once."""
+        buf = bytearray(b"[")
+        dumps, frag = orjson.dumps, orjson.Fragment
         for tid, t in self.g.tasks.items():
             st = self.states[tid]
-            tasks.append({"id": tid, "name": t.name, "line": t.line or None,
+            if len(buf) > 1:
+                buf += b",\n"
+            buf += dumps({"id": tid, "name": t.name, "line": t.line or None,
                           "app": t.app, "cores": t.cores, "gpus": t.gpus,
                           "memory_mb": t.memory_mb, "priority": t.priority,
                           "parents": t.parents, "state": st.state,
-                          "reason": st.reason or None, "attempts": st.attempts})
+                          "reason": st.reason or None,
+                          "attempts": [frag(x) for x in st.attempts or ()]})
+        buf += b"]"
+        tasks = frag(bytes(buf))
+        del buf
         return {"fluxlite_cluster": 1, "input": os.path.abspath(self.g.path),
                 "format": self.g.format, "executor": self.ex.name,
                 "start": iso(self.start), "start_epoch": self.start,

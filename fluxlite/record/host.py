@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 import os
 import socket
 import stat as _stat
@@ -11,9 +12,31 @@ from typing import Any
 
 
 def iso(t: float, ms: bool = True) -> str:
-    """Local time with offset, as kickstart writes it (2026-11-22T07:57:49.850+00:00)."""
-    return datetime.fromtimestamp(t).astimezone().isoformat(
-        timespec="milliseconds" if ms else "seconds")
+    """Local time with offset, as kickstart writes it (2026-11-22T07:57:49.850+00:00).
+
+    The text of each whole second (its date, time and UTC offset, which is where the time
+    goes) is kept, so that the many records of one second cost a lookup; the microseconds
+    are rounded as ``datetime.fromtimestamp`` rounds them (half to even, a carry into the
+    next second included), and the milliseconds cut as ``isoformat`` cuts them."""
+    if not (0.0 <= t < 1e11):  # not a time of this era: the slow way
+        return datetime.fromtimestamp(t).astimezone().isoformat(
+            timespec="milliseconds" if ms else "seconds")
+    frac, whole = math.modf(t)
+    us = round(frac * 1e6)
+    sec = int(whole)
+    if us >= 1_000_000:
+        us -= 1_000_000
+        sec += 1
+    hit = _SECONDS.get(sec)
+    if hit is None:
+        if len(_SECONDS) >= 4096:
+            _SECONDS.clear()
+        text = datetime.fromtimestamp(sec).astimezone().isoformat(timespec="seconds")
+        hit = _SECONDS[sec] = (text[:19], text[19:])
+    return f"{hit[0]}.{us // 1000:03d}{hit[1]}" if ms else hit[0] + hit[1]
+
+
+_SECONDS: dict[int, tuple[str, str]] = {}  # second -> (date and time, UTC offset)
 
 
 @functools.lru_cache(maxsize=64)
@@ -42,6 +65,11 @@ def stat_info(path: str, follow: bool = True) -> dict[str, Any] | None:
         st = os.stat(path) if follow else os.lstat(path)
     except OSError:
         return None
+    return stat_dict(st)
+
+
+def stat_dict(st: os.stat_result) -> dict[str, Any]:
+    """Kickstart's statinfo fields of a stat result."""
     return {
         "mode": st.st_mode, "size": st.st_size, "inode": st.st_ino, "nlink": st.st_nlink,
         "blksize": st.st_blksize, "blocks": st.st_blocks,

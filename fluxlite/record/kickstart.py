@@ -159,15 +159,66 @@ class _W:
                 self.lines.append(f"{prefix}{k}: {_scalar(v)}")
 
     def statinfo(self, depth: int, st: dict[str, Any]) -> None:
-        for k, v in st.items():
-            if k == "mode":
-                self.kv(depth, k, f"0o{v:o}")
-            elif k in ("mtime", "atime", "ctime"):
-                self.kv(depth, k, v)
-            elif k in ("user", "group"):
-                self.kv(depth, k, plain(v))
-            else:
-                self.kv(depth, k, str(v))
+        self.text(statinfo_text(depth, st))
+
+    def text(self, text: str) -> None:
+        """Lines already rendered (each ending with a newline)."""
+        if text:
+            self.lines.append(text[:-1])
+
+
+def statinfo_text(depth: int, st: dict[str, Any]) -> str:
+    """A statinfo's lines (``host.stat_info``'s fields) at ``depth``, each ending with a
+    newline."""
+    ind = "  " * depth
+    out = []
+    for k, v in st.items():
+        if k == "mode":
+            out.append(f"{ind}{k}: 0o{v:o}\n")
+        elif k in ("mtime", "atime", "ctime"):
+            out.append(f"{ind}{k}: {v}\n")
+        elif k in ("user", "group"):
+            out.append(f"{ind}{k}: {plain(v)}\n")
+        else:
+            out.append(f"{ind}{k}: {v}\n")
+    return "".join(out)
+
+
+def host_text(interface: str, hostaddr: str, hostname: str, process: dict[str, Any]) -> str:
+    """The record's lines of the host and of the process that wrote it (interface to
+    umask), each ending with a newline."""
+    p = process
+    return (f"  interface: {plain(interface or 'lo')}\n"
+            f"  hostaddr: {plain(hostaddr or '127.0.0.1')}\n"
+            f"  hostname: {plain(hostname or 'localhost')}\n"
+            f"  pid: {p.get('pid', 0)}\n  uid: {p.get('uid', 0)}\n"
+            f"  user: {q(p.get('user', ''))}\n  gid: {p.get('gid', 0)}\n"
+            f"  group: {q(p.get('group', ''))}\n  umask: 0o{p.get('umask', 0o022):04o}\n")
+
+
+_USAGE: dict[int, str] = {}
+_ZEROS = (0,) * 13
+
+
+def usage_template(depth: int) -> str:
+    """The ``%`` template of a resource usage's lines at ``depth``: kickstart's fields in
+    its order, times in seconds to the millisecond, counts as integers."""
+    tmpl = _USAGE.get(depth)
+    if tmpl is None:
+        from fluxlite.execute.base import RUSAGE_FIELDS
+
+        ind = "  " * depth
+        tmpl = _USAGE[depth] = "".join(
+            f"{ind}{k}: %.3f\n" if k in ("utime", "stime") else f"{ind}{k}: %d\n"
+            for k in RUSAGE_FIELDS)
+    return tmpl
+
+
+def usage_text(depth: int, ru: dict[str, float]) -> str:
+    """A resource usage's lines at ``depth`` (:func:`usage_template`; a missing field is 0)."""
+    from fluxlite.execute.base import RUSAGE_FIELDS
+
+    return usage_template(depth) % tuple(map(ru.get, RUSAGE_FIELDS, _ZEROS))
 
 
 def render(rec: Record) -> str:
@@ -186,16 +237,7 @@ def render(rec: Record) -> str:
             w.kv(1, "wf-label", q(job.wf_label))
         if job.wf_stamp:
             w.kv(1, "wf-stamp", q(job.wf_stamp))
-    w.kv(1, "interface", plain(rec.interface or "lo"))
-    w.kv(1, "hostaddr", plain(rec.hostaddr or "127.0.0.1"))
-    w.kv(1, "hostname", plain(rec.hostname or "localhost"))
-    p = rec.process
-    w.kv(1, "pid", str(p.get("pid", 0)))
-    w.kv(1, "uid", str(p.get("uid", 0)))
-    w.kv(1, "user", q(p.get("user", "")))
-    w.kv(1, "gid", str(p.get("gid", 0)))
-    w.kv(1, "group", q(p.get("group", "")))
-    w.kv(1, "umask", f"0o{p.get('umask', 0o022):04o}")
+    w.text(host_text(rec.interface, rec.hostaddr, rec.hostname, rec.process))
 
     for name, section in rec.extra_sections.items():
         if name in ("setup", "prejob"):
@@ -238,20 +280,24 @@ def render(rec: Record) -> str:
 
 
 def _status(w: _W, depth: int, status: Any) -> None:
-    w.key(depth, "status")
-    w.kv(depth + 1, "raw", str(status.raw))
+    w.text(status_text(depth, status))
+
+
+def status_text(depth: int, status: Any) -> str:
+    """An ExitStatus's ``status`` entry at ``depth``, each line ending with a newline."""
+    ind, sub = "  " * depth, "  " * (depth + 1)
+    head = f"{ind}status:\n{sub}raw: {status.raw}\n"
     if status.error is not None:
-        w.kv(depth + 1, "failure_error", q(status.error))
-    elif status.signal is not None:
+        return f"{head}{sub}failure_error: {q(status.error)}\n"
+    if status.signal is not None:
         from fluxlite.execute.base import signal_name
 
-        w.kv(depth + 1, "signalled_signal", str(status.signal))
         # kickstart's key is misspelt; write both so either reader finds it
-        w.kv(depth + 1, "singalled_name", q(_strsignal(status.signal)))
-        w.kv(depth + 1, "signalled_name", q(signal_name(status.signal)))
-        w.kv(depth + 1, "corefile", "true" if status.core else "false")
-    else:
-        w.kv(depth + 1, "regular_exitcode", str(status.exitcode))
+        return (f"{head}{sub}signalled_signal: {status.signal}\n"
+                f"{sub}singalled_name: {q(_strsignal(status.signal))}\n"
+                f"{sub}signalled_name: {q(signal_name(status.signal))}\n"
+                f"{sub}corefile: {'true' if status.core else 'false'}\n")
+    return f"{head}{sub}regular_exitcode: {status.exitcode}\n"
 
 
 def _strsignal(sig: int) -> str:
@@ -269,12 +315,7 @@ def _mainjob(w: _W, rec: Record) -> None:
     w.kv(2, "duration", _num(task.duration if task else 0.0))
     w.kv(2, "pid", str(task.pid if task else 0))
     w.key(2, "usage")
-    ru = task.rusage if task and task.rusage else {}
-    from fluxlite.execute.base import RUSAGE_FIELDS
-
-    for k in RUSAGE_FIELDS:
-        v = ru.get(k, 0)
-        w.kv(3, k, _num(v) if k in ("utime", "stime") else str(int(v)))
+    w.text(usage_text(3, task.rusage if task and task.rusage else {}))
     status = task.status if task else ExitStatus.failed_to_start(rec.error or "task not run")
     if task is not None and task.pid == 0 and status.error is None and status.raw == -1:
         status = ExitStatus.failed_to_start(rec.error or "task not run")
