@@ -21,6 +21,7 @@ import logging
 import os
 import signal
 import sys
+from typing import Any
 
 from fluxlite import __version__
 from fluxlite.errors import EXIT_INFRA, EXIT_USAGE, SIGNAL_BASE, FluxliteError
@@ -69,6 +70,31 @@ def _top_help() -> str:
     lines += [f"  {name:<13} {text}" for name, text in COMMANDS.items()]
     lines += ["", "`fluxlite COMMAND --help` describes a command."]
     return "\n".join(lines)
+
+
+def terminal_width() -> int:
+    """The columns of the terminal on standard output, as shutil.get_terminal_size() gives
+    them: $COLUMNS when it is a positive number, else the terminal's, else 80."""
+    try:
+        columns = int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+    return columns or 80
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """argparse's own formatter, given its width: argparse would import shutil for it (and
+    shutil imports zlib, bz2 and lzma) at every add_argument, a cost to every run."""
+
+    def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24,
+                 width: int | None = None, **kw: Any) -> None:
+        super().__init__(prog, indent_increment, max_help_position,
+                         terminal_width() - 2 if width is None else width, **kw)
 
 
 def common_arguments(p: argparse.ArgumentParser) -> None:
@@ -205,7 +231,7 @@ def command_parser(name: str) -> argparse.ArgumentParser:
     if hasattr(module, "parser"):  # a command line of its own, in argparse
         return module.parser()
     parser = argparse.ArgumentParser(prog=f"fluxlite {name}", description=COMMANDS[name],
-                                     allow_abbrev=False)
+                                     allow_abbrev=False, formatter_class=HelpFormatter)
     common_arguments(parser)
     module.add_arguments(parser)
     return parser

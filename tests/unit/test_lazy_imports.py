@@ -1,0 +1,115 @@
+"""A trivial `fluxlite run` imports only what it uses.
+
+Most of a short job's time is the interpreter's start and fluxlite's imports, so a module
+imported at the top of a file for a use that a plain run never reaches is paid by every
+job. The run below (one 1 KiB file:// input, /bin/true, one output, a kickstart record)
+goes through the command line's ``main`` in a fresh interpreter started with ``-S``: no
+site hooks (an editable install's finder imports pathlib and urllib.parse on its own), so
+that every module the run leaves in ``sys.modules`` is one fluxlite's code imported.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import fluxlite
+
+# Modules a trivial run does not need, with what each costs to import on top of what the
+# run imports anyway (median of -X importtime on a 2-core machine; the heavy ones' own
+# imports included). A module here that a run starts to import needs a function-level
+# import where it is used, or a lighter way to do the same.
+HEAVY: dict[str, str] = {
+    "psutil": "13-17 ms; the task monitor's sampling thread imports it once a task has "
+              "run for 50 ms, nothing on the main thread does",
+    "yaml": "12-17 ms; reading kickstart records (stats, report), not writing one",
+    "jsonschema": "55-77 ms; the schema's tests only",
+    "orjson": "2.5-3 ms with uuid and platform; the JSON record and .meta files only",
+    "uuid": "2-3 ms with platform (orjson imports it)",
+    "platform": "1.3-2 ms",
+    "secrets": "2-2.6 ms with hmac, base64 and random; a temporary name's 8 hex digits "
+               "are os.urandom(4).hex()",
+    "random": "1-1.3 ms; the jitter of a retry",
+    "tempfile": "3.5-4.8 ms with shutil and random; names are made where they are needed",
+    "bz2": "0.7-1 ms (shutil imports it)",
+    "lzma": "0.9-1.2 ms (shutil imports it)",
+    "socket": "2.5-3.6 ms with selectors and its enums; the host's name and address come "
+              "from _socket",
+    "subprocess": "2.5-3.7 ms with selectors; the task is spawned by fluxlite's supervisor",
+    "http": "15-34 ms (http.client); the http backend only",
+    "urllib.request": "20-35 ms",
+    "ssl": "7-10 ms",
+    "email": "9-13 ms",
+    "asyncio": "19-25 ms",
+    "concurrent.futures.process": "18-28 ms with multiprocessing",
+    "multiprocessing": "6 ms",
+    "boto3": "250-600 ms; the s3 backend only",
+    "botocore": "the s3 backend only",
+    "flux": "the Flux bindings: only when a Flux instance is asked for",
+}
+
+
+def _heavy(name: str) -> str | None:
+    for h in HEAVY:
+        if name == h or name.startswith(h + "."):
+            return h
+    return None
+
+
+# Run in the child: fluxlite's own import path and the site-packages the tests see, then
+# the run; the modules it imported (and the thread that imported each first) go to a file.
+_CHILD = """
+import sys
+sys.path[:0] = {paths!r}
+import threading  # logging imports it anyway
+first = {{}}
+
+def hook(event, args):
+    if event == "import":
+        first.setdefault(args[0], threading.current_thread().name)
+
+sys.addaudithook(hook)
+start = set(sys.modules)
+from fluxlite.cli import main
+rc = main(["run", "-q", {job!r}])
+new = sorted(set(sys.modules) - start)
+with open({out!r}, "w") as fh:
+    fh.write(str(rc) + "\\n")
+    fh.writelines(f"{{m}} {{first.get(m, 'MainThread')}}\\n" for m in new)
+"""
+
+
+def test_a_trivial_run_imports_nothing_heavy(tmp_path: Path) -> None:
+    src = tmp_path / "in.dat"
+    src.write_bytes(os.urandom(1024))
+    (tmp_path / "out").mkdir()
+    (tmp_path / "wd").mkdir()
+    job = tmp_path / "job.json"
+    job.write_text(
+        '{"fluxlite": 1, "name": "trivial", "executable": "/bin/true",'
+        f' "inputs": [{{"lfn": "in.dat", "urls": ["file://{src}"]}}],'
+        f' "outputs": [{{"lfn": "in.dat", "urls": ["file://{tmp_path}/out/in.dat"]}}],'
+        f' "records": {{"kickstart": "{tmp_path}/job.out"}}}}')
+    out = tmp_path / "modules.txt"
+    paths = [os.path.dirname(os.path.dirname(os.path.abspath(fluxlite.__file__)))]
+    paths += [p for p in sys.path if p.endswith("-packages")]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FLUX_", "PYTHON"))}
+    env["TMPDIR"] = str(tmp_path / "wd")
+    code = _CHILD.format(paths=paths, job=str(job), out=str(out))
+    proc = subprocess.run([sys.executable, "-S", "-c", code], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    rc, *lines = out.read_text().splitlines()
+    assert rc == "0", proc.stderr
+    assert (tmp_path / "out" / "in.dat").read_bytes() == src.read_bytes()
+    assert (tmp_path / "job.out").stat().st_size > 0
+    imported = dict(line.split() for line in lines)
+    assert "fluxlite.runner" in imported  # the run went through the whole job
+    # the task monitor's thread imports psutil (and what psutil imports) once a task has
+    # outlasted its first delay, which a loaded machine can make even /bin/true do: that
+    # is the monitor at work, not the run's own path
+    found = sorted(f"{m} (as {_heavy(m)}: {HEAVY[_heavy(m)]})" for m, who in imported.items()
+                   if _heavy(m) and who != "fluxlite-monitor")
+    assert not found, "a trivial run imported:\n" + "\n".join(found)
