@@ -114,3 +114,33 @@ def test_a_trivial_run_imports_nothing_heavy(tmp_path: Path) -> None:
     found = sorted(f"{m} (as {_heavy(m)}: {HEAVY[_heavy(m)]})" for m, who in imported.items()
                    if _heavy(m) and who != "fluxlite-monitor")
     assert not found, "a trivial run imported:\n" + "\n".join(found)
+
+
+_GC_CHILD = """
+import gc, sys
+sys.path[:0] = {paths!r}
+gc.disable()  # as python -m fluxlite starts
+from fluxlite.cli import main
+rc = main(["validate", {job!r}], program=True)
+print(rc, gc.isenabled(), gc.get_freeze_count() > 1000)
+gc.unfreeze()
+gc.disable()
+rc = main(["validate", {job!r}])  # a library caller's collector is left as it was
+print(rc, gc.isenabled(), gc.get_freeze_count())
+"""
+
+
+def test_the_collector_runs_again_once_the_command_runs(tmp_path: Path) -> None:
+    """The start's objects are frozen out of the cyclic collector and the collector is
+    started again before the command runs (a cluster runs for days); a caller of main() in
+    its own process keeps its collector as it was."""
+    job = tmp_path / "job.json"
+    job.write_text('{"fluxlite": 1, "executable": "/bin/true"}')
+    paths = [os.path.dirname(os.path.dirname(os.path.abspath(fluxlite.__file__)))]
+    paths += [p for p in sys.path if p.endswith("-packages")]
+    code = _GC_CHILD.format(paths=paths, job=str(job))
+    proc = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert [ln for ln in proc.stdout.splitlines() if ln[:2] == "0 "] == ["0 True True",
+                                                                       "0 False 0"]
