@@ -124,24 +124,6 @@ def _read(path: str) -> str:
         return ""
 
 
-def _read_bytes(path: str) -> bytes:
-    """A small /proc file's bytes (b"" when it cannot be read): no text layer, no decoding
-    of what a process named itself."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        return b""
-    try:
-        chunks = []
-        while chunk := os.read(fd, 4096):
-            chunks.append(chunk)
-        return b"".join(chunks)
-    except OSError:
-        return b""
-    finally:
-        os.close(fd)
-
-
 def machine() -> dict[str, Any]:
     """Kickstart's machine section (Linux), in the same units (kB for memory)."""
     u = os.uname()
@@ -181,34 +163,22 @@ def machine() -> dict[str, Any]:
 
 
 def _procs() -> dict[str, int]:
+    from fluxlite.execute import procfs
+
     total = running = sleeping = vmsize = rss = tasks = t_running = t_sleeping = 0
-    page_kb = os.sysconf("SC_PAGE_SIZE") // 1024
-    try:
-        entries = [e for e in os.listdir("/proc") if e.isdigit()]
-    except OSError:
-        entries = []
+    page_kb = procfs.PAGE_SIZE // 1024
     asleep = (b"S", b"D", b"I")
-    for pid in entries:
-        raw = _read_bytes(f"/proc/{pid}/stat")
-        if not raw:
-            continue
-        fields = raw[raw.rfind(b")") + 2:].split()
-        if len(fields) < 22:
-            continue
+    for p in procfs.processes():
         total += 1
-        state = fields[0]
-        if state == b"R":
+        if p.state == b"R":
             running += 1
-        elif state in asleep:
-            sleeping += 1
-        nthreads = int(fields[17])
-        tasks += nthreads
-        if state == b"R":
             t_running += 1
-        elif state in asleep:
-            t_sleeping += nthreads
-        vmsize += int(fields[20]) // 1024
-        rss += int(fields[21]) * page_kb
+        elif p.state in asleep:
+            sleeping += 1
+            t_sleeping += p.threads
+        tasks += p.threads
+        vmsize += p.vsize // 1024
+        rss += p.rss * page_kb
     return {"procs_total": total, "procs_running": running, "procs_sleeping": sleeping,
             "procs_other": total - running - sleeping, "procs_vmsize": vmsize,
             "procs_rss": rss, "task_total": tasks, "task_running": t_running,
