@@ -45,14 +45,16 @@ def available() -> bool:
 
 
 def _read(path: str) -> bytes:
+    """A /proc file of one record (a process's stat line, its io counters): the kernel
+    makes it whole at the first read, so a read shorter than asked is all of it."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
         return b""
     try:
-        chunks = []
-        while chunk := os.read(fd, 4096):
-            chunks.append(chunk)
+        chunks = [os.read(fd, 4096)]
+        while len(chunks[-1]) == 4096:
+            chunks.append(os.read(fd, 4096))
         return b"".join(chunks)
     except OSError:
         return b""
