@@ -1,3 +1,9 @@
-from fluxlite.cli import main
+import gc
+
+# the collector stays paused while the command line and the command's modules are imported:
+# cli.main freezes what they made and starts it again (see cli._import_command)
+gc.disable()
+
+from fluxlite.cli import main  # noqa: E402
 
 raise SystemExit(main())

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
-
 from fluxlite import redact
 from fluxlite.errors import SpecError, StageError
 from fluxlite.fsutil import read_small_file, write_atomic
@@ -20,6 +18,8 @@ def read_meta_files(paths: tuple[str, ...] | list[str], first: int = 0) -> dict[
     Every entry with a checksum counts, whatever its ``_type``, as in pegasus-integrity:
     the planner's ``<job>.in.meta`` says ``data`` for inputs and ``executable`` for staged
     executables, pegasus-integrity and pegasus-exitcode write ``file``."""
+    import orjson  # a job with .meta files only: orjson (and uuid) cost 3 ms to import
+
     out: dict[str, str] = {}
     for i, path in enumerate(paths, first):
         try:
@@ -63,6 +63,8 @@ def meta_entries(outputs: list[Any]) -> list[dict[str, Any]]:
 
 def write_meta(path: str, outputs: list[Any]) -> None:
     """Write a .meta file for the outputs (atomically), as pegasus-exitcode would."""
+    import orjson
+
     data = orjson.dumps(redact.deep(meta_entries(outputs)), option=orjson.OPT_INDENT_2)
     try:
         write_atomic(path, data)

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
-import shutil
-import stat
-import sys
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from fluxlite.errors import WorkdirError
+from fluxlite.fsutil import mkdtemp
 from fluxlite.spec import WorkdirSpec
 
 logger = logging.getLogger(__name__)
@@ -51,25 +49,30 @@ class Workdir:
             logger.warning("worker directory %s not removed: %s", self.path, err.strerror)
             return False
         try:
+            failed: list[str] = []
             try:
-                st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
+                dfd = os.open(name, _DIR_FLAGS, dir_fd=pfd)
             except FileNotFoundError:
                 return True
-            if not stat.S_ISDIR(st.st_mode) or (st.st_dev, st.st_ino) != self.identity:
-                logger.warning("worker directory %s not removed: it is no longer the "
-                               "directory fluxlite created", self.path)
-                return False
-            failed: list[str] = []
-
-            def note(_fn: object, p: str, exc: object) -> None:
-                err = exc[1] if isinstance(exc, tuple) else exc  # onerror: exc_info
-                why = err.strerror if isinstance(err, OSError) and err.strerror else err
-                failed.append(f"{p}: {why}")
-
-            if sys.version_info >= (3, 12):
-                shutil.rmtree(name, dir_fd=pfd, onexc=note)
-            else:
-                shutil.rmtree(name, dir_fd=pfd, onerror=note)
+            except OSError as err:
+                if err.errno not in (errno.ELOOP, errno.ENOTDIR):
+                    logger.warning("worker directory %s not removed: %s", self.path,
+                                   err.strerror or err)
+                    return False
+                dfd = -1  # a link or a file is there now
+            try:
+                if dfd < 0 or _identity(os.fstat(dfd)) != self.identity:
+                    logger.warning("worker directory %s not removed: it is no longer the "
+                                   "directory fluxlite created", self.path)
+                    return False
+                _remove_contents(dfd, name, failed)
+            finally:
+                if dfd >= 0:
+                    os.close(dfd)
+            try:
+                os.rmdir(name, dir_fd=pfd)
+            except OSError as err:
+                failed.append(f"{name}: {err.strerror or err}")
             if failed:
                 logger.warning("worker directory %s not fully removed: %s", self.path,
                                failed[0])
@@ -77,6 +80,53 @@ class Workdir:
             return True
         finally:
             os.close(pfd)
+
+
+# a directory opened to be emptied: never through a symbolic link
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _identity(st: os.stat_result) -> tuple[int, int]:
+    return st.st_dev, st.st_ino
+
+
+def _remove_contents(dfd: int, path: str, failed: list[str]) -> None:
+    """Remove everything in the directory open as ``dfd`` (``path``: its name in messages),
+    depth first, by descriptor: a name that has become a link is removed as the link,
+    never followed. What cannot be removed is noted in ``failed`` and the rest goes on.
+    (shutil.rmtree's fd-based walk, without importing shutil: it brings zlib, bz2 and lzma,
+    about 3 ms of every job's start.)"""
+    try:
+        with os.scandir(dfd) as it:
+            entries = [(e.name, _is_dir(e)) for e in it]
+    except OSError as err:
+        failed.append(f"{path}: {err.strerror or err}")
+        return
+    for name, is_dir in entries:
+        full = os.path.join(path, name)
+        try:
+            if not is_dir:
+                os.unlink(name, dir_fd=dfd)
+                continue
+            sub = os.open(name, _DIR_FLAGS, dir_fd=dfd)
+        except OSError as err:
+            failed.append(f"{full}: {err.strerror or err}")
+            continue
+        try:
+            _remove_contents(sub, full, failed)
+        finally:
+            os.close(sub)
+        try:
+            os.rmdir(name, dir_fd=dfd)
+        except OSError as err:
+            failed.append(f"{full}: {err.strerror or err}")
+
+
+def _is_dir(entry: os.DirEntry[str]) -> bool:
+    try:
+        return entry.is_dir(follow_symlinks=False)
+    except OSError:
+        return False
 
 
 def candidates(spec: WorkdirSpec, env: Mapping[str, str] | None = None) -> list[str]:
@@ -114,14 +164,12 @@ def create(spec: WorkdirSpec, env: Mapping[str, str] | None = None) -> Workdir:
             tried.append((base, f"{free_mb:.0f} MB free, {spec.min_free_mb:.0f} MB needed"))
             continue
         try:
-            path = tempfile.mkdtemp(prefix="fluxlite.", dir=base)  # mode 0700
+            path = mkdtemp(base, "fluxlite.")  # mode 0700
         except OSError as err:
             tried.append((base, err.strerror or str(err)))
             continue
         for cand, why in tried:
             logger.debug("worker directory candidate %s passed over: %s", cand, why)
-        st_new = os.lstat(path)
-        return Workdir(os.path.realpath(path), base, free_mb, tried,
-                       (st_new.st_dev, st_new.st_ino))
+        return Workdir(os.path.realpath(path), base, free_mb, tried, _identity(os.lstat(path)))
     detail = "; ".join(f"{c}: {w}" for c, w in tried)
     raise WorkdirError(f"no usable worker directory ({detail})")

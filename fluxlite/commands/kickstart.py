@@ -14,6 +14,8 @@ import sys
 from fluxlite import __version__
 from fluxlite.errors import EXIT_CANNOT_EXEC
 from fluxlite.kickstart_args import USAGE, KickstartUsage, parse
+from fluxlite.pegasus.kickstart import run_kickstart
+from fluxlite.pegasus.kickstart_job import build
 
 PROG = "fluxlite kickstart"
 
@@ -34,9 +36,6 @@ def main_argv(argv: list[str]) -> int:
     if args.help:
         sys.stderr.write(USAGE)
         return EXIT_CANNOT_EXEC
-    from fluxlite.pegasus.kickstart import run_kickstart
-    from fluxlite.pegasus.kickstart_job import build
-
     try:
         spec, opts = build(args, dict(os.environ))
     except KickstartUsage as err:
@@ -49,7 +48,7 @@ def console_main() -> int:
     executable, not a command and a subcommand."""
     from fluxlite.cli import main
 
-    return main(["kickstart", *sys.argv[1:]])
+    return main(["kickstart", *sys.argv[1:]], program=True)
 
 
 def _usage(message: str, show_help: bool) -> int:

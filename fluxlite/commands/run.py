@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from fluxlite.runner import RunOptions, run_job
 from fluxlite.spec import JobSpec, check_ready, preflight_warnings, with_records
 
 
@@ -43,8 +44,6 @@ def main(args: argparse.Namespace) -> int:
         sys.stdout.buffer.write(describe(spec).encode("utf-8", "backslashreplace"))
         sys.stdout.flush()
         return 0
-    from fluxlite.runner import RunOptions, run_job
-
     opts = RunOptions(full=args.full, use_flux=not args.no_flux,
                       overwrite_records=args.overwrite_records)
     if args.kickstart_record is not None:

@@ -21,12 +21,10 @@ import logging
 import math
 import os
 import select
-import shutil
 import signal
-import subprocess
 import time
 from collections.abc import Callable, Container
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fluxlite.errors import ExecError, FluxliteError
 from fluxlite.execute import supervisor
@@ -40,6 +38,9 @@ from fluxlite.execute.base import (
     rusage_dict,
     signal_name,
 )
+
+if TYPE_CHECKING:
+    import subprocess
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +61,8 @@ def which(exe: str, env: dict[str, str]) -> str | None:
     (None when not found)."""
     if "/" in exe:
         return exe
+    import shutil  # a bare name only: shutil brings zlib, bz2 and lzma with it
+
     return shutil.which(exe, path=env.get("PATH", os.defpath))
 
 

@@ -1,4 +1,5 @@
-"""Process-tree sampling with psutil while the task runs (peak memory, CPU, threads, I/O)."""
+"""Process-tree sampling while the task runs (peak memory, CPU, threads, I/O): from /proc
+(:mod:`fluxlite.execute.procfs`) on Linux, through psutil elsewhere."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import os
 import threading
 from dataclasses import dataclass, field
 from typing import Any
+
+from fluxlite.execute import procfs
 
 
 @dataclass(slots=True)
@@ -48,7 +51,8 @@ class Monitor:
         self._stop = threading.Event()
         self._cpu: dict[int, float] = {}
         self._io: dict[int, tuple[int, int]] = {}
-        self._me: Any = None  # psutil is imported by the sampling thread, off the start path
+        self._me: Any = None  # psutil's Process of fluxlite, where there is no /proc
+        self._procfs: bool | None = None  # whether /proc is read (known at the first sample)
         self._exclude: set[int] = set()
         self._thread = threading.Thread(target=self._run, name="fluxlite-monitor", daemon=True)
 
@@ -79,6 +83,22 @@ class Monitor:
 
     def sample(self) -> None:
         """Take one sample of the process tree below fluxlite, helpers excluded."""
+        if self._procfs is None:
+            self._procfs = procfs.available()
+        if not self._procfs:
+            self._sample_psutil()
+            return
+        procs = [p for p in procfs.descendants(procfs.processes(), os.getpid())
+                 if p.pid not in self._exclude]
+        for p in procs:
+            io = procfs.io_bytes(p.pid)
+            if io is not None:
+                self._io[p.pid] = io
+            self._cpu[p.pid] = p.cpu_seconds
+        self._note(sum(p.rss for p in procs) * procfs.PAGE_SIZE, sum(p.vsize for p in procs),
+                   sum(p.threads for p in procs), len(procs))
+
+    def _sample_psutil(self) -> None:
         import psutil
 
         if self._me is None:
@@ -102,9 +122,13 @@ class Monitor:
             vms += mi.vms
             threads += nt
             self._cpu[p.pid] = ct.user + ct.system
+        self._note(rss, vms, threads, len(procs))
+
+    def _note(self, rss: int, vms: int, threads: int, procs: int) -> None:
+        """One sample's sums over the tree: the peaks so far."""
         u = self.usage
         u.samples += 1
         u.peak_rss = max(u.peak_rss, rss)
         u.peak_vms = max(u.peak_vms, vms)
         u.peak_threads = max(u.peak_threads, threads)
-        u.peak_procs = max(u.peak_procs, len(procs))
+        u.peak_procs = max(u.peak_procs, procs)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import errno
 import os
-import shutil
 import stat
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -44,12 +43,17 @@ def in_workdir(exe: str, staged: Collection[str]) -> bool:
     return exe in staged or (not os.path.isabs(exe) and "/" in exe)
 
 
+def _which(exe: str, path: str) -> str | None:
+    import shutil  # a bare name only: shutil brings zlib, bz2 and lzma with it
+
+    return shutil.which(exe, path=path)
+
+
 def resolve(exe: str, path: str | None, access: int = os.X_OK) -> Resolved:
     """Resolve ``exe``: itself when it has a slash, else the first executable of that name
     on ``path`` (a PATH value; None: not looked up, a bare name is not found). It can be
     started when it is a regular file this process may ``access``."""
-    found = exe if "/" in exe else (shutil.which(exe, path=path) if path is not None
-                                    else None)
+    found = exe if "/" in exe else (_which(exe, path) if path is not None else None)
     if found is None:
         return Resolved(exe, None, errno.ENOENT, exists=False)
     try:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import os
-import secrets
 import time
 from collections.abc import Iterable
 
@@ -43,11 +42,11 @@ def write_part(directory: str, kind: str, lines: list[str]) -> str:
     written under a hidden temporary name (PegasusLite's ``ls`` passes over it) and linked
     into place whole, so a full filesystem leaves no empty or cut part for kickstart to
     embed. Raises OSError."""
-    from fluxlite.fsutil import unlink_quietly
+    from fluxlite.fsutil import token_hex, unlink_quietly
 
     os.makedirs(directory, exist_ok=True)
     base = os.path.join(directory, f"{int(time.time())}-{kind}")
-    tmp = os.path.join(directory, f".{kind}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
+    tmp = os.path.join(directory, f".{kind}.tmp-{os.getpid()}-{token_hex(4)}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
                  0o644)
     try:

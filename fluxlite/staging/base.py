@@ -17,20 +17,21 @@ import errno
 import hashlib
 import logging
 import os
-import random
 import re
-import secrets
 import stat
-import tempfile
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from fluxlite.errors import IntegrityError, StageError
+from fluxlite.fsutil import mkstemp, token_hex
 from fluxlite.integrity import CHUNK
 from fluxlite.urls import redact
+
+if TYPE_CHECKING:
+    import random
 
 logger = logging.getLogger(__name__)
 
@@ -210,7 +211,12 @@ def _is_permanent_oserror(err: OSError) -> bool:
 def backoff_delay(round_no: int, policy: Policy, rng: random.Random | None = None) -> float:
     """Exponential backoff with full jitter in its upper half, bounded by max_backoff."""
     base = min(policy.max_backoff, policy.backoff * (2 ** (round_no - 1)))
-    r = (rng or random).random()
+    if rng is None:
+        import random  # only a retry needs it
+
+        r = random.random()  # noqa: S311 - a retry's jitter, not a secret
+    else:
+        r = rng.random()
     return min(policy.max_backoff, base * (0.5 + 0.5 * r))
 
 
@@ -509,7 +515,7 @@ def _open_unnamed(ddir: str, dpath: str, dev: int) -> tuple[int, str | None]:
     if _O_TMPFILE and dev not in _no_tmpfile and (dev in _tmpfile_ok
                                                   or _probe_tmpfile(dpath, dev)):
         return os.open(ddir, _O_TMPFILE | os.O_WRONLY | os.O_CLOEXEC, 0o600), None
-    return tempfile.mkstemp(prefix=f".{os.path.basename(dpath)}.tmp-", dir=ddir)
+    return mkstemp(ddir, f".{os.path.basename(dpath)}.tmp-")
 
 
 _tmpfile_ok: set[int] = set()
@@ -555,7 +561,7 @@ def _probe_tmpfile(dpath: str, dev: int) -> bool:
         if err.errno in _UNSUPPORTED:
             _no_tmpfile.add(dev)
         return False  # else this directory's own trouble: the named temporary reports it
-    name = os.path.join(ddir, f".{os.path.basename(dpath)}.tmp-{secrets.token_hex(4)}")
+    name = os.path.join(ddir, f".{os.path.basename(dpath)}.tmp-{token_hex(4)}")
     try:
         _link_fd(fd, name)
         os.unlink(name)
@@ -601,7 +607,7 @@ def _publish(fd: int, tmp: str | None, dpath: str) -> None:
     # something is there: link under a temporary name, then rename over it
     ddir = os.path.dirname(dpath) or "."
     for _ in range(100):
-        name = os.path.join(ddir, f".{os.path.basename(dpath)}.tmp-{secrets.token_hex(4)}")
+        name = os.path.join(ddir, f".{os.path.basename(dpath)}.tmp-{token_hex(4)}")
         try:
             _link_fd(fd, name)
         except FileExistsError:

@@ -65,3 +65,41 @@ def test_a_removal_that_fails_says_why(tmp_path: Path) -> None:
         pytest.skip(f"no private mount namespace here: {p.stderr.strip()[-200:]}")
     assert "removed False" in p.stdout
     assert "not fully removed" in p.stdout and "/m: Device or resource busy" in p.stdout
+
+
+def test_removal_takes_links_never_what_they_lead_to(tmp_path: Path) -> None:
+    """Links to directories and files outside are removed as links; their targets (canaries)
+    stay. Nested directories, a read-only one among them, all go."""
+    canary = tmp_path / "canary"
+    canary.mkdir()
+    (canary / "keep").write_text("keep")
+    base = tmp_path / "base"
+    base.mkdir()
+    wd = create(WorkdirSpec(base=str(base), min_free_mb=0), {})
+    root = Path(wd.path)
+    (root / "a" / "b" / "c").mkdir(parents=True)
+    (root / "a" / "b" / "c" / "f").write_text("f")
+    (root / "a" / "to-dir").symlink_to(canary)
+    (root / "a" / "b" / "to-file").symlink_to(canary / "keep")
+    (root / "dangling").symlink_to(tmp_path / "nowhere")
+    (root / "ro").mkdir()
+    (root / "ro" / "x").write_text("x")
+    os.chmod(root / "ro", 0o500)
+    os.mkfifo(root / "fifo")
+    assert wd.remove() is True
+    assert not root.exists() and os.listdir(base) == []
+    assert (canary / "keep").read_text() == "keep"
+
+
+def test_removal_of_a_directory_already_gone_is_success(tmp_path: Path) -> None:
+    wd = create(WorkdirSpec(base=str(tmp_path), min_free_mb=0), {})
+    os.rmdir(wd.path)
+    assert wd.remove() is True
+
+
+def test_a_file_put_in_its_place_stays(tmp_path: Path) -> None:
+    wd = create(WorkdirSpec(base=str(tmp_path), min_free_mb=0), {})
+    os.rmdir(wd.path)
+    Path(wd.path).write_text("another's")
+    assert wd.remove() is False
+    assert Path(wd.path).read_text() == "another's"

@@ -1,0 +1,150 @@
+"""A trivial `fluxlite run` imports only what it uses.
+
+Most of a short job's time is the interpreter's start and fluxlite's imports, so a module
+imported at the top of a file for a use that a plain run never reaches is paid by every
+job. The run below (one 1 KiB file:// input, /bin/true, one output, a kickstart record)
+goes through the command line's ``main`` in a fresh interpreter started with ``-S``: no
+site hooks (an editable install's finder imports pathlib and urllib.parse on its own), so
+that every module the run leaves in ``sys.modules`` is one fluxlite's code imported.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import fluxlite
+
+# Modules a trivial run does not need, with what each costs to import on top of what the
+# run imports anyway (median of -X importtime on a 2-core machine; the heavy ones' own
+# imports included). A module here that a run starts to import needs a function-level
+# import where it is used, or a lighter way to do the same.
+HEAVY: dict[str, str] = {
+    "psutil": "13-17 ms; the task monitor reads /proc",
+    "yaml": "12-17 ms; reading kickstart records (stats, report), not writing one",
+    "jsonschema": "55-77 ms; the schema's tests only",
+    "orjson": "2.5-3 ms with uuid and platform; the JSON record and .meta files only",
+    "uuid": "2-3 ms with platform (orjson imports it)",
+    "platform": "1.3-2 ms",
+    "secrets": "2-2.6 ms with hmac, base64 and random; a temporary name's 8 hex digits "
+               "are os.urandom(4).hex()",
+    "random": "1-1.3 ms; the jitter of a retry",
+    "tempfile": "3.5-4.8 ms with shutil and random; names are made where they are needed",
+    "bz2": "0.7-1 ms (shutil imports it)",
+    "lzma": "0.9-1.2 ms (shutil imports it)",
+    "datetime": "2-2.5 ms; a record's times are made from time.localtime",
+    "socket": "2.5-3.6 ms with selectors and its enums; the host's name and address come "
+              "from _socket",
+    "subprocess": "2.5-3.7 ms with selectors; the task is spawned by fluxlite's supervisor",
+    "http": "15-34 ms (http.client); the http backend only",
+    "urllib.request": "20-35 ms",
+    "ssl": "7-10 ms",
+    "email": "9-13 ms",
+    "asyncio": "19-25 ms",
+    "concurrent.futures.process": "18-28 ms with multiprocessing",
+    "multiprocessing": "6 ms",
+    "boto3": "250-600 ms; the s3 backend only",
+    "botocore": "the s3 backend only",
+    "flux": "the Flux bindings: only when a Flux instance is asked for",
+}
+
+
+def _heavy(name: str) -> str | None:
+    for h in HEAVY:
+        if name == h or name.startswith(h + "."):
+            return h
+    return None
+
+
+# Run in the child: fluxlite's own import path and the site-packages the tests see, then
+# the run; the modules it imported go to a file.
+_CHILD = """
+import sys
+sys.path[:0] = {paths!r}
+start = set(sys.modules)
+from fluxlite.cli import main
+rc = main(["run", "-q", {job!r}])
+new = sorted(set(sys.modules) - start)
+with open({out!r}, "w") as fh:
+    fh.write(str(rc) + "\\n")
+    fh.writelines(m + "\\n" for m in new)
+"""
+
+# what the JSON record's writer needs (orjson, and what orjson imports)
+_JSON_RECORD = {"orjson", "uuid", "platform", "datetime"}
+
+
+@pytest.mark.parametrize("task", ["/bin/true", "/bin/sleep 0.3"])
+def test_a_trivial_run_imports_nothing_heavy(tmp_path: Path, task: str) -> None:
+    """/bin/true ends before the task monitor's first sample; a task of 0.3 s is sampled
+    (its JSON record says so), from /proc, without psutil."""
+    exe, *args = task.split()
+    src = tmp_path / "in.dat"
+    src.write_bytes(os.urandom(1024))
+    (tmp_path / "out").mkdir()
+    (tmp_path / "wd").mkdir()
+    records = {"kickstart": f"{tmp_path}/job.out"}
+    if args:
+        records["json"] = f"{tmp_path}/job.json.out"
+    job = tmp_path / "job.json"
+    job.write_text(json.dumps({
+        "fluxlite": 1, "name": "trivial", "executable": exe, "arguments": args,
+        "inputs": [{"lfn": "in.dat", "urls": [f"file://{src}"]}],
+        "outputs": [{"lfn": "in.dat", "urls": [f"file://{tmp_path}/out/in.dat"]}],
+        "records": records}))
+    out = tmp_path / "modules.txt"
+    paths = [os.path.dirname(os.path.dirname(os.path.abspath(fluxlite.__file__)))]
+    paths += [p for p in sys.path if p.endswith("-packages")]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FLUX_", "PYTHON"))}
+    env["TMPDIR"] = str(tmp_path / "wd")
+    code = _CHILD.format(paths=paths, job=str(job), out=str(out))
+    proc = subprocess.run([sys.executable, "-S", "-c", code], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    rc, *imported = out.read_text().splitlines()
+    assert rc == "0", proc.stderr
+    assert (tmp_path / "out" / "in.dat").read_bytes() == src.read_bytes()
+    assert (tmp_path / "job.out").stat().st_size > 0
+    assert "fluxlite.runner" in imported  # the run went through the whole job
+    allowed = _JSON_RECORD if args else set()
+    found = sorted(f"{m} (as {_heavy(m)}: {HEAVY[_heavy(m)]})" for m in imported
+                   if _heavy(m) and _heavy(m) not in allowed)
+    assert not found, "a trivial run imported:\n" + "\n".join(found)
+    if args:
+        monitor = json.loads((tmp_path / "job.json.out").read_text())["task"]["monitor"]
+        assert monitor["samples"] >= 1 and monitor["peak_procs"] >= 1
+
+
+_GC_CHILD = """
+import gc, sys
+sys.path[:0] = {paths!r}
+gc.disable()  # as python -m fluxlite starts
+from fluxlite.cli import main
+rc = main(["validate", {job!r}], program=True)
+print(rc, gc.isenabled(), gc.get_freeze_count() > 1000)
+gc.unfreeze()
+gc.disable()
+rc = main(["validate", {job!r}])  # a library caller's collector is left as it was
+print(rc, gc.isenabled(), gc.get_freeze_count())
+"""
+
+
+def test_the_collector_runs_again_once_the_command_runs(tmp_path: Path) -> None:
+    """The start's objects are frozen out of the cyclic collector and the collector is
+    started again before the command runs (a cluster runs for days); a caller of main() in
+    its own process keeps its collector as it was."""
+    job = tmp_path / "job.json"
+    job.write_text('{"fluxlite": 1, "executable": "/bin/true"}')
+    paths = [os.path.dirname(os.path.dirname(os.path.abspath(fluxlite.__file__)))]
+    paths += [p for p in sys.path if p.endswith("-packages")]
+    code = _GC_CHILD.format(paths=paths, job=str(job))
+    proc = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert [ln for ln in proc.stdout.splitlines() if ln[:2] == "0 "] == ["0 True True",
+                                                                       "0 False 0"]
