@@ -60,7 +60,8 @@ RSS_TASKS = int(os.environ.get("B22_RSS_TASKS", "20000"))
 SIZES = [int(x) for x in os.environ.get("B22_SIZES", "32,64").split(",") if x]
 IDLE = float(os.environ.get("B22_IDLE", "15"))
 SLEEP_TASKS = int(os.environ.get("B22_SLEEP_TASKS", "200"))
-PARTS = set(os.environ.get("B22_PARTS", "costs,memory,emulation,long,scan").split(","))
+PARTS = set(os.environ.get("B22_PARTS", "costs,memory,emulation,long,scan,top").split(","))
+TOP_TASKS = int(os.environ.get("B22_TOP_TASKS", "50000"))
 TICK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 SAMPLE = 0.2
@@ -411,6 +412,64 @@ def scan_cost(widths: tuple[int, ...] = (2, 64, 1000, 10000)) -> dict[int, float
     return out
 
 
+# -- part 6: what a task costs a scheduler that neither renders records nor messages ------------
+def top_cost(n: int) -> dict[str, float]:
+    """CPU seconds a task costs the cluster's scheduler in this process, driving an executor
+    whose attempts end the moment they start (no process, no message): with the records
+    rendered as the coordinator renders them, and with no record (what the top of a tree
+    of coordinators would pay, its records written below it)."""
+    import io
+
+    from fluxlite.cluster.executors import Executor
+    from fluxlite.cluster.formats import parse
+    from fluxlite.cluster.records import Attempt, RecordWriter
+    from fluxlite.cluster.scheduler import Options, Scheduler
+    from fluxlite.execute.base import ExitStatus
+
+    class Instant(Executor):
+        name = "instant"
+        cores = 64
+
+        def __init__(self) -> None:
+            self.ended: list[Attempt] = []
+
+        def fits(self, task: Any) -> bool:
+            return len(self.ended) < 256
+
+        def start(self, a: Attempt) -> Attempt | None:
+            a.start, a.duration, a.pid = time.time(), 0.001, 1
+            a.status, a.host, a.rank, a.worker = ExitStatus.from_wait(0), "node", 0, "w0"
+            self.ended.append(a)
+            return None
+
+        def poll(self, timeout: float) -> list[Attempt]:
+            out, self.ended = self.ended, []
+            return out
+
+        def running(self) -> int:
+            return len(self.ended)
+
+        def signal_all(self, signum: int, reason: str) -> None:
+            """Nothing runs: nothing to signal."""
+
+    class NoRecords(RecordWriter):
+        def kickstart(self, a: Attempt) -> str:
+            return ""
+
+        def task_line(self, a: Attempt) -> str:
+            return ""
+
+    graph = "".join(f"TASK t{i} /bin/true\n" for i in range(n))
+    out: dict[str, float] = {}
+    for name, writer in (("records", RecordWriter), ("bare", NoRecords)):
+        g = parse(graph, "top.dag")
+        sink = io.BytesIO()
+        t0 = time.process_time()
+        Scheduler(g, Instant(), writer(), sink, Options()).run()
+        out[name] = (time.process_time() - t0) / n
+    return out
+
+
 # -- the model -------------------------------------------------------------------------------
 def cap(n: int, c0: float, per_worker: float, ping: float) -> float:
     """Tasks a second one coordinator allows with n workers: (1 - ping × n) / (c0 +
@@ -451,6 +510,12 @@ def main() -> int:
         print("B22 scan (fits + _best over W workers of 64 slots, in-process): "
               + ", ".join(f"W={w:,}: {t * 1e6:.1f} us" for w, t in scan.items())
               + f"; {load()}")
+    if "top" in PARTS:
+        top = top_cost(TOP_TASKS)
+        print(f"B22 top ({TOP_TASKS:,} tasks through the scheduler in-process, attempts that "
+              f"end at once): {top['records'] * 1e6:.0f} us a task with the records rendered, "
+              f"{top['bare'] * 1e6:.0f} us without: a coordinator that only schedules caps at "
+              f"{1 / top['bare']:,.0f} tasks/s; {load()}")
     per_worker = ((scan[max(scan)] - scan[min(scan)]) / (max(scan) - min(scan))
                   if len(scan) > 1 else 0.0)
     if shutil.which("flux") is None:
