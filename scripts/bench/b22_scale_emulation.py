@@ -22,7 +22,7 @@ Each part runs in a fresh ``flux start --test-size=N`` of its own and prints its
    coordinator and Flux each second while nothing ends (liveness pings, timers), from the
    samples inside the span where every task runs. Start-up (the pool's own timings) and
    shutdown at that size.
-4. long tasks (2 brokers): B22_SLEEP_TASKS (200) `sleep 0.05`, so that a result comes back
+4. long tasks (2 brokers): B22_SLEEP_TASKS (1,000) `sleep 0.05`, so that a result comes back
    in a message of its own more often: the coordinator's CPU per task against its round
    trips per task, with part 1's, gives its cost per round trip.
 5. scan (in this process, no Flux): the coordinator's own choice of a worker for a task
@@ -59,7 +59,7 @@ ROUNDS = int(os.environ.get("B22_ROUNDS", "2"))
 RSS_TASKS = int(os.environ.get("B22_RSS_TASKS", "20000"))
 SIZES = [int(x) for x in os.environ.get("B22_SIZES", "32,64").split(",") if x]
 IDLE = float(os.environ.get("B22_IDLE", "15"))
-SLEEP_TASKS = int(os.environ.get("B22_SLEEP_TASKS", "200"))
+SLEEP_TASKS = int(os.environ.get("B22_SLEEP_TASKS", "1000"))
 PARTS = set(os.environ.get("B22_PARTS", "costs,memory,emulation,long,scan,top").split(","))
 TOP_TASKS = int(os.environ.get("B22_TOP_TASKS", "50000"))
 TICK = os.sysconf("SC_CLK_TCK")
@@ -295,9 +295,10 @@ def per_task(big: list[dict[str, Any]], small: list[dict[str, Any]]) -> dict[str
 
 
 def total(c: dict[str, float]) -> float:
-    """The CPU a task costs the instance, as the model counts it (the job shells and the
-    guards cost a node, not a task: their share is printed apart, as a check)."""
-    return sum(c[k] for k in ("coordinator", "worker", "task", "broker", "other"))
+    """The CPU a task costs the instance, as the model counts it (a worker's guard hears of
+    each task it starts and reaps; the job shells cost a node, not a task: their share is
+    printed apart, as a check)."""
+    return sum(c[k] for k in ("coordinator", "worker", "guard", "task", "broker", "other"))
 
 
 def costs_line(c: dict[str, float]) -> str:
@@ -305,8 +306,8 @@ def costs_line(c: dict[str, float]) -> str:
     return (f"coordinator {us['coordinator']:.0f} us, workers {us['worker']:.0f}, tasks "
             f"{us['task']:.0f}, Flux {us['broker'] + us['other']:.0f} (brokers "
             f"{us['broker']:.0f}, rank 0's {us['rank0']:.0f}; their modules' processes "
-            f"{us['other']:.0f}), shells+guards {us['shell'] + us['guard']:.0f}: total "
-            f"{total(c) * 1e6:.0f} us")
+            f"{us['other']:.0f}), guards {us['guard']:.0f}: total {total(c) * 1e6:.0f} us "
+            f"(job shells, a node's cost, {us['shell']:.0f})")
 
 
 def inside(tmp: str, mode: str, size: int, out: str) -> int:
@@ -324,8 +325,10 @@ def inside(tmp: str, mode: str, size: int, out: str) -> int:
         res["idle"] = cluster(tmp, tree, 2 * size, f"sleep {IDLE:g}")
         res["idle_kinds"] = idle_kinds(tmp, tree, res["idle"])
     if mode == "long":
-        big = [cluster(tmp, tree, SLEEP_TASKS, "sleep 0.05")]
-        small = [cluster(tmp, tree, SMALL)]
+        big, small = [], []
+        for _ in range(ROUNDS):
+            big.append(cluster(tmp, tree, SLEEP_TASKS, "sleep 0.05"))
+            small.append(cluster(tmp, tree, SMALL))
         res.update(big=big, small=small, per_task=per_task(big, small))
     if mode == "memory":
         res["rss"] = memory(tmp)
@@ -478,6 +481,15 @@ def cap(n: int, c0: float, per_worker: float, ping: float) -> float:
     return (1 - busy) / (c0 + per_worker * n) if busy < 1 else 0.0
 
 
+def _saturates(per_node: float, c: float, per_worker: float, ping: float) -> int:
+    """The fewest nodes (a worker each) whose demand, per_node tasks a second each, one
+    coordinator cannot meet."""
+    n = 1
+    while n * per_node <= cap(n, c, per_worker, ping):
+        n += 1
+    return n
+
+
 def model_lines(c0: float, per_worker: float, ping: float, rt_cost: float, rt0: float,
                 rank0: float) -> list[str]:
     """The coordinator's cap and what 100, 1,000 and 10,000 nodes demand (docs/scale.md).
@@ -491,6 +503,12 @@ def model_lines(c0: float, per_worker: float, ping: float, rt_cost: float, rt0: 
              f"us with a round trip a task, {per_worker * 1e9:.0f} ns a task a worker, "
              f"{ping * 1e6:.0f} us a worker-second; rank 0's broker {rank0 * 1e6:.0f} us "
              f"a task (its cap {1 / rank0 if rank0 > 0 else float('inf'):,.0f}/s)"]
+    for c in CORES:
+        for t in LENGTHS:
+            sat = [_saturates(c / t, x, per_worker, ping) for x in (c1, c0)]
+            lines.append(f"B22 model: {c} cores a node, tasks of {t:g} s: one coordinator "
+                         f"saturates at {sat[0]:,} nodes (a round trip a task) to {sat[1]:,} "
+                         f"(batched)")
     for n in NODES:
         lo, hi = cap(n, c1, per_worker, ping), cap(n, c0, per_worker, ping)
         asks = ", ".join(f"{c}x{t:g}s {n * c / t:,.0f}" for c in CORES for t in LENGTHS)
@@ -522,6 +540,7 @@ def main() -> int:
         print("B22 skipped: flux is not on PATH")
         return 0
     c2: dict[str, float] | None = None
+    small2 = 0.0
     rt2 = 0.0
     rt_cost = 0.0
     idles: list[tuple[int, float]] = []  # (workers, the coordinator's CPU a second, idle)
@@ -534,9 +553,11 @@ def main() -> int:
             steady = median([x["steady"] for x in b])
             cores = median([x["span_cores"] for x in b])
             own = median([x["task_rusage"] for x in b]) / TASKS
+            small2 = median([x["cpu"]["coordinator"] for x in r["small"]])
             print(f"B22 costs at 2 brokers ({TASKS} x /bin/true, a record each, less {SMALL};"
                   f" median of {ROUNDS}; {load()}): CPU a task: {costs_line(c2)}; tasks' own "
-                  f"rusage in their records {own * 1e6:.0f} us")
+                  f"rusage in their records {own * 1e6:.0f} us; a {SMALL}-task cluster's "
+                  f"coordinator CPU {small2:.2f} s")
             print(f"B22 rate at 2 brokers: steady {steady:.0f} tasks/s, whole command "
                   f"{TASKS / median([x['wall'] for x in b]):.0f}/s; round trips a task "
                   f"{rt2:.3f}; the instance got {cores:.2f} cores in the steady span -> "
@@ -547,7 +568,7 @@ def main() -> int:
         if "long" in PARTS and c2 is not None:
             r = _instance(tmp, "long", 2)
             cl = r["per_task"]
-            rtl = r["big"][0]["rt"]
+            rtl = median([x["rt"] for x in r["big"]])
             rt_cost = ((cl["coordinator"] - c2["coordinator"]) / (rtl - rt2)
                        if rtl - rt2 > 0.2 else 0.0)
             print(f"B22 long tasks at 2 brokers ({SLEEP_TASKS} x sleep 0.05, less {SMALL}; "
@@ -586,7 +607,10 @@ def main() -> int:
                   f"{st.get('first_hello', float('nan')):.2f}); shutdown {b['shutdown']:.2f} s;"
                   f" a {SMALL}-task cluster's whole command {s['wall']:.2f} s, its "
                   f"coordinator's CPU {s['cpu']['coordinator']:.2f} s, the workers' and "
-                  f"guards' {node * 1e3:.0f} ms a node")
+                  f"guards' {node * 1e3:.0f} ms a node"
+                  + (f"; the coordinator's start and stop a worker "
+                     f"{(s['cpu']['coordinator'] - small2) / (size - 2) * 1e3:.2f} ms"
+                     if small2 else ""))
             idle = r["idle_kinds"]
             if "coordinator" in idle:
                 w = r["idle"]["workers"]
