@@ -464,6 +464,10 @@ def top_cost(n: int) -> dict[str, float]:
 
     graph = "".join(f"TASK t{i} /bin/true\n" for i in range(n))
     out: dict[str, float] = {}
+    rss0 = _rss()
+    held = parse(graph, "top.dag")
+    out["graph"] = (_rss() - rss0) / n  # the task graph itself, held from the start
+    del held
     for name, writer in (("records", RecordWriter), ("bare", NoRecords)):
         g = parse(graph, "top.dag")
         sink = io.BytesIO()
@@ -471,6 +475,11 @@ def top_cost(n: int) -> dict[str, float]:
         Scheduler(g, Instant(), writer(), sink, Options()).run()
         out[name] = (time.process_time() - t0) / n
     return out
+
+
+def _rss() -> int:
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * PAGE
 
 
 # -- the model -------------------------------------------------------------------------------
@@ -533,7 +542,8 @@ def main() -> int:
         print(f"B22 top ({TOP_TASKS:,} tasks through the scheduler in-process, attempts that "
               f"end at once): {top['records'] * 1e6:.0f} us a task with the records rendered, "
               f"{top['bare'] * 1e6:.0f} us without: a coordinator that only schedules caps at "
-              f"{1 / top['bare']:,.0f} tasks/s; {load()}")
+              f"{1 / top['bare']:,.0f} tasks/s; the task graph itself "
+              f"{top['graph']:.0f} bytes a task; {load()}")
     per_worker = ((scan[max(scan)] - scan[min(scan)]) / (max(scan) - min(scan))
                   if len(scan) > 1 else 0.0)
     if shutil.which("flux") is None:
