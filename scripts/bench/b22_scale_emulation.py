@@ -263,8 +263,10 @@ def cluster(tmp: str, tree: Tree, n: int, cmd: str = "/bin/true") -> dict[str, A
             own -= before[pid][0]
             reaped -= before[pid][1]
         by[kind] += own
-        if kind == "broker" and pid == tree.rank0:
-            by["rank0"] += own
+        if kind == "broker":
+            by["reaped"] += reaped  # what ended below it: shells, guards, workers, tasks
+            if pid == tree.rank0:
+                by["rank0"] += own
         if kind == "worker":
             by["task"] += reaped
     by["coordinator"] = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
@@ -283,7 +285,8 @@ def cluster(tmp: str, tree: Tree, n: int, cmd: str = "/bin/true") -> dict[str, A
             "load": os.getloadavg()[0]}
 
 
-KINDS = ("coordinator", "worker", "task", "broker", "rank0", "other", "shell", "guard")
+KINDS = ("coordinator", "worker", "task", "broker", "rank0", "other", "shell", "guard",
+         "reaped")
 
 
 def per_task(big: list[dict[str, Any]], small: list[dict[str, Any]]) -> dict[str, float]:
@@ -566,7 +569,10 @@ def main() -> int:
             small2 = median([x["cpu"]["coordinator"] for x in r["small"]])
             print(f"B22 costs at 2 brokers ({TASKS} x /bin/true, a record each, less {SMALL};"
                   f" median of {ROUNDS}; {load()}): CPU a task: {costs_line(c2)}; tasks' own "
-                  f"rusage in their records {own * 1e6:.0f} us; a {SMALL}-task cluster's "
+                  f"rusage in their records {own * 1e6:.0f} us; what the brokers reaped "
+                  f"(shells, guards, workers, tasks) {c2['reaped'] * 1e6:.0f} us against "
+                  f"{(c2['shell'] + c2['guard'] + c2['worker'] + c2['task']) * 1e6:.0f} us "
+                  f"sampled; a {SMALL}-task cluster's "
                   f"coordinator CPU {small2:.2f} s")
             print(f"B22 rate at 2 brokers: steady {steady:.0f} tasks/s, whole command "
                   f"{TASKS / median([x['wall'] for x in b]):.0f}/s; round trips a task "
