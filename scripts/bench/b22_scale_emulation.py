@@ -648,7 +648,11 @@ def main() -> int:
               f"worker-second, {max(0.0, i0 - ping * w0) * 1e3:.1f} ms a second besides")
     elif idles:
         ping = idles[-1][1] / idles[-1][0]  # an upper bound: its fixed part counted in
-    if c2 is not None:
+    missing = [p for p, ok in (("costs", c2 is not None), ("scan", bool(scan)),
+                               ("long", bool(rt_cost)), ("emulation", bool(ping))) if not ok]
+    if missing:
+        print(f"B22 model: not printed without the parts {', '.join(missing)}")
+    elif c2 is not None:
         for line in model_lines(c2["coordinator"], per_worker, ping, rt_cost, rt2,
                                 c2["rank0"]):
             print(line)
