@@ -65,7 +65,7 @@ TOP_TASKS = int(os.environ.get("B22_TOP_TASKS", "50000"))
 TICK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 SAMPLE = 0.2
-WORKER_ARG = "fluxlite.flux.pool.worker"
+WORKER_ARG = ".pool.worker"  # the module a worker (and its guard) runs
 NODES = (100, 1000, 10000)
 CORES = (64, 128)
 LENGTHS = (1.0, 10.0)
@@ -115,6 +115,7 @@ class Tree:
         self.last: dict[int, tuple[float, float, int]] = {}
         self.series: list[tuple[float, float, float]] = []  # (epoch, instance CPU, coord)
         self.coord_pid = 0
+        self.coord_cpu = 0.0  # the coordinator's CPU as last seen (kept once it has ended)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.lock = threading.Lock()
@@ -131,7 +132,8 @@ class Tree:
         for pid, s in stats.items():
             kids[s[0]].append(pid)
         me = os.getpid()
-        total = coord = 0.0
+        total = 0.0
+        coord: float | None = None
         alive = set()
         with self.lock:
             todo = [p for p in self.brokers if p in stats]
@@ -154,6 +156,10 @@ class Tree:
                 if kind == "coordinator":
                     coord = s[2] + s[3]
                 todo.extend(kids[pid])
+            if coord is None:  # not started yet, or ended (reaped by this script)
+                coord = self.coord_cpu
+                total += coord
+            self.coord_cpu = coord
             self.series.append((now, total, coord))
             self.alive = alive
             self.seen |= alive
@@ -238,7 +244,7 @@ def cluster(tmp: str, tree: Tree, n: int, cmd: str = "/bin/true") -> dict[str, A
                              "pool", "-o", dag + ".out", "--json", dag + ".json",
                              "--no-rescue", "--tmpdir", tmp], stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, env={**os.environ, "TMPDIR": tmp})
-    tree.coord_pid = proc.pid
+    tree.coord_pid, tree.coord_cpu = proc.pid, 0.0
     tree.start()
     _, err = proc.communicate()
     wall = time.time() - t0
@@ -400,8 +406,15 @@ def scan_cost(widths: tuple[int, ...] = (2, 64, 1000, 10000)) -> dict[int, float
     """Seconds the coordinator's ``fits`` and ``_best`` take for one task over W workers
     of 64 slots (the workers half full, none lost): the scheduler asks ``fits`` before it
     starts a task, and ``start`` picks the worker with ``_best``."""
+    import importlib
+
     from fluxlite.cluster.formats import Task
-    from fluxlite.flux.pool.coordinator import PoolExecutor, Worker
+
+    try:
+        coord = importlib.import_module("fluxlite.cluster.pool.coordinator")
+    except ImportError:  # where the pool lives beside the other Flux modules
+        coord = importlib.import_module("fluxlite.flux.pool.coordinator")
+    PoolExecutor, Worker = coord.PoolExecutor, coord.Worker  # noqa: N806
 
     out: dict[int, float] = {}
     task = Task(id="t")
