@@ -79,10 +79,13 @@ def test_the_monitor_sees_the_tree_its_memory_and_threads() -> None:
             "threading.Thread(target=time.sleep, args=(30,), daemon=True).start()\n"
             "print('ready', flush=True)\n"
             "time.sleep(30)\n")
+    # what this process already runs (an earlier test's server or helper) is not the task's
+    before = {p.pid for p in procfs.descendants(procfs.processes(), os.getpid())}
     child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     try:
         assert child.stdout is not None and child.stdout.readline().strip() == "ready"
         mon = Monitor(0.05)
+        mon._exclude = set(before)
         mon.sample()
         mon.sample()
         u = mon.stop()
@@ -91,12 +94,13 @@ def test_the_monitor_sees_the_tree_its_memory_and_threads() -> None:
         assert u.peak_procs == 1 and u.peak_threads == 2
         assert u.pids == [child.pid]
         excluded = Monitor(0.05)
-        excluded._exclude = {child.pid}
+        excluded._exclude = {child.pid, *before}
         excluded.sample()
         assert excluded.stop().peak_procs == 0
         # where there is no /proc psutil is asked, and says the same
         other = Monitor(0.05)
         other._procfs = False
+        other._exclude = set(before)
         other.sample()
         v = other.stop()
         assert (v.samples, v.peak_procs, v.peak_threads, v.pids) == (1, 1, 2, [child.pid])
