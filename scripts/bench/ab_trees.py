@@ -17,7 +17,6 @@ and b10_pool.py (2,000 `/bin/true` tasks through the pool); B9 and B10 run insid
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import subprocess
@@ -25,7 +24,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import median, run_quiet, timed  # noqa: E402
+from common import median, run_quiet, timed, trivial_job  # noqa: E402
 
 TARGET = 1.05
 
@@ -38,18 +37,7 @@ def _dag(path: str, n: int, exe: str) -> str:
 
 
 def _b1(tmp: str) -> tuple[list[str], str]:
-    src = os.path.join(tmp, "in.dat")
-    with open(src, "wb") as fh:
-        fh.write(os.urandom(1024))
-    os.makedirs(os.path.join(tmp, "out"), exist_ok=True)
-    job = {"fluxlite": 1, "name": "b1", "executable": "/bin/true",
-           "inputs": [{"lfn": "in.dat", "urls": [f"file://{src}"]}],
-           "outputs": [{"lfn": "in.dat", "urls": [f"file://{tmp}/out/in.dat"]}],
-           "records": {"kickstart": os.path.join(tmp, "job.out")}}
-    jp = os.path.join(tmp, "job.json")
-    with open(jp, "w") as fh:
-        json.dump(job, fh)
-    return ["run", "-q", jp], "B1 fluxlite run of a trivial job"
+    return ["run", "-q", trivial_job(tmp)], "B1 fluxlite run of a trivial job"
 
 
 def _b8(tmp: str) -> tuple[list[str], str]:

@@ -9,31 +9,28 @@ own imports and work on top of any interpreter start.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import PYTHON, fluxlite_env, interleaved, median, report, run_quiet  # noqa: E402
+from common import (  # noqa: E402
+    PYTHON,
+    fluxlite_env,
+    interleaved,
+    median,
+    report,
+    run_quiet,
+    trivial_job,
+)
 
 ROUNDS = int(os.environ.get("B1_ROUNDS", "30"))
 
 
 def main() -> int:
     with tempfile.TemporaryDirectory(prefix="fluxlite-b1-") as tmp:
-        src = os.path.join(tmp, "in.dat")
-        with open(src, "wb") as fh:
-            fh.write(os.urandom(1024))
-        os.mkdir(os.path.join(tmp, "out"))
+        jp = trivial_job(tmp)
         os.mkdir(os.path.join(tmp, "wd"))
-        job = {"fluxlite": 1, "name": "b1", "executable": "/bin/true",
-               "inputs": [{"lfn": "in.dat", "urls": [f"file://{src}"]}],
-               "outputs": [{"lfn": "in.dat", "urls": [f"file://{tmp}/out/in.dat"]}],
-               "records": {"kickstart": os.path.join(tmp, "job.out")}}
-        jp = os.path.join(tmp, "job.json")
-        with open(jp, "w") as fh:
-            json.dump(job, fh)
         env = fluxlite_env(os.path.join(tmp, "wd"))
         run_quiet([PYTHON, "-m", "compileall", "-q",
                    os.path.dirname(__import__("fluxlite").__file__)])

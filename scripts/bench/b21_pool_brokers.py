@@ -28,7 +28,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import PYTHON, median, run_quiet  # noqa: E402
+from common import PYTHON, instance_result, median, run_quiet  # noqa: E402
 
 TASKS = int(os.environ.get("B21_TASKS", "2000"))
 ROUNDS = int(os.environ.get("B21_ROUNDS", "3"))
@@ -103,12 +103,7 @@ def inside(tmp: str, mode: str, size: int, out: str) -> int:
 
 
 def _instance(tmp: str, mode: str, size: int) -> dict:
-    out = os.path.join(tmp, f"res-{mode}-{size}.json")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FLUX_")}
-    subprocess.run(["flux", "start", f"--test-size={size}", PYTHON, os.path.abspath(__file__),
-                    "--inside", tmp, mode, str(size), out], env=env, cwd=tmp, check=True)
-    with open(out, encoding="utf-8") as fh:
-        return json.load(fh)
+    return instance_result(__file__, tmp, mode, size)
 
 
 def main() -> int:

@@ -51,7 +51,7 @@ import time
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import PYTHON, median  # noqa: E402
+from common import PYTHON, instance_result, median  # noqa: E402
 
 TASKS = int(os.environ.get("B22_TASKS", "2000"))
 SMALL = 20
@@ -393,12 +393,7 @@ def memory(tmp: str) -> dict[str, float]:
 
 
 def _instance(tmp: str, mode: str, size: int) -> dict[str, Any]:
-    out = os.path.join(tmp, f"res-{mode}-{size}.json")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FLUX_")}
-    subprocess.run(["flux", "start", f"--test-size={size}", PYTHON, os.path.abspath(__file__),
-                    "--inside", tmp, mode, str(size), out], env=env, cwd=tmp, check=True)
-    with open(out, encoding="utf-8") as fh:
-        return json.load(fh)
+    return instance_result(__file__, tmp, mode, size)
 
 
 # -- part 5: the coordinator's choice of a worker, in this process -----------------------------

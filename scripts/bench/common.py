@@ -115,3 +115,36 @@ def main_inside_flux(name: str, script: str, inside: Callable[[str], int], size:
         p = subprocess.run(["flux", "start", f"--test-size={size}", PYTHON,
                             os.path.abspath(script), "--inside", tmp], env=env, cwd=tmp)
         return p.returncode
+
+
+def instance_result(script: str, tmp: str, mode: str, size: int) -> dict:
+    """Run ``script --inside TMP MODE SIZE OUT`` under a fresh ``flux start
+    --test-size=SIZE`` (no FLUX_ variables of an enclosing instance) and return the JSON
+    it wrote to OUT."""
+    import json
+
+    out = os.path.join(tmp, f"res-{mode}-{size}.json")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLUX_")}
+    subprocess.run(["flux", "start", f"--test-size={size}", PYTHON, os.path.abspath(script),
+                    "--inside", tmp, mode, str(size), out], env=env, cwd=tmp, check=True)
+    with open(out, encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+def trivial_job(tmp: str) -> str:
+    """B1's job in tmp: one 1 KiB file:// input, /bin/true, one output, a kickstart record;
+    the path of its job.json."""
+    import json
+
+    src = os.path.join(tmp, "in.dat")
+    with open(src, "wb") as fh:
+        fh.write(os.urandom(1024))
+    os.makedirs(os.path.join(tmp, "out"), exist_ok=True)
+    job = {"fluxlite": 1, "name": "b1", "executable": "/bin/true",
+           "inputs": [{"lfn": "in.dat", "urls": [f"file://{src}"]}],
+           "outputs": [{"lfn": "in.dat", "urls": [f"file://{tmp}/out/in.dat"]}],
+           "records": {"kickstart": os.path.join(tmp, "job.out")}}
+    jp = os.path.join(tmp, "job.json")
+    with open(jp, "w") as fh:
+        json.dump(job, fh)
+    return jp
