@@ -18,21 +18,29 @@ Each part runs in a fresh ``flux start --test-size=N`` of its own and prints its
    real cores): the same clusters, the steady rate (the first task's start to the last
    task's end) against the model's: the CPU the instance got in that span divided by the
    CPU a task costs, predicted from part 1 and part 5; and where the coordinator's share
-   lies. Then 2N tasks of `sleep B22_IDLE` (8 s), one a slot: what a worker costs the
-   coordinator and Flux each second while nothing ends (liveness pings, timers), from the
-   samples inside the span where every task runs. Start-up (the pool's own timings) and
-   shutdown at that size.
+   lies. Then 2N tasks of `sleep B22_IDLE` (15 s), one a slot: what the workers cost the
+   coordinator and the whole instance each second while nothing ends (liveness pings,
+   timers), from the samples inside the span where every task runs; from two sizes, the
+   coordinator's cost a worker-second. Start-up (the pool's own timings) and shutdown at
+   that size, and the coordinator's start and stop a worker (its CPU for 20 tasks there
+   against at 2 brokers).
 4. long tasks (2 brokers): B22_SLEEP_TASKS (1,000) `sleep 0.05`, so that a result comes back
    in a message of its own more often: the coordinator's CPU per task against its round
    trips per task, with part 1's, gives its cost per round trip.
 5. scan (in this process, no Flux): the coordinator's own choice of a worker for a task
    (``fits`` and ``_best``) over W idle workers of 64 slots, W = 2 ... 10,000: the part of
    its per-task cost that grows with the number of workers.
+6. top (in this process, no Flux): B22_TOP_TASKS (50,000) tasks through the real
+   scheduler and an executor whose attempts end at once, with the records rendered and
+   without: what a task costs a coordinator that neither renders records nor sends
+   messages (the top of a tree of coordinators); and the task graph's own memory.
 
-The model's table (the coordinator's cap, the rate 100, 1,000 and 10,000 nodes demand)
-is printed from these figures at the end. Costs are CPU seconds, which the machine's
-other load changes little; rates are wall-clock and move with the load, printed beside
-them. Skipped, saying so, without `flux` on PATH (part 5 still runs).
+The model (the coordinator's cap at 100, 1,000 and 10,000 nodes, the rate they demand,
+the node count where one coordinator saturates) is printed from these figures at the end,
+when every part ran. B22_PARTS (default all: costs,memory,emulation,long,scan,top) picks
+parts. Costs are CPU seconds, which the machine's other load moves less than it moves
+rates (the load is printed beside each). Skipped, saying so, without `flux` on PATH
+(parts 5 and 6 still run).
 """
 
 from __future__ import annotations
