@@ -21,36 +21,38 @@ import pytest
 import fluxlite
 
 # Modules a trivial run does not need, with what each costs to import on top of what the
-# run imports anyway (median of -X importtime on a 2-core machine; the heavy ones' own
-# imports included). A module here that a run starts to import needs a function-level
-# import where it is used, or a lighter way to do the same.
+# run imports anyway (-X importtime in a fresh `python -S`, min-median of 11 on a 2-core
+# machine, what each imports in turn included). A module here that a run starts to import
+# needs a function-level import where it is used, or a lighter way to do the same.
 HEAVY: dict[str, str] = {
-    "psutil": "13-17 ms; the task monitor reads /proc",
-    "yaml": "12-17 ms; reading kickstart records (stats, report), not writing one",
-    "jsonschema": "55-77 ms; the schema's tests only",
-    "orjson": "2.5-3 ms with uuid and platform; the JSON record and .meta files only",
-    "uuid": "2-3 ms with platform (orjson imports it)",
-    "platform": "1.3-2 ms",
-    "secrets": "2-2.6 ms with hmac, base64 and random; a temporary name's 8 hex digits "
-               "are os.urandom(4).hex()",
-    "random": "1-1.3 ms; the jitter of a retry",
-    "tempfile": "3.5-4.8 ms with shutil and random; names are made where they are needed",
-    "bz2": "0.7-1 ms (shutil imports it)",
-    "lzma": "0.9-1.2 ms (shutil imports it)",
-    "datetime": "2-2.5 ms; a record's times are made from time.localtime",
-    "socket": "2.5-3.6 ms with selectors and its enums; the host's name and address come "
+    "psutil": "21-33 ms; the task monitor reads /proc",
+    "yaml": "13-15 ms; reading kickstart records (stats, report), not writing one",
+    "jsonschema": "62-66 ms; the schema's tests only",
+    "orjson": "5.5-5.8 ms with uuid, platform and datetime; the JSON record and .meta files",
+    "uuid": "1.9-2.1 ms with platform (orjson imports it)",
+    "platform": "1.5-1.8 ms",
+    "secrets": "1.8-2.8 ms with hmac, base64 and random; a temporary name's hex digits are "
+               "os.urandom's",
+    "random": "0.7-0.8 ms; the jitter of a retry",
+    "tempfile": "3.8-5.1 ms with shutil and random; fluxlite.fsutil makes the names",
+    "shutil": "2.7-3.6 ms with zlib, bz2 and lzma; the worker directory is emptied by "
+              "descriptor, argparse is given its width",
+    "bz2": "0.7-0.9 ms (shutil imports it)",
+    "lzma": "0.8-1.0 ms (shutil imports it)",
+    "datetime": "1.1-1.2 ms; a record's times are made from time.localtime",
+    "socket": "2.0-2.4 ms with selectors and its enums; the host's name and address come "
               "from _socket",
-    "subprocess": "2.5-3.7 ms with selectors; the task is spawned by fluxlite's supervisor",
-    "http": "15-34 ms (http.client); the http backend only",
-    "urllib.request": "20-35 ms",
-    "ssl": "7-10 ms",
-    "email": "9-13 ms",
-    "asyncio": "19-25 ms",
-    "concurrent.futures.process": "18-28 ms with multiprocessing",
-    "multiprocessing": "6 ms",
-    "boto3": "250-600 ms; the s3 backend only",
-    "botocore": "the s3 backend only",
-    "flux": "the Flux bindings: only when a Flux instance is asked for",
+    "subprocess": "1.6-1.7 ms; the task is spawned by fluxlite's supervisor",
+    "http": "14-16 ms (http.client); the http backend only",
+    "urllib.request": "20-23 ms",
+    "ssl": "7 ms",
+    "email": "9.5-12 ms",
+    "asyncio": "24-29 ms",
+    "concurrent.futures.process": "13-16 ms with multiprocessing",
+    "multiprocessing": "6-9 ms",
+    "boto3": "300-760 ms; the s3 backend only",
+    "botocore": "with boto3",
+    "flux": "65-330 ms with flux.job (the Flux bindings): only when Flux is asked for",
 }
 
 
