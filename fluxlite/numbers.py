@@ -21,9 +21,9 @@ _NUM = r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)"
 # A duration as text, for the JSON Schema too (ECMA-262 reads it the same way).
 DURATION_PATTERN = rf"^[ \t]*(?:{_NUM}|(?:{_NUM}[dhmsDHMS])+)[ \t]*$"
 DURATION_MAX_TEXT = 64  # longer duration strings are refused before any arithmetic
-_DURATION = re.compile(DURATION_PATTERN)
-_PART = re.compile(rf"({_NUM})([dhms])")
-_BARE = re.compile(rf"^{_NUM}$")
+# compiled (and cached by re) at the first duration written as text: most jobs have none
+_PART = rf"({_NUM})([dhms])"
+_BARE = rf"^{_NUM}$"
 
 
 def check_number(value: Any, *, minimum: float, maximum: float, integer: bool = False,
@@ -63,10 +63,10 @@ def parse_duration(value: Any, *, bare: float = 1.0, minimum: float = 0.0,
         text = value.strip(" \t").lower()
         if len(value) > DURATION_MAX_TEXT:
             raise ValueError(f"'{value[:20]}…' is not a duration (e.g. 90s, 30m, 2h, 1h30m)")
-        if _BARE.fullmatch(text):
+        if re.fullmatch(_BARE, text):
             seconds = float(text) * bare
-        elif _DURATION.fullmatch(text):
-            seconds = sum(float(n) * _UNITS[u] for n, u in _PART.findall(text))
+        elif re.fullmatch(DURATION_PATTERN, text):
+            seconds = sum(float(n) * _UNITS[u] for n, u in re.findall(_PART, text))
         else:
             raise ValueError(f"'{value}' is not a duration (e.g. 90s, 30m, 2h, 1h30m)")
     else:
