@@ -25,6 +25,15 @@ EXIT_CANNOT_EXEC = 127  # the task could not be started; kickstart's code for an
 SIGNAL_BASE = 128  # 128+N: ended by signal N
 
 
+def one_line(text: str) -> str:
+    """A message that stays one line whatever names it quotes: characters that are not
+    printable (line and paragraph separators, controls, lone surrogates) are escaped."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
+                   for c in text)
+
+
 class FluxliteError(Exception):
     """Root of all fluxlite errors: a one-line message and the exit code it ends with."""
 

@@ -26,7 +26,7 @@ from typing import Any
 
 from fluxlite.fsutil import read_tail, unlink_quietly
 from fluxlite.cluster.formats import Task
-from fluxlite.cluster.records import Attempt
+from fluxlite.cluster.attempt import Attempt
 from fluxlite.errors import FluxliteError
 from fluxlite.execute.base import ExitStatus
 from fluxlite.execute.local import (

@@ -28,7 +28,7 @@ from fluxlite.cluster.executors import (
     task_env,
 )
 from fluxlite.cluster.formats import Task
-from fluxlite.cluster.records import Attempt
+from fluxlite.cluster.attempt import Attempt
 from fluxlite.errors import FluxUnavailable
 from fluxlite.execute.base import ExitStatus
 from fluxlite.flux import jobspec

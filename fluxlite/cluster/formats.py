@@ -10,17 +10,18 @@ from __future__ import annotations
 
 import functools
 import gc
-import json
 import logging
 import math
 import os
 import re
 import sys
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from fluxlite.errors import SpecError, UsageError
-from fluxlite.spec import JobSpec, one_line
+from fluxlite.errors import SpecError, UsageError, one_line
+
+if TYPE_CHECKING:
+    from fluxlite.spec import JobSpec
 
 logger = logging.getLogger(__name__)
 
@@ -476,6 +477,8 @@ def _parse_list(text: str, path: str) -> TaskGraph:
 # -------------------------------------------------------------------------- JSON job list
 
 def _parse_json(text: str, path: str) -> TaskGraph:
+    import json  # a JSON job list's alone
+
     g = TaskGraph(path, "json", lines=len(lines(text)))
     try:
         doc = json.loads(text, parse_constant=_no_constant, object_pairs_hook=_no_duplicates,
@@ -512,6 +515,8 @@ def _parse_json(text: str, path: str) -> TaskGraph:
         _refuse_records(entry.get("records"), path, where)
         job_doc = {k: v for k, v in entry.items() if k not in _JSON_CLUSTER_KEYS}
         job_doc.setdefault("fluxlite", version)
+        from fluxlite.spec import JobSpec  # a JSON job list's (a DAG needs none of it)
+
         try:
             spec = JobSpec.from_dict(job_doc, source=path)
         except SpecError as err:

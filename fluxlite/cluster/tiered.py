@@ -13,7 +13,7 @@ from typing import Any
 from fluxlite.cluster.executors import Executor, TaskFiles
 from fluxlite.cluster.flux_jobs import FluxJobsExecutor
 from fluxlite.cluster.formats import ClusterInputError, Task, TaskGraph
-from fluxlite.cluster.records import Attempt
+from fluxlite.cluster.attempt import Attempt
 from fluxlite.cluster.pool.coordinator import PoolExecutor
 
 logger = logging.getLogger(__name__)

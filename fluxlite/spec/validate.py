@@ -10,7 +10,7 @@ import posixpath
 from collections import Counter
 from typing import Any
 
-from fluxlite.errors import SpecError
+from fluxlite.errors import SpecError, one_line
 from fluxlite.numbers import check_number, parse_duration
 from fluxlite.numbers import kind as _tname
 from fluxlite.spec.fields import _S, RESERVED_DIR, SECTIONS, SHA256_RE, SPEC_VERSION, Field
@@ -48,15 +48,6 @@ def check_lfn(lfn: str) -> str | None:
     if norm.split("/")[0] == RESERVED_DIR:
         return f"'{lfn}' is inside {RESERVED_DIR}/, fluxlite's own area of the worker directory"
     return None
-
-
-def one_line(text: str) -> str:
-    """A message that stays one line whatever names it quotes: characters that are not
-    printable (line and paragraph separators, controls, lone surrogates) are escaped."""
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
-                   for c in text)
 
 
 class Objects:

@@ -32,8 +32,6 @@ def main() -> int:
         jp = trivial_job(tmp)
         os.mkdir(os.path.join(tmp, "wd"))
         env = fluxlite_env(os.path.join(tmp, "wd"))
-        run_quiet([PYTHON, "-m", "compileall", "-q",
-                   os.path.dirname(__import__("fluxlite").__file__)])
         fl_cmd = [PYTHON, "-m", "fluxlite", "run", "-q", jp]
         machine_python = os.path.realpath(getattr(sys, "_base_executable", PYTHON))
         base_cmd = [machine_python, "-c", "pass"]

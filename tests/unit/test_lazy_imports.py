@@ -150,3 +150,64 @@ def test_the_collector_runs_again_once_the_command_runs(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert [ln for ln in proc.stdout.splitlines() if ln[:2] == "0 "] == ["0 True True",
                                                                        "0 False 0"]
+
+
+# A pool worker's process: what it imports before its fork (the guard's) and after it
+# (the local launcher), on the path its command line gives it, without site processing.
+_WORKER_CHILD = """
+import sys
+a = sys.argv; i = a.index('--path'); sys.path[:] = a[i + 1:]
+start = set(sys.modules)
+import fluxlite.cluster.pool.worker, fluxlite.cluster.pool.guard
+from fluxlite.cluster import executors
+from fluxlite.flux import lean
+print("\\n".join(sorted(set(sys.modules) - start)))
+"""
+
+# the pool's messages are orjson's (and what orjson imports); the worker's Flux handle is
+# the C module's alone (fluxlite.flux.lean), never the flux package
+_WORKER_ALLOWED = _JSON_RECORD
+
+
+def test_a_pool_worker_imports_nothing_heavy() -> None:
+    """Every node of a pool pays its worker's imports before its first task: no Flux
+    package, no job description or record renderers, no tempfile or shutil."""
+    from fluxlite.cluster.pool import worker
+
+    cmd = worker.command(None, ["svc", "0", "1024", "ns"])
+    argv = [sys.executable, "-S", "-P", "-c", _WORKER_CHILD, *cmd[cmd.index("--path"):]]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FLUX_", "PYTHON"))}
+    proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    imported = proc.stdout.split()
+    assert "fluxlite.cluster.pool.worker" in imported
+    found = sorted(f"{m} (as {_heavy(m)}: {HEAVY[_heavy(m)]})" for m in imported
+                   if _heavy(m) and _heavy(m) not in _WORKER_ALLOWED)
+    assert not found, "a pool worker imported:\n" + "\n".join(found)
+    mine = [m for m in imported if m.startswith(("fluxlite.spec", "fluxlite.record"))]
+    assert mine == [], "a pool worker imported the job description or the record writers"
+
+
+def test_a_pool_workers_command_line_starts_it_without_site() -> None:
+    """The coordinator's command line for a worker: this interpreter with -S -P and the
+    coordinator's import path (fluxlite's root first), the module's name before its
+    arguments; it reaches the worker's main (here: a usage error, exit 2) from any
+    directory. Another interpreter gets ``-m`` and its own site."""
+    from fluxlite.cluster.pool import worker
+
+    args = ["svc", "0", "1024", "ns"]
+    assert worker.command("/opt/py/bin/python3", args) == [
+        "/opt/py/bin/python3", "-m", "fluxlite.cluster.pool.worker", *args]
+    cmd = worker.command(None, args)
+    assert cmd[:4] == [sys.executable, "-S", "-P", "-c"]
+    name = cmd.index("fluxlite.cluster.pool.worker")
+    assert cmd[name + 1:name + 5] == args and cmd[name + 5] == "--path"
+    root = os.path.dirname(os.path.dirname(os.path.abspath(fluxlite.__file__)))
+    assert cmd[name + 6] == root
+    short = worker.command(None, ["only-one"])
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FLUX_", "PYTHON"))}
+    proc = subprocess.run(short, env=env, capture_output=True, text=True, timeout=60,
+                          cwd="/")
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith("usage: python -m fluxlite.cluster.pool.worker SERVICE"), (
+        proc.stderr)

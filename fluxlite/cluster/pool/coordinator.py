@@ -44,19 +44,19 @@ import logging
 import os
 import secrets
 import signal
-import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from fluxlite.cluster.executors import Executor, TaskFiles
 from fluxlite.cluster.formats import Task
-from fluxlite.cluster.records import Attempt
+from fluxlite.cluster.attempt import Attempt
 from fluxlite.errors import FluxliteError
 from fluxlite.execute.base import ExitStatus
 from fluxlite.flux import jobspec
 from fluxlite.flux.jobs import FluxJobs, Job
 from fluxlite.cluster.pool import messages as m
+from fluxlite.cluster.pool import worker
 
 logger = logging.getLogger(__name__)
 
@@ -297,9 +297,8 @@ class PoolExecutor(Executor):
 
     def _submit(self) -> None:
         n = self.nnodes * self.wpn
-        python = self.env.get("FLUXLITE_POOL_PYTHON") or sys.executable
-        argv = [python, "-m", "fluxlite.cluster.pool.worker", self.service,
-                str(self.rank), str(self.files.stdio_bytes), self.kvs_ns]
+        argv = worker.command(self.env.get("FLUXLITE_POOL_PYTHON"), [
+            self.service, str(self.rank), str(self.files.stdio_bytes), self.kvs_ns])
         # one core each in Flux's eyes: the worker's own slots are its node's cores, and
         # Flux-job tasks of the same cluster can still be placed beside it
         js = jobspec.build(argv, count=n, nodes=self.nnodes, cores=1, cwd=os.getcwd(),

@@ -30,7 +30,8 @@ from typing import Any
 
 from fluxlite.cluster.pool import messages as m
 from fluxlite.execute.guard import Guard, GuardLink, fork_worker
-from fluxlite.flux import jobspec
+from fluxlite.errors import FluxliteError
+from fluxlite.flux import lean
 from fluxlite.signals import STOP_SIGNALS
 
 logger = logging.getLogger(__name__)
@@ -70,25 +71,20 @@ class PoolGuard(Guard):
         return self._end()
 
     def _serve(self) -> None:
-        import flux  # type: ignore[import-not-found]
-
-        self.h = h = jobspec.connect(what="the pool's instance", job_api=False)
+        self.h = h = lean.Handle()
         name = m.guard_service(self.service, self.index)
         h.service_register(name).get()
         watchers = [
-            h.msg_watcher_create(self._on_kill, flux.constants.FLUX_MSGTYPE_REQUEST,
-                                 f"{name}.{m.KILL}"),
-            h.fd_watcher_create(self.rfd, self._on_pipe, events=flux.constants.FLUX_POLLIN),
+            h.msg_watcher_create(self._on_kill, lean.REQUEST, f"{name}.{m.KILL}"),
+            h.fd_watcher_create(self.rfd, self._on_pipe, events=lean.POLLIN),
             *(h.signal_watcher_create(sig, self._on_signal) for sig in STOP_SIGNALS)]
         for w in watchers:
             w.start()
         try:
-            if h.reactor_run() < 0:
-                raise OSError("the reactor failed")
+            h.reactor_run()
         finally:
             for w in watchers:
                 w.stop()
-        type(h).raise_if_exception()
 
     def _on_signal(self, _h: Any, _w: Any, signum: int, _arg: Any) -> None:
         self._forward(signum)
@@ -145,11 +141,9 @@ def main(service: str, coord_rank: int, worker: Callable[[GuardLink], int]) -> i
     """Fork the worker below a guard, and be the guard; the exit code. ``worker(link)`` is
     the worker's process, given its end of the pipe to the guard."""
     try:
-        # the bindings once, before the fork, for both (no handle is opened before it)
-        import flux.constants  # type: ignore[import-not-found]  # noqa: F401
-        import flux.kvs  # type: ignore[import-not-found]  # noqa: F401
-    except ImportError as err:
-        sys.stderr.write(f"error: pool worker: no Flux bindings here: {err}\n")
+        lean.bind()  # once, before the fork, for both (no handle is opened before it)
+    except FluxliteError as err:
+        sys.stderr.write(f"error: pool worker: {err}\n")
         return 1
     index = int(os.environ.get("FLUX_TASK_RANK", "0"))
     pid, rfd = fork_worker(worker)

@@ -60,7 +60,7 @@ from typing import Any
 import orjson
 
 from fluxlite.cluster.formats import Task
-from fluxlite.cluster.records import Attempt
+from fluxlite.cluster.attempt import Attempt
 from fluxlite.errors import FluxliteError
 from fluxlite.execute.base import ExitStatus
 

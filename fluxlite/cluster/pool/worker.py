@@ -23,19 +23,17 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
-import socket
 import sys
-import tempfile
 import time
 from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
 from fluxlite.cluster.formats import Task
-from fluxlite.cluster.records import Attempt
+from fluxlite import fsutil
+from fluxlite.cluster.attempt import Attempt
 from fluxlite.execute.base import ExitStatus
-from fluxlite.flux import jobspec
+from fluxlite.flux import lean
 from fluxlite.cluster.pool import messages as m
 from fluxlite.execute.guard import GUARD_LOST, GuardLink
 from fluxlite.signals import STOP_SIGNALS
@@ -113,28 +111,23 @@ class Worker:
     def __init__(self, service: str, coord_rank: int, stdio_bytes: int, kvs_ns: str,
                  guard: GuardLink) -> None:
         self.guard = guard
-        import flux  # type: ignore[import-not-found]
-        import flux.kvs  # type: ignore[import-not-found]
-
-        self.flux = flux
         self.service = service
         self.coord = coord_rank
-        self.h = jobspec.connect(what="the pool's instance", job_api=False)
+        self.h = lean.Handle()
         self.rank = self.h.get_rank()
         self.index = int(os.environ.get("FLUX_TASK_RANK", "0"))
-        self.host = socket.gethostname()
+        self.host = os.uname().nodename
         self.guard_lost = False
         try:
             # the shell points a task's KVS at its job's namespace: the key is in the
             # coordinator's
-            secret = bytes.fromhex(str(flux.kvs.get(self.h, m.secret_key(service),
-                                                    namespace=kvs_ns)))
+            secret = bytes.fromhex(str(self.h.kvs_get(m.secret_key(service), kvs_ns)))
             self.seal = m.Seal(secret)
         except (OSError, ValueError, m.BadMessage) as err:
             raise OSError(f"no pool secret: {getattr(err, 'strerror', None) or err}") from err
         guard.secret(secret)
-        base = os.environ.get("FLUX_JOB_TMPDIR") or None
-        self.tmpdir = tempfile.mkdtemp(prefix=f".fluxlite-pool-w{self.index}.", dir=base)
+        base = os.environ.get("FLUX_JOB_TMPDIR") or os.environ.get("TMPDIR") or "/tmp"
+        self.tmpdir = fsutil.mkdtemp(base, f".fluxlite-pool-w{self.index}.")
         # its service before its hello: the coordinator may ping it as soon as it is
         # known (what comes before the reactor runs waits for the handlers below)
         self.name = m.worker_service(service, self.index)
@@ -159,7 +152,7 @@ class Worker:
         self._ticks = 0
         self.ping_out = False
         self.watchers: list[Any] = []
-        t = flux.constants.FLUX_MSGTYPE_REQUEST
+        t = lean.REQUEST
         for topic, cb in ((m.SIGNAL, self._on_signal), (m.PING, self._on_ping),
                           (m.STOP, self._on_stop), (m.HOLD, self._on_hold),
                           (m.GIVE, self._on_give)):
@@ -168,7 +161,7 @@ class Worker:
             self.watchers.append(w)
         fd = self.runner.fileno()
         if fd is not None:
-            w = self.h.fd_watcher_create(fd, self._on_ready, events=flux.constants.FLUX_POLLIN)
+            w = self.h.fd_watcher_create(fd, self._on_ready, events=lean.POLLIN)
             w.start()
             self.watchers.append(w)
         tick = self.h.timer_watcher_create(_TICK, self._on_tick, repeat=_TICK)
@@ -465,7 +458,12 @@ class Worker:
         if self.guard_lost:
             self._say_gone(running)
         self.guard.close(clean=not self.guard_lost)
-        shutil.rmtree(self.tmpdir, ignore_errors=True)
+        try:
+            os.rmdir(self.tmpdir)  # the attempts' files went with them
+        except OSError:
+            import shutil
+
+            shutil.rmtree(self.tmpdir, ignore_errors=True)
         return 0
 
     def _say_gone(self, running: list[tuple[int, Attempt]]) -> None:
@@ -492,7 +490,7 @@ def run_worker(service: str, coord_rank: int, stdio_bytes: int, kvs_ns: str,
     try:
         worker = Worker(service, coord_rank, stdio_bytes, kvs_ns, guard)
     except OSError as err:
-        sys.stderr.write(f"error: pool worker on {socket.gethostname()}: cannot reach the "
+        sys.stderr.write(f"error: pool worker on {os.uname().nodename}: cannot reach the "
                          f"coordinator: {err.strerror or err}\n")
         guard.close(clean=True)
         return 1
@@ -521,7 +519,8 @@ def main(argv: list[str] | None = None) -> int:
     return guard.main(args[0], rank, below_the_guard)
 
 
-if __name__ == "__main__":
+def start() -> None:
+    """The worker's process, from its start to its exit (``python -m`` or :data:`BOOT`)."""
     code = main()
     # the guard's end: its worker reaped, nothing left below it; no teardown of the
     # interpreter to wait for before the job shell sees it exit
@@ -529,3 +528,30 @@ if __name__ == "__main__":
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
+
+
+# How the coordinator starts a worker with its own interpreter: without site processing
+# (an environment's .pth files and import finders cost a process 10-20 ms of CPU, and the
+# pool pays it on every node), on the coordinator's import path, given after "--path";
+# the module's name stays in the command line for whoever reads it.
+BOOT = ("import sys; a = sys.argv; i = a.index('--path'); sys.path[:] = a[i + 1:]; "
+        "del a[i:], a[1]; from fluxlite.cluster.pool.worker import start; start()")
+NAME = "fluxlite.cluster.pool.worker"
+
+
+def command(python: str | None, args: list[str]) -> list[str]:
+    """The command line of a worker given ``args``: with ``python`` (another interpreter,
+    its own site and path) as ``python -m``; else with this one, as :data:`BOOT`."""
+    if python:
+        return [python, "-m", NAME, *args]
+    import fluxlite
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(fluxlite.__file__)))
+    # sys.path[0] is this process's script directory or working directory, unless -P
+    own = sys.path if sys.flags.safe_path else sys.path[1:]
+    path = [root, *(p for p in own if p and p != root)]
+    return [sys.executable, "-S", "-P", "-c", BOOT, NAME, *args, "--path", *path]
+
+
+if __name__ == "__main__":
+    start()
