@@ -60,7 +60,7 @@ from fluxlite.cluster.pool import worker
 
 logger = logging.getLogger(__name__)
 
-PING_INTERVAL = 1.0  # seconds between liveness checks of each worker
+PING_INTERVAL = 1.0  # seconds of silence after which a worker is asked if it lives
 LOST_AFTER = 10.0  # a worker that answers nothing for this long is lost
 CONFIRM_WAIT = 30.0  # seconds to wait for the word that a lost worker's tasks are dead
 LEAD = 0.1  # seconds of work a worker's queue holds beyond its slots
@@ -581,8 +581,8 @@ class PoolExecutor(Executor):
             if now - w.last_seen > LOST_AFTER:
                 self._lose(w, f"no answer for {LOST_AFTER:.0f} s")
                 continue
-            if w.ping_out:
-                continue
+            if w.ping_out or now - w.last_seen < PING_INTERVAL:
+                continue  # asked already, or heard from within the interval: alive
             w.ping_out = True
             self._tell(w, m.PING, {}).then(self._on_pong, w)
 

@@ -41,6 +41,7 @@ from fluxlite.signals import STOP_SIGNALS
 logger = logging.getLogger(__name__)
 
 _TICK = 0.5  # seconds: reaping of leftovers, and the fallback when pidfds are missing
+_SILENCE = 2.0  # seconds without a word from the coordinator before asking if it lives
 
 
 class LocalRunner:
@@ -149,7 +150,7 @@ class Worker:
         self.stop_reason: str | None = None  # signalled: nothing more starts
         self.hold_reason: str | None = None  # held: nothing more starts, tasks still end
         self.finished = False
-        self._ticks = 0
+        self.heard = time.monotonic()  # the coordinator's last word (request or answer)
         self.ping_out = False
         self.watchers: list[Any] = []
         t = lean.REQUEST
@@ -193,6 +194,7 @@ class Worker:
                 doc = self.seal.open(full, m.payload(msg))
                 if msg.userid != os.getuid():
                     raise m.BadMessage(f"sent by user id {msg.userid}")
+                self.heard = time.monotonic()
                 reply = cb(doc)
             except m.MALFORMED as err:  # should a check miss, the request is dropped
                 why = m.as_bad(err)
@@ -221,6 +223,7 @@ class Worker:
         self.want_out = False
         try:
             doc = m.loads(fut.get_str())
+            self.heard = time.monotonic()
             tasks = doc.get("tasks", [])
             if not isinstance(tasks, list):
                 raise m.BadMessage(f"tasks: not a list: {tasks!r:.40}")
@@ -298,8 +301,8 @@ class Worker:
     def _on_tick(self, *_args: Any) -> None:
         self._check_guard()
         self._collect()
-        self._ticks += 1
-        if self._ticks % 4 == 0 and not self.ping_out and not self.finished:
+        if (not self.ping_out and not self.finished
+                and time.monotonic() - self.heard >= _SILENCE):
             # an idle worker's only message may be a 'want' held by a coordinator that died
             self.ping_out = True
             self._rpc(m.PING, {"worker": self.index}).then(self._on_pong)
@@ -315,6 +318,7 @@ class Worker:
         except OSError as err:
             self._coordinator_gone(err)
             return False
+        self.heard = time.monotonic()
         return True
 
     def _collect(self) -> None:
