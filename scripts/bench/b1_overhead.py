@@ -2,9 +2,9 @@
 
 `fluxlite run` of a job with one 1 KiB input, /bin/true, one output, against
 `python3 -c pass` run by the machine's python3 binary (about 40 ms here), interleaved.
-Target: <= 2.5x (2x the moonshot). The ratio against `python -c pass` in fluxlite's own virtualenv (fewer
-site-packages to scan, so a faster start) is printed too: it shows the cost of fluxlite's
-own imports and work on top of any interpreter start.
+Target: <= 2.5x (2x the moonshot). The ratio against `python -c pass` in fluxlite's own
+virtualenv (fewer site-packages to scan, so a faster start) is printed too: it shows the
+cost of fluxlite's own imports and work on top of any interpreter start.
 """
 
 from __future__ import annotations

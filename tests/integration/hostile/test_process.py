@@ -11,6 +11,7 @@ import os
 import signal
 import stat
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -262,6 +263,29 @@ def test_the_task_does_not_inherit_fluxlites_signal_handling(fl: Fluxlite, tmp_p
     mine = subprocess.run(["/bin/grep", "-E", "^Sig(Ign|Blk)", "/proc/self/status"],
                           capture_output=True, check=True).stdout.decode()
     assert _caller_signals(stdout) == _caller_signals(mine)
+
+
+def test_a_signal_its_caller_ignores_stays_ignored_for_the_task(fl: Fluxlite,
+                                                                 tmp_path: Path) -> None:
+    # `nohup fluxlite run`: fluxlite handles HUP and QUIT itself, yet the task starts with
+    # them ignored, as its caller asked; TERM, which the caller left alone, at its default
+    job = {"executable": "/bin/grep", "arguments": ["-E", "^SigIgn", "/proc/self/status"],
+           "records": {"kickstart": None, "json": str(tmp_path / "rec.json")}}
+
+    def ignore() -> None:
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        signal.signal(signal.SIGQUIT, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)  # whatever the test runner's are
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+    p = subprocess.run([sys.executable, "-m", "fluxlite", "run", str(fl.write_job(job))],
+                       env=fl.env(), capture_output=True, timeout=120, preexec_fn=ignore)
+    assert p.returncode == 0, p.stderr
+    rec = json.loads((tmp_path / "rec.json").read_text())
+    (stdout,) = [f["tail"] for f in rec["task"]["stdio"] if f["name"] == "stdout"]
+    ignored = _caller_signals(stdout)["SigIgn"]
+    assert {int(signal.SIGHUP), int(signal.SIGQUIT)} <= ignored
+    assert int(signal.SIGTERM) not in ignored and int(signal.SIGINT) not in ignored
 
 
 def _caller_signals(status: str) -> dict[str, set[int]]:
