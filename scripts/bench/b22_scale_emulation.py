@@ -425,6 +425,10 @@ def scan_cost(widths: tuple[int, ...] = (2, 64, 1000, 10000)) -> dict[int, float
         ex = PoolExecutor.__new__(PoolExecutor)
         ex.workers = {i: Worker(i, i, slots=64, ready=True, used_cores=32) for i in range(w)}
         ex.requeue = []
+        if hasattr(coord, "Choice"):  # the workers as the coordinator ranks them
+            ex.choice = coord.Choice()
+            for x in ex.workers.values():
+                ex.choice.add(x)
         n = max(20, 200_000 // w)
         t0 = time.perf_counter()
         for _ in range(n):

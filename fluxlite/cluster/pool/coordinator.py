@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import heapq
 import logging
 import os
 import secrets
@@ -103,6 +104,8 @@ class Worker:
     giving: bool = False  # a 'give' in flight
     last_result: float = 0.0  # monotonic: when results of its last came in
     last_given: float = 0.0  # monotonic: when tasks last went to it
+    order: int = 0  # its place in the order of the hellos
+    stamp: int = 0  # its entry in the choice (:class:`Choice`) that is current
 
     @property
     def name(self) -> str:
@@ -135,6 +138,53 @@ class Worker:
         """Whether the task fits in the worker at all."""
         return (t.cores <= self.slots and t.gpus <= self.gpus
                 and (self.memory_mb == 0 or t.memory_mb <= self.memory_mb))
+
+
+class Choice:
+    """The live workers as the choice of a worker ranks them: the most free slots, then the
+    most room, then one whose 'want' is held, then the first to say hello. A heap whose
+    entries a change to a worker makes stale (:meth:`touch` pushes the current one), rebuilt
+    when the stale ones outnumber the live workers three to one: the best worker is its
+    top, found in O(log W) a change instead of a look at every worker a task."""
+
+    def __init__(self) -> None:
+        self.heap: list[tuple[int, int, bool, int, int, Worker]] = []
+        self.live: dict[int, Worker] = {}  # by index, in the order of the hellos
+        self.hellos = 0
+
+    def add(self, w: Worker) -> None:
+        """A worker that said hello."""
+        w.order = self.hellos
+        self.hellos += 1
+        self.live[w.index] = w
+        self.touch(w)
+
+    def drop(self, w: Worker) -> None:
+        """A worker given up on: never chosen again."""
+        self.live.pop(w.index, None)
+        w.stamp += 1
+
+    def touch(self, w: Worker) -> None:
+        """A worker's free slots, room or held 'want' changed: its entry now."""
+        if w.index not in self.live:
+            return
+        w.stamp += 1
+        heapq.heappush(self.heap, (-max(w.free, 0), -w.room, w.want is None, w.order,
+                                   w.stamp, w))
+        if len(self.heap) > 4 * len(self.live) + 64:
+            self.heap = [(-max(v.free, 0), -v.room, v.want is None, v.order, v.stamp, v)
+                         for v in self.live.values()]
+            heapq.heapify(self.heap)
+
+    def top(self) -> Worker | None:
+        """The best-ranked live worker (None when none is left)."""
+        heap = self.heap
+        while heap:
+            w = heap[0][5]
+            if heap[0][4] == w.stamp and not w.lost:
+                return w
+            heapq.heappop(heap)
+        return None
 
 
 class PoolExecutor(Executor):
@@ -191,6 +241,9 @@ class PoolExecutor(Executor):
         self._held = False  # hold() or signal_all(): nothing more is given
         self._held_why = ""
         self.workers: dict[int, Worker] = {}
+        self.choice = Choice()  # the live ones, as a task's worker is chosen
+        self.outgoing: dict[int, Worker] = {}  # those with tasks given, not sent yet
+        self._next_balance = 0.0
         self.inflight: dict[int, Attempt] = {}  # by the key the messages name it by
         self.completed: list[Attempt] = []
         self.dispatched: dict[int, float] = {}  # key -> epoch handed to a worker
@@ -471,6 +524,7 @@ class PoolExecutor(Executor):
         mem = doc["memory_mb"] // self.wpn
         w.memory_mb = mem
         self.workers[idx] = w
+        self.choice.add(w)
         h.respond(msg, m.dumps({"slots": cores, "gpus": gpus, "memory_mb": mem}))
         self._step("first_hello")
         if len(self.workers) == self.n_workers:
@@ -493,6 +547,7 @@ class PoolExecutor(Executor):
         w.starved = doc.get("starved", w.starved)
         w.last_seen = time.monotonic()
         w.want = msg
+        self.choice.touch(w)
         self._take_results(w, results)
         if w.outbox:
             self._send(w)
@@ -544,9 +599,11 @@ class PoolExecutor(Executor):
             return
         per_slot = LEAD / max(self.mean_run, 1e-4)
         w.prefetch = int(min(PREFETCH_PER_SLOT, per_slot) * w.slots)
+        self.choice.touch(w)
 
     def _finished(self, w: Worker, a: Attempt, key: int) -> None:
         w.take(a.task, -1)
+        self.choice.touch(w)
         w.done += 1
         sent = self.dispatched.pop(key, None)
         if sent is not None and a.start:
@@ -560,6 +617,8 @@ class PoolExecutor(Executor):
     def _send(self, w: Worker) -> None:
         w.last_given = time.monotonic()
         msg, w.want = w.want, None
+        self.choice.touch(w)
+        self.outgoing.pop(w.index, None)
         batch, w.outbox = w.outbox, []
         try:
             self.h.respond(msg, m.dumps({"tasks": batch}))
@@ -608,6 +667,7 @@ class PoolExecutor(Executor):
         if w.lost:
             return
         w.lost = True
+        self.choice.drop(w)
         w.lost_why, w.lost_at = why, time.monotonic()
         w.want = None
         n = len(w.inflight)
@@ -619,6 +679,7 @@ class PoolExecutor(Executor):
             self._queue_again(w, d["key"])
         self.requeued += len(w.outbox)
         w.outbox.clear()
+        self.outgoing.pop(w.index, None)
         if not self._closing:  # with tasks or not, a stopped worker would hold the job
             full = f"{m.guard_service(self.service, w.index)}.{m.KILL}"
             self.h.rpc(full, self.seal.seal(full, {"worker": w.index, "why": why}),
@@ -668,6 +729,7 @@ class PoolExecutor(Executor):
         self.inflight.pop(key, None)
         self.dispatched.pop(key, None)
         w.take(a.task, -1)
+        self.choice.touch(w)
         a.host, a.rank, a.worker, a.flux_id = "", None, None, None
         self.requeue.append(a)
 
@@ -723,18 +785,17 @@ class PoolExecutor(Executor):
     # -- the executor interface -----------------------------------------------------------
     def live(self) -> list[Worker]:
         """The workers not lost."""
-        return [w for w in self.workers.values() if not w.lost]
+        return list(self.choice.live.values())
 
     def can_ever(self, t: Task) -> bool:
         """Whether some live worker could ever hold the task."""
-        return any(w.can_ever(t) for w in self.live())
+        return any(w.can_ever(t) for w in self.choice.live.values())
 
     def fits(self, task: Task) -> bool:
-        live = self.live()
         # no worker left: every task "fits", to fail at once in start() (its records say
         # why, the summary and the rescue file are written), not to wait for ever; what a
         # lost worker never started goes first
-        return not live or (not self.requeue and any(w.fits(task) for w in live))
+        return not self.choice.live or (not self.requeue and self._best(task) is not None)
 
     def running(self) -> int:
         return len(self.inflight) + len(self.requeue)
@@ -744,7 +805,12 @@ class PoolExecutor(Executor):
         (so that the work spreads evenly, and what a worker's results freed mostly goes
         back to it in the answer to the 'want' that brought them), of equals one whose
         'want' is held."""
-        best: Worker | None = None
+        top = self.choice.top()
+        if top is None or top.fits(t):
+            return top
+        if top.free <= 0 and t.cores > top.room:
+            return None  # every worker's slots are covered, none has room for its cores
+        best: Worker | None = None  # another limit than cores (GPUs, memory, slots)
         rank = (0, 0, False)
         for w in self.workers.values():
             if w.lost or not w.fits(t):
@@ -771,12 +837,14 @@ class PoolExecutor(Executor):
         self._seq += 1
         key = self._seq
         w.take(a.task)
+        self.choice.touch(w)
         a.host, a.rank, a.worker = w.host, w.rank, w.name
         a.flux_id = self.job_f58
         w.inflight[key] = a
         self.inflight[key] = a
         self.dispatched[key] = time.time()
         w.outbox.append(m.encode_task(key, a))
+        self.outgoing[w.index] = w
 
     def _give_again(self) -> None:
         """What lost workers never started, to the workers left, in its order; failed
@@ -800,9 +868,10 @@ class PoolExecutor(Executor):
         """A worker with free slots and nothing to start (its 'want' held: nothing ready
         fits it) takes what waits on a worker whose queue does not move (no result for
         ``GIVE_AFTER``): that worker gives it back (``give``), and it is given again."""
-        if self._held or self.requeue or self._closing:
-            return
         now = time.monotonic()
+        if self._held or self.requeue or self._closing or now < self._next_balance:
+            return
+        self._next_balance = now + GIVE_AFTER / 3  # a look at every worker: not every poll
         for thief in self.workers.values():
             if thief.lost or thief.want is None or thief.outbox or thief.free <= 0:
                 continue
@@ -862,9 +931,8 @@ class PoolExecutor(Executor):
     def poll(self, timeout: float) -> list[Attempt]:
         if self.requeue:
             self._give_again()
-        for w in self.workers.values():
-            if w.outbox and w.want is not None and not w.lost:
-                self._send(w)
+        for w in [w for w in self.outgoing.values() if w.want is not None and not w.lost]:
+            self._send(w)
         self._balance()
         if not self.completed:
             self._ping()
@@ -933,6 +1001,7 @@ class PoolExecutor(Executor):
                 self._not_started(a, reason)
                 self._finished(w, a, d["key"])
             w.outbox.clear()
+        self.outgoing.clear()
         for a in self.requeue:
             self._not_started(a, reason)
             self.completed.append(a)
