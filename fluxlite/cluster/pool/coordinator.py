@@ -243,7 +243,6 @@ class PoolExecutor(Executor):
         self.workers: dict[int, Worker] = {}
         self.choice = Choice()  # the live ones, as a task's worker is chosen
         self.outgoing: dict[int, Worker] = {}  # those with tasks given, not sent yet
-        self._next_balance = 0.0
         self.inflight: dict[int, Attempt] = {}  # by the key the messages name it by
         self.completed: list[Attempt] = []
         self.dispatched: dict[int, float] = {}  # key -> epoch handed to a worker
@@ -868,10 +867,9 @@ class PoolExecutor(Executor):
         """A worker with free slots and nothing to start (its 'want' held: nothing ready
         fits it) takes what waits on a worker whose queue does not move (no result for
         ``GIVE_AFTER``): that worker gives it back (``give``), and it is given again."""
-        now = time.monotonic()
-        if self._held or self.requeue or self._closing or now < self._next_balance:
+        if self._held or self.requeue or self._closing:
             return
-        self._next_balance = now + GIVE_AFTER / 3  # a look at every worker: not every poll
+        now = time.monotonic()
         for thief in self.workers.values():
             if thief.lost or thief.want is None or thief.outbox or thief.free <= 0:
                 continue
@@ -931,7 +929,9 @@ class PoolExecutor(Executor):
     def poll(self, timeout: float) -> list[Attempt]:
         if self.requeue:
             self._give_again()
-        for w in [w for w in self.outgoing.values() if w.want is not None and not w.lost]:
+        # in the order of the hellos, as the choice ranks them (who answers first matters)
+        for w in sorted((w for w in self.outgoing.values() if w.want is not None
+                         and not w.lost), key=_hello_order):
             self._send(w)
         self._balance()
         if not self.completed:
@@ -1079,6 +1079,10 @@ class PoolExecutor(Executor):
         deadline = time.monotonic() + timeout
         while self.job is not None and not self.job_clean and time.monotonic() < deadline:
             self._run_reactor(0.2)
+
+
+def _hello_order(w: Worker) -> int:
+    return w.order
 
 
 def _context(ev: Any, name: str) -> Any:
