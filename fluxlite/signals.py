@@ -34,18 +34,6 @@ HANDLED_SIGNALS = (*STOP_SIGNALS, WARNING_SIGNAL)
 
 Policy = Callable[[int], None]
 
-# what each handled signal was before fluxlite first handled it (its caller's disposition)
-_before: dict[int, Any] = {}
-
-
-def caller_ignores(signum: int) -> bool:
-    """Whether fluxlite's caller had ``signum`` ignored (``nohup`` ignores HUP): a task
-    started with it at its default would lose what its caller asked for."""
-    old = _before.get(int(signum))
-    if old is None:  # fluxlite never handled it: what it is now is the caller's
-        old = signal.getsignal(signum)
-    return old is signal.SIG_IGN
-
 
 class Stop(BaseException):  # noqa: N818 - a request to stop, not an error
     """Raised by a policy to end what the main thread is doing because of ``signum``."""
@@ -78,8 +66,7 @@ class Handlers:
             try:
                 self.old[sig] = signal.signal(sig, self._handle)
             except (OSError, ValueError):
-                continue
-            _before.setdefault(int(sig), self.old[sig])
+                pass
         return self
 
     def restore(self) -> None:

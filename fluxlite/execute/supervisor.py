@@ -33,7 +33,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from fluxlite.signals import HANDLED_SIGNALS, caller_ignores
+from fluxlite.signals import HANDLED_SIGNALS
 
 logger = logging.getLogger(__name__)
 
@@ -194,8 +194,8 @@ def _supervise(parent: int, task: tuple[str, list[str], str, dict[str, str],
     report = pipe[1]
     try:
         os.setpgid(0, 0)
-        for sig in _RESET:  # the caller's dispositions: fluxlite's handlers are not the task's
-            signal.signal(sig, signal.SIG_IGN if caller_ignores(sig) else signal.SIG_DFL)
+        for sig in _RESET:
+            signal.signal(sig, signal.SIG_DFL)
         signal.signal(DEATH_SIGNAL, _on_death(parent))
         _prctl(_PR_SET_CHILD_SUBREAPER, 1)
         set_parent_death_signal(DEATH_SIGNAL)

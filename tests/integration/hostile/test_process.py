@@ -19,6 +19,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from fluxlite.signals import HANDLED_SIGNALS
 from tests.conftest import Fluxlite
 from tests.jobs import script
 
@@ -254,7 +255,9 @@ def test_a_signal_to_the_supervisor_does_not_lose_the_task(fl: Fluxlite, tmp_pat
 def test_the_task_does_not_inherit_fluxlites_signal_handling(fl: Fluxlite, tmp_path: Path
                                                              ) -> None:
     # the supervisor is a fork of fluxlite: the task must still start with no signal
-    # ignored or blocked that fluxlite's own caller did not ignore or block
+    # ignored or blocked that fluxlite's own caller did not ignore or block; the signals
+    # fluxlite handles and forwards to the task are at their defaults there, whatever the
+    # caller's (as a task of pegasus-kickstart, which catches them too, gets them)
     job = {"executable": "/bin/grep", "arguments": ["-E", "^Sig(Ign|Blk)", "/proc/self/status"],
            "records": {"kickstart": None, "json": str(tmp_path / "rec.json")}}
     assert fl.run("run", str(fl.write_job(job))).returncode == 0
@@ -262,21 +265,28 @@ def test_the_task_does_not_inherit_fluxlites_signal_handling(fl: Fluxlite, tmp_p
     (stdout,) = [f["tail"] for f in rec["task"]["stdio"] if f["name"] == "stdout"]
     mine = subprocess.run(["/bin/grep", "-E", "^Sig(Ign|Blk)", "/proc/self/status"],
                           capture_output=True, check=True).stdout.decode()
-    assert _caller_signals(stdout) == _caller_signals(mine)
+    expected = _caller_signals(mine)
+    expected["SigIgn"] -= _FORWARDED
+    assert _caller_signals(stdout) == expected
 
 
-def test_a_signal_its_caller_ignores_stays_ignored_for_the_task(fl: Fluxlite,
-                                                                 tmp_path: Path) -> None:
-    # `nohup fluxlite run`: fluxlite handles HUP and QUIT itself, yet the task starts with
-    # them ignored, as its caller asked; TERM, which the caller left alone, at its default
+# what fluxlite handles itself and forwards to the task (the stop signals, its time-limit
+# warning) and the one its supervisor keeps for itself
+_FORWARDED = {int(s) for s in (*HANDLED_SIGNALS, signal.SIGUSR2)}
+
+
+def test_a_signal_fluxlite_forwards_is_the_tasks_to_act_on_any_other_stays_ignored(
+        fl: Fluxlite, tmp_path: Path) -> None:
+    # `nohup fluxlite run` from a shell's `&`: the caller ignores HUP, QUIT and (here) TSTP;
+    # fluxlite forwards HUP and QUIT to the task, which gets them at their defaults, so that
+    # a forwarded QUIT ends it (it exits 131, no escalation to KILL); TSTP, which fluxlite
+    # leaves alone, stays ignored
     job = {"executable": "/bin/grep", "arguments": ["-E", "^SigIgn", "/proc/self/status"],
            "records": {"kickstart": None, "json": str(tmp_path / "rec.json")}}
 
     def ignore() -> None:
-        signal.signal(signal.SIGHUP, signal.SIG_IGN)
-        signal.signal(signal.SIGQUIT, signal.SIG_IGN)
-        signal.signal(signal.SIGINT, signal.SIG_DFL)  # whatever the test runner's are
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        for sig in (signal.SIGHUP, signal.SIGQUIT, signal.SIGTSTP):
+            signal.signal(sig, signal.SIG_IGN)
 
     p = subprocess.run([sys.executable, "-m", "fluxlite", "run", str(fl.write_job(job))],
                        env=fl.env(), capture_output=True, timeout=120, preexec_fn=ignore)
@@ -284,8 +294,20 @@ def test_a_signal_its_caller_ignores_stays_ignored_for_the_task(fl: Fluxlite,
     rec = json.loads((tmp_path / "rec.json").read_text())
     (stdout,) = [f["tail"] for f in rec["task"]["stdio"] if f["name"] == "stdout"]
     ignored = _caller_signals(stdout)["SigIgn"]
-    assert {int(signal.SIGHUP), int(signal.SIGQUIT)} <= ignored
-    assert int(signal.SIGTERM) not in ignored and int(signal.SIGINT) not in ignored
+    assert int(signal.SIGTSTP) in ignored
+    assert not ignored & {int(signal.SIGHUP), int(signal.SIGQUIT)}, ignored
+    sleeper = {"executable": "/bin/sleep", "arguments": ["30"],
+               "records": {"kickstart": None, "json": str(tmp_path / "rec2.json")}}
+    proc = subprocess.Popen([sys.executable, "-m", "fluxlite", "run",
+                             str(fl.write_job(sleeper))], env=fl.env(), preexec_fn=ignore,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 20
+    while not psutil.Process(proc.pid).children(recursive=True)[1:]:
+        assert time.monotonic() < deadline, "the task did not start"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGQUIT)
+    proc.communicate(timeout=30)
+    assert proc.returncode == 128 + signal.SIGQUIT
 
 
 def _caller_signals(status: str) -> dict[str, set[int]]:
