@@ -256,7 +256,9 @@ class Message:
 
 class Watcher:
     """A reactor watcher; ``callback(handle, watcher, ...)`` as the ``flux`` package calls
-    it."""
+    it. A subclass names the C API's start, stop and destroy of its kind."""
+
+    START, STOP, DESTROY = "flux_watcher_start", "flux_watcher_stop", "flux_watcher_destroy"
 
     def __init__(self, h: Handle, callback: Callable[..., Any]) -> None:
         self.h, self.callback = h, callback
@@ -271,15 +273,15 @@ class Watcher:
 
     def start(self) -> None:
         """Watch."""
-        lib.flux_watcher_start(self.handle)
+        getattr(lib, self.START)(self.handle)
 
     def stop(self) -> None:
         """Stop watching (it may start again)."""
-        lib.flux_watcher_stop(self.handle)
+        getattr(lib, self.STOP)(self.handle)
 
     def __del__(self) -> None:
         if lib is not None and self.handle not in (None, ffi.NULL):
-            lib.flux_watcher_destroy(self.handle)
+            getattr(lib, self.DESTROY)(self.handle)
             self.handle = None
 
 
@@ -296,6 +298,9 @@ class MessageWatcher(Watcher):
     """Requests (``type_mask``) whose topic matches ``topic_glob``; from the instance's
     owner only (the C API's default)."""
 
+    START, STOP = "flux_msg_handler_start", "flux_msg_handler_stop"
+    DESTROY = "flux_msg_handler_destroy"
+
     def __init__(self, h: Handle, callback: Callable[..., Any], type_mask: int,
                  topic_glob: str) -> None:
         super().__init__(h, callback)
@@ -306,19 +311,6 @@ class MessageWatcher(Watcher):
         self.handle = lib.flux_msg_handler_create(h.handle, match[0],
                                                   lib.message_handler_wrapper, self.arg)
         self.created()
-
-    def start(self) -> None:
-        """Take the requests."""
-        lib.flux_msg_handler_start(self.handle)
-
-    def stop(self) -> None:
-        """Leave them (they wait)."""
-        lib.flux_msg_handler_stop(self.handle)
-
-    def __del__(self) -> None:
-        if lib is not None and self.handle not in (None, ffi.NULL):
-            lib.flux_msg_handler_destroy(self.handle)
-            self.handle = None
 
 
 # -- the C module's entry points ------------------------------------------------------------

@@ -42,6 +42,7 @@ import contextlib
 import errno
 import heapq
 import logging
+import operator
 import os
 import secrets
 import signal
@@ -140,9 +141,14 @@ class Worker:
                 and (self.memory_mb == 0 or t.memory_mb <= self.memory_mb))
 
 
+def choice_key(w: Worker) -> tuple[int, int, bool, int]:
+    """A worker's place in the choice, the lowest first: the most free slots, then the
+    most room, then one whose 'want' is held, then the first to say hello."""
+    return -max(w.free, 0), -w.room, w.want is None, w.order
+
+
 class Choice:
-    """The live workers as the choice of a worker ranks them: the most free slots, then the
-    most room, then one whose 'want' is held, then the first to say hello. A heap whose
+    """The live workers as the choice of a worker ranks them (:func:`choice_key`). A heap whose
     entries a change to a worker makes stale (:meth:`touch` pushes the current one), rebuilt
     when the stale ones outnumber the live workers three to one: the best worker is its
     top, found in O(log W) a change instead of a look at every worker a task."""
@@ -169,11 +175,9 @@ class Choice:
         if w.index not in self.live:
             return
         w.stamp += 1
-        heapq.heappush(self.heap, (-max(w.free, 0), -w.room, w.want is None, w.order,
-                                   w.stamp, w))
+        heapq.heappush(self.heap, (*choice_key(w), w.stamp, w))
         if len(self.heap) > 4 * len(self.live) + 64:
-            self.heap = [(-max(v.free, 0), -v.room, v.want is None, v.order, v.stamp, v)
-                         for v in self.live.values()]
+            self.heap = [(*choice_key(v), v.stamp, v) for v in self.live.values()]
             heapq.heapify(self.heap)
 
     def top(self) -> Worker | None:
@@ -809,15 +813,9 @@ class PoolExecutor(Executor):
             return top
         if top.free <= 0 and t.cores > top.room:
             return None  # every worker's slots are covered, none has room for its cores
-        best: Worker | None = None  # another limit than cores (GPUs, memory, slots)
-        rank = (0, 0, False)
-        for w in self.workers.values():
-            if w.lost or not w.fits(t):
-                continue
-            r = (max(w.free, 0), w.room, w.want is not None)
-            if best is None or r > rank:
-                best, rank = w, r
-        return best
+        # another limit than cores (GPUs, memory, slots): a look at every worker
+        return min((w for w in self.choice.live.values() if w.fits(t)), key=choice_key,
+                   default=None)
 
     def start(self, a: Attempt) -> Attempt | None:
         best = self._best(a.task)
@@ -931,7 +929,7 @@ class PoolExecutor(Executor):
             self._give_again()
         # in the order of the hellos, as the choice ranks them (who answers first matters)
         for w in sorted((w for w in self.outgoing.values() if w.want is not None
-                         and not w.lost), key=_hello_order):
+                         and not w.lost), key=operator.attrgetter("order")):
             self._send(w)
         self._balance()
         if not self.completed:
@@ -1079,10 +1077,6 @@ class PoolExecutor(Executor):
         deadline = time.monotonic() + timeout
         while self.job is not None and not self.job_clean and time.monotonic() < deadline:
             self._run_reactor(0.2)
-
-
-def _hello_order(w: Worker) -> int:
-    return w.order
 
 
 def _context(ev: Any, name: str) -> Any:
