@@ -22,13 +22,13 @@ import errno
 import logging
 import os
 import sys
-import tempfile
 import textwrap
 import time
 from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from fluxlite import fsutil
 from fluxlite.errors import (
     EXIT_CANNOT_EXEC,
     EXIT_TIME_LIMIT,
@@ -160,7 +160,7 @@ class KickstartStrategy(RunStrategy):
     def _side_file(self, kind: str, var: str) -> str | None:
         """A ks.meta.* / ks.integrity.* file in $TMPDIR, named to the task in ``var``."""
         try:
-            fd, path = tempfile.mkstemp(prefix=f"ks.{kind}.")
+            fd, path = fsutil.mkstemp(_tmpdir(), f"ks.{kind}.")
         except OSError as err:
             logger.warning("cannot create the %s file: %s", var, err.strerror)
             return None
@@ -228,7 +228,7 @@ class KickstartStrategy(RunStrategy):
                 info = StdioFile(name, path, kind="file")
             else:
                 # kickstart's capture files, named as it names them, in $TMPDIR
-                fd, path = tempfile.mkstemp(prefix=f"ks.{name[3:]}.")
+                fd, path = fsutil.mkstemp(_tmpdir(), f"ks.{name[3:]}.")
                 self._own(fd)
                 self._temp_files.append(path)
                 info = StdioFile(name, path)
@@ -522,3 +522,8 @@ def _open_fd(path: str, flags: int) -> int:
         return os.open(path, flags | os.O_CLOEXEC, 0o666)
     except OSError as err:
         raise ExecError(f"cannot open {path}: {err.strerror}") from err
+
+
+def _tmpdir() -> str:
+    """Where kickstart puts its capture and side files: $TMPDIR, else /tmp."""
+    return os.environ.get("TMPDIR") or "/tmp"
