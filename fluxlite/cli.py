@@ -22,10 +22,13 @@ import logging
 import os
 import signal
 import sys
-from typing import Any
 
 from fluxlite.version import __version__
 from fluxlite.errors import EXIT_INFRA, EXIT_USAGE, SIGNAL_BASE, FluxliteError
+
+TYPE_CHECKING = False  # typing is not imported when fluxlite runs: it costs every start
+if TYPE_CHECKING:
+    from typing import Any
 
 COMMANDS: dict[str, str] = {
     "run": "run a job described by a job.json",

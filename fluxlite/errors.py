@@ -9,7 +9,10 @@ an error's message text.
 from __future__ import annotations
 
 import signal as _signal
-from typing import Any
+
+TYPE_CHECKING = False  # typing is not imported when fluxlite runs: it costs every start
+if TYPE_CHECKING:
+    from typing import Any
 
 # The exit codes of every front end (documented in the README and docs/architecture.md).
 # A task's own exit code passes through unchanged, so 71, 126, 127 and 129-255 may also be

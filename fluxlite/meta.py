@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
 
 from fluxlite import redact
 from fluxlite.errors import SpecError, StageError
 from fluxlite.fsutil import read_small_file, write_atomic
+
+TYPE_CHECKING = False  # typing is not imported when fluxlite runs: it costs every start
+if TYPE_CHECKING:
+    from typing import Any
 
 MAX_META_FILE = 256 << 20  # bytes
 

@@ -11,7 +11,10 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable
-from typing import Any
+
+TYPE_CHECKING = False  # typing is not imported when fluxlite runs: it costs every start
+if TYPE_CHECKING:
+    from typing import Any
 
 # The longest time fluxlite accepts anywhere (a limit, a timeout, a grace): one year.
 MAX_SECONDS = 366 * 86400.0

@@ -14,7 +14,10 @@ import shutil
 import sys
 import threading
 import time
-from typing import TextIO
+
+TYPE_CHECKING = False  # typing is not imported when fluxlite runs: it costs every start
+if TYPE_CHECKING:
+    from typing import TextIO
 
 logger = logging.getLogger(__name__)
 

@@ -21,7 +21,6 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
 
 from fluxlite.errors import EXIT_INFRA, ExecError, FluxliteError, Interrupted, StageError
 from fluxlite.execute.base import ExitStatus, SignalEvent, TaskCommand, rusage_dict, signal_name
@@ -35,7 +34,9 @@ from fluxlite.signals import HANDLED_SIGNALS, Handlers, Stop
 from fluxlite.spec import JobSpec
 from fluxlite.staging import job as staging
 
+TYPE_CHECKING = False  # typing is not imported when fluxlite runs: it costs every start
 if TYPE_CHECKING:
+    from typing import Any
     from fluxlite.execute.base import Launcher, TaskResult
     from fluxlite.execute.monitor import Monitor
     from fluxlite.staging.base import Request

@@ -14,9 +14,12 @@ import logging
 import signal
 import threading
 from collections.abc import Callable, Iterable
-from typing import Any
 
 from fluxlite.errors import SIGNAL_BASE
+
+TYPE_CHECKING = False  # typing is not imported when fluxlite runs: it costs every start
+if TYPE_CHECKING:
+    from typing import Any
 
 logger = logging.getLogger(__name__)
 

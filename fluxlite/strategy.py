@@ -18,12 +18,12 @@ written and :meth:`~RunStrategy.finished` after them.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING
 
 from fluxlite.errors import SIGNAL_BASE
 from fluxlite.execute.base import signal_name
 from fluxlite.record.model import Phase
 
+TYPE_CHECKING = False  # typing is not imported when fluxlite runs: it costs every start
 if TYPE_CHECKING:
     from fluxlite.errors import FluxliteError
     from fluxlite.record.model import Record, StdioFile

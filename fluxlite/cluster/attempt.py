@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import signal
 from dataclasses import dataclass, field
-from typing import Any
 
 from fluxlite.cluster.formats import Task
 from fluxlite.errors import EXIT_INFRA, SIGNAL_BASE
 from fluxlite.execute.base import ExitStatus
+
+TYPE_CHECKING = False  # typing is not imported when fluxlite runs: it costs every start
+if TYPE_CHECKING:
+    from typing import Any
 
 
 @dataclass(slots=True)

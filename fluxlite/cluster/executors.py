@@ -22,7 +22,6 @@ import sys
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any
 
 from fluxlite.fsutil import read_tail, unlink_quietly
 from fluxlite.cluster.formats import Task
@@ -39,6 +38,10 @@ from fluxlite.execute.local import (
     reap_exited,
     which,
 )
+
+TYPE_CHECKING = False  # typing is not imported when fluxlite runs: it costs every start
+if TYPE_CHECKING:
+    from typing import Any
 
 logger = logging.getLogger(__name__)
 

@@ -17,7 +17,6 @@ import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from fluxlite.fsutil import unlink_quietly
 from fluxlite.cluster.executors import (
@@ -34,6 +33,10 @@ from fluxlite.execute.base import ExitStatus
 from fluxlite.flux import jobspec
 from fluxlite.flux.instance import NestedInstanceLost
 from fluxlite.flux.jobs import FluxJobs, Job, Outcome
+
+TYPE_CHECKING = False  # typing is not imported when fluxlite runs: it costs every start
+if TYPE_CHECKING:
+    from typing import Any
 
 logger = logging.getLogger(__name__)
 

@@ -16,11 +16,12 @@ import os
 import re
 import sys
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
 
 from fluxlite.errors import SpecError, UsageError, one_line
 
+TYPE_CHECKING = False  # typing is not imported when fluxlite runs: it costs every start
 if TYPE_CHECKING:
+    from typing import Any
     from fluxlite.spec import JobSpec
 
 logger = logging.getLogger(__name__)

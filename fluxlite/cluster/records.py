@@ -14,7 +14,6 @@ import operator
 import os
 import resource
 import time
-from typing import Any
 
 from fluxlite.cluster.attempt import Attempt
 from fluxlite.cluster.formats import Task
@@ -22,6 +21,10 @@ from fluxlite.execute.base import RUSAGE_FIELDS, ExitStatus, TaskResult, rusage_
 from fluxlite.record import host, kickstart
 from fluxlite.record.model import Identity, Record, StdioFile
 from fluxlite.redact import text as redact_text
+
+TYPE_CHECKING = False  # typing is not imported when fluxlite runs: it costs every start
+if TYPE_CHECKING:
+    from typing import Any
 
 logger = logging.getLogger(__name__)
 

@@ -18,7 +18,6 @@ import signal
 import sys
 import tempfile
 from dataclasses import dataclass
-from typing import Any
 
 from fluxlite.cluster import formats
 from fluxlite.cluster.executors import Executor, LocalExecutor, TaskFiles, local_capacity
@@ -28,6 +27,10 @@ from fluxlite.cluster.scheduler import Options, Scheduler, binary_out, finishing
 from fluxlite.errors import EXIT_OK, FluxliteError, Interrupted, UsageError
 from fluxlite.signals import HANDLED_SIGNALS, Handlers, Stop
 from fluxlite.spec import one_line
+
+TYPE_CHECKING = False  # typing is not imported when fluxlite runs: it costs every start
+if TYPE_CHECKING:
+    from typing import Any
 
 logger = logging.getLogger(__name__)
 

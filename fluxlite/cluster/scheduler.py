@@ -26,7 +26,6 @@ import signal
 import sys
 import time
 from dataclasses import dataclass
-from typing import IO, Any
 
 import orjson
 
@@ -47,6 +46,10 @@ from fluxlite.errors import (
 from fluxlite.execute.base import Escalation, signal_name
 from fluxlite.record.host import iso
 from fluxlite.signals import HANDLED_SIGNALS, WARNING_SIGNAL, Handlers
+
+TYPE_CHECKING = False  # typing is not imported when fluxlite runs: it costs every start
+if TYPE_CHECKING:
+    from typing import IO, Any
 
 logger = logging.getLogger(__name__)
 

@@ -8,13 +8,16 @@ GPUs or memory than any pool worker has; every other task goes to the pool.
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from fluxlite.cluster.executors import Executor, TaskFiles
 from fluxlite.cluster.flux_jobs import FluxJobsExecutor
 from fluxlite.cluster.formats import ClusterInputError, Task, TaskGraph
 from fluxlite.cluster.attempt import Attempt
 from fluxlite.cluster.pool.coordinator import PoolExecutor
+
+TYPE_CHECKING = False  # typing is not imported when fluxlite runs: it costs every start
+if TYPE_CHECKING:
+    from typing import Any
 
 logger = logging.getLogger(__name__)
 

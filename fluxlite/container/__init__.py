@@ -18,14 +18,15 @@ import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
 
 from fluxlite.execute.base import TaskCommand
 from fluxlite.fsutil import unlink_quietly
 from fluxlite.container.base import NAME_PREFIX, ContainerError, Invocation
 from fluxlite.spec.container import ContainerSpec, Mount, bad_host, bad_target, parse_container
 
+TYPE_CHECKING = False  # typing is not imported when fluxlite runs: it costs every start
 if TYPE_CHECKING:
+    from typing import Any
     from fluxlite.spec import JobSpec
     from fluxlite.staging.base import Policy
 

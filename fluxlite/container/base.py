@@ -15,10 +15,10 @@ import subprocess
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from fluxlite.errors import ContainerError
 
+TYPE_CHECKING = False  # typing is not imported when fluxlite runs: it costs every start
 if TYPE_CHECKING:
     from fluxlite.container.cache import CachedImage, ImageCache
     from fluxlite.spec.container import ContainerSpec, Mount

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import subprocess
-from typing import TYPE_CHECKING, Any
 
 from fluxlite.fsutil import unlink_quietly
 from fluxlite.container.base import (
@@ -20,7 +19,9 @@ from fluxlite.container.base import (
     write_private,
 )
 
+TYPE_CHECKING = False  # typing is not imported when fluxlite runs: it costs every start
 if TYPE_CHECKING:
+    from typing import Any
     from fluxlite.container.cache import CachedImage, ImageCache
 
 logger = logging.getLogger(__name__)

@@ -20,10 +20,13 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
 
 from fluxlite.errors import EXIT_CANNOT_EXEC, SIGNAL_BASE
 from fluxlite.execute.timelimit import Schedule, from_limits
+
+TYPE_CHECKING = False  # typing is not imported when fluxlite runs: it costs every start
+if TYPE_CHECKING:
+    from typing import Any
 
 logger = logging.getLogger(__name__)
 

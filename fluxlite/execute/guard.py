@@ -33,17 +33,21 @@ import os
 import signal
 import time
 from collections.abc import Callable
-from typing import Any
 
 from fluxlite.errors import FluxliteError
 from fluxlite.execute import supervisor
 from fluxlite.execute.base import ExitStatus
+
+TYPE_CHECKING = False  # typing is not imported when fluxlite runs: it costs every start
+if TYPE_CHECKING:
+    from typing import Any
 
 logger = logging.getLogger(__name__)
 
 #: the worker's parent-death signal: its guard is gone
 GUARD_LOST = signal.SIGUSR2
 _KILL_WAIT = 30.0  # seconds to get every process below the worker killed and reaped
+PIPE_SIZE = 1 << 20  # bytes the pipe holds, where the system allows (else its 64 KiB)
 
 
 class GuardLink:
@@ -112,6 +116,12 @@ def fork_worker(run: Callable[[GuardLink], int]) -> tuple[int, int]:
     supervisor.make_subreaper()
     supervisor.hide_memory()  # the fork inherits it
     rfd, wfd = os.pipe()
+    with contextlib.suppress(OSError, AttributeError):
+        # room for many seconds of lines, so that a guard which reads them now and then
+        # (not at each one) never makes the worker wait
+        import fcntl
+
+        fcntl.fcntl(wfd, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
     parent = os.getpid()
 
     def worker() -> int:
@@ -143,20 +153,30 @@ class Guard:
         self.status: int | None = None  # the worker's wait status once reaped
 
     # -- the pipe -------------------------------------------------------------------------
-    def _read(self) -> None:
+    def _read(self) -> bool:
+        """Take what the pipe holds now, in one read; whether it held anything. ``eof``
+        once the worker's end is closed and everything in it read."""
         try:
             chunk = os.read(self.rfd, 65536)
-        except InterruptedError:
-            return
+        except (InterruptedError, BlockingIOError):
+            return False
         except OSError:
             chunk = b""
         if not chunk:
             self.eof = True
-            return
+            return False
         self.buf += chunk
         *lines, self.buf = self.buf.split(b"\n")
         for ln in lines:
             self._line(ln.decode("ascii", "replace"))
+        return True
+
+    def _drain(self) -> None:
+        """Take every line written so far, without waiting for more (once the worker has
+        ended: all it said, the worker being the pipe's one writer)."""
+        os.set_blocking(self.rfd, False)
+        while self._read():
+            pass
 
     def _line(self, ln: str) -> None:
         try:
@@ -205,6 +225,7 @@ class Guard:
         """Kill the worker and everything below it; what was killed, for the coordinator."""
         self._reap_worker(kill=True)
         left = self._kill_below()
+        self._drain()  # all the worker said, to its last line
         end = time.time()
         killed = [{"key": key, "pid": pgid, "start": start, "end": end}
                   for pgid, (key, start) in self.groups.items()]

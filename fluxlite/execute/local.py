@@ -24,7 +24,6 @@ import select
 import signal
 import time
 from collections.abc import Callable, Container
-from typing import TYPE_CHECKING, Any
 
 from fluxlite.errors import ExecError, FluxliteError
 from fluxlite.execute import supervisor
@@ -39,7 +38,9 @@ from fluxlite.execute.base import (
     signal_name,
 )
 
+TYPE_CHECKING = False  # typing is not imported when fluxlite runs: it costs every start
 if TYPE_CHECKING:
+    from typing import Any
     import subprocess
 
 logger = logging.getLogger(__name__)

@@ -8,13 +8,16 @@ import os
 import shutil
 import signal
 import time
-from typing import Any
 
 from fluxlite.errors import SIGNAL_BASE, FluxliteError, FluxUnavailable
 from fluxlite.execute.base import ExitStatus
 from fluxlite.flux import jobspec
 from fluxlite.flux.jobs import FluxJobs, Job
 from fluxlite.signals import HANDLED_SIGNALS
+
+TYPE_CHECKING = False  # typing is not imported when fluxlite runs: it costs every start
+if TYPE_CHECKING:
+    from typing import Any
 
 logger = logging.getLogger(__name__)
 

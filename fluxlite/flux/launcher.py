@@ -19,7 +19,6 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
 
 from fluxlite.errors import ExecError, FluxUnavailable
 from fluxlite.execute.base import (
@@ -32,6 +31,10 @@ from fluxlite.execute.base import (
 )
 from fluxlite.execute.local import LocalLauncher
 from fluxlite.spec import Resources
+
+TYPE_CHECKING = False  # typing is not imported when fluxlite runs: it costs every start
+if TYPE_CHECKING:
+    from typing import Any
 
 logger = logging.getLogger(__name__)
 

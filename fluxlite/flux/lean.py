@@ -21,11 +21,14 @@ import errno
 import os
 import sys
 from collections.abc import Callable
-from typing import Any
 
 import orjson
 
 from fluxlite.errors import FluxUnavailable
+
+TYPE_CHECKING = False  # typing is not imported when fluxlite runs: it costs every start
+if TYPE_CHECKING:
+    from typing import Any
 
 ffi: Any = None
 lib: Any = None

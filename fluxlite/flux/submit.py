@@ -16,7 +16,6 @@ import shlex
 import shutil
 import sys
 from dataclasses import dataclass, field
-from typing import Any
 
 from fluxlite.errors import FluxliteError, FluxUnavailable, UsageError
 from fluxlite.execute.base import ExitStatus
@@ -24,6 +23,10 @@ from fluxlite.execute.timelimit import from_limits
 from fluxlite.flux.jobs import FluxJobs
 from fluxlite.flux.jobspec import build, connect, environment
 from fluxlite.spec import JobSpec, Limits
+
+TYPE_CHECKING = False  # typing is not imported when fluxlite runs: it costs every start
+if TYPE_CHECKING:
+    from typing import Any
 
 logger = logging.getLogger(__name__)
 

@@ -26,7 +26,6 @@ import textwrap
 import time
 from contextlib import suppress
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
 
 from fluxlite import fsutil
 from fluxlite.errors import (
@@ -46,7 +45,9 @@ from fluxlite.record.model import OutputInfo, Phase, StdioFile, tail
 from fluxlite.runner import Runner, RunOptions
 from fluxlite.strategy import RunStrategy, TaskStdio, judge_task
 
+TYPE_CHECKING = False  # typing is not imported when fluxlite runs: it costs every start
 if TYPE_CHECKING:
+    from typing import Any
     from fluxlite.spec import JobSpec
     from fluxlite.workdir import Workdir
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from typing import TYPE_CHECKING
 
 from fluxlite.errors import EXIT_INFRA, ExecError
 from fluxlite.execute.base import signal_name
@@ -27,6 +26,7 @@ from fluxlite.execute.resolve import in_workdir, resolve
 from fluxlite.record.model import Phase, Record, StdioFile, tail
 from fluxlite.strategy import RunStrategy, TaskStdio, judge_task
 
+TYPE_CHECKING = False  # typing is not imported when fluxlite runs: it costs every start
 if TYPE_CHECKING:
     from fluxlite.errors import FluxliteError
     from fluxlite.spec import JobSpec

@@ -10,7 +10,10 @@ import math
 import os
 import stat as _stat
 import time
-from typing import Any
+
+TYPE_CHECKING = False  # typing is not imported when fluxlite runs: it costs every start
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def iso(t: float, ms: bool = True) -> str:

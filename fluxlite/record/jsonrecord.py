@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
 
 import orjson
 
@@ -12,6 +11,10 @@ from fluxlite.redact import deep as redact_deep
 from fluxlite.record.host import iso
 from fluxlite.record.model import Record
 from fluxlite.urls import redact
+
+TYPE_CHECKING = False  # typing is not imported when fluxlite runs: it costs every start
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def _stage(stage: Any) -> dict[str, Any]:

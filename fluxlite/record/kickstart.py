@@ -9,13 +9,16 @@ Pegasus's parser accepts.
 from __future__ import annotations
 
 import re
-from typing import IO, Any
 
 from fluxlite.record import multipart
 from fluxlite.record.host import iso
 from fluxlite.record.model import Record
 from fluxlite.redact import text as redact_text
 from fluxlite.urls import redact
+
+TYPE_CHECKING = False  # typing is not imported when fluxlite runs: it costs every start
+if TYPE_CHECKING:
+    from typing import IO, Any
 
 
 # What may stand unescaped in a double-quoted scalar or a block, for every YAML reader a

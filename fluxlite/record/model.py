@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
 
+TYPE_CHECKING = False  # typing is not imported when fluxlite runs: it costs every start
 if TYPE_CHECKING:
+    from typing import Any
     from fluxlite.execute.monitor import ResourceUsage
     from fluxlite.execute.base import SignalEvent, TaskResult
     from fluxlite.execute.timelimit import Schedule

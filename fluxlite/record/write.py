@@ -9,9 +9,12 @@ import logging
 import os
 import sys
 from collections.abc import Callable
-from typing import Any
 
 from fluxlite.record.model import Record
+
+TYPE_CHECKING = False  # typing is not imported when fluxlite runs: it costs every start
+if TYPE_CHECKING:
+    from typing import Any
 
 logger = logging.getLogger(__name__)
 

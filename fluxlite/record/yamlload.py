@@ -9,10 +9,13 @@ grow into gigabytes when what was read is walked or printed. Nesting is bounded 
 
 from __future__ import annotations
 
-from typing import Any
 
 import yaml
 from yaml.nodes import MappingNode, Node, SequenceNode
+
+TYPE_CHECKING = False  # typing is not imported when fluxlite runs: it costs every start
+if TYPE_CHECKING:
+    from typing import Any
 
 # the C loader parses records several times faster than the Python one
 _CLoader: Any = getattr(yaml, "CSafeLoader", None)

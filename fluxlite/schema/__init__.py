@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 from fluxlite.numbers import DURATION_MAX_TEXT, DURATION_PATTERN
 from fluxlite.spec import SHA256_RE, RESERVED_DIR, SECTIONS, SPEC_VERSION, Field
+
+TYPE_CHECKING = False  # typing is not imported when fluxlite runs: it costs every start
+if TYPE_CHECKING:
+    from typing import Any
 
 SHIPPED = Path(__file__).with_name("job.schema.json")
 

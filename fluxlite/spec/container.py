@@ -17,10 +17,13 @@ import os
 import posixpath
 import re
 from dataclasses import dataclass
-from typing import Any
 
 from fluxlite.spec.fields import CONTAINER_RUNTIMES, SECTIONS, Field
 from fluxlite.spec.sections import Source
+
+TYPE_CHECKING = False  # typing is not imported when fluxlite runs: it costs every start
+if TYPE_CHECKING:
+    from typing import Any
 
 RUNTIMES = CONTAINER_RUNTIMES
 HUB_SCHEMES = ("docker", "library", "oras", "shub")

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
 
 from fluxlite.numbers import MAX_SECONDS
+
+TYPE_CHECKING = False  # typing is not imported when fluxlite runs: it costs every start
+if TYPE_CHECKING:
+    from typing import Any
 
 SPEC_VERSION = 1
 SHA256_RE = re.compile(r"^[0-9a-fA-F]{64}$")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
 
 from fluxlite.errors import SpecError
 from fluxlite.spec.sections import (
@@ -21,7 +20,9 @@ from fluxlite.spec.sections import (
 )
 from fluxlite.spec.validate import Objects, job_fields, load_json
 
+TYPE_CHECKING = False  # typing is not imported when fluxlite runs: it costs every start
 if TYPE_CHECKING:  # the container section is read only when a job has one
+    from typing import Any
     from fluxlite.spec.container import ContainerSpec
 
 MAX_JOB_FILE = 256 << 20  # bytes; a job file is read whole

@@ -7,7 +7,10 @@ A section read whole from the field table (``limits``, ``workdir``, ``records``,
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+
+TYPE_CHECKING = False  # typing is not imported when fluxlite runs: it costs every start
+if TYPE_CHECKING:
+    from typing import Literal
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import posixpath
 from collections import Counter
-from typing import Any
 
 from fluxlite.errors import SpecError, one_line
 from fluxlite.numbers import check_number, parse_duration
@@ -27,6 +26,10 @@ from fluxlite.spec.sections import (
     Workflow,
 )
 from fluxlite.urls import local_path, scheme_of
+
+TYPE_CHECKING = False  # typing is not imported when fluxlite runs: it costs every start
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def check_lfn(lfn: str) -> str | None:
@@ -66,7 +69,7 @@ class Objects:
         return d
 
 
-class _Dict(dict[str, Any]):
+class _Dict(dict["str", "Any"]):  # quoted: typing is not imported at run time
     duplicates: list[str] = []  # noqa: RUF012 - set per instance by the hook
 
 

@@ -23,15 +23,40 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
 
 from fluxlite.errors import IntegrityError, StageError
 from fluxlite.fsutil import mkstemp, token_hex
 from fluxlite.integrity import CHUNK
 from fluxlite.urls import redact
 
+TYPE_CHECKING = False  # typing is not imported when fluxlite runs: it costs every start
 if TYPE_CHECKING:
     import random
+    from typing import Any, Protocol
+
+    class Reader(Protocol):
+        """An open source: read into a buffer, then close; ``size`` when known."""
+
+        size: int | None
+
+        def readinto(self, buf: bytearray) -> int:
+            """Read into ``buf``; the number of bytes read, 0 at the end."""
+
+        def close(self) -> None:
+            """Release the source."""
+
+    class RemoteWriter(Protocol):
+        """A destination that is not a local path (object stores): all-or-nothing on commit."""
+
+        def write(self, data: memoryview) -> None:
+            """Send the next bytes."""
+
+        def commit(self) -> str:
+            """Make the object appear whole at its destination; the URL it is at."""
+
+        def abort(self) -> None:
+            """Leave nothing at the destination."""
+
 
 logger = logging.getLogger(__name__)
 
@@ -71,31 +96,6 @@ class RateCheck:
             return (f"{rate:.0f} bytes/s over the last {now - t0:.0f} s, less than the "
                     f"minimum of {self.min_rate:g} bytes/s")
         return None
-
-
-class Reader(Protocol):
-    """An open source: read into a buffer, then close; ``size`` when known."""
-
-    size: int | None
-
-    def readinto(self, buf: bytearray) -> int:
-        """Read into ``buf``; the number of bytes read, 0 at the end."""
-
-    def close(self) -> None:
-        """Release the source."""
-
-
-class RemoteWriter(Protocol):
-    """A destination that is not a local path (object stores): all-or-nothing on commit."""
-
-    def write(self, data: memoryview) -> None:
-        """Send the next bytes."""
-
-    def commit(self) -> str:
-        """Make the object appear whole at its destination; the URL it is at."""
-
-    def abort(self) -> None:
-        """Leave nothing at the destination."""
 
 
 class Backend:
@@ -525,28 +525,31 @@ _linkat: Any = None
 
 
 def _link_fd(fd: int, path: str) -> None:
-    """Give the unnamed file open as fd the name path (linkat(2)): by the descriptor itself
-    where that is allowed, else through /proc/self/fd."""
+    """Give the unnamed file open as fd the name path: through /proc/self/fd (open(2)'s
+    own way), else, without /proc, by the descriptor itself (linkat(2) with AT_EMPTY_PATH,
+    which needs a privilege)."""
     global _linkat
+    try:
+        # src_dir_fd makes os.link call linkat(2), which alone follows the /proc link (an
+        # absolute source never reads it); link(2) would try to link the magic link itself
+        os.link(f"/proc/self/fd/{fd}", path, src_dir_fd=fd, follow_symlinks=True)
+        return
+    except FileNotFoundError:
+        if os.path.isdir("/proc/self/fd"):
+            raise  # /proc is there: the destination's directory is what is missing
+    import ctypes  # no /proc in this mount namespace
+
     if _linkat is None:
         try:
-            import ctypes
-
             libc = ctypes.CDLL(None, use_errno=True)
             libc.linkat.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_int,
                                     ctypes.c_char_p, ctypes.c_int)
             _linkat = libc.linkat
         except (OSError, AttributeError):
             _linkat = False
-    if _linkat:
-        import ctypes
-
-        if _linkat(fd, b"", _AT_FDCWD, os.fsencode(path), _AT_EMPTY_PATH) == 0:
-            return
-        err = ctypes.get_errno()
-        if err not in (errno.ENOENT, errno.EPERM, errno.EINVAL, errno.EXDEV):
-            raise OSError(err, os.strerror(err), path)
-    os.link(f"/proc/self/fd/{fd}", path, follow_symlinks=True)
+    if not _linkat or _linkat(fd, b"", _AT_FDCWD, os.fsencode(path), _AT_EMPTY_PATH) != 0:
+        err = ctypes.get_errno() if _linkat else errno.ENOENT
+        raise OSError(err, os.strerror(err), path)
 
 
 def _probe_tmpfile(dpath: str, dev: int) -> bool:

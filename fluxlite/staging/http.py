@@ -23,7 +23,6 @@ import threading
 import time
 import weakref
 import zlib
-from typing import Any
 from urllib.parse import unquote, urljoin, urlsplit
 from urllib.request import getproxies, proxy_bypass
 
@@ -31,6 +30,10 @@ from fluxlite.errors import StageError
 from fluxlite.redact import split_userinfo
 from fluxlite.staging.base import Backend, Cancelled, RateCheck
 from fluxlite.urls import redact
+
+TYPE_CHECKING = False  # typing is not imported when fluxlite runs: it costs every start
+if TYPE_CHECKING:
+    from typing import Any
 
 logger = logging.getLogger(__name__)
 

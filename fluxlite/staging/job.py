@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from fluxlite.errors import SpecError, StageError
 from fluxlite.integrity import Verification, verify
@@ -20,6 +19,7 @@ from fluxlite.staging.base import Policy, Request
 from fluxlite.staging.file import check_local_source
 from fluxlite.urls import file_url
 
+TYPE_CHECKING = False  # typing is not imported when fluxlite runs: it costs every start
 if TYPE_CHECKING:
     from fluxlite.spec import InputFile, JobSpec
     from fluxlite.staging.phases import StageResult

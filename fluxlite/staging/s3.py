@@ -16,12 +16,15 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from fluxlite.errors import StageError
 from fluxlite.staging.base import Backend, Cancelled, RateCheck
 from fluxlite.urls import redact
+
+TYPE_CHECKING = False  # typing is not imported when fluxlite runs: it costs every start
+if TYPE_CHECKING:
+    from typing import Any
 
 logger = logging.getLogger(__name__)
 

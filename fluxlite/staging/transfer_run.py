@@ -16,7 +16,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from fluxlite.errors import EXIT_FAILED, EXIT_INFRA, EXIT_OK
 from fluxlite.redact import deep as redact_deep
@@ -24,6 +23,10 @@ from fluxlite.signals import STOP_SIGNALS, Handlers
 from fluxlite.staging.base import Policy, TransferResult
 from fluxlite.staging.transferlist import TransferList, run_list
 from fluxlite.urls import local_path, redact, scheme_of
+
+TYPE_CHECKING = False  # typing is not imported when fluxlite runs: it costs every start
+if TYPE_CHECKING:
+    from typing import Any
 
 logger = logging.getLogger(__name__)
 

@@ -16,12 +16,15 @@ import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from fluxlite.errors import EXIT_FAILED, SpecError, StageError
 from fluxlite.staging.base import Policy, Request, TransferResult
 from fluxlite.urls import local_path, redact, scheme_of
 from fluxlite.numbers import check_number
+
+TYPE_CHECKING = False  # typing is not imported when fluxlite runs: it costs every start
+if TYPE_CHECKING:
+    from typing import Any
 
 logger = logging.getLogger(__name__)
 

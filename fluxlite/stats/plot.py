@@ -7,11 +7,14 @@ colour are one collection, which keeps 100,000 attempts to a few seconds.
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from fluxlite.errors import EXIT_USAGE, FluxliteError
 from fluxlite.stats.report import OTHER, OUTCOME
 from fluxlite.stats.report import PALETTE as _PAGE_PALETTE
+
+TYPE_CHECKING = False  # typing is not imported when fluxlite runs: it costs every start
+if TYPE_CHECKING:
+    from typing import Any
 
 logger = logging.getLogger(__name__)
 

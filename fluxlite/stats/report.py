@@ -15,12 +15,15 @@ import logging
 import math
 from collections import defaultdict
 from importlib import resources
-from typing import Any
 
 import orjson
 
 from fluxlite.stats.model import CAUSES, Attempt
 from fluxlite.stats.tables import percentile
+
+TYPE_CHECKING = False  # typing is not imported when fluxlite runs: it costs every start
+if TYPE_CHECKING:
+    from typing import Any
 
 logger = logging.getLogger(__name__)
 

@@ -19,10 +19,13 @@ import math
 import statistics
 from collections import defaultdict
 from collections.abc import Iterable
-from typing import Any
 
 from fluxlite.record.host import iso
 from fluxlite.stats.model import INFRA, SIGNAL, TIMEOUT, Attempt
+
+TYPE_CHECKING = False  # typing is not imported when fluxlite runs: it costs every start
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def final_attempts(attempts: Iterable[Attempt]) -> dict[tuple[Any, ...], Attempt]:

@@ -7,7 +7,10 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from typing import Any
+
+TYPE_CHECKING = False  # typing is not imported when fluxlite runs: it costs every start
+if TYPE_CHECKING:
+    from typing import Any
 
 logger = logging.getLogger("fluxlite.stats.report")
 

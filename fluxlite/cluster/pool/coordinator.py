@@ -48,7 +48,6 @@ import secrets
 import signal
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
 from fluxlite.cluster.executors import Executor, TaskFiles
 from fluxlite.cluster.formats import Task
@@ -59,6 +58,10 @@ from fluxlite.flux import jobspec
 from fluxlite.flux.jobs import FluxJobs, Job
 from fluxlite.cluster.pool import messages as m
 from fluxlite.cluster.pool import worker
+
+TYPE_CHECKING = False  # typing is not imported when fluxlite runs: it costs every start
+if TYPE_CHECKING:
+    from typing import Any
 
 logger = logging.getLogger(__name__)
 

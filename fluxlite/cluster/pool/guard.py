@@ -26,7 +26,6 @@ import os
 import signal
 import sys
 from collections.abc import Callable
-from typing import Any
 
 from fluxlite.cluster.pool import messages as m
 from fluxlite.execute.guard import Guard, GuardLink, fork_worker
@@ -34,9 +33,14 @@ from fluxlite.errors import FluxliteError
 from fluxlite.flux import lean
 from fluxlite.signals import STOP_SIGNALS
 
+TYPE_CHECKING = False  # typing is not imported when fluxlite runs: it costs every start
+if TYPE_CHECKING:
+    from typing import Any
+
 logger = logging.getLogger(__name__)
 
 _GONE_WAIT = 10.0  # seconds the coordinator has to take the guard's word
+_READ_EVERY = 0.25  # seconds between two reads of the worker's lines
 
 
 class PoolGuard(Guard):
@@ -76,8 +80,19 @@ class PoolGuard(Guard):
         h.service_register(name).get()
         watchers = [
             h.msg_watcher_create(self._on_kill, lean.REQUEST, f"{name}.{m.KILL}"),
-            h.fd_watcher_create(self.rfd, self._on_pipe, events=lean.POLLIN),
             *(h.signal_watcher_create(sig, self._on_signal) for sig in STOP_SIGNALS)]
+        try:
+            end = os.pidfd_open(self.worker)
+        except (AttributeError, OSError):
+            end = -1
+        if end >= 0:
+            # the worker's lines are read now and then, and to the last when it ends: not
+            # a wake-up of the guard for each of its writes (a task's start and end)
+            watchers += [h.fd_watcher_create(end, self._on_worker_end, events=lean.POLLIN),
+                         h.timer_watcher_create(_READ_EVERY, self._on_timer,
+                                                repeat=_READ_EVERY)]
+        else:  # no pidfd (an old kernel): the pipe's end is the worker's
+            watchers.append(h.fd_watcher_create(self.rfd, self._on_pipe, events=lean.POLLIN))
         for w in watchers:
             w.start()
         try:
@@ -85,6 +100,8 @@ class PoolGuard(Guard):
         finally:
             for w in watchers:
                 w.stop()
+            if end >= 0:
+                os.close(end)
 
     def _on_signal(self, _h: Any, _w: Any, signum: int, _arg: Any) -> None:
         self._forward(signum)
@@ -93,6 +110,13 @@ class PoolGuard(Guard):
         self._read()
         if self.eof:
             self.h.reactor_stop()
+
+    def _on_timer(self, *_args: Any) -> None:
+        self._drain()
+
+    def _on_worker_end(self, *_args: Any) -> None:
+        self._drain()  # all it said is in the pipe
+        self.h.reactor_stop()
 
     def _on_kill(self, h: Any, _t: Any, msg: Any, _arg: Any) -> None:
         try:

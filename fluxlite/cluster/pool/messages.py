@@ -55,7 +55,6 @@ import hashlib
 import hmac
 import math
 import signal
-from typing import Any
 
 import orjson
 
@@ -63,6 +62,10 @@ from fluxlite.cluster.formats import Task
 from fluxlite.cluster.attempt import Attempt
 from fluxlite.errors import FluxliteError
 from fluxlite.execute.base import ExitStatus
+
+TYPE_CHECKING = False  # typing is not imported when fluxlite runs: it costs every start
+if TYPE_CHECKING:
+    from typing import Any
 
 HELLO, WANT, DONE, GONE = "hello", "want", "done", "gone"
 SIGNAL, PING, STOP, KILL, HOLD, GIVE = "signal", "ping", "stop", "kill", "hold", "give"

@@ -27,7 +27,6 @@ import sys
 import time
 from collections import deque
 from collections.abc import Iterable
-from typing import Any
 
 from fluxlite.cluster.formats import Task
 from fluxlite import fsutil
@@ -37,6 +36,10 @@ from fluxlite.flux import lean
 from fluxlite.cluster.pool import messages as m
 from fluxlite.execute.guard import GUARD_LOST, GuardLink
 from fluxlite.signals import STOP_SIGNALS
+
+TYPE_CHECKING = False  # typing is not imported when fluxlite runs: it costs every start
+if TYPE_CHECKING:
+    from typing import Any
 
 logger = logging.getLogger(__name__)
 
