@@ -14,6 +14,7 @@ pid that is a current task.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import selectors
@@ -46,6 +47,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 _OUT_FLAGS = os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
+_UNNAMED = getattr(os, "O_TMPFILE", 0) | os.O_RDWR | os.O_CLOEXEC
+# what says the filesystem (or the kernel) makes no unnamed files
+_NO_UNNAMED = (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOSYS)
 # PMC -f: forwarded data kept in memory up to this, then in a private file; appended to its
 # destination in writes of at most _FWD_CHUNK bytes each
 _FWD_SPILL = 4 << 20
@@ -180,10 +184,48 @@ class TaskFiles:
         self.tmpdir = tmpdir
         self.stdio_bytes = stdio_bytes
         self._specs: dict[str, str] = {}
+        self.unnamed = hasattr(os, "O_TMPFILE")  # until the filesystem says otherwise
+
+    def open_stdio(self, a: Attempt) -> tuple[int, int]:
+        """The attempt's stdout and stderr files, open to write and read back: unnamed
+        files in the directory (O_TMPFILE: nothing to name and remove, which costs a file
+        system with a journal more than the file itself) where it can make them, else at
+        ``stdout_path`` and ``stderr_path`` (removed when the attempt is reaped)."""
+        if self.unnamed:
+            try:
+                fo = os.open(self.tmpdir, _UNNAMED, 0o600)
+            except OSError as err:
+                if err.errno not in _NO_UNNAMED:
+                    raise
+                self.unnamed = False
+            else:
+                try:
+                    return fo, os.open(self.tmpdir, _UNNAMED, 0o600)
+                except BaseException:
+                    os.close(fo)
+                    raise
+        fo = os.open(a.stdout_path, _OUT_FLAGS, 0o600)
+        try:
+            return fo, os.open(a.stderr_path, _OUT_FLAGS, 0o600)
+        except BaseException:
+            os.close(fo)
+            unlink_quietly(a.stdout_path)
+            raise
+
+    def drop_stdio(self, a: Attempt) -> None:
+        """Remove the attempt's named stdout and stderr files (unnamed ones went with
+        their last descriptor)."""
+        if not self.unnamed:
+            unlink_quietly(a.stdout_path)
+            unlink_quietly(a.stderr_path)
 
     def base(self, a: Attempt) -> str:
         """The path prefix of an attempt's files (``.out``, ``.err``, forwarding)."""
-        safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in a.task.id)[:80]
+        tid = a.task.id[:80]
+        if not (tid.isascii() and tid.replace(".", "a").replace("_", "a").replace("-", "a")
+                .isalnum()):  # else the id is its own safe name
+            tid = "".join(c if c.isalnum() or c in "._-" else "_" for c in tid)
+        safe = tid
         return os.path.join(self.tmpdir, f"{a.task.seq}.{safe}.{a.number}")
 
     def jobtask(self, a: Attempt) -> tuple[str, str, str] | None:
@@ -441,8 +483,7 @@ class LocalExecutor(Executor):
             visible = ",".join(a.gpus) if a.gpus else "-1"  # none asked for: none visible
             extra.update(CUDA_VISIBLE_DEVICES=visible, ROCR_VISIBLE_DEVICES=visible,
                          CUDA_DEVICE_ORDER="PCI_BUS_ID")
-        fo = os.open(a.stdout_path, _OUT_FLAGS, 0o600)
-        fe = os.open(a.stderr_path, _OUT_FLAGS, 0o600)
+        fo, fe = self.files.open_stdio(a)
         pipes: list[PipeForward] = []
         try:
             # PMC -f VAR=FILE: the task finds the number of a pipe's write end in $VAR (the
@@ -450,7 +491,7 @@ class LocalExecutor(Executor):
             for var, dest in dict(t.pipe_forward).items():
                 pipes.append(PipeForward(var, dest, f"{base}.fwd.{len(pipes)}"))
         except OSError as err:
-            return _abandon(a, fo, fe, pipes, f"cannot make a forwarding pipe: "
+            return _abandon(a, self.files, fo, fe, pipes, f"cannot make a forwarding pipe: "
                             f"{err.strerror or err}")
         # The write ends stay close-on-exec here, so that no other task inherits one (it
         # would keep that pipe from ending); the task gets a copy at a low number (3, 4...:
@@ -471,7 +512,7 @@ class LocalExecutor(Executor):
         try:
             la.start()
         except FluxliteError as err:
-            return _abandon(a, fo, fe, pipes, str(err))
+            return _abandon(a, self.files, fo, fe, pipes, str(err))
         for pf in pipes:
             # only the task may hold the write end: the pipe ends when the task's side does
             pf.close_write()
@@ -543,8 +584,7 @@ class LocalExecutor(Executor):
         a.stderr_info = (trunc, size)
         os.close(fo)
         os.close(fe)
-        unlink_quietly(a.stdout_path)
-        unlink_quietly(a.stderr_path)
+        self.files.drop_stdio(a)
         self.files.collect_job_records(a, run.jobtask)
         for pf in run.pipes:
             # the task is gone and its group killed: take what is in the pipe and close the
@@ -590,14 +630,14 @@ class LocalExecutor(Executor):
             reap_all()
 
 
-def _abandon(a: Attempt, fo: int, fe: int, pipes: list[PipeForward], error: str) -> Attempt:
+def _abandon(a: Attempt, files: TaskFiles, fo: int, fe: int, pipes: list[PipeForward],
+             error: str) -> Attempt:
     """An attempt that could not be started: its files and pipes go, its status says why."""
     for pf in pipes:
         pf.close()
     os.close(fo)
     os.close(fe)
-    unlink_quietly(a.stdout_path)
-    unlink_quietly(a.stderr_path)
+    files.drop_stdio(a)
     a.status = ExitStatus.failed_to_start(error)
     return a
 

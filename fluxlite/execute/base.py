@@ -153,13 +153,16 @@ RUSAGE_FIELDS = ("utime", "stime", "maxrss", "minflt", "majflt", "nswap", "inblo
                  "msgsnd", "msgrcv", "nsignals", "nvcsw", "nivcsw")
 
 
-def rusage_dict(ru: object) -> dict[str, float]:
-    """A ``resource.struct_rusage`` (or ``os.wait4``'s) as the record's fields."""
-    out: dict[str, float] = {}
-    for name in RUSAGE_FIELDS:
-        val = getattr(ru, "ru_oublock" if name == "outblock" else "ru_" + name)
-        out[name] = round(val, 3) if name in ("utime", "stime") else int(val)
-    return out
+def rusage_dict(ru: Any) -> dict[str, float]:
+    """A ``resource.struct_rusage`` (or ``os.wait4``'s) as the record's fields (in the order
+    of :data:`RUSAGE_FIELDS`)."""
+    return {"utime": round(ru.ru_utime, 3), "stime": round(ru.ru_stime, 3),
+            "maxrss": int(ru.ru_maxrss), "minflt": int(ru.ru_minflt),
+            "majflt": int(ru.ru_majflt), "nswap": int(ru.ru_nswap),
+            "inblock": int(ru.ru_inblock), "outblock": int(ru.ru_oublock),
+            "msgsnd": int(ru.ru_msgsnd), "msgrcv": int(ru.ru_msgrcv),
+            "nsignals": int(ru.ru_nsignals), "nvcsw": int(ru.ru_nvcsw),
+            "nivcsw": int(ru.ru_nivcsw)}
 
 
 class Escalation:
