@@ -4,7 +4,10 @@ parent (the mechanism is :mod:`fluxlite.execute.guard`'s).
     flux-shell -> guard (a child subreaper) -> worker -> tasks -> what the tasks start
 
 The guard forks the worker before it opens any Flux handle, then serves the pool's kill
-request and watches the pipe:
+request and watches the worker's end (a pidfd; the pipe's end on a kernel without them).
+It reads the worker's lines every quarter second and before it acts on them (the worker's
+end, a kill), never at each write: a task's start and end cost the guard no wake-up, and
+the pipe holds far more than a quarter second of lines.
 
 - The worker ends cleanly (``=`` on the pipe): the guard reaps it and exits with its status.
 - The worker dies (killed, crashed): the guard kills every process below it at once, then
