@@ -221,11 +221,10 @@ class TaskFiles:
 
     def base(self, a: Attempt) -> str:
         """The path prefix of an attempt's files (``.out``, ``.err``, forwarding)."""
-        tid = a.task.id[:80]
-        if not (tid.isascii() and tid.replace(".", "a").replace("_", "a").replace("-", "a")
-                .isalnum()):  # else the id is its own safe name
-            tid = "".join(c if c.isalnum() or c in "._-" else "_" for c in tid)
-        safe = tid
+        safe = a.task.id[:80]
+        if not (safe.isascii() and safe.replace(".", "a").replace("_", "a")
+                .replace("-", "a").isalnum()):  # not a safe file name as it is
+            safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in safe)
         return os.path.join(self.tmpdir, f"{a.task.seq}.{safe}.{a.number}")
 
     def jobtask(self, a: Attempt) -> tuple[str, str, str] | None:
