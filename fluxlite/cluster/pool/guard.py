@@ -24,6 +24,7 @@ the pipe holds far more than a quarter second of lines.
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -173,5 +174,9 @@ def main(service: str, coord_rank: int, worker: Callable[[GuardLink], int]) -> i
         sys.stderr.write(f"error: pool worker: {err}\n")
         return 1
     index = int(os.environ.get("FLUX_TASK_RANK", "0"))
+    # what the start made lives as long as the process: frozen, the collections of the
+    # guard and of its fork never scan it again (nor copy the pages they would touch)
+    gc.freeze()
+    gc.enable()
     pid, rfd = fork_worker(worker)
     return PoolGuard(service, coord_rank, index, rfd, pid).run()

@@ -541,8 +541,12 @@ def start() -> None:
 # (an environment's .pth files and import finders cost a process 10-20 ms of CPU, and the
 # pool pays it on every node), on the coordinator's import path, given after "--path";
 # the module's name stays in the command line for whoever reads it.
-BOOT = ("import sys; a = sys.argv; i = a.index('--path'); sys.path[:] = a[i + 1:]; "
-        "del a[i:], a[1]; from fluxlite.cluster.pool.worker import start; start()")
+# The cyclic collector stays paused while the worker's modules are imported (as
+# fluxlite/__main__.py does for a command): the guard freezes what they made and starts it
+# again before it forks the worker.
+BOOT = ("import gc, sys; gc.disable(); a = sys.argv; i = a.index('--path'); "
+        "sys.path[:] = a[i + 1:]; del a[i:], a[1]; "
+        "from fluxlite.cluster.pool.worker import start; start()")
 NAME = "fluxlite.cluster.pool.worker"
 
 
