@@ -15,6 +15,18 @@ import stat
 _TEMP_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789_"
 _TEMP_TRIES = 10000  # tempfile.TMP_MAX
 
+#: open(2)'s flag for a file with no name in a directory (0 where the system has none)
+O_TMPFILE = getattr(os, "O_TMPFILE", 0)
+#: what an open with O_TMPFILE fails with where the filesystem (or the kernel) makes no
+#: unnamed files; anything else is the directory's own trouble
+NO_UNNAMED = (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOSYS)
+
+
+def tmpdir() -> str:
+    """Where temporary files go: $TMPDIR, else /tmp (``tempfile.gettempdir``'s first
+    choices)."""
+    return os.environ.get("TMPDIR") or "/tmp"
+
 
 def token_hex(nbytes: int) -> str:
     """``nbytes`` random bytes from the system's source, as hex (``secrets.token_hex``)."""

@@ -14,7 +14,6 @@ pid that is a current task.
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
 import selectors
@@ -24,7 +23,7 @@ import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
-from fluxlite.fsutil import read_tail, unlink_quietly
+from fluxlite.fsutil import NO_UNNAMED, O_TMPFILE, read_tail, unlink_quietly
 from fluxlite.cluster.formats import Task
 from fluxlite.cluster.attempt import Attempt
 from fluxlite.errors import FluxliteError
@@ -47,9 +46,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 _OUT_FLAGS = os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
-_UNNAMED = getattr(os, "O_TMPFILE", 0) | os.O_RDWR | os.O_CLOEXEC
-# what says the filesystem (or the kernel) makes no unnamed files
-_NO_UNNAMED = (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOSYS)
+_UNNAMED = O_TMPFILE | os.O_RDWR | os.O_CLOEXEC
 # PMC -f: forwarded data kept in memory up to this, then in a private file; appended to its
 # destination in writes of at most _FWD_CHUNK bytes each
 _FWD_SPILL = 4 << 20
@@ -184,7 +181,7 @@ class TaskFiles:
         self.tmpdir = tmpdir
         self.stdio_bytes = stdio_bytes
         self._specs: dict[str, str] = {}
-        self.unnamed = hasattr(os, "O_TMPFILE")  # until the filesystem says otherwise
+        self.unnamed = bool(O_TMPFILE)  # until the filesystem says otherwise
 
     def open_stdio(self, a: Attempt) -> tuple[int, int]:
         """The attempt's stdout and stderr files, open to write and read back: unnamed
@@ -195,7 +192,7 @@ class TaskFiles:
             try:
                 fo = os.open(self.tmpdir, _UNNAMED, 0o600)
             except OSError as err:
-                if err.errno not in _NO_UNNAMED:
+                if err.errno not in NO_UNNAMED:
                     raise
                 self.unnamed = False
             else:

@@ -161,7 +161,7 @@ class KickstartStrategy(RunStrategy):
     def _side_file(self, kind: str, var: str) -> str | None:
         """A ks.meta.* / ks.integrity.* file in $TMPDIR, named to the task in ``var``."""
         try:
-            fd, path = fsutil.mkstemp(_tmpdir(), f"ks.{kind}.")
+            fd, path = fsutil.mkstemp(fsutil.tmpdir(), f"ks.{kind}.")
         except OSError as err:
             logger.warning("cannot create the %s file: %s", var, err.strerror)
             return None
@@ -229,7 +229,7 @@ class KickstartStrategy(RunStrategy):
                 info = StdioFile(name, path, kind="file")
             else:
                 # kickstart's capture files, named as it names them, in $TMPDIR
-                fd, path = fsutil.mkstemp(_tmpdir(), f"ks.{name[3:]}.")
+                fd, path = fsutil.mkstemp(fsutil.tmpdir(), f"ks.{name[3:]}.")
                 self._own(fd)
                 self._temp_files.append(path)
                 info = StdioFile(name, path)
@@ -523,8 +523,3 @@ def _open_fd(path: str, flags: int) -> int:
         return os.open(path, flags | os.O_CLOEXEC, 0o666)
     except OSError as err:
         raise ExecError(f"cannot open {path}: {err.strerror}") from err
-
-
-def _tmpdir() -> str:
-    """Where kickstart puts its capture and side files: $TMPDIR, else /tmp."""
-    return os.environ.get("TMPDIR") or "/tmp"

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from fluxlite.errors import IntegrityError, StageError
-from fluxlite.fsutil import mkstemp, token_hex
+from fluxlite.fsutil import NO_UNNAMED, O_TMPFILE, mkstemp, token_hex
 from fluxlite.integrity import CHUNK
 from fluxlite.urls import redact
 
@@ -498,7 +498,7 @@ def _dst_mode(src_mode: int | None, executable: bool) -> int:
 # --------------------------------------------------------------------------- temporaries
 # mkstemp's names: the prefix, then 8 characters of this set
 _TEMP_NAME = re.compile(r"\.(?P<name>.+)\.tmp-[a-z0-9_]{8}")
-_O_TMPFILE = getattr(os, "O_TMPFILE", 0)
+_O_TMPFILE = O_TMPFILE
 _no_tmpfile: set[int] = set()  # devices whose filesystem refused O_TMPFILE
 _swept: dict[str, dict[str, list[str]]] = {}  # directory -> its temporaries not yet seen to
 _swept_lock = threading.Lock()
@@ -519,37 +519,15 @@ def _open_unnamed(ddir: str, dpath: str, dev: int) -> tuple[int, str | None]:
 
 
 _tmpfile_ok: set[int] = set()
-_AT_FDCWD = -100
-_AT_EMPTY_PATH = 0x1000
-_linkat: Any = None
 
 
 def _link_fd(fd: int, path: str) -> None:
-    """Give the unnamed file open as fd the name path: through /proc/self/fd (open(2)'s
-    own way), else, without /proc, by the descriptor itself (linkat(2) with AT_EMPTY_PATH,
-    which needs a privilege)."""
-    global _linkat
-    try:
-        # src_dir_fd makes os.link call linkat(2), which alone follows the /proc link (an
-        # absolute source never reads it); link(2) would try to link the magic link itself
-        os.link(f"/proc/self/fd/{fd}", path, src_dir_fd=fd, follow_symlinks=True)
-        return
-    except FileNotFoundError:
-        if os.path.isdir("/proc/self/fd"):
-            raise  # /proc is there: the destination's directory is what is missing
-    import ctypes  # no /proc in this mount namespace
-
-    if _linkat is None:
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.linkat.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_int,
-                                    ctypes.c_char_p, ctypes.c_int)
-            _linkat = libc.linkat
-        except (OSError, AttributeError):
-            _linkat = False
-    if not _linkat or _linkat(fd, b"", _AT_FDCWD, os.fsencode(path), _AT_EMPTY_PATH) != 0:
-        err = ctypes.get_errno() if _linkat else errno.ENOENT
-        raise OSError(err, os.strerror(err), path)
+    """Give the unnamed file open as fd the name path, through /proc/self/fd (open(2)'s
+    own way, for any user). Without /proc it fails (ENOENT), and the filesystem's probe
+    says unnamed files cannot be used."""
+    # src_dir_fd makes os.link call linkat(2), which alone follows the /proc link (an
+    # absolute source never reads it); link(2) would try to link the magic link itself
+    os.link(f"/proc/self/fd/{fd}", path, src_dir_fd=fd, follow_symlinks=True)
 
 
 def _probe_tmpfile(dpath: str, dev: int) -> bool:
@@ -593,8 +571,7 @@ def _drop_if_ours(fd: int, name: str) -> None:
 
 
 # what says the filesystem (or the kernel) cannot make or link unnamed files at all
-_UNSUPPORTED = (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.EXDEV, errno.EPERM,
-                errno.ENOENT, errno.ENOSYS)
+_UNSUPPORTED = (*NO_UNNAMED, errno.EXDEV, errno.EPERM, errno.ENOENT)
 
 
 def _publish(fd: int, tmp: str | None, dpath: str) -> None:

@@ -188,7 +188,7 @@ class Choice:
         heap = self.heap
         while heap:
             w = heap[0][5]
-            if heap[0][4] == w.stamp and not w.lost:
+            if heap[0][4] == w.stamp:  # a lost worker's entries are all stale (drop)
                 return w
             heapq.heappop(heap)
         return None
@@ -931,8 +931,8 @@ class PoolExecutor(Executor):
         if self.requeue:
             self._give_again()
         # in the order of the hellos, as the choice ranks them (who answers first matters)
-        for w in sorted((w for w in self.outgoing.values() if w.want is not None
-                         and not w.lost), key=operator.attrgetter("order")):
+        for w in sorted((w for w in self.outgoing.values() if w.want is not None),
+                        key=operator.attrgetter("order")):
             self._send(w)
         self._balance()
         if not self.completed:

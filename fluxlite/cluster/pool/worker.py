@@ -130,7 +130,7 @@ class Worker:
         except (OSError, ValueError, m.BadMessage) as err:
             raise OSError(f"no pool secret: {getattr(err, 'strerror', None) or err}") from err
         guard.secret(secret)
-        base = os.environ.get("FLUX_JOB_TMPDIR") or os.environ.get("TMPDIR") or "/tmp"
+        base = os.environ.get("FLUX_JOB_TMPDIR") or fsutil.tmpdir()
         self.tmpdir = fsutil.mkdtemp(base, f".fluxlite-pool-w{self.index}.")
         # its service before its hello: the coordinator may ping it as soon as it is
         # known (what comes before the reactor runs waits for the handlers below)
