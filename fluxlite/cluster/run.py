@@ -26,7 +26,7 @@ from fluxlite.cluster.records import RecordWriter, key_values
 from fluxlite.cluster.scheduler import Options, Scheduler, binary_out, finishing
 from fluxlite.errors import EXIT_OK, FluxliteError, Interrupted, UsageError
 from fluxlite.signals import HANDLED_SIGNALS, Handlers, Stop
-from fluxlite.spec import one_line
+from fluxlite.errors import one_line
 
 TYPE_CHECKING = False  # typing is not imported when fluxlite runs: it costs every start
 if TYPE_CHECKING:

@@ -31,7 +31,7 @@ import orjson
 
 from fluxlite.cluster.executors import Executor
 from fluxlite.cluster.formats import TaskGraph
-from fluxlite.spec import one_line
+from fluxlite.errors import one_line
 from fluxlite.cluster.attempt import Attempt
 from fluxlite.cluster.records import RecordWriter, attempt_dict, summary_line
 from fluxlite.errors import (

@@ -16,6 +16,13 @@ alone).
 
 Every broker of a test instance runs on this machine's cores, so 16 brokers share 2
 cores: a worker's start costs 16 times over here, in parallel on a real allocation.
+
+The floor (at 2 and 16 brokers, median of 3 each): the wall time of `flux run` of a job
+with a task on every broker, of `true` (Flux's own start and stop of the job shells), of
+the interpreter alone (`python -S -c pass`), and of the interpreter importing what a pool
+worker imports before its first task, on the worker's own command line. What each costs
+more at 16 brokers than at 2 is set against what the target allows: a quarter of the
+time at 2 brokers (rate at 16 / rate at 2 >= 0.8 is time at 16 <= 1.25 x time at 2).
 """
 
 from __future__ import annotations
@@ -83,6 +90,33 @@ def _brokers(size: int) -> list[int]:
     return pids
 
 
+# what a pool worker imports before its first task, on its command line's import path
+_WORKER_IMPORTS = ("import gc, sys; gc.disable(); a = sys.argv; i = a.index('--path'); "
+                   "sys.path[:] = a[i + 1:]; import fluxlite.cluster.pool.worker, "
+                   "fluxlite.cluster.pool.guard, fluxlite.cluster.executors, fluxlite.flux.lean")
+FLOOR_JOBS = ("true", "interpreter", "worker imports")
+
+
+def _floor(size: int) -> dict[str, float]:
+    """Wall seconds of `flux run` of each of FLOOR_JOBS on every broker (median of 3)."""
+    from fluxlite.cluster.pool import worker
+
+    cmd = worker.command(None, [])
+    path = cmd[cmd.index("--path"):]
+    jobs = {"true": ["true"], "interpreter": [sys.executable, "-S", "-c", "pass"],
+            "worker imports": [sys.executable, "-S", "-P", "-c", _WORKER_IMPORTS, *path]}
+    run = ["flux", "run", "-o", "cpu-affinity=off", f"-N{size}", f"-n{size}"]
+    for argv in jobs.values():
+        run_quiet(run + argv)  # warm-up
+    walls: dict[str, list[float]] = {k: [] for k in jobs}
+    for _ in range(3):
+        for name, argv in jobs.items():
+            t0 = time.perf_counter()
+            run_quiet(run + argv)
+            walls[name].append(time.perf_counter() - t0)
+    return {k: median(v) for k, v in walls.items()}
+
+
 def inside(tmp: str, mode: str, size: int, out: str) -> int:
     if mode == "rate":
         _cluster(tmp, 20)  # warm-up: the first job of an instance starts its services
@@ -97,6 +131,8 @@ def inside(tmp: str, mode: str, size: int, out: str) -> int:
         c2 = _children_cpu(brokers)
         res["cpu_per_node"] = ((c2 - c1) - (c1 - c0)) / size
         res["shell_cpu_per_node"] = (c1 - c0) / size
+        if size in (SMALL, BIG):
+            res["floor"] = _floor(size)
     with open(out, "w", encoding="utf-8") as fh:
         json.dump(res, fh)
     return 0
@@ -148,6 +184,16 @@ def main() -> int:
               f"{med('up'):.2f}; shutdown {median([r['shutdown'] for r in rs]):.2f} s; CPU a "
               f"node {median([r['cpu_per_node'] for r in rs]) * 1000:.0f} ms (+ the job "
               f"shell's {median([r['shell_cpu_per_node'] for r in rs]) * 1000:.0f} ms)")
+    if SMALL not in SIZES or BIG not in SIZES:
+        return 0 if ok else 1
+    allowed = 0.25 * TASKS / median(rate[SMALL])
+    extra = {k: median([r["floor"][k] for r in starts[BIG]])
+             - median([r["floor"][k] for r in starts[SMALL]]) for k in FLOOR_JOBS}
+    print(f"B21 floor: a job on every broker costs more at {BIG} brokers than at {SMALL} "
+          f"(flux run, median of 3): of true +{extra['true']:.2f} s, of the interpreter "
+          f"+{extra['interpreter']:.2f} s, of the interpreter importing a worker's modules "
+          f"+{extra['worker imports']:.2f} s; the target allows +{allowed:.2f} s in all (a "
+          f"quarter of the time at {SMALL} brokers)")
     return 0 if ok else 1
 
 

@@ -213,3 +213,38 @@ def test_a_pool_workers_command_line_starts_it_without_site() -> None:
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.startswith("usage: python -m fluxlite.cluster.pool.worker SERVICE"), (
         proc.stderr)
+
+
+_CLUSTER_CHILD = """
+import sys
+sys.path[:0] = {paths!r}
+start = set(sys.modules)
+from fluxlite.cli import main
+rc = main(["cluster", "-q", {dag!r}, "-o", {out!r}, "--tmpdir", {tmp!r}])
+new = sorted(set(sys.modules) - start)
+print(rc)
+print("\\n".join(new))
+"""
+
+
+def test_a_dag_cluster_imports_no_job_description(tmp_path: Path) -> None:
+    """A DAG of commands, run locally with its kickstart records, reads no job.json: the
+    job description (fluxlite.spec) is imported only for a JSON job list, and no YAML
+    reader, psutil or Flux package is imported either."""
+    dag = tmp_path / "d.dag"
+    dag.write_text("TASK a /bin/true\nTASK b /bin/echo hi\nEDGE a b\n")
+    paths = [os.path.dirname(os.path.dirname(os.path.abspath(fluxlite.__file__)))]
+    paths += [p for p in sys.path if p.endswith("-packages")]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FLUX_", "PYTHON"))}
+    code = _CLUSTER_CHILD.format(paths=paths, dag=str(dag), out=str(tmp_path / "d.out"),
+                                 tmp=str(tmp_path))
+    proc = subprocess.run([sys.executable, "-S", "-c", code], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    rc, *imported = proc.stdout.split()
+    assert rc == "0", proc.stderr
+    assert "fluxlite.cluster.scheduler" in imported and "fluxlite.record.kickstart" in imported
+    assert "hi" in (tmp_path / "d.out").read_text()
+    found = sorted(m for m in imported if m.startswith("fluxlite.spec")
+                   or _heavy(m) in ("yaml", "psutil", "flux"))
+    assert not found, "a DAG cluster imported:\n" + "\n".join(found)
