@@ -10,18 +10,18 @@ it into its one-line error where it handles errors.
 
 from __future__ import annotations
 
-import logging
 import signal
 import threading
 from collections.abc import Callable, Iterable
 
 from fluxlite.errors import SIGNAL_BASE
+from fluxlite.lazylog import get_logger
 
 TYPE_CHECKING = False  # typing is not imported when fluxlite runs: it costs every start
 if TYPE_CHECKING:
     from typing import Any
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 #: The signals that stop a command, its one set (run, kickstart, cluster, transfer, a nested
 #: instance being started, a pool worker and its guard): TERM, INT and HUP (a cancel, ^C, a

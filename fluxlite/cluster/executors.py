@@ -14,7 +14,6 @@ pid that is a current task.
 
 from __future__ import annotations
 
-import logging
 import os
 import selectors
 import signal
@@ -38,12 +37,13 @@ from fluxlite.execute.local import (
     reap_exited,
     which,
 )
+from fluxlite.lazylog import get_logger
 
 TYPE_CHECKING = False  # typing is not imported when fluxlite runs: it costs every start
 if TYPE_CHECKING:
     from typing import Any
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 _OUT_FLAGS = os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
 _UNNAMED = O_TMPFILE | os.O_RDWR | os.O_CLOEXEC

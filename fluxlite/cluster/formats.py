@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import gc
-import logging
 import math
 import os
 import re
@@ -18,13 +17,14 @@ import sys
 from dataclasses import dataclass, field
 
 from fluxlite.errors import SpecError, UsageError, one_line
+from fluxlite.lazylog import get_logger
 
 TYPE_CHECKING = False  # typing is not imported when fluxlite runs: it costs every start
 if TYPE_CHECKING:
     from typing import Any
     from fluxlite.spec import JobSpec
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 FORMATS = ("pmc", "list", "json")
 # Characters with no special meaning to /bin/sh: a line made only of these means the same

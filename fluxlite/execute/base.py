@@ -10,7 +10,6 @@ TERM/KILL escalation and what a signal fluxlite receives does to the task.
 
 from __future__ import annotations
 
-import logging
 import math
 import os
 import signal
@@ -23,12 +22,13 @@ from enum import Enum
 
 from fluxlite.errors import EXIT_CANNOT_EXEC, SIGNAL_BASE
 from fluxlite.execute.timelimit import Schedule, from_limits
+from fluxlite.lazylog import get_logger
 
 TYPE_CHECKING = False  # typing is not imported when fluxlite runs: it costs every start
 if TYPE_CHECKING:
     from typing import Any
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 #: no TERM and no KILL of fluxlite's own (a cluster's task: the cluster stops them)
 NO_SCHEDULE = Schedule()

@@ -28,7 +28,6 @@ the guard tells of an end, and how, is its subclass's: the pool's, over Flux, is
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import signal
 import time
@@ -37,12 +36,13 @@ from collections.abc import Callable
 from fluxlite.errors import FluxliteError
 from fluxlite.execute import supervisor
 from fluxlite.execute.base import ExitStatus
+from fluxlite.lazylog import get_logger
 
 TYPE_CHECKING = False  # typing is not imported when fluxlite runs: it costs every start
 if TYPE_CHECKING:
     from typing import Any
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 #: the worker's parent-death signal: its guard is gone
 GUARD_LOST = signal.SIGUSR2

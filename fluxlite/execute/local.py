@@ -17,7 +17,6 @@ fluxlite itself receives while the task runs (:class:`fluxlite.execute.base.Laun
 from __future__ import annotations
 
 import errno
-import logging
 import math
 import os
 import select
@@ -37,13 +36,14 @@ from fluxlite.execute.base import (
     rusage_dict,
     signal_name,
 )
+from fluxlite.lazylog import get_logger
 
 TYPE_CHECKING = False  # typing is not imported when fluxlite runs: it costs every start
 if TYPE_CHECKING:
     from typing import Any
     import subprocess
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 
 def become_subreaper() -> bool:

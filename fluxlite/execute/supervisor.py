@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import errno
 import gc
-import logging
 import os
 import resource
 import signal
@@ -33,9 +32,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from fluxlite.lazylog import get_logger
 from fluxlite.signals import HANDLED_SIGNALS
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 _PR_SET_PDEATHSIG = 1
 _PR_SET_DUMPABLE = 4

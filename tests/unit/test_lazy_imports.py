@@ -188,6 +188,9 @@ def test_a_pool_worker_imports_nothing_heavy() -> None:
     assert not found, "a pool worker imported:\n" + "\n".join(found)
     mine = [m for m in imported if m.startswith(("fluxlite.spec", "fluxlite.record"))]
     assert mine == [], "a pool worker imported the job description or the record writers"
+    # its modules' loggers are fluxlite.lazylog's: logging (with traceback) waits for a
+    # warning
+    assert "logging" not in imported and "traceback" not in imported
 
 
 def test_a_pool_workers_command_line_starts_it_without_site() -> None:

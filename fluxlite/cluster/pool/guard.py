@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import logging
 import os
 import signal
 import sys
@@ -35,13 +34,14 @@ from fluxlite.cluster.pool import messages as m
 from fluxlite.execute.guard import Guard, GuardLink, fork_worker
 from fluxlite.errors import FluxliteError
 from fluxlite.flux import lean
+from fluxlite.lazylog import get_logger
 from fluxlite.signals import STOP_SIGNALS
 
 TYPE_CHECKING = False  # typing is not imported when fluxlite runs: it costs every start
 if TYPE_CHECKING:
     from typing import Any
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 _GONE_WAIT = 10.0  # seconds the coordinator has to take the guard's word
 _READ_EVERY = 0.25  # seconds between two reads of the worker's lines

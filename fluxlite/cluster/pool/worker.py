@@ -21,7 +21,6 @@ is sealed with it, and every request it gets must be.
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 import time
@@ -35,13 +34,14 @@ from fluxlite.execute.base import ExitStatus
 from fluxlite.flux import lean
 from fluxlite.cluster.pool import messages as m
 from fluxlite.execute.guard import GUARD_LOST, GuardLink
+from fluxlite.lazylog import get_logger
 from fluxlite.signals import STOP_SIGNALS
 
 TYPE_CHECKING = False  # typing is not imported when fluxlite runs: it costs every start
 if TYPE_CHECKING:
     from typing import Any
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 _TICK = 0.5  # seconds: reaping of leftovers, and the fallback when pidfds are missing
 _SILENCE = 2.0  # seconds without a word from the coordinator before asking if it lives
@@ -508,7 +508,8 @@ def main(argv: list[str] | None = None) -> int:
     """A pool worker's process: SERVICE COORDINATOR_RANK STDIO_BYTES KVS_NAMESPACE (its
     guard, which forks the worker itself: see :mod:`fluxlite.cluster.pool.guard`)."""
     args = sys.argv[1:] if argv is None else argv
-    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    # no logging set up: a warning, should there be one, is logging's last resort's (the
+    # message alone, on stderr, from WARNING up), and logging is imported only then
     if len(args) != 4:
         sys.stderr.write("usage: python -m fluxlite.cluster.pool.worker SERVICE RANK "
                          "STDIO_BYTES KVS_NAMESPACE\n")
@@ -531,7 +532,8 @@ def start() -> None:
     code = main()
     # the guard's end: its worker reaped, nothing left below it; no teardown of the
     # interpreter to wait for before the job shell sees it exit
-    logging.shutdown()
+    if "logging" in sys.modules:  # imported by a warning (fluxlite.lazylog)
+        sys.modules["logging"].shutdown()
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
