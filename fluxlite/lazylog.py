@@ -2,8 +2,8 @@
 
 A pool worker imports the local launcher's modules on every node before its first task
 can start there, and logs nothing unless something goes wrong. The logging package, with
-the ``traceback``, ``linecache`` and ``tokenize`` it imports, costs such a process 3-8 ms
-of CPU; with these loggers it is paid only by a process that logs. A process that has
+the ``traceback``, ``textwrap`` and ``string`` it imports, costs such a process 3-4 ms of
+CPU; with these loggers it is paid only by a process that logs. A process that has
 configured logging (the command line) sees no difference: each call is the real logger's.
 A process that has not (a worker) gets logging's last resort, as ``basicConfig`` at
 WARNING would: the message alone, on stderr.

@@ -24,9 +24,8 @@ from fluxlite.cluster.executors import Executor, LocalExecutor, TaskFiles, local
 from fluxlite.cluster.formats import TaskGraph
 from fluxlite.cluster.records import RecordWriter, key_values
 from fluxlite.cluster.scheduler import Options, Scheduler, binary_out, finishing
-from fluxlite.errors import EXIT_OK, FluxliteError, Interrupted, UsageError
+from fluxlite.errors import EXIT_OK, FluxliteError, Interrupted, UsageError, one_line
 from fluxlite.signals import HANDLED_SIGNALS, Handlers, Stop
-from fluxlite.errors import one_line
 
 TYPE_CHECKING = False  # typing is not imported when fluxlite runs: it costs every start
 if TYPE_CHECKING:

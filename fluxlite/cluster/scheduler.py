@@ -31,7 +31,6 @@ import orjson
 
 from fluxlite.cluster.executors import Executor
 from fluxlite.cluster.formats import TaskGraph
-from fluxlite.errors import one_line
 from fluxlite.cluster.attempt import Attempt
 from fluxlite.cluster.records import RecordWriter, attempt_dict, summary_line
 from fluxlite.errors import (
@@ -42,6 +41,7 @@ from fluxlite.errors import (
     SIGNAL_BASE,
     FluxliteError,
     UsageError,
+    one_line,
 )
 from fluxlite.execute.base import Escalation, signal_name
 from fluxlite.record.host import iso
