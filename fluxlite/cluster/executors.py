@@ -47,6 +47,8 @@ logger = get_logger(__name__)
 
 _OUT_FLAGS = os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
 _UNNAMED = O_TMPFILE | os.O_RDWR | os.O_CLOEXEC
+# what a task's id may hold to be a file name as it is (else other characters become _)
+_SAFE_NAME = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
 # PMC -f: forwarded data kept in memory up to this, then in a private file; appended to its
 # destination in writes of at most _FWD_CHUNK bytes each
 _FWD_SPILL = 4 << 20
@@ -219,8 +221,7 @@ class TaskFiles:
     def base(self, a: Attempt) -> str:
         """The path prefix of an attempt's files (``.out``, ``.err``, forwarding)."""
         safe = a.task.id[:80]
-        if not (safe.isascii() and safe.replace(".", "a").replace("_", "a")
-                .replace("-", "a").isalnum()):  # not a safe file name as it is
+        if not _SAFE_NAME.issuperset(safe):  # not a safe file name as it is
             safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in safe)
         return os.path.join(self.tmpdir, f"{a.task.seq}.{safe}.{a.number}")
 

@@ -498,7 +498,6 @@ def _dst_mode(src_mode: int | None, executable: bool) -> int:
 # --------------------------------------------------------------------------- temporaries
 # mkstemp's names: the prefix, then 8 characters of this set
 _TEMP_NAME = re.compile(r"\.(?P<name>.+)\.tmp-[a-z0-9_]{8}")
-_O_TMPFILE = O_TMPFILE
 _no_tmpfile: set[int] = set()  # devices whose filesystem refused O_TMPFILE
 _swept: dict[str, dict[str, list[str]]] = {}  # directory -> its temporaries not yet seen to
 _swept_lock = threading.Lock()
@@ -512,9 +511,9 @@ def _open_unnamed(ddir: str, dpath: str, dev: int) -> tuple[int, str | None]:
     it is ``.NAME.tmp-XXXXXXXX`` beside the destination, which a later transfer to the same
     destination removes if it is left over (``remove_stale_temporaries``).
     """
-    if _O_TMPFILE and dev not in _no_tmpfile and (dev in _tmpfile_ok
+    if O_TMPFILE and dev not in _no_tmpfile and (dev in _tmpfile_ok
                                                   or _probe_tmpfile(dpath, dev)):
-        return os.open(ddir, _O_TMPFILE | os.O_WRONLY | os.O_CLOEXEC, 0o600), None
+        return os.open(ddir, O_TMPFILE | os.O_WRONLY | os.O_CLOEXEC, 0o600), None
     return mkstemp(ddir, f".{os.path.basename(dpath)}.tmp-")
 
 
@@ -537,7 +536,7 @@ def _probe_tmpfile(dpath: str, dev: int) -> bool:
     then, a later transfer to it removes what is left (``remove_stale_temporaries``)."""
     ddir = os.path.dirname(dpath) or "."
     try:
-        fd = os.open(ddir, _O_TMPFILE | os.O_WRONLY | os.O_CLOEXEC, 0o600)
+        fd = os.open(ddir, O_TMPFILE | os.O_WRONLY | os.O_CLOEXEC, 0o600)
     except OSError as err:
         if err.errno in _UNSUPPORTED:
             _no_tmpfile.add(dev)

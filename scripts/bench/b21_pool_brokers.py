@@ -93,10 +93,6 @@ def _brokers(size: int) -> list[int]:
     return pids
 
 
-# what a pool worker imports before its first task, on its command line's import path
-_WORKER_IMPORTS = ("import gc, sys; gc.disable(); a = sys.argv; i = a.index('--path'); "
-                   "sys.path[:] = a[i + 1:]; import fluxlite.cluster.pool.worker, "
-                   "fluxlite.cluster.pool.guard, fluxlite.cluster.executors, fluxlite.flux.lean")
 ALONE_JOBS = ("true", "interpreter", "worker imports")
 
 
@@ -104,10 +100,12 @@ def _alone(size: int) -> dict[str, float]:
     """Wall seconds of `flux run` of each of ALONE_JOBS on every broker (median of 3)."""
     from fluxlite.cluster.pool import worker
 
-    cmd = worker.command(None, [])
-    path = cmd[cmd.index("--path"):]
+    # the worker's own command line, its start() replaced by what its guard imports too
+    imports = worker.command(None, [])
+    imports[imports.index(worker.BOOT)] = worker.BOOT.replace(
+        "; start()", "; import fluxlite.cluster.pool.guard, fluxlite.cluster.executors")
     jobs = {"true": ["true"], "interpreter": [sys.executable, "-S", "-c", "pass"],
-            "worker imports": [sys.executable, "-S", "-P", "-c", _WORKER_IMPORTS, *path]}
+            "worker imports": imports}
     run = ["flux", "run", "-o", "cpu-affinity=off", f"-N{size}", f"-n{size}"]
     for argv in jobs.values():
         run_quiet(run + argv)  # warm-up

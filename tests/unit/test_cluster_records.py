@@ -19,7 +19,7 @@ from fluxlite.cluster.records import (
     _escape_quoted,
     usage_lines,
 )
-from fluxlite.execute.base import ExitStatus, rusage_dict
+from fluxlite.execute.base import RUSAGE_FIELDS, ExitStatus, rusage_dict
 from fluxlite.record import kickstart
 from fluxlite.record.host import iso
 
@@ -94,6 +94,7 @@ def test_records_are_what_the_model_renders(tmp_path: Path) -> None:
 def test_the_processs_usage_lines_are_those_of_its_rusage_dict() -> None:
     ru = resource.getrusage(resource.RUSAGE_SELF)
     assert usage_lines(ru) == kickstart.usage_text(2, rusage_dict(ru))
+    assert tuple(rusage_dict(ru)) == RUSAGE_FIELDS  # every field, in the record's order
 
 
 def test_a_changed_executable_is_seen_by_the_attempts_started_after_the_change(

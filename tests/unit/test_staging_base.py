@@ -222,7 +222,7 @@ def test_reservation_follows_the_bytes_that_arrived(tmp_path):
 def test_without_unnamed_files_a_failed_copy_leaves_no_temporary(tmp_path, monkeypatch):
     from fluxlite.staging import base
 
-    monkeypatch.setattr(base, "_O_TMPFILE", 0)
+    monkeypatch.setattr(base, "O_TMPFILE", 0)
     src = tmp_path / "src"
     src.write_bytes(b"x" * 1000)
     dst = tmp_path / "out" / "f"
