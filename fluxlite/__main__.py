@@ -4,6 +4,6 @@ import gc
 # cli.main freezes what they made and starts it again (see cli._import_command)
 gc.disable()
 
-from fluxlite.cli import main  # noqa: E402
+from fluxlite.cli import program  # noqa: E402
 
-raise SystemExit(main())
+program()

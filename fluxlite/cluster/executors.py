@@ -124,6 +124,12 @@ class Executor(ABC):
         (descriptors, Flux handles, a pool's job); called once, at the end of the cluster,
         also when it ends by an error or before any task started."""
 
+    def finish(self) -> None:
+        """The cluster is over (nothing runs, nothing more will start): begin to release
+        what takes time to end, without waiting, so that it ends while the cluster writes
+        its records; :meth:`close` still follows and waits. Nothing to do by default."""
+        return None
+
     def hold(self, reason: str) -> None:
         """Start nothing more of what ``start`` took: an attempt that waits in the executor
         (a pool worker's queue) comes back from ``poll`` stopped for ``reason``, never

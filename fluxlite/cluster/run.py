@@ -89,6 +89,7 @@ class ClusterRun:
         self.kind = settings.executor
         self.ctx: Any = None  # FluxContext of the enclosing job
         self.nested: Any = None  # NestedInstance
+        self.launch: Any = None  # the pool's job on its way (pool/launch.py), until adopted
         self.executor: Executor | None = None
 
     def run(self) -> int:
@@ -100,14 +101,25 @@ class ClusterRun:
                 sys.stdout.write("  (resource requests are checked against the Flux "
                                  "instance when the cluster starts)\n")
             return EXIT_OK
-        if self.flux_env:
-            from fluxlite.flux.context import detect
+        if self.kind == "pool" and not self.s.nested and self.s.use_flux:
+            # the pool's job first: it starts while the flux package is imported (launch.py)
+            from fluxlite.cluster.pool.launch import Launch
 
-            self.ctx = detect(warn=self.kind != "local")
-            if self.kind in ("flux", "pool") and self.ctx is not None:
-                self.ctx.warn_if_queued_behind_itself(nested=self.s.nested)
-        base = self.s.tmpdir or (os.getcwd() if self.kind in ("flux", "pool") else None)
-        tmpdir = tempfile.mkdtemp(prefix=".fluxlite-cluster.", dir=base)
+            self.launch = Launch(None, self.s.workers_per_node, self.s.stdio_bytes)
+        try:
+            self.startup.check()
+            if self.flux_env:
+                from fluxlite.flux.context import detect
+
+                self.ctx = detect(warn=self.kind != "local")
+                if self.kind in ("flux", "pool") and self.ctx is not None:
+                    self.ctx.warn_if_queued_behind_itself(nested=self.s.nested)
+            base = self.s.tmpdir or (os.getcwd() if self.kind in ("flux", "pool") else None)
+            tmpdir = tempfile.mkdtemp(prefix=".fluxlite-cluster.", dir=base)
+        except BaseException:
+            if self.launch is not None:
+                self.launch.close()
+            raise
         code: int | None = None
         failed: BaseException | None = None
         try:
@@ -169,6 +181,7 @@ class ClusterRun:
         self.startup.check()
         try:
             summary = sched.run(pending=self.startup.take)
+            executor.finish()  # a pool's job ends while the records are written
         finally:
             out.flush()
             if s.output not in (None, "-"):
@@ -201,8 +214,9 @@ class ClusterRun:
         if self.kind == "pool":
             from fluxlite.cluster.tiered import make_pool
 
+            launch, self.launch = self.launch, None  # the pool's from here on
             self.executor = make_pool(graph, files, uri, s.workers_per_node, self.ctx,
-                                      max(0.5, s.progress))
+                                      max(0.5, s.progress), launch)
             return self.executor
         from fluxlite.cluster.flux_jobs import FluxJobsExecutor
 
@@ -215,6 +229,8 @@ class ClusterRun:
         """End what the run started, whatever ended it: the executor, then the nested
         instance (completed when the cluster ran, else cancelled); the last memo."""
         self.handlers.hand_over(finishing)
+        if self.launch is not None:  # the pool's job, submitted before anything failed
+            self.launch.close()
         if self.executor is not None:
             self.executor.close()
         if self.nested is not None:

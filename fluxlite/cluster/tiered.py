@@ -14,6 +14,7 @@ from fluxlite.cluster.flux_jobs import FluxJobsExecutor
 from fluxlite.cluster.formats import ClusterInputError, Task, TaskGraph
 from fluxlite.cluster.attempt import Attempt
 from fluxlite.cluster.pool.coordinator import PoolExecutor
+from fluxlite.cluster.pool.launch import Launch
 
 TYPE_CHECKING = False  # typing is not imported when fluxlite runs: it costs every start
 if TYPE_CHECKING:
@@ -83,6 +84,9 @@ class TieredExecutor(Executor):
         self.flux.signal_all(signum, reason)
         self.pool.signal_all(signum, reason)
 
+    def finish(self) -> None:
+        self.pool.finish()
+
     def hold(self, reason: str) -> None:
         self.flux.hold(reason)
         self.pool.hold(reason)
@@ -98,10 +102,11 @@ class TieredExecutor(Executor):
 
 
 def make_pool(graph: TaskGraph, files: TaskFiles, uri: str | None, workers_per_node: int,
-              ctx: Any, progress: float) -> Executor:
-    """The pool, with a Flux-job tier beside it when some task needs one."""
+              ctx: Any, progress: float, launch: Launch | None = None) -> Executor:
+    """The pool (its job already on its way when ``launch`` is given), with a Flux-job tier
+    beside it when some task needs one."""
     pool = PoolExecutor(files, uri=uri, workers_per_node=workers_per_node, flux_context=ctx,
-                        progress_interval=progress)
+                        progress_interval=progress, launch=launch)
     try:
         tier = [t for t in graph.tasks.values() if wants_flux(t) or not pool.can_ever(t)]
         if not tier:

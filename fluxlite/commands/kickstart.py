@@ -43,12 +43,12 @@ def main_argv(argv: list[str]) -> int:
     return run_kickstart(spec, opts)
 
 
-def console_main() -> int:
+def console_main() -> None:
     """The ``fluxlite-kickstart`` console script: Pegasus's gridstart.path takes one
     executable, not a command and a subcommand."""
-    from fluxlite.cli import main
+    from fluxlite.cli import exit_now, main
 
-    return main(["kickstart", *sys.argv[1:]], program=True)
+    exit_now(main(["kickstart", *sys.argv[1:]], program=True))
 
 
 def _usage(message: str, show_help: bool) -> int:

@@ -85,6 +85,27 @@ def build(argv: list[str] | str, *, kind: str = "command", count: int = 1, cores
     return js
 
 
+def tasks_document(argv: list[str], *, count: int, nodes: int, cwd: str,
+                   env: Mapping[str, str], name: str,
+                   shell_options: Mapping[str, Any]) -> dict[str, Any]:
+    """The jobspec (RFC 25, version 1) of ``count`` tasks of one core each, spread evenly
+    over ``nodes`` nodes, as a plain document: what :func:`build` makes of the same
+    (``JobspecV1.from_command``) without the ``flux`` package, for the pool's job
+    (:mod:`fluxlite.cluster.pool.launch`). ValueError when ``count`` is not a multiple of
+    ``nodes``."""
+    if nodes < 1 or count % nodes:
+        raise ValueError(f"{count} task(s) do not spread evenly over {nodes} node(s)")
+    return {"resources": [{"type": "node", "count": nodes,
+                           "with": [{"type": "slot", "count": count // nodes,
+                                     "with": [{"type": "core", "count": 1}],
+                                     "label": "task"}]}],
+            "tasks": [{"command": list(argv), "slot": "task", "count": {"per_slot": 1}}],
+            "attributes": {"system": {"duration": 0, "environment": dict(env), "cwd": cwd,
+                                      "job": {"name": name},
+                                      "shell": {"options": dict(shell_options)}}},
+            "version": 1}
+
+
 def connect(uri: str | None = None, what: str = "flux", job_api: bool = True) -> Any:
     """A handle on the instance at ``uri`` (FLUX_URI's when None); FluxUnavailable, one
     line naming ``what`` needed it, when the bindings or the instance are not there.

@@ -32,19 +32,18 @@ if TYPE_CHECKING:
 
 ffi: Any = None
 lib: Any = None
-REQUEST = 1  # FLUX_MSGTYPE_REQUEST and FLUX_POLLIN, as the C module says once bound
+REQUEST = 1  # FLUX_MSGTYPE_REQUEST and FLUX_POLLIN, as the C module says once loaded
 POLLIN = 1
+_bound = False  # the callbacks taken (bind)
 
 
-def bind() -> None:
-    """Load the C module and take its callbacks; FluxUnavailable when it is not there
-    or the ``flux`` package already holds the callbacks in this process."""
+def load() -> None:
+    """Load the C module, without its callbacks (synchronous calls only: the pool's
+    :class:`~fluxlite.cluster.pool.launch.Launch`, in a process that imports the ``flux``
+    package next); FluxUnavailable when it is not there."""
     global ffi, lib, REQUEST, POLLIN
     if lib is not None:
         return
-    if "flux" in sys.modules:
-        raise FluxUnavailable("the lean Flux handle cannot share a process with the flux "
-                              "package")
     try:
         from _flux._core import ffi as _ffi, lib as _lib  # type: ignore[import-not-found]
     except ImportError as err:
@@ -54,14 +53,27 @@ def bind() -> None:
                               f"{INSTALL_HINT}") from err
     ffi, lib = _ffi, _lib
     REQUEST, POLLIN = _lib.FLUX_MSGTYPE_REQUEST, _lib.FLUX_POLLIN
-    _ffi.def_extern(name="continuation_callback")(_on_future)
-    _ffi.def_extern(name="message_handler_wrapper")(_on_message)
-    _ffi.def_extern(name="fd_handler_wrapper")(_on_fd)
-    _ffi.def_extern(name="timeout_handler_wrapper")(_on_timer)
-    _ffi.def_extern(name="signal_handler_wrapper")(_on_signal)
 
 
-def _error(what: str, future: Any = None) -> OSError:
+def bind() -> None:
+    """Load the C module and take its callbacks; FluxUnavailable when it is not there
+    or the ``flux`` package already holds the callbacks in this process."""
+    global _bound
+    if _bound:
+        return
+    if "flux" in sys.modules:
+        raise FluxUnavailable("the lean Flux handle cannot share a process with the flux "
+                              "package")
+    load()
+    ffi.def_extern(name="continuation_callback")(_on_future)
+    ffi.def_extern(name="message_handler_wrapper")(_on_message)
+    ffi.def_extern(name="fd_handler_wrapper")(_on_fd)
+    ffi.def_extern(name="timeout_handler_wrapper")(_on_timer)
+    ffi.def_extern(name="signal_handler_wrapper")(_on_signal)
+    _bound = True
+
+
+def error(what: str, future: Any = None) -> OSError:
     """The OSError of a failed call (errno as Flux left it, its error text when a future
     has one)."""
     num = ffi.errno or errno.EIO
@@ -86,7 +98,7 @@ class Handle:
         bind()
         self.handle = lib.flux_open(uri.encode() if uri else ffi.NULL, 0)
         if self.handle == ffi.NULL:
-            raise _error("flux_open")
+            raise error("flux_open")
         self.reactor = lib.flux_get_reactor(self.handle)
         self.pending: set[Future] = set()  # futures whose continuation has not run yet
         self.exception: BaseException | None = None
@@ -95,7 +107,7 @@ class Handle:
         """The rank of the broker it is connected to."""
         rank = ffi.new("uint32_t [1]")
         if lib.flux_get_rank(self.handle, rank) < 0:
-            raise _error("flux_get_rank")
+            raise error("flux_get_rank")
         return int(rank[0])
 
     def kvs_get(self, key: str, namespace: str | None = None) -> Any:
@@ -104,7 +116,7 @@ class Handle:
                                              else ffi.NULL, 0, key.encode()), "kvs lookup")
         val = ffi.new("char *[1]")
         if lib.flux_kvs_lookup_get(f.future, val) < 0:
-            raise _error("kvs lookup", f.future)
+            raise error("kvs lookup", f.future)
         if val[0] == ffi.NULL:
             return None
         raw = ffi.string(val[0])
@@ -128,12 +140,12 @@ class Handle:
     def respond(self, msg: Message, payload: str | bytes | None = None) -> None:
         """Answer the request ``msg``."""
         if lib.flux_respond(self.handle, msg.handle, _payload(payload)) < 0:
-            raise _error("respond")
+            raise error("respond")
 
     def flux_respond_error(self, msg: Any, errnum: int, text: bytes) -> None:
         """The ``flux`` package's name for it (``messages.refuse`` uses either handle)."""
         if lib.flux_respond_error(self.handle, msg, errnum, text) < 0:
-            raise _error("respond")
+            raise error("respond")
 
     # -- watchers --------------------------------------------------------------------------
     def msg_watcher_create(self, callback: Callable[..., Any], type_mask: int,
@@ -174,7 +186,7 @@ class Handle:
             exc, self.exception = self.exception, None
             raise exc
         if rc < 0:
-            raise _error("the reactor")
+            raise error("the reactor")
         return int(rc)
 
     def reactor_stop(self) -> None:
@@ -192,7 +204,7 @@ class Future:
 
     def __init__(self, h: Handle, future: Any, what: str) -> None:
         if future == ffi.NULL:
-            raise _error(what)
+            raise error(what)
         self.h, self.future, self.what = h, future, what
         self.callback: Callable[[Future], Any] | None = None
         self.arg: Any = None
@@ -207,7 +219,7 @@ class Future:
         self.callback = callback
         self.arg = ffi.new_handle(self)
         if lib.flux_future_then(self.future, -1.0, lib.continuation_callback, self.arg) < 0:
-            raise _error(self.what)
+            raise error(self.what)
         self.h.pending.add(self)
         return self
 
@@ -216,19 +228,19 @@ class Future:
         if lib.flux_future_wait_for(self.future, float(timeout)) < 0:
             if ffi.errno == errno.ETIMEDOUT:
                 raise TimeoutError(f"{self.what}: no answer in {timeout:g} s")
-            raise _error(self.what, self.future)
+            raise error(self.what, self.future)
         return self
 
     def get(self) -> None:
         """Wait for the answer; OSError when it is an error."""
         if lib.flux_future_get(self.future, ffi.NULL) < 0:
-            raise _error(self.what, self.future)
+            raise error(self.what, self.future)
 
     def get_str(self) -> str | None:
         """An RPC's answer as text (None without a payload); OSError when it is an error."""
         out = ffi.new("char *[1]")
         if lib.flux_rpc_get(self.future, out) < 0:
-            raise _error(self.what, self.future)
+            raise error(self.what, self.future)
         return None if out[0] == ffi.NULL else ffi.string(out[0]).decode("utf-8")
 
 
@@ -245,7 +257,7 @@ class Message:
             return None
         out = ffi.new("char *[1]")
         if lib.flux_msg_get_string(self.handle, ffi.cast("char **", out)) < 0:
-            raise _error("message payload")
+            raise error("message payload")
         return None if out[0] == ffi.NULL else ffi.string(out[0]).decode("utf-8")
 
     @property
@@ -253,7 +265,7 @@ class Message:
         """The user id of its sender."""
         uid = ffi.new("uint32_t [1]")
         if lib.flux_msg_get_userid(self.handle, uid) < 0:
-            raise _error("message userid")
+            raise error("message userid")
         return int(uid[0])
 
 
@@ -271,7 +283,7 @@ class Watcher:
     def created(self) -> Watcher:
         """Itself, once the C API made it; else the OSError."""
         if self.handle == ffi.NULL:
-            raise _error("watcher")
+            raise error("watcher")
         return self
 
     def start(self) -> None:

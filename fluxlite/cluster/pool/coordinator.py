@@ -2,6 +2,10 @@
 one per node of the Flux instance (or ``--workers-per-node`` per node), started as one
 Flux job and spoken to over Flux's own messages (see ``messages``).
 
+- Start and end: the job is submitted before the ``flux`` package is imported (``launch``);
+  the coordinator takes over the launch's connection, where the pool's service is
+  registered already, and follows the job by its id. At the end, ``finish`` tells the
+  workers to stop while the cluster writes its records, and ``close`` waits for the job.
 - Accounting is the coordinator's: it knows each worker's slots, memory and GPUs and what
   it gave it, so ``fits`` and ``start`` never ask the network; a task is given to the
   worker with the most free room (spreading over the nodes).
@@ -44,7 +48,6 @@ import heapq
 import logging
 import operator
 import os
-import secrets
 import signal
 import time
 from dataclasses import dataclass, field
@@ -52,12 +55,10 @@ from dataclasses import dataclass, field
 from fluxlite.cluster.executors import Executor, TaskFiles
 from fluxlite.cluster.formats import Task
 from fluxlite.cluster.attempt import Attempt
-from fluxlite.errors import FluxliteError
 from fluxlite.execute.base import ExitStatus
-from fluxlite.flux import jobspec
 from fluxlite.flux.jobs import FluxJobs, Job
 from fluxlite.cluster.pool import messages as m
-from fluxlite.cluster.pool import worker
+from fluxlite.cluster.pool.launch import Launch, PoolStartError
 
 TYPE_CHECKING = False  # typing is not imported when fluxlite runs: it costs every start
 if TYPE_CHECKING:
@@ -71,11 +72,6 @@ CONFIRM_WAIT = 30.0  # seconds to wait for the word that a lost worker's tasks a
 LEAD = 0.1  # seconds of work a worker's queue holds beyond its slots
 PREFETCH_PER_SLOT = 16  # cores of queue a slot at most
 GIVE_AFTER = 0.3  # seconds without a result from a worker with a queue: it gives back
-JOB_NAME = "fluxlite-pool"
-
-
-class PoolStartError(FluxliteError):
-    """The pool's workers did not all start."""
 
 
 @dataclass(slots=True, eq=False)
@@ -201,41 +197,61 @@ class PoolExecutor(Executor):
 
     def __init__(self, files: TaskFiles, uri: str | None = None, workers_per_node: int = 1,
                  env: dict[str, str] | None = None, startup_timeout: float = 120.0,
-                 flux_context: Any = None, progress_interval: float = 10.0) -> None:
-        born = time.monotonic()
+                 flux_context: Any = None, progress_interval: float = 10.0,
+                 launch: Launch | None = None) -> None:
+        """The pool up: ``launch``'s job (then ``uri``, ``workers_per_node`` and ``env`` are
+        its), or one launched here."""
+        # the pool's job is on its way (submitted over the C API, the flux package not yet
+        # imported: see launch.py) before anything else is done here
+        if launch is None:
+            launch = Launch(uri, workers_per_node, files.stdio_bytes, env)
+        self.launch = launch
+        self._born = launch.born
         self.files = files
-        self.uri, self.h, rl = jobspec.open_instance(uri, "the pool executor")
-        import flux.job  # type: ignore[import-not-found]
+        self.uri = launch.uri
+        try:
+            self.h = launch.adopt()
+        except BaseException:
+            launch.close()
+            raise
+        self.job: Job | None = None
+        try:
+            import flux.job  # type: ignore[import-not-found]
 
-        self.flux = flux
-        self.jobs = FluxJobs(self.uri, self.h)  # the pool's job, in this handle's reactor
-        self.rank = self.h.get_rank()
-        self.wpn = max(1, workers_per_node)
-        # the nodes that are up (a down node would keep the pool's job from starting)
-        nodes = rl.up if rl.up.nnodes else rl.all
-        self.ranks = list(nodes.ranks)
-        self.nnodes = len(self.ranks)
-        # each worker's share of its node, as Flux reports the node's cores and GPUs
-        self.share: dict[int, tuple[int, int]] = {}
-        for r in self.ranks:
-            node = nodes.copy_ranks(r)
-            self.share[r] = (max(1, node.ncores // self.wpn), node.ngpus // self.wpn)
-        self.cores = max(c for c, _ in self.share.values())
-        self.gpus = max(g for _, g in self.share.values())
-        self.where = "a pool worker"
-        # the job shell sets each worker's own FLUX_URI
-        self.env = jobspec.environment(os.environ if env is None else env, drop=jobspec.JOB)
-        self.ctx = flux_context
-        self.progress_interval = progress_interval
-        self.service = f"fluxlite-pool-{os.getpid()}-{secrets.token_hex(3)}"
-        secret = secrets.token_bytes(32)
-        self.seal = m.Seal(secret)
-        self._secret_hex = secret.hex()
-        self._secret_out = False
-        # the coordinator's own namespace: its job's when it runs as one (where its user
-        # may write even in an instance it does not own), else the instance's
-        self.kvs_ns = os.environ.get("FLUX_KVS_NAMESPACE") or "primary"
-        self.n_workers = self.nnodes * self.wpn
+            self.flux = flux
+            self.jobs = FluxJobs(self.uri, self.h)  # the pool's job, in this handle's reactor
+            self.rank = launch.rank
+            self.wpn = launch.wpn
+            self.ranks = launch.ranks
+            self.nnodes = launch.nnodes
+            self.share = launch.share
+            self.cores = max(c for c, _ in self.share.values())
+            self.gpus = max(g for _, g in self.share.values())
+            self.where = "a pool worker"
+            self.ctx = flux_context
+            self.progress_interval = progress_interval
+            self.service = launch.service
+            self.seal = m.Seal(launch.secret)
+            self.kvs_ns = launch.kvs_ns
+            self.n_workers = self.nnodes * self.wpn
+            self._setup()
+            self.startup = {"submit": round(launch.submitted_at - self._born, 4)}
+            self._register()
+            self._follow()
+            self._step("submitted")
+            self.broker_rank = self._broker_uuids()
+            self._wait_started(startup_timeout)
+            self._step("up")
+        except BaseException:
+            # a signal or an error during the startup: no worker is left behind
+            if self.job is None:
+                launch.cancel()
+            else:
+                self._cancel_job()
+            raise
+
+    def _setup(self) -> None:
+        """The coordinator's accounts, all empty."""
         self.dropped = 0  # bad requests dropped
         # the requests of the task flow the workers sent ('want', 'done') and the results
         # they brought: round trips per task = requests / results
@@ -255,7 +271,6 @@ class PoolExecutor(Executor):
         self.dispatched: dict[int, float] = {}  # key -> epoch handed to a worker
         self._seq = 0
         self._watchers: list[Any] = []
-        self.job: Job | None = None
         self.job_f58 = ""
         self.job_ended: ExitStatus | None = None  # the job's, at its finish
         self.job_clean = False
@@ -264,40 +279,23 @@ class PoolExecutor(Executor):
         self.job_notes: list[str] = []
         self.job_fatal: tuple[str, str] | None = None  # a fatal exception's type and note
         self._closing = False
+        self._stop_t0 = 0.0  # monotonic: when the workers were told to stop
         self._next_ping = self._next_memo = 0.0
         self._t0 = time.monotonic()
-        # seconds from the executor's start to each step of the pool's startup
+        # seconds from the pool's start (its launch) to each step of its startup
         self.startup: dict[str, float] = {}
-        self._born = born
         self.n_done = self.n_failed = 0
         self.loop_time = 0.0  # seconds spent in the reactor
         self._extra_fds: list[Any] = []
-        self.broker_rank = self._broker_uuids()
-        self._register()
-        try:
-            self._put_secret()
-            self._step("submit")
-            self._submit()
-            self._step("submitted")
-            self._wait_started(startup_timeout)
-            self._step("up")
-        except BaseException:
-            # a signal or an error during the startup: no worker is left behind
-            self._cancel_job()
-            raise
+        self.broker_rank: dict[str, int] = {}
 
     # -- setup ---------------------------------------------------------------------------
     def _step(self, name: str) -> None:
         self.startup.setdefault(name, round(time.monotonic() - self._born, 4))
 
     def _register(self) -> None:
-        flux = self.flux
-        try:
-            self.h.service_register(self.service).get()
-        except OSError as err:
-            raise FluxliteError(f"cannot register the pool's service {self.service}: "
-                                f"{err.strerror or err}") from err
-        req = flux.constants.FLUX_MSGTYPE_REQUEST
+        """The handlers of the service the launch registered."""
+        req = self.flux.constants.FLUX_MSGTYPE_REQUEST
         for topic, cb in ((m.HELLO, self._on_hello), (m.WANT, self._on_want),
                           (m.DONE, self._on_done), (m.PING, self._on_ping),
                           (m.GONE, self._on_gone)):
@@ -328,49 +326,19 @@ class PoolExecutor(Executor):
                 return self.broker_rank[hop]
         return None
 
-    def _put_secret(self) -> None:
-        """The secret where only the workers look for it while they start (the KVS, which
-        no task reads before it is gone: tasks start after every hello)."""
-        import flux.kvs  # type: ignore[import-not-found]
-
-        try:
-            flux.kvs.put(self.h, m.secret_key(self.service), self._secret_hex)
-            flux.kvs.commit(self.h, namespace=self.kvs_ns)
-        except OSError as err:
-            raise PoolStartError(f"cannot give the pool's workers their secret: "
-                                 f"{err.strerror or err}") from err
-        self._secret_out = True
-
     def _drop_secret(self) -> None:
-        if not self._secret_out:
-            return
-        import flux.kvs  # type: ignore[import-not-found]
-
         try:
-            flux.kvs.put_unlink(self.h, m.secret_key(self.service))
-            flux.kvs.commit(self.h, namespace=self.kvs_ns)
-            self._secret_out = False
+            self.launch.drop_secret()
         except OSError as err:
             logger.warning("cannot remove the pool's secret from the KVS: %s",
                            err.strerror or err)
 
-    def _submit(self) -> None:
-        n = self.nnodes * self.wpn
-        argv = worker.command(self.env.get("FLUXLITE_POOL_PYTHON"), [
-            self.service, str(self.rank), str(self.files.stdio_bytes), self.kvs_ns])
-        # one core each in Flux's eyes: the worker's own slots are its node's cores, and
-        # Flux-job tasks of the same cluster can still be placed beside it
-        js = jobspec.build(argv, count=n, nodes=self.nnodes, cores=1, cwd=os.getcwd(),
-                           env=self.env, name=JOB_NAME)
-        js.setattr_shell_option("exit-timeout", "none")  # one worker lost is not the pool
-        js.setattr_shell_option("cpu-affinity", "off")
-        try:
-            self.job = job = self.jobs.submit_sync(js)
-        except OSError as err:
-            raise PoolStartError(f"cannot start the pool's workers ({n} on {self.nnodes} "
-                                 f"node(s)): {err.strerror or err}") from err
+    def _follow(self) -> None:
+        """The job's id, once Flux accepted it, and its eventlogs followed."""
+        self.job = job = self.jobs.by_id(self.launch.wait_submitted())
         self.job_f58 = job.f58 or ""
-        logger.info("pool job %s: %d worker(s) on %d node(s)", self.job_f58, n, self.nnodes)
+        logger.info("pool job %s: %d worker(s) on %d node(s)", self.job_f58,
+                    self.n_workers, self.nnodes)
         # the job shells say when a task (a worker) exits, at once, with its status
         self._events, self._exec_events, self._output = (
             self.jobs.watch(job, log, cb)
@@ -1035,11 +1003,14 @@ class PoolExecutor(Executor):
                 "round_trips_per_task": round(n / self.results_in, 3) if self.results_in
                 else None}
 
-    def close(self) -> None:
-        """Stop every worker, and end the pool's job (cancelled if it does not end)."""
+    def finish(self) -> None:
+        """Tell every worker to stop (their job ends while the cluster writes its
+        records); :meth:`close` waits for it."""
+        if self._closing:
+            return
         self._memo(force=True)  # the last figures, beside the cluster's own
         logger.debug("pool messages: %s", self.messages())
-        t0 = time.monotonic()
+        self._stop_t0 = time.monotonic()
         self._closing = True
         self._drop_secret()
         live = self.live()
@@ -1051,6 +1022,11 @@ class PoolExecutor(Executor):
                 with contextlib.suppress(OSError):
                     self.h.respond(msg, m.dumps({"stop": True}))
             self._tell(w, m.STOP, {}).then(_ignore)
+
+    def close(self) -> None:
+        """Stop every worker, and end the pool's job (cancelled if it does not end)."""
+        self.finish()
+        t0 = self._stop_t0
         deadline = time.monotonic() + 15.0
         while self.job_ended is None and time.monotonic() < deadline:
             self._run_reactor(0.2)
