@@ -227,6 +227,8 @@ def exit_now(code: int) -> None:
         raise SystemExit(code)
     run_exit()
     for stream in (sys.stdout, sys.stderr):
+        if stream is None:  # started with the descriptor closed
+            continue
         try:
             stream.flush()
         except (OSError, ValueError):

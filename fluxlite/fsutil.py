@@ -70,10 +70,11 @@ def mkdtemp(directory: str, prefix: str) -> str:
     raise FileExistsError(errno.EEXIST, "no usable temporary directory name found")
 
 
-def read_tail(fd: int, limit: int) -> tuple[bytes, bool, int]:
-    """The last ``limit`` bytes of the file open at ``fd`` (0: none): (data, whether that
-    is less than all of it, its size)."""
-    size = os.fstat(fd).st_size
+def read_tail(fd: int, limit: int, st: os.stat_result | None = None
+              ) -> tuple[bytes, bool, int]:
+    """The last ``limit`` bytes of the file open at ``fd`` (0: none; ``st`` its fstat, when
+    the caller has it): (data, whether that is less than all of it, its size)."""
+    size = (os.fstat(fd) if st is None else st).st_size
     if limit and size > limit:
         return os.pread(fd, limit, size - limit), True, size
     if limit == 0:

@@ -14,10 +14,12 @@ pid that is a current task.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import selectors
 import signal
 import sys
+import threading
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -41,6 +43,7 @@ from fluxlite.lazylog import get_logger
 
 TYPE_CHECKING = False  # typing is not imported when fluxlite runs: it costs every start
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
 logger = get_logger(__name__)
@@ -185,17 +188,25 @@ class TaskFiles:
     """Where an attempt's stdout/stderr and a job task's records go, in the cluster's
     private directory."""
 
+    #: pairs of unused capture files kept for the attempts to come (:meth:`recycle`)
+    SPARES = 8
+
     def __init__(self, tmpdir: str, stdio_bytes: int) -> None:
         self.tmpdir = tmpdir
         self.stdio_bytes = stdio_bytes
         self._specs: dict[str, str] = {}
         self.unnamed = bool(O_TMPFILE)  # until the filesystem says otherwise
+        self._spare: list[tuple[int, int]] = []
+        self._flags = -1  # the status flags of a new capture file, as fcntl tells them
 
     def open_stdio(self, a: Attempt) -> tuple[int, int]:
         """The attempt's stdout and stderr files, open to write and read back: unnamed
         files in the directory (O_TMPFILE: nothing to name and remove, which costs a file
-        system with a journal more than the file itself) where it can make them, else at
-        ``stdout_path`` and ``stderr_path`` (removed when the attempt is reaped)."""
+        system with a journal more than the file itself) where it can make them, a pair
+        :meth:`recycle` kept first, else at ``stdout_path`` and ``stderr_path`` (removed
+        when the attempt is reaped)."""
+        if self._spare:
+            return self._spare.pop()
         if self.unnamed:
             try:
                 fo = os.open(self.tmpdir, _UNNAMED, 0o600)
@@ -205,7 +216,10 @@ class TaskFiles:
                 self.unnamed = False
             else:
                 try:
-                    return fo, os.open(self.tmpdir, _UNNAMED, 0o600)
+                    fe = os.open(self.tmpdir, _UNNAMED, 0o600)
+                    if self._flags < 0:
+                        self._flags = fcntl.fcntl(fo, fcntl.F_GETFL)
+                    return fo, fe
                 except BaseException:
                     os.close(fo)
                     raise
@@ -216,6 +230,34 @@ class TaskFiles:
             os.close(fo)
             unlink_quietly(a.stdout_path)
             raise
+
+    def recycle(self, fo: int, fe: int, stats: tuple[os.stat_result, os.stat_result],
+                alone: Callable[[], bool]) -> bool:
+        """Keep an ended attempt's stdout and stderr files for the next attempt, when they
+        are as new: unnamed, empty (``stats``, their fstat), never linked to a name, at
+        offset 0, their status flags untouched, and ``alone()`` says no process the
+        attempt started is left to hold them (the executor's test: every child it has is
+        a task still running). An unnamed file costs a file system with a journal two
+        journaled updates to make and two to free, more than the rest of a short task's
+        launch; these checks cost a few plain system calls. False (the caller closes them)
+        when not, or when enough are kept."""
+        if not self.unnamed or len(self._spare) >= self.SPARES:
+            return False
+        for fd, st in zip((fo, fe), stats, strict=True):
+            if (st.st_size or st.st_nlink or os.lseek(fd, 0, os.SEEK_CUR)
+                    or fcntl.fcntl(fd, fcntl.F_GETFL) != self._flags):
+                return False
+        if not alone():
+            return False
+        self._spare.append((fo, fe))
+        return True
+
+    def close(self) -> None:
+        """Close the capture files kept for attempts that will not come."""
+        spare, self._spare = self._spare, []
+        for pair in spare:
+            for fd in pair:
+                os.close(fd)
 
     def drop_stdio(self, a: Attempt) -> None:
         """Remove the attempt's named stdout and stderr files (unnamed ones went with
@@ -271,10 +313,10 @@ class TaskFiles:
             jid = (a.job_record.get("jobids") or {}).get("flux")
             a.flux_id = a.flux_id or jid
 
-    def read_tail(self, fd: int) -> tuple[bytes, bool, int]:
-        """The last ``stdio_bytes`` of the file open at ``fd``, whether that is less than
-        all of it, and its size."""
-        return read_tail(fd, self.stdio_bytes)
+    def read_tail(self, fd: int, st: os.stat_result | None = None) -> tuple[bytes, bool, int]:
+        """The last ``stdio_bytes`` of the file open at ``fd`` (``st`` its fstat, when
+        known), whether that is less than all of it, and its size."""
+        return read_tail(fd, self.stdio_bytes, st)
 
 
 def forward_files(a: Attempt, env_paths: dict[str, str]) -> None:
@@ -581,13 +623,15 @@ class LocalExecutor(Executor):
             self._unwatched -= 1
         res = la.poll() or la.wait()  # it has ended: its group killed, it reaped at once
         a.duration, a.status, a.rusage = res.duration, res.status, res.rusage
-        a.stdout, trunc, size = self.files.read_tail(fo)
+        stats = os.fstat(fo), os.fstat(fe)
+        a.stdout, trunc, size = self.files.read_tail(fo, stats[0])
         a.stdout_info = (trunc, size)
-        a.stderr, trunc, size = self.files.read_tail(fe)
+        a.stderr, trunc, size = self.files.read_tail(fe, stats[1])
         a.stderr_info = (trunc, size)
-        os.close(fo)
-        os.close(fe)
-        self.files.drop_stdio(a)
+        if not (self._subreaper and self.files.recycle(fo, fe, stats, self._alone)):
+            os.close(fo)
+            os.close(fe)
+            self.files.drop_stdio(a)
         self.files.collect_job_records(a, run.jobtask)
         for pf in run.pipes:
             # the task is gone and its group killed: take what is in the pipe and close the
@@ -611,6 +655,25 @@ class LocalExecutor(Executor):
         self.free_mem += t.memory_mb
         return a
 
+    def _alone(self) -> bool:
+        """Whether every child of this process is a task still running: this process is
+        a subreaper, so what an ended task started and left behind, alive or dying, has
+        been re-parented here (to the thread that started the task) and would show. The
+        kernel's list of the thread's children; False when it gives none."""
+        try:
+            fd = os.open(f"/proc/self/task/{threading.get_native_id()}/children",
+                         os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return False
+        try:
+            kids = os.read(fd, 65536).split()
+        except OSError:
+            return False
+        finally:
+            os.close(fd)
+        procs = self.procs
+        return all(int(k) in procs for k in kids)
+
     def signal_all(self, signum: int, reason: str) -> None:
         for run in self.procs.values():
             a, la = run.attempt, run.launcher
@@ -625,6 +688,7 @@ class LocalExecutor(Executor):
         for run in list(self.procs.values()):
             self._reap(run)
         self.sel.close()
+        self.files.close()
         os.close(self._devnull)
         if self._subreaper and has_children():
             # what tasks left outside their groups: every child of this process is one now

@@ -69,3 +69,12 @@ def test_the_command_keeps_its_exit_code(argv: list[str]) -> None:
         assert p.returncode == 2 and "unknown command 'nope'" in p.stderr
     else:
         assert p.returncode == 0 and p.stdout.startswith("fluxlite ")
+
+
+def test_a_closed_standard_output_is_no_error_at_the_end(tmp_path: Path) -> None:
+    script = tmp_path / "prog.py"
+    script.write_text("import sys\nfrom fluxlite.cli import exit_now\n"
+                      "assert sys.stdout is None\nexit_now(4)\n")
+    p = subprocess.run(["/bin/sh", "-c", 'exec "$@" >&-', "sh", sys.executable, str(script)],
+                       capture_output=False, stderr=subprocess.PIPE, text=True, timeout=60)
+    assert (p.returncode, p.stderr) == (4, "")

@@ -90,3 +90,67 @@ def test_an_unnamed_file_gets_its_name_through_proc_without_ctypes(tmp_path: Pat
     assert r.stdout.strip() == "False"
     assert (tmp_path / "f").read_bytes() == b"data"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f"]
+
+
+# -- capture files kept for the next attempt -----------------------------------------------
+def _one_after_another(tmp: Path, first: list[str]) -> tuple[Attempt, Attempt, list[int]]:
+    """``first``, then a task that prints what its stdout held when it started (its own
+    file, read back through /proc): the two attempts, and how many pairs of files were
+    kept after each."""
+    files = executors.TaskFiles(str(tmp), 4096)
+    ex = executors.LocalExecutor(files, jobs=1, memory_mb=0, gpus=0)
+    try:
+        out = []
+        kept = []
+        for i, argv in enumerate((first, ["/bin/sh", "-c", "sleep 0.3; cat /proc/$$/fd/1"])):
+            a = Attempt(task=Task(id=f"t{i}", argv=argv, seq=i), number=1)
+            assert ex.start(a) is None
+            done: list[Attempt] = []
+            while not done:
+                done = ex.poll(5.0)
+            out.append(done[0])
+            kept.append(len(files._spare))
+        return out[0], out[1], kept
+    finally:
+        ex.close()
+        assert files._spare == []
+
+
+@pytest.mark.skipif(not hasattr(os, "O_TMPFILE"), reason="no O_TMPFILE on this system")
+def test_an_attempt_that_wrote_nothing_leaves_its_files_to_the_next(tmp_path: Path) -> None:
+    first, second, kept = _one_after_another(tmp_path, ["/bin/true"])
+    assert first.ok and second.ok and kept == [1, 1]
+    assert second.stdout == b"" and second.stdout_info == (False, 0)
+
+
+_PY = sys.executable
+
+
+@pytest.mark.skipif(not hasattr(os, "O_TMPFILE"), reason="no O_TMPFILE on this system")
+@pytest.mark.parametrize("what, argv", [
+    ("wrote to stdout", ["/bin/echo", "hello"]),
+    ("wrote to stderr", ["/bin/sh", "-c", "echo oops >&2"]),
+    ("moved the offset", [_PY, "-c", "import os; os.lseek(1, 100, os.SEEK_SET)"]),
+    ("set O_APPEND", [_PY, "-c", "import fcntl, os; "
+                      "fcntl.fcntl(2, fcntl.F_SETFL, fcntl.fcntl(2, fcntl.F_GETFL) "
+                      "| os.O_APPEND)"]),
+    # linkat(2) through /proc, as open(2) says an unnamed file gets a name (a directory
+    # descriptor makes os.link call linkat, which follows the link)
+    ("gave it a name", [_PY, "-c", "import os; d = os.open('.', os.O_RDONLY); "
+                        "os.link('/proc/self/fd/1', 'named', src_dir_fd=d, dst_dir_fd=d, "
+                        "follow_symlinks=True)"]),
+    # escaped its process group: re-parented here, it still holds the files
+    ("left a process behind", ["/bin/sh", "-c", "setsid sleep 1 </dev/null & sleep 0.1"]),
+])
+def test_files_an_attempt_touched_or_left_held_are_not_given_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, what: str, argv: list[str]) -> None:
+    (tmp_path / "files").mkdir()
+    monkeypatch.chdir(tmp_path)  # where the named link lands, not the capture directory
+    first, second, kept = _one_after_another(tmp_path / "files", argv)
+    assert first.ok and second.ok, (first.status, second.status)
+    # not the first's; the second's, which wrote nothing, in its turn (unless what the
+    # first left behind still runs: then nothing is kept while it does)
+    assert kept == ([0, 0] if what == "left a process behind" else [0, 1]), what
+    assert second.stdout == b"" and second.stderr == b""
+    if what == "gave it a name":
+        assert (tmp_path / "named").exists()
