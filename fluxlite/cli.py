@@ -217,13 +217,15 @@ def exit_now(code: int) -> None:
     """End this process with ``code`` as a normal exit would, but without the interpreter's
     teardown, which frees every object the command made one by one (10-15 ms of a cluster of
     a few thousand tasks) where the kernel frees them at once. The exit functions run first
-    (logging's shutdown among them) and stdout and stderr are flushed; while another thread
-    runs, it is a normal exit, which waits for it."""
+    (logging's shutdown among them) and stdout and stderr are flushed. While another thread
+    runs, it is a normal exit, which waits for it; and under a profiler, a tracer or a
+    debugger (``python -m cProfile -m fluxlite``...), which reports at the normal end."""
     import atexit
 
     threading = sys.modules.get("threading")
     run_exit = getattr(atexit, "_run_exitfuncs", None)
-    if run_exit is None or (threading is not None and threading.active_count() > 1):
+    if (run_exit is None or (threading is not None and threading.active_count() > 1)
+            or sys.getprofile() is not None or sys.gettrace() is not None):
         raise SystemExit(code)
     run_exit()
     for stream in (sys.stdout, sys.stderr):

@@ -78,3 +78,12 @@ def test_a_closed_standard_output_is_no_error_at_the_end(tmp_path: Path) -> None
     p = subprocess.run(["/bin/sh", "-c", 'exec "$@" >&-', "sh", sys.executable, str(script)],
                        capture_output=False, stderr=subprocess.PIPE, text=True, timeout=60)
     assert (p.returncode, p.stderr) == (4, "")
+
+
+def test_under_a_profiler_the_end_is_a_normal_one(tmp_path: Path) -> None:
+    """`python -m cProfile -m fluxlite ...` writes its profile after the command returns."""
+    out = tmp_path / "prof.out"
+    p = subprocess.run([sys.executable, "-m", "cProfile", "-o", str(out), "-m", "fluxlite",
+                        "--version"], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0 and p.stdout.startswith("fluxlite ")
+    assert out.stat().st_size > 0
