@@ -1,7 +1,10 @@
 """The one way fluxlite submits and follows Flux jobs, and the one reading of how they ended,
 for the Flux launcher (one placed task), the cluster's Flux executor (many), the pool's job,
 a nested instance and ``fluxlite submit``'s batch job: no other module calls the job verbs of
-``flux.job`` (submit, the eventlog watches, kill, cancel, the result, job-list).
+``flux.job`` (submit, the eventlog watches, kill, cancel, the result, job-list). The pool's
+job alone is submitted before the ``flux`` package is imported, over flux-core's C API
+(:mod:`fluxlite.cluster.pool.launch`, which cancels it only until the coordinator takes
+it over), and followed here from its id (:meth:`FluxJobs.by_id`).
 
 :class:`Job` is a job as its eventlog tells it, and the one translation of that into an
 :class:`Outcome`. :class:`FluxJobs` submits through ``flux.job.FluxExecutor`` (pipelined:

@@ -8,7 +8,8 @@ command's (the pool's start and shutdown included). Target: rate at 16 / rate at
 
 Start and stop (`B21_SIZES`, default 2, 4, 8, 16 brokers): a cluster of one `/bin/true`
 task, after a warm-up one: the command's wall time, the pool's startup as the coordinator
-records it (submitted, the job's start, the first and the last worker's hello), the
+records it (submitted: when it had the job's id, which it asks for once the ``flux``
+package is imported; the job's start, the first and the last worker's hello), the
 shutdown (the task's end to the command's end), and the CPU per node of the pool's job:
 what the job shells and everything below them (guards, workers, the task) used, from the
 brokers' reaped-children times, less that of a job of `true` on every node (the shells
