@@ -58,6 +58,8 @@ _FWD_SPILL = 4 << 20
 _FWD_CHUNK = 4 << 20
 # how often the local executor looks for exited processes tasks left behind
 _STRAY_INTERVAL = 1.0
+# what the local executor reads of its thread's list of children at once
+_CHILDREN_READ = 65536
 # how often the flux executor asks whether its (nested) instance still runs
 _LOST_INTERVAL = 1.0
 
@@ -666,13 +668,15 @@ class LocalExecutor(Executor):
         except OSError:
             return False
         try:
-            kids = os.read(fd, 65536).split()
+            data = os.read(fd, _CHILDREN_READ)
         except OSError:
             return False
         finally:
             os.close(fd)
+        if len(data) >= _CHILDREN_READ:
+            return False  # more children than one read tells: not worth a second
         procs = self.procs
-        return all(int(k) in procs for k in kids)
+        return all(int(k) in procs for k in data.split())
 
     def signal_all(self, signum: int, reason: str) -> None:
         for run in self.procs.values():
