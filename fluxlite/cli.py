@@ -25,6 +25,7 @@ import sys
 
 from fluxlite.version import __version__
 from fluxlite.errors import EXIT_INFRA, EXIT_USAGE, SIGNAL_BASE, FluxliteError
+from fluxlite.signals import exit_now
 
 TYPE_CHECKING = False  # typing is not imported when fluxlite runs: it costs every start
 if TYPE_CHECKING:
@@ -211,31 +212,6 @@ def program() -> None:
     """The ``fluxlite`` command (console script and ``python -m fluxlite``): :func:`main`
     on this process's command line, then :func:`exit_now`."""
     exit_now(main())
-
-
-def exit_now(code: int) -> None:
-    """End this process with ``code`` as a normal exit would, but without the interpreter's
-    teardown, which frees every object the command made one by one (10-15 ms of a cluster of
-    a few thousand tasks) where the kernel frees them at once. The exit functions run first
-    (logging's shutdown among them) and stdout and stderr are flushed. While another thread
-    runs, it is a normal exit, which waits for it; and under a profiler, a tracer or a
-    debugger (``python -m cProfile -m fluxlite``...), which reports at the normal end."""
-    import atexit
-
-    threading = sys.modules.get("threading")
-    run_exit = getattr(atexit, "_run_exitfuncs", None)
-    if (run_exit is None or (threading is not None and threading.active_count() > 1)
-            or sys.getprofile() is not None or sys.gettrace() is not None):
-        raise SystemExit(code)
-    run_exit()
-    for stream in (sys.stdout, sys.stderr):
-        if stream is None:  # started with the descriptor closed
-            continue
-        try:
-            stream.flush()
-        except (OSError, ValueError):
-            pass  # what was lost was said (_stdout_ending), or the stream is closed
-    os._exit(code)
 
 
 def _main(argv: list[str] | None, program: bool) -> int:

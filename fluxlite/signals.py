@@ -10,7 +10,9 @@ it into its one-line error where it handles errors.
 
 from __future__ import annotations
 
+import os
 import signal
+import sys
 import threading
 from collections.abc import Callable, Iterable
 
@@ -95,3 +97,29 @@ class Handlers:
 
     def __exit__(self, *exc: object) -> None:
         self.restore()
+
+
+def exit_now(code: int) -> None:
+    """End this process with ``code`` as a normal exit would, but without the interpreter's
+    teardown, which frees every object the process made one by one (10-15 ms of a cluster
+    of a few thousand tasks) where the kernel frees them at once: the end of a command
+    (``fluxlite.cli.program``) and of a pool worker's guard. The exit functions run first
+    (logging's shutdown among them) and stdout and stderr are flushed. While another thread
+    runs, it is a normal exit, which waits for it; and under a profiler, a tracer or a
+    debugger (``python -m cProfile -m fluxlite``...), which reports at the normal end."""
+    import atexit
+
+    threading = sys.modules.get("threading")
+    run_exit = getattr(atexit, "_run_exitfuncs", None)
+    if (run_exit is None or (threading is not None and threading.active_count() > 1)
+            or sys.getprofile() is not None or sys.gettrace() is not None):
+        raise SystemExit(code)
+    run_exit()
+    for stream in (sys.stdout, sys.stderr):
+        if stream is None:  # started with the descriptor closed
+            continue
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass  # what was lost was said (_stdout_ending), or the stream is closed
+    os._exit(code)

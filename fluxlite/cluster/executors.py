@@ -28,6 +28,7 @@ from fluxlite.fsutil import NO_UNNAMED, O_TMPFILE, read_tail, unlink_quietly
 from fluxlite.cluster.formats import Task
 from fluxlite.cluster.attempt import Attempt
 from fluxlite.errors import FluxliteError
+from fluxlite.execute import supervisor
 from fluxlite.execute.base import ExitStatus
 from fluxlite.execute.local import (
     GROUP,
@@ -58,8 +59,6 @@ _FWD_SPILL = 4 << 20
 _FWD_CHUNK = 4 << 20
 # how often the local executor looks for exited processes tasks left behind
 _STRAY_INTERVAL = 1.0
-# what the local executor reads of its thread's list of children at once
-_CHILDREN_READ = 65536
 # how often the flux executor asks whether its (nested) instance still runs
 _LOST_INTERVAL = 1.0
 
@@ -660,23 +659,14 @@ class LocalExecutor(Executor):
     def _alone(self) -> bool:
         """Whether every child of this process is a task still running: this process is
         a subreaper, so what an ended task started and left behind, alive or dying, has
-        been re-parented here (to the thread that started the task) and would show. The
-        kernel's list of the thread's children; False when it gives none."""
+        been re-parented here (to the thread that started the task) and would show. False
+        when the kernel does not tell."""
         try:
-            fd = os.open(f"/proc/self/task/{threading.get_native_id()}/children",
-                         os.O_RDONLY | os.O_CLOEXEC)
+            kids = supervisor.thread_children(os.getpid(), threading.get_native_id())
         except OSError:
             return False
-        try:
-            data = os.read(fd, _CHILDREN_READ)
-        except OSError:
-            return False
-        finally:
-            os.close(fd)
-        if len(data) >= _CHILDREN_READ:
-            return False  # more children than one read tells: not worth a second
         procs = self.procs
-        return all(int(k) in procs for k in data.split())
+        return all(k in procs for k in kids)
 
     def signal_all(self, signum: int, reason: str) -> None:
         for run in self.procs.values():

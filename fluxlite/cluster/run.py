@@ -101,28 +101,23 @@ class ClusterRun:
                 sys.stdout.write("  (resource requests are checked against the Flux "
                                  "instance when the cluster starts)\n")
             return EXIT_OK
-        if self.kind == "pool" and not self.s.nested and self.s.use_flux:
-            # the pool's job first: it starts while the flux package is imported (launch.py)
-            from fluxlite.cluster.pool.launch import Launch
-
-            self.launch = Launch(None, self.s.workers_per_node, self.s.stdio_bytes)
+        base = self.s.tmpdir or (os.getcwd() if self.kind in ("flux", "pool") else None)
+        tmpdir = tempfile.mkdtemp(prefix=".fluxlite-cluster.", dir=base)
+        code: int | None = None
+        failed: BaseException | None = None
         try:
-            self.startup.check()
+            if self.kind == "pool" and not self.s.nested and self.s.use_flux:
+                # the pool's job first: it starts while the flux package is imported
+                # (launch.py); the shutdown ends it, whatever fails from here on
+                from fluxlite.cluster.pool.launch import Launch
+
+                self.launch = Launch(None, self.s.workers_per_node, self.s.stdio_bytes)
             if self.flux_env:
                 from fluxlite.flux.context import detect
 
                 self.ctx = detect(warn=self.kind != "local")
                 if self.kind in ("flux", "pool") and self.ctx is not None:
                     self.ctx.warn_if_queued_behind_itself(nested=self.s.nested)
-            base = self.s.tmpdir or (os.getcwd() if self.kind in ("flux", "pool") else None)
-            tmpdir = tempfile.mkdtemp(prefix=".fluxlite-cluster.", dir=base)
-        except BaseException:
-            if self.launch is not None:
-                self.launch.close()
-            raise
-        code: int | None = None
-        failed: BaseException | None = None
-        try:
             code = self._execute(graph, TaskFiles(tmpdir, self.s.stdio_bytes))
             return code
         except BaseException as err:

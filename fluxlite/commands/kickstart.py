@@ -46,7 +46,8 @@ def main_argv(argv: list[str]) -> int:
 def console_main() -> None:
     """The ``fluxlite-kickstart`` console script: Pegasus's gridstart.path takes one
     executable, not a command and a subcommand."""
-    from fluxlite.cli import exit_now, main
+    from fluxlite.cli import main
+    from fluxlite.signals import exit_now
 
     exit_now(main(["kickstart", *sys.argv[1:]], program=True))
 

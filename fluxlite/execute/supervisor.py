@@ -309,9 +309,22 @@ def children(pid: int) -> list[int]:
     scan of every process). OSError when the kernel does not tell them."""
     kids: list[int] = []
     for tid in os.listdir(f"/proc/{pid}/task"):
-        with open(f"/proc/{pid}/task/{tid}/children") as fh:
-            kids += [int(x) for x in fh.read().split()]
+        kids += thread_children(pid, int(tid))
     return kids
+
+
+def thread_children(pid: int, tid: int) -> list[int]:
+    """The children of thread ``tid`` of ``pid`` (those it started, and those re-parented
+    to it), from /proc/PID/task/TID/children in a few plain reads (a local executor asks
+    after each task). OSError when the kernel does not tell them."""
+    fd = os.open(f"/proc/{pid}/task/{tid}/children", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        data = b""
+        while chunk := os.read(fd, 65536):
+            data += chunk
+    finally:
+        os.close(fd)
+    return [int(x) for x in data.split()]
 
 
 def proc_state(pid: int) -> tuple[str, str] | None:

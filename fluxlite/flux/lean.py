@@ -38,9 +38,9 @@ _bound = False  # the callbacks taken (bind)
 
 
 def load() -> None:
-    """Load the C module, without its callbacks (synchronous calls only: the pool's
-    :class:`~fluxlite.cluster.pool.launch.Launch`, in a process that imports the ``flux``
-    package next); FluxUnavailable when it is not there."""
+    """Load the C module, without its callbacks (a :class:`Handle` of synchronous calls
+    only: the pool's launch, in a process that imports the ``flux`` package next);
+    FluxUnavailable when it is not there."""
     global ffi, lib, REQUEST, POLLIN
     if lib is not None:
         return
@@ -94,8 +94,14 @@ def _payload(data: str | bytes | None) -> Any:
 class Handle:
     """An open connection to a broker (FLUX_URI's, or ``uri``)."""
 
-    def __init__(self, uri: str | None = None) -> None:
-        bind()
+    def __init__(self, uri: str | None = None, callbacks: bool = True) -> None:
+        """Without ``callbacks``, only synchronous calls (``get``, ``get_str``) may be made
+        on it: the C module's are not taken (:func:`load`), and the ``flux`` package may
+        take this connection over later (``flux.Flux(handle=h.handle)``)."""
+        if callbacks:
+            bind()
+        else:
+            load()
         self.handle = lib.flux_open(uri.encode() if uri else ffi.NULL, 0)
         if self.handle == ffi.NULL:
             raise error("flux_open")

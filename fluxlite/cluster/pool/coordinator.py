@@ -235,7 +235,7 @@ class PoolExecutor(Executor):
             self.kvs_ns = launch.kvs_ns
             self.n_workers = self.nnodes * self.wpn
             self._setup()
-            self.startup = {"submit": round(launch.submitted_at - self._born, 4)}
+            self.startup["submit"] = round(launch.submitted_at - self._born, 4)
             self._register()
             self._follow()
             self._step("submitted")

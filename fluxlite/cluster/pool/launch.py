@@ -53,19 +53,19 @@ class Launch:
         if not uri:
             raise FluxUnavailable("the pool executor needs a Flux instance (FLUX_URI is unset)")
         self.uri = uri
-        lean.load()
-        ffi, lib = lean.ffi, lean.lib
-        self.handle = lib.flux_open(uri.encode(), 0)
-        if self.handle == ffi.NULL:
-            err = lean.error("flux_open")
-            raise FluxUnavailable(f"cannot connect to Flux at {uri}: {err.strerror or err}")
+        try:
+            self.h = lean.Handle(uri, callbacks=False)
+        except OSError as err:
+            raise FluxUnavailable(f"cannot connect to Flux at {uri}: "
+                                  f"{err.strerror or err}") from err
+        self.handle = self.h.handle
         self.adopted = False
         self.jobid: int | None = None
         self._submit: lean.Future | None = None
         self._secret_out = False
         self.submitted_at = 0.0
         try:
-            self.rank = self._rank()
+            self.rank = self.h.get_rank()
             self.wpn = max(1, workers_per_node)
             try:
                 nodes = up_nodes(orjson.loads(self._resources()))
@@ -86,9 +86,7 @@ class Launch:
             # user may write even in an instance it does not own), else the instance's
             self.kvs_ns = os.environ.get("FLUX_KVS_NAMESPACE") or "primary"
             try:
-                lean.Future(None, lib.flux_service_register(self.handle,
-                                                            self.service.encode()),
-                            "service register").get()
+                self.h.service_register(self.service).get()
             except OSError as err:
                 raise FluxliteError(f"cannot register the pool's service {self.service}: "
                                     f"{err.strerror or err}") from err
@@ -99,27 +97,16 @@ class Launch:
             raise
 
     # -- the steps ----------------------------------------------------------------------
-    def _rank(self) -> int:
-        rank = lean.ffi.new("uint32_t [1]")
-        if lean.lib.flux_get_rank(self.handle, rank) < 0:
-            raise lean.error("flux_get_rank")
-        return int(rank[0])
-
     def _resources(self) -> str:
         """The scheduler's view of the resources, as ``flux.resource.resource_list`` asks
         for it (its topic, ``FLUX_RESOURCE_LIST_RPC`` when set, then the older one)."""
         topic = os.environ.get("FLUX_RESOURCE_LIST_RPC") or "resource.sched-status"
         try:
-            return self._rpc(topic)
+            return self.h.rpc(topic, nodeid=0).get_str() or "{}"
         except OSError as err:
             if err.errno != errno.ENOSYS:
                 raise
-            return self._rpc("sched.resource-status")
-
-    def _rpc(self, topic: str) -> str:
-        f = lean.Future(None, lean.lib.flux_rpc(self.handle, topic.encode(), lean.ffi.NULL,
-                                                0, 0), topic)
-        return f.get_str() or "{}"
+            return self.h.rpc("sched.resource-status", nodeid=0).get_str() or "{}"
 
     def _kvs(self, value: str | None) -> None:
         """The secret's key set to ``value`` (JSON-encoded, as ``flux.kvs.put`` does), or
@@ -134,8 +121,8 @@ class Launch:
                   lib.flux_kvs_txn_put(txn, 0, key, orjson.dumps(value)))
             if rc < 0:
                 raise lean.error("kvs put")
-            lean.Future(None, lib.flux_kvs_commit(self.handle, self.kvs_ns.encode(), 0, txn),
-                        "kvs commit").get()
+            lean.Future(self.h, lib.flux_kvs_commit(self.handle, self.kvs_ns.encode(), 0,
+                                                    txn), "kvs commit").get()
         finally:
             lib.flux_kvs_txn_destroy(txn)
 
@@ -167,7 +154,7 @@ class Launch:
                                     shell_options={"exit-timeout": "none",
                                                    "cpu-affinity": "off"})
         self.submitted_at = time.monotonic()
-        self._submit = lean.Future(None, lean.lib.flux_job_submit(
+        self._submit = lean.Future(self.h, lean.lib.flux_job_submit(
             self.handle, orjson.dumps(js), URGENCY, 0), "job submit")
 
     def wait_submitted(self) -> int:
@@ -209,7 +196,7 @@ class Launch:
                 jid = None  # refused: nothing runs
             if jid is not None:
                 try:
-                    lean.Future(None, lib.flux_job_cancel(self.handle, jid,
+                    lean.Future(self.h, lib.flux_job_cancel(self.handle, jid,
                                                           b"fluxlite cluster done"),
                                 "job cancel").get()
                 except OSError:

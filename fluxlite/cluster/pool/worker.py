@@ -35,7 +35,7 @@ from fluxlite.flux import lean
 from fluxlite.cluster.pool import messages as m
 from fluxlite.execute.guard import GUARD_LOST, GuardLink
 from fluxlite.lazylog import get_logger
-from fluxlite.signals import STOP_SIGNALS
+from fluxlite.signals import STOP_SIGNALS, exit_now
 
 TYPE_CHECKING = False  # typing is not imported when fluxlite runs: it costs every start
 if TYPE_CHECKING:
@@ -529,14 +529,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def start() -> None:
     """The worker's process, from its start to its exit (``python -m`` or :data:`BOOT`)."""
-    code = main()
     # the guard's end: its worker reaped, nothing left below it; no teardown of the
     # interpreter to wait for before the job shell sees it exit
-    if "logging" in sys.modules:  # imported by a warning (fluxlite.lazylog)
-        sys.modules["logging"].shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+    exit_now(main())
 
 
 # How the coordinator starts a worker with its own interpreter: without site processing
